@@ -1,0 +1,219 @@
+import { readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import { LicdError } from './core/errors.ts';
+import { defaultLeasePolicy, type LeasePolicy } from './core/service.ts';
+import { Fields } from './core/validate.ts';
+
+export type DongleConfig =
+  | { transport: 'emulated'; stateFile: string | null; serial: string | null }
+  | { transport: 'tcp'; host: string; port: number }
+  | { transport: 'serial'; path: string; baudRate: number }
+  | { transport: 'hid'; vendorId: number; productId: number; path: string | null };
+
+export interface Config {
+  /** Where the database, development material and admin password live. */
+  dataDir: string;
+  /** Development mode: make a dev vendor key and a demo entitlement on first start. */
+  development: boolean;
+  vendorPublicKey: string | null;
+  entitlementFile: string | null;
+  mqtt: {
+    /** "embedded": run aedes in-process; "external": connect to a broker such as mosquitto. */
+    broker: 'embedded' | 'external';
+    host: string;
+    port: number;
+    /** For an external broker: its URL (mqtt://host:port). */
+    url: string | null;
+    username: string;
+    password: string | null;
+    passwordFile: string | null;
+    /** 4 = MQTT 3.1.1, 5 = MQTT 5. */
+    protocolVersion: 4 | 5;
+  };
+  broker: {
+    allowAnonymous: boolean;
+    /** File with the password of the "admin" MQTT user of the embedded broker (made on first start). */
+    adminPasswordFile: string;
+  };
+  dongle: DongleConfig & { presenceIntervalMs: number; timeoutMs: number };
+  leases: LeasePolicy;
+  limits: { maxPayloadBytes: number };
+  log: { level: 'debug' | 'info' | 'warn' | 'error'; format: 'text' | 'json' };
+}
+
+/** Settings and whether changing them needs a restart (all do today; documented in README). */
+export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'limits', 'log'] as const;
+
+function bad(field: string, message: string): never {
+  throw new LicdError('CONFIG_INVALID', `config: ${field} ${message}`, { field });
+}
+
+/**
+ * Builds the configuration from a JSON file (optional), environment overrides and defaults.
+ * Every problem names the field and the fix.
+ */
+export function loadConfig(opts: { file?: string | null; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Config {
+  const env = opts.env ?? process.env;
+  const cwd = opts.cwd ?? process.cwd();
+  const file = opts.file ?? env.LICD_CONFIG ?? null;
+  let raw: unknown = {};
+  let base = cwd;
+  if (file) {
+    const path = resolve(cwd, file);
+    base = resolve(path, '..');
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (e) {
+      throw new LicdError('CONFIG_INVALID', `config: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? e}); check the path given by --config or LICD_CONFIG`);
+    }
+    try {
+      raw = JSON.parse(text);
+    } catch (e) {
+      throw new LicdError('CONFIG_INVALID', `config: ${path} is not valid JSON (${(e as Error).message}); fix the syntax`);
+    }
+  }
+  return parseConfig(raw, env, base);
+}
+
+export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = {}, base = process.cwd()): Config {
+  const f = Fields.of(raw, '', 'CONFIG_INVALID');
+  f.only(CONFIG_FIELDS);
+  const path = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+
+  const dataDir = path(env.LICD_DATA_DIR ?? f.optString('dataDir', { max: 4096 }) ?? './data');
+  const entitlementFile = f.optString('entitlementFile', { max: 4096 });
+  const vendorPublicKey = f.optString('vendorPublicKey', { max: 64, pattern: /^[0-9a-fA-F]{64}$/, patternHelp: '64 hex digits (the vendor Ed25519 public key)' });
+  const development = f.optBool('development') ?? !entitlementFile;
+  if (!development) {
+    if (!entitlementFile) bad('entitlementFile', 'is required outside development mode: give the path of the license file from the vendor');
+    if (!vendorPublicKey) bad('vendorPublicKey', 'is required outside development mode: give the vendor public key (64 hex digits)');
+  }
+
+  const m = f.optObject('mqtt') ?? Fields.of({}, 'mqtt', 'CONFIG_INVALID');
+  m.only(['broker', 'host', 'port', 'url', 'username', 'password', 'passwordFile', 'protocolVersion']);
+  const brokerKind = (env.LICD_MQTT_URL ? 'external' : undefined) ?? m.optOneOf('broker', ['embedded', 'external'] as const) ?? 'embedded';
+  const port = env.LICD_MQTT_PORT !== undefined ? envInt('LICD_MQTT_PORT', env.LICD_MQTT_PORT, 0, 65535) : (m.optInt('port', { min: 0, max: 65535 }) ?? 1883);
+  const url = env.LICD_MQTT_URL ?? m.optString('url', { max: 1024, pattern: /^mqtts?:\/\/./, patternHelp: 'a URL like mqtt://127.0.0.1:1883' }) ?? null;
+  if (brokerKind === 'external' && !url) bad('mqtt.url', 'is required when mqtt.broker is "external": give the broker URL, e.g. mqtt://127.0.0.1:1883');
+  const pv = m.optInt('protocolVersion', { min: 4, max: 5 }) ?? 4;
+
+  const b = f.optObject('broker') ?? Fields.of({}, 'broker', 'CONFIG_INVALID');
+  b.only(['allowAnonymous', 'adminPasswordFile']);
+
+  const d = f.optObject('dongle') ?? Fields.of({}, 'dongle', 'CONFIG_INVALID');
+  const dongle = parseDongle(d, env.LICD_DONGLE, path);
+
+  const l = f.optObject('leases') ?? Fields.of({}, 'leases', 'CONFIG_INVALID');
+  l.only(Object.keys(defaultLeasePolicy));
+  const leases: LeasePolicy = {
+    ttlSeconds: l.optInt('ttlSeconds', { min: 3, max: 86400 }) ?? defaultLeasePolicy.ttlSeconds,
+    minTtlSeconds: l.optInt('minTtlSeconds', { min: 1, max: 86400 }) ?? defaultLeasePolicy.minTtlSeconds,
+    maxTtlSeconds: l.optInt('maxTtlSeconds', { min: 1, max: 86400 * 7 }) ?? defaultLeasePolicy.maxTtlSeconds,
+    disconnectGraceSeconds: l.optInt('disconnectGraceSeconds', { min: 0, max: 3600 }) ?? defaultLeasePolicy.disconnectGraceSeconds,
+    dongleGraceSeconds: l.optInt('dongleGraceSeconds', { min: 0, max: 86400 * 30 }) ?? defaultLeasePolicy.dongleGraceSeconds,
+  };
+  if (leases.minTtlSeconds > leases.maxTtlSeconds) bad('leases.minTtlSeconds', `(${leases.minTtlSeconds}) must not be above leases.maxTtlSeconds (${leases.maxTtlSeconds})`);
+  if (leases.ttlSeconds < leases.minTtlSeconds || leases.ttlSeconds > leases.maxTtlSeconds) {
+    bad('leases.ttlSeconds', `(${leases.ttlSeconds}) must be between leases.minTtlSeconds (${leases.minTtlSeconds}) and leases.maxTtlSeconds (${leases.maxTtlSeconds})`);
+  }
+
+  const lim = f.optObject('limits') ?? Fields.of({}, 'limits', 'CONFIG_INVALID');
+  lim.only(['maxPayloadBytes']);
+  const lg = f.optObject('log') ?? Fields.of({}, 'log', 'CONFIG_INVALID');
+  lg.only(['level', 'format']);
+  const envLevel = env.LICD_LOG_LEVEL;
+  if (envLevel !== undefined && !['debug', 'info', 'warn', 'error'].includes(envLevel)) {
+    throw new LicdError('CONFIG_INVALID', `LICD_LOG_LEVEL must be one of debug, info, warn, error, got ${JSON.stringify(envLevel)}`, { field: 'LICD_LOG_LEVEL' });
+  }
+
+  return {
+    dataDir,
+    development,
+    vendorPublicKey: vendorPublicKey ?? null,
+    entitlementFile: entitlementFile ? path(entitlementFile) : null,
+    mqtt: {
+      broker: brokerKind,
+      host: env.LICD_MQTT_HOST ?? m.optString('host', { max: 255 }) ?? '127.0.0.1',
+      port,
+      url,
+      username: m.optString('username', { max: 64 }) ?? 'licd',
+      password: env.LICD_MQTT_PASSWORD ?? m.optString('password', { max: 256 }) ?? null,
+      passwordFile: (() => {
+        const p = m.optString('passwordFile', { max: 4096 });
+        return p ? path(p) : null;
+      })(),
+      protocolVersion: pv as 4 | 5,
+    },
+    broker: {
+      allowAnonymous: b.optBool('allowAnonymous') ?? true,
+      adminPasswordFile: path(b.optString('adminPasswordFile', { max: 4096 }) ?? resolve(dataDir, 'admin.password')),
+    },
+    dongle,
+    leases,
+    limits: { maxPayloadBytes: lim.optInt('maxPayloadBytes', { min: 1024, max: 16 * 1024 * 1024 }) ?? 64 * 1024 },
+    log: {
+      level: (envLevel as Config['log']['level'] | undefined) ?? lg.optOneOf('level', ['debug', 'info', 'warn', 'error'] as const) ?? 'info',
+      format: lg.optOneOf('format', ['text', 'json'] as const) ?? 'text',
+    },
+  };
+}
+
+function envInt(name: string, v: string, min: number, max: number): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new LicdError('CONFIG_INVALID', `${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(v)}`, { field: name });
+  }
+  return n;
+}
+
+/**
+ * The dongle: from the config object, or from LICD_DONGLE written as one of
+ * "emulated", "tcp:HOST:PORT", "serial:PATH", "hid:VID:PID" (hex ids).
+ */
+function parseDongle(d: Fields, envSpec: string | undefined, path: (p: string) => string): Config['dongle'] {
+  d.only(['transport', 'stateFile', 'serial', 'host', 'port', 'path', 'baudRate', 'vendorId', 'productId', 'presenceIntervalMs', 'timeoutMs']);
+  const common = {
+    presenceIntervalMs: d.optInt('presenceIntervalMs', { min: 50, max: 60_000 }) ?? 250,
+    timeoutMs: d.optInt('timeoutMs', { min: 50, max: 60_000 }) ?? 500,
+  };
+  if (envSpec !== undefined) {
+    const [kind, ...rest] = envSpec.split(':');
+    const fail = (): never => {
+      throw new LicdError('CONFIG_INVALID', `LICD_DONGLE ${JSON.stringify(envSpec)} is not understood; use emulated, tcp:HOST:PORT, serial:PATH or hid:VID:PID`, { field: 'LICD_DONGLE' });
+    };
+    if (kind === 'emulated') return { transport: 'emulated', stateFile: null, serial: null, ...common };
+    if (kind === 'tcp' && rest.length === 2) {
+      const port = Number(rest[1]);
+      if (!Number.isInteger(port) || port < 1 || port > 65535) fail();
+      return { transport: 'tcp', host: rest[0]!, port, ...common };
+    }
+    if (kind === 'serial' && rest.length >= 1) return { transport: 'serial', path: rest.join(':'), baudRate: 115200, ...common };
+    if (kind === 'hid' && rest.length === 2) {
+      const vid = parseInt(rest[0]!, 16);
+      const pid = parseInt(rest[1]!, 16);
+      if (!Number.isInteger(vid) || !Number.isInteger(pid)) fail();
+      return { transport: 'hid', vendorId: vid, productId: pid, path: null, ...common };
+    }
+    return fail();
+  }
+  const transport = d.optOneOf('transport', ['emulated', 'tcp', 'serial', 'hid'] as const) ?? 'emulated';
+  switch (transport) {
+    case 'emulated': {
+      const sf = d.optString('stateFile', { max: 4096 });
+      return { transport, stateFile: sf ? path(sf) : null, serial: d.optString('serial', { max: 32 }) ?? null, ...common };
+    }
+    case 'tcp':
+      return { transport, host: d.optString('host', { max: 255 }) ?? '127.0.0.1', port: d.int('port', { min: 1, max: 65535 }), ...common };
+    case 'serial':
+      return { transport, path: d.string('path', { max: 4096 }), baudRate: d.optInt('baudRate', { min: 1200, max: 4_000_000 }) ?? 115200, ...common };
+    case 'hid':
+      return {
+        transport,
+        vendorId: d.int('vendorId', { min: 0, max: 0xffff }),
+        productId: d.int('productId', { min: 0, max: 0xffff }),
+        path: d.optString('path', { max: 4096 }) ?? null,
+        ...common,
+      };
+  }
+}

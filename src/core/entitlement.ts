@@ -1,0 +1,151 @@
+import { LicdError } from './errors.ts';
+import { equalBytes, fromHex, toHex } from './bytes.ts';
+import type { Ed25519 } from './ports.ts';
+import { FORMATS, verifyEnvelope } from './signed.ts';
+import { Fields, NAME_HELP, NAME_PATTERN, VERSION_PATTERN } from './validate.ts';
+
+export const LICENSE_TYPES = ['interface', 'render', 'distributed'] as const;
+export type LicenseType = (typeof LICENSE_TYPES)[number];
+
+export const MAX_BORROW_HOURS = 8760;
+
+export interface FeatureLicense {
+  name: string;
+  version: string;
+  seats: number;
+  /** ms since epoch, or null for a permanent license. */
+  expires: number | null;
+  type: LicenseType;
+  /** Product name shown to people (the V-Ray wizard's "Product"). */
+  product: string;
+  borrow: { allowed: boolean; maxHours: number };
+}
+
+export interface DongleBinding {
+  serial: string;
+  publicKey: Uint8Array;
+  emulated: boolean;
+}
+
+export interface Entitlement {
+  id: string;
+  issuedAt: number;
+  customer: string;
+  development: boolean;
+  dongle: DongleBinding;
+  features: FeatureLicense[];
+  /** The signed document as issued, kept so it can be forwarded to clients for offline checks. */
+  envelope: unknown;
+}
+
+/** The body a vendor signs (also what `licctl vendor issue` builds). Times are ISO 8601. */
+export interface EntitlementBody {
+  id: string;
+  issuedAt: string;
+  customer: string;
+  development?: boolean;
+  dongle: { serial: string; publicKey: string; emulated: boolean };
+  features: Array<{
+    name: string;
+    version: string;
+    seats: number;
+    expires: string | null;
+    type: LicenseType;
+    product?: string;
+    borrow: { allowed: boolean; maxHours: number };
+  }>;
+}
+
+function parseTime(f: Fields, field: string): number {
+  const s = f.string(field, { max: 40 });
+  const t = Date.parse(s);
+  if (!Number.isFinite(t)) f.fail(field, `must be an ISO 8601 time, got ${JSON.stringify(s)}`);
+  return t;
+}
+
+/** Validates an entitlement body (already signature-checked or about to be signed). */
+export function parseEntitlementBody(json: unknown): Omit<Entitlement, 'envelope'> {
+  const f = Fields.of(json, 'entitlement', 'ENTITLEMENT_INVALID');
+  const d = f.object('dongle');
+  const pkHex = d.string('publicKey', { max: 64 });
+  const publicKey = /^[0-9a-fA-F]{64}$/.test(pkHex) ? fromHex(pkHex) : d.fail('publicKey', 'must be 64 hex digits (32 bytes)');
+  if (publicKey.length !== 32) d.fail('publicKey', 'must be 64 hex digits (32 bytes)');
+  const features: FeatureLicense[] = [];
+  const seen = new Set<string>();
+  const list = f.array('features', { max: 1000 });
+  list.forEach((raw, i) => {
+    const x = f.element(i, raw, 'features');
+    const name = x.string('name', { max: 64, pattern: NAME_PATTERN, patternHelp: NAME_HELP });
+    if (seen.has(name)) x.fail('name', `${name} is listed twice; list each feature once`);
+    seen.add(name);
+    const b = x.object('borrow');
+    const allowed = b.bool('allowed');
+    const maxHours = b.int('maxHours', { min: allowed ? 1 : 0, max: MAX_BORROW_HOURS });
+    const expiresRaw = x.raw('expires');
+    features.push({
+      name,
+      version: x.string('version', { max: 32, pattern: VERSION_PATTERN, patternHelp: 'a dotted version like 6.2' }),
+      seats: x.int('seats', { min: 1, max: 1_000_000 }),
+      expires: expiresRaw === null ? null : parseTime(x, 'expires'),
+      type: x.oneOf('type', LICENSE_TYPES),
+      product: x.optString('product', { max: 128 }) ?? name,
+      borrow: { allowed, maxHours },
+    });
+  });
+  if (features.length === 0) f.fail('features', 'must list at least one feature');
+  return {
+    id: f.string('id', { max: 128 }),
+    issuedAt: parseTime(f, 'issuedAt'),
+    customer: f.string('customer', { max: 256 }),
+    development: f.optBool('development') ?? false,
+    dongle: { serial: d.string('serial', { max: 64 }), publicKey, emulated: d.bool('emulated') },
+    features,
+  };
+}
+
+/**
+ * Verifies a license file against the vendor key and the dongle the daemon actually has.
+ * Refuses, and says which: unsigned, altered, for another dongle, expired.
+ */
+export function verifyEntitlement(
+  envelope: unknown,
+  opts: { vendorPublicKey: Uint8Array; dongle: { serial: string; publicKey: Uint8Array }; now: number; ed: Ed25519 },
+): Entitlement {
+  const json = verifyEnvelope(envelope, FORMATS.entitlement, opts.vendorPublicKey, opts.ed, 'ENTITLEMENT_INVALID', 'vendor');
+  const e = parseEntitlementBody(json);
+  if (e.dongle.serial !== opts.dongle.serial || !equalBytes(e.dongle.publicKey, opts.dongle.publicKey)) {
+    throw new LicdError(
+      'ENTITLEMENT_INVALID',
+      `entitlement ${e.id} is for another dongle (serial ${e.dongle.serial}); the dongle here is ${opts.dongle.serial}. ` +
+        'Ask the vendor for a license file issued to this dongle.',
+      { reason: 'other-dongle', entitlementDongle: e.dongle.serial, dongle: opts.dongle.serial },
+    );
+  }
+  const live = e.features.filter((x) => x.expires === null || x.expires > opts.now);
+  if (live.length === 0) {
+    const last = Math.max(...e.features.map((x) => x.expires ?? 0));
+    throw new LicdError('ENTITLEMENT_INVALID', `entitlement ${e.id} has expired (its last feature ended ${new Date(last).toISOString()}); ask the vendor for a renewal`, {
+      reason: 'expired',
+    });
+  }
+  return { ...e, envelope };
+}
+
+export function entitlementBodyOf(e: Omit<Entitlement, 'envelope'>): EntitlementBody {
+  return {
+    id: e.id,
+    issuedAt: new Date(e.issuedAt).toISOString(),
+    customer: e.customer,
+    ...(e.development ? { development: true } : {}),
+    dongle: { serial: e.dongle.serial, publicKey: toHex(e.dongle.publicKey), emulated: e.dongle.emulated },
+    features: e.features.map((x) => ({
+      name: x.name,
+      version: x.version,
+      seats: x.seats,
+      expires: x.expires === null ? null : new Date(x.expires).toISOString(),
+      type: x.type,
+      product: x.product,
+      borrow: { ...x.borrow },
+    })),
+  };
+}

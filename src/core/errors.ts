@@ -1,0 +1,61 @@
+/**
+ * Every error a client or admin can meet carries a stable code (part of the protocol; see
+ * docs/protocol.md) and a message that names the cause and the fix.
+ */
+export const ErrorCodes = [
+  // request shape
+  'BAD_JSON',
+  'BAD_REQUEST',
+  'UNKNOWN_OP',
+  'PAYLOAD_TOO_LARGE',
+  'BAD_CLIENT_ID',
+  'FORBIDDEN',
+  // licensing rules
+  'UNKNOWN_FEATURE',
+  'VERSION_NOT_LICENSED',
+  'FEATURE_EXPIRED',
+  'NO_SEATS',
+  'UNKNOWN_LEASE',
+  'BORROW_NOT_ALLOWED',
+  'BORROW_HOURS',
+  'BORROW_LIMIT',
+  'UNKNOWN_BORROW',
+  'CLOCK_SET_BACK',
+  'QUARANTINE',
+  // the server's own state
+  'DONGLE_ABSENT',
+  'STORE_FAILED',
+  'SHUTTING_DOWN',
+  'INTERNAL',
+  // configuration and trust
+  'CONFIG_INVALID',
+  'ENTITLEMENT_INVALID',
+  'TOKEN_INVALID',
+  'TIMEOUT',
+] as const;
+
+export type ErrorCode = (typeof ErrorCodes)[number];
+
+export class LicdError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown> | undefined;
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>) {
+    super(message);
+    this.name = 'LicdError';
+    this.code = code;
+    this.details = details;
+  }
+  toJSON(): { code: ErrorCode; message: string; details?: Record<string, unknown> } {
+    return this.details === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, details: this.details };
+  }
+}
+
+export function isLicdError(e: unknown): e is LicdError {
+  return e instanceof LicdError;
+}
+
+export function isErrorCode(s: unknown): s is ErrorCode {
+  return typeof s === 'string' && (ErrorCodes as readonly string[]).includes(s);
+}

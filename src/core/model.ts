@@ -1,0 +1,68 @@
+/** Seat state records: what the store persists and the status shows. Times are ms since epoch. */
+export interface Lease {
+  id: string;
+  feature: string;
+  count: number;
+  /** The MQTT client that holds it: the only client that may heartbeat or check it in. */
+  clientId: string;
+  /** Process id on the client, so two processes of one client hold separate leases. */
+  pid: number;
+  user: string;
+  host: string;
+  since: number;
+  expiresAt: number;
+  ttlMs: number;
+  /** Set when the client's connection died (its last will); the lease then ends after the grace. */
+  disconnectedAt: number | null;
+}
+
+export interface Borrow {
+  id: string;
+  feature: string;
+  count: number;
+  user: string;
+  /** Stable host id from the client SDK (not a MAC address). */
+  hostId: string;
+  hostName: string;
+  /** The client's own Ed25519 public key (hex): the token is bound to it. */
+  clientKey: string;
+  /** The MQTT client that borrowed, if online. */
+  clientId: string | null;
+  since: number;
+  expiresAt: number;
+  /** The admin marked it lost: the seat stays reserved until expiry (the token works offline). */
+  lost: boolean;
+  autoRenew: boolean;
+  /** How the token was issued: online over MQTT or from an air-gapped request file. */
+  via: 'online' | 'file';
+}
+
+/** One state change. A change of seat state is a list of these, written as one atomic batch. */
+export type Mutation =
+  | { kind: 'lease.put'; lease: Lease }
+  | { kind: 'lease.del'; id: string }
+  | { kind: 'borrow.put'; borrow: Borrow }
+  | { kind: 'borrow.del'; id: string }
+  | { kind: 'meta.put'; key: string; value: unknown };
+
+export interface Change<T> {
+  result: T;
+  mutations: Mutation[];
+  /** Puts the in-memory table back as it was before this change (when the write failed). */
+  undo(): void;
+}
+
+export interface Availability {
+  feature: string;
+  product: string;
+  version: string;
+  type: string;
+  total: number;
+  leased: number;
+  borrowed: number;
+  /** Seats held back by a quarantine (see docs/threat-model.md). */
+  held: number;
+  free: number;
+  expires: string | null;
+  borrow: { allowed: boolean; maxHours: number };
+}

@@ -1,0 +1,86 @@
+/**
+ * The small interfaces through which the pure core meets the world. Adapters implement them;
+ * tests inject fakes (a settable clock, seeded randomness).
+ */
+export interface Clock {
+  /** Milliseconds since the Unix epoch. */
+  now(): number;
+}
+
+export interface Random {
+  /** n cryptographically random bytes. */
+  bytes(n: number): Uint8Array;
+}
+
+/** Ed25519 operations. Implementations: node:crypto (fast) and tweetnacl (independent). */
+export interface Ed25519 {
+  /** Public key (32 bytes) of a 32-byte seed. */
+  publicKey(seed: Uint8Array): Uint8Array;
+  sign(seed: Uint8Array, message: Uint8Array): Uint8Array;
+  verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean;
+}
+
+export const systemClock: Clock = { now: () => Date.now() };
+
+import type { Borrow, Lease, Mutation } from './model.ts';
+
+export interface StoredState {
+  leases: Lease[];
+  borrows: Borrow[];
+  meta: Map<string, unknown>;
+}
+
+/**
+ * Durable seat state. `commit` writes all the mutations of one change as one atomic batch and
+ * resolves only once it is synced to disk; the daemon answers a request only after that.
+ */
+export interface StateStore {
+  load(): Promise<StoredState>;
+  commit(mutations: readonly Mutation[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** An in-memory store for unit tests of the rules. */
+export class MemoryStore implements StateStore {
+  readonly leases = new Map<string, Lease>();
+  readonly borrows = new Map<string, Borrow>();
+  readonly meta = new Map<string, unknown>();
+  commits = 0;
+  failNext = 0;
+  async load(): Promise<StoredState> {
+    return { leases: [...this.leases.values()], borrows: [...this.borrows.values()], meta: new Map(this.meta) };
+  }
+  async commit(mutations: readonly Mutation[]): Promise<void> {
+    if (this.failNext > 0) {
+      this.failNext--;
+      throw new Error('injected store failure');
+    }
+    this.commits++;
+    for (const m of mutations) {
+      if (m.kind === 'lease.put') this.leases.set(m.lease.id, structuredClone(m.lease));
+      else if (m.kind === 'lease.del') this.leases.delete(m.id);
+      else if (m.kind === 'borrow.put') this.borrows.set(m.borrow.id, structuredClone(m.borrow));
+      else if (m.kind === 'borrow.del') this.borrows.delete(m.id);
+      else this.meta.set(m.key, structuredClone(m.value));
+    }
+  }
+  async close(): Promise<void> {}
+}
+
+/** What the daemon needs of its dongle (firmware-bridge implements it over any transport). */
+export interface DongleIdentity {
+  serial: string;
+  publicKey: Uint8Array;
+  counter: bigint;
+  emulated: boolean;
+  firmwareVersion: string;
+}
+
+export interface DonglePort {
+  info(): Promise<DongleIdentity>;
+  /** Signs `message` under `domain`; the dongle adds its class byte (see firmware-bridge/PROTOCOL.md). */
+  sign(domain: string, message: Uint8Array): Promise<Uint8Array>;
+  /** Steps the monotonic counter; never retried silently (a retry could step it twice). */
+  counterIncrement(nonce: Uint8Array): Promise<{ value: bigint; signature: Uint8Array }>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,171 @@
+/**
+ * MQTT API v1: the one typed map of topics and payloads. docs/protocol.md follows this file;
+ * the daemon and the client SDK both use it, so they cannot disagree.
+ */
+import type { ErrorCode } from './errors.ts';
+import type { Availability } from './model.ts';
+import type { SignedEnvelope } from './signed.ts';
+
+export const TOPIC_PREFIX = 'licd/v1';
+
+export const topics = {
+  /** Retained. The daemon's state; its last will sets {state: "offline"}. */
+  serverState: `${TOPIC_PREFIX}/server/state`,
+  /** Retained. The trust chain clients verify grants and tokens with: {entitlement, delegation}. */
+  serverChain: `${TOPIC_PREFIX}/server/chain`,
+  /** Retained, one per feature: seats total, leased, borrowed, free; republished on every change. */
+  feature: (name: string) => `${TOPIC_PREFIX}/feature/${name}`,
+  featureWildcard: `${TOPIC_PREFIX}/feature/+`,
+  /** A client publishes its requests here; the broker lets only that client id publish. */
+  clientRequest: (clientId: string) => `${TOPIC_PREFIX}/client/${clientId}/req`,
+  clientRequestWildcard: `${TOPIC_PREFIX}/client/+/req`,
+  /** Answers to a client (and to an admin); only that client id may subscribe. */
+  clientResponse: (clientId: string) => `${TOPIC_PREFIX}/client/${clientId}/res`,
+  /** A client's last will: the broker publishes it when the client's connection dies. */
+  clientWill: (clientId: string) => `${TOPIC_PREFIX}/client/${clientId}/will`,
+  clientWillWildcard: `${TOPIC_PREFIX}/client/+/will`,
+  /** Admin requests; the broker lets only admin identities publish here. */
+  adminRequest: (clientId: string) => `${TOPIC_PREFIX}/admin/${clientId}/req`,
+  adminRequestWildcard: `${TOPIC_PREFIX}/admin/+/req`,
+} as const;
+
+/** Parses a topic the daemon subscribes to into its kind and client id. */
+export function parseTopic(topic: string): { kind: 'request' | 'admin' | 'will'; clientId: string } | null {
+  const parts = topic.split('/');
+  if (parts.length !== 5 || parts[0] !== 'licd' || parts[1] !== 'v1') return null;
+  const clientId = parts[3]!;
+  if (parts[2] === 'client' && parts[4] === 'req') return { kind: 'request', clientId };
+  if (parts[2] === 'client' && parts[4] === 'will') return { kind: 'will', clientId };
+  if (parts[2] === 'admin' && parts[4] === 'req') return { kind: 'admin', clientId };
+  return null;
+}
+
+// ---- payloads -------------------------------------------------------------------------------
+
+export interface LeaseView {
+  id: string;
+  feature: string;
+  count: number;
+  user: string;
+  host: string;
+  clientId: string;
+  pid: number;
+  since: string;
+  until: string;
+  state: 'active' | 'disconnected';
+}
+
+export interface BorrowView {
+  id: string;
+  feature: string;
+  count: number;
+  user: string;
+  hostId: string;
+  hostName: string;
+  since: string;
+  until: string;
+  state: 'active' | 'lost';
+  autoRenew: boolean;
+  via: 'online' | 'file';
+}
+
+export interface DongleView {
+  present: boolean;
+  serial: string | null;
+  emulated: boolean;
+  /** Why it is absent, when it is. */
+  reason?: string;
+}
+
+export interface ServerState {
+  state: 'online' | 'offline';
+  version: string;
+  since: string;
+  /** Development material (dev vendor key, emulated dongle, demo entitlement) is in use. */
+  development: boolean;
+  dongle: DongleView;
+  entitlement: { id: string; customer: string } | null;
+  features: string[];
+  /** Why granting is limited, if it is (dongle absent, quarantine, clock set back). */
+  warnings: string[];
+}
+
+export interface FeatureStatus extends Availability {
+  leases: LeaseView[];
+  borrows: BorrowView[];
+}
+
+export interface StatusResult {
+  server: ServerState;
+  features: FeatureStatus[];
+  quarantine: Array<{ feature: string; seats: number; until: string }>;
+}
+
+export interface CheckoutParams {
+  feature: string;
+  version?: string;
+  count?: number;
+  user: string;
+  host: string;
+  pid: number;
+  /** Requested lease time to live in seconds (the server clamps it to its limits). */
+  ttl?: number;
+}
+
+export interface CheckoutResult {
+  status: 'granted' | 'extended';
+  lease: LeaseView;
+  /** Seconds between heartbeats the client should keep. */
+  heartbeat: number;
+  /** The grant, signed by the daemon's session key (chained to the dongle and the vendor). */
+  grant?: SignedEnvelope;
+}
+
+export interface HeartbeatParams {
+  leases?: string[];
+}
+
+export interface HeartbeatResult {
+  renewed: Array<{ id: string; until: string }>;
+  /** Leases this client no longer holds (expired or revoked): check out again. */
+  unknown: string[];
+}
+
+export interface CheckinParams {
+  leases?: string[];
+  feature?: string;
+  pid?: number;
+}
+
+export interface CheckinResult {
+  released: string[];
+  unknown: string[];
+}
+
+export interface RequestBase {
+  id: string;
+  op: string;
+}
+
+export type Answer<T = unknown> =
+  | { id: string | null; ok: true; op: string; result: T }
+  | { id: string | null; ok: false; op: string | null; error: { code: ErrorCode; message: string; details?: Record<string, unknown> } };
+
+export const CLIENT_OPS = [
+  'status',
+  'checkout',
+  'heartbeat',
+  'checkin',
+  'borrow',
+  'borrow.renew',
+  'borrow.return',
+  'borrow.list',
+  'borrow.preview',
+] as const;
+
+export const ADMIN_OPS = ['lease.revoke', 'borrows', 'borrow.lost', 'borrow.file', 'return.file', 'limits.get', 'limits.set'] as const;
+
+export type ClientOp = (typeof CLIENT_OPS)[number];
+export type AdminOp = (typeof ADMIN_OPS)[number];
+
+export const DEFAULT_MAX_PAYLOAD = 64 * 1024;

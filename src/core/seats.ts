@@ -1,0 +1,496 @@
+import { LicdError } from './errors.ts';
+import type { FeatureLicense } from './entitlement.ts';
+import type { Availability, Borrow, Change, Lease, Mutation } from './model.ts';
+import { compareVersions } from './validate.ts';
+
+interface FeatureState {
+  license: FeatureLicense;
+  leased: number;
+  borrowed: number;
+  leases: Map<string, Lease>;
+  borrows: Map<string, Borrow>;
+  /** Seats held back by a quarantine until a time (anti-rollback, issue 5). */
+  hold: { seats: number; until: number } | null;
+}
+
+export interface CheckoutRequest {
+  clientId: string;
+  pid: number;
+  user: string;
+  host: string;
+  feature: string;
+  /** Minimum version the client needs. */
+  version?: string | undefined;
+  count: number;
+  ttlMs: number;
+}
+
+export type CheckoutStatus = 'granted' | 'extended';
+
+/**
+ * The seat table: every lease and borrow, per feature, with the rule that leased + borrowed
+ * (+ held) never exceeds the licensed count. All changes go through `apply`, which also records
+ * the inverse, so a decision can be undone when its durable write fails. Pure: time comes in as
+ * arguments and ids from the injected generator.
+ */
+export class SeatTable {
+  private readonly features = new Map<string, FeatureState>();
+  private readonly leases = new Map<string, Lease>();
+  private readonly borrows = new Map<string, Borrow>();
+  /** `${clientId}\0${pid}\0${feature}` -> lease id: a repeated checkout extends instead of taking another seat. */
+  private readonly byOwner = new Map<string, string>();
+  private readonly byClient = new Map<string, Set<string>>();
+  /** Expiry buckets by whole second: 'L' + lease id or 'B' + borrow id. */
+  private readonly wheel = new Map<number, Set<string>>();
+  private wheelCursor = -1;
+
+  constructor(
+    licenses: readonly FeatureLicense[],
+    private readonly newId: () => string,
+  ) {
+    for (const license of licenses) {
+      this.features.set(license.name, { license, leased: 0, borrowed: 0, leases: new Map(), borrows: new Map(), hold: null });
+    }
+  }
+
+  featureNames(): string[] {
+    return [...this.features.keys()];
+  }
+
+  license(name: string): FeatureLicense | undefined {
+    return this.features.get(name)?.license;
+  }
+
+  private feature(name: string): FeatureState {
+    const f = this.features.get(name);
+    if (!f) {
+      throw new LicdError('UNKNOWN_FEATURE', `no feature ${JSON.stringify(name)} is licensed here; features served: ${this.featureNames().join(', ') || 'none'}`, {
+        feature: name,
+        features: this.featureNames(),
+      });
+    }
+    return f;
+  }
+
+  private heldSeats(f: FeatureState, now: number): number {
+    return f.hold && f.hold.until > now ? f.hold.seats : 0;
+  }
+
+  free(name: string, now: number): number {
+    const f = this.feature(name);
+    return Math.max(0, f.license.seats - f.leased - f.borrowed - this.heldSeats(f, now));
+  }
+
+  availability(name: string, now: number): Availability {
+    const f = this.feature(name);
+    const l = f.license;
+    return {
+      feature: l.name,
+      product: l.product,
+      version: l.version,
+      type: l.type,
+      total: l.seats,
+      leased: f.leased,
+      borrowed: f.borrowed,
+      held: this.heldSeats(f, now),
+      free: this.free(name, now),
+      expires: l.expires === null ? null : new Date(l.expires).toISOString(),
+      borrow: { ...l.borrow },
+    };
+  }
+
+  /** Says why a feature cannot be used now (unknown, version, expiry), or returns its state. */
+  usable(name: string, version: string | undefined, now: number): FeatureState {
+    const f = this.feature(name);
+    const l = f.license;
+    if (version !== undefined && compareVersions(l.version, version) < 0) {
+      throw new LicdError('VERSION_NOT_LICENSED', `${name}: version ${version} was asked for, but the license covers versions up to ${l.version}`, {
+        feature: name,
+        licensed: l.version,
+        requested: version,
+      });
+    }
+    if (l.expires !== null && l.expires <= now) {
+      throw new LicdError('FEATURE_EXPIRED', `${name}: the license expired at ${new Date(l.expires).toISOString()}; renew it with the vendor`, {
+        feature: name,
+        expired: new Date(l.expires).toISOString(),
+      });
+    }
+    return f;
+  }
+
+  noSeats(name: string, wanted: number, now: number): LicdError {
+    const a = this.availability(name, now);
+    const held = a.held > 0 ? `, ${a.held} held by quarantine` : '';
+    return new LicdError(
+      'NO_SEATS',
+      `${name}: ${a.free} of ${a.total} seats free (${a.leased} leased, ${a.borrowed} borrowed${held}); ${wanted} wanted. ` +
+        'Retry when a seat is checked in, or ask an admin to free one (licctl status shows who holds them).',
+      { feature: name, wanted, total: a.total, leased: a.leased, borrowed: a.borrowed, held: a.held, free: a.free },
+    );
+  }
+
+  // ---- leases -------------------------------------------------------------------------------
+
+  checkout(req: CheckoutRequest, now: number): Change<{ status: CheckoutStatus; lease: Lease }> {
+    const f = this.usable(req.feature, req.version, now);
+    if (req.count > f.license.seats) {
+      throw new LicdError('NO_SEATS', `${req.feature}: ${req.count} seats asked for, but only ${f.license.seats} are licensed`, {
+        feature: req.feature,
+        wanted: req.count,
+        total: f.license.seats,
+      });
+    }
+    const ownerKey = `${req.clientId}\0${req.pid}\0${req.feature}`;
+    const existingId = this.byOwner.get(ownerKey);
+    const existing = existingId === undefined ? undefined : this.leases.get(existingId);
+    const extra = req.count - (existing?.count ?? 0);
+    if (extra > 0 && extra > this.free(req.feature, now)) throw this.noSeats(req.feature, extra, now);
+    const lease: Lease = existing
+      ? { ...existing, count: req.count, user: req.user, host: req.host, expiresAt: now + req.ttlMs, ttlMs: req.ttlMs, disconnectedAt: null }
+      : {
+          id: this.newId(),
+          feature: req.feature,
+          count: req.count,
+          clientId: req.clientId,
+          pid: req.pid,
+          user: req.user,
+          host: req.host,
+          since: now,
+          expiresAt: now + req.ttlMs,
+          ttlMs: req.ttlMs,
+          disconnectedAt: null,
+        };
+    return this.change({ status: existing ? 'extended' : 'granted', lease }, [{ kind: 'lease.put', lease }]);
+  }
+
+  leasesOf(clientId: string): Lease[] {
+    return [...(this.byClient.get(clientId) ?? [])].map((id) => this.leases.get(id)!).filter(Boolean);
+  }
+
+  getLease(id: string): Lease | undefined {
+    return this.leases.get(id);
+  }
+
+  /** Renews the client's leases (all, or the ids given). Unknown ids are reported, not fatal. */
+  heartbeat(clientId: string, ids: readonly string[] | undefined, now: number): Change<{ renewed: Lease[]; unknown: string[] }> {
+    const unknown: string[] = [];
+    const mine = ids === undefined ? this.leasesOf(clientId) : [];
+    if (ids !== undefined) {
+      for (const id of ids) {
+        const l = this.leases.get(id);
+        if (l && l.clientId === clientId) mine.push(l);
+        else unknown.push(id);
+      }
+    }
+    const renewed = mine.map((l) => ({ ...l, expiresAt: now + l.ttlMs, disconnectedAt: null }));
+    return this.change(
+      { renewed, unknown },
+      renewed.map((lease) => ({ kind: 'lease.put', lease }) as const),
+    );
+  }
+
+  /** Checks in the client's own leases: by id, by feature, by process, or all. */
+  checkin(clientId: string, sel: { ids?: readonly string[] | undefined; feature?: string | undefined; pid?: number | undefined }): Change<{ released: Lease[]; unknown: string[] }> {
+    const unknown: string[] = [];
+    let mine: Lease[];
+    if (sel.ids !== undefined) {
+      mine = [];
+      for (const id of sel.ids) {
+        const l = this.leases.get(id);
+        if (l && l.clientId === clientId) mine.push(l);
+        else unknown.push(id);
+      }
+    } else {
+      mine = this.leasesOf(clientId).filter(
+        (l) => (sel.feature === undefined || l.feature === sel.feature) && (sel.pid === undefined || l.pid === sel.pid),
+      );
+    }
+    return this.change(
+      { released: mine, unknown },
+      mine.map((l) => ({ kind: 'lease.del', id: l.id }) as const),
+    );
+  }
+
+  /** An admin takes a lease back. */
+  revokeLease(id: string): Change<Lease> {
+    const l = this.leases.get(id);
+    if (!l) throw new LicdError('UNKNOWN_LEASE', `no lease ${JSON.stringify(id)}; licctl status lists the leases`, { lease: id });
+    return this.change(l, [{ kind: 'lease.del', id }]);
+  }
+
+  /** The client's MQTT connection died (its last will): its leases end after the grace unless it comes back. */
+  clientGone(clientId: string, now: number, graceMs: number): Change<Lease[]> {
+    const changed = this.leasesOf(clientId)
+      .filter((l) => l.disconnectedAt === null)
+      .map((l) => ({ ...l, disconnectedAt: now, expiresAt: Math.min(l.expiresAt, now + graceMs) }));
+    return this.change(
+      changed,
+      changed.map((lease) => ({ kind: 'lease.put', lease }) as const),
+    );
+  }
+
+  // ---- borrows ------------------------------------------------------------------------------
+
+  getBorrow(id: string): Borrow | undefined {
+    return this.borrows.get(id);
+  }
+
+  allBorrows(): Borrow[] {
+    return [...this.borrows.values()];
+  }
+
+  allLeases(): Lease[] {
+    return [...this.leases.values()];
+  }
+
+  /** Reserves seats for an offline borrow; the caller has checked policy and hours. */
+  borrow(b: Omit<Borrow, 'id'> & { id?: string }, now: number): Change<Borrow> {
+    const f = this.usable(b.feature, undefined, now);
+    if (!f.license.borrow.allowed) {
+      throw new LicdError('BORROW_NOT_ALLOWED', `${b.feature}: the license does not allow borrowing; use it online, or ask the vendor for a license with borrowing`, {
+        feature: b.feature,
+      });
+    }
+    if (b.count > this.free(b.feature, now)) throw this.noSeats(b.feature, b.count, now);
+    const borrow: Borrow = { ...b, id: b.id ?? this.newId() };
+    return this.change(borrow, [{ kind: 'borrow.put', borrow }]);
+  }
+
+  /** Replaces a borrow record (renew, mark lost, auto-renew flag); its seat count stays. */
+  updateBorrow(borrow: Borrow): Change<Borrow> {
+    const old = this.borrows.get(borrow.id);
+    if (!old) throw new LicdError('UNKNOWN_BORROW', `no borrow ${JSON.stringify(borrow.id)}; licctl borrows lists them`, { borrow: borrow.id });
+    if (old.count !== borrow.count || old.feature !== borrow.feature) throw new Error('updateBorrow cannot change seats');
+    return this.change(borrow, [{ kind: 'borrow.put', borrow }]);
+  }
+
+  returnBorrow(id: string): Change<Borrow> {
+    const b = this.borrows.get(id);
+    if (!b) throw new LicdError('UNKNOWN_BORROW', `no borrow ${JSON.stringify(id)}: it was returned already or has expired`, { borrow: id });
+    return this.change(b, [{ kind: 'borrow.del', id }]);
+  }
+
+  // ---- holds (quarantine) -------------------------------------------------------------------
+
+  setHold(name: string, seats: number, until: number): void {
+    const f = this.features.get(name);
+    if (f) f.hold = seats > 0 ? { seats, until } : null;
+  }
+
+  holds(now: number): Array<{ feature: string; seats: number; until: number }> {
+    const out = [];
+    for (const [name, f] of this.features) if (f.hold && f.hold.until > now) out.push({ feature: name, ...f.hold });
+    return out;
+  }
+
+  // ---- expiry -------------------------------------------------------------------------------
+
+  /** Removes every lease and borrow whose time has passed. */
+  reap(now: number): Change<{ leases: Lease[]; borrows: Borrow[] }> {
+    const nowSec = Math.floor(now / 1000);
+    const due: string[] = [];
+    if (this.wheelCursor < 0 || nowSec - this.wheelCursor > 3600) {
+      // First run or a long jump: look at every bucket once rather than every second.
+      for (const [sec, set] of this.wheel) if (sec <= nowSec) due.push(...set);
+    } else {
+      for (let s = this.wheelCursor; s <= nowSec; s++) {
+        const set = this.wheel.get(s);
+        if (set) due.push(...set);
+      }
+    }
+    this.wheelCursor = nowSec;
+    const leases: Lease[] = [];
+    const borrows: Borrow[] = [];
+    const mutations: Mutation[] = [];
+    for (const key of due) {
+      const id = key.slice(1);
+      if (key[0] === 'L') {
+        const l = this.leases.get(id);
+        if (l && l.expiresAt <= now) {
+          leases.push(l);
+          mutations.push({ kind: 'lease.del', id });
+        }
+      } else {
+        const b = this.borrows.get(id);
+        if (b && b.expiresAt <= now) {
+          borrows.push(b);
+          mutations.push({ kind: 'borrow.del', id });
+        }
+      }
+    }
+    return this.change({ leases, borrows }, mutations);
+  }
+
+  /** Loads persisted state (at start). Entries whose time passed while the daemon was down are dropped. */
+  restore(leases: Lease[], borrows: Borrow[], now: number): Change<{ dropped: Lease[]; droppedBorrows: Borrow[]; orphans: string[] }> {
+    const mutations: Mutation[] = [];
+    const dropped: Lease[] = [];
+    const droppedBorrows: Borrow[] = [];
+    const orphans: string[] = [];
+    for (const lease of leases) {
+      if (lease.expiresAt <= now) {
+        dropped.push(lease);
+        mutations.push({ kind: 'lease.del', id: lease.id });
+      } else if (!this.features.has(lease.feature)) {
+        orphans.push(lease.id);
+        mutations.push({ kind: 'lease.del', id: lease.id });
+      } else {
+        this.apply({ kind: 'lease.put', lease });
+      }
+    }
+    for (const borrow of borrows) {
+      if (borrow.expiresAt <= now) {
+        droppedBorrows.push(borrow);
+        mutations.push({ kind: 'borrow.del', id: borrow.id });
+      } else if (!this.features.has(borrow.feature)) {
+        // A borrowed token stays valid offline even if the feature left the license file; its
+        // record must stay too, or the seat would be counted free when the feature comes back.
+        this.features.set(borrow.feature, {
+          license: { name: borrow.feature, version: '0', seats: 0, expires: null, type: 'render', product: borrow.feature, borrow: { allowed: false, maxHours: 0 } },
+          leased: 0,
+          borrowed: 0,
+          leases: new Map(),
+          borrows: new Map(),
+          hold: null,
+        });
+        this.apply({ kind: 'borrow.put', borrow });
+      } else {
+        this.apply({ kind: 'borrow.put', borrow });
+      }
+    }
+    // Deletions of stale entries only: nothing to undo in memory.
+    return { result: { dropped, droppedBorrows, orphans }, mutations, undo: () => {} };
+  }
+
+  /** leased + borrowed + held <= seats for every feature, and the counters match the records. */
+  checkInvariants(now: number): string[] {
+    const problems: string[] = [];
+    for (const [name, f] of this.features) {
+      let leased = 0;
+      for (const l of f.leases.values()) leased += l.count;
+      let borrowed = 0;
+      for (const b of f.borrows.values()) borrowed += b.count;
+      if (leased !== f.leased) problems.push(`${name}: leased counter ${f.leased} but records add to ${leased}`);
+      if (borrowed !== f.borrowed) problems.push(`${name}: borrowed counter ${f.borrowed} but records add to ${borrowed}`);
+      if (f.leased + f.borrowed > f.license.seats) problems.push(`${name}: ${f.leased} leased + ${f.borrowed} borrowed > ${f.license.seats} seats`);
+    }
+    void now;
+    return problems;
+  }
+
+  // ---- the one way state changes ------------------------------------------------------------
+
+  private change<T>(result: T, mutations: Mutation[]): Change<T> {
+    const inverses: Mutation[] = [];
+    for (const m of mutations) inverses.push(this.apply(m));
+    return {
+      result,
+      mutations,
+      undo: () => {
+        for (let i = inverses.length - 1; i >= 0; i--) this.apply(inverses[i]!);
+      },
+    };
+  }
+
+  /** Applies one mutation to memory and returns its inverse. */
+  apply(m: Mutation): Mutation {
+    switch (m.kind) {
+      case 'lease.put': {
+        const old = this.leases.get(m.lease.id);
+        if (old) this.removeLease(old);
+        this.addLease(m.lease);
+        return old ? { kind: 'lease.put', lease: old } : { kind: 'lease.del', id: m.lease.id };
+      }
+      case 'lease.del': {
+        const old = this.leases.get(m.id);
+        if (!old) return { kind: 'lease.del', id: m.id };
+        this.removeLease(old);
+        return { kind: 'lease.put', lease: old };
+      }
+      case 'borrow.put': {
+        const old = this.borrows.get(m.borrow.id);
+        if (old) this.removeBorrow(old);
+        this.addBorrow(m.borrow);
+        return old ? { kind: 'borrow.put', borrow: old } : { kind: 'borrow.del', id: m.borrow.id };
+      }
+      case 'borrow.del': {
+        const old = this.borrows.get(m.id);
+        if (!old) return { kind: 'borrow.del', id: m.id };
+        this.removeBorrow(old);
+        return { kind: 'borrow.put', borrow: old };
+      }
+      case 'meta.put':
+        return m;
+    }
+  }
+
+  private addLease(l: Lease): void {
+    const f = this.features.get(l.feature);
+    if (!f) throw new Error(`lease for unknown feature ${l.feature}`);
+    this.leases.set(l.id, l);
+    f.leases.set(l.id, l);
+    f.leased += l.count;
+    this.byOwner.set(`${l.clientId}\0${l.pid}\0${l.feature}`, l.id);
+    let set = this.byClient.get(l.clientId);
+    if (!set) this.byClient.set(l.clientId, (set = new Set()));
+    set.add(l.id);
+    this.wheelAdd('L' + l.id, l.expiresAt);
+  }
+
+  private removeLease(l: Lease): void {
+    const f = this.features.get(l.feature)!;
+    this.leases.delete(l.id);
+    f.leases.delete(l.id);
+    f.leased -= l.count;
+    const ownerKey = `${l.clientId}\0${l.pid}\0${l.feature}`;
+    if (this.byOwner.get(ownerKey) === l.id) this.byOwner.delete(ownerKey);
+    const set = this.byClient.get(l.clientId);
+    if (set) {
+      set.delete(l.id);
+      if (set.size === 0) this.byClient.delete(l.clientId);
+    }
+    this.wheelRemove('L' + l.id, l.expiresAt);
+  }
+
+  private addBorrow(b: Borrow): void {
+    const f = this.features.get(b.feature);
+    if (!f) throw new Error(`borrow for unknown feature ${b.feature}`);
+    this.borrows.set(b.id, b);
+    f.borrows.set(b.id, b);
+    f.borrowed += b.count;
+    this.wheelAdd('B' + b.id, b.expiresAt);
+  }
+
+  private removeBorrow(b: Borrow): void {
+    const f = this.features.get(b.feature)!;
+    this.borrows.delete(b.id);
+    f.borrows.delete(b.id);
+    f.borrowed -= b.count;
+    this.wheelRemove('B' + b.id, b.expiresAt);
+  }
+
+  private wheelAdd(key: string, at: number): void {
+    const s = Math.floor(at / 1000);
+    let set = this.wheel.get(s);
+    if (!set) this.wheel.set(s, (set = new Set()));
+    set.add(key);
+  }
+
+  private wheelRemove(key: string, at: number): void {
+    const s = Math.floor(at / 1000);
+    const set = this.wheel.get(s);
+    if (set) {
+      set.delete(key);
+      if (set.size === 0) this.wheel.delete(s);
+    }
+  }
+
+  featureLeases(name: string): Lease[] {
+    return [...(this.features.get(name)?.leases.values() ?? [])];
+  }
+
+  featureBorrows(name: string): Borrow[] {
+    return [...(this.features.get(name)?.borrows.values() ?? [])];
+  }
+}

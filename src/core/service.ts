@@ -1,0 +1,409 @@
+import { LicdError, isLicdError } from './errors.ts';
+import type { Entitlement } from './entitlement.ts';
+import type { Borrow, Change, Lease } from './model.ts';
+import type { Clock, StateStore } from './ports.ts';
+import {
+  ADMIN_OPS,
+  CLIENT_OPS,
+  DEFAULT_MAX_PAYLOAD,
+  type Answer,
+  type BorrowView,
+  type CheckinResult,
+  type CheckoutResult,
+  type DongleView,
+  type FeatureStatus,
+  type HeartbeatResult,
+  type LeaseView,
+  type ServerState,
+  type StatusResult,
+} from './protocol.ts';
+import type { SignedEnvelope } from './signed.ts';
+import { SeatTable } from './seats.ts';
+import { CLIENT_ID_HELP, CLIENT_ID_PATTERN, Fields, NAME_HELP, NAME_PATTERN, VERSION_PATTERN } from './validate.ts';
+
+export interface Log {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export const silentLog: Log = { debug() {}, info() {}, warn() {}, error() {} };
+
+export interface LeasePolicy {
+  /** Lease time to live when the client asks for none, seconds. */
+  ttlSeconds: number;
+  minTtlSeconds: number;
+  maxTtlSeconds: number;
+  /** How long a lease outlives its client's dead connection (last will), seconds. */
+  disconnectGraceSeconds: number;
+  /** How long live leases keep being renewed after the dongle went away, seconds. */
+  dongleGraceSeconds: number;
+}
+
+export const defaultLeasePolicy: LeasePolicy = {
+  ttlSeconds: 60,
+  minTtlSeconds: 10,
+  maxTtlSeconds: 3600,
+  disconnectGraceSeconds: 10,
+  dongleGraceSeconds: 300,
+};
+
+/** Request handlers contributed by other parts (borrowing), so this file stays about leases. */
+export type OpHandler = (ctx: RequestContext, f: Fields) => Promise<unknown>;
+
+export interface RequestContext {
+  clientId: string;
+  admin: boolean;
+  now: number;
+}
+
+export interface ServiceDeps {
+  clock: Clock;
+  store: StateStore;
+  table: SeatTable;
+  entitlement: Entitlement | null;
+  policy: LeasePolicy;
+  log: Log;
+  version: string;
+  maxPayloadBytes?: number;
+  /** Signs a grant for a lease with the daemon's session key (the trust chain); optional. */
+  signGrant?: (lease: Lease) => SignedEnvelope;
+  /** Told when availability or server state changed; the adapter schedules publishDirty(). */
+  onDirty?: () => void;
+}
+
+/**
+ * The license service: turns requests into seat-table changes, makes each change durable before
+ * it answers, and keeps the retained availability current. Pure of I/O: the store, the clock and
+ * publishing come in through interfaces, so the rules run under an injected clock in tests.
+ */
+export class LicenseService {
+  readonly table: SeatTable;
+  private readonly deps: ServiceDeps;
+  private readonly handlers = new Map<string, { admin: boolean; run: OpHandler }>();
+  private readonly dirty = new Set<string>();
+  private serverDirty = true;
+  private dongle: DongleView = { present: true, serial: null, emulated: false };
+  private dongleLostAt: number | null = null;
+  private readonly warnings = new Map<string, string>();
+  private readonly startedAt: number;
+  private stopping = false;
+
+  constructor(deps: ServiceDeps) {
+    this.deps = deps;
+    this.table = deps.table;
+    this.startedAt = deps.clock.now();
+    this.register('status', false, async (ctx) => this.status(ctx.now));
+    this.register('checkout', false, (ctx, f) => this.checkout(ctx, f));
+    this.register('heartbeat', false, (ctx, f) => this.heartbeat(ctx, f));
+    this.register('checkin', false, (ctx, f) => this.checkin(ctx, f));
+    this.register('lease.revoke', true, (ctx, f) => this.revoke(ctx, f));
+    for (const f of this.table.featureNames()) this.dirty.add(f);
+  }
+
+  register(op: string, admin: boolean, run: OpHandler): void {
+    this.handlers.set(op, { admin, run });
+  }
+
+  get clock(): Clock {
+    return this.deps.clock;
+  }
+
+  get log(): Log {
+    return this.deps.log;
+  }
+
+  get entitlement(): Entitlement | null {
+    return this.deps.entitlement;
+  }
+
+  // ---- state that limits granting ------------------------------------------------------------
+
+  setDongle(view: DongleView): void {
+    const was = this.dongle.present;
+    this.dongle = view;
+    const now = this.deps.clock.now();
+    if (was && !view.present) {
+      this.dongleLostAt = now;
+      this.setWarning('dongle', `dongle absent (${view.reason ?? 'not answering'}): new checkouts and borrows are refused; live leases continue for ${this.deps.policy.dongleGraceSeconds} s`);
+    } else if (view.present) {
+      this.dongleLostAt = null;
+      this.setWarning('dongle', null);
+    }
+    this.serverDirty = true;
+    this.deps.onDirty?.();
+  }
+
+  dongleView(): DongleView {
+    return this.dongle;
+  }
+
+  /** A named reason why granting is limited, shown in the server state and status. */
+  setWarning(key: string, text: string | null): void {
+    const before = this.warnings.get(key);
+    if (text === null) this.warnings.delete(key);
+    else this.warnings.set(key, text);
+    if (before !== (text ?? undefined)) {
+      this.serverDirty = true;
+      this.deps.onDirty?.();
+    }
+  }
+
+  requireDongle(): void {
+    if (!this.dongle.present) {
+      throw new LicdError(
+        'DONGLE_ABSENT',
+        `the license dongle is absent (${this.dongle.reason ?? 'not answering'}); no new seats can be granted until it is plugged back in`,
+        { dongle: this.dongle },
+      );
+    }
+  }
+
+  shuttingDown(): void {
+    this.stopping = true;
+  }
+
+  // ---- requests -----------------------------------------------------------------------------
+
+  /** Handles one raw request payload; always returns an answer, never throws. */
+  async handle(clientId: string, admin: boolean, payload: Uint8Array): Promise<Answer> {
+    let id: string | null = null;
+    let op: string | null = null;
+    try {
+      const max = this.deps.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD;
+      if (payload.length > max) {
+        throw new LicdError('PAYLOAD_TOO_LARGE', `request of ${payload.length} bytes is over the limit of ${max} bytes`, { size: payload.length, limit: max });
+      }
+      if (!CLIENT_ID_PATTERN.test(clientId)) {
+        throw new LicdError('BAD_CLIENT_ID', `client id ${JSON.stringify(clientId)} is not usable: it must be ${CLIENT_ID_HELP}`);
+      }
+      let json: unknown;
+      try {
+        json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(payload));
+      } catch {
+        throw new LicdError('BAD_JSON', 'the request is not valid UTF-8 JSON; send an object like {"id":"1","op":"status"}');
+      }
+      if (typeof json === 'object' && json !== null && !Array.isArray(json)) {
+        const rawId = (json as Record<string, unknown>).id;
+        if (typeof rawId === 'string' && rawId.length > 0 && rawId.length <= 64) id = rawId;
+        const rawOp = (json as Record<string, unknown>).op;
+        if (typeof rawOp === 'string' && rawOp.length <= 64) op = rawOp;
+      }
+      const f = Fields.of(json, '', 'BAD_REQUEST');
+      f.string('id', { max: 64 });
+      const opName = f.string('op', { max: 64 });
+      const h = this.handlers.get(opName);
+      if (!h) {
+        const known = [...CLIENT_OPS, ...ADMIN_OPS].filter((o) => this.handlers.has(o));
+        throw new LicdError('UNKNOWN_OP', `unknown operation ${JSON.stringify(opName)}; operations: ${known.join(', ')}`, { op: opName });
+      }
+      if (h.admin && !admin) {
+        throw new LicdError('FORBIDDEN', `${opName} is an admin operation: send it on ${'licd/v1/admin/<client id>/req'} with an admin identity`, { op: opName });
+      }
+      if (this.stopping) throw new LicdError('SHUTTING_DOWN', 'the license server is shutting down; retry in a few seconds');
+      const result = await h.run({ clientId, admin, now: this.deps.clock.now() }, f);
+      return { id, ok: true, op: opName, result };
+    } catch (e) {
+      if (isLicdError(e)) {
+        const level = e.code === 'NO_SEATS' || e.code === 'DONGLE_ABSENT' ? 'info' : 'warn';
+        this.deps.log[level](`request refused: ${e.message}`, { client: clientId, op, code: e.code });
+        return { id, ok: false, op, error: e.toJSON() };
+      }
+      this.deps.log.error('request failed', { client: clientId, op, error: String((e as Error)?.stack ?? e) });
+      return { id, ok: false, op, error: { code: 'INTERNAL', message: `internal error: ${(e as Error)?.message ?? String(e)}; the server keeps running, see its log` } };
+    }
+  }
+
+  /** Makes a change durable; on a failed write, undoes it in memory and refuses the request. */
+  async commit<T>(change: Change<T>, touched: Iterable<string>): Promise<T> {
+    if (change.mutations.length === 0) return change.result;
+    try {
+      await this.deps.store.commit(change.mutations);
+    } catch (e) {
+      change.undo();
+      this.deps.log.error('store write failed; change undone', { error: String(e) });
+      throw new LicdError('STORE_FAILED', 'the license database could not be written; nothing was changed. The server log says why (disk full or failing?)');
+    }
+    for (const f of touched) this.dirty.add(f);
+    if (this.dirty.size > 0) this.deps.onDirty?.();
+    return change.result;
+  }
+
+  private ttlFrom(f: Fields): number {
+    const p = this.deps.policy;
+    const ttl = f.optInt('ttl', { min: 1, max: 31_536_000 }) ?? p.ttlSeconds;
+    return Math.min(p.maxTtlSeconds, Math.max(p.minTtlSeconds, ttl)) * 1000;
+  }
+
+  private async checkout(ctx: RequestContext, f: Fields): Promise<CheckoutResult> {
+    const feature = f.string('feature', { max: 64, pattern: NAME_PATTERN, patternHelp: NAME_HELP });
+    const version = f.optString('version', { max: 32, pattern: VERSION_PATTERN, patternHelp: 'a dotted version like 6.0' });
+    const count = f.optInt('count', { min: 1, max: 1_000_000 }) ?? 1;
+    const user = f.string('user', { max: 64 });
+    const host = f.string('host', { max: 128 });
+    const pid = f.int('pid', { min: 0, max: 2 ** 31 });
+    const ttlMs = this.ttlFrom(f);
+    this.requireDongle();
+    const change = this.table.checkout({ clientId: ctx.clientId, pid, user, host, feature, version, count, ttlMs }, ctx.now);
+    const { status, lease } = await this.commit(change, [feature]);
+    this.deps.log.info(status === 'granted' ? 'lease granted' : 'lease extended', { feature, count, user, host, client: ctx.clientId, lease: lease.id });
+    const result: CheckoutResult = { status, lease: leaseView(lease), heartbeat: Math.max(1, Math.floor(lease.ttlMs / 3000)) };
+    if (this.deps.signGrant) result.grant = this.deps.signGrant(lease);
+    return result;
+  }
+
+  private async heartbeat(ctx: RequestContext, f: Fields): Promise<HeartbeatResult> {
+    const ids = optIdList(f, 'leases');
+    if (!this.dongle.present && this.dongleLostAt !== null && ctx.now - this.dongleLostAt > this.deps.policy.dongleGraceSeconds * 1000) {
+      this.requireDongle();
+    }
+    const change = this.table.heartbeat(ctx.clientId, ids, ctx.now);
+    const { renewed, unknown } = await this.commit(change, []);
+    return { renewed: renewed.map((l) => ({ id: l.id, until: iso(l.expiresAt) })), unknown };
+  }
+
+  private async checkin(ctx: RequestContext, f: Fields): Promise<CheckinResult> {
+    const ids = optIdList(f, 'leases');
+    const feature = f.optString('feature', { max: 64, pattern: NAME_PATTERN, patternHelp: NAME_HELP });
+    const pid = f.optInt('pid', { min: 0, max: 2 ** 31 });
+    const change = this.table.checkin(ctx.clientId, { ids, feature, pid });
+    const { released, unknown } = await this.commit(change, change.result.released.map((l) => l.feature));
+    for (const l of released) this.deps.log.info('lease checked in', { feature: l.feature, user: l.user, host: l.host, lease: l.id });
+    return { released: released.map((l) => l.id), unknown };
+  }
+
+  private async revoke(ctx: RequestContext, f: Fields): Promise<{ revoked: LeaseView }> {
+    const id = f.string('lease', { max: 64 });
+    const change = this.table.revokeLease(id);
+    const lease = await this.commit(change, [change.result.feature]);
+    this.deps.log.warn('lease revoked by admin', { lease: id, admin: ctx.clientId, user: lease.user, host: lease.host });
+    return { revoked: leaseView(lease) };
+  }
+
+  /** The client's connection died: its leases end after the grace unless it comes back. */
+  async clientGone(clientId: string): Promise<void> {
+    if (!CLIENT_ID_PATTERN.test(clientId)) return;
+    const now = this.deps.clock.now();
+    const change = this.table.clientGone(clientId, now, this.deps.policy.disconnectGraceSeconds * 1000);
+    if (change.result.length === 0) return;
+    try {
+      await this.commit(change, []);
+      this.deps.log.info('client connection lost; its leases end after the grace unless it returns', {
+        client: clientId,
+        leases: change.result.map((l) => l.id),
+        graceSeconds: this.deps.policy.disconnectGraceSeconds,
+      });
+    } catch (e) {
+      this.deps.log.warn('could not record a lost client', { client: clientId, error: String(e) });
+    }
+  }
+
+  /** Ends what has expired. Called on a short ticker by the daemon. */
+  async reap(): Promise<{ leases: Lease[]; borrows: Borrow[] }> {
+    const now = this.deps.clock.now();
+    const change = this.table.reap(now);
+    if (change.mutations.length === 0) return change.result;
+    const touched = [...change.result.leases.map((l) => l.feature), ...change.result.borrows.map((b) => b.feature)];
+    try {
+      await this.commit(change, touched);
+    } catch (e) {
+      // Undone in memory: the next tick tries again.
+      return { leases: [], borrows: [] };
+    }
+    for (const l of change.result.leases) {
+      this.deps.log.info(l.disconnectedAt !== null ? 'lease reclaimed: client gone' : 'lease expired: no heartbeat', { lease: l.id, feature: l.feature, user: l.user, host: l.host });
+    }
+    for (const b of change.result.borrows) this.deps.log.info('borrow expired: seat back in the pool', { borrow: b.id, feature: b.feature, user: b.user });
+    return change.result;
+  }
+
+  // ---- views --------------------------------------------------------------------------------
+
+  serverState(state: 'online' | 'offline' = 'online'): ServerState {
+    const e = this.deps.entitlement;
+    return {
+      state,
+      version: this.deps.version,
+      since: iso(this.startedAt),
+      development: Boolean(e?.development || this.dongle.emulated),
+      dongle: this.dongle,
+      entitlement: e ? { id: e.id, customer: e.customer } : null,
+      features: this.table.featureNames(),
+      warnings: [...this.warnings.values()],
+    };
+  }
+
+  status(now: number): StatusResult {
+    const features: FeatureStatus[] = this.table.featureNames().map((name) => ({
+      ...this.table.availability(name, now),
+      leases: this.table.featureLeases(name).map(leaseView),
+      borrows: this.table.featureBorrows(name).map(borrowView),
+    }));
+    return {
+      server: this.serverState(),
+      features,
+      quarantine: this.table.holds(now).map((h) => ({ feature: h.feature, seats: h.seats, until: iso(h.until) })),
+    };
+  }
+
+  /** What changed since the last call: availability per feature and, if changed, the server state. */
+  takeDirty(): { features: ReturnType<SeatTable['availability']>[]; server: ServerState | null } {
+    const now = this.deps.clock.now();
+    const features = [...this.dirty].filter((n) => this.table.license(n)).map((n) => this.table.availability(n, now));
+    this.dirty.clear();
+    const server = this.serverDirty ? this.serverState() : null;
+    this.serverDirty = false;
+    return { features, server };
+  }
+
+  markAllDirty(): void {
+    for (const f of this.table.featureNames()) this.dirty.add(f);
+    this.serverDirty = true;
+    this.deps.onDirty?.();
+  }
+}
+
+export function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+export function leaseView(l: Lease): LeaseView {
+  return {
+    id: l.id,
+    feature: l.feature,
+    count: l.count,
+    user: l.user,
+    host: l.host,
+    clientId: l.clientId,
+    pid: l.pid,
+    since: iso(l.since),
+    until: iso(l.expiresAt),
+    state: l.disconnectedAt === null ? 'active' : 'disconnected',
+  };
+}
+
+export function borrowView(b: Borrow): BorrowView {
+  return {
+    id: b.id,
+    feature: b.feature,
+    count: b.count,
+    user: b.user,
+    hostId: b.hostId,
+    hostName: b.hostName,
+    since: iso(b.since),
+    until: iso(b.expiresAt),
+    state: b.lost ? 'lost' : 'active',
+    autoRenew: b.autoRenew,
+    via: b.via,
+  };
+}
+
+function optIdList(f: Fields, field: string): string[] | undefined {
+  const list = f.optArray(field, { max: 1000 });
+  if (list === undefined) return undefined;
+  return list.map((v, i) => {
+    if (typeof v !== 'string' || v.length === 0 || v.length > 64) f.fail(`${field}[${i}]`, 'must be a lease id string');
+    return v;
+  });
+}

@@ -1,0 +1,65 @@
+import { createPrivateKey, createPublicKey, randomBytes, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto';
+import nacl from 'tweetnacl';
+import type { Ed25519, Random } from '../core/ports.ts';
+
+// DER prefixes that wrap a raw 32-byte Ed25519 seed (PKCS#8) or public key (SPKI) for node:crypto.
+const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+
+/**
+ * Ed25519 through node:crypto: about 100 times faster than tweetnacl here, with identical
+ * signatures (Ed25519 is deterministic). Keys are cached because DER parsing dominates otherwise.
+ */
+export function nodeEd25519(): Ed25519 {
+  const priv = new Map<string, KeyObject>();
+  const pub = new Map<string, KeyObject>();
+  const privKey = (seed: Uint8Array): KeyObject => {
+    const k = Buffer.from(seed).toString('hex');
+    let key = priv.get(k);
+    if (!key) {
+      if (priv.size > 64) priv.clear();
+      key = createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' });
+      priv.set(k, key);
+    }
+    return key;
+  };
+  const pubKey = (pk: Uint8Array): KeyObject => {
+    const k = Buffer.from(pk).toString('hex');
+    let key = pub.get(k);
+    if (!key) {
+      if (pub.size > 1024) pub.clear();
+      key = createPublicKey({ key: Buffer.concat([SPKI_PREFIX, pk]), format: 'der', type: 'spki' });
+      pub.set(k, key);
+    }
+    return key;
+  };
+  return {
+    publicKey(seed) {
+      const der = createPublicKey(privKey(seed)).export({ format: 'der', type: 'spki' });
+      return new Uint8Array(der.subarray(der.length - 32));
+    },
+    sign(seed, message) {
+      return new Uint8Array(nodeSign(null, message, privKey(seed)));
+    },
+    verify(publicKey, message, signature) {
+      if (publicKey.length !== 32 || signature.length !== 64) return false;
+      try {
+        return nodeVerify(null, message, pubKey(publicKey), signature);
+      } catch {
+        return false;
+      }
+    },
+  };
+}
+
+/** Ed25519 through tweetnacl: the independent implementation clients and tests cross-check with. */
+export function naclEd25519(): Ed25519 {
+  return {
+    publicKey: (seed) => nacl.sign.keyPair.fromSeed(seed).publicKey,
+    sign: (seed, message) => nacl.sign.detached(message, nacl.sign.keyPair.fromSeed(seed).secretKey),
+    verify: (publicKey, message, signature) =>
+      publicKey.length === 32 && signature.length === 64 && nacl.sign.detached.verify(message, signature, publicKey),
+  };
+}
+
+export const systemRandom: Random = { bytes: (n) => new Uint8Array(randomBytes(n)) };

@@ -1,0 +1,274 @@
+/**
+ * The composition root: the one place that wires config, dongle, entitlement, store, service,
+ * broker and MQTT link together. No module-level singletons: tests build daemons in-process with
+ * the parts they choose.
+ */
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Config } from '../config.ts';
+import { fromHex, toBase64url, toHex, utf8 } from '../core/bytes.ts';
+import { LicdError } from '../core/errors.ts';
+import { verifyEntitlement, type Entitlement } from '../core/entitlement.ts';
+import type { Lease } from '../core/model.ts';
+import { systemClock, type Clock, type DongleIdentity, type Ed25519, type Random, type StateStore } from '../core/ports.ts';
+import { topics } from '../core/protocol.ts';
+import { SeatTable } from '../core/seats.ts';
+import { LicenseService, type Log } from '../core/service.ts';
+import { FORMATS, sealEnvelope, type SignedEnvelope } from '../core/signed.ts';
+import { DELEGATION_DOMAIN, delegationBody, delegationEnvelope } from '../core/trust.ts';
+import { nodeEd25519, systemRandom } from '../crypto/ed25519.ts';
+import { DongleManager, type DongleLink, type PresenceEvent } from '../dongle/manager.ts';
+import { startEmbeddedBroker, type EmbeddedBroker } from '../mqtt/embedded-broker.ts';
+import { ServerLink } from '../mqtt/server-link.ts';
+import { LevelStore } from '../store/level-store.ts';
+import { demoEntitlementBody, devVendorKey, issueEntitlement, writeFileAtomic } from '../vendor.ts';
+
+export const LICD_VERSION = '0.1.0';
+
+export interface DaemonDeps {
+  config: Config;
+  log: Log;
+  /** Opens the configured dongle; main.ts builds it from config.dongle (firmware-bridge). */
+  openDongle: () => Promise<DongleLink>;
+  clock?: Clock;
+  random?: Random;
+  ed?: Ed25519;
+  /** A store to use instead of LevelDB under dataDir/db. */
+  store?: StateStore;
+}
+
+export interface Daemon {
+  config: Config;
+  service: LicenseService;
+  dongle: DongleManager;
+  entitlement: Entitlement;
+  /** The broker URL clients use. */
+  url: string;
+  broker: EmbeddedBroker | null;
+  link: ServerLink;
+  store: StateStore;
+  /** Credentials of the embedded broker's admin user. */
+  admin: { username: string; password: string } | null;
+  chain(): { entitlement: unknown; delegation: SignedEnvelope | null };
+  stop(): Promise<void>;
+}
+
+function readSecret(path: string, random: Random, create: boolean): string {
+  if (existsSync(path)) return readFileSync(path, 'utf8').trim();
+  if (!create) throw new LicdError('CONFIG_INVALID', `password file ${path} does not exist`);
+  const secret = toBase64url(random.bytes(18));
+  writeFileAtomic(path, secret + '\n', 0o600);
+  return secret;
+}
+
+export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
+  const { config, log } = deps;
+  const clock = deps.clock ?? systemClock;
+  const random = deps.random ?? systemRandom;
+  const ed = deps.ed ?? nodeEd25519();
+  mkdirSync(config.dataDir, { recursive: true });
+  const cleanups: Array<() => Promise<void>> = [];
+  const fail = async (e: unknown): Promise<never> => {
+    for (const c of cleanups.reverse()) await c().catch(() => {});
+    throw e;
+  };
+
+  try {
+    // 1. The dongle: its identity binds the license file.
+    let dongleView: DongleIdentity | null = null;
+    const dongle = new DongleManager({ open: deps.openDongle, expected: null, presenceIntervalMs: config.dongle.presenceIntervalMs, ed, random, clock, log });
+    cleanups.push(() => dongle.stop());
+    dongleView = await dongle.start();
+
+    // 2. The entitlement, verified against the vendor key and the dongle.
+    let vendorPublicKey: Uint8Array;
+    let envelope: unknown;
+    if (config.development) {
+      const key = devVendorKey(join(config.dataDir, 'dev', 'vendor.key'), ed, random);
+      vendorPublicKey = fromHex(key.publicKey);
+      if (!dongleView) throw new LicdError('DONGLE_ABSENT', `development mode needs the dongle at first start to issue the demo license: ${dongle.reason}`);
+      const file = config.entitlementFile ?? join(config.dataDir, 'dev', 'entitlement.json');
+      envelope = existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : null;
+      let usable = false;
+      if (envelope) {
+        try {
+          verifyEntitlement(envelope, { vendorPublicKey, dongle: dongleView, now: clock.now(), ed });
+          usable = true;
+        } catch {
+          usable = false;
+        }
+      }
+      if (!usable) {
+        envelope = issueEntitlement(demoEntitlementBody(dongleView, clock.now()), key, ed);
+        writeFileAtomic(file, JSON.stringify(envelope, null, 2) + '\n');
+        log.warn('DEVELOPMENT MODE: made a development vendor key and a demo entitlement (not a license)', { file });
+      }
+    } else {
+      vendorPublicKey = fromHex(config.vendorPublicKey!);
+      try {
+        envelope = JSON.parse(readFileSync(config.entitlementFile!, 'utf8'));
+      } catch (e) {
+        throw new LicdError('ENTITLEMENT_INVALID', `cannot read the license file ${config.entitlementFile}: ${(e as Error).message}`);
+      }
+    }
+    // Without the dongle at start, the license file still says which dongle to wait for.
+    const named = peekDongle(envelope);
+    const entitlement = verifyEntitlement(envelope, {
+      vendorPublicKey,
+      dongle: dongleView ?? named,
+      now: clock.now(),
+      ed,
+    });
+    dongle.setExpected({ serial: entitlement.dongle.serial, publicKey: entitlement.dongle.publicKey });
+    if (!dongleView) log.warn('starting without the dongle: no seats are granted until it is plugged in', { expected: entitlement.dongle.serial, reason: dongle.reason });
+
+    // 3. State.
+    const store = deps.store ?? (await LevelStore.open(join(config.dataDir, 'db')));
+    cleanups.push(() => store.close());
+    const idBytes = () => toBase64url(random.bytes(9));
+    const table = new SeatTable(entitlement.features, idBytes);
+    const loaded = await store.load();
+    const restored = table.restore(loaded.leases, loaded.borrows, clock.now());
+    await store.commit(restored.mutations);
+    log.info('state loaded', {
+      leases: loaded.leases.length - restored.result.dropped.length - restored.result.orphans.length,
+      borrows: loaded.borrows.length - restored.result.droppedBorrows.length,
+      droppedExpired: restored.result.dropped.length,
+    });
+
+    // 4. The session key, delegated by the dongle whenever it (re)appears.
+    const sessionSeed = random.bytes(32);
+    const sessionKey = ed.publicKey(sessionSeed);
+    let delegation: SignedEnvelope | null = null;
+    const delegate = async (identity: DongleIdentity, link: DongleLink) => {
+      const now = clock.now();
+      const body = utf8(
+        JSON.stringify(delegationBody({ sessionKey, dongleSerial: identity.serial, emulated: identity.emulated, notBefore: now - 5 * 60_000, notAfter: now + 30 * 86400_000 })),
+      );
+      const sig = await link.sign(DELEGATION_DOMAIN, body);
+      delegation = delegationEnvelope(body, sig, toBase64url);
+    };
+
+    let link!: ServerLink;
+    const service = new LicenseService({
+      clock,
+      store,
+      table,
+      entitlement,
+      policy: config.leases,
+      log,
+      version: LICD_VERSION,
+      maxPayloadBytes: config.limits.maxPayloadBytes,
+      signGrant: (lease: Lease) => grant(lease),
+      onDirty: () => link?.scheduleFlush(),
+    });
+    const grant = (lease: Lease): SignedEnvelope =>
+      sealEnvelope(
+        FORMATS.grant,
+        {
+          lease: lease.id,
+          feature: lease.feature,
+          count: lease.count,
+          user: lease.user,
+          host: lease.host,
+          clientId: lease.clientId,
+          issuedAt: new Date(clock.now()).toISOString(),
+          until: new Date(lease.expiresAt).toISOString(),
+          entitlement: entitlement.id,
+          sessionKey: toHex(sessionKey),
+        },
+        sessionSeed,
+        ed,
+      );
+
+    const onPresence = async (ev: PresenceEvent) => {
+      if (ev.present) {
+        const cur = dongle.current();
+        try {
+          if (cur) await delegate(ev.identity, cur.link);
+        } catch (e) {
+          log.warn('dongle would not sign the session delegation', { error: String(e) });
+        }
+        service.setDongle({ present: true, serial: ev.identity.serial, emulated: ev.identity.emulated });
+      } else {
+        service.setDongle({ present: false, serial: entitlement.dongle.serial, emulated: entitlement.dongle.emulated, reason: ev.reason });
+      }
+      link?.publishChain();
+    };
+    dongle.on('change', (ev: PresenceEvent) => void onPresence(ev));
+    const cur = dongle.current();
+    if (cur) await onPresence({ present: true, identity: cur.identity });
+    else service.setDongle({ present: false, serial: entitlement.dongle.serial, emulated: entitlement.dongle.emulated, reason: dongle.reason });
+
+    // 5. The broker and the API.
+    let broker: EmbeddedBroker | null = null;
+    let url: string;
+    let daemonPassword: string | null;
+    let admin: Daemon['admin'] = null;
+    if (config.mqtt.broker === 'embedded') {
+      daemonPassword = toBase64url(random.bytes(18));
+      const adminPassword = readSecret(config.broker.adminPasswordFile, random, true);
+      admin = { username: 'admin', password: adminPassword };
+      broker = await startEmbeddedBroker({
+        host: config.mqtt.host,
+        port: config.mqtt.port,
+        allowAnonymous: config.broker.allowAnonymous,
+        log,
+        users: [
+          { username: config.mqtt.username, password: daemonPassword, role: 'daemon' },
+          { username: 'admin', password: adminPassword, role: 'admin' },
+        ],
+      });
+      cleanups.push(() => broker!.close());
+      url = broker.url;
+    } else {
+      url = config.mqtt.url!;
+      daemonPassword = config.mqtt.password ?? (config.mqtt.passwordFile ? readSecret(config.mqtt.passwordFile, random, false) : null);
+    }
+    link = new ServerLink({ url, username: config.mqtt.username, password: daemonPassword, protocolVersion: config.mqtt.protocolVersion, service, log, chain: () => ({ entitlement: entitlement.envelope, delegation }) });
+    cleanups.push(() => link.close());
+    await link.ready();
+
+    // 6. Tickers.
+    const reaper = setInterval(() => void service.reap(), 1000);
+    reaper.unref?.();
+    cleanups.push(async () => clearInterval(reaper));
+
+    let stopped = false;
+    return {
+      config,
+      service,
+      dongle,
+      entitlement,
+      url,
+      broker,
+      link,
+      store,
+      admin,
+      chain: () => ({ entitlement: entitlement.envelope, delegation }),
+      async stop() {
+        if (stopped) return;
+        stopped = true;
+        service.shuttingDown();
+        clearInterval(reaper);
+        await link.close();
+        if (broker) await broker.close();
+        await dongle.stop();
+        await store.close();
+      },
+    };
+  } catch (e) {
+    return fail(e);
+  }
+}
+
+function peekDongle(envelope: unknown): { serial: string; publicKey: Uint8Array } {
+  try {
+    const body = JSON.parse(Buffer.from((envelope as { body: string }).body, 'base64url').toString('utf8')) as { dongle: { serial: string; publicKey: string } };
+    return { serial: body.dongle.serial, publicKey: fromHex(body.dongle.publicKey) };
+  } catch {
+    return { serial: '?', publicKey: new Uint8Array(32) };
+  }
+}
+
+export { topics };

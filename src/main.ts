@@ -1,0 +1,84 @@
+/** licd: the license daemon. `npm start` runs it on its embedded defaults. */
+import { loadConfig } from './config.ts';
+import { isLicdError } from './core/errors.ts';
+import { startDaemon } from './daemon/daemon.ts';
+import { dongleOpener } from './dongle/open.ts';
+import { createLog } from './log.ts';
+import { notifySystemd, startWatchdog } from './daemon/sd-notify.ts';
+
+function usage(): never {
+  process.stdout.write(`licd - license daemon
+
+usage: licd [--config FILE]
+
+Without a config file licd runs in development mode: an emulated dongle, a development vendor
+key and a demo license under ./data, and the embedded MQTT broker on 127.0.0.1:1883.
+Environment: LICD_CONFIG, LICD_DATA_DIR, LICD_MQTT_HOST, LICD_MQTT_PORT, LICD_MQTT_URL,
+LICD_DONGLE (emulated | tcp:HOST:PORT | serial:PATH | hid:VID:PID), LICD_LOG_LEVEL.
+`);
+  process.exit(0);
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  let configFile: string | null = null;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--help' || a === '-h') usage();
+    else if (a === '--config' || a === '-c') configFile = argv[++i] ?? null;
+    else if (a?.startsWith('--config=')) configFile = a.slice('--config='.length);
+    else {
+      process.stderr.write(`licd: unknown argument ${a}; see licd --help\n`);
+      process.exit(64);
+    }
+  }
+  let config;
+  try {
+    config = loadConfig({ file: configFile });
+  } catch (e) {
+    process.stderr.write(`licd: ${(e as Error).message}\n`);
+    process.exit(78);
+  }
+  const log = createLog({ level: config.log.level, format: config.log.format });
+  let daemon;
+  let opener: Awaited<ReturnType<typeof dongleOpener>> | null = null;
+  try {
+    opener = await dongleOpener(config);
+    daemon = await startDaemon({ config, log, openDongle: opener.open });
+  } catch (e) {
+    await opener?.close();
+    const msg = isLicdError(e) ? `${e.code}: ${e.message}` : String((e as Error)?.stack ?? e);
+    process.stderr.write(`licd: cannot start: ${msg}\n`);
+    process.exit(isLicdError(e) && (e.code === 'CONFIG_INVALID' || e.code === 'ENTITLEMENT_INVALID') ? 78 : 1);
+  }
+  const s = daemon.service.status(Date.now());
+  const lines = [
+    `licd ${daemon.service.serverState().version} listening on ${daemon.url}${daemon.broker ? ' (embedded broker)' : ''}`,
+    `dongle: ${daemon.service.dongleView().present ? 'present' : 'ABSENT'} ${daemon.entitlement.dongle.serial}${daemon.entitlement.dongle.emulated ? ' (emulated)' : ''}`,
+    `entitlement: ${daemon.entitlement.id} for ${daemon.entitlement.customer}`,
+    ...s.features.map((f) => `  ${f.feature.padEnd(18)} ${String(f.total).padStart(4)} seats  ${f.type.padEnd(11)} v${f.version}  ${f.free} free  ${f.borrow.allowed ? `borrow up to ${f.borrow.maxHours} h` : 'no borrowing'}`),
+  ];
+  if (daemon.entitlement.development) lines.push('DEVELOPMENT MODE: dev vendor key, emulated dongle and demo entitlement under ' + config.dataDir);
+  if (daemon.admin) lines.push(`admin user "admin", password in ${config.broker.adminPasswordFile}`);
+  process.stdout.write(lines.join('\n') + '\n');
+  notifySystemd('READY=1', `STATUS=serving ${s.features.length} features on ${daemon.url}`);
+  const watchdog = startWatchdog();
+
+  let stopping = false;
+  const stop = async (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info('stopping', { signal: sig });
+    notifySystemd('STOPPING=1');
+    watchdog?.stop();
+    const t = setTimeout(() => process.exit(1), 10_000);
+    await daemon.stop();
+    await opener?.close();
+    clearTimeout(t);
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+void main();

@@ -1,0 +1,318 @@
+import { EventEmitter } from 'node:events';
+import { hostname, userInfo } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { MqttClient } from 'mqtt';
+import { LicdError, isErrorCode } from '../core/errors.ts';
+import {
+  topics,
+  type Answer,
+  type CheckinResult,
+  type CheckoutResult,
+  type HeartbeatResult,
+  type LeaseView,
+  type ServerState,
+  type StatusResult,
+} from '../core/protocol.ts';
+import type { Availability } from '../core/model.ts';
+import { connectMqtt, waitConnected } from '../mqtt/connect.ts';
+
+export interface ClientOptions {
+  /** Broker URL, e.g. mqtt://127.0.0.1:1883. */
+  url: string;
+  clientId?: string;
+  username?: string;
+  password?: string;
+  /** Who and where, as shown in licctl status. Default: the OS user and host name. */
+  user?: string;
+  host?: string;
+  protocolVersion?: 4 | 5;
+  /** How long to wait for an answer, ms. */
+  timeoutMs?: number;
+}
+
+function safe(s: string): string {
+  return s.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 20) || 'x';
+}
+
+export function defaultIdentity(): { user: string; host: string } {
+  let user = process.env.LICD_USER ?? '';
+  if (!user) {
+    try {
+      user = userInfo().username;
+    } catch {
+      user = 'unknown';
+    }
+  }
+  return { user, host: process.env.LICD_HOST ?? hostname() };
+}
+
+/**
+ * The client SDK for render nodes and admins: requests with ids and timeouts on the client's own
+ * topics, leases that heartbeat by themselves, and the retained availability to watch.
+ */
+export class LicdClient extends EventEmitter {
+  readonly mqtt: MqttClient;
+  readonly clientId: string;
+  readonly user: string;
+  readonly host: string;
+  private readonly timeoutMs: number;
+  private seq = 0;
+  private readonly pending = new Map<string, { resolve(a: Answer): void; reject(e: Error): void; timer: NodeJS.Timeout }>();
+  private readonly leases = new Map<string, Lease>();
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+  private heartbeatSeconds = 20;
+  private closed = false;
+  readonly availability = new Map<string, Availability>();
+  server: ServerState | null = null;
+
+  private constructor(opts: ClientOptions) {
+    super();
+    const id = defaultIdentity();
+    this.user = opts.user ?? id.user;
+    this.host = opts.host ?? id.host;
+    this.clientId = opts.clientId ?? `${safe(this.user)}-${safe(this.host)}-${process.pid}-${randomBytes(3).toString('hex')}`;
+    this.timeoutMs = opts.timeoutMs ?? 10_000;
+    this.mqtt = connectMqtt(opts.url, {
+      clientId: this.clientId,
+      ...(opts.username ? { username: opts.username } : {}),
+      ...(opts.password ? { password: opts.password } : {}),
+      protocolVersion: opts.protocolVersion ?? 4,
+      clean: true,
+      will: { topic: topics.clientWill(this.clientId), payload: Buffer.from('{"gone":true}'), qos: 1, retain: false },
+    });
+    this.mqtt.on('message', (topic, payload) => this.onMessage(topic, payload));
+    this.mqtt.on('connect', () => {
+      this.mqtt.subscribe(topics.clientResponse(this.clientId), { qos: 1 });
+      // After a reconnect, renew at once: the daemon may have marked our leases disconnected.
+      if (this.leases.size > 0) void this.heartbeatNow();
+      this.emit('connect');
+    });
+    this.mqtt.on('offline', () => this.emit('offline'));
+    this.mqtt.on('error', (e) => this.emit('mqtt-error', e));
+  }
+
+  static async connect(opts: ClientOptions): Promise<LicdClient> {
+    const c = new LicdClient(opts);
+    try {
+      await waitConnected(c.mqtt, opts.timeoutMs ?? 10_000);
+      await new Promise<void>((resolve, reject) =>
+        c.mqtt.subscribe(topics.clientResponse(c.clientId), { qos: 1 }, (err, granted) => {
+          if (err) return reject(err);
+          if (granted?.some((g) => g.qos === 128)) return reject(new Error(`the broker refused our answer topic ${topics.clientResponse(c.clientId)}`));
+          resolve();
+        }),
+      );
+    } catch (e) {
+      c.mqtt.end(true);
+      throw new LicdError('TIMEOUT', `cannot reach the license server's broker at ${opts.url}: ${(e as Error).message}. Check the address (--broker, LICD_BROKER) and that licd is running`);
+    }
+    return c;
+  }
+
+  private onMessage(topic: string, payload: Buffer): void {
+    if (topic === topics.clientResponse(this.clientId)) {
+      let a: Answer;
+      try {
+        a = JSON.parse(payload.toString('utf8')) as Answer;
+      } catch {
+        return;
+      }
+      const p = a.id === null ? undefined : this.pending.get(a.id);
+      if (p) {
+        clearTimeout(p.timer);
+        this.pending.delete(a.id!);
+        p.resolve(a);
+      }
+      return;
+    }
+    if (topic === topics.serverState) {
+      if (payload.length === 0) return;
+      try {
+        this.server = JSON.parse(payload.toString('utf8')) as ServerState;
+        this.emit('server', this.server);
+      } catch {
+        /* not ours to judge */
+      }
+      return;
+    }
+    if (topic.startsWith('licd/v1/feature/')) {
+      if (payload.length === 0) return;
+      try {
+        const a = JSON.parse(payload.toString('utf8')) as Availability;
+        this.availability.set(a.feature, a);
+        this.emit('availability', a);
+      } catch {
+        /* ignore */
+      }
+    }
+  }
+
+  /** Subscribes to the retained server state and availability; events 'server' and 'availability'. */
+  async watch(): Promise<void> {
+    await this.mqtt.subscribeAsync({ [topics.serverState]: { qos: 1 }, [topics.featureWildcard]: { qos: 1 } });
+  }
+
+  /** Sends one request and waits for its answer; a refused request throws LicdError with its code. */
+  async request<T>(op: string, params: Record<string, unknown> = {}, opt: { admin?: boolean; timeoutMs?: number } = {}): Promise<T> {
+    if (this.closed) throw new LicdError('SHUTTING_DOWN', 'this client is closed');
+    const id = `${Date.now().toString(36)}-${(++this.seq).toString(36)}`;
+    const topic = opt.admin ? topics.adminRequest(this.clientId) : topics.clientRequest(this.clientId);
+    const timeoutMs = opt.timeoutMs ?? this.timeoutMs;
+    const answer = await new Promise<Answer>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(
+          new LicdError('TIMEOUT', `no answer to ${op} within ${timeoutMs} ms: is licd running and connected to the broker?${opt.admin ? ' Admin requests also need an admin identity (--user/--password).' : ''}`),
+        );
+      }, timeoutMs);
+      this.pending.set(id, { resolve, reject, timer });
+      this.mqtt.publish(topic, JSON.stringify({ ...params, id, op }), { qos: 1 }, (err) => {
+        if (err) {
+          clearTimeout(timer);
+          this.pending.delete(id);
+          reject(new LicdError('FORBIDDEN', `could not send ${op}: ${err.message}`));
+        }
+      });
+    });
+    if (answer.ok) return answer.result as T;
+    const code = isErrorCode(answer.error.code) ? answer.error.code : 'INTERNAL';
+    throw new LicdError(code, answer.error.message, answer.error.details);
+  }
+
+  status(): Promise<StatusResult> {
+    return this.request<StatusResult>('status');
+  }
+
+  /** Checks a seat out and keeps it alive with heartbeats until released. */
+  async checkout(feature: string, opt: { version?: string; count?: number; ttl?: number; pid?: number } = {}): Promise<Lease> {
+    const pid = opt.pid ?? process.pid;
+    const params: Record<string, unknown> = { feature, user: this.user, host: this.host, pid };
+    if (opt.version !== undefined) params.version = opt.version;
+    if (opt.count !== undefined) params.count = opt.count;
+    if (opt.ttl !== undefined) params.ttl = opt.ttl;
+    const r = await this.request<CheckoutResult>('checkout', params);
+    let lease = this.leases.get(r.lease.id);
+    if (lease) lease.update(r);
+    else {
+      lease = new Lease(this, r, params);
+      this.leases.set(r.lease.id, lease);
+    }
+    this.heartbeatSeconds = Math.min(this.heartbeatSeconds, r.heartbeat);
+    this.scheduleHeartbeat();
+    return lease;
+  }
+
+  async checkin(sel: { leases?: string[]; feature?: string; pid?: number } = {}): Promise<CheckinResult> {
+    const r = await this.request<CheckinResult>('checkin', sel);
+    for (const id of [...r.released, ...r.unknown]) this.leases.delete(id);
+    if (!sel.leases && !sel.feature && sel.pid === undefined) this.leases.clear();
+    return r;
+  }
+
+  /** @internal */
+  forget(id: string): void {
+    this.leases.delete(id);
+  }
+
+  heldLeases(): Lease[] {
+    return [...this.leases.values()];
+  }
+
+  private scheduleHeartbeat(): void {
+    if (this.heartbeatTimer || this.closed) return;
+    this.heartbeatTimer = setInterval(() => void this.heartbeatNow(), this.heartbeatSeconds * 1000);
+    this.heartbeatTimer.unref?.();
+  }
+
+  /** Renews every lease this client holds; re-checks out leases the server no longer knows. */
+  async heartbeatNow(): Promise<void> {
+    if (this.leases.size === 0 || this.closed) return;
+    try {
+      const r = await this.request<HeartbeatResult>('heartbeat', { leases: [...this.leases.keys()] });
+      for (const x of r.renewed) this.leases.get(x.id)?.renewed(x.until);
+      for (const id of r.unknown) {
+        const lease = this.leases.get(id);
+        if (!lease) continue;
+        this.leases.delete(id);
+        try {
+          const again = await this.request<CheckoutResult>('checkout', lease.params);
+          lease.update(again);
+          this.leases.set(again.lease.id, lease);
+          lease.emit('regained', lease.view);
+        } catch (e) {
+          lease.lost(e as Error);
+        }
+      }
+    } catch (e) {
+      this.emit('heartbeat-error', e);
+    }
+  }
+
+  async close(opt: { checkin?: boolean } = {}): Promise<void> {
+    if (this.closed) return;
+    if (opt.checkin !== false && this.leases.size > 0) {
+      try {
+        await this.checkin({ leases: [...this.leases.keys()] });
+      } catch {
+        /* the lease ends by TTL or will */
+      }
+    }
+    this.closed = true;
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new LicdError('SHUTTING_DOWN', 'client closed'));
+    }
+    this.pending.clear();
+    await new Promise<void>((resolve) => this.mqtt.end(false, {}, () => resolve()));
+  }
+
+  /** Drops the connection without a clean disconnect, as a crash would (tests). */
+  kill(): void {
+    this.closed = true;
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    (this.mqtt.stream as unknown as { destroy(): void }).destroy();
+    this.mqtt.end(true);
+  }
+}
+
+/** A held seat. Events: 'lost' (the server refused to renew it), 'regained'. */
+export class Lease extends EventEmitter {
+  view: LeaseView;
+  grant: CheckoutResult['grant'];
+  status: CheckoutResult['status'];
+
+  constructor(
+    private readonly client: LicdClient,
+    r: CheckoutResult,
+    readonly params: Record<string, unknown>,
+  ) {
+    super();
+    this.view = r.lease;
+    this.grant = r.grant;
+    this.status = r.status;
+  }
+
+  get id(): string {
+    return this.view.id;
+  }
+
+  update(r: CheckoutResult): void {
+    this.view = r.lease;
+    this.grant = r.grant;
+    this.status = r.status;
+  }
+
+  renewed(until: string): void {
+    this.view = { ...this.view, until, state: 'active' };
+  }
+
+  lost(e: Error): void {
+    this.client.forget(this.id);
+    this.emit('lost', e);
+  }
+
+  async release(): Promise<void> {
+    await this.client.checkin({ leases: [this.id] });
+  }
+}

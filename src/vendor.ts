@@ -1,0 +1,76 @@
+/** Vendor tooling: keys and entitlements (`licctl vendor keygen|issue`) and development material. */
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { LicdError } from './core/errors.ts';
+import { fromHex, toHex } from './core/bytes.ts';
+import { parseEntitlementBody, type EntitlementBody } from './core/entitlement.ts';
+import type { DongleIdentity, Ed25519, Random } from './core/ports.ts';
+import { FORMATS, sealEnvelope, type SignedEnvelope } from './core/signed.ts';
+
+export interface VendorKeyFile {
+  kind: 'licd-vendor-key';
+  development: boolean;
+  /** 32-byte Ed25519 seed, hex. Keep this file secret. */
+  seed: string;
+  publicKey: string;
+  created: string;
+}
+
+/** Writes a file atomically (temp, fsync, rename) with the given mode. */
+export function writeFileAtomic(path: string, data: string, mode = 0o644): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, data, { mode });
+  const fd = openSync(tmp, 'r');
+  fsyncSync(fd);
+  closeSync(fd);
+  renameSync(tmp, path);
+  chmodSync(path, mode);
+}
+
+export function generateVendorKey(ed: Ed25519, random: Random, development: boolean): VendorKeyFile {
+  const seed = random.bytes(32);
+  return { kind: 'licd-vendor-key', development, seed: toHex(seed), publicKey: toHex(ed.publicKey(seed)), created: new Date().toISOString() };
+}
+
+export function readVendorKey(path: string): VendorKeyFile {
+  let v: VendorKeyFile;
+  try {
+    v = JSON.parse(readFileSync(path, 'utf8')) as VendorKeyFile;
+  } catch (e) {
+    throw new LicdError('CONFIG_INVALID', `cannot read the vendor key ${path}: ${(e as Error).message}`);
+  }
+  if (v.kind !== 'licd-vendor-key' || !/^[0-9a-f]{64}$/.test(v.seed)) throw new LicdError('CONFIG_INVALID', `${path} is not a licd vendor key file`);
+  return v;
+}
+
+export function issueEntitlement(body: EntitlementBody, key: VendorKeyFile, ed: Ed25519): SignedEnvelope {
+  parseEntitlementBody(body); // refuse to sign what the daemon would refuse to load
+  return sealEnvelope(FORMATS.entitlement, body, fromHex(key.seed), ed);
+}
+
+/** The demo license of development mode: clearly marked, bound to the emulated dongle. */
+export function demoEntitlementBody(dongle: DongleIdentity, now: number): EntitlementBody {
+  const year = new Date(now + 365 * 86400_000).toISOString();
+  return {
+    id: `DEV-DEMO-${dongle.serial}`,
+    issuedAt: new Date(now).toISOString(),
+    customer: 'DEVELOPMENT ONLY - demo entitlement, not a license',
+    development: true,
+    dongle: { serial: dongle.serial, publicKey: toHex(dongle.publicKey), emulated: dongle.emulated },
+    features: [
+      { name: 'vray_render', product: 'V-Ray Render Node', version: '6.2', seats: 4, expires: year, type: 'render', borrow: { allowed: true, maxHours: 336 } },
+      { name: 'vray_interface', product: 'V-Ray for Maya', version: '6.2', seats: 2, expires: year, type: 'interface', borrow: { allowed: true, maxHours: 336 } },
+      { name: 'vray_distributed', product: 'V-Ray Distributed Rendering', version: '6.2', seats: 8, expires: year, type: 'distributed', borrow: { allowed: false, maxHours: 0 } },
+      { name: 'nuke_i', product: 'Nuke Interactive', version: '15.1', seats: 1, expires: null, type: 'interface', borrow: { allowed: true, maxHours: 8760 } },
+    ],
+  };
+}
+
+/** Loads or makes the development vendor key under the data directory. */
+export function devVendorKey(path: string, ed: Ed25519, random: Random): VendorKeyFile {
+  if (existsSync(path)) return readVendorKey(path);
+  const key = generateVendorKey(ed, random, true);
+  writeFileAtomic(path, JSON.stringify(key, null, 2) + '\n', 0o600);
+  return key;
+}
