@@ -1,0 +1,386 @@
+/** licctl: the one command-line tool for users, admins and license issuers. */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { isLicdError, LicdError } from '../core/errors.ts';
+import type { EntitlementBody, LicenseType } from '../core/entitlement.ts';
+import type { FeatureStatus, StatusResult } from '../core/protocol.ts';
+import { nodeEd25519, systemRandom } from '../crypto/ed25519.ts';
+import { LicdClient, type Lease } from '../sdk/client.ts';
+import { resolveConnection } from '../sdk/client-config.ts';
+import { generateVendorKey, issueEntitlement, readVendorKey, writeFileAtomic } from '../vendor.ts';
+import { flag, has, intFlag, parseArgs, UsageError, type ParsedArgs } from './args.ts';
+
+const HELP = `licctl - licd license server tool
+
+Users and render nodes:
+  licctl status [--json] [--feature F]         seats per feature, who holds them (like lmstat)
+  licctl checkout FEATURE [--version V] [--count N] [--ttl S]
+                                               hold a seat, heartbeating, until interrupted
+  licctl run FEATURE [--version V] [--count N] -- COMMAND [ARGS...]
+                                               hold a seat while COMMAND runs; exits with its code
+  licctl checkin [FEATURE]                     release seats held by licctl checkout on this machine
+  licctl watch                                 print availability as it changes
+
+Admins (need an admin identity: --user/--password-file or LICD_MQTT_USER/LICD_MQTT_PASSWORD):
+  licctl lease revoke LEASE_ID                 take a lease back
+
+License issuers (vendor):
+  licctl vendor keygen --out FILE [--dev]      make an Ed25519 vendor key
+  licctl vendor issue --key FILE --dongle-serial S --dongle-key HEX [--emulated]
+         --customer NAME --feature SPEC [--feature SPEC ...] [--id ID] --out FILE
+         SPEC: name=vray_render,version=6.2,seats=4,type=render[,expires=2027-12-31][,borrow=336][,product=TEXT]
+  licctl vendor issue --key FILE --spec BODY.json --out FILE
+
+Dongle:
+  licctl dongle emulate [--state FILE] [--serial S] (--tcp HOST:PORT | --pty PATH) [--fault NAME[=V]]
+  licctl dongle info --dongle SPEC              SPEC: tcp:HOST:PORT | serial:PATH | hid:VID:PID
+
+Connection (every command that talks to licd):
+  --broker URL         or LICD_BROKER, or "broker" in the client config file
+  --config FILE        client config (default ~/.config/licd/client.json, /etc/licd/client.json)
+  --user NAME --password-file FILE
+`;
+
+const CONN_FLAGS = ['broker', 'config', 'user', 'password-file', 'timeout'];
+
+async function connect(a: ParsedArgs, admin = false): Promise<LicdClient> {
+  const conn = resolveConnection({ broker: flag(a, 'broker'), configFile: flag(a, 'config'), user: flag(a, 'user'), passwordFile: flag(a, 'password-file'), admin });
+  const timeoutMs = intFlag(a, 'timeout', 100, 600_000) ?? 10_000;
+  return LicdClient.connect({ url: conn.url, ...(conn.username ? { username: conn.username } : {}), ...(conn.password ? { password: conn.password } : {}), timeoutMs });
+}
+
+function out(s: string): void {
+  process.stdout.write(s + '\n');
+}
+
+function err(s: string): void {
+  process.stderr.write(s + '\n');
+}
+
+function time(isoStr: string): string {
+  const d = new Date(isoStr);
+  const today = new Date().toISOString().slice(0, 10);
+  const s = d.toISOString();
+  return s.slice(0, 10) === today ? s.slice(11, 19) : `${s.slice(0, 10)} ${s.slice(11, 16)}`;
+}
+
+export function formatStatus(s: StatusResult, only?: string): string {
+  const lines: string[] = [];
+  const srv = s.server;
+  const dongle = srv.dongle.present ? `dongle ${srv.dongle.serial ?? '?'} present${srv.dongle.emulated ? ' (emulated)' : ''}` : `DONGLE ABSENT (${srv.dongle.reason ?? 'not answering'})`;
+  lines.push(`licd ${srv.version}: ${srv.state}, ${dongle}${srv.development ? ', DEVELOPMENT MATERIAL' : ''}`);
+  if (srv.entitlement) lines.push(`license ${srv.entitlement.id} for ${srv.entitlement.customer}`);
+  for (const w of srv.warnings) lines.push(`warning: ${w}`);
+  for (const q of s.quarantine) lines.push(`quarantine: ${q.feature} ${q.seats} seats held until ${q.until}`);
+  lines.push('');
+  lines.push(`${'FEATURE'.padEnd(18)} ${'VERSION'.padEnd(8)} ${'TYPE'.padEnd(11)} ${'TOTAL'.padStart(5)} ${'LEASED'.padStart(6)} ${'BORROWED'.padStart(8)} ${'FREE'.padStart(5)}  EXPIRES`);
+  const features: FeatureStatus[] = only ? s.features.filter((f) => f.feature === only) : s.features;
+  for (const f of features) {
+    lines.push(
+      `${f.feature.padEnd(18)} ${f.version.padEnd(8)} ${f.type.padEnd(11)} ${String(f.total).padStart(5)} ${String(f.leased).padStart(6)} ${String(f.borrowed).padStart(8)} ${String(f.free).padStart(5)}  ${f.expires ? f.expires.slice(0, 10) : 'permanent'}`,
+    );
+    for (const l of f.leases) {
+      lines.push(`    leased   ${l.count > 1 ? `${l.count}x ` : ''}${l.user}@${l.host} pid ${l.pid}  since ${time(l.since)}  until ${time(l.until)}${l.state === 'disconnected' ? '  (client gone, ending)' : ''}  [${l.id}]`);
+    }
+    for (const b of f.borrows) {
+      lines.push(`    borrowed ${b.count > 1 ? `${b.count}x ` : ''}${b.user}@${b.hostName} (host ${b.hostId.slice(0, 12)})  since ${time(b.since)}  until ${time(b.until)}${b.state === 'lost' ? '  LOST (reserved until expiry)' : ''}${b.autoRenew ? '  auto-renew' : ''}  [${b.id}]`);
+    }
+  }
+  if (only && features.length === 0) lines.push(`(no feature ${only}; features: ${s.features.map((f) => f.feature).join(', ')})`);
+  return lines.join('\n');
+}
+
+function heldDir(): string {
+  const base = process.env.XDG_RUNTIME_DIR ?? join(homedir(), '.local', 'state');
+  return join(base, 'licd', 'held');
+}
+
+interface HeldRecord {
+  pid: number;
+  feature: string;
+  lease: string;
+  clientId: string;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function holdUntilSignal(client: LicdClient, lease: Lease, record: boolean): Promise<void> {
+  const file = join(heldDir(), `${process.pid}.json`);
+  if (record) {
+    mkdirSync(heldDir(), { recursive: true });
+    writeFileSync(file, JSON.stringify({ pid: process.pid, feature: lease.view.feature, lease: lease.id, clientId: client.clientId } satisfies HeldRecord));
+  }
+  lease.on('lost', (e: Error) => err(`licctl: lost the seat of ${lease.view.feature}: ${e.message}`));
+  await new Promise<void>((resolve) => {
+    const done = () => resolve();
+    process.once('SIGINT', done);
+    process.once('SIGTERM', done);
+    process.once('SIGHUP', done);
+  });
+  try {
+    await client.checkin({ leases: [lease.id] });
+    out(`checked in ${lease.view.feature} (lease ${lease.id})`);
+  } finally {
+    if (record) rmSync(file, { force: true });
+  }
+}
+
+function leaseLine(lease: Lease): string {
+  const v = lease.view;
+  return `${lease.status === 'granted' ? 'granted' : 'extended'} ${v.count > 1 ? `${v.count} seats of ` : ''}${v.feature} to ${v.user}@${v.host} (lease ${v.id}, until ${v.until}, renewed by heartbeats)`;
+}
+
+function parseFeatureSpec(spec: string): EntitlementBody['features'][number] {
+  const kv = new Map<string, string>();
+  for (const part of spec.split(',')) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--feature ${JSON.stringify(spec)}: each part must be key=value`);
+    kv.set(part.slice(0, eq).trim(), part.slice(eq + 1).trim());
+  }
+  const need = (k: string) => {
+    const v = kv.get(k);
+    if (!v) throw new UsageError(`--feature ${JSON.stringify(spec)} needs ${k}=...`);
+    return v;
+  };
+  const borrow = kv.get('borrow');
+  const expires = kv.get('expires');
+  return {
+    name: need('name'),
+    version: need('version'),
+    seats: Number(need('seats')),
+    type: need('type') as LicenseType,
+    expires: expires ? new Date(expires).toISOString() : null,
+    ...(kv.get('product') ? { product: kv.get('product')! } : {}),
+    borrow: borrow && borrow !== '0' ? { allowed: true, maxHours: Number(borrow) } : { allowed: false, maxHours: 0 },
+  };
+}
+
+async function vendor(a: ParsedArgs): Promise<number> {
+  const sub = a.positional[1];
+  const ed = nodeEd25519();
+  if (sub === 'keygen') {
+    const file = flag(a, 'out');
+    if (!file) throw new UsageError('vendor keygen needs --out FILE');
+    if (existsSync(file)) throw new UsageError(`${file} exists; refusing to overwrite a vendor key`);
+    const key = generateVendorKey(ed, systemRandom, has(a, 'dev'));
+    writeFileAtomic(file, JSON.stringify(key, null, 2) + '\n', 0o600);
+    out(`vendor key written to ${file} (keep it secret)\npublic key: ${key.publicKey}`);
+    return 0;
+  }
+  if (sub === 'issue') {
+    const keyFile = flag(a, 'key');
+    const file = flag(a, 'out');
+    if (!keyFile || !file) throw new UsageError('vendor issue needs --key FILE and --out FILE');
+    const key = readVendorKey(keyFile);
+    let body: EntitlementBody;
+    const spec = flag(a, 'spec');
+    if (spec) {
+      body = JSON.parse(readFileSync(spec, 'utf8')) as EntitlementBody;
+    } else {
+      const serial = flag(a, 'dongle-serial');
+      const dkey = flag(a, 'dongle-key');
+      const customer = flag(a, 'customer');
+      const features = a.flags.get('feature') ?? [];
+      if (!serial || !dkey || !customer || features.length === 0) throw new UsageError('vendor issue needs --dongle-serial, --dongle-key, --customer and at least one --feature (or --spec FILE)');
+      body = {
+        id: flag(a, 'id') ?? `ENT-${Date.now().toString(36).toUpperCase()}`,
+        issuedAt: new Date().toISOString(),
+        customer,
+        ...(key.development ? { development: true } : {}),
+        dongle: { serial, publicKey: dkey.toLowerCase(), emulated: has(a, 'emulated') },
+        features: features.map(parseFeatureSpec),
+      };
+    }
+    const env = issueEntitlement(body, key, ed);
+    writeFileAtomic(file, JSON.stringify(env, null, 2) + '\n');
+    out(`entitlement ${body.id} for ${body.customer}, dongle ${body.dongle.serial}: ${body.features.map((f) => `${f.name} x${f.seats}`).join(', ')}\nwritten to ${file}`);
+    return 0;
+  }
+  throw new UsageError('licctl vendor keygen | issue; see licctl --help');
+}
+
+async function dongle(a: ParsedArgs, argv: string[]): Promise<number> {
+  const sub = a.positional[1];
+  if (sub === 'emulate') {
+    const { runDongleEmulatorCli } = await import('../../firmware-bridge/cli.ts');
+    await runDongleEmulatorCli(argv.slice(argv.indexOf('emulate') + 1));
+    return 0;
+  }
+  if (sub === 'info') {
+    const spec = flag(a, 'dongle') ?? process.env.LICD_DONGLE;
+    if (!spec) throw new UsageError('dongle info needs --dongle tcp:HOST:PORT | serial:PATH | hid:VID:PID');
+    const { parseConfig } = await import('../config.ts');
+    const { dongleOpener } = await import('../dongle/open.ts');
+    const cfg = parseConfig({}, { LICD_DONGLE: spec });
+    const opener = await dongleOpener(cfg);
+    const link = await opener.open();
+    const info = await link.info();
+    await link.close();
+    await opener.close();
+    const pk = Buffer.from(info.publicKey).toString('hex');
+    out(`serial: ${info.serial}\npublic key: ${pk}\nfirmware: ${info.firmwareVersion}\ncounter: ${info.counter}\nemulated: ${Boolean((info.flags ?? 0) & 1)}`);
+    return 0;
+  }
+  throw new UsageError('licctl dongle emulate | info; see licctl --help');
+}
+
+export async function licctl(argv: string[]): Promise<number> {
+  const cmd = argv[0];
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    out(HELP);
+    return 0;
+  }
+  if (cmd === 'dongle' && argv[1] === 'emulate') return dongle({ positional: ['dongle', 'emulate'], flags: new Map(), rest: [] }, argv);
+  const a = parseArgs(argv, {
+    boolean: ['json', 'dev', 'emulated', 'yes'],
+    value: [...CONN_FLAGS, 'feature', 'version', 'count', 'ttl', 'out', 'key', 'spec', 'dongle-serial', 'dongle-key', 'customer', 'id', 'dongle'],
+  });
+  switch (cmd) {
+    case 'status': {
+      const c = await connect(a);
+      try {
+        const s = await c.status();
+        out(has(a, 'json') ? JSON.stringify(s, null, 2) : formatStatus(s, flag(a, 'feature') ?? a.positional[1]));
+      } finally {
+        await c.close();
+      }
+      return 0;
+    }
+    case 'checkout': {
+      const feature = a.positional[1];
+      if (!feature) throw new UsageError('checkout needs a FEATURE');
+      const c = await connect(a);
+      try {
+        const lease = await c.checkout(feature, { ...(flag(a, 'version') ? { version: flag(a, 'version')! } : {}), count: intFlag(a, 'count', 1, 1_000_000) ?? 1, ...(intFlag(a, 'ttl', 1, 86400) ? { ttl: intFlag(a, 'ttl', 1, 86400)! } : {}) });
+        out(leaseLine(lease));
+        out('holding; press Ctrl-C (or run licctl checkin) to give it back');
+        await holdUntilSignal(c, lease, true);
+      } finally {
+        await c.close();
+      }
+      return 0;
+    }
+    case 'run': {
+      const feature = a.positional[1];
+      if (!feature || a.rest.length === 0) throw new UsageError('usage: licctl run FEATURE -- COMMAND [ARGS...]');
+      const c = await connect(a);
+      let lease: Lease;
+      try {
+        lease = await c.checkout(feature, { ...(flag(a, 'version') ? { version: flag(a, 'version')! } : {}), count: intFlag(a, 'count', 1, 1_000_000) ?? 1 });
+      } catch (e) {
+        await c.close();
+        throw e;
+      }
+      err(`licctl: ${leaseLine(lease)}`);
+      lease.on('lost', (e: Error) => err(`licctl: warning: lost the seat of ${feature}: ${e.message}`));
+      const child = spawn(a.rest[0]!, a.rest.slice(1), { stdio: 'inherit' });
+      const forward = (sig: NodeJS.Signals) => () => child.kill(sig);
+      const handlers: Array<[NodeJS.Signals, () => void]> = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((s) => [s, forward(s)]);
+      for (const [s, h] of handlers) process.on(s, h);
+      const code = await new Promise<number>((resolve) => {
+        child.on('error', (e) => {
+          err(`licctl: cannot run ${a.rest[0]}: ${e.message}`);
+          resolve(127);
+        });
+        child.on('exit', (c, sig) => resolve(c ?? (sig ? 128 + (os_signals[sig] ?? 1) : 1)));
+      });
+      for (const [s, h] of handlers) process.off(s, h);
+      try {
+        await c.checkin({ leases: [lease.id] });
+        err(`licctl: checked in ${feature}`);
+      } catch (e) {
+        err(`licctl: could not check in ${feature} (${(e as Error).message}); the seat returns when its lease times out`);
+      }
+      await c.close({ checkin: false });
+      return code;
+    }
+    case 'checkin': {
+      const feature = a.positional[1];
+      const dir = heldDir();
+      const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.json')) : [];
+      let n = 0;
+      for (const f of files) {
+        let rec: HeldRecord;
+        try {
+          rec = JSON.parse(readFileSync(join(dir, f), 'utf8')) as HeldRecord;
+        } catch {
+          continue;
+        }
+        if (feature && rec.feature !== feature) continue;
+        if (!alive(rec.pid)) {
+          rmSync(join(dir, f), { force: true });
+          out(`lease ${rec.lease} (${rec.feature}) had no holder left; the server reclaims it when the client's connection is found dead`);
+          continue;
+        }
+        process.kill(rec.pid, 'SIGTERM');
+        for (let i = 0; i < 100 && alive(rec.pid); i++) await new Promise((r) => setTimeout(r, 50));
+        out(`released ${rec.feature} (lease ${rec.lease}, held by pid ${rec.pid})`);
+        n++;
+      }
+      if (n === 0 && files.length === 0) out(feature ? `no seat of ${feature} is held by licctl checkout on this machine` : 'no seats are held by licctl checkout on this machine');
+      return 0;
+    }
+    case 'watch': {
+      const c = await connect(a);
+      c.on('server', (s) => out(`server: ${s.state}${s.dongle.present ? '' : ' DONGLE ABSENT'}${s.warnings.length ? ' - ' + s.warnings.join('; ') : ''}`));
+      c.on('availability', (x) => out(`${x.feature}: ${x.free} of ${x.total} free (${x.leased} leased, ${x.borrowed} borrowed)`));
+      await c.watch();
+      await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
+      await c.close();
+      return 0;
+    }
+    case 'lease': {
+      if (a.positional[1] !== 'revoke' || !a.positional[2]) throw new UsageError('usage: licctl lease revoke LEASE_ID');
+      const c = await connect(a, true);
+      try {
+        const r = await c.request<{ revoked: { feature: string; user: string; host: string } }>('lease.revoke', { lease: a.positional[2] }, { admin: true });
+        out(`revoked lease ${a.positional[2]} of ${r.revoked.feature} held by ${r.revoked.user}@${r.revoked.host}`);
+      } finally {
+        await c.close();
+      }
+      return 0;
+    }
+    case 'vendor':
+      return vendor(a);
+    case 'dongle':
+      return dongle(a, argv);
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(cmd)}; see licctl --help`);
+  }
+}
+
+const os_signals: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
+
+export async function main(argv = process.argv.slice(2)): Promise<void> {
+  // `licctl status | head` closes the pipe early: that is not an error.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+  });
+  try {
+    const code = await licctl(argv);
+    process.exit(code);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      err(`licctl: ${e.message}`);
+      process.exit(64);
+    }
+    if (isLicdError(e)) {
+      err(`licctl: ${e.code}: ${e.message}`);
+      process.exit(e.code === 'NO_SEATS' ? 3 : e.code === 'TIMEOUT' ? 4 : 2);
+    }
+    err(`licctl: ${(e as Error)?.message ?? String(e)}`);
+    process.exit(1);
+  }
+}
+
+
+export { LicdError };

@@ -1,0 +1,88 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { LicdError } from '../core/errors.ts';
+import { Fields } from '../core/validate.ts';
+
+export interface Connection {
+  url: string;
+  username?: string;
+  password?: string;
+  /** Where the URL came from, for error messages. */
+  source: string;
+}
+
+export const DEFAULT_BROKER = 'mqtt://127.0.0.1:1883';
+
+/**
+ * Where the client finds the license server, first match wins:
+ * the --broker flag, LICD_BROKER, the client config file (--config, LICD_CLIENT_CONFIG,
+ * ~/.config/licd/client.json, /etc/licd/client.json), then mqtt://127.0.0.1:1883.
+ * Credentials likewise: --user/--password-file, LICD_MQTT_USER/LICD_MQTT_PASSWORD, the file.
+ * For admin commands on a development checkout, ./data/admin.password is used when nothing else
+ * gives a password.
+ */
+export function resolveConnection(opts: {
+  broker?: string | undefined;
+  configFile?: string | undefined;
+  user?: string | undefined;
+  passwordFile?: string | undefined;
+  admin?: boolean;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+}): Connection {
+  const env = opts.env ?? process.env;
+  const cwd = opts.cwd ?? process.cwd();
+  const candidates = [opts.configFile, env.LICD_CLIENT_CONFIG, join(homedir(), '.config', 'licd', 'client.json'), '/etc/licd/client.json'];
+  let file: { path: string; broker?: string; username?: string; password?: string; passwordFile?: string } | null = null;
+  for (const c of candidates) {
+    if (!c) continue;
+    const path = resolve(cwd, c);
+    if (!existsSync(path)) {
+      if (c === opts.configFile) throw new LicdError('CONFIG_INVALID', `client config ${path} does not exist`);
+      continue;
+    }
+    let raw: unknown;
+    try {
+      raw = JSON.parse(readFileSync(path, 'utf8'));
+    } catch (e) {
+      throw new LicdError('CONFIG_INVALID', `client config ${path} is not valid JSON: ${(e as Error).message}`);
+    }
+    const f = Fields.of(raw, path, 'CONFIG_INVALID');
+    f.only(['broker', 'username', 'password', 'passwordFile']);
+    file = { path };
+    const b = f.optString('broker', { max: 1024, pattern: /^mqtts?:\/\/./, patternHelp: 'a URL like mqtt://licd.local:1883' });
+    if (b) file.broker = b;
+    const u = f.optString('username', { max: 64 });
+    if (u) file.username = u;
+    const p = f.optString('password', { max: 256 });
+    if (p) file.password = p;
+    const pf = f.optString('passwordFile', { max: 4096 });
+    if (pf) file.passwordFile = resolve(path, '..', pf);
+    break;
+  }
+  let url = DEFAULT_BROKER;
+  let source = 'the default';
+  if (opts.broker) [url, source] = [opts.broker, '--broker'];
+  else if (env.LICD_BROKER) [url, source] = [env.LICD_BROKER, 'LICD_BROKER'];
+  else if (file?.broker) [url, source] = [file.broker, file.path];
+  if (!/^mqtts?:\/\/./.test(url)) throw new LicdError('CONFIG_INVALID', `broker address ${JSON.stringify(url)} from ${source} must look like mqtt://host:1883`);
+
+  const conn: Connection = { url, source };
+  const readPw = (p: string) => {
+    try {
+      return readFileSync(resolve(cwd, p), 'utf8').trim();
+    } catch (e) {
+      throw new LicdError('CONFIG_INVALID', `cannot read the password file ${p}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+    }
+  };
+  const username = opts.user ?? env.LICD_MQTT_USER ?? file?.username;
+  let password = opts.passwordFile ? readPw(opts.passwordFile) : (env.LICD_MQTT_PASSWORD ?? file?.password ?? (file?.passwordFile ? readPw(file.passwordFile) : undefined));
+  if (opts.admin && password === undefined) {
+    const dev = resolve(cwd, env.LICD_DATA_DIR ?? 'data', 'admin.password');
+    if (existsSync(dev)) password = readPw(dev);
+  }
+  if (opts.admin || username) conn.username = username ?? 'admin';
+  if (password !== undefined && conn.username) conn.password = password;
+  return conn;
+}
