@@ -87,7 +87,7 @@ export class EmulatedDongle extends EventEmitter {
   readonly statePath: string | undefined;
   readonly firmwareVersion: string;
   readonly slotCount: number;
-  /** Requests received per command name, for tests that count resends. */
+  /** Requests received per command name (counted on arrival), for tests that count resends. */
   readonly requestCounts = new Map<string, number>();
 
   private state: DongleState;
@@ -322,6 +322,10 @@ export class EmulatedDongle extends EventEmitter {
   // ----- request processing ---------------------------------------------------------------
 
   private enqueue(frame: Frame, conn: Connection): void {
+    if ((frame.code & 0x80) === 0) {
+      const name = commandName(frame.code);
+      this.requestCounts.set(name, (this.requestCounts.get(name) ?? 0) + 1);
+    }
     this.work = this.work.then(() => this.process(frame, conn)).catch((error: unknown) => {
       this.emit('internalError', error);
     });
@@ -332,7 +336,6 @@ export class EmulatedDongle extends EventEmitter {
     // Responses and errors are for the host; a dongle ignores them.
     if (frame.code & 0x80) return;
     const command = frame.code;
-    this.requestCounts.set(commandName(command), (this.requestCounts.get(commandName(command)) ?? 0) + 1);
     let answer: Uint8Array;
     if (frame.version !== PROTOCOL_VERSION) {
       answer = encodeErrorFrame(command, frame.requestId, { code: DeviceErrorCode.BAD_VERSION, detail: `this dongle speaks protocol version ${PROTOCOL_VERSION}` });

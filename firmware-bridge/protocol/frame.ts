@@ -10,10 +10,13 @@
  *   6       2     payload length, big-endian, <= MAX_PAYLOAD
  *   8       2     header CRC: CRC-16/CCITT-FALSE of bytes 2..7
  *   10      n     payload
- *   10+n    2     frame CRC: CRC-16/CCITT-FALSE of bytes 2..(10+n-1)
+ *   10+n    2     frame CRC: CRC-16/CCITT-FALSE of bytes 2..7 followed by the payload
  *
  * The header CRC exists so that a corrupted length byte is caught before the parser waits
- * for bytes that will never come; the parser never stalls on a damaged header.
+ * for bytes that will never come; the parser never stalls on a damaged header. The frame CRC
+ * skips the header CRC bytes on purpose: this CRC has no final XOR, so running it over its own
+ * value would reset the register and leave the frame CRC blind to the header. Computed as
+ * written, it is the header CRC register carried on over the payload.
  */
 import { HEADER_SIZE, MAX_PAYLOAD, PROTOCOL_VERSION, SYNC_0, SYNC_1, TRAILER_SIZE } from './constants.ts';
 import { crc16 } from './crc16.ts';
@@ -45,7 +48,7 @@ export function encodeFrame(frame: { code: number; requestId: number; payload: U
   out[8] = hcrc >>> 8;
   out[9] = hcrc & 0xff;
   out.set(frame.payload, HEADER_SIZE);
-  const fcrc = crc16(out, 2, HEADER_SIZE + n);
+  const fcrc = crc16(out, HEADER_SIZE, HEADER_SIZE + n, hcrc);
   out[HEADER_SIZE + n] = fcrc >>> 8;
   out[HEADER_SIZE + n + 1] = fcrc & 0xff;
   return out;
@@ -126,7 +129,7 @@ export class FrameParser {
       if (length > this.maxPayload) {
         flushGarbage();
         events.push({ type: 'oversized', length, maxPayload: this.maxPayload });
-        this.absorb = HEADER_SIZE - 1;
+        this.absorb = HEADER_SIZE;
         skip(1);
         continue;
       }
@@ -137,11 +140,11 @@ export class FrameParser {
       const code = buf[pos + 3]!;
       const requestId = (buf[pos + 4]! << 8) | buf[pos + 5]!;
       flushGarbage();
-      if (crc16(buf, pos + 2, pos + HEADER_SIZE + length) !== frameCrc) {
+      if (crc16(buf, pos + HEADER_SIZE, pos + HEADER_SIZE + length, headerCrc) !== frameCrc) {
         events.push({ type: 'bad-crc', code, requestId, length });
         // Rescan from the next byte: a good frame may start inside the bad one's claimed extent
         // (for example when the bad frame was truncated by a reset).
-        this.absorb = total - 1;
+        this.absorb = total;
         skip(1);
         continue;
       }
