@@ -1,6 +1,8 @@
 import test from 'ava';
 import {
   CommandCode,
+  type Frame,
+  type ParserEvent,
   DecodeError,
   DeviceErrorCode,
   commandCodecs,
@@ -23,6 +25,11 @@ import {
   type AnyCommandCodec,
   type DongleInfo,
 } from '../../firmware-bridge/index.ts';
+
+function frameOf(event: ParserEvent | undefined): Frame {
+  if (event?.type !== 'frame') throw new Error(`expected a frame, got ${JSON.stringify(event)}`);
+  return event.frame;
+}
 
 const info: DongleInfo = {
   protocolVersion: 1,
@@ -57,7 +64,7 @@ const samples: Record<string, { request: unknown; response: unknown }> = {
 
 test('the codec map holds one codec per command code', (t) => {
   t.deepEqual([...commandCodecs.keys()].sort(), Object.values(CommandCode).sort());
-  for (const [code, codec] of commandCodecs) t.is(codec.code, code);
+  for (const [code, codec] of commandCodecs) t.is(codec.code as number, code);
   t.deepEqual(Object.keys(samples).sort(), [...commandCodecs.values()].map((c) => c.name).sort());
 });
 
@@ -72,10 +79,10 @@ for (const codec of commandCodecs.values() as Iterable<AnyCommandCodec>) {
     // And through the frame and message layers, as the session and emulator use them.
     const [reqEvent] = new FrameParser().push(encodeRequestFrame(codec.code, 42, reqPayload));
     t.is(reqEvent?.type, 'frame');
-    const reqMsg = frameToMessage((reqEvent as { frame: never }).frame);
+    const reqMsg = frameToMessage(frameOf(reqEvent));
     t.like(reqMsg, { kind: 'request', command: codec.code, requestId: 42 });
     const [resEvent] = new FrameParser().push(encodeResponseFrame(codec.code, 42, resPayload));
-    const resMsg = frameToMessage((resEvent as { frame: never }).frame);
+    const resMsg = frameToMessage(frameOf(resEvent));
     t.like(resMsg, { kind: 'response', command: codec.code, requestId: 42 });
     t.deepEqual(codec.decodeResponse((resMsg as { payload: Uint8Array }).payload), sample.response);
   });
@@ -134,7 +141,7 @@ test('error responses carry a code and a detail', (t) => {
   // COUNTER_INCREMENT error, id 9, COUNTER_FAILURE, empty detail: as shown in PROTOCOL.md.
   t.is(toHex(encodeErrorFrame(CommandCode.COUNTER_INCREMENT, 9, { code: DeviceErrorCode.COUNTER_FAILURE, detail: '' })), 'a55a01c4000900017fbe07419f');
   const [event] = new FrameParser().push(fromHex('a55a01c4000900017fbe07419f'));
-  t.deepEqual(frameToMessage((event as { frame: never }).frame), {
+  t.deepEqual(frameToMessage(frameOf(event)), {
     kind: 'error',
     command: CommandCode.COUNTER_INCREMENT,
     requestId: 9,

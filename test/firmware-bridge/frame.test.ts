@@ -110,7 +110,7 @@ test('garbage before and between frames is skipped and reported', (t) => {
 
 test('a frame with a bad CRC is dropped and reported; the next good frame is parsed', (t) => {
   const bad = Uint8Array.from(PING_HI);
-  bad[10] ^= 0x20; // "hi" -> "Hi": payload damaged, frame CRC no longer matches
+  bad[10]! ^= 0x20; // "hi" -> "Hi": payload damaged, frame CRC no longer matches
   const parser = new FrameParser();
   const events = parser.push(Uint8Array.from([...bad, ...INFO_1]));
   t.deepEqual(events, [

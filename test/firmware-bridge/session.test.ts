@@ -205,7 +205,6 @@ test('request ids wrap from 65535 to 1, never 0', async (t) => {
   const { session } = await memoryRig(t);
   (session as unknown as { lastId: number }).lastId = 0xfffe;
   const seen: number[] = [];
-  session.transport.peer?.on('data', () => undefined);
   const write = session.transport.write.bind(session.transport);
   session.transport.write = (bytes: Uint8Array) => {
     seen.push((bytes[4]! << 8) | bytes[5]!);
