@@ -77,6 +77,17 @@ export function loadConfig(opts: { file?: string | null; env?: NodeJS.ProcessEnv
 }
 
 export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = {}, base = process.cwd()): Config {
+  try {
+    return parseConfigFields(raw, env, base);
+  } catch (e) {
+    if (e instanceof LicdError && !e.message.startsWith('config') && !e.message.startsWith('LICD_')) {
+      throw new LicdError('CONFIG_INVALID', `config: ${e.message}`, e.details);
+    }
+    throw e;
+  }
+}
+
+function parseConfigFields(raw: unknown, env: NodeJS.ProcessEnv, base: string): Config {
   const f = Fields.of(raw, '', 'CONFIG_INVALID');
   f.only(CONFIG_FIELDS);
   const path = (p: string) => (isAbsolute(p) ? p : resolve(base, p));

@@ -1,0 +1,153 @@
+import test from 'ava';
+import type { FeatureLicense } from '../../src/core/entitlement.ts';
+import { LicdError } from '../../src/core/errors.ts';
+import { SeatTable } from '../../src/core/seats.ts';
+
+const T0 = Date.parse('2026-06-01T12:00:00Z');
+const features: FeatureLicense[] = [
+  { name: 'render', product: 'Render', version: '6.2', seats: 3, expires: null, type: 'render', borrow: { allowed: true, maxHours: 336 } },
+  { name: 'old', product: 'Old', version: '1.0', seats: 1, expires: T0 - 1, type: 'interface', borrow: { allowed: false, maxHours: 0 } },
+];
+
+function table(): SeatTable {
+  let n = 0;
+  return new SeatTable(features, () => `id${++n}`);
+}
+
+const req = (over: Partial<Parameters<SeatTable['checkout']>[0]> = {}) => ({ clientId: 'c1', pid: 1, user: 'u', host: 'h', feature: 'render', count: 1, ttlMs: 60_000, ...over });
+
+test('checkout takes seats and says what is free when none are', (t) => {
+  const s = table();
+  s.checkout(req({ count: 2 }), T0);
+  s.checkout(req({ clientId: 'c2' }), T0);
+  const e = t.throws(() => s.checkout(req({ clientId: 'c3' }), T0), { instanceOf: LicdError });
+  t.is(e!.code, 'NO_SEATS');
+  t.true(e!.message.startsWith('render: 0 of 3 seats free (3 leased, 0 borrowed)'));
+});
+
+test('same client and process extends; another process takes another seat', (t) => {
+  const s = table();
+  const a = s.checkout(req(), T0).result;
+  const b = s.checkout(req(), T0 + 1000).result;
+  t.is(b.status, 'extended');
+  t.is(b.lease.id, a.lease.id);
+  t.is(b.lease.expiresAt, T0 + 61_000);
+  t.is(s.checkout(req({ pid: 2 }), T0).result.status, 'granted');
+  t.is(s.availability('render', T0).leased, 2);
+});
+
+test('growing a lease needs free seats for the difference only', (t) => {
+  const s = table();
+  s.checkout(req({ count: 2 }), T0);
+  s.checkout(req({ clientId: 'c2' }), T0);
+  t.throws(() => s.checkout(req({ count: 3 }), T0), { message: /0 of 3 seats free/ });
+  t.is(s.checkout(req({ count: 1 }), T0).result.lease.count, 1);
+  t.is(s.availability('render', T0).free, 1);
+});
+
+test('unknown feature, version too new and expired license are refused with the reason', (t) => {
+  const s = table();
+  t.is(t.throws(() => s.checkout(req({ feature: 'nope' }), T0), { instanceOf: LicdError })!.code, 'UNKNOWN_FEATURE');
+  const v = t.throws(() => s.checkout(req({ version: '7.0' }), T0), { instanceOf: LicdError })!;
+  t.is(v.code, 'VERSION_NOT_LICENSED');
+  t.regex(v.message, /up to 6\.2/);
+  t.notThrows(() => s.checkout(req({ version: '6.1.9' }), T0));
+  t.is(t.throws(() => s.checkout(req({ feature: 'old' }), T0), { instanceOf: LicdError })!.code, 'FEATURE_EXPIRED');
+});
+
+test('heartbeats renew only the caller\'s leases', (t) => {
+  const s = table();
+  const mine = s.checkout(req(), T0).result.lease;
+  const theirs = s.checkout(req({ clientId: 'c2' }), T0).result.lease;
+  const r = s.heartbeat('c1', [mine.id, theirs.id], T0 + 30_000).result;
+  t.deepEqual(r.renewed.map((l) => l.id), [mine.id]);
+  t.deepEqual(r.unknown, [theirs.id]);
+  t.is(s.getLease(mine.id)!.expiresAt, T0 + 90_000);
+  t.is(s.getLease(theirs.id)!.expiresAt, T0 + 60_000);
+});
+
+test('checkin releases only the caller\'s leases', (t) => {
+  const s = table();
+  s.checkout(req(), T0);
+  const theirs = s.checkout(req({ clientId: 'c2' }), T0).result.lease;
+  const r = s.checkin('c1', { ids: [theirs.id] }).result;
+  t.deepEqual(r.released, []);
+  t.deepEqual(r.unknown, [theirs.id]);
+  t.is(s.checkin('c1', {}).result.released.length, 1);
+  t.is(s.availability('render', T0).leased, 1);
+});
+
+test('reap ends leases at their TTL and after the disconnect grace', (t) => {
+  const s = table();
+  const a = s.checkout(req(), T0).result.lease;
+  const b = s.checkout(req({ clientId: 'c2' }), T0).result.lease;
+  s.clientGone('c2', T0 + 5000, 10_000);
+  t.deepEqual(s.reap(T0 + 14_999).result.leases, []);
+  t.deepEqual(s.reap(T0 + 15_000).result.leases.map((l) => l.id), [b.id]);
+  t.deepEqual(s.reap(T0 + 59_999).result.leases, []);
+  t.deepEqual(s.reap(T0 + 60_000).result.leases.map((l) => l.id), [a.id]);
+  t.is(s.availability('render', T0).leased, 0);
+});
+
+test('a client that comes back after its will keeps its lease by heartbeating', (t) => {
+  const s = table();
+  const a = s.checkout(req(), T0).result.lease;
+  s.clientGone('c1', T0 + 1000, 10_000);
+  s.heartbeat('c1', undefined, T0 + 2000);
+  t.deepEqual(s.reap(T0 + 20_000).result.leases, []);
+  t.is(s.getLease(a.id)!.disconnectedAt, null);
+});
+
+test('reap after a long jump still finds everything due', (t) => {
+  const s = table();
+  s.checkout(req(), T0);
+  s.reap(T0);
+  t.is(s.reap(T0 + 10 * 86400_000).result.leases.length, 1);
+});
+
+test('undo puts the table back exactly', (t) => {
+  const s = table();
+  const first = s.checkout(req(), T0);
+  const before = s.availability('render', T0);
+  const ch = s.checkout(req({ count: 3 }), T0 + 1);
+  ch.undo();
+  t.deepEqual(s.availability('render', T0), before);
+  t.is(s.getLease(first.result.lease.id)!.count, 1);
+  t.deepEqual(s.checkInvariants(T0), []);
+});
+
+test('restore drops leases whose TTL passed while down', (t) => {
+  const s = table();
+  const live = { id: 'a', feature: 'render', count: 1, clientId: 'c', pid: 1, user: 'u', host: 'h', since: T0, expiresAt: T0 + 60_000, ttlMs: 60_000, disconnectedAt: null };
+  const dead = { ...live, id: 'b', expiresAt: T0 - 1 };
+  const r = s.restore([live, dead], [], T0);
+  t.deepEqual(r.result.dropped.map((l) => l.id), ['b']);
+  t.deepEqual(r.mutations, [{ kind: 'lease.del', id: 'b' }]);
+  t.is(s.availability('render', T0).leased, 1);
+});
+
+test('invariant holds over a long random sequence of operations', (t) => {
+  const s = table();
+  let now = T0;
+  let seed = 42;
+  const rnd = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  for (let i = 0; i < 5000; i++) {
+    now += rnd(5000);
+    const client = `c${rnd(6)}`;
+    const op = rnd(5);
+    try {
+      if (op === 0 || op === 1) s.checkout(req({ clientId: client, pid: rnd(3), count: 1 + rnd(2), ttlMs: 10_000 + rnd(30_000) }), now);
+      else if (op === 2) s.heartbeat(client, undefined, now);
+      else if (op === 3) s.checkin(client, {});
+      else s.reap(now);
+    } catch (e) {
+      t.true(e instanceof LicdError);
+    }
+    const a = s.availability('render', now);
+    if (a.leased + a.borrowed > a.total) t.fail(`over-granted at step ${i}`);
+  }
+  t.deepEqual(s.checkInvariants(now), []);
+});
