@@ -59,7 +59,7 @@ async function main(): Promise<void> {
     ...s.features.map((f) => `  ${f.feature.padEnd(18)} ${String(f.total).padStart(4)} seats  ${f.type.padEnd(11)} v${f.version}  ${f.free} free  ${f.borrow.allowed ? `borrow up to ${f.borrow.maxHours} h` : 'no borrowing'}`),
   ];
   if (daemon.entitlement.development) lines.push('DEVELOPMENT MODE: dev vendor key, emulated dongle and demo entitlement under ' + config.dataDir);
-  if (daemon.admin) lines.push(`admin user "admin", password in ${config.broker.adminPasswordFile}`);
+  if (daemon.adminCredentials) lines.push(`admin user "admin", password in ${config.broker.adminPasswordFile}`);
   process.stdout.write(lines.join('\n') + '\n');
   notifySystemd('READY=1', `STATUS=serving ${s.features.length} features on ${daemon.url}`);
   const watchdog = startWatchdog();

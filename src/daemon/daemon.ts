@@ -48,7 +48,7 @@ export interface Daemon {
   link: ServerLink;
   store: StateStore;
   /** Credentials of the embedded broker's admin user. */
-  admin: { username: string; password: string } | null;
+  adminCredentials: { username: string; password: string } | null;
   chain(): { entitlement: unknown; delegation: SignedEnvelope | null };
   stop(): Promise<void>;
 }
@@ -204,7 +204,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     let broker: EmbeddedBroker | null = null;
     let url: string;
     let daemonPassword: string | null;
-    let admin: Daemon['admin'] = null;
+    let admin: Daemon["adminCredentials"] = null;
     if (config.mqtt.broker === 'embedded') {
       daemonPassword = toBase64url(random.bytes(18));
       const adminPassword = readSecret(config.broker.adminPasswordFile, random, true);
@@ -244,7 +244,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       broker,
       link,
       store,
-      admin,
+      adminCredentials: admin,
       chain: () => ({ entitlement: entitlement.envelope, delegation }),
       async stop() {
         if (stopped) return;

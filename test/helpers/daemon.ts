@@ -66,7 +66,7 @@ export async function startTestDaemon(opts: { dataDir?: string; config?: Record<
       return c;
     },
     async admin(o: Partial<ClientOptions> = {}) {
-      const c = await LicdClient.connect({ url: daemon.url, timeoutMs: 5000, username: 'admin', password: daemon.admin!.password, ...o });
+      const c = await LicdClient.connect({ url: daemon.url, timeoutMs: 5000, username: 'admin', password: daemon.adminCredentials!.password, ...o });
       clients.push(c);
       return c;
     },
