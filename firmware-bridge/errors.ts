@@ -16,8 +16,9 @@ export const DongleErrorCode = {
   /** The dongle's answer broke the protocol (wrong layout, version, command). */
   PROTOCOL: 'DONGLE_PROTOCOL',
   /**
-   * COUNTER_INCREMENT got no valid answer. The dongle may or may not have stepped; it was not
-   * resent because a resend could step it twice. Read INFO, then increment again with a new nonce.
+   * COUNTER_INCREMENT was sent but got no valid answer (timeout, damaged answer, or the link
+   * closed while it waited). The dongle may or may not have stepped; it was not resent because a
+   * resend could step it twice. Read INFO, then increment again with a new nonce.
    */
   COUNTER_UNCERTAIN: 'DONGLE_COUNTER_UNCERTAIN',
   /** The host asked for something the protocol cannot express (domain too long, bad nonce size). */

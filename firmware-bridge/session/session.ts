@@ -7,7 +7,8 @@
  *   SLOT_WRITE) are resent after a timeout or a corrupt answer; an answer to any attempt of the
  *   current request is accepted, so a slow dongle wins the race against its own retry.
  * - COUNTER_INCREMENT is never resent after it may have reached the dongle: a resend could step the
- *   counter twice. A lost answer surfaces as DONGLE_COUNTER_UNCERTAIN. BUSY answers are the one
+ *   counter twice. A lost answer, or the link closing while it waits, surfaces as
+ *   DONGLE_COUNTER_UNCERTAIN (the daemon must then resync from INFO). BUSY answers are the one
  *   exception: BUSY means "not executed", so every command, the counter too, is resent after one.
  */
 import { EventEmitter } from 'node:events';
@@ -258,7 +259,19 @@ export class DongleSession extends EventEmitter {
       if (attempt > 1) this.stats.resends++;
       const outcome = await this.attempt(codec.idempotent, ids, encodeRequestFrame(codec.code, id, payload));
 
-      if (outcome.type === 'closed') throw this.closeError ?? closedError(this.transport.description);
+      if (outcome.type === 'closed') {
+        const closed = this.closeError ?? closedError(this.transport.description);
+        // Sent but unanswered: the dongle may have stepped. A queued request never reached it
+        // and fails with plain DONGLE_CLOSED instead.
+        if (!codec.idempotent) {
+          throw new DongleError(
+            DongleErrorCode.COUNTER_UNCERTAIN,
+            `the link closed while ${name} was waiting for its answer; the dongle may or may not have stepped its counter. Reconnect, read INFO to see the counter, then increment again with a new nonce`,
+            { command: name, cause: closed, attempts: attempt },
+          );
+        }
+        throw closed;
+      }
       if (outcome.type === 'answer') {
         const message = outcome.message;
         if (message.command !== codec.code) {

@@ -169,3 +169,22 @@ test('parseFault reads the CLI fault syntax', (t) => {
   t.throws(() => parseFault('slowMs'), { message: /slowMs needs/ });
   t.throws(() => parseFault('meltdown'), { message: /unknown fault "meltdown"/ });
 });
+
+test('a frame of another protocol version is answered BAD_VERSION in a version-1 frame; responses are ignored', async (t) => {
+  const { encodeFrame, FrameParser, frameToMessage } = await import('../../firmware-bridge/index.ts');
+  const dongle = await EmulatedDongle.open();
+  t.teardown(() => dongle.close());
+  const transport = dongle.connectMemory();
+  const parser = new FrameParser();
+  const answers: unknown[] = [];
+  transport.on('data', (chunk) => {
+    for (const e of parser.push(chunk)) if (e.type === 'frame') answers.push({ version: e.frame.version, message: frameToMessage(e.frame) });
+  });
+  transport.write(encodeFrame({ version: 2, code: 0x01, requestId: 5, payload: new Uint8Array(0) }));
+  transport.write(encodeFrame({ code: 0x81, requestId: 6, payload: new Uint8Array(0) })); // a response: ignored
+  transport.write(encodeFrame({ code: 0x01, requestId: 7, payload: Uint8Array.from([1]) }));
+  while (answers.length < 2) await new Promise((r) => setTimeout(r, 5));
+  t.like(answers[0], { version: 1, message: { kind: 'error', command: 1, requestId: 5, error: { code: 0x03 } } });
+  t.like(answers[1], { version: 1, message: { kind: 'response', command: 1, requestId: 7 } });
+  await transport.close();
+});

@@ -213,3 +213,16 @@ test('request ids wrap from 65535 to 1, never 0', async (t) => {
   for (let i = 0; i < 3; i++) await session.ping();
   t.deepEqual(seen, [0xffff, 1, 2]);
 });
+
+test('the link closing while COUNTER_INCREMENT waits: uncertain; a queued one that was never sent: DONGLE_CLOSED', async (t) => {
+  const { dongle, session } = await memoryRig(t, { faults: { slowMs: 10_000 } });
+  const inFlight = session.counterIncrement(nonce(1));
+  const queued = session.counterIncrement(nonce(2));
+  while ((dongle.requestCounts.get('COUNTER_INCREMENT') ?? 0) < 1) await new Promise((r) => setTimeout(r, 5));
+  dongle.unplug();
+  const uncertain = await t.throwsAsync(inFlight, { instanceOf: DongleError });
+  t.is(uncertain?.code, 'DONGLE_COUNTER_UNCERTAIN');
+  t.is((uncertain?.cause as DongleError).code, 'DONGLE_CLOSED');
+  t.is((await t.throwsAsync(queued, { instanceOf: DongleError }))?.code, 'DONGLE_CLOSED');
+  t.is(dongle.requestCounts.get('COUNTER_INCREMENT'), 1);
+});
