@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { LicdError } from './core/errors.ts';
 import { defaultLeasePolicy, type LeasePolicy } from './core/service.ts';
+import { defaultBorrowPolicy, parseLimits, type BorrowLimits, type BorrowPolicy } from './core/borrowing.ts';
 import { Fields } from './core/validate.ts';
 
 export type DongleConfig =
@@ -37,12 +38,14 @@ export interface Config {
   };
   dongle: DongleConfig & { presenceIntervalMs: number; timeoutMs: number };
   leases: LeasePolicy;
+  /** Borrowing: LM-X's refresh rule, request freshness, and starting limits (admins change them live). */
+  borrow: BorrowPolicy & { limits: BorrowLimits | null };
   limits: { maxPayloadBytes: number };
   log: { level: 'debug' | 'info' | 'warn' | 'error'; format: 'text' | 'json' };
 }
 
 /** Settings and whether changing them needs a restart (all do today; documented in README). */
-export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'limits', 'log'] as const;
+export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'borrow', 'limits', 'log'] as const;
 
 function bad(field: string, message: string): never {
   throw new LicdError('CONFIG_INVALID', `config: ${field} ${message}`, { field });
@@ -129,6 +132,16 @@ function parseConfigFields(raw: unknown, env: NodeJS.ProcessEnv, base: string): 
     bad('leases.ttlSeconds', `(${leases.ttlSeconds}) must be between leases.minTtlSeconds (${leases.minTtlSeconds}) and leases.maxTtlSeconds (${leases.maxTtlSeconds})`);
   }
 
+  const bo = f.optObject('borrow') ?? Fields.of({}, 'borrow', 'CONFIG_INVALID');
+  bo.only([...Object.keys(defaultBorrowPolicy), 'limits']);
+  const borrow: Config['borrow'] = {
+    refreshOnReconnect: bo.optBool('refreshOnReconnect') ?? defaultBorrowPolicy.refreshOnReconnect,
+    refreshMinAgeMinutes: bo.optInt('refreshMinAgeMinutes', { min: 0, max: 525_600 }) ?? defaultBorrowPolicy.refreshMinAgeMinutes,
+    requestMaxAgeMinutes: bo.optInt('requestMaxAgeMinutes', { min: 1, max: 1440 }) ?? defaultBorrowPolicy.requestMaxAgeMinutes,
+    fileRequestMaxAgeHours: bo.optInt('fileRequestMaxAgeHours', { min: 1, max: 8760 }) ?? defaultBorrowPolicy.fileRequestMaxAgeHours,
+    limits: bo.has('limits') ? parseLimitsConfig(bo.raw('limits')) : null,
+  };
+
   const lim = f.optObject('limits') ?? Fields.of({}, 'limits', 'CONFIG_INVALID');
   lim.only(['maxPayloadBytes']);
   const lg = f.optObject('log') ?? Fields.of({}, 'log', 'CONFIG_INVALID');
@@ -162,12 +175,21 @@ function parseConfigFields(raw: unknown, env: NodeJS.ProcessEnv, base: string): 
     },
     dongle,
     leases,
+    borrow,
     limits: { maxPayloadBytes: lim.optInt('maxPayloadBytes', { min: 1024, max: 16 * 1024 * 1024 }) ?? 64 * 1024 },
     log: {
       level: (envLevel as Config['log']['level'] | undefined) ?? lg.optOneOf('level', ['debug', 'info', 'warn', 'error'] as const) ?? 'info',
       format: lg.optOneOf('format', ['text', 'json'] as const) ?? 'text',
     },
   };
+}
+
+function parseLimitsConfig(raw: unknown): BorrowLimits {
+  try {
+    return parseLimits(raw, 'borrow.limits');
+  } catch (e) {
+    throw new LicdError('CONFIG_INVALID', `config: ${(e as Error).message}`, { field: 'borrow.limits' });
+  }
 }
 
 function envInt(name: string, v: string, min: number, max: number): number {

@@ -35,6 +35,13 @@ export interface Borrow {
   autoRenew: boolean;
   /** How the token was issued: online over MQTT or from an air-gapped request file. */
   via: 'online' | 'file';
+  /** The client's request id, so a repeated request gets the same tokens, not more seats. */
+  requestId: string;
+  /** The current token, and when it was issued (renewals issue a new one for the same seat). */
+  tokenId: string;
+  tokenIssuedAt: number;
+  /** The borrow period asked for, hours (a refresh on reconnect restores it). */
+  hours: number;
 }
 
 /** One state change. A change of seat state is a list of these, written as one atomic batch. */

@@ -16,6 +16,8 @@ import { SeatTable } from '../core/seats.ts';
 import { LicenseService, type Log } from '../core/service.ts';
 import { FORMATS, sealEnvelope, type SignedEnvelope } from '../core/signed.ts';
 import { DELEGATION_DOMAIN, delegationBody, delegationEnvelope } from '../core/trust.ts';
+import { Borrowing, type BorrowLimits } from '../core/borrowing.ts';
+import { sealToken } from '../core/tokens.ts';
 import { nodeEd25519, systemRandom } from '../crypto/ed25519.ts';
 import { DongleManager, type DongleLink, type PresenceEvent } from '../dongle/manager.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from '../mqtt/embedded-broker.ts';
@@ -40,8 +42,11 @@ export interface DaemonDeps {
 export interface Daemon {
   config: Config;
   service: LicenseService;
+  borrowing: Borrowing;
   dongle: DongleManager;
   entitlement: Entitlement;
+  /** The vendor key the entitlement verified with (clients verify tokens with it). */
+  vendorPublicKey: Uint8Array;
   /** The broker URL clients use. */
   url: string;
   broker: EmbeddedBroker | null;
@@ -181,6 +186,18 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         ed,
       );
 
+    const borrowing = new Borrowing({
+      service,
+      entitlement,
+      policy: config.borrow,
+      limits: (loaded.meta.get('borrow-limits') as BorrowLimits | undefined) ?? config.borrow.limits ?? {},
+      newId: idBytes,
+      ed,
+      signToken: (t) => (delegation ? sealToken(t, sessionSeed, ed) : null),
+      chain: () => ({ entitlement: entitlement.envelope as SignedEnvelope, delegation }),
+      sessionKeyHex: toHex(sessionKey),
+    });
+
     const onPresence = async (ev: PresenceEvent) => {
       if (ev.present) {
         const cur = dongle.current();
@@ -238,8 +255,10 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     return {
       config,
       service,
+      borrowing,
       dongle,
       entitlement,
+      vendorPublicKey,
       url,
       broker,
       link,

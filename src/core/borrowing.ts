@@ -1,0 +1,376 @@
+/**
+ * Offline borrowing on the server: borrow, renew (and refresh on reconnect), return early,
+ * previews for the multi-product wizard, admin listing, lost borrows, limits and air-gapped files.
+ * The handlers plug into LicenseService; every seat change goes through the seat table and is
+ * durable before the tokens are handed out.
+ */
+import { LicdError } from './errors.ts';
+import type { Entitlement } from './entitlement.ts';
+import type { Borrow, Change, Mutation } from './model.ts';
+import type { Ed25519 } from './ports.ts';
+import type { BorrowView } from './protocol.ts';
+import type { SeatTable } from './seats.ts';
+import { borrowView, iso, type LicenseService, type RequestContext } from './service.ts';
+import type { SignedEnvelope } from './signed.ts';
+import { openBorrowRequest, openReturn, type BorrowRequest, type BorrowToken, type TokenBundle } from './tokens.ts';
+import { Fields, NAME_HELP, NAME_PATTERN } from './validate.ts';
+
+export interface LimitRule {
+  maxSeats?: number;
+  maxHours?: number;
+}
+
+export interface BorrowLimits {
+  features?: Record<string, LimitRule>;
+  users?: Record<string, LimitRule>;
+  groups?: Record<string, LimitRule & { members: string[] }>;
+}
+
+export interface BorrowPolicy {
+  /** LM-X's refresh: a client reconnecting renews its borrow to the full period... */
+  refreshOnReconnect: boolean;
+  /** ...but not within this many minutes of the token's issue (LM-X: one hour). */
+  refreshMinAgeMinutes: number;
+  /** How old an online request may be (its createdAt against the server clock), minutes. */
+  requestMaxAgeMinutes: number;
+  /** How old an air-gapped request file may be, hours. */
+  fileRequestMaxAgeHours: number;
+}
+
+export const defaultBorrowPolicy: BorrowPolicy = {
+  refreshOnReconnect: true,
+  refreshMinAgeMinutes: 60,
+  requestMaxAgeMinutes: 15,
+  fileRequestMaxAgeHours: 168,
+};
+
+export interface BorrowingDeps {
+  service: LicenseService;
+  entitlement: Entitlement;
+  policy: BorrowPolicy;
+  limits: BorrowLimits;
+  newId: () => string;
+  ed: Ed25519;
+  /** Signs a token with the session key; null while there is no delegation (no dongle yet). */
+  signToken: (t: BorrowToken) => SignedEnvelope | null;
+  chain: () => { entitlement: SignedEnvelope; delegation: SignedEnvelope | null };
+  sessionKeyHex: string;
+  /** Extra checks before any new borrow or renewal (clock integrity, quarantine). */
+  guard?: (now: number) => void;
+}
+
+export interface BorrowResult {
+  tokens: TokenBundle[];
+  borrows: BorrowView[];
+  /** Renewals the server declined to refresh (the one-hour rule); their tokens are unchanged. */
+  unchanged?: string[];
+}
+
+export function parseLimits(json: unknown, where = 'limits'): BorrowLimits {
+  const f = Fields.of(json, where, 'BAD_REQUEST');
+  f.only(['features', 'users', 'groups']);
+  const rule = (x: Fields): LimitRule => {
+    const r: LimitRule = {};
+    const s = x.optInt('maxSeats', { min: 0, max: 1_000_000 });
+    const h = x.optInt('maxHours', { min: 1, max: 8760 });
+    if (s !== undefined) r.maxSeats = s;
+    if (h !== undefined) r.maxHours = h;
+    return r;
+  };
+  const map = <T>(name: 'features' | 'users' | 'groups', make: (x: Fields) => T): Record<string, T> | undefined => {
+    const o = f.optObject(name);
+    if (!o) return undefined;
+    const out: Record<string, T> = {};
+    for (const k of o.keys()) {
+      if (!NAME_PATTERN.test(k)) o.fail(k, `is not a usable name: ${NAME_HELP}`);
+      const x = o.object(k);
+      x.only(name === 'groups' ? ['maxSeats', 'maxHours', 'members'] : ['maxSeats', 'maxHours']);
+      out[k] = make(x);
+    }
+    return out;
+  };
+  const limits: BorrowLimits = {};
+  const features = map('features', rule);
+  const users = map('users', rule);
+  const groups = map('groups', (x) => ({
+    ...rule(x),
+    members: x.array('members', { max: 10_000 }).map((m, i) => {
+      if (typeof m !== 'string' || m.length === 0 || m.length > 64) x.fail(`members[${i}]`, 'must be a user name');
+      return m as string;
+    }),
+  }));
+  if (features) limits.features = features;
+  if (users) limits.users = users;
+  if (groups) limits.groups = groups;
+  return limits;
+}
+
+export class Borrowing {
+  private limits: BorrowLimits;
+  private readonly table: SeatTable;
+
+  constructor(private readonly d: BorrowingDeps) {
+    this.limits = d.limits;
+    this.table = d.service.table;
+    const s = d.service;
+    s.register('borrow', false, (ctx, f) => this.borrow(ctx, f.raw('request'), 'online'));
+    s.register('borrow.renew', false, (ctx, f) => this.renew(ctx, f.raw('request')));
+    s.register('borrow.return', false, (ctx, f) => this.giveBack(ctx, f.raw('return')));
+    s.register('borrow.list', false, async (_ctx, f) => this.list(f.optString('clientKey', { max: 64 })));
+    s.register('borrow.preview', false, async (ctx, f) => this.preview(ctx, f));
+    s.register('borrows', true, async () => this.list(undefined));
+    s.register('borrow.lost', true, (ctx, f) => this.markLost(ctx, f));
+    s.register('borrow.file', true, (ctx, f) => this.borrow(ctx, f.raw('request'), 'file'));
+    s.register('return.file', true, (ctx, f) => this.giveBack(ctx, f.raw('return')));
+    s.register('limits.get', true, async () => ({ limits: this.limits }));
+    s.register('limits.set', true, (ctx, f) => this.setLimits(ctx, f));
+  }
+
+  currentLimits(): BorrowLimits {
+    return this.limits;
+  }
+
+  private open(raw: unknown): BorrowRequest {
+    if (raw === undefined) throw new LicdError('BAD_REQUEST', 'request is missing: send the signed borrow request as "request"', { field: 'request' });
+    return openBorrowRequest(raw, this.d.ed);
+  }
+
+  private fresh(req: { createdAt: number }, now: number, via: 'online' | 'file'): void {
+    const max = via === 'file' ? this.d.policy.fileRequestMaxAgeHours * 3600_000 : this.d.policy.requestMaxAgeMinutes * 60_000;
+    if (Math.abs(now - req.createdAt) > max) {
+      throw new LicdError(
+        'BAD_REQUEST',
+        `the ${via === 'file' ? 'request file' : 'request'} was made at ${iso(req.createdAt)}, more than ${via === 'file' ? `${this.d.policy.fileRequestMaxAgeHours} h` : `${this.d.policy.requestMaxAgeMinutes} min`} from the server's time ${iso(now)}; make a new one (and check the clocks)`,
+        { reason: 'stale-request' },
+      );
+    }
+  }
+
+  /** Hours allowed for a feature for this user, checking the license, the limits and the expiry. */
+  private checkHours(feature: string, hours: number, user: string, now: number): void {
+    const lic = this.table.license(feature);
+    if (!lic) throw this.table.noSeats(feature, 0, now);
+    if (!lic.borrow.allowed) {
+      throw new LicdError('BORROW_NOT_ALLOWED', `${feature}: the license does not allow borrowing; use it online, or ask the vendor for a license with borrowing`, { feature });
+    }
+    if (hours > lic.borrow.maxHours) {
+      throw new LicdError('BORROW_HOURS', `${feature}: ${hours} h asked for, the license allows at most ${lic.borrow.maxHours} h`, { feature, hours, maxHours: lic.borrow.maxHours });
+    }
+    if (lic.expires !== null && now + hours * 3600_000 > lic.expires) {
+      const left = Math.floor((lic.expires - now) / 3600_000);
+      throw new LicdError('BORROW_HOURS', `${feature}: the license ends at ${iso(lic.expires)}, so at most ${left} h can be borrowed now`, { feature, hours, maxHours: left });
+    }
+    for (const [scope, rule] of this.rulesFor(feature, user)) {
+      if (rule.maxHours !== undefined && hours > rule.maxHours) {
+        throw new LicdError('BORROW_HOURS', `${feature}: ${hours} h asked for, but ${scope} allows at most ${rule.maxHours} h`, { feature, hours, maxHours: rule.maxHours, limit: scope });
+      }
+    }
+  }
+
+  private rulesFor(feature: string, user: string): Array<[string, LimitRule, (b: Borrow) => boolean]> {
+    const out: Array<[string, LimitRule, (b: Borrow) => boolean]> = [];
+    const f = this.limits.features?.[feature];
+    if (f) out.push([`limits.features.${feature}`, f, (b) => b.feature === feature]);
+    const u = this.limits.users?.[user];
+    if (u) out.push([`limits.users.${user}`, u, (b) => b.user === user]);
+    for (const [name, g] of Object.entries(this.limits.groups ?? {})) {
+      if (g.members.includes(user)) out.push([`limits.groups.${name}`, g, (b) => g.members.includes(b.user)]);
+    }
+    return out;
+  }
+
+  private checkSeatLimits(items: Array<{ feature: string; count: number }>, user: string): void {
+    const all = this.table.allBorrows();
+    for (const item of items) {
+      for (const [scope, rule, counts] of this.rulesFor(item.feature, user)) {
+        if (rule.maxSeats === undefined) continue;
+        const now = all.filter(counts).reduce((n, b) => n + b.count, 0);
+        const adding = items.filter((i) => counts({ feature: i.feature, user } as Borrow)).reduce((n, i) => n + i.count, 0);
+        if (now + adding > rule.maxSeats) {
+          throw new LicdError('BORROW_LIMIT', `${item.feature}: ${scope} allows ${rule.maxSeats} borrowed seats and ${now} are borrowed; ${adding} more asked for`, {
+            feature: item.feature,
+            limit: scope,
+            maxSeats: rule.maxSeats,
+            borrowed: now,
+          });
+        }
+      }
+    }
+  }
+
+  private bundle(b: Borrow, issuedAt: number): TokenBundle {
+    const lic = this.table.license(b.feature)!;
+    const chain = this.d.chain();
+    const token: BorrowToken = {
+      tokenId: b.tokenId,
+      borrowId: b.id,
+      feature: b.feature,
+      product: lic.product,
+      version: lic.version,
+      type: lic.type,
+      count: b.count,
+      user: b.user,
+      hostId: b.hostId,
+      hostName: b.hostName,
+      clientKey: b.clientKey,
+      issuedAt,
+      expiresAt: b.expiresAt,
+      entitlementId: this.d.entitlement.id,
+      dongleSerial: this.d.entitlement.dongle.serial,
+      sessionKey: this.d.sessionKeyHex,
+    };
+    const env = this.d.signToken(token);
+    if (!env || !chain.delegation) throw new LicdError('DONGLE_ABSENT', 'the dongle has not delegated a session key yet; tokens cannot be signed until it is present');
+    return { format: 'licd-token-bundle/1', token: env, entitlement: chain.entitlement, delegation: chain.delegation };
+  }
+
+  private async borrow(ctx: RequestContext, raw: unknown, via: 'online' | 'file'): Promise<BorrowResult> {
+    const req = this.open(raw);
+    if (req.renew) throw new LicdError('BAD_REQUEST', 'this request renews borrows: send it as borrow.renew', { field: 'renew' });
+    const now = ctx.now;
+    this.fresh(req, now, via);
+    // A repeated request (a lost answer, a re-imported file) gets the same tokens, not more seats.
+    const existing = this.table.allBorrows().filter((b) => b.requestId === req.requestId && b.clientKey === req.clientKey);
+    if (existing.length > 0) return { tokens: existing.map((b) => this.bundle(b, b.tokenIssuedAt)), borrows: existing.map(borrowView) };
+    this.d.service.requireDongle();
+    this.d.guard?.(now);
+    for (const item of req.items) this.checkHours(item.feature, req.hours, req.user, now);
+    this.checkSeatLimits(req.items, req.user);
+    const changes: Array<Change<Borrow>> = [];
+    try {
+      for (const item of req.items) {
+        changes.push(
+          this.table.borrow(
+            {
+              feature: item.feature,
+              count: item.count,
+              user: req.user,
+              hostId: req.hostId,
+              hostName: req.hostName,
+              clientKey: req.clientKey,
+              clientId: via === 'online' ? ctx.clientId : null,
+              since: now,
+              expiresAt: now + req.hours * 3600_000,
+              lost: false,
+              autoRenew: req.autoRenew,
+              via,
+              requestId: req.requestId,
+              tokenId: this.d.newId(),
+              tokenIssuedAt: now,
+              hours: req.hours,
+            },
+            now,
+          ),
+        );
+      }
+    } catch (e) {
+      for (const c of changes.reverse()) c.undo();
+      throw e;
+    }
+    const borrows = await this.d.service.commit(merge(changes), req.items.map((i) => i.feature));
+    for (const b of borrows) this.d.service.log.info('borrowed', { borrow: b.id, feature: b.feature, count: b.count, user: b.user, host: b.hostName, until: iso(b.expiresAt), via });
+    return { tokens: borrows.map((b) => this.bundle(b, now)), borrows: borrows.map(borrowView) };
+  }
+
+  private async renew(ctx: RequestContext, raw: unknown): Promise<BorrowResult> {
+    const req = this.open(raw);
+    if (!req.renew || req.renew.length === 0) throw new LicdError('BAD_REQUEST', 'renew must list the borrow ids to renew', { field: 'renew' });
+    const now = ctx.now;
+    this.fresh(req, now, 'online');
+    this.d.service.requireDongle();
+    this.d.guard?.(now);
+    const changes: Array<Change<Borrow>> = [];
+    const unchanged: Borrow[] = [];
+    try {
+      for (const id of req.renew) {
+        const b = this.table.getBorrow(id);
+        if (!b || b.clientKey !== req.clientKey || b.hostId !== req.hostId) {
+          throw new LicdError('UNKNOWN_BORROW', `no borrow ${JSON.stringify(id)} of this machine: it has expired or was returned; borrow again`, { borrow: id });
+        }
+        if (b.lost) throw new LicdError('BORROW_NOT_ALLOWED', `borrow ${id} of ${b.feature} was marked lost by an admin and cannot be renewed; ask the admin`, { borrow: id });
+        if (req.refresh && (!this.d.policy.refreshOnReconnect || now - b.tokenIssuedAt < this.d.policy.refreshMinAgeMinutes * 60_000)) {
+          unchanged.push(b);
+          continue;
+        }
+        const hours = req.refresh ? b.hours : req.hours;
+        this.checkHours(b.feature, hours, b.user, now);
+        changes.push(this.table.updateBorrow({ ...b, expiresAt: now + hours * 3600_000, hours, tokenId: this.d.newId(), tokenIssuedAt: now, autoRenew: req.autoRenew, clientId: ctx.clientId }));
+      }
+    } catch (e) {
+      for (const c of changes.reverse()) c.undo();
+      throw e;
+    }
+    const renewed = await this.d.service.commit(merge(changes), []);
+    for (const b of renewed) this.d.service.log.info(req.refresh ? 'borrow refreshed on reconnect' : 'borrow renewed', { borrow: b.id, feature: b.feature, user: b.user, until: iso(b.expiresAt) });
+    const all = [...renewed, ...unchanged];
+    return {
+      tokens: all.map((b) => this.bundle(b, b.tokenIssuedAt)),
+      borrows: all.map(borrowView),
+      ...(unchanged.length > 0 ? { unchanged: unchanged.map((b) => b.id) } : {}),
+    };
+  }
+
+  private async giveBack(_ctx: RequestContext, raw: unknown): Promise<{ returned: string[]; unknown: string[] }> {
+    if (raw === undefined) throw new LicdError('BAD_REQUEST', 'return is missing: send the signed return note as "return"', { field: 'return' });
+    const note = openReturn(raw, this.d.ed);
+    const changes: Array<Change<Borrow>> = [];
+    const unknown: string[] = [];
+    for (const id of note.borrowIds) {
+      const b = this.table.getBorrow(id);
+      if (!b || b.clientKey !== note.clientKey) {
+        unknown.push(id);
+        continue;
+      }
+      changes.push(this.table.returnBorrow(id));
+    }
+    const returned = await this.d.service.commit(merge(changes), changes.map((c) => c.result.feature));
+    for (const b of returned) this.d.service.log.info('borrow returned early', { borrow: b.id, feature: b.feature, user: b.user });
+    return { returned: returned.map((b) => b.id), unknown };
+  }
+
+  private list(clientKey: string | undefined): { borrows: BorrowView[] } {
+    return { borrows: this.table.allBorrows().filter((b) => clientKey === undefined || b.clientKey === clientKey).map(borrowView) };
+  }
+
+  private async markLost(ctx: RequestContext, f: Fields): Promise<{ borrow: BorrowView }> {
+    const id = f.string('borrow', { max: 64 });
+    const b = this.table.getBorrow(id);
+    if (!b) throw new LicdError('UNKNOWN_BORROW', `no borrow ${JSON.stringify(id)}; licctl borrows lists them`, { borrow: id });
+    const updated = await this.d.service.commit(this.table.updateBorrow({ ...b, lost: true, autoRenew: false }), [b.feature]);
+    this.d.service.log.warn('borrow marked lost: its seat stays reserved until the token expires', { borrow: id, admin: ctx.clientId, until: iso(b.expiresAt) });
+    return { borrow: borrowView(updated) };
+  }
+
+  private preview(ctx: RequestContext, f: Fields): { items: Array<Record<string, unknown>> } {
+    const products = f.array('products', { max: 64 });
+    return {
+      items: products.map((raw, i) => {
+        const x = f.element(i, raw, 'products');
+        const feature = x.string('feature', { max: 64, pattern: NAME_PATTERN, patternHelp: NAME_HELP });
+        const machines = x.int('machines', { min: 0, max: 10_000 });
+        const a = this.table.availability(feature, ctx.now);
+        return { feature, product: a.product, type: a.type, machines, count: Math.min(machines, a.free), free: a.free, total: a.total, borrow: a.borrow };
+      }),
+    };
+  }
+
+  private async setLimits(ctx: RequestContext, f: Fields): Promise<{ limits: BorrowLimits }> {
+    const limits = parseLimits(f.raw('limits'));
+    const change: Change<BorrowLimits> = { result: limits, mutations: [{ kind: 'meta.put', key: 'borrow-limits', value: limits }], undo: () => {} };
+    await this.d.service.commit(change, []);
+    this.limits = limits;
+    this.d.service.log.info('borrow limits changed', { admin: ctx.clientId, limits });
+    return { limits };
+  }
+}
+
+function merge<T>(changes: Array<Change<T>>): Change<T[]> {
+  const mutations: Mutation[] = changes.flatMap((c) => c.mutations);
+  return {
+    result: changes.map((c) => c.result),
+    mutations,
+    undo: () => {
+      for (const c of [...changes].reverse()) c.undo();
+    },
+  };
+}

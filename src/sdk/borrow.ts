@@ -1,0 +1,273 @@
+/**
+ * Borrowing on the client: the token store (the "borrowed license file" of other products),
+ * borrow / renew / return over MQTT, auto-renew and refresh on reconnect, air-gapped request,
+ * token and return files, and offline use of a token.
+ *
+ * The store is a directory of self-contained JSON files, one per borrow, under LICD_HOME/tokens.
+ * Nothing in it depends on hidden state, so copying or restoring it with backup tools does not
+ * break it; a copy on another machine or for another user is refused by the host id, user and key.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { LicdError, isLicdError } from '../core/errors.ts';
+import type { Ed25519 } from '../core/ports.ts';
+import type { BorrowView } from '../core/protocol.ts';
+import type { SignedEnvelope } from '../core/signed.ts';
+import {
+  peekToken,
+  sealBorrowRequest,
+  sealReturn,
+  verifyBorrowToken,
+  type BorrowRequestBody,
+  type BorrowToken,
+  type TokenBundle,
+  type VerifiedToken,
+} from '../core/tokens.ts';
+import { nodeEd25519 } from '../crypto/ed25519.ts';
+import { writeFileAtomic } from '../vendor.ts';
+import type { LicdClient } from './client.ts';
+import { loadIdentity, type ClientIdentity } from './identity.ts';
+
+export interface StoredToken {
+  kind: 'licd-stored-token';
+  bundle: TokenBundle;
+  autoRenew: boolean;
+  hours: number;
+  savedAt: string;
+}
+
+export interface BorrowResultView {
+  tokens: TokenBundle[];
+  borrows: BorrowView[];
+  unchanged?: string[];
+}
+
+export interface LocalToken {
+  borrowId: string;
+  token: BorrowToken;
+  stored: StoredToken;
+  /** Verified for use here and now, or why not. */
+  valid: VerifiedToken | null;
+  problem: LicdError | null;
+}
+
+/** Tokens closer than this to expiry are renewed when the client can reach the server. */
+export function renewDue(t: BorrowToken, now: number): boolean {
+  const period = t.expiresAt - t.issuedAt;
+  const left = t.expiresAt - now;
+  return left < Math.min(period / 4, 24 * 3600_000);
+}
+
+export class BorrowClient {
+  readonly identity: ClientIdentity;
+  private readonly ed: Ed25519;
+  readonly tokenDir: string;
+  private readonly clockFile: string;
+
+  constructor(opts: { home?: string; user?: string; hostName?: string; hostId?: string; ed?: Ed25519 } = {}) {
+    this.ed = opts.ed ?? nodeEd25519();
+    this.identity = loadIdentity({ ...opts, ed: this.ed });
+    this.tokenDir = join(this.identity.home, 'tokens');
+    this.clockFile = join(this.identity.home, 'clock.json');
+    mkdirSync(this.tokenDir, { recursive: true, mode: 0o700 });
+  }
+
+  // ---- documents ------------------------------------------------------------------------------
+
+  request(items: Array<{ feature: string; count: number }>, hours: number, o: { autoRenew?: boolean; renew?: string[]; refresh?: boolean; now?: number } = {}): SignedEnvelope {
+    const id = this.identity;
+    const body: BorrowRequestBody = {
+      requestId: randomBytes(12).toString('base64url'),
+      items,
+      hours,
+      user: id.user,
+      hostId: id.hostId,
+      hostName: id.hostName,
+      clientKey: id.publicKey,
+      autoRenew: o.autoRenew ?? false,
+      createdAt: new Date(o.now ?? Date.now()).toISOString(),
+      ...(o.renew ? { renew: o.renew } : {}),
+      ...(o.refresh ? { refresh: true } : {}),
+    };
+    return sealBorrowRequest(body, id.seed, this.ed);
+  }
+
+  returnNote(borrowIds: string[], now = Date.now()): SignedEnvelope {
+    const id = this.identity;
+    return sealReturn({ borrowIds, hostId: id.hostId, user: id.user, clientKey: id.publicKey, createdAt: new Date(now).toISOString() }, id.seed, this.ed);
+  }
+
+  // ---- the store ------------------------------------------------------------------------------
+
+  save(bundle: TokenBundle, autoRenew: boolean, hours: number): BorrowToken {
+    const t = peekToken(bundle);
+    if (t.clientKey !== this.identity.publicKey || t.hostId !== this.identity.hostId) {
+      throw new LicdError('TOKEN_INVALID', `this token was made for another machine or key (host id ${t.hostId.slice(0, 12)}…); import it on the machine that made the request`, { reason: 'host' });
+    }
+    const stored: StoredToken = { kind: 'licd-stored-token', bundle, autoRenew, hours, savedAt: new Date().toISOString() };
+    writeFileAtomic(join(this.tokenDir, `${t.borrowId}.json`), JSON.stringify(stored, null, 2) + '\n', 0o600);
+    return t;
+  }
+
+  stored(borrowId: string): StoredToken | null {
+    try {
+      return JSON.parse(readFileSync(join(this.tokenDir, `${borrowId}.json`), 'utf8')) as StoredToken;
+    } catch {
+      return null;
+    }
+  }
+
+  remove(borrowId: string): void {
+    rmSync(join(this.tokenDir, `${borrowId}.json`), { force: true });
+  }
+
+  /** Every stored token, each verified for this machine, user and time (or why not). */
+  list(vendorPublicKey: Uint8Array | null, now = Date.now(), o: { refuseEmulated?: boolean } = {}): LocalToken[] {
+    if (!existsSync(this.tokenDir)) return [];
+    const out: LocalToken[] = [];
+    const highWater = this.highWater();
+    for (const f of readdirSync(this.tokenDir).filter((x) => x.endsWith('.json'))) {
+      let stored: StoredToken;
+      let token: BorrowToken;
+      try {
+        stored = JSON.parse(readFileSync(join(this.tokenDir, f), 'utf8')) as StoredToken;
+        token = peekToken(stored.bundle);
+      } catch {
+        continue;
+      }
+      let valid: VerifiedToken | null = null;
+      let problem: LicdError | null = null;
+      if (!vendorPublicKey) problem = new LicdError('TOKEN_INVALID', 'no vendor public key to verify with: set LICD_VENDOR_KEY or "vendorPublicKey" in the client config');
+      else {
+        try {
+          valid = verifyBorrowToken(stored.bundle, {
+            vendorPublicKey,
+            ed: this.ed,
+            now,
+            hostId: this.identity.hostId,
+            user: this.identity.user,
+            clientKey: this.identity.publicKey,
+            ...(highWater !== null ? { highWater } : {}),
+            ...(o.refuseEmulated ? { refuseEmulated: true } : {}),
+          });
+        } catch (e) {
+          if (!isLicdError(e)) throw e;
+          problem = e;
+        }
+      }
+      out.push({ borrowId: token.borrowId, token, stored, valid, problem });
+    }
+    return out.sort((a, b) => a.token.feature.localeCompare(b.token.feature));
+  }
+
+  /** A token good for `feature` here and now, or the reason there is none. */
+  usable(feature: string, vendorPublicKey: Uint8Array | null, now = Date.now()): { ok: LocalToken } | { ok: null; reason: string } {
+    const mine = this.list(vendorPublicKey, now).filter((t) => t.token.feature === feature);
+    const good = mine.find((t) => t.valid);
+    if (good) {
+      this.markTime(now);
+      return { ok: good };
+    }
+    if (mine.length === 0) return { ok: null, reason: `no borrowed ${feature} on this machine` };
+    return { ok: null, reason: mine.map((t) => t.problem?.message ?? 'invalid').join('; ') };
+  }
+
+  /** The latest time seen while using tokens: a clock set back below it is caught. */
+  highWater(): number | null {
+    try {
+      const j = JSON.parse(readFileSync(this.clockFile, 'utf8')) as { highWater: number };
+      return typeof j.highWater === 'number' ? j.highWater : null;
+    } catch {
+      return null;
+    }
+  }
+
+  markTime(now: number): void {
+    const hw = this.highWater();
+    if (hw === null || now > hw) writeFileAtomic(this.clockFile, JSON.stringify({ highWater: now, at: new Date(now).toISOString() }) + '\n', 0o600);
+  }
+
+  // ---- online operations ------------------------------------------------------------------------
+
+  async borrow(client: LicdClient, items: Array<{ feature: string; count: number }>, hours: number, o: { autoRenew?: boolean } = {}): Promise<BorrowResultView> {
+    const r = await client.request<BorrowResultView>('borrow', { request: this.request(items, hours, o) });
+    for (const b of r.tokens) this.save(b, o.autoRenew ?? false, hours);
+    this.markTime(Date.now());
+    return r;
+  }
+
+  async renew(client: LicdClient, borrowIds: string[], hours: number, o: { autoRenew?: boolean; refresh?: boolean } = {}): Promise<BorrowResultView> {
+    const r = await client.request<BorrowResultView>('borrow.renew', { request: this.request([], hours, { ...o, renew: borrowIds }) });
+    for (const b of r.tokens) {
+      const t = peekToken(b);
+      const prev = this.stored(t.borrowId);
+      this.save(b, o.autoRenew ?? prev?.autoRenew ?? false, prev?.hours ?? hours);
+    }
+    return r;
+  }
+
+  /** Returns borrows early. The local tokens are deleted first, so they cannot be used after. */
+  async giveBack(client: LicdClient, borrowIds: string[]): Promise<{ returned: string[]; unknown: string[] }> {
+    for (const id of borrowIds) this.remove(id);
+    return client.request('borrow.return', { return: this.returnNote(borrowIds) });
+  }
+
+  /**
+   * What a connected client does for its borrows: renews those that opted in to auto-renew and are
+   * near expiry, and (LM-X's refresh on reconnect) asks to refresh the others to their full period;
+   * the server declines refreshes within the first hour. Tokens whose borrow the server no longer
+   * has (expired, returned elsewhere) are dropped locally.
+   */
+  async maintain(client: LicdClient, vendorPublicKey: Uint8Array | null, now = Date.now()): Promise<{ renewed: string[]; refreshed: string[]; dropped: string[]; errors: string[] }> {
+    const res = { renewed: [] as string[], refreshed: [] as string[], dropped: [] as string[], errors: [] as string[] };
+    const local = this.list(vendorPublicKey, now).filter((t) => t.valid);
+    for (const t of local) {
+      const auto = t.stored.autoRenew && renewDue(t.token, now);
+      try {
+        const r = await this.renew(client, [t.borrowId], t.stored.hours, { autoRenew: t.stored.autoRenew, refresh: !auto });
+        if (!r.unchanged?.includes(t.borrowId)) (auto ? res.renewed : res.refreshed).push(t.borrowId);
+      } catch (e) {
+        if (isLicdError(e) && e.code === 'UNKNOWN_BORROW') {
+          this.remove(t.borrowId);
+          res.dropped.push(t.borrowId);
+        } else res.errors.push(`${t.token.feature}: ${(e as Error).message}`);
+      }
+    }
+    return res;
+  }
+
+  // ---- air-gapped files -------------------------------------------------------------------------
+
+  writeRequestFile(path: string, items: Array<{ feature: string; count: number }>, hours: number, o: { autoRenew?: boolean } = {}): void {
+    writeFileAtomic(path, JSON.stringify({ kind: 'licd-borrow-request-file', request: this.request(items, hours, o), autoRenew: o.autoRenew ?? false }, null, 2) + '\n');
+  }
+
+  importTokenFile(path: string): BorrowToken[] {
+    const j = JSON.parse(readFileSync(path, 'utf8')) as { kind?: string; tokens?: TokenBundle[]; hours?: number; autoRenew?: boolean };
+    if (j.kind !== 'licd-token-file' || !Array.isArray(j.tokens)) throw new LicdError('TOKEN_INVALID', `${path} is not a licd token file (made by licctl borrow --request FILE --out FILE)`);
+    return j.tokens.map((b) => this.save(b, false, j.hours ?? Math.round((peekToken(b).expiresAt - peekToken(b).issuedAt) / 3600_000)));
+  }
+
+  /** Deletes the local tokens and writes a signed return note for an admin to process. */
+  writeReturnFile(path: string, borrowIds: string[]): void {
+    const note = this.returnNote(borrowIds);
+    for (const id of borrowIds) this.remove(id);
+    writeFileAtomic(path, JSON.stringify({ kind: 'licd-return-file', return: note }, null, 2) + '\n');
+  }
+}
+
+/** What an admin's machine does with a request file: ask the server, write the token file. */
+export async function fulfilRequestFile(admin: LicdClient, requestPath: string, outPath: string): Promise<BorrowResultView> {
+  const j = JSON.parse(readFileSync(requestPath, 'utf8')) as { kind?: string; request?: unknown };
+  if (j.kind !== 'licd-borrow-request-file' || !j.request) throw new LicdError('BAD_REQUEST', `${requestPath} is not a licd borrow request file (made by licctl borrow request --out FILE)`);
+  const r = await admin.request<BorrowResultView>('borrow.file', { request: j.request }, { admin: true });
+  writeFileAtomic(outPath, JSON.stringify({ kind: 'licd-token-file', tokens: r.tokens, borrows: r.borrows }, null, 2) + '\n');
+  return r;
+}
+
+export async function processReturnFile(admin: LicdClient, path: string): Promise<{ returned: string[]; unknown: string[] }> {
+  const j = JSON.parse(readFileSync(path, 'utf8')) as { kind?: string; return?: unknown };
+  if (j.kind !== 'licd-return-file' || !j.return) throw new LicdError('BAD_REQUEST', `${path} is not a licd return file (made by licctl return --out FILE)`);
+  return admin.request('return.file', { return: j.return }, { admin: true });
+}
