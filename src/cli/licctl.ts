@@ -8,7 +8,9 @@ import type { EntitlementBody, LicenseType } from '../core/entitlement.ts';
 import type { FeatureStatus, StatusResult } from '../core/protocol.ts';
 import { nodeEd25519, systemRandom } from '../crypto/ed25519.ts';
 import { LicdClient, type Lease } from '../sdk/client.ts';
-import { resolveConnection } from '../sdk/client-config.ts';
+import { resolveConnection, resolveVendorKey } from '../sdk/client-config.ts';
+import { BorrowClient } from '../sdk/borrow.ts';
+import { borrowCommand, borrowsCommand, renewCommand, returnCommand, tokensCommand, type CmdContext } from './borrow-cmds.ts';
 import { generateVendorKey, issueEntitlement, readVendorKey, writeFileAtomic } from '../vendor.ts';
 import { flag, has, intFlag, parseArgs, UsageError, type ParsedArgs } from './args.ts';
 
@@ -23,8 +25,24 @@ Users and render nodes:
   licctl checkin [FEATURE]                     release seats held by licctl checkout on this machine
   licctl watch                                 print availability as it changes
 
+Borrowing (offline use):
+  licctl borrow                                interactive wizard: products, machines, preview, borrow
+  licctl borrow --feature F[=N] ... [--hours H] [--auto-renew] --yes [--json]
+  licctl tokens                                borrowed licenses on this machine and whether usable
+  licctl renew [FEATURE|ID ...] [--hours H]    renew before expiry (up to the maximum from now)
+  licctl return [FEATURE|ID ...] [--all]       give borrowed seats back early
+  licctl borrow request --feature F[=N] --hours H --out REQ.json   (machine without network)
+  licctl borrow import TOKENS.json                                 (machine without network)
+  licctl return --all --out RETURN.json                            (machine without network)
+  licctl run uses a valid borrowed token first, so it works with no network at all.
+
 Admins (need an admin identity: --user/--password-file or LICD_MQTT_USER/LICD_MQTT_PASSWORD):
   licctl lease revoke LEASE_ID                 take a lease back
+  licctl borrows [--json]                      every borrow: user, host, feature, since, until
+  licctl borrow lost BORROW_ID                 mark a borrow lost (its seat stays reserved to expiry)
+  licctl borrow limits [--set LIMITS.json]     per-feature, per-user and per-group borrow limits
+  licctl borrow --request REQ.json --out TOKENS.json   turn an air-gapped request into tokens
+  licctl return --process RETURN.json                  apply an air-gapped return
 
 License issuers (vendor):
   licctl vendor keygen --out FILE [--dev]      make an Ed25519 vendor key
@@ -43,12 +61,36 @@ Connection (every command that talks to licd):
   --user NAME --password-file FILE
 `;
 
-const CONN_FLAGS = ['broker', 'config', 'user', 'password-file', 'timeout'];
+const CONN_FLAGS = ['broker', 'config', 'user', 'password-file', 'timeout', 'vendor-key'];
 
-async function connect(a: ParsedArgs, admin = false): Promise<LicdClient> {
+async function connect(a: ParsedArgs, admin = false, o: { maintain?: boolean; timeoutMs?: number } = {}): Promise<LicdClient> {
   const conn = resolveConnection({ broker: flag(a, 'broker'), configFile: flag(a, 'config'), user: flag(a, 'user'), passwordFile: flag(a, 'password-file'), admin });
-  const timeoutMs = intFlag(a, 'timeout', 100, 600_000) ?? 10_000;
-  return LicdClient.connect({ url: conn.url, ...(conn.username ? { username: conn.username } : {}), ...(conn.password ? { password: conn.password } : {}), timeoutMs });
+  const timeoutMs = o.timeoutMs ?? intFlag(a, 'timeout', 100, 600_000) ?? 10_000;
+  const c = await LicdClient.connect({ url: conn.url, ...(conn.username ? { username: conn.username } : {}), ...(conn.password ? { password: conn.password } : {}), timeoutMs });
+  if (o.maintain !== false && !admin) await maintainBorrows(a, c);
+  return c;
+}
+
+/** Whenever licctl reaches the server: auto-renew due tokens, refresh the others (LM-X). */
+async function maintainBorrows(a: ParsedArgs, c: LicdClient): Promise<void> {
+  try {
+    const b = new BorrowClient();
+    if (b.list(null).length === 0) return;
+    const r = await b.maintain(c, vendorKey(a));
+    for (const id of r.renewed) err(`licctl: auto-renewed borrow ${id}`);
+    for (const id of r.dropped) err(`licctl: borrow ${id} is gone on the server (expired or returned); its local token was removed`);
+    for (const e of r.errors) err(`licctl: could not renew: ${e}`);
+  } catch (e) {
+    err(`licctl: borrowed licenses not maintained: ${(e as Error).message}`);
+  }
+}
+
+function vendorKey(a: ParsedArgs): Uint8Array | null {
+  return resolveVendorKey({ flag: flag(a, 'vendor-key'), configFile: flag(a, 'config') });
+}
+
+function cmdContext(a: ParsedArgs): CmdContext {
+  return { connect: (admin = false) => connect(a, admin, { maintain: false }), vendorKey: () => vendorKey(a), out, err };
 }
 
 function out(s: string): void {
@@ -241,8 +283,8 @@ export async function licctl(argv: string[]): Promise<number> {
   }
   if (cmd === 'dongle' && argv[1] === 'emulate') return dongle({ positional: ['dongle', 'emulate'], flags: new Map(), rest: [] }, argv);
   const a = parseArgs(argv, {
-    boolean: ['json', 'dev', 'emulated', 'yes'],
-    value: [...CONN_FLAGS, 'feature', 'version', 'count', 'ttl', 'out', 'key', 'spec', 'dongle-serial', 'dongle-key', 'customer', 'id', 'dongle'],
+    boolean: ['json', 'dev', 'emulated', 'yes', 'auto-renew', 'all', 'interactive', 'online'],
+    value: [...CONN_FLAGS, 'feature', 'version', 'count', 'ttl', 'out', 'key', 'spec', 'dongle-serial', 'dongle-key', 'customer', 'id', 'dongle', 'hours', 'request', 'process', 'set'],
   });
   switch (cmd) {
     case 'status': {
@@ -272,7 +314,24 @@ export async function licctl(argv: string[]): Promise<number> {
     case 'run': {
       const feature = a.positional[1];
       if (!feature || a.rest.length === 0) throw new UsageError('usage: licctl run FEATURE -- COMMAND [ARGS...]');
-      const c = await connect(a);
+      // A borrowed token for the feature is used first: it needs no network, and its seat is
+      // already reserved for this machine.
+      if (!has(a, 'online')) {
+        const local = new BorrowClient().usable(feature, vendorKey(a));
+        if (local.ok) {
+          err(`licctl: using borrowed ${feature} (offline token, valid until ${new Date(local.ok.token.expiresAt).toISOString()})`);
+          const conn = await connect(a, false, { timeoutMs: 1500 }).catch(() => null);
+          if (conn) await conn.close({ checkin: false });
+          return runChild(a.rest);
+        }
+      }
+      let c: LicdClient;
+      try {
+        c = await connect(a);
+      } catch (e) {
+        const local = new BorrowClient().usable(feature, vendorKey(a));
+        throw new LicdError('TIMEOUT', `${(e as Error).message}; no borrowed license to fall back on (${'reason' in local ? local.reason : ''})`);
+      }
       let lease: Lease;
       try {
         lease = await c.checkout(feature, { ...(flag(a, 'version') ? { version: flag(a, 'version')! } : {}), count: intFlag(a, 'count', 1, 1_000_000) ?? 1 });
@@ -282,18 +341,7 @@ export async function licctl(argv: string[]): Promise<number> {
       }
       err(`licctl: ${leaseLine(lease)}`);
       lease.on('lost', (e: Error) => err(`licctl: warning: lost the seat of ${feature}: ${e.message}`));
-      const child = spawn(a.rest[0]!, a.rest.slice(1), { stdio: 'inherit' });
-      const forward = (sig: NodeJS.Signals) => () => child.kill(sig);
-      const handlers: Array<[NodeJS.Signals, () => void]> = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((s) => [s, forward(s)]);
-      for (const [s, h] of handlers) process.on(s, h);
-      const code = await new Promise<number>((resolve) => {
-        child.on('error', (e) => {
-          err(`licctl: cannot run ${a.rest[0]}: ${e.message}`);
-          resolve(127);
-        });
-        child.on('exit', (c, sig) => resolve(c ?? (sig ? 128 + (os_signals[sig] ?? 1) : 1)));
-      });
-      for (const [s, h] of handlers) process.off(s, h);
+      const code = await runChild(a.rest);
       try {
         await c.checkin({ leases: [lease.id] });
         err(`licctl: checked in ${feature}`);
@@ -303,6 +351,17 @@ export async function licctl(argv: string[]): Promise<number> {
       await c.close({ checkin: false });
       return code;
     }
+    case 'borrow':
+      return borrowCommand(cmdContext(a), a);
+    case 'return':
+      return returnCommand(cmdContext(a), a);
+    case 'renew':
+      return renewCommand(cmdContext(a), a);
+    case 'tokens':
+      return tokensCommand(cmdContext(a), a);
+    case 'borrows':
+      return borrowsCommand(cmdContext(a), a);
+
     case 'checkin': {
       const feature = a.positional[1];
       const dir = heldDir();
@@ -356,6 +415,23 @@ export async function licctl(argv: string[]): Promise<number> {
     default:
       throw new UsageError(`unknown command ${JSON.stringify(cmd)}; see licctl --help`);
   }
+}
+
+/** Runs the licensed command with the terminal, forwarding signals; its exit code is ours. */
+async function runChild(cmd: string[]): Promise<number> {
+  const child = spawn(cmd[0]!, cmd.slice(1), { stdio: 'inherit' });
+  const forward = (sig: NodeJS.Signals) => () => child.kill(sig);
+  const handlers: Array<[NodeJS.Signals, () => void]> = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((s) => [s, forward(s)]);
+  for (const [s, h] of handlers) process.on(s, h);
+  const code = await new Promise<number>((resolve) => {
+    child.on('error', (e) => {
+      err(`licctl: cannot run ${cmd[0]}: ${e.message}`);
+      resolve(127);
+    });
+    child.on('exit', (c, sig) => resolve(c ?? (sig ? 128 + (os_signals[sig] ?? 1) : 1)));
+  });
+  for (const [s, h] of handlers) process.off(s, h);
+  return code;
 }
 
 const os_signals: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };

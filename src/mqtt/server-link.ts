@@ -94,7 +94,8 @@ export class ServerLink {
   }
 
   flush(): void {
-    if (!this.client.connected) return;
+    // After close() has published "offline", a late flush must not publish "online" over it.
+    if (this.closed || !this.client.connected) return;
     const { features, server } = this.service.takeDirty();
     if (server) this.client.publish(topics.serverState, JSON.stringify(server), { qos: 1, retain: true });
     const now = new Date(this.service.clock.now()).toISOString();

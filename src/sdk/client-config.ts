@@ -49,7 +49,7 @@ export function resolveConnection(opts: {
       throw new LicdError('CONFIG_INVALID', `client config ${path} is not valid JSON: ${(e as Error).message}`);
     }
     const f = Fields.of(raw, path, 'CONFIG_INVALID');
-    f.only(['broker', 'username', 'password', 'passwordFile']);
+    f.only(['broker', 'username', 'password', 'passwordFile', 'vendorPublicKey']);
     file = { path };
     const b = f.optString('broker', { max: 1024, pattern: /^mqtts?:\/\/./, patternHelp: 'a URL like mqtt://licd.local:1883' });
     if (b) file.broker = b;
@@ -85,4 +85,41 @@ export function resolveConnection(opts: {
   if (opts.admin || username) conn.username = username ?? 'admin';
   if (password !== undefined && conn.username) conn.password = password;
   return conn;
+}
+
+/**
+ * The vendor public key a client verifies tokens with (it is built into the client's software;
+ * here it is configured): --vendor-key, LICD_VENDOR_KEY, "vendorPublicKey" in the client config,
+ * or on a development checkout the development vendor key under ./data/dev.
+ */
+export function resolveVendorKey(opts: { flag?: string | undefined; configFile?: string | undefined; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Uint8Array | null {
+  const env = opts.env ?? process.env;
+  const cwd = opts.cwd ?? process.cwd();
+  const parse = (v: string, from: string) => {
+    if (!/^[0-9a-fA-F]{64}$/.test(v)) throw new LicdError('CONFIG_INVALID', `the vendor public key from ${from} must be 64 hex digits`);
+    return Uint8Array.from(Buffer.from(v, 'hex'));
+  };
+  if (opts.flag) return parse(opts.flag, '--vendor-key');
+  if (env.LICD_VENDOR_KEY) return parse(env.LICD_VENDOR_KEY, 'LICD_VENDOR_KEY');
+  for (const c of [opts.configFile, env.LICD_CLIENT_CONFIG, join(homedir(), '.config', 'licd', 'client.json'), '/etc/licd/client.json']) {
+    if (!c) continue;
+    const path = resolve(cwd, c);
+    if (!existsSync(path)) continue;
+    try {
+      const j = JSON.parse(readFileSync(path, 'utf8')) as { vendorPublicKey?: string };
+      if (j.vendorPublicKey) return parse(j.vendorPublicKey, path);
+    } catch {
+      /* resolveConnection reports a broken file */
+    }
+    break;
+  }
+  const dev = resolve(cwd, env.LICD_DATA_DIR ?? 'data', 'dev', 'vendor.key');
+  if (existsSync(dev)) {
+    try {
+      return parse((JSON.parse(readFileSync(dev, 'utf8')) as { publicKey: string }).publicKey, dev);
+    } catch {
+      return null;
+    }
+  }
+  return null;
 }

@@ -104,6 +104,10 @@ export class LicdClient extends EventEmitter {
       );
     } catch (e) {
       c.mqtt.end(true);
+      const m = (e as Error).message;
+      if (/Bad username or password|Not authorized|not authorized/i.test(m)) {
+        throw new LicdError('FORBIDDEN', `the broker at ${opts.url} refused ${opts.username ? `user ${JSON.stringify(opts.username)}` : 'an anonymous client'} (${m}); give the right identity with --user and --password-file (a development daemon keeps the admin password in data/admin.password)`);
+      }
       throw new LicdError('TIMEOUT', `cannot reach the license server's broker at ${opts.url}: ${(e as Error).message}. Check the address (--broker, LICD_BROKER) and that licd is running`);
     }
     return c;

@@ -1,0 +1,332 @@
+/** licctl borrow, return, renew, tokens, borrows: offline licenses from the command line. */
+import { createInterface } from 'node:readline';
+import type { LicenseType } from '../core/entitlement.ts';
+import { LicdError } from '../core/errors.ts';
+import type { BorrowView, StatusResult } from '../core/protocol.ts';
+import { BorrowClient, fulfilRequestFile, processReturnFile, type BorrowResultView } from '../sdk/borrow.ts';
+import type { LicdClient } from '../sdk/client.ts';
+import { flag, has, intFlag, UsageError, type ParsedArgs } from './args.ts';
+
+export interface CmdContext {
+  connect(admin?: boolean): Promise<LicdClient>;
+  vendorKey(): Uint8Array | null;
+  out(s: string): void;
+  err(s: string): void;
+}
+
+const TYPES: LicenseType[] = ['interface', 'render', 'distributed'];
+
+function parseItems(a: ParsedArgs): Array<{ feature: string; count: number }> {
+  return (a.flags.get('feature') ?? []).map((spec) => {
+    const [feature, n] = spec.split('=');
+    const count = n === undefined ? 1 : Number(n);
+    if (!feature || !Number.isInteger(count) || count < 1) throw new UsageError(`--feature ${JSON.stringify(spec)}: use FEATURE or FEATURE=COUNT`);
+    return { feature, count };
+  });
+}
+
+export function summary(borrows: BorrowView[], status: StatusResult | null): string {
+  const until = borrows.map((b) => b.until).sort()[0];
+  const byProduct = new Map<string, Record<LicenseType, number>>();
+  for (const b of borrows) {
+    const f = status?.features.find((x) => x.feature === b.feature);
+    const product = f?.product ?? b.feature;
+    const type = (f?.type ?? 'render') as LicenseType;
+    const row = byProduct.get(product) ?? { interface: 0, render: 0, distributed: 0 };
+    row[type] += b.count;
+    byProduct.set(product, row);
+  }
+  const lines = [`Licenses available offline until ${until ? new Date(until).toUTCString() : '-'}`, '', `${'PRODUCT'.padEnd(30)} ${'INTERFACE'.padStart(9)} ${'RENDER'.padStart(7)} ${'DISTRIBUTED'.padStart(11)}`];
+  for (const [p, r] of byProduct) lines.push(`${p.padEnd(30)} ${String(r.interface).padStart(9)} ${String(r.render).padStart(7)} ${String(r.distributed).padStart(11)}`);
+  return lines.join('\n');
+}
+
+/**
+ * Answers typed ahead (or piped) are queued, not lost: readline drops lines that arrive while no
+ * question is pending, which breaks scripted and fast typists alike.
+ */
+class Prompter {
+  private readonly lines: string[] = [];
+  private waiting: ((l: string | null) => void) | null = null;
+  private ended = false;
+  private readonly rl = createInterface({ input: process.stdin, terminal: false });
+  constructor() {
+    this.rl.on('line', (l) => {
+      if (this.waiting) {
+        const w = this.waiting;
+        this.waiting = null;
+        w(l);
+      } else this.lines.push(l);
+    });
+    this.rl.on('close', () => {
+      this.ended = true;
+      this.waiting?.(null);
+    });
+  }
+  async question(q: string): Promise<string> {
+    process.stdout.write(q);
+    const next = this.lines.shift();
+    if (next !== undefined) return next;
+    if (this.ended) throw new UsageError('input ended before the wizard was done');
+    const l = await new Promise<string | null>((resolve) => (this.waiting = resolve));
+    if (l === null) throw new UsageError('input ended before the wizard was done');
+    return l;
+  }
+  close(): void {
+    this.rl.close();
+  }
+}
+
+async function ask(rl: Prompter, q: string, def: string): Promise<string> {
+  const a = (await rl.question(`${q} [${def}]: `)).trim();
+  return a === '' ? def : a;
+}
+
+/** The V-Ray-style wizard: products and machines, preview by type, adjust, borrow, summary. */
+async function wizard(ctx: CmdContext, c: LicdClient, b: BorrowClient, a: ParsedArgs): Promise<{ items: Array<{ feature: string; count: number }>; hours: number; autoRenew: boolean } | null> {
+  const rl = new Prompter();
+  try {
+    const s = await c.status();
+    const borrowable = s.features.filter((f) => f.borrow.allowed);
+    ctx.out(`Borrow licenses for offline use (${b.identity.user}@${b.identity.hostName})\n`);
+    ctx.out('Step 1/4: select products and the number of machines you will use them on');
+    borrowable.forEach((f, i) => ctx.out(`  ${i + 1}. ${f.product.padEnd(30)} ${f.type.padEnd(11)} ${f.free} of ${f.total} free, up to ${f.borrow.maxHours} h`));
+    const machines: Array<{ feature: string; machines: number }> = [];
+    for (const f of borrowable) {
+      const n = Number(await ask(rl, `  machines for ${f.product}`, '0'));
+      if (!Number.isInteger(n) || n < 0) throw new UsageError('the number of machines must be a whole number');
+      if (n > 0) machines.push({ feature: f.feature, machines: n });
+    }
+    if (machines.length === 0) {
+      ctx.out('nothing selected; nothing borrowed');
+      return null;
+    }
+    const preview = await c.request<{ items: Array<{ feature: string; product: string; type: string; count: number; free: number; total: number; borrow: { maxHours: number } }> }>('borrow.preview', { products: machines });
+    const counts = new Map(preview.items.map((i) => [i.feature, i.count]));
+    for (;;) {
+      ctx.out('\nStep 2/4: preview and adjust the licenses to borrow');
+      ctx.out(`  ${'PRODUCT'.padEnd(30)} ${'TYPE'.padEnd(11)} LICENSES`);
+      for (const i of preview.items) ctx.out(`  ${i.product.padEnd(30)} ${i.type.padEnd(11)} ${counts.get(i.feature)} / ${i.free} free  (${i.feature})`);
+      const adj = (await rl.question('  change a count with FEATURE=N, or press Enter to go on: ')).trim();
+      if (adj === '') break;
+      const [f, n] = adj.split('=');
+      const item = preview.items.find((i) => i.feature === f);
+      const v = Number(n);
+      if (!item || !Number.isInteger(v) || v < 0 || v > item.free) ctx.out(`  ${JSON.stringify(adj)}: give a listed feature and 0..free`);
+      else counts.set(item.feature, v);
+    }
+    const items = [...counts].filter(([, n]) => n > 0).map(([feature, count]) => ({ feature, count }));
+    if (items.length === 0) {
+      ctx.out('nothing left to borrow');
+      return null;
+    }
+    const maxHours = Math.min(...preview.items.filter((i) => counts.get(i.feature)! > 0).map((i) => i.borrow.maxHours));
+    const hours = Number(await ask(rl, `\nStep 3/4: hours to borrow (at most ${maxHours})`, String(intFlag(a, 'hours', 1, 8760) ?? Math.min(maxHours, 336))));
+    if (!Number.isInteger(hours) || hours < 1) throw new UsageError('hours must be a whole number from 1');
+    const autoRenew = /^y/i.test(await ask(rl, '  auto-renew when this machine can reach the license server? (y/n)', has(a, 'auto-renew') ? 'y' : 'n'));
+    const go = /^y/i.test(await ask(rl, `  borrow ${items.map((i) => `${i.count} ${i.feature}`).join(', ')} for ${hours} h? (y/n)`, 'y'));
+    if (!go) {
+      ctx.out('cancelled; nothing borrowed');
+      return null;
+    }
+    return { items, hours, autoRenew };
+  } finally {
+    rl.close();
+  }
+}
+
+export async function borrowCommand(ctx: CmdContext, a: ParsedArgs): Promise<number> {
+  const sub = a.positional[1];
+  const b = () => new BorrowClient();
+  // Air-gapped, on the offline machine: write a signed request file.
+  if (sub === 'request') {
+    const outFile = flag(a, 'out');
+    const items = parseItems(a);
+    const hours = intFlag(a, 'hours', 1, 8760);
+    if (!outFile || items.length === 0 || !hours) throw new UsageError('usage: licctl borrow request --feature F[=N] ... --hours H --out FILE [--auto-renew]');
+    b().writeRequestFile(outFile, items, hours, { autoRenew: has(a, 'auto-renew') });
+    ctx.out(`borrow request written to ${outFile}; take it to a machine that reaches the license server and run: licctl borrow --request ${outFile} --out TOKENS.json`);
+    return 0;
+  }
+  // Air-gapped, on the offline machine: import the token file an admin made.
+  if (sub === 'import') {
+    const file = a.positional[2];
+    if (!file) throw new UsageError('usage: licctl borrow import TOKENS.json');
+    const toks = b().importTokenFile(file);
+    for (const t of toks) ctx.out(`imported ${t.count} ${t.feature} until ${new Date(t.expiresAt).toISOString()} (borrow ${t.borrowId})`);
+    return 0;
+  }
+  if (sub === 'lost') {
+    const id = a.positional[2];
+    if (!id) throw new UsageError('usage: licctl borrow lost BORROW_ID');
+    const c = await ctx.connect(true);
+    try {
+      const r = await c.request<{ borrow: BorrowView }>('borrow.lost', { borrow: id }, { admin: true });
+      ctx.out(`borrow ${id} (${r.borrow.feature}, ${r.borrow.user}@${r.borrow.hostName}) marked lost; its seat stays reserved until ${r.borrow.until}, when the token expires`);
+    } finally {
+      await c.close();
+    }
+    return 0;
+  }
+  if (sub === 'limits') {
+    const c = await ctx.connect(true);
+    try {
+      const set = flag(a, 'set');
+      const { readFileSync } = await import('node:fs');
+      const r = set
+        ? await c.request<{ limits: unknown }>('limits.set', { limits: JSON.parse(readFileSync(set, 'utf8')) }, { admin: true })
+        : await c.request<{ limits: unknown }>('limits.get', {}, { admin: true });
+      ctx.out(JSON.stringify(r.limits, null, 2));
+    } finally {
+      await c.close();
+    }
+    return 0;
+  }
+  if (sub !== undefined) throw new UsageError(`unknown borrow subcommand ${JSON.stringify(sub)}; see licctl --help`);
+
+  // Air-gapped, on the admin's connected machine: request file in, token file out.
+  const reqFile = flag(a, 'request');
+  if (reqFile) {
+    const outFile = flag(a, 'out');
+    if (!outFile) throw new UsageError('usage: licctl borrow --request REQUEST.json --out TOKENS.json');
+    const c = await ctx.connect(true);
+    try {
+      const r = await fulfilRequestFile(c, reqFile, outFile);
+      ctx.out(`token file written to ${outFile} for ${r.borrows.map((x) => `${x.count} ${x.feature}`).join(', ')} (${r.borrows[0]?.user}@${r.borrows[0]?.hostName}); import it with: licctl borrow import ${outFile}`);
+    } finally {
+      await c.close();
+    }
+    return 0;
+  }
+
+  const client = b();
+  const c = await ctx.connect();
+  try {
+    let plan: { items: Array<{ feature: string; count: number }>; hours: number; autoRenew: boolean } | null;
+    const items = parseItems(a);
+    if (items.length > 0) {
+      const s = await c.status();
+      const hours = intFlag(a, 'hours', 1, 8760) ?? Math.min(336, ...items.map((i) => s.features.find((f) => f.feature === i.feature)?.borrow.maxHours ?? 336));
+      plan = { items, hours, autoRenew: has(a, 'auto-renew') };
+      if (!has(a, 'yes') && !has(a, 'json')) {
+        ctx.out(`would borrow ${items.map((i) => `${i.count} ${i.feature}`).join(', ')} for ${hours} h; add --yes to borrow`);
+        return 1;
+      }
+    } else {
+      if (!process.stdin.isTTY && !has(a, 'interactive')) throw new UsageError('not a terminal: give --feature F[=N] (repeatable), --hours H and --yes');
+      plan = await wizard(ctx, c, client, a);
+      if (!plan) return 1;
+    }
+    const r: BorrowResultView = await client.borrow(c, plan.items, plan.hours, { autoRenew: plan.autoRenew });
+    const s = await c.status().catch(() => null);
+    if (has(a, 'json')) ctx.out(JSON.stringify({ borrows: r.borrows, tokens: r.tokens.length, store: client.tokenDir }, null, 2));
+    else {
+      if (items.length === 0) ctx.out('\nStep 4/4: summary');
+      ctx.out(summary(r.borrows, s));
+      ctx.out(`\ntokens stored in ${client.tokenDir}${plan.autoRenew ? '; they renew when this machine reaches the server near expiry' : ''}`);
+    }
+  } finally {
+    await c.close();
+  }
+  return 0;
+}
+
+export async function returnCommand(ctx: CmdContext, a: ParsedArgs): Promise<number> {
+  const processFile = flag(a, 'process');
+  if (processFile) {
+    const c = await ctx.connect(true);
+    try {
+      const r = await processReturnFile(c, processFile);
+      ctx.out(`returned ${r.returned.length} borrow(s)${r.unknown.length ? `; not known (already returned or expired): ${r.unknown.join(', ')}` : ''}`);
+    } finally {
+      await c.close();
+    }
+    return 0;
+  }
+  const b = new BorrowClient();
+  const local = b.list(ctx.vendorKey());
+  const wanted = a.positional.slice(1);
+  const chosen = has(a, 'all') || wanted.length === 0 ? local : local.filter((t) => wanted.includes(t.token.feature) || wanted.includes(t.borrowId));
+  if (chosen.length === 0) {
+    ctx.out(wanted.length ? `no borrowed ${wanted.join(', ')} on this machine` : 'nothing is borrowed on this machine');
+    return 1;
+  }
+  const ids = chosen.map((t) => t.borrowId);
+  const outFile = flag(a, 'out');
+  if (outFile) {
+    b.writeReturnFile(outFile, ids);
+    ctx.out(`return file written to ${outFile} (the local tokens are deleted); an admin runs: licctl return --process ${outFile}`);
+    return 0;
+  }
+  const c = await ctx.connect();
+  try {
+    const r = await b.giveBack(c, ids);
+    for (const t of chosen) ctx.out(`${r.returned.includes(t.borrowId) ? 'returned' : 'already gone on the server:'} ${t.token.count} ${t.token.feature} (borrow ${t.borrowId})`);
+  } finally {
+    await c.close();
+  }
+  return 0;
+}
+
+export async function renewCommand(ctx: CmdContext, a: ParsedArgs): Promise<number> {
+  const b = new BorrowClient();
+  const wanted = a.positional.slice(1);
+  const local = b.list(ctx.vendorKey()).filter((t) => wanted.length === 0 || wanted.includes(t.token.feature) || wanted.includes(t.borrowId));
+  if (local.length === 0) {
+    ctx.out('nothing borrowed to renew; borrow with licctl borrow');
+    return 1;
+  }
+  const c = await ctx.connect();
+  try {
+    for (const t of local) {
+      const hours = intFlag(a, 'hours', 1, 8760) ?? t.stored.hours;
+      try {
+        const r = await b.renew(c, [t.borrowId], hours);
+        ctx.out(`renewed ${t.token.feature} until ${r.borrows[0]!.until}`);
+      } catch (e) {
+        if (e instanceof LicdError && e.code === 'UNKNOWN_BORROW') {
+          b.remove(t.borrowId);
+          ctx.err(`${t.token.feature}: ${e.message}`);
+        } else throw e;
+      }
+    }
+  } finally {
+    await c.close();
+  }
+  return 0;
+}
+
+export function tokensCommand(ctx: CmdContext, a: ParsedArgs): number {
+  const b = new BorrowClient();
+  const list = b.list(ctx.vendorKey());
+  if (has(a, 'json')) {
+    ctx.out(JSON.stringify(list.map((t) => ({ borrowId: t.borrowId, feature: t.token.feature, count: t.token.count, until: new Date(t.token.expiresAt).toISOString(), autoRenew: t.stored.autoRenew, valid: Boolean(t.valid), problem: t.problem?.message ?? null })), null, 2));
+    return 0;
+  }
+  ctx.out(`borrowed licenses on this machine (${b.identity.user}@${b.identity.hostName}, host id ${b.identity.hostId.slice(0, 12)}…, store ${b.tokenDir})`);
+  if (list.length === 0) ctx.out('  none');
+  for (const t of list) {
+    ctx.out(`  ${t.token.feature.padEnd(18)} ${String(t.token.count).padStart(3)}  until ${new Date(t.token.expiresAt).toISOString()}  ${t.valid ? 'valid' : `NOT USABLE: ${t.problem?.message}`}${t.stored.autoRenew ? '  auto-renew' : ''}  [${t.borrowId}]`);
+  }
+  return 0;
+}
+
+export async function borrowsCommand(ctx: CmdContext, a: ParsedArgs): Promise<number> {
+  const c = await ctx.connect(true);
+  try {
+    const r = await c.request<{ borrows: BorrowView[] }>('borrows', {}, { admin: true });
+    if (has(a, 'json')) ctx.out(JSON.stringify(r.borrows, null, 2));
+    else {
+      ctx.out(`${'FEATURE'.padEnd(18)} ${'N'.padStart(3)} ${'USER'.padEnd(12)} ${'HOST'.padEnd(16)} ${'SINCE'.padEnd(20)} ${'UNTIL'.padEnd(20)} STATE   ID`);
+      for (const x of r.borrows) {
+        ctx.out(`${x.feature.padEnd(18)} ${String(x.count).padStart(3)} ${x.user.padEnd(12)} ${x.hostName.padEnd(16)} ${x.since.slice(0, 19).padEnd(20)} ${x.until.slice(0, 19).padEnd(20)} ${x.state.padEnd(7)} ${x.id}${x.via === 'file' ? ' (by file)' : ''}`);
+      }
+      if (r.borrows.length === 0) ctx.out('(no borrows)');
+    }
+  } finally {
+    await c.close();
+  }
+  return 0;
+}
+
+export { TYPES };
