@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { LicdError, isLicdError } from '../core/errors.ts';
-import type { Ed25519 } from '../core/ports.ts';
+import { systemClock, type Clock, type Ed25519 } from '../core/ports.ts';
 import type { BorrowView } from '../core/protocol.ts';
 import type { SignedEnvelope } from '../core/signed.ts';
 import {
@@ -64,9 +64,11 @@ export class BorrowClient {
   private readonly ed: Ed25519;
   readonly tokenDir: string;
   private readonly clockFile: string;
+  private readonly clock: Clock;
 
-  constructor(opts: { home?: string; user?: string; hostName?: string; hostId?: string; ed?: Ed25519 } = {}) {
+  constructor(opts: { home?: string; user?: string; hostName?: string; hostId?: string; ed?: Ed25519; clock?: Clock } = {}) {
     this.ed = opts.ed ?? nodeEd25519();
+    this.clock = opts.clock ?? systemClock;
     this.identity = loadIdentity({ ...opts, ed: this.ed });
     this.tokenDir = join(this.identity.home, 'tokens');
     this.clockFile = join(this.identity.home, 'clock.json');
@@ -86,14 +88,14 @@ export class BorrowClient {
       hostName: id.hostName,
       clientKey: id.publicKey,
       autoRenew: o.autoRenew ?? false,
-      createdAt: new Date(o.now ?? Date.now()).toISOString(),
+      createdAt: new Date(o.now ?? this.clock.now()).toISOString(),
       ...(o.renew ? { renew: o.renew } : {}),
       ...(o.refresh ? { refresh: true } : {}),
     };
     return sealBorrowRequest(body, id.seed, this.ed);
   }
 
-  returnNote(borrowIds: string[], now = Date.now()): SignedEnvelope {
+  returnNote(borrowIds: string[], now = this.clock.now()): SignedEnvelope {
     const id = this.identity;
     return sealReturn({ borrowIds, hostId: id.hostId, user: id.user, clientKey: id.publicKey, createdAt: new Date(now).toISOString() }, id.seed, this.ed);
   }
@@ -123,7 +125,7 @@ export class BorrowClient {
   }
 
   /** Every stored token, each verified for this machine, user and time (or why not). */
-  list(vendorPublicKey: Uint8Array | null, now = Date.now(), o: { refuseEmulated?: boolean } = {}): LocalToken[] {
+  list(vendorPublicKey: Uint8Array | null, now = this.clock.now(), o: { refuseEmulated?: boolean } = {}): LocalToken[] {
     if (!existsSync(this.tokenDir)) return [];
     const out: LocalToken[] = [];
     const highWater = this.highWater();
@@ -162,7 +164,7 @@ export class BorrowClient {
   }
 
   /** A token good for `feature` here and now, or the reason there is none. */
-  usable(feature: string, vendorPublicKey: Uint8Array | null, now = Date.now()): { ok: LocalToken } | { ok: null; reason: string } {
+  usable(feature: string, vendorPublicKey: Uint8Array | null, now = this.clock.now()): { ok: LocalToken } | { ok: null; reason: string } {
     const mine = this.list(vendorPublicKey, now).filter((t) => t.token.feature === feature);
     const good = mine.find((t) => t.valid);
     if (good) {
@@ -193,7 +195,7 @@ export class BorrowClient {
   async borrow(client: LicdClient, items: Array<{ feature: string; count: number }>, hours: number, o: { autoRenew?: boolean } = {}): Promise<BorrowResultView> {
     const r = await client.request<BorrowResultView>('borrow', { request: this.request(items, hours, o) });
     for (const b of r.tokens) this.save(b, o.autoRenew ?? false, hours);
-    this.markTime(Date.now());
+    this.markTime(this.clock.now());
     return r;
   }
 
@@ -219,7 +221,7 @@ export class BorrowClient {
    * the server declines refreshes within the first hour. Tokens whose borrow the server no longer
    * has (expired, returned elsewhere) are dropped locally.
    */
-  async maintain(client: LicdClient, vendorPublicKey: Uint8Array | null, now = Date.now()): Promise<{ renewed: string[]; refreshed: string[]; dropped: string[]; errors: string[] }> {
+  async maintain(client: LicdClient, vendorPublicKey: Uint8Array | null, now = this.clock.now()): Promise<{ renewed: string[]; refreshed: string[]; dropped: string[]; errors: string[] }> {
     const res = { renewed: [] as string[], refreshed: [] as string[], dropped: [] as string[], errors: [] as string[] };
     const local = this.list(vendorPublicKey, now).filter((t) => t.valid);
     for (const t of local) {
