@@ -41,11 +41,13 @@ export interface Config {
   /** Borrowing: LM-X's refresh rule, request freshness, and starting limits (admins change them live). */
   borrow: BorrowPolicy & { limits: BorrowLimits | null };
   limits: { maxPayloadBytes: number };
+  /** Clock integrity: how far the clock may step back without an alarm (NTP corrections pass). */
+  clock: { toleranceSeconds: number };
   log: { level: 'debug' | 'info' | 'warn' | 'error'; format: 'text' | 'json' };
 }
 
 /** Settings and whether changing them needs a restart (all do today; documented in README). */
-export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'borrow', 'limits', 'log'] as const;
+export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'borrow', 'limits', 'clock', 'log'] as const;
 
 function bad(field: string, message: string): never {
   throw new LicdError('CONFIG_INVALID', `config: ${field} ${message}`, { field });
@@ -144,6 +146,9 @@ function parseConfigFields(raw: unknown, env: NodeJS.ProcessEnv, base: string): 
 
   const lim = f.optObject('limits') ?? Fields.of({}, 'limits', 'CONFIG_INVALID');
   lim.only(['maxPayloadBytes']);
+  const ck = f.optObject('clock') ?? Fields.of({}, 'clock', 'CONFIG_INVALID');
+  ck.only(['toleranceSeconds']);
+  const clock = { toleranceSeconds: ck.optInt('toleranceSeconds', { min: 10, max: 86400 }) ?? 300 };
   const lg = f.optObject('log') ?? Fields.of({}, 'log', 'CONFIG_INVALID');
   lg.only(['level', 'format']);
   const envLevel = env.LICD_LOG_LEVEL;
@@ -177,6 +182,7 @@ function parseConfigFields(raw: unknown, env: NodeJS.ProcessEnv, base: string): 
     leases,
     borrow,
     limits: { maxPayloadBytes: lim.optInt('maxPayloadBytes', { min: 1024, max: 16 * 1024 * 1024 }) ?? 64 * 1024 },
+    clock,
     log: {
       level: (envLevel as Config['log']['level'] | undefined) ?? lg.optOneOf('level', ['debug', 'info', 'warn', 'error'] as const) ?? 'info',
       format: lg.optOneOf('format', ['text', 'json'] as const) ?? 'text',

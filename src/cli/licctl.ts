@@ -43,6 +43,7 @@ Admins (need an admin identity: --user/--password-file or LICD_MQTT_USER/LICD_MQ
   licctl borrow limits [--set LIMITS.json]     per-feature, per-user and per-group borrow limits
   licctl borrow --request REQ.json --out TOKENS.json   turn an air-gapped request into tokens
   licctl return --process RETURN.json                  apply an air-gapped return
+  licctl clock accept                          vouch for the server's clock after a set-back warning
 
 License issuers (vendor):
   licctl vendor keygen --out FILE [--dev]      make an Ed25519 vendor key
@@ -403,6 +404,17 @@ export async function licctl(argv: string[]): Promise<number> {
       try {
         const r = await c.request<{ revoked: { feature: string; user: string; host: string } }>('lease.revoke', { lease: a.positional[2] }, { admin: true });
         out(`revoked lease ${a.positional[2]} of ${r.revoked.feature} held by ${r.revoked.user}@${r.revoked.host}`);
+      } finally {
+        await c.close();
+      }
+      return 0;
+    }
+    case 'clock': {
+      if (a.positional[1] !== 'accept') throw new UsageError('usage: licctl clock accept');
+      const c = await connect(a, true);
+      try {
+        const r = await c.request<{ highWater: string; was: string }>('clock.accept', {}, { admin: true });
+        out(`clock accepted: the high-water mark is now ${r.highWater} (it was ${r.was})`);
       } finally {
         await c.close();
       }

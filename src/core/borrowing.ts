@@ -267,7 +267,7 @@ export class Borrowing {
       for (const c of changes.reverse()) c.undo();
       throw e;
     }
-    const borrows = await this.d.service.commit(merge(changes), req.items.map((i) => i.feature));
+    const borrows = await this.d.service.commit(merge(changes), req.items.map((i) => i.feature), { bindCounter: true });
     for (const b of borrows) this.d.service.log.info('borrowed', { borrow: b.id, feature: b.feature, count: b.count, user: b.user, host: b.hostName, until: iso(b.expiresAt), via });
     return { tokens: borrows.map((b) => this.bundle(b, now)), borrows: borrows.map(borrowView) };
   }
@@ -300,7 +300,7 @@ export class Borrowing {
       for (const c of changes.reverse()) c.undo();
       throw e;
     }
-    const renewed = await this.d.service.commit(merge(changes), []);
+    const renewed = await this.d.service.commit(merge(changes), [], { bindCounter: true });
     for (const b of renewed) this.d.service.log.info(req.refresh ? 'borrow refreshed on reconnect' : 'borrow renewed', { borrow: b.id, feature: b.feature, user: b.user, until: iso(b.expiresAt) });
     const all = [...renewed, ...unchanged];
     return {

@@ -163,7 +163,7 @@ export const CLIENT_OPS = [
   'borrow.preview',
 ] as const;
 
-export const ADMIN_OPS = ['lease.revoke', 'borrows', 'borrow.lost', 'borrow.file', 'return.file', 'limits.get', 'limits.set'] as const;
+export const ADMIN_OPS = ['lease.revoke', 'borrows', 'borrow.lost', 'borrow.file', 'return.file', 'limits.get', 'limits.set', 'clock.accept'] as const;
 
 export type ClientOp = (typeof CLIENT_OPS)[number];
 export type AdminOp = (typeof ADMIN_OPS)[number];

@@ -121,6 +121,14 @@ export class SeatTable {
 
   noSeats(name: string, wanted: number, now: number): LicdError {
     const a = this.availability(name, now);
+    const f = this.feature(name);
+    if (a.held > 0 && a.total - a.leased - a.borrowed >= wanted) {
+      return new LicdError(
+        'QUARANTINE',
+        `${name}: ${a.held} of ${a.total} seats are held by a quarantine until ${new Date(f.hold!.until).toISOString()} (they could still be out on borrow; licctl status says why); ${a.free} free, ${wanted} wanted`,
+        { feature: name, wanted, total: a.total, leased: a.leased, borrowed: a.borrowed, held: a.held, free: a.free, until: new Date(f.hold!.until).toISOString() },
+      );
+    }
     const held = a.held > 0 ? `, ${a.held} held by quarantine` : '';
     return new LicdError(
       'NO_SEATS',

@@ -18,6 +18,7 @@ import {
   type StatusResult,
 } from './protocol.ts';
 import type { SignedEnvelope } from './signed.ts';
+import { CounterStepError, describeMs, type ClockGuard, type CounterGate } from './integrity.ts';
 import { SeatTable } from './seats.ts';
 import { CLIENT_ID_HELP, CLIENT_ID_PATTERN, Fields, NAME_HELP, NAME_PATTERN, VERSION_PATTERN } from './validate.ts';
 
@@ -71,6 +72,10 @@ export interface ServiceDeps {
   signGrant?: (lease: Lease) => SignedEnvelope;
   /** Told when availability or server state changed; the adapter schedules publishDirty(). */
   onDirty?: () => void;
+  /** Binds borrow changes to the dongle's monotonic counter (anti-rollback). */
+  counterGate?: CounterGate;
+  /** The persisted high-water mark of time (clock integrity). */
+  clockGuard?: ClockGuard;
 }
 
 /**
@@ -215,13 +220,23 @@ export class LicenseService {
     }
   }
 
-  /** Makes a change durable; on a failed write, undoes it in memory and refuses the request. */
-  async commit<T>(change: Change<T>, touched: Iterable<string>): Promise<T> {
+  /**
+   * Makes a change durable; on a failed write, undoes it in memory and refuses the request.
+   * With bindCounter, the change goes through the counter gate: the dongle's counter steps first
+   * and its new value is written in the same batch (anti-rollback for borrows).
+   */
+  async commit<T>(change: Change<T>, touched: Iterable<string>, opts: { bindCounter?: boolean } = {}): Promise<T> {
     if (change.mutations.length === 0) return change.result;
+    const gate = opts.bindCounter ? this.deps.counterGate : undefined;
     try {
-      await this.deps.store.commit(change.mutations);
+      if (gate) await gate.commit(change.mutations);
+      else await this.deps.store.commit(change.mutations);
     } catch (e) {
       change.undo();
+      if (e instanceof CounterStepError) {
+        this.deps.log.error('the dongle did not step its counter; change undone', { error: String(e) });
+        throw new LicdError('DONGLE_ABSENT', `the dongle did not step its monotonic counter (${(e as Error).message}); nothing was granted. Check the dongle; licctl status shows its state`);
+      }
       this.deps.log.error('store write failed; change undone', { error: String(e) });
       throw new LicdError('STORE_FAILED', 'the license database could not be written; nothing was changed. The server log says why (disk full or failing?)');
     }
@@ -233,7 +248,23 @@ export class LicenseService {
   private ttlFrom(f: Fields): number {
     const p = this.deps.policy;
     const ttl = f.optInt('ttl', { min: 1, max: 31_536_000 }) ?? p.ttlSeconds;
+    // With the clock set back, leases are kept short: their end is only as good as the clock.
+    if (this.deps.clockGuard && this.deps.clockGuard.setBackMs > 0) return p.minTtlSeconds * 1000;
     return Math.min(p.maxTtlSeconds, Math.max(p.minTtlSeconds, ttl)) * 1000;
+  }
+
+  /** Checks the clock against its high-water mark; warns while it is set back. */
+  observeClock(now = this.deps.clock.now()): number {
+    const g = this.deps.clockGuard;
+    if (!g) return 0;
+    const back = g.observe(now);
+    if (back > 0) {
+      this.setWarning(
+        'clock',
+        `the clock was set back by ${describeMs(back)} (it read ${new Date(g.highWater).toISOString()} before): new borrows are refused and leases kept short until it is right (or an admin runs licctl clock accept)`,
+      );
+    } else this.setWarning('clock', null);
+    return back;
   }
 
   private async checkout(ctx: RequestContext, f: Fields): Promise<CheckoutResult> {

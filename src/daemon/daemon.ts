@@ -15,8 +15,21 @@ import { topics } from '../core/protocol.ts';
 import { SeatTable } from '../core/seats.ts';
 import { LicenseService, type Log } from '../core/service.ts';
 import { FORMATS, sealEnvelope, type SignedEnvelope } from '../core/signed.ts';
-import { DELEGATION_DOMAIN, delegationBody, delegationEnvelope } from '../core/trust.ts';
+import { DELEGATION_DOMAIN, delegationBody, delegationEnvelope, dongleSignedBytes } from '../core/trust.ts';
 import { Borrowing, type BorrowLimits } from '../core/borrowing.ts';
+import {
+  ClockGuard,
+  CounterGate,
+  META_CLOCK,
+  META_COUNTER,
+  META_QUARANTINE,
+  judgeCounter,
+  parseQuarantine,
+  quarantineFor,
+  serializeQuarantine,
+  type Quarantine,
+} from '../core/integrity.ts';
+import { LicdError as Err } from '../core/errors.ts';
 import { sealToken } from '../core/tokens.ts';
 import { nodeEd25519, systemRandom } from '../crypto/ed25519.ts';
 import { DongleManager, type DongleLink, type PresenceEvent } from '../dongle/manager.ts';
@@ -154,8 +167,40 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       delegation = delegationEnvelope(body, sig, toBase64url);
     };
 
+    // Clock integrity: the high-water mark of time survives restarts.
+    const clockMeta = loaded.meta.get(META_CLOCK) as { hwm?: number } | undefined;
+    const clockGuard = new ClockGuard(typeof clockMeta?.hwm === 'number' ? clockMeta.hwm : clock.now(), config.clock.toleranceSeconds * 1000);
+    let persistedHwm = clockGuard.highWater;
+
+    // Anti-rollback: borrow changes step the dongle's counter; the gate is made when the dongle
+    // is first present and its counter judged against the database.
+    let gate: CounterGate | null = null;
+    const stepCounter = async (): Promise<bigint> => {
+      const cur = dongle.current();
+      if (!cur) throw new Error('the dongle is absent');
+      const nonce = random.bytes(16);
+      const r = await cur.link.counterIncrement(nonce);
+      const msg = new Uint8Array(24);
+      new DataView(msg.buffer).setBigUint64(0, r.value);
+      msg.set(nonce, 8);
+      if (!ed.verify(cur.identity.publicKey, dongleSignedBytes('counter', msg, cur.identity.emulated), r.signature)) {
+        throw new Error(`the counter step to ${r.value} is not signed by the dongle (a dongle that lies)`);
+      }
+      return r.value;
+    };
+    const readCounter = async (): Promise<bigint> => {
+      const cur = dongle.current();
+      if (!cur) throw new Error('the dongle is absent');
+      return (await cur.link.info()).counter;
+    };
+    const gateProxy = {
+      commit: (m: Parameters<CounterGate['commit']>[0]) => (gate ? gate.commit(m) : Promise.reject(new Err('DONGLE_ABSENT', 'the dongle has not been seen since start: no borrow state can be bound to its counter'))),
+    } as unknown as CounterGate;
+
     let link!: ServerLink;
     const service = new LicenseService({
+      counterGate: gateProxy,
+      clockGuard,
       clock,
       store,
       table,
@@ -196,10 +241,63 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       signToken: (t) => (delegation ? sealToken(t, sessionSeed, ed) : null),
       chain: () => ({ entitlement: entitlement.envelope as SignedEnvelope, delegation }),
       sessionKeyHex: toHex(sessionKey),
+      guard: (now) => {
+        service.observeClock(now);
+        clockGuard.refuse('borrowing');
+      },
     });
+    service.register('clock.accept', true, async (ctx) => {
+      const before = clockGuard.highWater;
+      clockGuard.accept(ctx.now);
+      await store.commit([{ kind: 'meta.put', key: META_CLOCK, value: { hwm: ctx.now } }]);
+      persistedHwm = ctx.now;
+      service.observeClock(ctx.now);
+      log.warn('clock accepted by admin', { admin: ctx.clientId, highWaterWas: new Date(before).toISOString(), now: new Date(ctx.now).toISOString() });
+      return { highWater: new Date(ctx.now).toISOString(), was: new Date(before).toISOString() };
+    });
+    if (service.observeClock() === 0) {
+      persistedHwm = clockGuard.highWater;
+      await store.commit([{ kind: 'meta.put', key: META_CLOCK, value: { hwm: persistedHwm } }]);
+    }
+
+    const applyQuarantine = (q: Quarantine) => {
+      const now = clock.now();
+      const live = q.holds.filter((h) => h.until > now);
+      for (const h of live) table.setHold(h.feature, h.seats, h.until);
+      if (live.length > 0) {
+        const until = Math.max(...live.map((h) => h.until));
+        service.setWarning('quarantine', `quarantine: ${q.reason}. Seats that could still be out on borrow are held until ${new Date(until).toISOString()} (${live.map((h) => `${h.feature} ${h.seats}`).join(', ')})`);
+        service.markAllDirty();
+      }
+    };
+    const storedQuarantine = parseQuarantine(loaded.meta.get(META_QUARANTINE));
+    if (storedQuarantine) applyQuarantine(storedQuarantine);
+    const counterMeta = new Map(loaded.meta);
+    const judge = async (identity: DongleIdentity) => {
+      const verdict = gate ? (identity.counter > gate.value + (gate.uncertain ? 1n : 0n) ? { kind: 'restored' as const, stored: gate.value, dongle: identity.counter } : { kind: 'ok' as const }) : judgeCounter(counterMeta, identity.counter);
+      const q = quarantineFor(verdict, entitlement.features, table.allBorrows(), clock.now());
+      if (q) {
+        log.warn('QUARANTINE: seats that could still be out on borrow are held', { reason: q.reason, holds: q.holds.map((h) => ({ ...h, until: new Date(h.until).toISOString() })) });
+        await store.commit([
+          { kind: 'meta.put', key: META_QUARANTINE, value: serializeQuarantine(q) },
+          { kind: 'meta.put', key: META_COUNTER, value: identity.counter.toString() },
+        ]);
+        applyQuarantine(q);
+      } else if (verdict.kind !== 'ok') {
+        await store.commit([{ kind: 'meta.put', key: META_COUNTER, value: identity.counter.toString() }]);
+        if (verdict.kind === 'adopt') log.info('counter adopted', { why: verdict.why, counter: identity.counter.toString() });
+      }
+      if (gate) gate.adopt(identity.counter);
+      else gate = new CounterGate(store, stepCounter, identity.counter, readCounter);
+    };
 
     const onPresence = async (ev: PresenceEvent) => {
       if (ev.present) {
+        try {
+          await judge(ev.identity);
+        } catch (e) {
+          log.error('could not judge the dongle counter against the database', { error: String(e) });
+        }
         const cur = dongle.current();
         try {
           if (cur) await delegate(ev.identity, cur.link);
@@ -247,7 +345,16 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     await link.ready();
 
     // 6. Tickers.
-    const reaper = setInterval(() => void service.reap(), 1000);
+    const tick = async () => {
+      await service.reap();
+      const back = service.observeClock();
+      if (back === 0 && clockGuard.highWater - persistedHwm >= 60_000) {
+        persistedHwm = clockGuard.highWater;
+        await store.commit([{ kind: 'meta.put', key: META_CLOCK, value: { hwm: persistedHwm } }]).catch(() => {});
+      }
+      if (table.holds(clock.now()).length === 0) service.setWarning('quarantine', null);
+    };
+    const reaper = setInterval(() => void tick(), 1000);
     reaper.unref?.();
     cleanups.push(async () => clearInterval(reaper));
 

@@ -1,0 +1,244 @@
+/**
+ * Nothing freed early, nothing granted twice: the borrow state bound to the dongle's monotonic
+ * counter (anti-rollback), and a persisted high-water mark of time (clock integrity).
+ * docs/threat-model.md says what this protects against and what it does not.
+ */
+import { LicdError } from './errors.ts';
+import type { FeatureLicense } from './entitlement.ts';
+import type { Borrow, Mutation } from './model.ts';
+import type { StateStore } from './ports.ts';
+
+// ---- the counter -----------------------------------------------------------------------------
+
+/** Meta keys (docs/storage.md). Counters are stored as decimal strings (they are u64). */
+export const META_COUNTER = 'dongle-counter';
+export const META_COUNTER_PENDING = 'dongle-counter-pending';
+export const META_QUARANTINE = 'quarantine';
+export const META_CLOCK = 'clock';
+
+export type CounterVerdict =
+  | { kind: 'fresh' }
+  | { kind: 'ok' }
+  | { kind: 'adopt'; why: string }
+  | { kind: 'restored'; stored: bigint; dongle: bigint }
+  | { kind: 'wiped'; dongle: bigint }
+  | { kind: 'ahead'; stored: bigint; dongle: bigint };
+
+/**
+ * Compares what the database says about the counter with the dongle. Every borrow or renewal
+ * steps the counter first and records the new value in the same batch as the borrow, after a
+ * "pending" marker, so:
+ *   stored == dongle                      the database is current;
+ *   pending == dongle == stored + 1       the daemon died between the step and the write: the
+ *                                         change was never answered, nothing is out;
+ *   stored < dongle (otherwise)           the database is older than the dongle: restored from a
+ *                                         copy, or the dongle was used by another box;
+ *   nothing stored, dongle > 0            the database was wiped or this is a new box;
+ *   stored > dongle                       the counter went back: not a genuine dongle state.
+ */
+export function judgeCounter(meta: Map<string, unknown>, dongle: bigint): CounterVerdict {
+  const s = meta.get(META_COUNTER);
+  const p = meta.get(META_COUNTER_PENDING);
+  const stored = typeof s === 'string' ? BigInt(s) : null;
+  const pending = typeof p === 'string' ? BigInt(p) : null;
+  if (stored === null) {
+    if (dongle === 0n) return { kind: 'fresh' };
+    if (pending !== null && pending === dongle && dongle === 1n) return { kind: 'adopt', why: 'the first counter step was cut off before its write' };
+    return { kind: 'wiped', dongle };
+  }
+  if (stored === dongle) return { kind: 'ok' };
+  if (pending !== null && pending === dongle && stored + 1n === dongle) return { kind: 'adopt', why: 'a counter step was cut off before its write (nothing was answered)' };
+  if (stored < dongle) return { kind: 'restored', stored, dongle };
+  return { kind: 'ahead', stored, dongle };
+}
+
+export interface Quarantine {
+  reason: string;
+  since: number;
+  holds: Array<{ feature: string; seats: number; until: number }>;
+}
+
+/**
+ * The seats that could still be out on borrow, unknown to this database, held until the longest
+ * possible borrow has run out: for each feature that allows borrowing, every seat not already
+ * accounted for by a known borrow, until now + its maximum borrow hours (or the license's end).
+ */
+export function quarantineFor(verdict: CounterVerdict, licenses: readonly FeatureLicense[], known: readonly Borrow[], now: number): Quarantine | null {
+  let reason: string;
+  switch (verdict.kind) {
+    case 'fresh':
+    case 'ok':
+    case 'adopt':
+      return null;
+    case 'restored':
+      reason = `the database is older than the dongle (its counter is ${verdict.dongle}, the database knows ${verdict.stored}): it was restored from a copy, or the dongle was used elsewhere`;
+      break;
+    case 'wiped':
+      reason = `the database has no borrow record but the dongle's counter is ${verdict.dongle}: the database was wiped or moved to a new box`;
+      break;
+    case 'ahead':
+      reason = `the database knows counter ${verdict.stored} but the dongle says ${verdict.dongle}: the counter went back, which a genuine dongle cannot do`;
+      break;
+  }
+  const holds = [];
+  for (const l of licenses) {
+    if (!l.borrow.allowed) continue;
+    const borrowed = known.filter((b) => b.feature === l.name).reduce((n, b) => n + b.count, 0);
+    const seats = Math.max(0, l.seats - borrowed);
+    if (seats === 0) continue;
+    const longest = now + l.borrow.maxHours * 3600_000;
+    holds.push({ feature: l.name, seats, until: l.expires === null ? longest : Math.min(longest, l.expires) });
+  }
+  return { reason, since: now, holds };
+}
+
+export function serializeQuarantine(q: Quarantine): unknown {
+  return { reason: q.reason, since: q.since, holds: q.holds };
+}
+
+export function parseQuarantine(v: unknown): Quarantine | null {
+  if (!v || typeof v !== 'object') return null;
+  const q = v as Quarantine;
+  if (typeof q.reason !== 'string' || !Array.isArray(q.holds)) return null;
+  return q;
+}
+
+/** The dongle did not step its counter (failed, uncertain, or a signature that does not verify). */
+export class CounterStepError extends Error {
+  constructor(override readonly cause: unknown) {
+    super(cause instanceof Error ? cause.message : String(cause));
+    this.name = 'CounterStepError';
+  }
+}
+
+/**
+ * Group commit for changes bound to the counter: changes that arrive while a step is under way
+ * wait and go out together. For each group: a synced "pending" marker, one counter step on the
+ * dongle, then one synced batch with the changes and the new counter value. If the step fails,
+ * nothing of the group is written and every caller gets the error.
+ */
+export class CounterGate {
+  private queue: Array<{ mutations: readonly Mutation[]; resolve(): void; reject(e: unknown): void }> = [];
+  private busy = false;
+  /** Steps made and groups written, for the benchmark and tests. */
+  readonly stats = { steps: 0, changes: 0 };
+
+  private needResync = false;
+
+  constructor(
+    private readonly store: StateStore,
+    private readonly step: () => Promise<bigint>,
+    private current: bigint,
+    /** Reads the dongle's counter (INFO) after a failed or uncertain step. */
+    private readonly readCounter?: () => Promise<bigint>,
+  ) {}
+
+  get value(): bigint {
+    return this.current;
+  }
+
+  /** A step failed and may have stepped the dongle: its counter may be one above `value`. */
+  get uncertain(): boolean {
+    return this.needResync;
+  }
+
+  adopt(v: bigint): void {
+    this.current = v;
+  }
+
+  commit(mutations: readonly Mutation[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ mutations, resolve, reject });
+      if (!this.busy) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.busy = true;
+    while (this.queue.length > 0) {
+      const group = this.queue;
+      this.queue = [];
+      try {
+        if (this.needResync && this.readCounter) {
+          // A step that failed may still have stepped the dongle; nothing was answered for it,
+          // so the database adopts the dongle's value before going on.
+          this.current = await this.readCounter();
+          await this.store.commit([{ kind: 'meta.put', key: META_COUNTER, value: this.current.toString() }]);
+          this.needResync = false;
+        }
+        await this.store.commit([{ kind: 'meta.put', key: META_COUNTER_PENDING, value: (this.current + 1n).toString() }]);
+        let v: bigint;
+        try {
+          v = await this.step();
+        } catch (e) {
+          throw new CounterStepError(e);
+        }
+        this.current = v;
+        await this.store.commit([...group.flatMap((g) => g.mutations), { kind: 'meta.put', key: META_COUNTER, value: v.toString() }]);
+        this.stats.steps++;
+        this.stats.changes += group.length;
+        for (const g of group) g.resolve();
+      } catch (e) {
+        this.needResync = true;
+        for (const g of group) g.reject(e);
+      }
+    }
+    this.busy = false;
+  }
+}
+
+// ---- the clock -------------------------------------------------------------------------------
+
+/**
+ * A persisted high-water mark of time. A clock found more than the tolerance below it was set
+ * back: new borrows are refused and leases kept short until it is right (or an admin accepts the
+ * clock). NTP corrections are far below the default tolerance of 5 minutes.
+ */
+export class ClockGuard {
+  private setBack = 0;
+
+  constructor(
+    private hwm: number,
+    readonly toleranceMs: number,
+  ) {}
+
+  get highWater(): number {
+    return this.hwm;
+  }
+
+  /** Returns how far the clock is set back (0 if it is fine) and raises the mark. */
+  observe(now: number): number {
+    if (now >= this.hwm - this.toleranceMs) {
+      if (now > this.hwm) this.hwm = now;
+      this.setBack = 0;
+    } else {
+      this.setBack = this.hwm - now;
+    }
+    return this.setBack;
+  }
+
+  get setBackMs(): number {
+    return this.setBack;
+  }
+
+  accept(now: number): void {
+    this.hwm = now;
+    this.setBack = 0;
+  }
+
+  refuse(what: string): void {
+    if (this.setBack > 0) {
+      throw new LicdError('CLOCK_SET_BACK', `${what} refused: the clock was set back by ${describeMs(this.setBack)} (it read ${new Date(this.hwm).toISOString()} before); set the clock right, or an admin can accept it with licctl clock accept`, {
+        jumpMs: this.setBack,
+        highWater: new Date(this.hwm).toISOString(),
+      });
+    }
+  }
+}
+
+export function describeMs(ms: number): string {
+  const m = Math.round(ms / 60_000);
+  if (m < 120) return `${m} min`;
+  const h = Math.floor(m / 60);
+  return h < 48 ? `${h} h ${m % 60} min` : `${Math.floor(h / 24)} days ${h % 24} h`;
+}
