@@ -37,26 +37,26 @@ test('the signed bytes of envelopes are ASCII(format) || 0x00 || body, as docs/t
 
 for (const [name, ed] of [['node:crypto', nodeEd25519()], ['tweetnacl', naclEd25519()]] as const) {
   test(`the bundle verifies offline with the vendor key alone; each tampering is refused (${name})`, (t) => {
-    const o = { vendorPublicKey: hex(doc.keys.vendor.publicKey), ed, now: Date.parse(doc.verifyAt), ...doc.binding };
+    const o = { vendorPublicKey: hex(doc.keys.vendor!.publicKey), ed, now: Date.parse(doc.verifyAt), ...doc.binding };
     const v = verifyBorrowToken(doc.bundle, o);
     t.is(v.token.feature, 'vray_render');
     for (const x of doc.tampered) {
       const e = t.throws(() => verifyBorrowToken(x.bundle, o), { instanceOf: LicdError }, x.name);
       t.is(e?.code, 'TOKEN_INVALID', x.name);
     }
-    t.throws(() => verifyBorrowToken(doc.bundle, { ...o, refuseEmulated: true, vendorPublicKey: hex(doc.keys.client.publicKey) }), { message: /chain link 1/ });
+    t.throws(() => verifyBorrowToken(doc.bundle, { ...o, refuseEmulated: true, vendorPublicKey: hex(doc.keys.client!.publicKey) }), { message: /chain link 1/ });
   });
 }
 
 test('an emulated chain is refused by a verifier told to refuse emulated dongles', (t) => {
   const emu = makeTokenVectors(true);
-  const o = { vendorPublicKey: hex(emu.keys.vendor.publicKey), ed: nodeEd25519(), now: Date.parse(emu.verifyAt), ...emu.binding };
+  const o = { vendorPublicKey: hex(emu.keys.vendor!.publicKey), ed: nodeEd25519(), now: Date.parse(emu.verifyAt), ...emu.binding };
   t.notThrows(() => verifyBorrowToken(emu.bundle, o));
   t.throws(() => verifyBorrowToken(emu.bundle, { ...o, refuseEmulated: true }), { message: /emulated dongle/ });
 });
 
 test('time: expired, clock before issue, clock set back past the high-water mark', (t) => {
-  const o = { vendorPublicKey: hex(doc.keys.vendor.publicKey), ed: nodeEd25519(), ...doc.binding };
+  const o = { vendorPublicKey: hex(doc.keys.vendor!.publicKey), ed: nodeEd25519(), ...doc.binding };
   const at = Date.parse(doc.verifyAt);
   t.throws(() => verifyBorrowToken(doc.bundle, { ...o, now: at + 80 * 3600_000 }), { message: /expired at/ });
   t.throws(() => verifyBorrowToken(doc.bundle, { ...o, now: at - 86400_000 }), { message: /before the token was issued/ });
