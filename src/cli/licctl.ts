@@ -17,7 +17,7 @@ import { flag, has, intFlag, parseArgs, UsageError, type ParsedArgs } from './ar
 const HELP = `licctl - licd license server tool
 
 Users and render nodes:
-  licctl status [--json] [--feature F]         seats per feature, who holds them (like lmstat)
+  licctl status [FEATURE] [--json] [--limit N] seats per feature, who holds them (like lmstat)
   licctl checkout FEATURE [--version V] [--count N] [--ttl S]
                                                hold a seat, heartbeating, until interrupted
   licctl run FEATURE [--version V] [--count N] -- COMMAND [ARGS...]
@@ -127,10 +127,12 @@ export function formatStatus(s: StatusResult, only?: string): string {
     for (const l of f.leases) {
       lines.push(`    leased   ${l.count > 1 ? `${l.count}x ` : ''}${l.user}@${l.host} pid ${l.pid}  since ${time(l.since)}  until ${time(l.until)}${l.state === 'disconnected' ? '  (client gone, ending)' : ''}  [${l.id}]`);
     }
+    if (f.more && f.more.leases > 0) lines.push(`    ... and ${f.more.leases} more leases (licctl status FEATURE --limit N)`);
     for (const b of f.borrows) {
       lines.push(`    borrowed ${b.count > 1 ? `${b.count}x ` : ''}${b.user}@${b.hostName} (host ${b.hostId.slice(0, 12)})  since ${time(b.since)}  until ${time(b.until)}${b.state === 'lost' ? '  LOST (reserved until expiry)' : ''}${b.autoRenew ? '  auto-renew' : ''}  [${b.id}]`);
     }
   }
+  for (const f of features) if (f.more && f.more.borrows > 0) lines.push(`(${f.feature}: ${f.more.borrows} more borrows not listed)`);
   if (only && features.length === 0) lines.push(`(no feature ${only}; features: ${s.features.map((f) => f.feature).join(', ')})`);
   return lines.join('\n');
 }
@@ -285,14 +287,16 @@ export async function licctl(argv: string[]): Promise<number> {
   if (cmd === 'dongle' && argv[1] === 'emulate') return dongle({ positional: ['dongle', 'emulate'], flags: new Map(), rest: [] }, argv);
   const a = parseArgs(argv, {
     boolean: ['json', 'dev', 'emulated', 'yes', 'auto-renew', 'all', 'interactive', 'online'],
-    value: [...CONN_FLAGS, 'feature', 'version', 'count', 'ttl', 'out', 'key', 'spec', 'dongle-serial', 'dongle-key', 'customer', 'id', 'dongle', 'hours', 'request', 'process', 'set'],
+    value: [...CONN_FLAGS, 'feature', 'version', 'count', 'ttl', 'out', 'key', 'spec', 'dongle-serial', 'dongle-key', 'customer', 'id', 'dongle', 'hours', 'request', 'process', 'set', 'limit'],
   });
   switch (cmd) {
     case 'status': {
       const c = await connect(a);
       try {
-        const s = await c.status();
-        out(has(a, 'json') ? JSON.stringify(s, null, 2) : formatStatus(s, flag(a, 'feature') ?? a.positional[1]));
+        const only = flag(a, 'feature') ?? a.positional[1];
+        const limit = intFlag(a, 'limit', 0, 100_000);
+        const s = await c.request<StatusResult>('status', { ...(only ? { feature: only } : {}), ...(limit !== undefined ? { limit } : {}) });
+        out(has(a, 'json') ? JSON.stringify(s, null, 2) : formatStatus(s, only));
       } finally {
         await c.close();
       }

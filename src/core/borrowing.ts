@@ -13,7 +13,7 @@ import type { SeatTable } from './seats.ts';
 import { borrowView, iso, type LicenseService, type RequestContext } from './service.ts';
 import type { SignedEnvelope } from './signed.ts';
 import { openBorrowRequest, openReturn, type BorrowRequest, type BorrowToken, type TokenBundle } from './tokens.ts';
-import { Fields, NAME_HELP, NAME_PATTERN } from './validate.ts';
+import { FEATURE_HELP, FEATURE_PATTERN, Fields, NAME_HELP, NAME_PATTERN } from './validate.ts';
 
 export interface LimitRule {
   maxSeats?: number;
@@ -346,7 +346,7 @@ export class Borrowing {
     return {
       items: products.map((raw, i) => {
         const x = f.element(i, raw, 'products');
-        const feature = x.string('feature', { max: 64, pattern: NAME_PATTERN, patternHelp: NAME_HELP });
+        const feature = x.string('feature', { max: 64, pattern: FEATURE_PATTERN, patternHelp: FEATURE_HELP });
         const machines = x.int('machines', { min: 0, max: 10_000 });
         const a = this.table.availability(feature, ctx.now);
         return { feature, product: a.product, type: a.type, machines, count: Math.min(machines, a.free), free: a.free, total: a.total, borrow: a.borrow };

@@ -2,7 +2,7 @@ import { LicdError } from './errors.ts';
 import { equalBytes, fromHex, toHex } from './bytes.ts';
 import type { Ed25519 } from './ports.ts';
 import { FORMATS, verifyEnvelope } from './signed.ts';
-import { Fields, NAME_HELP, NAME_PATTERN, VERSION_PATTERN } from './validate.ts';
+import { Fields, FEATURE_HELP, FEATURE_PATTERN, VERSION_PATTERN } from './validate.ts';
 
 export const LICENSE_TYPES = ['interface', 'render', 'distributed'] as const;
 export type LicenseType = (typeof LICENSE_TYPES)[number];
@@ -75,7 +75,7 @@ export function parseEntitlementBody(json: unknown): Omit<Entitlement, 'envelope
   const list = f.array('features', { max: 1000 });
   list.forEach((raw, i) => {
     const x = f.element(i, raw, 'features');
-    const name = x.string('name', { max: 64, pattern: NAME_PATTERN, patternHelp: NAME_HELP });
+    const name = x.string('name', { max: 64, pattern: FEATURE_PATTERN, patternHelp: FEATURE_HELP });
     if (seen.has(name)) x.fail('name', `${name} is listed twice; list each feature once`);
     seen.add(name);
     const b = x.object('borrow');

@@ -93,6 +93,8 @@ export interface ServerState {
 export interface FeatureStatus extends Availability {
   leases: LeaseView[];
   borrows: BorrowView[];
+  /** Entries left out of the lists by the status `limit`. */
+  more?: { leases: number; borrows: number };
 }
 
 export interface StatusResult {
@@ -169,3 +171,5 @@ export type ClientOp = (typeof CLIENT_OPS)[number];
 export type AdminOp = (typeof ADMIN_OPS)[number];
 
 export const DEFAULT_MAX_PAYLOAD = 64 * 1024;
+/** Answers above this are replaced by an error: brokers cut larger packets (mosquitto: 1 MiB here). */
+export const MAX_ANSWER_BYTES = 512 * 1024;

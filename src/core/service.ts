@@ -20,7 +20,7 @@ import {
 import type { SignedEnvelope } from './signed.ts';
 import { CounterStepError, describeMs, type ClockGuard, type CounterGate } from './integrity.ts';
 import { SeatTable } from './seats.ts';
-import { CLIENT_ID_HELP, CLIENT_ID_PATTERN, Fields, NAME_HELP, NAME_PATTERN, VERSION_PATTERN } from './validate.ts';
+import { CLIENT_ID_HELP, CLIENT_ID_PATTERN, Fields, FEATURE_HELP, FEATURE_PATTERN, VERSION_PATTERN } from './validate.ts';
 
 export interface Log {
   debug(msg: string, fields?: Record<string, unknown>): void;
@@ -99,7 +99,12 @@ export class LicenseService {
     this.deps = deps;
     this.table = deps.table;
     this.startedAt = deps.clock.now();
-    this.register('status', false, async (ctx) => this.status(ctx.now));
+    this.register('status', false, async (ctx, f) =>
+      this.status(ctx.now, {
+        feature: f.optString('feature', { max: 64, pattern: FEATURE_PATTERN, patternHelp: FEATURE_HELP }),
+        limit: f.optInt('limit', { min: 0, max: 100_000 }),
+      }),
+    );
     this.register('checkout', false, (ctx, f) => this.checkout(ctx, f));
     this.register('heartbeat', false, (ctx, f) => this.heartbeat(ctx, f));
     this.register('checkin', false, (ctx, f) => this.checkin(ctx, f));
@@ -178,6 +183,10 @@ export class LicenseService {
     try {
       const max = this.deps.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD;
       if (payload.length > max) {
+        // Read the id (and op) from the start only, so the answer can still be matched.
+        const head = new TextDecoder().decode(payload.subarray(0, 1024));
+        id = /"id"\s*:\s*"([^"\\]{1,64})"/.exec(head)?.[1] ?? null;
+        op = /"op"\s*:\s*"([^"\\]{1,64})"/.exec(head)?.[1] ?? null;
         throw new LicdError('PAYLOAD_TOO_LARGE', `request of ${payload.length} bytes is over the limit of ${max} bytes`, { size: payload.length, limit: max });
       }
       if (!CLIENT_ID_PATTERN.test(clientId)) {
@@ -268,7 +277,7 @@ export class LicenseService {
   }
 
   private async checkout(ctx: RequestContext, f: Fields): Promise<CheckoutResult> {
-    const feature = f.string('feature', { max: 64, pattern: NAME_PATTERN, patternHelp: NAME_HELP });
+    const feature = f.string('feature', { max: 64, pattern: FEATURE_PATTERN, patternHelp: FEATURE_HELP });
     const version = f.optString('version', { max: 32, pattern: VERSION_PATTERN, patternHelp: 'a dotted version like 6.0' });
     const count = f.optInt('count', { min: 1, max: 1_000_000 }) ?? 1;
     const user = f.string('user', { max: 64 });
@@ -296,7 +305,7 @@ export class LicenseService {
 
   private async checkin(ctx: RequestContext, f: Fields): Promise<CheckinResult> {
     const ids = optIdList(f, 'leases');
-    const feature = f.optString('feature', { max: 64, pattern: NAME_PATTERN, patternHelp: NAME_HELP });
+    const feature = f.optString('feature', { max: 64, pattern: FEATURE_PATTERN, patternHelp: FEATURE_HELP });
     const pid = f.optInt('pid', { min: 0, max: 2 ** 31 });
     const change = this.table.checkin(ctx.clientId, { ids, feature, pid });
     const { released, unknown } = await this.commit(change, change.result.released.map((l) => l.feature));
@@ -365,12 +374,25 @@ export class LicenseService {
     };
   }
 
-  status(now: number): StatusResult {
-    const features: FeatureStatus[] = this.table.featureNames().map((name) => ({
-      ...this.table.availability(name, now),
-      leases: this.table.featureLeases(name).map(leaseView),
-      borrows: this.table.featureBorrows(name).map(borrowView),
-    }));
+  /**
+   * Every feature (or one) with its leases and borrows. The lists are cut at `limit` entries each
+   * (default 500) so an answer stays far below broker packet limits on a big farm; `more` says
+   * how many were left out.
+   */
+  status(now: number, o: { feature?: string | undefined; limit?: number | undefined } = {}): StatusResult {
+    const limit = o.limit ?? 500;
+    const names = o.feature === undefined ? this.table.featureNames() : [this.table.availability(o.feature, now).feature];
+    const features: FeatureStatus[] = names.map((name) => {
+      const leases = this.table.featureLeases(name);
+      const borrows = this.table.featureBorrows(name);
+      const fs: FeatureStatus = {
+        ...this.table.availability(name, now),
+        leases: leases.slice(0, limit).map(leaseView),
+        borrows: borrows.slice(0, limit).map(borrowView),
+      };
+      if (leases.length > limit || borrows.length > limit) fs.more = { leases: Math.max(0, leases.length - limit), borrows: Math.max(0, borrows.length - limit) };
+      return fs;
+    });
     return {
       server: this.serverState(),
       features,

@@ -142,6 +142,9 @@ export function describe(v: unknown): string {
 /** Names of features, users, hosts: printable, no MQTT wildcards or separators. */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$/;
 export const NAME_HELP = '1 to 64 letters, digits or . _ @ + - (starting with a letter or digit)';
+/** Feature names stand in topics (licd/v1/feature/<name>): no MQTT wildcards, no separators. */
+export const FEATURE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+export const FEATURE_HELP = '1 to 64 letters, digits or . _ - (starting with a letter or digit)';
 /** MQTT client ids usable in topics and in mosquitto's %c ACL patterns. */
 export const CLIENT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export const CLIENT_ID_HELP = '1 to 64 letters, digits or . _ - (starting with a letter or digit)';

@@ -40,6 +40,8 @@ export class DongleManager extends EventEmitter {
   private busy = false;
   private stopped = false;
   private absentReason = 'not opened yet';
+  /** What listeners were last told, so a loss is announced even when its reason repeats. */
+  private announcedPresent = false;
   private expected: DongleManagerOptions['expected'];
 
   constructor(private readonly opts: DongleManagerOptions) {
@@ -106,6 +108,7 @@ export class DongleManager extends EventEmitter {
         if (this.link === link) this.lost(link, 'it was unplugged (its connection closed)');
       });
       this.opts.log.info('dongle present', { serial: identity.serial, emulated, firmware: identity.firmwareVersion, publicKey: toHex(identity.publicKey) });
+      this.announcedPresent = true;
       this.emit('change', { present: true, identity } satisfies PresenceEvent);
     } catch (e) {
       await link.close().catch(() => {});
@@ -143,9 +146,12 @@ export class DongleManager extends EventEmitter {
   }
 
   private markAbsent(reason: string): void {
-    const changed = reason !== this.absentReason || this.present;
+    // lost() has already dropped the link, so `present` cannot tell whether listeners still
+    // believe the dongle is there; announcedPresent does.
+    const changed = reason !== this.absentReason || this.announcedPresent;
     this.absentReason = reason;
     if (changed) {
+      this.announcedPresent = false;
       this.opts.log.warn('dongle absent', { reason });
       this.emit('change', { present: false, reason } satisfies PresenceEvent);
     }

@@ -1,6 +1,6 @@
 import type { MqttClient } from 'mqtt';
 import { randomBytes } from 'node:crypto';
-import { parseTopic, topics, type ServerState } from '../core/protocol.ts';
+import { MAX_ANSWER_BYTES, parseTopic, topics, type ServerState } from '../core/protocol.ts';
 import type { LicenseService, Log } from '../core/service.ts';
 import { connectMqtt, waitConnected } from './connect.ts';
 import { DAEMON_CLIENT_PREFIX } from './embedded-broker.ts';
@@ -77,7 +77,17 @@ export class ServerLink {
       .handle(t.clientId, t.kind === 'admin', payload)
       .then((answer) => {
         if (!this.closed || this.client.connected) {
-          this.client.publish(topics.clientResponse(t.clientId), JSON.stringify(answer), { qos: 1 });
+          let text = JSON.stringify(answer);
+          if (text.length > MAX_ANSWER_BYTES) {
+            this.log.warn('answer too large for the broker; sent an error instead', { client: t.clientId, op: answer.op, bytes: text.length });
+            text = JSON.stringify({
+              id: answer.id,
+              ok: false,
+              op: answer.op,
+              error: { code: 'PAYLOAD_TOO_LARGE', message: `the answer would be ${text.length} bytes, over the ${MAX_ANSWER_BYTES} bytes brokers pass; ask for less (status: "feature" and "limit")` },
+            });
+          }
+          this.client.publish(topics.clientResponse(t.clientId), text, { qos: 1 });
         }
       })
       .finally(() => this.inFlight--);
