@@ -32,6 +32,12 @@ import type { Transport } from '../transport/transport.ts';
 export interface DongleSessionOptions {
   /** Per attempt. Default 2000 ms. */
   timeoutMs?: number;
+  /**
+   * For COUNTER_INCREMENT, which is never resent and writes the dongle's non-volatile memory
+   * (a flash or EEPROM write; for the emulator an fsync): a longer wait, so a slow write is not
+   * mistaken for a lost answer. Default: four times timeoutMs, at least 2000 ms.
+   */
+  counterTimeoutMs?: number;
   /** Extra attempts for idempotent commands after a timeout, corrupt answer or BUSY. Default 2. */
   retries?: number;
   /** Pause before resending after BUSY. Default 20 ms. */
@@ -88,6 +94,7 @@ export class DongleSession extends EventEmitter {
   };
 
   private readonly timeoutMs: number;
+  private readonly counterTimeoutMs: number;
   private readonly retries: number;
   private readonly busyDelayMs: number;
   private readonly chunkSize: number;
@@ -108,6 +115,7 @@ export class DongleSession extends EventEmitter {
     super();
     this.transport = transport;
     this.timeoutMs = options.timeoutMs ?? 2000;
+    this.counterTimeoutMs = options.counterTimeoutMs ?? Math.max(2000, 4 * this.timeoutMs);
     this.retries = options.retries ?? 2;
     this.busyDelayMs = options.busyDelayMs ?? 20;
     this.chunkSize = options.chunkSize ?? 512;
@@ -303,7 +311,7 @@ export class DongleSession extends EventEmitter {
       if (!codec.idempotent) {
         throw new DongleError(
           DongleErrorCode.COUNTER_UNCERTAIN,
-          `${name} got no valid answer (${sawCorrupt ? 'corrupted answer' : `no answer within ${this.timeoutMs} ms`}); the dongle may or may not have stepped its counter. It was not resent, because a resend could step it twice: read INFO to see the counter, then increment again with a new nonce`,
+          `${name} got no valid answer (${sawCorrupt ? 'corrupted answer' : `no answer within ${this.counterTimeoutMs} ms`}); the dongle may or may not have stepped its counter. It was not resent, because a resend could step it twice: read INFO to see the counter, then increment again with a new nonce`,
           { command: name, cause: lastCause, attempts: attempt },
         );
       }
@@ -331,7 +339,7 @@ export class DongleSession extends EventEmitter {
         },
       };
       this.waiter = waiter;
-      timer = setTimeout(() => waiter.settle({ type: 'timeout', sawCorrupt: waiter.sawCorrupt }), this.timeoutMs);
+      timer = setTimeout(() => waiter.settle({ type: 'timeout', sawCorrupt: waiter.sawCorrupt }), idempotent ? this.timeoutMs : this.counterTimeoutMs);
       try {
         this.transport.write(frame);
       } catch (error) {

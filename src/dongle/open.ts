@@ -33,7 +33,8 @@ export interface DongleOpener {
  */
 export async function dongleOpener(config: Config): Promise<DongleOpener> {
   const d = config.dongle;
-  const sessionOptions = { timeoutMs: d.timeoutMs, retries: 1 };
+  // A counter step writes the dongle's non-volatile memory: it gets longer than a signature.
+  const sessionOptions = { timeoutMs: d.timeoutMs, retries: 1, counterTimeoutMs: Math.max(5000, 4 * d.timeoutMs) };
   if (d.transport === 'emulated') {
     const statePath = d.stateFile ?? join(config.dataDir, 'dev', 'dongle.json');
     mkdirSync(dirname(statePath), { recursive: true });

@@ -142,7 +142,7 @@ test('COUNTER_INCREMENT is never resent after a corrupt answer: DONGLE_COUNTER_U
 });
 
 test('COUNTER_INCREMENT is never resent after a timeout either', async (t) => {
-  const { dongle, session } = await memoryRig(t, {}, { timeoutMs: 100, retries: 3 });
+  const { dongle, session } = await memoryRig(t, {}, { timeoutMs: 100, counterTimeoutMs: 150, retries: 3 });
   dongle.setFaults({ slowMs: 400 });
   const error = await t.throwsAsync(session.counterIncrement(nonce(2)), { instanceOf: DongleError });
   t.is(error?.code, 'DONGLE_COUNTER_UNCERTAIN');
