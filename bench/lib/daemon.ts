@@ -1,0 +1,190 @@
+/**
+ * The license material for the benchmark (a vendor key of its own, an emulated dongle, an
+ * entitlement with many seats) and the daemon as a child process, exactly as it runs in
+ * production: src/main.ts with a config file, in non-development mode.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, openSync, closeSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { EmulatedDongle } from '../../firmware-bridge/emulator/emulated-dongle.ts';
+import { toHex } from '../../src/core/bytes.ts';
+import { topics } from '../../src/core/protocol.ts';
+import type { EntitlementBody } from '../../src/core/entitlement.ts';
+import { nodeEd25519, systemRandom } from '../../src/crypto/ed25519.ts';
+import { generateVendorKey, issueEntitlement, writeFileAtomic, type VendorKeyFile } from '../../src/vendor.ts';
+import { cpuMs, nowMs, rssMiB, sleep, spawnTracked, stopChild, withFileLimit } from './proc.ts';
+import { WireClient } from './wire.ts';
+
+export const REPO = resolve(import.meta.dirname, '../..');
+export const FEATURE = 'bench';
+
+export interface License {
+  dir: string;
+  vendorPublicKey: string;
+  entitlementFile: string;
+  dongleStateFile: string;
+  dongleSerial: string;
+  seats: number;
+}
+
+/** The bench's own vendor key (what `licctl vendor keygen` makes). */
+export function makeVendorKey(): VendorKeyFile {
+  return generateVendorKey(nodeEd25519(), systemRandom, false);
+}
+
+/**
+ * A new emulated dongle and an entitlement for it (what `licctl vendor issue` makes). Every
+ * daemon of the run gets its own: the dongle's monotonic counter binds the borrow state of one
+ * database (src/core/integrity.ts), so a second database on the same dongle would be quarantined.
+ */
+export async function makeLicense(dir: string, seats: number, key: VendorKeyFile): Promise<License> {
+  mkdirSync(dir, { recursive: true });
+  const ed = nodeEd25519();
+  const dongleStateFile = join(dir, 'dongle.json');
+  const dongle = await EmulatedDongle.open({ statePath: dongleStateFile });
+  const serial = dongle.serial;
+  const publicKey = toHex(dongle.publicKey);
+  await dongle.close();
+  const body: EntitlementBody = {
+    id: `BENCH-${Date.now().toString(36).toUpperCase()}`,
+    issuedAt: new Date().toISOString(),
+    customer: 'licd benchmark',
+    dongle: { serial, publicKey, emulated: true },
+    features: [
+      { name: FEATURE, product: 'Benchmark seat', version: '1.0', seats, expires: null, type: 'render', borrow: { allowed: true, maxHours: 336 } },
+    ],
+  };
+  const entitlementFile = join(dir, 'entitlement.json');
+  writeFileAtomic(entitlementFile, JSON.stringify(issueEntitlement(body, key, ed), null, 2) + '\n');
+  return { dir, vendorPublicKey: key.publicKey, entitlementFile, dongleStateFile, dongleSerial: serial, seats };
+}
+
+export type BrokerSpec = { kind: 'external'; url: string; username: string; password: string } | { kind: 'embedded'; port: number };
+
+export interface DaemonOptions {
+  license: License;
+  dataDir: string;
+  broker: BrokerSpec;
+  leases?: Record<string, number>;
+  /** Sockets the daemon may hold (the embedded broker holds one per client). */
+  maxSockets?: number;
+}
+
+export interface DaemonProc {
+  child: ChildProcess;
+  pid: number;
+  url: string;
+  dataDir: string;
+  logFile: string;
+  spawnedAt: number;
+  cpuMs(): number;
+  rssMiB(): number;
+  stop(): Promise<void>;
+}
+
+/** Writes the config and spawns `node --import tsx src/main.ts` (node itself, so the pid is the daemon's). */
+export function spawnDaemon(o: DaemonOptions): DaemonProc {
+  mkdirSync(o.dataDir, { recursive: true });
+  const config = {
+    development: false,
+    vendorPublicKey: o.license.vendorPublicKey,
+    entitlementFile: o.license.entitlementFile,
+    mqtt:
+      o.broker.kind === 'external'
+        ? { broker: 'external', url: o.broker.url, username: o.broker.username, password: o.broker.password }
+        : { broker: 'embedded', host: '127.0.0.1', port: o.broker.port },
+    dongle: { transport: 'emulated', stateFile: o.license.dongleStateFile },
+    ...(o.leases ? { leases: o.leases } : {}),
+  };
+  const configFile = join(o.dataDir, 'licd.json');
+  writeFileSync(configFile, JSON.stringify(config, null, 2) + '\n');
+  const logFile = join(o.dataDir, 'licd.log');
+  // The log goes to a file, as it would to journald: every grant is logged at info.
+  const fd = openSync(logFile, 'a');
+  // LICD_BENCH_DAEMON_ARGS adds node options to the daemon, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+  const extra = (process.env.LICD_BENCH_DAEMON_ARGS ?? '').split(' ').filter(Boolean);
+  const { cmd, args } = withFileLimit(process.execPath, [...extra, '--import', 'tsx', join(REPO, 'src/main.ts'), '--config', configFile], (o.maxSockets ?? 1000) + 256);
+  const spawnedAt = nowMs();
+  const child = spawnTracked(cmd, args, {
+    cwd: REPO,
+    env: { ...process.env, LICD_DATA_DIR: o.dataDir, LICD_LOG_LEVEL: 'info' },
+    stdio: ['ignore', fd, fd],
+  });
+  closeSync(fd);
+  const url = o.broker.kind === 'external' ? o.broker.url : `mqtt://127.0.0.1:${o.broker.port}`;
+  const pid = child.pid!;
+  return {
+    child,
+    pid,
+    url,
+    dataDir: o.dataDir,
+    logFile,
+    spawnedAt,
+    cpuMs: () => cpuMs(pid),
+    rssMiB: () => rssMiB(pid),
+    stop: () => stopChild(child, 15_000),
+  };
+}
+
+/**
+ * Waits until the daemon answers a request (status by default); returns the time from spawn.
+ * The probe connects again and again while the broker is not there yet (the embedded broker
+ * starts with the daemon), watches the retained server state until this daemon says "online"
+ * (it subscribes to requests before it publishes that, on the same connection), then asks, and
+ * asks again every 500 ms until answered.
+ */
+export async function waitServing(d: DaemonProc, timeoutMs: number, op = 'status', params: Record<string, unknown> = {}): Promise<{ ms: number; bytes: number }> {
+  const deadline = Date.now() + timeoutMs;
+  let exit: string | null = null;
+  d.child.once('exit', (code, sig) => (exit = `the daemon exited (${code ?? sig}) before serving; see ${d.logFile}`));
+  const spawnedWall = d.spawnedAt;
+  let attempt = 0;
+  while (Date.now() < deadline) {
+    if (exit) throw new Error(exit);
+    const w = new WireClient({ url: d.url, clientId: `bench-probe-${process.pid}-${attempt++}` });
+    try {
+      await w.connect(1000);
+    } catch {
+      w.mqtt.end(true);
+      await sleep(10);
+      continue;
+    }
+    try {
+      let online = false;
+      w.mqtt.on('message', (topic, payload) => {
+        if (topic !== topics.serverState || payload.length === 0) return;
+        try {
+          const s = JSON.parse(payload.toString('utf8')) as { state?: string; since?: string };
+          if (s.state === 'online' && Date.parse(s.since ?? '') >= spawnedWall - 1000) online = true;
+        } catch {
+          /* not a state */
+        }
+      });
+      await w.mqtt.subscribeAsync(topics.serverState, { qos: 1 });
+      while (!online) {
+        if (exit) throw new Error(exit);
+        if (Date.now() > deadline || !w.mqtt.connected) break;
+        await sleep(2);
+      }
+      if (!online) continue;
+      let answered: { ms: number; bytes: number } | null = null;
+      let failure: string | null = null;
+      const inFlight: Array<Promise<void>> = [];
+      while (answered === null && Date.now() < deadline) {
+        if (exit) throw new Error(exit);
+        if (failure !== null) throw new Error(`the daemon refused ${op}: ${failure}`);
+        const p = w.request(op, params).then((o) => {
+          if (o.ok) answered ??= { ms: o.doneAt - d.spawnedAt, bytes: o.bytes };
+          else if (o.code !== 'TIMEOUT' && o.code !== 'SHUTTING_DOWN') failure ??= o.code;
+        });
+        inFlight.push(p);
+        await Promise.race([sleep(500), p]);
+      }
+      if (answered !== null) return answered;
+    } finally {
+      w.expire(Number.POSITIVE_INFINITY, 0);
+      await w.end();
+    }
+  }
+  throw new Error(exit ?? `the daemon did not answer ${op} within ${timeoutMs} ms; see ${d.logFile}`);
+}

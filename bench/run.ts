@@ -1,0 +1,621 @@
+/**
+ * npm run bench [-- --quick] [--json FILE] [--broker mosquitto|aedes] [--burst N] [--farm N] [--keep]
+ *
+ * Measures licd against the transport's own limit in the same run (issue 6; method and latest
+ * figures in docs/performance.md). For each broker configuration (mosquitto as a process, the
+ * embedded aedes) it starts the daemon as a child process with the emulated dongle and its own
+ * license, drives it from load generator processes, and prints one table; targets are shown as
+ * met or missed, but no number fails the run: the exit code is 0 unless something broke.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { BORROW_HOURS, measureVerify, probeBorrow } from './lib/borrow.ts';
+import type { TokenBundle } from '../src/core/tokens.ts';
+import { FEATURE, makeLicense, makeVendorKey, spawnDaemon, waitServing, type BrokerSpec, type DaemonProc } from './lib/daemon.ts';
+import type { VendorKeyFile } from '../src/vendor.ts';
+import { Figures } from './lib/figures.ts';
+import type { BurstResult, FarmResult, FarmStopResult, LatencyResult } from './lib/gen-protocol.ts';
+import { GeneratorPool } from './lib/generators.ts';
+import { startMosquitto, MOSQUITTO, type Mosquitto } from './lib/mosquitto.ts';
+import { preload } from './lib/preload.ts';
+import { cpuMs, forkTracked, freePort, nowMs, openFileLimits, rssMiB, sleep, stopChild } from './lib/proc.ts';
+import { concatSamples, summarize, type Summary } from './lib/stats.ts';
+
+// ---- parameters ---------------------------------------------------------------------------------
+
+interface Params {
+  quick: boolean;
+  brokers: Array<'mosquitto' | 'aedes'>;
+  /** Closed loop: clients (one request in flight each) and generator processes. */
+  clients: number;
+  closedGens: number;
+  warmupMs: number;
+  durationMs: number;
+  /** Open loop at half the measured throughput. */
+  openWarmupMs: number;
+  openDurationMs: number;
+  burst: number;
+  burstGens: number;
+  borrowBurst: number;
+  farm: number;
+  farmGens: number;
+  /** Lease TTL asked for by the farm (null: the daemon's default, 60 s, heartbeat every 20 s). */
+  farmTtl: number | null;
+  farmWindowMs: number;
+  scaleSmall: number;
+  scaleLarge: number;
+  restartLeases: number;
+  restartBorrows: number;
+  seats: number;
+  keep: boolean;
+  json: string | null;
+}
+
+const FULL: Params = {
+  quick: false,
+  brokers: ['mosquitto', 'aedes'],
+  clients: 20,
+  closedGens: 2,
+  warmupMs: 3000,
+  durationMs: 10_000,
+  openWarmupMs: 2000,
+  openDurationMs: 10_000,
+  burst: 5000,
+  burstGens: 4,
+  borrowBurst: 1000,
+  farm: 10_000,
+  farmGens: 4,
+  farmTtl: null,
+  farmWindowMs: 20_000,
+  scaleSmall: 1000,
+  scaleLarge: 100_000,
+  restartLeases: 100_000,
+  restartBorrows: 10_000,
+  seats: 200_000,
+  keep: false,
+  json: null,
+};
+
+const QUICK: Params = {
+  ...FULL,
+  quick: true,
+  warmupMs: 1000,
+  durationMs: 3000,
+  openWarmupMs: 500,
+  openDurationMs: 3000,
+  burst: 1000,
+  burstGens: 2,
+  farm: 1000,
+  farmGens: 2,
+  farmTtl: 10,
+  farmWindowMs: 3000,
+  scaleLarge: 20_000,
+  restartLeases: 20_000,
+  restartBorrows: 2000,
+};
+
+function usage(): never {
+  process.stdout.write(`usage: npm run bench -- [--quick] [--json FILE] [--broker mosquitto|aedes] [--burst N] [--farm N] [--keep]
+
+  --quick          about a minute: shorter windows, fewer connections and leases (the table says which)
+  --json FILE      also write every figure to FILE (keys name the figure and its unit)
+  --broker NAME    only this broker configuration (default: both)
+  --burst N        connections in the burst (default 5000)
+  --farm N         heartbeating leases in the steady farm (default 10000)
+  --keep           keep the temporary directory (logs, databases, broker config)
+`);
+  process.exit(0);
+}
+
+function parseArgs(argv: string[]): Params {
+  let p: Params = argv.includes('--quick') ? { ...QUICK } : { ...FULL };
+  const num = (v: string | undefined, name: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`${name} needs a whole number, got ${v}`);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--quick') continue;
+    else if (a === '--help' || a === '-h') usage();
+    else if (a === '--json') p.json = argv[++i] ?? null;
+    else if (a === '--keep') p.keep = true;
+    else if (a === '--burst') p.burst = num(argv[++i], '--burst');
+    else if (a === '--farm') p.farm = num(argv[++i], '--farm');
+    else if (a === '--broker') {
+      const b = argv[++i];
+      if (b !== 'mosquitto' && b !== 'aedes') throw new Error('--broker is mosquitto or aedes');
+      p = { ...p, brokers: [b] };
+    } else throw new Error(`unknown argument ${a}; see --help`);
+  }
+  if (!p.json) p.json = null;
+  return p;
+}
+
+// ---- helpers ------------------------------------------------------------------------------------
+
+const P = parseArgs(process.argv.slice(2));
+const figs = new Figures();
+const root = mkdtempSync(join(tmpdir(), 'licd-bench-'));
+const ECHO_SCRIPT = fileURLToPath(new URL('./echo.ts', import.meta.url));
+const DAEMON_USER = 'licd';
+const DAEMON_PASSWORD = randomBytes(12).toString('base64url');
+let dirSeq = 0;
+
+function log(msg: string): void {
+  process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+}
+
+function freshDir(name: string): string {
+  return join(root, `${String(++dirSeq).padStart(2, '0')}-${name}`);
+}
+
+function sumErrors(rs: Array<{ errors: Record<string, number> }>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const r of rs) for (const [k, v] of Object.entries(r.errors)) out[k] = (out[k] ?? 0) + v;
+  return out;
+}
+
+const errorCount = (e: Record<string, number>) => Object.values(e).reduce((s, v) => s + v, 0);
+const errorText = (e: Record<string, number>) =>
+  Object.entries(e)
+    .map(([k, v]) => `${k} x${v}`)
+    .join(', ');
+
+/** CPU ms a process uses between `delayMs` and `delayMs + windowMs` from now. */
+function cpuWindow(pid: number, delayMs: number, windowMs: number): Promise<number> {
+  return new Promise((resolve) => {
+    setTimeout(() => {
+      const a = cpuMs(pid);
+      setTimeout(() => resolve(cpuMs(pid) - a), windowMs);
+    }, delayMs);
+  });
+}
+
+interface ClosedLoop {
+  rtps: number;
+  all: Summary;
+  checkout: Summary;
+  checkin: Summary;
+  errors: Record<string, number>;
+  bytes: LatencyResult['bytes'];
+  /** CPU of the measured server process per round trip in the window (µs), if a pid was given. */
+  serverUsPerOp: number | null;
+  genCpuPct: number;
+}
+
+/** Closed loop through `url`: P.clients clients, each checkout then checkin, one in flight. */
+async function closedLoop(url: string, tag: string, serverPid: number | null, qos: 0 | 1 = 1): Promise<ClosedLoop> {
+  const pool = gens.view(P.closedGens);
+  try {
+    const c = await pool.connect(P.clients, { url, idPrefix: `cl-${tag}-`, concurrency: 20, timeoutMs: 10_000, qos });
+    if (c.failed > 0) throw new Error(`closed loop (${tag}): ${c.failed} clients could not connect: ${c.firstError}`);
+    const cpu = serverPid ? cpuWindow(serverPid, P.warmupMs, P.durationMs) : Promise.resolve(null);
+    const rs = await pool.all<LatencyResult>({ cmd: 'pairs', feature: FEATURE, warmupMs: P.warmupMs, durationMs: P.durationMs }, P.warmupMs + P.durationMs + 60_000);
+    const serverCpu = await cpu;
+    const count = rs.reduce((s, r) => s + r.count, 0);
+    const co = concatSamples(rs.map((r) => r.samples.checkout ?? new Float64Array()));
+    const ci = concatSamples(rs.map((r) => r.samples.checkin ?? new Float64Array()));
+    const bytes: LatencyResult['bytes'] = {};
+    for (const r of rs) Object.assign(bytes, r.bytes);
+    return {
+      rtps: count / (P.durationMs / 1000),
+      all: summarize(concatSamples([co, ci])),
+      checkout: summarize(co),
+      checkin: summarize(ci),
+      errors: sumErrors(rs),
+      bytes,
+      serverUsPerOp: serverCpu === null || count === 0 ? null : (serverCpu * 1000) / count,
+      genCpuPct: (rs.reduce((s, r) => s + r.cpuMs, 0) / (P.warmupMs + P.durationMs)) * 100,
+    };
+  } finally {
+    await pool.stop();
+  }
+}
+
+interface BrokerCtx {
+  name: 'mosquitto' | 'aedes';
+  mosq: Mosquitto | null;
+  spec(): Promise<BrokerSpec>;
+}
+
+async function startDaemon(ctx: BrokerCtx, tag: string, opts: { dataDir?: string; leases?: Record<string, number>; maxSockets?: number; wait?: boolean } = {}): Promise<DaemonProc> {
+  const dataDir = opts.dataDir ?? freshDir(`${ctx.name}-${tag}`);
+  const license = await makeLicense(`${dataDir}-license`, P.seats, vendorKey);
+  const spawn = async () =>
+    spawnDaemon({ license, dataDir, broker: await ctx.spec(), ...(opts.leases ? { leases: opts.leases } : {}), maxSockets: opts.maxSockets ?? 1000 });
+  const d = await spawn();
+  if (opts.wait === false) return d;
+  try {
+    await waitServing(d, 60_000, 'heartbeat', { leases: [] });
+    return d;
+  } catch (e) {
+    // A signal we did not send (seen once on a shared machine): say so and try once more.
+    if (d.child.signalCode === null) throw e;
+    log(`${ctx.name}: the daemon was killed by ${d.child.signalCode} while starting (not by the bench); starting it again`);
+    const again = await spawn();
+    await waitServing(again, 60_000, 'heartbeat', { leases: [] });
+    return again;
+  }
+}
+
+// ---- phases -------------------------------------------------------------------------------------
+
+let vendorKey!: VendorKeyFile;
+/** The load generator processes, forked once and lent to each load. */
+let gens!: GeneratorPool;
+let bundleForVerify: TokenBundle | null = null;
+
+interface OpenLoop {
+  offered: number;
+  achieved: number;
+  checkout: Summary;
+  lagP99: number;
+  errors: Record<string, number>;
+}
+
+/** Open loop through `url`: checkouts at a fixed rate, each followed by its checkin, `offered` round trips/s in all. */
+async function openLoop(url: string, tag: string, offered: number): Promise<OpenLoop> {
+  const pool = gens.view(P.closedGens);
+  try {
+    const c = await pool.connect(P.clients, { url, idPrefix: `ol-${tag}-`, concurrency: 20, timeoutMs: 10_000 });
+    if (c.failed > 0) throw new Error(`open loop (${tag}): ${c.failed} clients could not connect: ${c.firstError}`);
+    const rs = await pool.all<LatencyResult>(
+      { cmd: 'open', feature: FEATURE, rate: offered / 2 / P.closedGens, warmupMs: P.openWarmupMs, durationMs: P.openDurationMs },
+      P.openWarmupMs + P.openDurationMs + 60_000,
+    );
+    return {
+      offered,
+      achieved: rs.reduce((s, r) => s + r.count, 0) / (P.openDurationMs / 1000),
+      checkout: summarize(concatSamples(rs.map((r) => r.samples.checkout ?? new Float64Array()))),
+      lagP99: Math.max(...rs.map((r) => r.lagP99Ms ?? 0)),
+      errors: sumErrors(rs),
+    };
+  } finally {
+    await pool.stop();
+  }
+}
+
+/** The bare echo responder through this configuration's broker (for aedes: its own, in the responder's process). */
+async function startEcho(ctx: BrokerCtx, sizes: Record<string, number>, qos: 0 | 1): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
+  const port = ctx.name === 'aedes' ? await freePort() : 0;
+  const opts = { ...(ctx.name === 'aedes' ? { embedded: { port } } : { url: ctx.mosq!.url }), username: DAEMON_USER, password: DAEMON_PASSWORD, sizes, qos };
+  const echo = forkTracked(ECHO_SCRIPT, [JSON.stringify(opts)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      echo.once('message', (m: { url: string }) => resolve(m.url));
+      echo.once('exit', (code) => reject(new Error(`echo responder exited (${code})`)));
+    });
+    return { url, pid: echo.pid!, stop: () => stopChild(echo) };
+  } catch (e) {
+    await stopChild(echo);
+    throw e;
+  }
+}
+
+async function phaseThroughput(ctx: BrokerCtx): Promise<number> {
+  const b = ctx.name;
+  log(`${b}: checkout+checkin closed loop, ${P.clients} clients, ${P.durationMs / 1000} s`);
+  const d = await startDaemon(ctx, 'closed');
+  let licd: ClosedLoop;
+  try {
+    licd = await closedLoop(d.url, `${b}-licd`, d.pid);
+  } finally {
+    await d.stop();
+  }
+  log(`${b}: bare echo limit, same clients, QoS and payload sizes`);
+  const sizes = Object.fromEntries(Object.entries(licd.bytes).map(([op, s]) => [op, s.answer]));
+  let limit: ClosedLoop;
+  let limitOpen: OpenLoop;
+  let echo = await startEcho(ctx, sizes, 1);
+  try {
+    limit = await closedLoop(echo.url, `${b}-echo`, echo.pid);
+    log(`${b}: bare echo open loop at ${(licd.rtps / 2).toFixed(0)} rt/s (half of licd's max)`);
+    limitOpen = await openLoop(echo.url, `${b}-echo`, licd.rtps / 2);
+  } finally {
+    await echo.stop();
+  }
+  let qos0: ClosedLoop | null = null;
+  if (!P.quick) {
+    log(`${b}: bare echo at QoS 0, for reference`);
+    echo = await startEcho(ctx, sizes, 0);
+    try {
+      qos0 = await closedLoop(echo.url, `${b}-echo0`, null, 0);
+    } finally {
+      await echo.stop();
+    }
+  }
+  const sz = `req ${licd.bytes.checkout?.request ?? '?'}/${licd.bytes.checkin?.request ?? '?'} B, answer ${sizes.checkout ?? '?'}/${sizes.checkin ?? '?'} B`;
+  figs.add(`${b}.limit.rps`, `bare echo limit, ${P.clients} clients, QoS 1 (${sz})`, limit.rtps, 'rt/s');
+  figs.add(`${b}.limit.p50_ms`, 'bare echo p50', limit.all.p50, 'ms');
+  figs.add(`${b}.limit.p99_ms`, 'bare echo p99', limit.all.p99, 'ms');
+  if (qos0) figs.add(`${b}.limit.qos0_rps`, 'bare echo at QoS 0 (reference only)', qos0.rtps, 'rt/s');
+  figs.add(`${b}.limit.half_load_p99_ms`, "bare echo p99, open loop at half of licd's max", limitOpen.checkout.p99, 'ms');
+  figs.add(`${b}.checkout_checkin.rps`, 'checkout+checkin, synced (round trips)', licd.rtps, 'rt/s');
+  figs.add(`${b}.checkout_checkin.p50_ms`, 'checkout+checkin p50', licd.all.p50, 'ms');
+  figs.add(`${b}.checkout_checkin.p99_ms`, 'checkout+checkin p99', licd.all.p99, 'ms');
+  figs.add(`${b}.checkout_checkin.ratio`, 'ratio to the bare echo limit', licd.rtps / limit.rtps, '', { cmp: '>=', value: 0.5 });
+  figs.add(`${b}.checkout_checkin.daemon_us_per_op`, `daemon CPU per round trip${b === 'aedes' ? ' (broker included)' : ''}`, licd.serverUsPerOp ?? NaN, 'µs');
+  figs.add(`${b}.limit.responder_us_per_op`, `echo responder CPU per round trip${b === 'aedes' ? ' (broker included)' : ''}`, limit.serverUsPerOp ?? NaN, 'µs');
+  if (errorCount(licd.errors) > 0) figs.add(`${b}.checkout_checkin.errors`, `errors: ${errorText(licd.errors)}`, errorCount(licd.errors), '');
+  if (errorCount(limit.errors) > 0) figs.add(`${b}.limit.errors`, `errors: ${errorText(limit.errors)}`, errorCount(limit.errors), '');
+  log(`${b}: limit ${limit.rtps.toFixed(0)} rt/s, licd ${licd.rtps.toFixed(0)} rt/s (generators used ${licd.genCpuPct.toFixed(0)}% of a core)`);
+  return licd.rtps;
+}
+
+async function phaseOpenLoop(ctx: BrokerCtx, d: DaemonProc, maxRtps: number): Promise<void> {
+  const b = ctx.name;
+  log(`${b}: open loop at ${(maxRtps / 2).toFixed(0)} rt/s (half of the max), ${P.openDurationMs / 1000} s`);
+  const r = await openLoop(d.url, `${b}-licd`, maxRtps / 2);
+  figs.add(`${b}.half_load.offered_rps`, 'open loop offered (half of max)', r.offered, 'rt/s');
+  figs.add(`${b}.half_load.achieved_rps`, 'open loop answered', r.achieved, 'rt/s');
+  figs.add(`${b}.checkout.p50_ms`, 'checkout p50 at half load', r.checkout.p50, 'ms');
+  figs.add(`${b}.checkout.p99_ms`, 'checkout p99 at half load', r.checkout.p99, 'ms', { cmp: '<=', value: 10 });
+  figs.add(`${b}.half_load.send_lag_p99_ms`, 'generator send lag p99 (how late requests left)', r.lagP99, 'ms');
+  if (errorCount(r.errors) > 0) figs.add(`${b}.half_load.errors`, `errors: ${errorText(r.errors)}`, errorCount(r.errors), '');
+}
+
+async function phaseBurst(ctx: BrokerCtx, d: DaemonProc): Promise<void> {
+  const b = ctx.name;
+  const n = P.burst;
+  log(`${b}: burst: connecting ${n} nodes over ${P.burstGens} generator processes`);
+  const pool = gens.view(P.burstGens);
+  try {
+    const c = await pool.connect(n, { url: d.url, idPrefix: `bu-${b}-`, concurrency: 50, timeoutMs: 20_000 });
+    figs.add(`${b}.burst.connect_s`, `time to connect ${c.connected} nodes (50 at a time per generator)`, c.ms / 1000, 's');
+    if (c.failed > 0) figs.add(`${b}.burst.connect_failed`, `connections refused: ${c.firstError}`, c.failed, '');
+
+    // Borrow burst first, on the first 1,000 of these connections.
+    const probe = await probeBorrow(d.url, FEATURE);
+    bundleForVerify ??= probe;
+    const borrowPerGen = Math.ceil(P.borrowBurst / P.burstGens);
+    log(`${b}: burst of ${borrowPerGen * P.burstGens} borrows`);
+    const at0 = nowMs() + 1000;
+    const br = await pool.all<BurstResult>({ cmd: 'burst', at: at0, op: 'borrow', params: {}, borrow: { feature: FEATURE, hours: BORROW_HOURS }, clients: borrowPerGen, timeoutMs: 30_000 }, 90_000);
+    const bOk = br.reduce((s, r) => s + r.ok, 0);
+    const bLast = Math.max(...br.map((r) => r.lastAnswerAt ?? at0));
+    const bS = (bLast - at0) / 1000;
+    figs.add(`${b}.borrow.burst_s`, `${bOk} borrows (a token each) answered in`, bS, 's', { cmp: '<=', value: 1 });
+    figs.add(`${b}.borrow.tokens_per_s`, 'borrow tokens issued per second in the burst', bOk / bS, '/s', { cmp: '>=', value: 1000 });
+    const be = sumErrors(br);
+    if (errorCount(be) > 0) figs.add(`${b}.borrow.errors`, `errors: ${errorText(be)}`, errorCount(be), '');
+
+    log(`${b}: burst: ${c.connected} nodes ask for a seat at once`);
+    const at = nowMs() + 1000;
+    const rs = await pool.all<BurstResult>({ cmd: 'burst', at, op: 'checkout', params: { feature: FEATURE, user: 'render', host: 'rn-$pid-$i', pid: 1 }, timeoutMs: 60_000 }, 120_000);
+    const ok = rs.reduce((s, r) => s + r.ok, 0);
+    const last = Math.max(...rs.map((r) => r.lastAnswerAt ?? at));
+    const spread = Math.max(...rs.map((r) => r.lastSentAt)) - at;
+    const e = sumErrors(rs);
+    figs.add(`${b}.burst.nodes`, `nodes in the burst${P.quick ? ' (--quick: fewer than 5,000)' : ''}`, c.connected, '');
+    figs.add(`${b}.burst.last_answer_s`, 'burst: time to the last answer', last - at > 0 ? (last - at) / 1000 : NaN, 's', { cmp: '<=', value: 2 });
+    figs.add(`${b}.burst.unanswered`, `burst: not granted${errorCount(e) ? ` (${errorText(e)})` : ''}`, c.connected - ok, '', { cmp: '<=', value: 0 });
+    figs.add(`${b}.burst.p50_s`, 'burst: median answer time', summarize(concatSamples(rs.map((r) => r.samples))).p50 / 1000, 's');
+    figs.add(`${b}.burst.send_spread_ms`, 'burst: time for the generators to send all requests', spread, 'ms');
+    await pool.all({ cmd: 'checkinAll', concurrency: 50 }, 120_000);
+  } finally {
+    await pool.stop();
+  }
+}
+
+async function phaseFarm(ctx: BrokerCtx): Promise<void> {
+  const b = ctx.name;
+  const n = P.farm;
+  const d = await startDaemon(ctx, 'farm', { maxSockets: n + 100 });
+  await sleep(1000);
+  const idleRss = d.rssMiB();
+  const pool = gens.view(P.farmGens);
+  try {
+    log(`${b}: farm: connecting ${n} nodes`);
+    const c = await pool.connect(n, { url: d.url, idPrefix: `fa-${b}-`, concurrency: 50, timeoutMs: 20_000 });
+    if (c.failed > 0) figs.add(`${b}.farm.connect_failed`, `connections refused: ${c.firstError}`, c.failed, '');
+    const rs = await pool.all<FarmResult>({ cmd: 'farm', feature: FEATURE, concurrency: 10, ...(P.farmTtl ? { ttl: P.farmTtl } : {}) }, 300_000);
+    const leases = rs.reduce((s, r) => s + r.leases, 0);
+    const hb = Math.max(...rs.map((r) => r.heartbeatSeconds));
+    // Steady state: every lease has heartbeated at least once on its own phase.
+    log(`${b}: farm: ${leases} leases heartbeating every ${hb} s; settling one period, then measuring ${Math.max(P.farmWindowMs, hb * 1000) / 1000} s`);
+    await sleep(hb * 1000 + 1000);
+    const windowMs = Math.max(P.farmWindowMs, hb * 1000);
+    const cpu0 = d.cpuMs();
+    const bcpu0 = ctx.mosq ? cpuMs(ctx.mosq.pid) : 0;
+    let rss = 0;
+    const t0 = Date.now();
+    while (Date.now() - t0 < windowMs) {
+      rss = Math.max(rss, d.rssMiB());
+      await sleep(Math.min(1000, windowMs - (Date.now() - t0)));
+    }
+    const elapsed = Date.now() - t0;
+    const cpuPct = ((d.cpuMs() - cpu0) / elapsed) * 100;
+    const bcpuPct = ctx.mosq ? ((cpuMs(ctx.mosq.pid) - bcpu0) / elapsed) * 100 : 0;
+    rss = Math.max(rss, d.rssMiB());
+    const stop = await pool.all<FarmStopResult>({ cmd: 'farmStop' });
+    const beats = stop.reduce((s, r) => s + r.heartbeats, 0);
+    const lost = stop.reduce((s, r) => s + r.unknown, 0);
+    const e = sumErrors([...stop, ...rs]);
+    const ttlNote = P.farmTtl ? `--quick: TTL ${P.farmTtl} s, not the default` : undefined;
+    figs.add(`${b}.farm.leases`, `heartbeating leases${P.quick ? ' (--quick: fewer than 10,000)' : ''}`, leases, '');
+    figs.add(`${b}.farm.heartbeat_s`, 'heartbeat period the daemon gave', hb, 's', undefined, ttlNote);
+    figs.add(`${b}.farm.cpu_pct`, `daemon CPU, share of one core${b === 'aedes' ? ' (broker included)' : ''}`, cpuPct, '%', { cmp: '<=', value: 15 });
+    figs.add(`${b}.farm.idle_rss_mb`, 'daemon resident memory when idle, before the farm', idleRss, 'MiB');
+    figs.add(`${b}.farm.rss_mb`, `daemon resident memory${b === 'aedes' ? ' (broker included)' : ''}`, rss, 'MiB', { cmp: '<=', value: 150 });
+    if (ctx.mosq) {
+      figs.add(`${b}.farm.broker_cpu_pct`, 'mosquitto CPU, share of one core', bcpuPct, '%');
+      figs.add(`${b}.farm.broker_rss_mb`, 'mosquitto resident memory', rssMiB(ctx.mosq.pid), 'MiB');
+    }
+    figs.add(`${b}.farm.heartbeat_p99_ms`, 'heartbeat round trip p99', summarize(concatSamples(stop.map((r) => r.samples))).p99, 'ms');
+    if (lost + errorCount(e) > 0) figs.add(`${b}.farm.problems`, `leases lost or refused: ${lost} unknown; ${errorText(e)}`, lost + errorCount(e), '');
+    void beats;
+  } finally {
+    await pool.stop();
+    await d.stop();
+  }
+}
+
+async function phaseScale(ctx: BrokerCtx): Promise<void> {
+  const b = ctx.name;
+  const per: Record<number, ClosedLoop> = {};
+  for (const n of [P.scaleSmall, P.scaleLarge]) {
+    const dataDir = freshDir(`${b}-scale-${n}`);
+    const pre = await preload(dataDir, { feature: FEATURE, leases: n, borrows: 0, leaseTtlMs: 86400_000, borrowMs: 0 });
+    log(`${b}: scale: ${n} live leases preloaded (${(pre.ms / 1000).toFixed(1)} s); closed loop`);
+    // Leases live a day; the daemon must accept such a TTL.
+    const d = await startDaemon(ctx, `scale-${n}`, { dataDir, leases: { maxTtlSeconds: 86400 } });
+    try {
+      per[n] = await closedLoop(d.url, `${b}-s${n}`, d.pid);
+    } finally {
+      await d.stop();
+    }
+  }
+  const s = per[P.scaleSmall]!;
+  const l = per[P.scaleLarge]!;
+  const k = (n: number) => (n >= 1000 ? `${n / 1000}k` : String(n));
+  figs.add(`${b}.scale.us_per_op_at_${k(P.scaleSmall)}`, `daemon CPU per round trip, ${P.scaleSmall.toLocaleString('en-US')} live leases`, s.serverUsPerOp ?? NaN, 'µs');
+  figs.add(`${b}.scale.us_per_op_at_${k(P.scaleLarge)}`, `daemon CPU per round trip, ${P.scaleLarge.toLocaleString('en-US')} live leases${P.quick ? ' (--quick)' : ''}`, l.serverUsPerOp ?? NaN, 'µs');
+  figs.add(`${b}.scale.cost_ratio`, `CPU per op, ${k(P.scaleLarge)} vs ${k(P.scaleSmall)} leases`, (l.serverUsPerOp ?? NaN) / (s.serverUsPerOp ?? NaN), '', { cmp: '<=', value: 1.2 });
+  figs.add(`${b}.scale.rps_at_${k(P.scaleSmall)}`, `throughput, ${k(P.scaleSmall)} leases`, s.rtps, 'rt/s');
+  figs.add(`${b}.scale.rps_at_${k(P.scaleLarge)}`, `throughput, ${k(P.scaleLarge)} leases`, l.rtps, 'rt/s');
+  figs.add(`${b}.scale.p50_ms_at_${k(P.scaleLarge)}`, `checkout+checkin p50, ${k(P.scaleLarge)} leases (${k(P.scaleSmall)}: ${s.all.p50.toFixed(2)} ms)`, l.all.p50, 'ms');
+}
+
+async function phaseRestart(ctx: BrokerCtx): Promise<void> {
+  const b = ctx.name;
+  const dataDir = freshDir(`${b}-restart`);
+  const pre = await preload(dataDir, { feature: FEATURE, leases: P.restartLeases, borrows: P.restartBorrows, leaseTtlMs: 86400_000, borrowMs: 7 * 86400_000 });
+  log(`${b}: restart with ${P.restartLeases} leases and ${P.restartBorrows} borrows in the database (${(pre.ms / 1000).toFixed(1)} s to write)`);
+  const label = `${P.restartLeases.toLocaleString('en-US')} leases + ${P.restartBorrows.toLocaleString('en-US')} borrows${P.quick ? ', --quick' : ''}`;
+  const d = await startDaemon(ctx, 'restart', { dataDir, leases: { maxTtlSeconds: 86400 }, wait: false });
+  try {
+    // First any answer (state loaded, subscribed), then the status the issue names.
+    const first = await waitServing(d, 60_000, 'heartbeat', { leases: [] });
+    figs.add(`${b}.restart.first_answer_s`, `spawn to first answer (${label})`, first.ms / 1000, 's');
+    try {
+      const st = await waitServing(d, 10_000, 'status');
+      figs.add(`${b}.restart.serving_s`, `spawn to first status answer (${label})`, st.ms / 1000, 's', { cmp: '<=', value: 2 });
+      figs.add(`${b}.restart.status_answer_kb`, 'size of that status answer', st.bytes / 1024, 'KiB');
+    } catch (e) {
+      const drops = (readFileSync(d.logFile, 'utf8').match(/lost the MQTT broker/g) ?? []).length;
+      figs.add(`${b}.restart.serving_s`, `spawn to first status answer (${label})`, null, 's', { cmp: '<=', value: 2 }, 'NO STATUS ANSWER within 10 s');
+      figs.note(`${b}.restart: ${(e as Error).message}${drops > 0 ? `; the broker dropped the daemon's connection ${drops} times meanwhile (a status answer over the broker's max_packet_size)` : ''}`);
+    }
+  } finally {
+    await d.stop();
+  }
+}
+
+async function runBroker(name: 'mosquitto' | 'aedes'): Promise<void> {
+  let mosq: Mosquitto | null = null;
+  if (name === 'mosquitto') {
+    mosq = await startMosquitto(freshDir('mosquitto'), { username: DAEMON_USER, password: DAEMON_PASSWORD, maxSockets: Math.max(P.burst, P.farm) + 200 });
+    figs.note(`mosquitto: ${mosq.shippedConf ? 'tuning lines of systemd/mosquitto/licd.conf' : 'generated config'}${mosq.acl ? ' and the shipped ACL' : ', no ACL'}`);
+  }
+  const ctx: BrokerCtx = {
+    name,
+    mosq,
+    spec: async () => (mosq ? { kind: 'external', url: mosq.url, username: DAEMON_USER, password: DAEMON_PASSWORD } : { kind: 'embedded', port: await freePort() }),
+  };
+  try {
+    const max = await phaseThroughput(ctx);
+    const d = await startDaemon(ctx, 'load', { maxSockets: P.burst + 100 });
+    try {
+      await phaseOpenLoop(ctx, d, max);
+      await phaseBurst(ctx, d);
+    } finally {
+      await d.stop();
+    }
+    await phaseFarm(ctx);
+    await phaseScale(ctx);
+    await phaseRestart(ctx);
+  } finally {
+    await mosq?.stop();
+  }
+}
+
+async function phaseVerify(): Promise<void> {
+  if (!bundleForVerify) {
+    figs.note('borrow.verify: no token was obtained, nothing to verify');
+    return;
+  }
+  log('offline verification of a token bundle (verifyBorrowToken)');
+  const v = measureVerify(bundleForVerify, vendorKey.publicKey, 300);
+  figs.add('borrow.verify_ms_per_token', 'offline verification per token, fresh verifier (node:crypto)', v.coldMs, 'ms', { cmp: '<=', value: 5 });
+  figs.add('borrow.verify_warm_ms_per_token', 'the same with keys cached', v.warmMs, 'ms');
+  figs.add('borrow.verify_tweetnacl_ms_per_token', 'the same with tweetnacl (pure JS)', v.naclMs, 'ms');
+}
+
+// ---- main ---------------------------------------------------------------------------------------
+
+/** The load average and CPU pressure: whether something else ran on the machine. */
+function machineLoad(): { loadavg1: number; cpuPressure10: number | null; othersBusy: boolean; text: string } {
+  const loadavg1 = loadavg()[0]!;
+  let cpuPressure10: number | null = null;
+  try {
+    const m = readFileSync('/proc/pressure/cpu', 'utf8').match(/some avg10=([\d.]+)/);
+    if (m) cpuPressure10 = Number(m[1]);
+  } catch {
+    /* no PSI on this kernel */
+  }
+  const othersBusy = loadavg1 > 1 || (cpuPressure10 ?? 0) > 20;
+  return { loadavg1, cpuPressure10, othersBusy, text: `load average ${loadavg1.toFixed(2)}${cpuPressure10 !== null ? `, CPU pressure ${cpuPressure10}%` : ''}` };
+}
+
+function mosquittoVersion(): string {
+  try {
+    return execFileSync(MOSQUITTO, ['-h'], { encoding: 'utf8' }).split('\n')[0]!.trim();
+  } catch (e) {
+    const out = (e as { stdout?: string }).stdout ?? '';
+    return out.split('\n')[0]!.trim() || 'unknown';
+  }
+}
+
+async function main(): Promise<number> {
+  const t0 = Date.now();
+  const limits = openFileLimits();
+  const busy0 = machineLoad();
+  const meta = {
+    date: new Date().toISOString(),
+    quick: P.quick,
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    memGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    mosquitto: mosquittoVersion(),
+    openFiles: limits,
+    loadBefore: busy0,
+    params: { ...P, json: undefined },
+  };
+  log(`licd bench${P.quick ? ' --quick' : ''}: ${meta.cpus} cores, node ${meta.node}, ${meta.mosquitto}, open files ${limits.soft}/${limits.hard}; work dir ${root}`);
+  let code = 0;
+  try {
+    vendorKey = makeVendorKey();
+    const nGens = Math.max(P.closedGens, P.burstGens, P.farmGens);
+    gens = GeneratorPool.start(nGens, Math.max(P.clients, Math.ceil(P.burst / P.burstGens), Math.ceil(P.farm / P.farmGens)));
+    for (const b of P.brokers) await runBroker(b);
+    await phaseVerify();
+  } catch (e) {
+    code = 1;
+    process.stderr.write(`bench: failed: ${String((e as Error)?.stack ?? e)}\n`);
+  } finally {
+    await gens?.stop();
+  }
+  const secs = ((Date.now() - t0) / 1000).toFixed(0);
+  const busy1 = machineLoad();
+  process.stdout.write(`\nlicd benchmark${P.quick ? ' (--quick)' : ''}, ${meta.cpus} cores, ${meta.node}, ${meta.mosquitto}, ${secs} s\n`);
+  process.stdout.write(`machine load before: ${busy0.text}; after: ${busy1.text}\n`);
+  if (busy0.othersBusy) process.stdout.write('WARNING: the machine was busy before the run started; absolute figures are low, ratios still hold\n');
+  process.stdout.write(figs.table() + '\n');
+  for (const n of figs.notes) process.stdout.write(`note: ${n}\n`);
+  if (P.json) {
+    writeFileSync(P.json, JSON.stringify(figs.json({ ...meta, loadAfter: busy1, seconds: Number(secs), failed: code !== 0 }), null, 2) + '\n');
+    process.stdout.write(`figures written to ${P.json}\n`);
+  }
+  if (process.env.LICD_BENCH_MD) writeFileSync(process.env.LICD_BENCH_MD, figs.markdown() + '\n');
+  if (P.keep || code !== 0) process.stderr.write(`work dir kept: ${root}\n`);
+  else rmSync(root, { recursive: true, force: true });
+  return code;
+}
+
+void main().then((code) => process.exit(code));
