@@ -133,3 +133,18 @@ test('a clock set back a day blocks borrows and is reported with the jump; a two
   t.is(await code(b.borrow(c, [{ feature: 'nuke_i', count: 1 }], 2)), 'ok');
   await d.halt();
 });
+
+test('a dongle that lies about its counter step (a bad signature) grants nothing', async (t) => {
+  const { behaviour } = await import('../../firmware-bridge/emulator/emulated-dongle.ts');
+  const { counterIncrementCodec } = await import('../../firmware-bridge/protocol/commands/counter-increment.ts');
+  const d = await startTestDaemon();
+  t.teardown(() => d.dispose());
+  const c = await d.client();
+  d.opener.emulator!.setBehaviour(0x04, behaviour(counterIncrementCodec, () => ({ counter: 99n, signature: new Uint8Array(64).fill(7) })));
+  const e = await t.throwsAsync(borrower(t).borrow(c, [{ feature: 'vray_render', count: 1 }], 24), { instanceOf: LicdError });
+  t.regex(e!.message, /counter step to 99 is not signed by the dongle/);
+  t.is((await c.status()).features.find((f) => f.feature === 'vray_render')!.borrowed, 0);
+  d.opener.emulator!.setBehaviour(0x04, undefined);
+  await borrower(t).borrow(c, [{ feature: 'vray_render', count: 1 }], 24);
+  t.is((await c.status()).features.find((f) => f.feature === 'vray_render')!.borrowed, 1);
+});

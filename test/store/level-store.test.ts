@@ -1,0 +1,43 @@
+import test from 'ava';
+import { rmSync } from 'node:fs';
+import { Level } from 'level';
+import type { Lease } from '../../src/core/model.ts';
+import { LevelStore, SCHEMA_VERSION } from '../../src/store/level-store.ts';
+import { tempDir } from '../helpers/daemon.ts';
+
+const lease = (id: string): Lease => ({ id, feature: 'f', count: 1, clientId: 'c', pid: 1, user: 'u', host: 'h', since: 1, expiresAt: 2, ttlMs: 1, disconnectedAt: null });
+
+test('concurrent changes share syncs (group commit) and all land', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const store = await LevelStore.open(dir);
+  await Promise.all(Array.from({ length: 200 }, (_, i) => store.commit([{ kind: 'lease.put', lease: lease(`L${i}`) }])));
+  t.is(store.stats.changes, 200);
+  t.true(store.stats.batches < 200, `200 changes took ${store.stats.batches} synced batches`);
+  await store.close();
+  const again = await LevelStore.open(dir);
+  t.is((await again.load()).leases.length, 200);
+  await again.close();
+});
+
+test('one change is one atomic batch: puts and deletes together, in order', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const store = await LevelStore.open(dir);
+  await store.commit([{ kind: 'lease.put', lease: lease('a') }, { kind: 'lease.put', lease: lease('b') }, { kind: 'meta.put', key: 'x', value: { n: 1 } }]);
+  await store.commit([{ kind: 'lease.del', id: 'a' }, { kind: 'lease.put', lease: { ...lease('b'), count: 2 } }]);
+  const s = await store.load();
+  t.deepEqual(s.leases.map((l) => [l.id, l.count]), [['b', 2]]);
+  t.deepEqual(s.meta.get('x'), { n: 1 });
+  t.is(s.meta.get('schema'), SCHEMA_VERSION);
+  await store.close();
+});
+
+test('a database from a newer licd is refused with a message', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const db = new Level<string, unknown>(dir, { valueEncoding: 'json' });
+  await db.put('meta!schema', SCHEMA_VERSION + 1);
+  await db.close();
+  await t.throwsAsync(LevelStore.open(dir), { message: /newer than this licd understands/ });
+});
