@@ -214,7 +214,7 @@ function parseDongle(d: Fields, envSpec: string | undefined, path: (p: string) =
   d.only(['transport', 'stateFile', 'serial', 'host', 'port', 'path', 'baudRate', 'vendorId', 'productId', 'presenceIntervalMs', 'timeoutMs']);
   const common = {
     presenceIntervalMs: d.optInt('presenceIntervalMs', { min: 50, max: 60_000 }) ?? 250,
-    timeoutMs: d.optInt('timeoutMs', { min: 50, max: 60_000 }) ?? 500,
+    timeoutMs: d.optInt('timeoutMs', { min: 50, max: 60_000 }) ?? 300,
   };
   if (envSpec !== undefined) {
     const [kind, ...rest] = envSpec.split(':');

@@ -104,7 +104,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     if (config.development) {
       const key = devVendorKey(join(config.dataDir, 'dev', 'vendor.key'), ed, random);
       vendorPublicKey = fromHex(key.publicKey);
-      if (!dongleView) throw new LicdError('DONGLE_ABSENT', `development mode needs the dongle at first start to issue the demo license: ${dongle.reason}`);
+      if (!dongleView) throw new LicdError('DONGLE_ABSENT', `development mode needs the dongle at start (it checks or issues the demo license for it): ${dongle.reason}`);
       const file = config.entitlementFile ?? join(config.dataDir, 'dev', 'entitlement.json');
       envelope = existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : null;
       let usable = false;
@@ -158,13 +158,17 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     const sessionSeed = random.bytes(32);
     const sessionKey = ed.publicKey(sessionSeed);
     let delegation: SignedEnvelope | null = null;
+    // The window starts once per session key, so a delegation re-signed when the dongle comes back
+    // (or before the window ends) still covers every grant and token issued under this key.
+    const notBefore = clock.now() - 5 * 60_000;
+    const DELEGATION_DAYS = 30;
+    let delegationEnds = 0;
     const delegate = async (identity: DongleIdentity, link: DongleLink) => {
-      const now = clock.now();
-      const body = utf8(
-        JSON.stringify(delegationBody({ sessionKey, dongleSerial: identity.serial, emulated: identity.emulated, notBefore: now - 5 * 60_000, notAfter: now + 30 * 86400_000 })),
-      );
+      const notAfter = clock.now() + DELEGATION_DAYS * 86400_000;
+      const body = utf8(JSON.stringify(delegationBody({ sessionKey, dongleSerial: identity.serial, emulated: identity.emulated, notBefore, notAfter })));
       const sig = await link.sign(DELEGATION_DOMAIN, body);
       delegation = delegationEnvelope(body, sig, toBase64url);
+      delegationEnds = notAfter;
     };
 
     // Clock integrity: the high-water mark of time survives restarts.
@@ -304,6 +308,10 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         } catch (e) {
           log.warn('dongle would not sign the session delegation', { error: String(e) });
         }
+        // The dongle may have gone again while we awaited: a late "present" must not overwrite
+        // the "absent" that came in between.
+        const now = dongle.current();
+        if (!cur || !now || now.link !== cur.link) return;
         service.setDongle({ present: true, serial: ev.identity.serial, emulated: ev.identity.emulated });
       } else {
         service.setDongle({ present: false, serial: entitlement.dongle.serial, emulated: entitlement.dongle.emulated, reason: ev.reason });
@@ -353,6 +361,17 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         await store.commit([{ kind: 'meta.put', key: META_CLOCK, value: { hwm: persistedHwm } }]).catch(() => {});
       }
       if (table.holds(clock.now()).length === 0) service.setWarning('quarantine', null);
+      // Re-sign the delegation a day before its window ends, so a long uptime never leaves
+      // grants and tokens without a chain that covers them.
+      const cur = dongle.current();
+      if (cur && delegation && delegationEnds - clock.now() < 86400_000) {
+        try {
+          await delegate(cur.identity, cur.link);
+          link?.publishChain();
+        } catch (e) {
+          log.warn('could not renew the session delegation', { error: String(e) });
+        }
+      }
     };
     const reaper = setInterval(() => void tick(), 1000);
     reaper.unref?.();
