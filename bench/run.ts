@@ -15,14 +15,15 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { BORROW_HOURS, measureVerify, probeBorrow } from './lib/borrow.ts';
 import type { TokenBundle } from '../src/core/tokens.ts';
-import { FEATURE, makeLicense, makeVendorKey, spawnDaemon, waitServing, type BrokerSpec, type DaemonProc } from './lib/daemon.ts';
+import { FEATURE, logTimes, makeLicense, makeVendorKey, spawnDaemon, waitServing, type BrokerSpec, type DaemonProc } from './lib/daemon.ts';
 import type { VendorKeyFile } from '../src/vendor.ts';
+import type { InstrumentDump } from './instrument.ts';
 import { Figures } from './lib/figures.ts';
 import type { BurstResult, FarmResult, FarmStopResult, LatencyResult } from './lib/gen-protocol.ts';
 import { GeneratorPool } from './lib/generators.ts';
 import { startMosquitto, MOSQUITTO, type Mosquitto } from './lib/mosquitto.ts';
 import { preload } from './lib/preload.ts';
-import { cpuMs, forkTracked, freePort, nowMs, openFileLimits, rssMiB, sleep, stopChild } from './lib/proc.ts';
+import { cpuMs, cpuSplitMs, forkTracked, freePort, nowMs, openFileLimits, rssMiB, sleep, stopChild } from './lib/proc.ts';
 import { concatSamples, summarize, type Summary } from './lib/stats.ts';
 
 // ---- parameters ---------------------------------------------------------------------------------
@@ -83,10 +84,10 @@ const FULL: Params = {
 const QUICK: Params = {
   ...FULL,
   quick: true,
-  warmupMs: 1000,
-  durationMs: 3000,
-  openWarmupMs: 500,
-  openDurationMs: 3000,
+  warmupMs: 500,
+  durationMs: 2000,
+  openWarmupMs: 300,
+  openDurationMs: 2000,
   burst: 1000,
   burstGens: 2,
   farm: 1000,
@@ -97,6 +98,7 @@ const QUICK: Params = {
   restartLeases: 20_000,
   restartBorrows: 2000,
 };
+
 
 function usage(): never {
   process.stdout.write(`usage: npm run bench -- [--quick] [--json FILE] [--broker mosquitto|aedes] [--burst N] [--farm N] [--keep]
@@ -186,17 +188,22 @@ interface ClosedLoop {
   /** CPU of the measured server process per round trip in the window (µs), if a pid was given. */
   serverUsPerOp: number | null;
   genCpuPct: number;
+  /** What the daemon saw in the window, when it is instrumented. */
+  inside: InstrumentDump | null;
 }
 
 /** Closed loop through `url`: P.clients clients, each checkout then checkin, one in flight. */
-async function closedLoop(url: string, tag: string, serverPid: number | null, qos: 0 | 1 = 1): Promise<ClosedLoop> {
+async function closedLoop(url: string, tag: string, serverPid: number | null, qos: 0 | 1 = 1, daemon?: DaemonProc): Promise<ClosedLoop> {
   const pool = gens.view(P.closedGens);
   try {
     const c = await pool.connect(P.clients, { url, idPrefix: `cl-${tag}-`, concurrency: 20, timeoutMs: 10_000, qos });
     if (c.failed > 0) throw new Error(`closed loop (${tag}): ${c.failed} clients could not connect: ${c.firstError}`);
     const cpu = serverPid ? cpuWindow(serverPid, P.warmupMs, P.durationMs) : Promise.resolve(null);
+    const opened = daemon ? sleep(P.warmupMs).then(() => daemon.probe()) : null;
     const rs = await pool.all<LatencyResult>({ cmd: 'pairs', feature: FEATURE, warmupMs: P.warmupMs, durationMs: P.durationMs }, P.warmupMs + P.durationMs + 60_000);
     const serverCpu = await cpu;
+    await opened;
+    const inside = daemon ? await daemon.probe() : null;
     const count = rs.reduce((s, r) => s + r.count, 0);
     const co = concatSamples(rs.map((r) => r.samples.checkout ?? new Float64Array()));
     const ci = concatSamples(rs.map((r) => r.samples.checkin ?? new Float64Array()));
@@ -211,6 +218,7 @@ async function closedLoop(url: string, tag: string, serverPid: number | null, qo
       bytes,
       serverUsPerOp: serverCpu === null || count === 0 ? null : (serverCpu * 1000) / count,
       genCpuPct: (rs.reduce((s, r) => s + r.cpuMs, 0) / (P.warmupMs + P.durationMs)) * 100,
+      inside,
     };
   } finally {
     await pool.stop();
@@ -223,11 +231,15 @@ interface BrokerCtx {
   spec(): Promise<BrokerSpec>;
 }
 
-async function startDaemon(ctx: BrokerCtx, tag: string, opts: { dataDir?: string; leases?: Record<string, number>; maxSockets?: number; wait?: boolean } = {}): Promise<DaemonProc> {
+async function startDaemon(
+  ctx: BrokerCtx,
+  tag: string,
+  opts: { dataDir?: string; leases?: Record<string, number>; maxSockets?: number; wait?: boolean; instrument?: boolean; logFormat?: 'text' | 'json' } = {},
+): Promise<DaemonProc> {
   const dataDir = opts.dataDir ?? freshDir(`${ctx.name}-${tag}`);
   const license = await makeLicense(`${dataDir}-license`, P.seats, vendorKey);
   const spawn = async () =>
-    spawnDaemon({ license, dataDir, broker: await ctx.spec(), ...(opts.leases ? { leases: opts.leases } : {}), maxSockets: opts.maxSockets ?? 1000 });
+    spawnDaemon({ license, dataDir, broker: await ctx.spec(), ...(opts.leases ? { leases: opts.leases } : {}), maxSockets: opts.maxSockets ?? 1000, instrument: opts.instrument ?? false, ...(opts.logFormat ? { logFormat: opts.logFormat } : {}) });
   const d = await spawn();
   if (opts.wait === false) return d;
   try {
@@ -256,19 +268,24 @@ interface OpenLoop {
   checkout: Summary;
   lagP99: number;
   errors: Record<string, number>;
+  inside: InstrumentDump | null;
 }
 
 /** Open loop through `url`: checkouts at a fixed rate, each followed by its checkin, `offered` round trips/s in all. */
-async function openLoop(url: string, tag: string, offered: number): Promise<OpenLoop> {
+async function openLoop(url: string, tag: string, offered: number, daemon?: DaemonProc): Promise<OpenLoop> {
   const pool = gens.view(P.closedGens);
   try {
     const c = await pool.connect(P.clients, { url, idPrefix: `ol-${tag}-`, concurrency: 20, timeoutMs: 10_000 });
     if (c.failed > 0) throw new Error(`open loop (${tag}): ${c.failed} clients could not connect: ${c.firstError}`);
+    const opened = daemon ? sleep(P.openWarmupMs).then(() => daemon.probe()) : null;
     const rs = await pool.all<LatencyResult>(
       { cmd: 'open', feature: FEATURE, rate: offered / 2 / P.closedGens, warmupMs: P.openWarmupMs, durationMs: P.openDurationMs },
       P.openWarmupMs + P.openDurationMs + 60_000,
     );
+    await opened;
+    const inside = daemon ? await daemon.probe() : null;
     return {
+      inside,
       offered,
       achieved: rs.reduce((s, r) => s + r.count, 0) / (P.openDurationMs / 1000),
       checkout: summarize(concatSamples(rs.map((r) => r.samples.checkout ?? new Float64Array()))),
@@ -300,10 +317,10 @@ async function startEcho(ctx: BrokerCtx, sizes: Record<string, number>, qos: 0 |
 async function phaseThroughput(ctx: BrokerCtx): Promise<number> {
   const b = ctx.name;
   log(`${b}: checkout+checkin closed loop, ${P.clients} clients, ${P.durationMs / 1000} s`);
-  const d = await startDaemon(ctx, 'closed');
+  const d = await startDaemon(ctx, 'closed', { instrument: true });
   let licd: ClosedLoop;
   try {
-    licd = await closedLoop(d.url, `${b}-licd`, d.pid);
+    licd = await closedLoop(d.url, `${b}-licd`, d.pid, 1, d);
   } finally {
     await d.stop();
   }
@@ -341,6 +358,12 @@ async function phaseThroughput(ctx: BrokerCtx): Promise<number> {
   figs.add(`${b}.checkout_checkin.ratio`, 'ratio to the bare echo limit', licd.rtps / limit.rtps, '', { cmp: '>=', value: 0.5 });
   figs.add(`${b}.checkout_checkin.daemon_us_per_op`, `daemon CPU per round trip${b === 'aedes' ? ' (broker included)' : ''}`, licd.serverUsPerOp ?? NaN, 'µs');
   figs.add(`${b}.limit.responder_us_per_op`, `echo responder CPU per round trip${b === 'aedes' ? ' (broker included)' : ''}`, limit.serverUsPerOp ?? NaN, 'µs');
+  if (licd.inside) {
+    figs.add(`${b}.checkout_checkin.store_commit_p50_ms`, 'inside: durable write (group commit wait + batch + fsync) p50', licd.inside.commit.p50, 'ms');
+    figs.add(`${b}.checkout_checkin.store_commit_p99_ms`, 'inside: durable write p99', licd.inside.commit.p99, 'ms');
+    figs.add(`${b}.checkout_checkin.handle_p50_ms`, 'inside: request handling, parse to answer, p50', licd.inside.handle.p50, 'ms');
+    figs.add(`${b}.checkout_checkin.loop_lag_p99_ms`, 'inside: event-loop lag p99', licd.inside.loopLag.p99, 'ms');
+  }
   if (errorCount(licd.errors) > 0) figs.add(`${b}.checkout_checkin.errors`, `errors: ${errorText(licd.errors)}`, errorCount(licd.errors), '');
   if (errorCount(limit.errors) > 0) figs.add(`${b}.limit.errors`, `errors: ${errorText(limit.errors)}`, errorCount(limit.errors), '');
   log(`${b}: limit ${limit.rtps.toFixed(0)} rt/s, licd ${licd.rtps.toFixed(0)} rt/s (generators used ${licd.genCpuPct.toFixed(0)}% of a core)`);
@@ -350,12 +373,17 @@ async function phaseThroughput(ctx: BrokerCtx): Promise<number> {
 async function phaseOpenLoop(ctx: BrokerCtx, d: DaemonProc, maxRtps: number): Promise<void> {
   const b = ctx.name;
   log(`${b}: open loop at ${(maxRtps / 2).toFixed(0)} rt/s (half of the max), ${P.openDurationMs / 1000} s`);
-  const r = await openLoop(d.url, `${b}-licd`, maxRtps / 2);
+  const r = await openLoop(d.url, `${b}-licd`, maxRtps / 2, d);
   figs.add(`${b}.half_load.offered_rps`, 'open loop offered (half of max)', r.offered, 'rt/s');
   figs.add(`${b}.half_load.achieved_rps`, 'open loop answered', r.achieved, 'rt/s');
   figs.add(`${b}.checkout.p50_ms`, 'checkout p50 at half load', r.checkout.p50, 'ms');
   figs.add(`${b}.checkout.p99_ms`, 'checkout p99 at half load', r.checkout.p99, 'ms', { cmp: '<=', value: 10 });
   figs.add(`${b}.half_load.send_lag_p99_ms`, 'generator send lag p99 (how late requests left)', r.lagP99, 'ms');
+  if (r.inside) {
+    figs.add(`${b}.half_load.handle_p99_ms`, 'inside: request handling p99', r.inside.handle.p99, 'ms');
+    figs.add(`${b}.half_load.store_commit_p99_ms`, 'inside: durable write p99', r.inside.commit.p99, 'ms');
+    figs.add(`${b}.half_load.loop_lag_p99_ms`, 'inside: event-loop lag p99', r.inside.loopLag.p99, 'ms');
+  }
   if (errorCount(r.errors) > 0) figs.add(`${b}.half_load.errors`, `errors: ${errorText(r.errors)}`, errorCount(r.errors), '');
 }
 
@@ -406,7 +434,10 @@ async function phaseFarm(ctx: BrokerCtx): Promise<void> {
   const b = ctx.name;
   const n = P.farm;
   const d = await startDaemon(ctx, 'farm', { maxSockets: n + 100 });
-  await sleep(1000);
+  await sleep(500);
+  const idle0 = d.cpuMs();
+  await sleep(2000);
+  const idleCpuPct = ((d.cpuMs() - idle0) / 2000) * 100;
   const idleRss = d.rssMiB();
   const pool = gens.view(P.farmGens);
   try {
@@ -420,7 +451,7 @@ async function phaseFarm(ctx: BrokerCtx): Promise<void> {
     log(`${b}: farm: ${leases} leases heartbeating every ${hb} s; settling one period, then measuring ${Math.max(P.farmWindowMs, hb * 1000) / 1000} s`);
     await sleep(hb * 1000 + 1000);
     const windowMs = Math.max(P.farmWindowMs, hb * 1000);
-    const cpu0 = d.cpuMs();
+    const cpu0 = cpuSplitMs(d.pid);
     const bcpu0 = ctx.mosq ? cpuMs(ctx.mosq.pid) : 0;
     let rss = 0;
     const t0 = Date.now();
@@ -429,7 +460,9 @@ async function phaseFarm(ctx: BrokerCtx): Promise<void> {
       await sleep(Math.min(1000, windowMs - (Date.now() - t0)));
     }
     const elapsed = Date.now() - t0;
-    const cpuPct = ((d.cpuMs() - cpu0) / elapsed) * 100;
+    const cpu1 = cpuSplitMs(d.pid);
+    const cpuPct = ((cpu1.user + cpu1.system - cpu0.user - cpu0.system) / elapsed) * 100;
+    const kernelPct = ((cpu1.system - cpu0.system) / elapsed) * 100;
     const bcpuPct = ctx.mosq ? ((cpuMs(ctx.mosq.pid) - bcpu0) / elapsed) * 100 : 0;
     rss = Math.max(rss, d.rssMiB());
     const stop = await pool.all<FarmStopResult>({ cmd: 'farmStop' });
@@ -440,6 +473,8 @@ async function phaseFarm(ctx: BrokerCtx): Promise<void> {
     figs.add(`${b}.farm.leases`, `heartbeating leases${P.quick ? ' (--quick: fewer than 10,000)' : ''}`, leases, '');
     figs.add(`${b}.farm.heartbeat_s`, 'heartbeat period the daemon gave', hb, 's', undefined, ttlNote);
     figs.add(`${b}.farm.cpu_pct`, `daemon CPU, share of one core${b === 'aedes' ? ' (broker included)' : ''}`, cpuPct, '%', { cmp: '<=', value: 15 });
+    figs.add(`${b}.farm.cpu_kernel_pct`, 'of which in the kernel (fsync, socket writes)', kernelPct, '%');
+    figs.add(`${b}.farm.idle_cpu_pct`, 'daemon CPU when idle, before the farm', idleCpuPct, '%');
     figs.add(`${b}.farm.idle_rss_mb`, 'daemon resident memory when idle, before the farm', idleRss, 'MiB');
     figs.add(`${b}.farm.rss_mb`, `daemon resident memory${b === 'aedes' ? ' (broker included)' : ''}`, rss, 'MiB', { cmp: '<=', value: 150 });
     if (ctx.mosq) {
@@ -487,11 +522,17 @@ async function phaseRestart(ctx: BrokerCtx): Promise<void> {
   const pre = await preload(dataDir, { feature: FEATURE, leases: P.restartLeases, borrows: P.restartBorrows, leaseTtlMs: 86400_000, borrowMs: 7 * 86400_000 });
   log(`${b}: restart with ${P.restartLeases} leases and ${P.restartBorrows} borrows in the database (${(pre.ms / 1000).toFixed(1)} s to write)`);
   const label = `${P.restartLeases.toLocaleString('en-US')} leases + ${P.restartBorrows.toLocaleString('en-US')} borrows${P.quick ? ', --quick' : ''}`;
-  const d = await startDaemon(ctx, 'restart', { dataDir, leases: { maxTtlSeconds: 86400 }, wait: false });
+  const d = await startDaemon(ctx, 'restart', { dataDir, leases: { maxTtlSeconds: 86400 }, wait: false, logFormat: 'json' });
   try {
     // First any answer (state loaded, subscribed), then the status the issue names.
     const first = await waitServing(d, 60_000, 'heartbeat', { leases: [] });
     figs.add(`${b}.restart.first_answer_s`, `spawn to first answer (${label})`, first.ms / 1000, 's');
+    // Where the time went, from the daemon's own log lines.
+    const t = logTimes(d.logFile, ['dongle present', 'state loaded', 'connected to the MQTT broker']);
+    const since = (x: number | null) => (x === null ? NaN : (x - d.spawnedAt) / 1000);
+    figs.add(`${b}.restart.dongle_s`, 'of which: process start, module loading, dongle open (spawn to "dongle present")', since(t['dongle present']!), 's');
+    figs.add(`${b}.restart.db_load_s`, 'of which: database read and seat table rebuilt ("dongle present" to "state loaded")', since(t['state loaded']!) - since(t['dongle present']!), 's');
+    figs.add(`${b}.restart.broker_s`, 'of which: delegation, broker and subscription ("state loaded" to "connected")', since(t['connected to the MQTT broker']!) - since(t['state loaded']!), 's');
     try {
       const st = await waitServing(d, 10_000, 'status');
       figs.add(`${b}.restart.serving_s`, `spawn to first status answer (${label})`, st.ms / 1000, 's', { cmp: '<=', value: 2 });
@@ -519,7 +560,7 @@ async function runBroker(name: 'mosquitto' | 'aedes'): Promise<void> {
   };
   try {
     const max = await phaseThroughput(ctx);
-    const d = await startDaemon(ctx, 'load', { maxSockets: P.burst + 100 });
+    const d = await startDaemon(ctx, 'load', { maxSockets: P.burst + 100, instrument: true });
     try {
       await phaseOpenLoop(ctx, d, max);
       await phaseBurst(ctx, d);

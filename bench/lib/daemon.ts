@@ -4,7 +4,7 @@
  * production: src/main.ts with a config file, in non-development mode.
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, openSync, closeSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { EmulatedDongle } from '../../firmware-bridge/emulator/emulated-dongle.ts';
 import { toHex } from '../../src/core/bytes.ts';
@@ -12,10 +12,12 @@ import { topics } from '../../src/core/protocol.ts';
 import type { EntitlementBody } from '../../src/core/entitlement.ts';
 import { nodeEd25519, systemRandom } from '../../src/crypto/ed25519.ts';
 import { generateVendorKey, issueEntitlement, writeFileAtomic, type VendorKeyFile } from '../../src/vendor.ts';
+import type { InstrumentDump } from '../instrument.ts';
 import { cpuMs, nowMs, rssMiB, sleep, spawnTracked, stopChild, withFileLimit } from './proc.ts';
 import { WireClient } from './wire.ts';
 
 export const REPO = resolve(import.meta.dirname, '../..');
+const INSTRUMENT = resolve(import.meta.dirname, '../instrument.ts');
 export const FEATURE = 'bench';
 
 export interface License {
@@ -68,6 +70,12 @@ export interface DaemonOptions {
   leases?: Record<string, number>;
   /** Sockets the daemon may hold (the embedded broker holds one per client). */
   maxSockets?: number;
+  /** The daemon's log level; info (the default) logs every grant. */
+  logLevel?: 'debug' | 'info' | 'warn' | 'error';
+  /** Load bench/instrument.ts into the daemon, for probe(). */
+  instrument?: boolean;
+  /** JSON log lines carry a time, for startup timings (logTimes). */
+  logFormat?: 'text' | 'json';
 }
 
 export interface DaemonProc {
@@ -79,6 +87,8 @@ export interface DaemonProc {
   spawnedAt: number;
   cpuMs(): number;
   rssMiB(): number;
+  /** With `instrument`: what the daemon saw since the last probe (the first call starts the window). */
+  probe(): Promise<InstrumentDump | null>;
   stop(): Promise<void>;
 }
 
@@ -95,6 +105,7 @@ export function spawnDaemon(o: DaemonOptions): DaemonProc {
         : { broker: 'embedded', host: '127.0.0.1', port: o.broker.port },
     dongle: { transport: 'emulated', stateFile: o.license.dongleStateFile },
     ...(o.leases ? { leases: o.leases } : {}),
+    ...(o.logFormat ? { log: { format: o.logFormat } } : {}),
   };
   const configFile = join(o.dataDir, 'licd.json');
   writeFileSync(configFile, JSON.stringify(config, null, 2) + '\n');
@@ -103,11 +114,13 @@ export function spawnDaemon(o: DaemonOptions): DaemonProc {
   const fd = openSync(logFile, 'a');
   // LICD_BENCH_DAEMON_ARGS adds node options to the daemon, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   const extra = (process.env.LICD_BENCH_DAEMON_ARGS ?? '').split(' ').filter(Boolean);
-  const { cmd, args } = withFileLimit(process.execPath, [...extra, '--import', 'tsx', join(REPO, 'src/main.ts'), '--config', configFile], (o.maxSockets ?? 1000) + 256);
+  const probeFile = join(o.dataDir, 'instrument.json');
+  if (o.instrument) extra.push('--import', INSTRUMENT);
+  const { cmd, args } = withFileLimit(process.execPath, ['--import', 'tsx', ...extra, join(REPO, 'src/main.ts'), '--config', configFile], (o.maxSockets ?? 1000) + 256);
   const spawnedAt = nowMs();
   const child = spawnTracked(cmd, args, {
     cwd: REPO,
-    env: { ...process.env, LICD_DATA_DIR: o.dataDir, LICD_LOG_LEVEL: 'info' },
+    env: { ...process.env, LICD_DATA_DIR: o.dataDir, LICD_LOG_LEVEL: o.logLevel ?? 'info', ...(o.instrument ? { LICD_BENCH_INSTRUMENT_OUT: probeFile } : {}) },
     stdio: ['ignore', fd, fd],
   });
   closeSync(fd);
@@ -122,8 +135,33 @@ export function spawnDaemon(o: DaemonOptions): DaemonProc {
     spawnedAt,
     cpuMs: () => cpuMs(pid),
     rssMiB: () => rssMiB(pid),
+    probe: async () => {
+      if (!o.instrument) return null;
+      rmSync(probeFile, { force: true });
+      child.kill('SIGUSR2');
+      for (let i = 0; i < 100; i++) {
+        await sleep(20);
+        if (existsSync(probeFile)) return JSON.parse(readFileSync(probeFile, 'utf8')) as InstrumentDump;
+      }
+      return null;
+    },
     stop: () => stopChild(child, 15_000),
   };
+}
+
+/** The time (epoch ms) of the first JSON log line whose message starts with each of `messages`. */
+export function logTimes(logFile: string, messages: string[]): Record<string, number | null> {
+  const out: Record<string, number | null> = Object.fromEntries(messages.map((m) => [m, null]));
+  for (const line of readFileSync(logFile, 'utf8').split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      const j = JSON.parse(line) as { time?: string; msg?: string };
+      for (const m of messages) if (out[m] === null && j.msg?.startsWith(m) && j.time) out[m] = Date.parse(j.time);
+    } catch {
+      /* not a log line */
+    }
+  }
+  return out;
 }
 
 /**

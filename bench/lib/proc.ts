@@ -101,12 +101,16 @@ export function nowMs(): number {
 
 /** CPU time (user + system) of a process in ms, from /proc/<pid>/stat. */
 export function cpuMs(pid: number): number {
+  const c = cpuSplitMs(pid);
+  return c.user + c.system;
+}
+
+/** CPU time of a process in ms, user and system (kernel) apart. */
+export function cpuSplitMs(pid: number): { user: number; system: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // Fields after the command name, which is in parentheses and may hold spaces.
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const utime = Number(rest[11]);
-  const stime = Number(rest[12]);
-  return ((utime + stime) * 1000) / CLK_TCK;
+  return { user: (Number(rest[11]) * 1000) / CLK_TCK, system: (Number(rest[12]) * 1000) / CLK_TCK };
 }
 
 /** USER_HZ: 100 on every Linux of the kinds we run on (getconf CLK_TCK). */

@@ -1,0 +1,78 @@
+/**
+ * Timing probes inside the daemon, for the benchmark only: loaded with `node --import` before
+ * src/main.ts when LICD_BENCH_INSTRUMENT_OUT names a file (bench/lib/daemon.ts does it). It wraps
+ * two methods on their prototypes, without changing src/:
+ *
+ *   LevelStore.commit      queue wait + batch + fsync of one change (the group commit)
+ *   LicenseService.handle  one request from parse to answer (commit included)
+ *
+ * and samples event-loop lag every 10 ms. On SIGUSR2 it writes a summary of what it saw since the
+ * last signal to the file and starts over, so the bench can bracket a measuring window.
+ */
+import { renameSync, writeFileSync } from 'node:fs';
+import { LicenseService } from '../src/core/service.ts';
+import { LevelStore } from '../src/store/level-store.ts';
+
+export interface Dist {
+  n: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+export interface InstrumentDump {
+  commit: Dist;
+  handle: Dist;
+  loopLag: Dist;
+}
+
+const out = process.env.LICD_BENCH_INSTRUMENT_OUT;
+
+function dist(a: number[]): Dist {
+  const s = Float64Array.from(a).sort();
+  const q = (p: number) => (s.length ? s[Math.min(s.length - 1, Math.ceil(p * s.length) - 1)]! : NaN);
+  return { n: s.length, p50: q(0.5), p90: q(0.9), p99: q(0.99), max: s.length ? s[s.length - 1]! : NaN };
+}
+
+if (out) {
+  let commits: number[] = [];
+  let handles: number[] = [];
+  let lags: number[] = [];
+
+  const commit = LevelStore.prototype.commit;
+  LevelStore.prototype.commit = function (this: LevelStore, mutations) {
+    const t0 = performance.now();
+    const p = commit.call(this, mutations);
+    void p.then(
+      () => commits.push(performance.now() - t0),
+      () => {},
+    );
+    return p;
+  };
+
+  const handle = LicenseService.prototype.handle;
+  LicenseService.prototype.handle = function (this: LicenseService, ...args: Parameters<typeof handle>) {
+    const t0 = performance.now();
+    const p = handle.apply(this, args);
+    void p.then(() => handles.push(performance.now() - t0));
+    return p;
+  };
+
+  const every = 10;
+  let last = performance.now();
+  setInterval(() => {
+    const now = performance.now();
+    lags.push(Math.max(0, now - last - every));
+    last = now;
+  }, every).unref();
+
+  process.on('SIGUSR2', () => {
+    const dump: InstrumentDump = { commit: dist(commits), handle: dist(handles), loopLag: dist(lags) };
+    commits = [];
+    handles = [];
+    lags = [];
+    writeFileSync(`${out}.tmp`, JSON.stringify(dump));
+    renameSync(`${out}.tmp`, out);
+  });
+}
