@@ -552,3 +552,26 @@ test.serial('fault unplugged (in-process): connections close, the dongle is abse
   await untilGranted(r.c, 'after plugging it back');
   t.pass();
 });
+
+test.serial('serial:auto finds the dongle by its /dev/serial/by-id link and says so when there is none', async (t) => {
+  const { symlinkSync } = await import("node:fs");
+  const { parseConfig } = await import('../../src/config.ts');
+  const { dongleOpener } = await import('../../src/dongle/open.ts');
+  const dir = tempDir('licd-dongle-');
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const byId = join(dir, 'by-id');
+  mkdirSync(byId);
+  const config = parseConfig({}, { LICD_DONGLE: 'serial:auto' }, dir);
+  t.like(config.dongle, { transport: 'serial', path: 'auto' });
+  // Nothing plugged in: the error says what was looked for.
+  const none = await dongleOpener(config, { list: async () => [], dir: byId });
+  await t.throwsAsync(none.open(), { message: /no licd dongle found on USB serial \(looked for USB id 1209:0001 and \/dev\/serial\/by-id\/usb-licd_licd_dongle_\*\)/ });
+  // A dongle appears: udev's by-id link points at its tty (here one end of a pty pair).
+  const pty = await ptyPair(t, dir);
+  const emu = await startEmulator(t, { pty: pty.device }, join(dir, 'dongle.json'));
+  symlinkSync(pty.host, join(byId, `usb-licd_licd_dongle_${emu.serial}-if00`));
+  const opener = await dongleOpener(config, { list: async () => [], dir: byId });
+  const link = await opener.open();
+  t.is((await link.info()).serial, emu.serial);
+  await link.close();
+});
