@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# Boots the x86_64 development image (images/build.sh --dev) under qemu with software emulation,
+# waits until licd answers over MQTT through a forwarded loopback port, checks the demo features,
+# a checkout, a denial and an admin request with the project's own licctl, then powers the guest
+# off. Exit 0 on success; otherwise non-zero with the tail of the guest's console log.
+# Not part of `npm test` (minutes, not seconds): see images/README.md.
+#
+#   images/boot-test.sh [--name amd64-dev] [--timeout 240] [--port N] [--smp 2]
+set -euo pipefail
+
+NAME=amd64-dev
+TIMEOUT=240
+PORT=
+SMP=2
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --name) NAME=${2:?}; shift ;;
+    --timeout) TIMEOUT=${2:?}; shift ;;
+    --port) PORT=${2:?}; shift ;;
+    --smp) SMP=${2:?}; shift ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    *) echo "boot-test.sh: unknown option $1" >&2; exit 64 ;;
+  esac
+  shift
+done
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+IMG=$REPO/images/build/$NAME
+RUN=$IMG/boot-test
+for f in root.img vmlinuz initrd.img cmdline admin.password; do
+  [ -e "$IMG/$f" ] || { echo "boot-test.sh: $IMG/$f is missing: run images/build.sh --dev first" >&2; exit 2; }
+done
+
+# --- what the test needs on the host --------------------------------------------------------------
+if ! command -v qemu-system-x86_64 >/dev/null; then
+  echo "installing qemu-system-x86"
+  SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 >/dev/null
+fi
+command -v node >/dev/null || { echo "boot-test.sh: needs node (the host runs licctl)" >&2; exit 2; }
+[ -d "$REPO/node_modules/mqtt" ] || (cd "$REPO" && npm ci --no-audit --no-fund)
+
+rm -rf "$RUN"
+mkdir -p "$RUN/home"
+CONSOLE=$RUN/console.log
+# licctl on the host: its own home (identity, held seats), no client config from this machine.
+export HOME=$RUN/home LICD_HOME=$RUN/home/licd
+unset LICD_BROKER LICD_CLIENT_CONFIG LICD_MQTT_USER LICD_MQTT_PASSWORD
+if [ -z "$PORT" ]; then
+  PORT=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+fi
+BROKER=mqtt://127.0.0.1:$PORT
+# licctl COMMAND [ARGS...]: the broker goes right after the command (before any "--" of licctl run).
+licctl() { local cmd=$1; shift; node "$REPO/bin/licctl.mjs" "$cmd" --broker "$BROKER" "$@"; }
+
+QEMU_PID=
+HOLD_PID=
+T0=$(date +%s)
+elapsed() { echo $(( $(date +%s) - T0 )); }
+fail() {
+  echo "BOOT TEST FAILED after $(elapsed) s: $*" >&2
+  echo "---- last 60 lines of the guest console ($CONSOLE)" >&2
+  tail -n 60 "$CONSOLE" >&2 || true
+  exit 1
+}
+monitor() { # sends one command to the qemu monitor
+  node -e '
+    const c = require("net").connect(process.argv[1], () => { c.write(process.argv[2] + "\n"); setTimeout(() => c.end(), 300); });
+    c.on("error", (e) => { console.error("monitor: " + e.message); process.exit(1); });
+    c.on("data", () => {});
+  ' "$RUN/monitor.sock" "$1"
+}
+cleanup() {
+  # licctl checkout: SIGTERM, then SIGKILL (it may wait on a broker that is gone).
+  if [ -n "$HOLD_PID" ]; then
+    kill "$HOLD_PID" 2>/dev/null || true
+    sleep 1
+    kill -9 "$HOLD_PID" 2>/dev/null || true
+  fi
+  if [ -n "$QEMU_PID" ] && kill -0 "$QEMU_PID" 2>/dev/null; then
+    monitor quit >/dev/null 2>&1 || kill "$QEMU_PID" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+
+# --- boot ---------------------------------------------------------------------------------------
+# -snapshot: the guest's writes go to a temporary file, so every run is the appliance's first boot
+# and root.img stays as built. restrict=on: the guest reaches nothing outside (no NTP, no DNS);
+# only the forwarded port connects in.
+echo "booting $IMG (qemu TCG, $SMP CPUs, 1024 MiB), MQTT forwarded to 127.0.0.1:$PORT"
+qemu-system-x86_64 -machine q35 -accel tcg -m 1024 -smp "$SMP" -nographic -no-reboot \
+  -kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.img" -append "$(cat "$IMG/cmdline")" \
+  -drive "file=$IMG/root.img,format=raw,if=virtio" -snapshot \
+  -netdev "user,id=lan,restrict=on,hostfwd=tcp:127.0.0.1:$PORT-:1883" -device virtio-net-pci,netdev=lan \
+  -monitor "unix:$RUN/monitor.sock,server,nowait" \
+  </dev/null >"$CONSOLE" 2>&1 &
+QEMU_PID=$!
+
+# --- wait for licd ---------------------------------------------------------------------------------
+STATUS=
+while :; do
+  kill -0 "$QEMU_PID" 2>/dev/null || fail "qemu exited"
+  [ "$(elapsed)" -lt "$TIMEOUT" ] || fail "licd did not answer within $TIMEOUT s"
+  if STATUS=$(timeout 30 node "$REPO/bin/licctl.mjs" status --json --broker "$BROKER" 2>"$RUN/status.err"); then break; fi
+  sleep 2
+done
+SERVING=$(elapsed)
+echo "licd answered over MQTT $SERVING s after qemu started"
+echo "$STATUS" >"$RUN/status.json"
+
+# --- checks -------------------------------------------------------------------------------------------
+node -e '
+  const s = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+  const want = ["vray_render", "vray_interface", "vray_distributed", "nuke_i"];
+  const have = s.features.map((f) => f.feature);
+  const problems = [];
+  if (s.server.state !== "online") problems.push(`server state is ${s.server.state}, not online`);
+  if (!s.server.dongle.present) problems.push("dongle not present");
+  for (const w of want) if (!have.includes(w)) problems.push(`feature ${w} missing (have ${have.join(", ")})`);
+  const n = s.features.find((f) => f.feature === "nuke_i");
+  if (n && (n.total !== 1 || n.free !== 1)) problems.push(`nuke_i: ${n.free} of ${n.total} free, expected 1 of 1`);
+  if (problems.length) { console.error(problems.join("\n")); process.exit(1); }
+  console.log(`status: ${s.server.state}, dongle ${s.server.dongle.serial}, features ${have.join(", ")}`);
+' "$RUN/status.json" || fail "status check"
+
+# A checkout of nuke_i (1 seat) held by a background licctl...
+# (node itself in the background, not a subshell, so that HOLD_PID is licctl's own pid)
+node "$REPO/bin/licctl.mjs" checkout nuke_i --broker "$BROKER" >"$RUN/checkout.out" 2>&1 &
+HOLD_PID=$!
+for _ in $(seq 60); do
+  grep -q '^holding' "$RUN/checkout.out" && break
+  kill -0 "$HOLD_PID" 2>/dev/null || break
+  sleep 0.5
+done
+grep -q '^granted nuke_i' "$RUN/checkout.out" || { cat "$RUN/checkout.out" >&2; fail "checkout of nuke_i was not granted"; }
+echo "checkout: $(head -n 1 "$RUN/checkout.out")"
+licctl status nuke_i --json >"$RUN/status-held.json" || fail "status while holding"
+node -e 'const s=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); const n=s.features[0]; process.exit(n.leased===1&&n.free===0?0:1)' "$RUN/status-held.json" \
+  || fail "status does not show the held seat: $(cat "$RUN/status-held.json")"
+
+# ...then a second checkout is denied, with NO_SEATS.
+set +e
+licctl run nuke_i -- true >"$RUN/denied.out" 2>&1
+rc=$?
+set -e
+[ "$rc" != 0 ] && grep -q NO_SEATS "$RUN/denied.out" || { cat "$RUN/denied.out" >&2; fail "the second checkout was not denied with NO_SEATS (exit $rc)"; }
+echo "denial: $(grep NO_SEATS "$RUN/denied.out" | head -n 1)"
+
+# licctl checkin (the same machine, the same LICD_HOME) makes the holder check its seat in.
+licctl checkin nuke_i >"$RUN/checkin.out" 2>&1 || { cat "$RUN/checkin.out" >&2; fail "licctl checkin"; }
+for _ in $(seq 40); do kill -0 "$HOLD_PID" 2>/dev/null || break; sleep 0.5; done
+kill -0 "$HOLD_PID" 2>/dev/null && fail "licctl checkout still running after licctl checkin"
+wait "$HOLD_PID" || true
+HOLD_PID=
+grep -q '^checked in' "$RUN/checkout.out" || { cat "$RUN/checkout.out" >&2; fail "no check-in"; }
+licctl status nuke_i --json >"$RUN/status-free.json" || fail "status after check-in"
+node -e 'const s=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); process.exit(s.features[0].free===1?0:1)' "$RUN/status-free.json" \
+  || fail "nuke_i not free after check-in"
+echo "checkin: nuke_i free again"
+
+# An admin request through mosquitto's password file and ACL.
+licctl borrows --user admin --password-file "$IMG/admin.password" >"$RUN/admin.out" 2>&1 \
+  || { cat "$RUN/admin.out" >&2; fail "admin request (licctl borrows as admin)"; }
+echo "admin: licctl borrows answered"
+
+# systemd's watchdog (WatchdogSec=30 in licd.service) would restart a licd whose WATCHDOG=1
+# pings do not arrive: once licd has run for 45 s, it must still be the same process.
+SINCE=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")).server.since)' "$RUN/status.json")
+UP=$(node -e 'console.log(Math.floor((Date.now() - Date.parse(process.argv[1])) / 1000))' "$SINCE")
+if [ "$UP" -lt 45 ]; then sleep $(( 45 - UP )); fi
+licctl status --json >"$RUN/status-later.json" || fail "status 45 s after licd started"
+SINCE2=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")).server.since)' "$RUN/status-later.json")
+[ "$SINCE" = "$SINCE2" ] || fail "licd restarted (up since $SINCE, now since $SINCE2): watchdog?"
+echo "watchdog: licd still up since $SINCE"
+
+# --- power off -------------------------------------------------------------------------------------
+T1=$(date +%s)
+monitor system_powerdown || fail "cannot reach the qemu monitor"
+for _ in $(seq 120); do
+  kill -0 "$QEMU_PID" 2>/dev/null || break
+  sleep 0.5
+done
+if kill -0 "$QEMU_PID" 2>/dev/null; then fail "the guest did not power off within 60 s of the power button"; fi
+wait "$QEMU_PID" || true
+QEMU_PID=
+grep -q 'reboot: Power down' "$CONSOLE" || fail "qemu exited without the guest powering down"
+echo "powered off in $(( $(date +%s) - T1 )) s"
+echo "BOOT TEST PASSED: licd serving $SERVING s after start, total $(elapsed) s (console log: $CONSOLE)"

@@ -1,0 +1,394 @@
+#!/usr/bin/env bash
+# The licd appliance image: Debian 13 (trixie) minimal + nodejs + mosquitto + licd under /opt/licd
+# with the systemd units, sysusers/tmpfiles, udev rule and mosquitto drop-in from systemd/.
+# See images/README.md. Run as root on a Debian machine:
+#
+#   images/build.sh --dev                       # x86_64 test image (emulated dongle), for boot-test.sh
+#   images/build.sh --arch arm64 --entitlement FILE --vendor-key HEX   # the appliance (see README)
+#
+# Output in images/build/<name>/ (git-ignored): root.img (ext4, the root filesystem, root=/dev/vda
+# under qemu), vmlinuz and initrd.img (Debian's kernel and initrd from the image, for qemu -kernel
+# and -initrd), cmdline (the kernel command line), admin.password (the mosquitto "admin" password),
+# build.log (every command's output) and image.txt (what went in).
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+usage: images/build.sh [options]
+
+  --dev                    development mode: licd makes a development vendor key, an emulated
+                           dongle and the demo entitlement on first boot (no USB dongle needed;
+                           what the qemu boot test uses). Everything it signs is marked emulated.
+  --entitlement FILE       the vendor's license file (required without --dev)
+  --vendor-key HEX         the vendor's Ed25519 public key, 64 hex digits (required without --dev)
+  --dongle hid|serial      the dongle's transport without --dev (default hid)
+  --arch amd64|arm64       target architecture (default amd64; arm64 needs qemu-user-static)
+  --hostname NAME          the appliance's hostname (default licd)
+  --admin-password-file F  the mosquitto "admin" password (one line); default: a random one,
+                           written to the output directory as admin.password (mode 0600)
+  --mirror URL             Debian mirror (default http://deb.debian.org/debian)
+  --name NAME              output directory under images/build/ (default <arch>[-dev])
+EOF
+}
+
+ARCH=amd64
+DEV=0
+ENTITLEMENT=
+VENDOR_KEY=
+DONGLE=hid
+HOST_NAME=licd
+ADMIN_PW_FILE=
+MIRROR=http://deb.debian.org/debian
+NAME=
+SUITE=trixie
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dev) DEV=1 ;;
+    --entitlement) ENTITLEMENT=${2:?}; shift ;;
+    --vendor-key) VENDOR_KEY=${2:?}; shift ;;
+    --dongle) DONGLE=${2:?}; shift ;;
+    --arch) ARCH=${2:?}; shift ;;
+    --hostname) HOST_NAME=${2:?}; shift ;;
+    --admin-password-file) ADMIN_PW_FILE=${2:?}; shift ;;
+    --mirror) MIRROR=${2:?}; shift ;;
+    --name) NAME=${2:?}; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "build.sh: unknown option $1" >&2; usage >&2; exit 64 ;;
+  esac
+  shift
+done
+
+die() { echo "build.sh: $*" >&2; exit 1; }
+
+case "$ARCH" in
+  amd64) KERNEL_PKG=linux-image-amd64 ;;
+  arm64) KERNEL_PKG=linux-image-arm64 ;;
+  *) die "--arch must be amd64 or arm64" ;;
+esac
+case "$DONGLE" in hid|serial) ;; *) die "--dongle must be hid or serial" ;; esac
+if [ "$DEV" = 0 ]; then
+  [ -n "$ENTITLEMENT" ] && [ -n "$VENDOR_KEY" ] \
+    || die "an appliance image needs --entitlement FILE and --vendor-key HEX (or --dev for a development image)"
+  [ -r "$ENTITLEMENT" ] || die "cannot read $ENTITLEMENT"
+  [[ "$VENDOR_KEY" =~ ^[0-9a-fA-F]{64}$ ]] || die "--vendor-key must be 64 hex digits"
+fi
+[[ "$HOST_NAME" =~ ^[a-zA-Z0-9]([a-zA-Z0-9-]{0,62})$ ]] || die "--hostname must be a plain host name"
+if [ -n "$ADMIN_PW_FILE" ]; then [ -r "$ADMIN_PW_FILE" ] || die "cannot read $ADMIN_PW_FILE"; fi
+[ "$(id -u)" = 0 ] || die "run as root (debootstrap, chroot and mounts need it)"
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+[ -n "$NAME" ] || NAME=$ARCH$([ "$DEV" = 1 ] && echo -dev || true)
+[[ "$NAME" =~ ^[A-Za-z0-9._-]+$ ]] || die "--name must be a plain directory name"
+BUILD=$REPO/images/build
+OUT=$BUILD/$NAME
+ROOT=$OUT/rootfs
+CACHE=$BUILD/cache
+LOG=$OUT/build.log
+mkdir -p "$OUT" "$CACHE/debootstrap-$ARCH" "$CACHE/apt-$ARCH" "$CACHE/npm"
+: >"$LOG"
+
+T0=$(date +%s)
+step() { printf '[%4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*" | tee -a "$LOG"; }
+# Runs a command with its output in the build log; on failure shows the log's tail.
+run() {
+  if ! "$@" >>"$LOG" 2>&1; then
+    echo "build.sh: failed: $*" >&2
+    tail -n 30 "$LOG" >&2
+    exit 1
+  fi
+}
+in_root() { run chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"; }
+
+# --- host tools ---------------------------------------------------------------------------------
+need_pkgs=()
+command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
+command -v mkfs.ext4 >/dev/null || need_pkgs+=(e2fsprogs)
+command -v git >/dev/null || need_pkgs+=(git)
+HOST_ARCH=$(dpkg --print-architecture)
+if [ "$ARCH" != "$HOST_ARCH" ]; then
+  [ -e /usr/bin/qemu-aarch64-static ] || [ -e /usr/libexec/qemu-binfmt/aarch64-binfmt-P ] || need_pkgs+=(qemu-user-static binfmt-support)
+fi
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  step "installing host tools: ${need_pkgs[*]}"
+  run apt-get update -qq
+  run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
+fi
+if [ "$ARCH" != "$HOST_ARCH" ]; then
+  # debootstrap's second stage and npm run target binaries in the chroot through binfmt_misc.
+  [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc \
+    || die "binfmt_misc is not available: cannot run $ARCH binaries (see images/README.md)"
+  command -v update-binfmts >/dev/null && update-binfmts --enable qemu-aarch64 >>"$LOG" 2>&1 || true
+  [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || die "no qemu-aarch64 binfmt handler registered (install qemu-user-static)"
+fi
+# npm: the host's npm runs inside the chroot with the target's node (see "licd" below).
+NPM_DIR=$(dirname "$(readlink -f "$(command -v npm)")")/..
+NPM_DIR=$(cd "$NPM_DIR" && pwd)
+[ -f "$NPM_DIR/bin/npm-cli.js" ] || die "cannot find npm's npm-cli.js (looked in $NPM_DIR/bin)"
+
+# --- mounts, undone on any exit -----------------------------------------------------------------
+MOUNTS=()
+cleanup() {
+  local i
+  for (( i=${#MOUNTS[@]}-1; i>=0; i-- )); do umount -l "${MOUNTS[$i]}" 2>/dev/null || true; done
+  MOUNTS=()
+}
+trap cleanup EXIT
+mnt() { # mnt TARGET ARGS...: mount, and remember it for cleanup
+  local target=$1; shift
+  mkdir -p "$target"
+  mount "$@" "$target"
+  MOUNTS+=("$target")
+}
+
+# --- base system --------------------------------------------------------------------------------
+if [ -d "$ROOT" ]; then
+  step "removing the previous root filesystem"
+  # A previous run killed mid-way may have left mounts behind.
+  for m in $(awk -v r="$ROOT" '$2 ~ "^"r {print $2}' /proc/mounts | sort -r); do umount -l "$m" || true; done
+  rm -rf --one-file-system "$ROOT"
+fi
+step "debootstrap $SUITE $ARCH (minbase) from $MIRROR"
+run debootstrap --arch="$ARCH" --variant=minbase --cache-dir="$CACHE/debootstrap-$ARCH" \
+  --include=ca-certificates "$SUITE" "$ROOT" "$MIRROR"
+
+mnt "$ROOT/proc" -t proc proc
+mnt "$ROOT/sys" -t sysfs sysfs
+mnt "$ROOT/dev" --bind /dev
+mnt "$ROOT/dev/pts" --bind /dev/pts
+mnt "$ROOT/var/cache/apt/archives" --bind "$CACHE/apt-$ARCH"
+cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+
+cat >"$ROOT/etc/apt/sources.list.d/debian.sources" <<EOF
+Types: deb
+URIs: $MIRROR
+Suites: $SUITE $SUITE-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://security.debian.org/debian-security
+Suites: $SUITE-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+rm -f "$ROOT/etc/apt/sources.list"
+# The root filesystem is the whole disk under qemu (/dev/vda); on the Pi it would be the SD card's
+# second partition: found by its label either way. Written before the kernel is installed, so that
+# the initrd gets fsck for it.
+echo 'LABEL=licd-root / ext4 defaults,noatime,errors=remount-ro 0 1' >"$ROOT/etc/fstab"
+# No service starts inside the chroot.
+printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
+chmod 0755 "$ROOT/usr/sbin/policy-rc.d"
+# The appliance keeps no documentation or translations (dpkg skips them from now on).
+cat >"$ROOT/etc/dpkg/dpkg.cfg.d/01-licd-nodoc" <<'EOF'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+EOF
+
+# systemd-sysv: systemd as init; udev: the dongle's device nodes; dbus: logind (power button),
+# hostnamectl, timedatectl; systemd-timesyncd: the clock (a Pi has no RTC, and licd watches for
+# the clock stepping back); kmod: modules-load.d (cdc_acm); iproute2: `ip` for the admin;
+# libusb-1.0-0: node-hid loads it even for its hidraw backend (the HID dongle); e2fsprogs: fsck
+# of the root filesystem at boot (not in Debian 13's minbase).
+PKGS=(systemd-sysv udev dbus systemd-timesyncd kmod iproute2 e2fsprogs libusb-1.0-0 nodejs mosquitto "$KERNEL_PKG" initramfs-tools zstd)
+step "apt-get install ${PKGS[*]}"
+in_root apt-get update -qq
+in_root apt-get install -y -qq --no-install-recommends "${PKGS[@]}"
+# systemd-networkd is part of the systemd package up to Debian 13; later releases split it out.
+if [ ! -e "$ROOT/usr/lib/systemd/systemd-networkd" ]; then in_root apt-get install -y -qq --no-install-recommends systemd-networkd; fi
+
+NODE_VERSION=$(chroot "$ROOT" /usr/bin/node --version)
+step "target node $NODE_VERSION"
+node_ok=$(chroot "$ROOT" /usr/bin/node -e 'const [a,b]=process.versions.node.split(".").map(Number); console.log(a>20||(a===20&&b>=19)?"yes":"no")')
+[ "$node_ok" = yes ] || die "the target's node $NODE_VERSION is older than package.json's engines (>=20.19)"
+
+# --- licd -----------------------------------------------------------------------------------------
+step "licd: git ls-files -> /opt/licd"
+GIT_REV=$(git -C "$REPO" rev-parse HEAD)
+GIT_DIRTY=$(git -C "$REPO" status --porcelain --untracked-files=no | wc -l)
+if [ "$GIT_DIRTY" != 0 ]; then step "note: $GIT_DIRTY tracked file(s) differ from $GIT_REV; the image gets the working tree's content"; fi
+mkdir -p "$ROOT/opt/licd"
+# Tracked files only (no node_modules, data/ or images/build/); a tracked file deleted in the
+# working tree is skipped.
+(cd "$REPO" && git ls-files -z | while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done \
+  | tar --null -T - -cf -) | tar -C "$ROOT/opt/licd" --no-same-owner -xf -
+chown -R root:root "$ROOT/opt/licd"
+chmod -R u+rwX,go+rX,go-w "$ROOT/opt/licd"
+printf '%s%s\n' "$GIT_REV" "$([ "$GIT_DIRTY" != 0 ] && echo ' (with uncommitted changes)' || true)" >"$ROOT/opt/licd/REVISION"
+
+# npm ci runs inside the chroot, with the target's node, so that native modules (classic-level,
+# serialport, node-hid) and esbuild's platform package are the target's. The npm is the host's
+# (bind-mounted, not installed in the image): package.json's allowScripts is read by npm 11; Debian
+# 13's own npm is 9.2, and installing it would add some 370 packages to the image.
+step "npm ci --omit=dev in the chroot (npm $(node "$NPM_DIR/bin/npm-cli.js" --version 2>/dev/null), node $NODE_VERSION)"
+mnt "$ROOT/tmp/npm" --bind "$NPM_DIR"
+mount -o remount,bind,ro "$ROOT/tmp/npm"
+mnt "$ROOT/tmp/npm-cache" --bind "$CACHE/npm"
+# The host's CA bundle goes along: where the registry is reached through a TLS proxy, its CA is
+# in the host's bundle (npm's cafile, NODE_EXTRA_CA_CERTS), not in the target's.
+HOST_CA=$(npm config get cafile 2>/dev/null || true)
+case "$HOST_CA" in ''|null|undefined) HOST_CA=${NODE_EXTRA_CA_CERTS:-/etc/ssl/certs/ca-certificates.crt} ;; esac
+[ -r "$HOST_CA" ] || die "cannot read the host's CA bundle $HOST_CA"
+cp "$HOST_CA" "$ROOT/tmp/host-ca.crt"
+in_root sh -c 'cd /opt/licd && NODE_EXTRA_CA_CERTS=/tmp/host-ca.crt node /tmp/npm/bin/npm-cli.js ci --omit=dev \
+  --cafile /tmp/host-ca.crt --no-audit --no-fund --no-update-notifier --cache /tmp/npm-cache'
+rm -f "$ROOT/tmp/host-ca.crt"
+# Load the native modules once with the target's node: a missing or wrong-platform binary fails here.
+in_root sh -c 'cd /opt/licd && node -e "
+  require(\"classic-level\");
+  require(\"node-gyp-build\")(require(\"path\").dirname(require.resolve(\"@serialport/bindings-cpp/package.json\")));
+  require(\"node-hid\").devices();
+  console.log(\"native modules load: classic-level, serialport, node-hid\")"'
+umount "$ROOT/tmp/npm-cache" "$ROOT/tmp/npm"
+MOUNTS=("${MOUNTS[@]:0:${#MOUNTS[@]}-2}")
+rmdir "$ROOT/tmp/npm" "$ROOT/tmp/npm-cache"
+chown -R root:root "$ROOT/opt/licd"
+
+# --- systemd/ files (as systemd/README.md installs them) ----------------------------------------
+step "systemd units, sysusers, tmpfiles, udev rule, mosquitto drop-in and ACL"
+S=$REPO/systemd
+install -m 0644 "$S/licd.sysusers.conf" "$ROOT/usr/lib/sysusers.d/licd.conf"
+install -m 0644 "$S/licd.tmpfiles.conf" "$ROOT/usr/lib/tmpfiles.d/licd.conf"
+install -m 0644 "$S/licd-modules.conf" "$ROOT/etc/modules-load.d/licd.conf"
+install -D -m 0644 "$S/udev/99-licd-dongle.rules" "$ROOT/etc/udev/rules.d/99-licd-dongle.rules"
+install -m 0644 "$S/mosquitto/licd.conf" "$ROOT/etc/mosquitto/conf.d/licd.conf"
+install -m 0644 "$S/mosquitto/licd.acl" "$ROOT/etc/mosquitto/licd.acl"
+install -m 0644 "$S/licd.service" "$ROOT/etc/systemd/system/licd.service"
+in_root systemd-sysusers
+in_root getent passwd licd
+in_root getent group mosquitto
+
+# tsx transpiles the TypeScript sources on licd's first start and caches the result under TMPDIR
+# (the unit's /var/cache/licd). Fill that cache now, as licd: `licd --help` loads the daemon's
+# whole module graph and exits. Under qemu's software emulation (images/boot-test.sh) this cut
+# licd's first start from about 80 s to about 30 s.
+step "tsx cache for licd's first start"
+in_root install -d -m 0750 -o licd -g licd /var/cache/licd
+in_root runuser -u licd -- env TMPDIR=/var/cache/licd node /opt/licd/bin/licd.mjs --help
+
+# --- /etc/licd ----------------------------------------------------------------------------------
+install -d -m 0755 "$ROOT/etc/licd"
+if [ "$DEV" = 1 ]; then
+  step "config: development mode, emulated dongle, external mosquitto"
+  cat >"$ROOT/etc/licd/licd.json" <<'EOF'
+{
+  "dataDir": "/var/lib/licd",
+  "development": true,
+  "mqtt": {
+    "broker": "external",
+    "url": "mqtt://127.0.0.1:1883",
+    "username": "licd",
+    "passwordFile": "/etc/licd/mqtt.password"
+  },
+  "dongle": { "transport": "emulated" },
+  "log": { "level": "info", "format": "text" }
+}
+EOF
+else
+  step "config: vendor license, $DONGLE dongle, external mosquitto"
+  install -m 0644 "$ENTITLEMENT" "$ROOT/etc/licd/entitlement.json"
+  # licd.json.example with the vendor key filled in and the chosen dongle transport.
+  node -e '
+    const fs = require("fs");
+    const [src, dst, key, dongle] = process.argv.slice(1);
+    const c = JSON.parse(fs.readFileSync(src, "utf8"));
+    c.vendorPublicKey = key.toLowerCase();
+    if (dongle === "serial") c.dongle = { transport: "serial", path: "/dev/licd-dongle-tty" };
+    fs.writeFileSync(dst, JSON.stringify(c, null, 2) + "\n");
+  ' "$S/licd.json.example" "$ROOT/etc/licd/licd.json" "$VENDOR_KEY" "$DONGLE"
+  # The serial transport needs cdc_acm loaded at boot; the HID one does not use it.
+  [ "$DONGLE" = serial ] || rm -f "$ROOT/etc/modules-load.d/licd.conf"
+fi
+chmod 0644 "$ROOT/etc/licd/licd.json"
+
+# --- mosquitto passwords: licd (plain for licd, hashed for mosquitto) and admin -----------------
+step "mosquitto password file for licd and admin"
+randpw() { head -c 18 /dev/urandom | base64 | tr '+/' '-_'; }
+(
+  umask 077
+  licd_pw=$(randpw)
+  if [ -n "$ADMIN_PW_FILE" ]; then admin_pw=$(head -n 1 "$ADMIN_PW_FILE"); else admin_pw=$(randpw); fi
+  [ -n "$admin_pw" ] || die "the admin password is empty"
+  case "$admin_pw" in *:*) die "the admin password must not contain ':'" ;; esac
+  printf '%s\n' "$licd_pw" >"$ROOT/etc/licd/mqtt.password"
+  printf 'licd:%s\nadmin:%s\n' "$licd_pw" "$admin_pw" >"$ROOT/etc/mosquitto/licd.passwd"
+  if [ -z "$ADMIN_PW_FILE" ]; then printf '%s\n' "$admin_pw" >"$OUT/admin.password"; else cp "$ADMIN_PW_FILE" "$OUT/admin.password"; fi
+)
+chmod 0600 "$OUT/admin.password"
+in_root mosquitto_passwd -U /etc/mosquitto/licd.passwd
+grep -q '^admin:\$7\$' "$ROOT/etc/mosquitto/licd.passwd" || die "mosquitto_passwd -U did not hash the password file"
+# Owners and modes from licd.tmpfiles.conf (applied again at every boot).
+in_root systemd-tmpfiles --create /usr/lib/tmpfiles.d/licd.conf
+# tmpfiles.d leaves unlisted files alone: the emulated-dongle image has no entitlement.json.
+in_root stat -c "%U:%G %a %n" /etc/licd/mqtt.password /etc/mosquitto/licd.passwd
+
+# --- the rest of the system ------------------------------------------------------------------------
+step "hostname, fstab, network, services"
+echo "$HOST_NAME" >"$ROOT/etc/hostname"
+cat >"$ROOT/etc/hosts" <<EOF
+127.0.0.1	localhost
+127.0.1.1	$HOST_NAME
+::1		localhost ip6-localhost ip6-loopback
+EOF
+cat >"$ROOT/etc/systemd/network/50-wired.network" <<'EOF'
+# The appliance's LAN port: DHCP (give it a fixed lease on the DHCP server, or replace DHCP=
+# with Address= and Gateway= for a static address).
+[Match]
+Name=en* eth*
+
+[Network]
+DHCP=yes
+EOF
+ln -sf /usr/share/zoneinfo/Etc/UTC "$ROOT/etc/localtime"
+echo Etc/UTC >"$ROOT/etc/timezone"
+# An empty machine-id: each appliance makes its own on first boot. systemd-firstboot would ask on
+# the console for a locale and time zone then and hold up the boot: it has nothing to ask.
+: >"$ROOT/etc/machine-id"
+ln -sf /dev/null "$ROOT/etc/systemd/system/systemd-firstboot.service"
+in_root systemctl enable systemd-networkd.service mosquitto.service licd.service
+if [ "$DEV" = 1 ]; then
+  # The development image shows the journal on the serial console, so a failed boot test shows why.
+  install -d "$ROOT/etc/systemd/journald.conf.d"
+  printf '[Journal]\nForwardToConsole=yes\nMaxLevelConsole=info\n' >"$ROOT/etc/systemd/journald.conf.d/10-licd-dev-console.conf"
+fi
+
+# --- kernel and initrd ------------------------------------------------------------------------------
+step "kernel and initrd"
+KVER=$(ls "$ROOT/lib/modules" | sort -V | tail -n 1)
+[ -n "$KVER" ] || die "no kernel modules in the image"
+[ -f "$ROOT/boot/initrd.img-$KVER" ] || in_root update-initramfs -c -k "$KVER"
+cp "$ROOT/boot/vmlinuz-$KVER" "$OUT/vmlinuz"
+cp "$ROOT/boot/initrd.img-$KVER" "$OUT/initrd.img"
+if [ "$ARCH" = amd64 ]; then
+  echo "root=LABEL=licd-root ro console=ttyS0 panic=-1" >"$OUT/cmdline"
+else
+  echo "root=LABEL=licd-root ro console=ttyAMA0 panic=-1" >"$OUT/cmdline"
+fi
+
+# --- clean up and make the disk image --------------------------------------------------------------
+step "clean up"
+in_root apt-get clean
+rm -f "$ROOT/usr/sbin/policy-rc.d" "$ROOT/etc/resolv.conf"
+rm -rf "$ROOT/var/lib/apt/lists/"* "$ROOT/tmp/"* "$ROOT/root/.npm" "$ROOT/var/log/"*.log
+cleanup
+{
+  echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "debian: $SUITE $ARCH, kernel $KVER"
+  echo "node: $NODE_VERSION, mosquitto: $(chroot "$ROOT" dpkg-query -W -f '${Version}' mosquitto)"
+  echo "licd: $(cat "$ROOT/opt/licd/REVISION")"
+  echo "mode: $([ "$DEV" = 1 ] && echo 'development (emulated dongle, demo entitlement)' || echo "appliance ($DONGLE dongle)")"
+  echo "hostname: $HOST_NAME"
+} >"$OUT/image.txt"
+
+USED_MB=$(du -sm "$ROOT" | cut -f1)
+SIZE_MB=$(( USED_MB * 5 / 4 + 512 ))
+step "mkfs.ext4 root.img (${SIZE_MB} MiB for ${USED_MB} MiB of files)"
+rm -f "$OUT/root.img"
+run mkfs.ext4 -q -F -L licd-root -d "$ROOT" "$OUT/root.img" "${SIZE_MB}M"
+
+step "done in $(( $(date +%s) - T0 )) s: $OUT/{root.img,vmlinuz,initrd.img,cmdline,admin.password}"
+cat "$OUT/image.txt"
