@@ -1,15 +1,18 @@
 /**
  * Timing probes inside the daemon, for the benchmark only: loaded with `node --import` before
  * src/main.ts when LICD_BENCH_INSTRUMENT_OUT names a file (bench/lib/daemon.ts does it). It wraps
- * two methods on their prototypes, without changing src/:
+ * methods on their prototypes, without changing src/:
  *
- *   LevelStore.commit      queue wait + batch + fsync of one change (the group commit)
+ *   LevelStore.commit      queue wait + batch + fsync of one change (the group commit), and the
+ *                          store's stats: synced batches and the changes they carried
  *   LicenseService.handle  one request from parse to answer (commit included)
+ *   CounterGate.commit     only to find the gate and read its stats: dongle counter steps
  *
  * and samples event-loop lag every 10 ms. On SIGUSR2 it writes a summary of what it saw since the
  * last signal to the file and starts over, so the bench can bracket a measuring window.
  */
 import { renameSync, writeFileSync } from 'node:fs';
+import { CounterGate } from '../src/core/integrity.ts';
 import { LicenseService } from '../src/core/service.ts';
 import { LevelStore } from '../src/store/level-store.ts';
 
@@ -25,6 +28,12 @@ export interface InstrumentDump {
   commit: Dist;
   handle: Dist;
   loopLag: Dist;
+  /** Group commit: synced batches written and changes they carried (LevelStore.stats). */
+  batches: number;
+  changes: number;
+  /** Borrow changes: dongle counter steps and the changes they bound (CounterGate.stats). */
+  counterSteps: number;
+  counterChanges: number;
 }
 
 const out = process.env.LICD_BENCH_INSTRUMENT_OUT;
@@ -40,8 +49,20 @@ if (out) {
   let handles: number[] = [];
   let lags: number[] = [];
 
+  let store: LevelStore | null = null;
+  let gate: CounterGate | null = null;
+  let base = { batches: 0, changes: 0, steps: 0, gateChanges: 0 };
+  const totals = () => ({ batches: store?.stats.batches ?? 0, changes: store?.stats.changes ?? 0, steps: gate?.stats.steps ?? 0, gateChanges: gate?.stats.changes ?? 0 });
+
+  const gateCommit = CounterGate.prototype.commit;
+  CounterGate.prototype.commit = function (this: CounterGate, mutations) {
+    gate = this;
+    return gateCommit.call(this, mutations);
+  };
+
   const commit = LevelStore.prototype.commit;
   LevelStore.prototype.commit = function (this: LevelStore, mutations) {
+    store = this;
     const t0 = performance.now();
     const p = commit.call(this, mutations);
     void p.then(
@@ -68,7 +89,17 @@ if (out) {
   }, every).unref();
 
   process.on('SIGUSR2', () => {
-    const dump: InstrumentDump = { commit: dist(commits), handle: dist(handles), loopLag: dist(lags) };
+    const t = totals();
+    const dump: InstrumentDump = {
+      commit: dist(commits),
+      handle: dist(handles),
+      loopLag: dist(lags),
+      batches: t.batches - base.batches,
+      changes: t.changes - base.changes,
+      counterSteps: t.steps - base.steps,
+      counterChanges: t.gateChanges - base.gateChanges,
+    };
+    base = t;
     commits = [];
     handles = [];
     lags = [];

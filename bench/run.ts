@@ -22,6 +22,7 @@ import { Figures } from './lib/figures.ts';
 import type { BurstResult, FarmResult, FarmStopResult, LatencyResult } from './lib/gen-protocol.ts';
 import { GeneratorPool } from './lib/generators.ts';
 import { startMosquitto, MOSQUITTO, type Mosquitto } from './lib/mosquitto.ts';
+import { Level } from 'level';
 import { preload } from './lib/preload.ts';
 import { cpuMs, cpuSplitMs, forkTracked, freePort, nowMs, openFileLimits, rssMiB, sleep, stopChild } from './lib/proc.ts';
 import { concatSamples, summarize, type Summary } from './lib/stats.ts';
@@ -363,6 +364,7 @@ async function phaseThroughput(ctx: BrokerCtx): Promise<number> {
     figs.add(`${b}.checkout_checkin.store_commit_p99_ms`, 'inside: durable write p99', licd.inside.commit.p99, 'ms');
     figs.add(`${b}.checkout_checkin.handle_p50_ms`, 'inside: request handling, parse to answer, p50', licd.inside.handle.p50, 'ms');
     figs.add(`${b}.checkout_checkin.loop_lag_p99_ms`, 'inside: event-loop lag p99', licd.inside.loopLag.p99, 'ms');
+    figs.add(`${b}.checkout_checkin.changes_per_fsync`, 'inside: changes per synced batch (group commit)', licd.inside.changes / licd.inside.batches, '');
   }
   if (errorCount(licd.errors) > 0) figs.add(`${b}.checkout_checkin.errors`, `errors: ${errorText(licd.errors)}`, errorCount(licd.errors), '');
   if (errorCount(limit.errors) > 0) figs.add(`${b}.limit.errors`, `errors: ${errorText(limit.errors)}`, errorCount(limit.errors), '');
@@ -383,6 +385,7 @@ async function phaseOpenLoop(ctx: BrokerCtx, d: DaemonProc, maxRtps: number): Pr
     figs.add(`${b}.half_load.handle_p99_ms`, 'inside: request handling p99', r.inside.handle.p99, 'ms');
     figs.add(`${b}.half_load.store_commit_p99_ms`, 'inside: durable write p99', r.inside.commit.p99, 'ms');
     figs.add(`${b}.half_load.loop_lag_p99_ms`, 'inside: event-loop lag p99', r.inside.loopLag.p99, 'ms');
+    figs.add(`${b}.half_load.changes_per_fsync`, 'inside: changes per synced batch', r.inside.changes / r.inside.batches, '');
   }
   if (errorCount(r.errors) > 0) figs.add(`${b}.half_load.errors`, `errors: ${errorText(r.errors)}`, errorCount(r.errors), '');
 }
@@ -403,6 +406,7 @@ async function phaseBurst(ctx: BrokerCtx, d: DaemonProc): Promise<void> {
     const borrowPerGen = Math.ceil(P.borrowBurst / P.burstGens);
     log(`${b}: burst of ${borrowPerGen * P.burstGens} borrows`);
     const at0 = nowMs() + 1000;
+    await d.probe();
     const br = await pool.all<BurstResult>({ cmd: 'burst', at: at0, op: 'borrow', params: {}, borrow: { feature: FEATURE, hours: BORROW_HOURS }, clients: borrowPerGen, timeoutMs: 30_000 }, 90_000);
     const bOk = br.reduce((s, r) => s + r.ok, 0);
     const bLast = Math.max(...br.map((r) => r.lastAnswerAt ?? at0));
@@ -411,9 +415,16 @@ async function phaseBurst(ctx: BrokerCtx, d: DaemonProc): Promise<void> {
     figs.add(`${b}.borrow.tokens_per_s`, 'borrow tokens issued per second in the burst', bOk / bS, '/s', { cmp: '>=', value: 1000 });
     const be = sumErrors(br);
     if (errorCount(be) > 0) figs.add(`${b}.borrow.errors`, `errors: ${errorText(be)}`, errorCount(be), '');
+    const bIn = await d.probe();
+    if (bIn) {
+      figs.add(`${b}.borrow.handle_p50_ms`, 'inside: borrow handling p50 (counter step and writes included)', bIn.handle.p50, 'ms');
+      figs.add(`${b}.borrow.per_counter_step`, 'inside: borrows bound per dongle counter step', bIn.counterChanges / bIn.counterSteps, '');
+      figs.add(`${b}.borrow.counter_steps`, 'inside: dongle counter steps in the burst', bIn.counterSteps, '');
+    }
 
     log(`${b}: burst: ${c.connected} nodes ask for a seat at once`);
     const at = nowMs() + 1000;
+    await d.probe();
     const rs = await pool.all<BurstResult>({ cmd: 'burst', at, op: 'checkout', params: { feature: FEATURE, user: 'render', host: 'rn-$pid-$i', pid: 1 }, timeoutMs: 60_000 }, 120_000);
     const ok = rs.reduce((s, r) => s + r.ok, 0);
     const last = Math.max(...rs.map((r) => r.lastAnswerAt ?? at));
@@ -424,7 +435,12 @@ async function phaseBurst(ctx: BrokerCtx, d: DaemonProc): Promise<void> {
     figs.add(`${b}.burst.unanswered`, `burst: not granted${errorCount(e) ? ` (${errorText(e)})` : ''}`, c.connected - ok, '', { cmp: '<=', value: 0 });
     figs.add(`${b}.burst.p50_s`, 'burst: median answer time', summarize(concatSamples(rs.map((r) => r.samples))).p50 / 1000, 's');
     figs.add(`${b}.burst.send_spread_ms`, 'burst: time for the generators to send all requests', spread, 'ms');
-    await pool.all({ cmd: 'checkinAll', concurrency: 50 }, 120_000);
+    const bu = await d.probe();
+    if (bu) {
+      figs.add(`${b}.burst.changes_per_fsync`, 'inside: changes per synced batch in the burst', bu.changes / bu.batches, '');
+      figs.add(`${b}.burst.loop_lag_max_ms`, 'inside: longest event-loop stall in the burst', bu.loopLag.max, 'ms');
+    }
+    // No checkin: the daemon is stopped next, with these leases.
   } finally {
     await pool.stop();
   }
@@ -434,10 +450,11 @@ async function phaseFarm(ctx: BrokerCtx): Promise<void> {
   const b = ctx.name;
   const n = P.farm;
   const d = await startDaemon(ctx, 'farm', { maxSockets: n + 100 });
+  const idleMs = P.quick ? 1000 : 3000;
   await sleep(500);
   const idle0 = d.cpuMs();
-  await sleep(2000);
-  const idleCpuPct = ((d.cpuMs() - idle0) / 2000) * 100;
+  await sleep(idleMs);
+  const idleCpuPct = ((d.cpuMs() - idle0) / idleMs) * 100;
   const idleRss = d.rssMiB();
   const pool = gens.view(P.farmGens);
   try {
@@ -547,6 +564,28 @@ async function phaseRestart(ctx: BrokerCtx): Promise<void> {
   }
 }
 
+/** The disk under the databases: one synced LevelDB batch at a time, nothing else running. */
+async function phaseDisk(): Promise<void> {
+  const dir = freshDir('disk');
+  const db = new Level<string, unknown>(dir, { valueEncoding: 'json' });
+  await db.open();
+  const n = P.quick ? 200 : 1000;
+  const t: number[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      await db.batch([{ type: 'put', key: `lease!${i}`, value: { id: i, feature: FEATURE, expiresAt: Date.now() } }], { sync: true });
+      t.push(performance.now() - t0);
+    }
+  } finally {
+    await db.close();
+  }
+  const s = summarize(t);
+  figs.add('disk.sync_write_p50_ms', `one synced LevelDB batch, alone (${n} in a row): p50`, s.p50, 'ms');
+  figs.add('disk.sync_write_p99_ms', 'the same, p99', s.p99, 'ms');
+  figs.add('disk.sync_write_max_ms', 'the same, max', s.max, 'ms');
+}
+
 async function runBroker(name: 'mosquitto' | 'aedes'): Promise<void> {
   let mosq: Mosquitto | null = null;
   if (name === 'mosquitto') {
@@ -634,6 +673,7 @@ async function main(): Promise<number> {
     vendorKey = makeVendorKey();
     const nGens = Math.max(P.closedGens, P.burstGens, P.farmGens);
     gens = GeneratorPool.start(nGens, Math.max(P.clients, Math.ceil(P.burst / P.burstGens), Math.ceil(P.farm / P.farmGens)));
+    await phaseDisk();
     for (const b of P.brokers) await runBroker(b);
     await phaseVerify();
   } catch (e) {
