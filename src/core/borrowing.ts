@@ -230,7 +230,7 @@ export class Borrowing {
     const now = ctx.now;
     this.fresh(req, now, via);
     // A repeated request (a lost answer, a re-imported file) gets the same tokens, not more seats.
-    const existing = this.table.allBorrows().filter((b) => b.requestId === req.requestId && b.clientKey === req.clientKey);
+    const existing = this.table.borrowsOfRequest(req.clientKey, req.requestId);
     if (existing.length > 0) return { tokens: existing.map((b) => this.bundle(b, b.tokenIssuedAt)), borrows: existing.map(borrowView) };
     this.d.service.requireDongle();
     this.d.guard?.(now);

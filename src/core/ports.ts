@@ -36,7 +36,11 @@ export interface StoredState {
  */
 export interface StateStore {
   load(): Promise<StoredState>;
-  commit(mutations: readonly Mutation[]): Promise<void>;
+  /**
+   * `lazy`: the change may wait a few milliseconds for others to share its sync (heartbeats:
+   * hundreds a second, each alone otherwise); it is still synced before the promise resolves.
+   */
+  commit(mutations: readonly Mutation[], opts?: { lazy?: boolean }): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -50,7 +54,7 @@ export class MemoryStore implements StateStore {
   async load(): Promise<StoredState> {
     return { leases: [...this.leases.values()], borrows: [...this.borrows.values()], meta: new Map(this.meta) };
   }
-  async commit(mutations: readonly Mutation[]): Promise<void> {
+  async commit(mutations: readonly Mutation[], _opts?: { lazy?: boolean }): Promise<void> {
     if (this.failNext > 0) {
       this.failNext--;
       throw new Error('injected store failure');

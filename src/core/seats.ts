@@ -40,6 +40,8 @@ export class SeatTable {
   /** `${clientId}\0${pid}\0${feature}` -> lease id: a repeated checkout extends instead of taking another seat. */
   private readonly byOwner = new Map<string, string>();
   private readonly byClient = new Map<string, Set<string>>();
+  /** `${clientKey}\0${requestId}` -> borrow ids: a repeated borrow request is found without a scan. */
+  private readonly byRequest = new Map<string, Set<string>>();
   /** Expiry buckets by whole second: 'L' + lease id or 'B' + borrow id. */
   private readonly wheel = new Map<number, Set<string>>();
   private wheelCursor = -1;
@@ -242,6 +244,10 @@ export class SeatTable {
 
   getBorrow(id: string): Borrow | undefined {
     return this.borrows.get(id);
+  }
+
+  borrowsOfRequest(clientKey: string, requestId: string): Borrow[] {
+    return [...(this.byRequest.get(`${clientKey}\0${requestId}`) ?? [])].map((id) => this.borrows.get(id)!).filter(Boolean);
   }
 
   allBorrows(): Borrow[] {
@@ -467,6 +473,10 @@ export class SeatTable {
     this.borrows.set(b.id, b);
     f.borrows.set(b.id, b);
     f.borrowed += b.count;
+    const rk = `${b.clientKey}\0${b.requestId}`;
+    let set = this.byRequest.get(rk);
+    if (!set) this.byRequest.set(rk, (set = new Set()));
+    set.add(b.id);
     this.wheelAdd('B' + b.id, b.expiresAt);
   }
 
@@ -475,6 +485,12 @@ export class SeatTable {
     this.borrows.delete(b.id);
     f.borrows.delete(b.id);
     f.borrowed -= b.count;
+    const rk = `${b.clientKey}\0${b.requestId}`;
+    const set = this.byRequest.get(rk);
+    if (set) {
+      set.delete(b.id);
+      if (set.size === 0) this.byRequest.delete(rk);
+    }
     this.wheelRemove('B' + b.id, b.expiresAt);
   }
 

@@ -234,12 +234,12 @@ export class LicenseService {
    * With bindCounter, the change goes through the counter gate: the dongle's counter steps first
    * and its new value is written in the same batch (anti-rollback for borrows).
    */
-  async commit<T>(change: Change<T>, touched: Iterable<string>, opts: { bindCounter?: boolean } = {}): Promise<T> {
+  async commit<T>(change: Change<T>, touched: Iterable<string>, opts: { bindCounter?: boolean; lazy?: boolean } = {}): Promise<T> {
     if (change.mutations.length === 0) return change.result;
     const gate = opts.bindCounter ? this.deps.counterGate : undefined;
     try {
       if (gate) await gate.commit(change.mutations);
-      else await this.deps.store.commit(change.mutations);
+      else await this.deps.store.commit(change.mutations, opts.lazy ? { lazy: true } : {});
     } catch (e) {
       change.undo();
       if (e instanceof CounterStepError) {
@@ -299,7 +299,7 @@ export class LicenseService {
       this.requireDongle();
     }
     const change = this.table.heartbeat(ctx.clientId, ids, ctx.now);
-    const { renewed, unknown } = await this.commit(change, []);
+    const { renewed, unknown } = await this.commit(change, [], { lazy: true });
     return { renewed: renewed.map((l) => ({ id: l.id, until: iso(l.expiresAt) })), unknown };
   }
 

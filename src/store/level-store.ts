@@ -10,7 +10,8 @@ import type { StateStore, StoredState } from '../core/ports.ts';
  *   borrow!<id>        one Borrow (JSON)
  * Each change is one batch written with sync: true. Changes that arrive while a batch is being
  * synced wait and go out together in the next batch (group commit), so a burst of concurrent
- * requests shares one fsync instead of queueing one each.
+ * requests shares one fsync instead of queueing one each. Heartbeats are "lazy": they wait up to
+ * LAZY_MS for company, still synced before they are answered.
  */
 export const SCHEMA_VERSION = 1;
 
@@ -75,17 +76,32 @@ export class LevelStore implements StateStore {
     return { leases, borrows, meta };
   }
 
-  commit(mutations: readonly Mutation[]): Promise<void> {
+  /** How long a lazy change (a heartbeat) may wait for others to share its sync. */
+  static readonly LAZY_MS = 25;
+  private lazyTimer: NodeJS.Timeout | null = null;
+
+  commit(mutations: readonly Mutation[], opts: { lazy?: boolean } = {}): Promise<void> {
     if (this.closed) return Promise.reject(new Error('store is closed'));
     if (mutations.length === 0) return Promise.resolve();
     const ops: Op[] = mutations.map(toOp);
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ ops, resolve, reject });
-      if (!this.writing) void this.drain();
+      if (this.writing) return;
+      if (opts.lazy) {
+        // Heartbeats trickle in one at a time; a short wait lets a few dozen share one fsync.
+        this.lazyTimer ??= setTimeout(() => {
+          this.lazyTimer = null;
+          if (!this.writing) void this.drain();
+        }, LevelStore.LAZY_MS);
+      } else void this.drain();
     });
   }
 
   private async drain(): Promise<void> {
+    if (this.lazyTimer) {
+      clearTimeout(this.lazyTimer);
+      this.lazyTimer = null;
+    }
     this.writing = true;
     while (this.queue.length > 0) {
       const group = this.queue;
@@ -105,6 +121,7 @@ export class LevelStore implements StateStore {
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.queue.length > 0 && !this.writing) void this.drain();
     while (this.writing) await new Promise((r) => setTimeout(r, 5));
     await this.db.close();
   }

@@ -41,3 +41,21 @@ test('a database from a newer licd is refused with a message', async (t) => {
   await db.close();
   await t.throwsAsync(LevelStore.open(dir), { message: /newer than this licd understands/ });
 });
+
+test('heartbeats arriving one at a time share syncs (lazy group commit), each still synced before it resolves', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const store = await LevelStore.open(dir);
+  const done: Array<Promise<void>> = [];
+  for (let i = 0; i < 40; i++) {
+    done.push(store.commit([{ kind: 'lease.put', lease: lease(`H${i}`) }], { lazy: true }));
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  await Promise.all(done);
+  t.is(store.stats.changes, 40);
+  t.true(store.stats.batches <= 20, `40 spaced heartbeats took ${store.stats.batches} syncs`);
+  await store.close();
+  const again = await LevelStore.open(dir);
+  t.is((await again.load()).leases.length, 40);
+  await again.close();
+});
