@@ -224,12 +224,20 @@ export class Borrowing {
     return { format: 'licd-token-bundle/1', token: env, entitlement: chain.entitlement, delegation: chain.delegation };
   }
 
+  /** Borrow requests whose change is being written: a repeat waits for it (see borrow()). */
+  private readonly inFlight = new Map<string, Promise<unknown>>();
+
   private async borrow(ctx: RequestContext, raw: unknown, via: 'online' | 'file'): Promise<BorrowResult> {
     const req = this.open(raw);
     if (req.renew) throw new LicdError('BAD_REQUEST', 'this request renews borrows: send it as borrow.renew', { field: 'renew' });
     const now = ctx.now;
     this.fresh(req, now, via);
-    // A repeated request (a lost answer, a re-imported file) gets the same tokens, not more seats.
+    // A repeated request (a lost answer, a re-imported file) gets the same tokens, not more seats;
+    // but only once they are on disk: answering from memory while the first copy is still being
+    // written would hand out a token that a crash could leave without its seat.
+    const key = `${req.clientKey}\0${req.requestId}`;
+    const pending = this.inFlight.get(key);
+    if (pending) await pending.catch(() => {});
     const existing = this.table.borrowsOfRequest(req.clientKey, req.requestId);
     if (existing.length > 0) return { tokens: existing.map((b) => this.bundle(b, b.tokenIssuedAt)), borrows: existing.map(borrowView) };
     this.d.service.requireDongle();
@@ -267,7 +275,14 @@ export class Borrowing {
       for (const c of changes.reverse()) c.undo();
       throw e;
     }
-    const borrows = await this.d.service.commit(merge(changes), req.items.map((i) => i.feature), { bindCounter: true });
+    const written = this.d.service.commit(merge(changes), req.items.map((i) => i.feature), { bindCounter: true });
+    this.inFlight.set(key, written);
+    let borrows: Borrow[];
+    try {
+      borrows = await written;
+    } finally {
+      if (this.inFlight.get(key) === written) this.inFlight.delete(key);
+    }
     for (const b of borrows) this.d.service.log.info('borrowed', { borrow: b.id, feature: b.feature, count: b.count, user: b.user, host: b.hostName, until: iso(b.expiresAt), via });
     return { tokens: borrows.map((b) => this.bundle(b, now)), borrows: borrows.map(borrowView) };
   }

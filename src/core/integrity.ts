@@ -118,7 +118,7 @@ export class CounterStepError extends Error {
  * nothing of the group is written and every caller gets the error.
  */
 export class CounterGate {
-  private queue: Array<{ mutations: readonly Mutation[]; resolve(): void; reject(e: unknown): void }> = [];
+  private queue: Array<{ mutations: readonly Mutation[]; step: boolean; resolve(): void; reject(e: unknown): void }> = [];
   private busy = false;
   /** Steps made and groups written, for the benchmark and tests. */
   readonly stats = { steps: 0, changes: 0 };
@@ -146,9 +146,15 @@ export class CounterGate {
     this.current = v;
   }
 
-  commit(mutations: readonly Mutation[]): Promise<void> {
+  /**
+   * Queues a change. `step: false` is for changes that touch borrow records without extending
+   * them (a return, a lost mark, an expiry): they need no counter step, but they must be written
+   * in the order they were decided relative to the stepped ones, or a return decided after a
+   * renewal could be overwritten by it on disk.
+   */
+  commit(mutations: readonly Mutation[], opts: { step?: boolean } = {}): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ mutations, resolve, reject });
+      this.queue.push({ mutations, step: opts.step !== false, resolve, reject });
       if (!this.busy) void this.drain();
     });
   }
@@ -158,29 +164,42 @@ export class CounterGate {
     while (this.queue.length > 0) {
       const group = this.queue;
       this.queue = [];
-      try {
-        if (this.needResync && this.readCounter) {
-          // A step that failed may still have stepped the dongle; nothing was answered for it,
-          // so the database adopts the dongle's value before going on.
-          this.current = await this.readCounter();
-          await this.store.commit([{ kind: 'meta.put', key: META_COUNTER, value: this.current.toString() }]);
-          this.needResync = false;
-        }
-        await this.store.commit([{ kind: 'meta.put', key: META_COUNTER_PENDING, value: (this.current + 1n).toString() }]);
-        let v: bigint;
+      const stepped = group.filter((g) => g.step);
+      let written = group;
+      let value: bigint | null = null;
+      if (stepped.length > 0) {
         try {
-          v = await this.step();
+          if (this.needResync && this.readCounter) {
+            // A step that failed may still have stepped the dongle; nothing was answered for it,
+            // so the database adopts the dongle's value before going on.
+            this.current = await this.readCounter();
+            await this.store.commit([{ kind: 'meta.put', key: META_COUNTER, value: this.current.toString() }]);
+            this.needResync = false;
+          }
+          await this.store.commit([{ kind: 'meta.put', key: META_COUNTER_PENDING, value: (this.current + 1n).toString() }]);
+          try {
+            value = await this.step();
+          } catch (e) {
+            throw new CounterStepError(e);
+          }
+          this.current = value;
+          this.stats.steps++;
         } catch (e) {
-          throw new CounterStepError(e);
+          this.needResync = true;
+          // Newest first: their undo() runs in that order, so a record two of them touched ends
+          // as it was before the older one.
+          for (const g of [...stepped].reverse()) g.reject(e);
+          written = group.filter((g) => !g.step);
         }
-        this.current = v;
-        await this.store.commit([...group.flatMap((g) => g.mutations), { kind: 'meta.put', key: META_COUNTER, value: v.toString() }]);
-        this.stats.steps++;
-        this.stats.changes += group.length;
-        for (const g of group) g.resolve();
+      }
+      if (written.length === 0) continue;
+      try {
+        const tail: Mutation[] = value === null ? [] : [{ kind: 'meta.put', key: META_COUNTER, value: value.toString() }];
+        await this.store.commit([...written.flatMap((g) => g.mutations), ...tail]);
+        this.stats.changes += written.length;
+        for (const g of written) g.resolve();
       } catch (e) {
-        this.needResync = true;
-        for (const g of group) g.reject(e);
+        for (const g of [...written].reverse()) g.reject(e);
       }
     }
     this.busy = false;

@@ -236,9 +236,12 @@ export class LicenseService {
    */
   async commit<T>(change: Change<T>, touched: Iterable<string>, opts: { bindCounter?: boolean; lazy?: boolean } = {}): Promise<T> {
     if (change.mutations.length === 0) return change.result;
-    const gate = opts.bindCounter ? this.deps.counterGate : undefined;
+    // Changes to borrow records keep one write order with the counter-bound ones (which wait for
+    // a dongle step): a return decided after a renewal must not reach the disk before it.
+    const touchesBorrows = change.mutations.some((m) => m.kind === 'borrow.put' || m.kind === 'borrow.del');
+    const gate = opts.bindCounter || touchesBorrows ? this.deps.counterGate : undefined;
     try {
-      if (gate) await gate.commit(change.mutations);
+      if (gate) await gate.commit(change.mutations, { step: opts.bindCounter === true });
       else await this.deps.store.commit(change.mutations, opts.lazy ? { lazy: true } : {});
     } catch (e) {
       change.undo();

@@ -148,6 +148,9 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     const loaded = await store.load();
     const restored = table.restore(loaded.leases, loaded.borrows, clock.now());
     await store.commit(restored.mutations);
+    for (const problem of table.checkInvariants(clock.now())) {
+      log.error('the stored state breaks a seat invariant (no new seats are granted for it until it is back within the count)', { problem });
+    }
     log.info('state loaded', {
       leases: loaded.leases.length - restored.result.dropped.length - restored.result.orphans.length,
       borrows: loaded.borrows.length - restored.result.droppedBorrows.length,
@@ -198,7 +201,12 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       return (await cur.link.info()).counter;
     };
     const gateProxy = {
-      commit: (m: Parameters<CounterGate['commit']>[0]) => (gate ? gate.commit(m) : Promise.reject(new Err('DONGLE_ABSENT', 'the dongle has not been seen since start: no borrow state can be bound to its counter'))),
+      commit: (m: Parameters<CounterGate['commit']>[0], o: Parameters<CounterGate['commit']>[1] = {}) =>
+        gate
+          ? gate.commit(m, o)
+          : o.step === false
+            ? store.commit(m)
+            : Promise.reject(new Err('DONGLE_ABSENT', 'the dongle has not been seen since start: no borrow state can be bound to its counter')),
     } as unknown as CounterGate;
 
     let link!: ServerLink;

@@ -113,7 +113,9 @@ export class LevelStore implements StateStore {
         this.stats.changes += group.length;
         for (const p of group) p.resolve();
       } catch (e) {
-        for (const p of group) p.reject(e);
+        // Newest first, so the undo()s run newest first and a record two changes touched ends
+        // as it was before the older one.
+        for (const p of [...group].reverse()) p.reject(e);
       }
     }
     this.writing = false;
