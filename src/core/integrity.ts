@@ -146,6 +146,11 @@ export class CounterGate {
     this.current = v;
   }
 
+  /** Something is queued or being written: every change must then queue here to keep the order. */
+  get active(): boolean {
+    return this.busy || this.queue.length > 0;
+  }
+
   /**
    * Queues a change. `step: false` is for changes that touch borrow records without extending
    * them (a return, a lost mark, an expiry): they need no counter step, but they must be written
@@ -186,10 +191,11 @@ export class CounterGate {
           this.stats.steps++;
         } catch (e) {
           this.needResync = true;
-          // Newest first: their undo() runs in that order, so a record two of them touched ends
-          // as it was before the older one.
-          for (const g of [...stepped].reverse()) g.reject(e);
-          written = group.filter((g) => !g.step);
+          // Nothing of the group is written, and every change in it is undone newest first, so a
+          // record two of them touched (a renewal, then a return of the same borrow) ends as it
+          // was before both.
+          for (const g of [...group].reverse()) g.reject(e);
+          written = [];
         }
       }
       if (written.length === 0) continue;

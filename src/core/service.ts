@@ -238,8 +238,11 @@ export class LicenseService {
     if (change.mutations.length === 0) return change.result;
     // Changes to borrow records keep one write order with the counter-bound ones (which wait for
     // a dongle step): a return decided after a renewal must not reach the disk before it.
+    // And while the gate holds anything, every change queues behind it: a checkout that takes the
+    // seat a queued return freed must not reach the disk (and be answered) before that return.
     const touchesBorrows = change.mutations.some((m) => m.kind === 'borrow.put' || m.kind === 'borrow.del');
-    const gate = opts.bindCounter || touchesBorrows ? this.deps.counterGate : undefined;
+    const g = this.deps.counterGate;
+    const gate = g && (opts.bindCounter || touchesBorrows || g.active) ? g : undefined;
     try {
       if (gate) await gate.commit(change.mutations, { step: opts.bindCounter === true });
       else await this.deps.store.commit(change.mutations, opts.lazy ? { lazy: true } : {});

@@ -201,6 +201,9 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       return (await cur.link.info()).counter;
     };
     const gateProxy = {
+      get active() {
+        return gate?.active ?? false;
+      },
       commit: (m: Parameters<CounterGate['commit']>[0], o: Parameters<CounterGate['commit']>[1] = {}) =>
         gate
           ? gate.commit(m, o)
