@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Boots the x86_64 development image (images/build.sh --dev) under qemu with software emulation,
-# waits until licd answers over MQTT through a forwarded loopback port, checks the demo features,
-# a checkout, a denial and an admin request with the project's own licctl, then powers the guest
-# off. Exit 0 on success; otherwise non-zero with the tail of the guest's console log.
-# Not part of `npm test` (minutes, not seconds): see images/README.md.
+# Boots the development image (images/build.sh --dev: x86_64; or the arm64 one, --name arm64-dev)
+# under qemu with software emulation, waits until licd answers over MQTT through a forwarded
+# loopback port, checks the demo features, a checkout, a denial, an admin request and the watchdog
+# with the project's own licctl, then powers the guest off. Exit 0 on success; otherwise non-zero
+# with the tail of the guest's console log. Not part of `npm test` (minutes): see images/README.md.
 #
 #   images/boot-test.sh [--name amd64-dev] [--timeout 240] [--port N] [--smp 2]
 set -euo pipefail
@@ -31,12 +31,21 @@ for f in root.img vmlinuz initrd.img cmdline admin.password; do
   [ -e "$IMG/$f" ] || { echo "boot-test.sh: $IMG/$f is missing: run images/build.sh --dev first" >&2; exit 2; }
 done
 
+# The image's architecture (build.sh writes "debian: SUITE ARCH, ..." into image.txt).
+ARCH=$(sed -n 's/^debian: [a-z]* \([a-z0-9]*\),.*/\1/p' "$IMG/image.txt")
+case "$ARCH" in
+  amd64) QEMU=qemu-system-x86_64; QEMU_PKG=qemu-system-x86; MACHINE=(-machine q35) ;;
+  # The arm64 image under emulation (not the Pi: see README.md); slower than the x86_64 one.
+  arm64) QEMU=qemu-system-aarch64; QEMU_PKG=qemu-system-arm; MACHINE=(-machine virt -cpu cortex-a72) ;;
+  *) echo "boot-test.sh: cannot tell the image's architecture from $IMG/image.txt" >&2; exit 2 ;;
+esac
+
 # --- what the test needs on the host --------------------------------------------------------------
-if ! command -v qemu-system-x86_64 >/dev/null; then
-  echo "installing qemu-system-x86"
+if ! command -v "$QEMU" >/dev/null; then
+  echo "installing $QEMU_PKG"
   SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 >/dev/null
+  { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$QEMU_PKG"; } \
+    >"$IMG/qemu-install.log" 2>&1 || { tail -n 20 "$IMG/qemu-install.log" >&2; echo "boot-test.sh: cannot install $QEMU_PKG" >&2; exit 2; }
 fi
 command -v node >/dev/null || { echo "boot-test.sh: needs node (the host runs licctl)" >&2; exit 2; }
 [ -d "$REPO/node_modules/mqtt" ] || (cd "$REPO" && npm ci --no-audit --no-fund)
@@ -88,8 +97,8 @@ trap cleanup EXIT
 # -snapshot: the guest's writes go to a temporary file, so every run is the appliance's first boot
 # and root.img stays as built. restrict=on: the guest reaches nothing outside (no NTP, no DNS);
 # only the forwarded port connects in.
-echo "booting $IMG (qemu TCG, $SMP CPUs, 1024 MiB), MQTT forwarded to 127.0.0.1:$PORT"
-qemu-system-x86_64 -machine q35 -accel tcg -m 1024 -smp "$SMP" -nographic -no-reboot \
+echo "booting $IMG ($QEMU TCG, $SMP CPUs, 1024 MiB), MQTT forwarded to 127.0.0.1:$PORT"
+"$QEMU" "${MACHINE[@]}" -accel tcg -m 1024 -smp "$SMP" -nographic -no-reboot \
   -kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.img" -append "$(cat "$IMG/cmdline")" \
   -drive "file=$IMG/root.img,format=raw,if=virtio" -snapshot \
   -netdev "user,id=lan,restrict=on,hostfwd=tcp:127.0.0.1:$PORT-:1883" -device virtio-net-pci,netdev=lan \

@@ -106,8 +106,9 @@ command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
 command -v mkfs.ext4 >/dev/null || need_pkgs+=(e2fsprogs)
 command -v git >/dev/null || need_pkgs+=(git)
 HOST_ARCH=$(dpkg --print-architecture)
+case "$ARCH" in amd64) QEMU_ARCH=x86_64 ;; arm64) QEMU_ARCH=aarch64 ;; esac
 if [ "$ARCH" != "$HOST_ARCH" ]; then
-  [ -e /usr/bin/qemu-aarch64-static ] || [ -e /usr/libexec/qemu-binfmt/aarch64-binfmt-P ] || need_pkgs+=(qemu-user-static binfmt-support)
+  [ -e "/usr/bin/qemu-$QEMU_ARCH-static" ] || [ -e "/usr/libexec/qemu-binfmt/$QEMU_ARCH-binfmt-P" ] || need_pkgs+=(qemu-user-static binfmt-support)
 fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   step "installing host tools: ${need_pkgs[*]}"
@@ -118,10 +119,11 @@ if [ "$ARCH" != "$HOST_ARCH" ]; then
   # debootstrap's second stage and npm run target binaries in the chroot through binfmt_misc.
   [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc \
     || die "binfmt_misc is not available: cannot run $ARCH binaries (see images/README.md)"
-  command -v update-binfmts >/dev/null && update-binfmts --enable qemu-aarch64 >>"$LOG" 2>&1 || true
-  [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || die "no qemu-aarch64 binfmt handler registered (install qemu-user-static)"
+  command -v update-binfmts >/dev/null && update-binfmts --enable "qemu-$QEMU_ARCH" >>"$LOG" 2>&1 || true
+  [ -e "/proc/sys/fs/binfmt_misc/qemu-$QEMU_ARCH" ] || die "no qemu-$QEMU_ARCH binfmt handler registered (install qemu-user-static)"
 fi
 # npm: the host's npm runs inside the chroot with the target's node (see "licd" below).
+command -v npm >/dev/null || die "needs node and npm (11, as the project's CI uses) on the build machine"
 NPM_DIR=$(dirname "$(readlink -f "$(command -v npm)")")/..
 NPM_DIR=$(cd "$NPM_DIR" && pwd)
 [ -f "$NPM_DIR/bin/npm-cli.js" ] || die "cannot find npm's npm-cli.js (looked in $NPM_DIR/bin)"
