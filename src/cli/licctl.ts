@@ -172,8 +172,13 @@ async function holdUntilSignal(client: LicdClient, lease: Lease, record: boolean
     process.once('SIGHUP', done);
   });
   try {
-    await client.checkin({ leases: [lease.id] });
+    // A short wait: with the server gone the check-in cannot arrive, and the lease ends by itself.
+    await client.request('checkin', { leases: [lease.id] }, { timeoutMs: 3000 });
+    client.forget(lease.id);
     out(`checked in ${lease.view.feature} (lease ${lease.id})`);
+  } catch (e) {
+    client.forget(lease.id);
+    err(`licctl: could not check in ${lease.view.feature} (${(e as Error).message}); the seat returns when its lease times out or the server sees this client gone`);
   } finally {
     if (record) rmSync(file, { force: true });
   }
@@ -387,7 +392,11 @@ export async function licctl(argv: string[]): Promise<number> {
         }
         process.kill(rec.pid, 'SIGTERM');
         for (let i = 0; i < 100 && alive(rec.pid); i++) await new Promise((r) => setTimeout(r, 50));
-        out(`released ${rec.feature} (lease ${rec.lease}, held by pid ${rec.pid})`);
+        out(
+          alive(rec.pid)
+            ? `asked pid ${rec.pid} to release ${rec.feature} (lease ${rec.lease}); it has not exited yet (is the server reachable?)`
+            : `released ${rec.feature} (lease ${rec.lease}, held by pid ${rec.pid})`,
+        );
         n++;
       }
       if (n === 0 && files.length === 0) out(feature ? `no seat of ${feature} is held by licctl checkout on this machine` : 'no seats are held by licctl checkout on this machine');
