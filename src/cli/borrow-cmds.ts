@@ -14,8 +14,6 @@ export interface CmdContext {
   err(s: string): void;
 }
 
-const TYPES: LicenseType[] = ['interface', 'render', 'distributed'];
-
 function parseItems(a: ParsedArgs): Array<{ feature: string; count: number }> {
   return (a.flags.get('feature') ?? []).map((spec) => {
     const [feature, n] = spec.split('=');
@@ -329,4 +327,3 @@ export async function borrowsCommand(ctx: CmdContext, a: ParsedArgs): Promise<nu
   return 0;
 }
 
-export { TYPES };

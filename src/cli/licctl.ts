@@ -484,4 +484,3 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
 }
 
 
-export { LicdError };

@@ -11,6 +11,8 @@ interface FeatureState {
   borrows: Map<string, Borrow>;
   /** Seats held back by a quarantine until a time (anti-rollback, issue 5). */
   hold: { seats: number; until: number } | null;
+  /** Not in the license file: kept only for the borrows still out on it (see restore). */
+  orphan?: true;
 }
 
 export interface CheckoutRequest {
@@ -367,6 +369,7 @@ export class SeatTable {
           leases: new Map(),
           borrows: new Map(),
           hold: null,
+          orphan: true,
         });
         this.apply({ kind: 'borrow.put', borrow });
       } else {
@@ -387,7 +390,7 @@ export class SeatTable {
       for (const b of f.borrows.values()) borrowed += b.count;
       if (leased !== f.leased) problems.push(`${name}: leased counter ${f.leased} but records add to ${leased}`);
       if (borrowed !== f.borrowed) problems.push(`${name}: borrowed counter ${f.borrowed} but records add to ${borrowed}`);
-      if (f.leased + f.borrowed > f.license.seats) problems.push(`${name}: ${f.leased} leased + ${f.borrowed} borrowed > ${f.license.seats} seats`);
+      if (!f.orphan && f.leased + f.borrowed > f.license.seats) problems.push(`${name}: ${f.leased} leased + ${f.borrowed} borrowed > ${f.license.seats} seats`);
     }
     void now;
     return problems;
@@ -510,11 +513,18 @@ export class SeatTable {
     }
   }
 
-  featureLeases(name: string): Lease[] {
-    return [...(this.features.get(name)?.leases.values() ?? [])];
-  }
-
-  featureBorrows(name: string): Borrow[] {
-    return [...(this.features.get(name)?.borrows.values() ?? [])];
+  /** At most `limit` of a feature's leases and borrows, and how many there are in all. */
+  featureListing(name: string, limit = Number.POSITIVE_INFINITY): { leases: Lease[]; borrows: Borrow[]; leaseCount: number; borrowCount: number } {
+    const f = this.features.get(name);
+    const take = <T>(m: Map<string, T> | undefined): T[] => {
+      const out: T[] = [];
+      if (!m) return out;
+      for (const v of m.values()) {
+        if (out.length >= limit) break;
+        out.push(v);
+      }
+      return out;
+    };
+    return { leases: take(f?.leases), borrows: take(f?.borrows), leaseCount: f?.leases.size ?? 0, borrowCount: f?.borrows.size ?? 0 };
   }
 }

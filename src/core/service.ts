@@ -389,14 +389,15 @@ export class LicenseService {
     const limit = o.limit ?? 500;
     const names = o.feature === undefined ? this.table.featureNames() : [this.table.availability(o.feature, now).feature];
     const features: FeatureStatus[] = names.map((name) => {
-      const leases = this.table.featureLeases(name);
-      const borrows = this.table.featureBorrows(name);
+      const list = this.table.featureListing(name, limit);
       const fs: FeatureStatus = {
         ...this.table.availability(name, now),
-        leases: leases.slice(0, limit).map(leaseView),
-        borrows: borrows.slice(0, limit).map(borrowView),
+        leases: list.leases.map(leaseView),
+        borrows: list.borrows.map(borrowView),
       };
-      if (leases.length > limit || borrows.length > limit) fs.more = { leases: Math.max(0, leases.length - limit), borrows: Math.max(0, borrows.length - limit) };
+      if (list.leaseCount > limit || list.borrowCount > limit) {
+        fs.more = { leases: Math.max(0, list.leaseCount - limit), borrows: Math.max(0, list.borrowCount - limit) };
+      }
       return fs;
     });
     return {

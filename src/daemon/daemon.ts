@@ -11,10 +11,9 @@ import { LicdError } from '../core/errors.ts';
 import { verifyEntitlement, type Entitlement } from '../core/entitlement.ts';
 import type { Lease } from '../core/model.ts';
 import { systemClock, type Clock, type DongleIdentity, type Ed25519, type Random, type StateStore } from '../core/ports.ts';
-import { topics } from '../core/protocol.ts';
 import { SeatTable } from '../core/seats.ts';
 import { LicenseService, type Log } from '../core/service.ts';
-import { FORMATS, sealEnvelope, type SignedEnvelope } from '../core/signed.ts';
+import { FORMATS, parseEnvelope, sealEnvelope, type SignedEnvelope } from '../core/signed.ts';
 import { DELEGATION_DOMAIN, delegationBody, delegationEnvelope, dongleSignedBytes } from '../core/trust.ts';
 import { Borrowing, type BorrowLimits } from '../core/borrowing.ts';
 import {
@@ -29,7 +28,6 @@ import {
   serializeQuarantine,
   type Quarantine,
 } from '../core/integrity.ts';
-import { LicdError as Err } from '../core/errors.ts';
 import { sealToken } from '../core/tokens.ts';
 import { nodeEd25519, systemRandom } from '../crypto/ed25519.ts';
 import { DongleManager, type DongleLink, type PresenceEvent } from '../dongle/manager.ts';
@@ -73,7 +71,7 @@ export interface Daemon {
 
 function readSecret(path: string, random: Random, create: boolean): string {
   if (existsSync(path)) return readFileSync(path, 'utf8').trim();
-  if (!create) throw new LicdError('CONFIG_INVALID', `password file ${path} does not exist`);
+  if (!create) throw new LicdError('CONFIG_INVALID', `password file ${path} does not exist; create it with the daemon's broker password, or fix mqtt.passwordFile`);
   const secret = toBase64url(random.bytes(18));
   writeFileAtomic(path, secret + '\n', 0o600);
   return secret;
@@ -209,7 +207,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
           ? gate.commit(m, o)
           : o.step === false
             ? store.commit(m)
-            : Promise.reject(new Err('DONGLE_ABSENT', 'the dongle has not been seen since start: no borrow state can be bound to its counter')),
+            : Promise.reject(new LicdError('DONGLE_ABSENT', 'the dongle has not been seen since licd started, so no borrow can be bound to its counter; plug it in (licctl status shows why it is absent)')),
     } as unknown as CounterGate;
 
     let link!: ServerLink;
@@ -420,11 +418,12 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
 
 function peekDongle(envelope: unknown): { serial: string; publicKey: Uint8Array } {
   try {
-    const body = JSON.parse(Buffer.from((envelope as { body: string }).body, 'base64url').toString('utf8')) as { dongle: { serial: string; publicKey: string } };
-    return { serial: body.dongle.serial, publicKey: fromHex(body.dongle.publicKey) };
+    const { json } = parseEnvelope(envelope, FORMATS.entitlement, 'ENTITLEMENT_INVALID');
+    const d = (json as { dongle: { serial: string; publicKey: string } }).dongle;
+    return { serial: d.serial, publicKey: fromHex(d.publicKey) };
   } catch {
+    // verifyEntitlement below refuses the envelope and says why.
     return { serial: '?', publicKey: new Uint8Array(32) };
   }
 }
 
-export { topics };

@@ -151,3 +151,15 @@ test('invariant holds over a long random sequence of operations', (t) => {
   }
   t.deepEqual(s.checkInvariants(now), []);
 });
+
+test('a borrow of a feature no longer in the license file is kept, and is no breach of a count', (t) => {
+  const s = table();
+  const borrow = {
+    id: 'b1', feature: 'gone', count: 2, user: 'u', hostId: 'h', hostName: 'h', clientKey: 'k', clientId: null, since: T0, expiresAt: T0 + 3600_000,
+    lost: false, autoRenew: false, via: 'online' as const, requestId: 'r', tokenId: 't', tokenIssuedAt: T0, hours: 1,
+  };
+  const r = s.restore([], [borrow], T0);
+  t.deepEqual(r.mutations, []);
+  t.is(s.getBorrow('b1')?.feature, 'gone');
+  t.deepEqual(s.checkInvariants(T0), []);
+});
