@@ -76,7 +76,7 @@ async function connect(a: ParsedArgs, admin = false, o: { maintain?: boolean; ti
 async function maintainBorrows(a: ParsedArgs, c: LicdClient): Promise<void> {
   try {
     const b = new BorrowClient();
-    if (b.list(null).length === 0) return;
+    if (!b.hasTokens()) return;
     const r = await b.maintain(c, vendorKey(a));
     for (const id of r.renewed) err(`licctl: auto-renewed borrow ${id}`);
     for (const id of r.dropped) err(`licctl: borrow ${id} is gone on the server (expired or returned); its local token was removed`);

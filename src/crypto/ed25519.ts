@@ -11,28 +11,8 @@ const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
  * signatures (Ed25519 is deterministic). Keys are cached because DER parsing dominates otherwise.
  */
 export function nodeEd25519(): Ed25519 {
-  const priv = new Map<string, KeyObject>();
-  const pub = new Map<string, KeyObject>();
-  const privKey = (seed: Uint8Array): KeyObject => {
-    const k = Buffer.from(seed).toString('hex');
-    let key = priv.get(k);
-    if (!key) {
-      if (priv.size > 64) priv.clear();
-      key = createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' });
-      priv.set(k, key);
-    }
-    return key;
-  };
-  const pubKey = (pk: Uint8Array): KeyObject => {
-    const k = Buffer.from(pk).toString('hex');
-    let key = pub.get(k);
-    if (!key) {
-      if (pub.size > 1024) pub.clear();
-      key = createPublicKey({ key: Buffer.concat([SPKI_PREFIX, pk]), format: 'der', type: 'spki' });
-      pub.set(k, key);
-    }
-    return key;
-  };
+  const privKey = keyCache(64, (seed) => createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' }));
+  const pubKey = keyCache(1024, (pk) => createPublicKey({ key: Buffer.concat([SPKI_PREFIX, pk]), format: 'der', type: 'spki' }));
   return {
     publicKey(seed) {
       const der = createPublicKey(privKey(seed)).export({ format: 'der', type: 'spki' });
@@ -49,6 +29,21 @@ export function nodeEd25519(): Ed25519 {
         return false;
       }
     },
+  };
+}
+
+/** Key objects by their raw bytes, dropped wholesale when the cache is full. */
+function keyCache(max: number, make: (raw: Uint8Array) => KeyObject): (raw: Uint8Array) => KeyObject {
+  const cache = new Map<string, KeyObject>();
+  return (raw) => {
+    const k = Buffer.from(raw).toString('hex');
+    let key = cache.get(k);
+    if (!key) {
+      if (cache.size >= max) cache.clear();
+      key = make(raw);
+      cache.set(k, key);
+    }
+    return key;
   };
 }
 

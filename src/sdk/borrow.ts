@@ -124,6 +124,11 @@ export class BorrowClient {
     rmSync(join(this.tokenDir, `${borrowId}.json`), { force: true });
   }
 
+  /** Whether any token is stored (a directory listing, no parsing). */
+  hasTokens(): boolean {
+    return existsSync(this.tokenDir) && readdirSync(this.tokenDir).some((x) => x.endsWith('.json'));
+  }
+
   /** Every stored token, each verified for this machine, user and time (or why not). */
   list(vendorPublicKey: Uint8Array | null, now = this.clock.now(), o: { refuseEmulated?: boolean } = {}): LocalToken[] {
     if (!existsSync(this.tokenDir)) return [];
