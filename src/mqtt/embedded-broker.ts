@@ -2,7 +2,7 @@ import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import type { Log } from '../core/service.ts';
-import { TOPIC_PREFIX, topics } from '../core/protocol.ts';
+import { MAX_ANSWER_BYTES, TOPIC_PREFIX, topics } from '../core/protocol.ts';
 import { CLIENT_ID_PATTERN } from '../core/validate.ts';
 
 export type Role = 'daemon' | 'admin' | 'client';
@@ -26,6 +26,15 @@ export interface EmbeddedBroker {
   aedes: Aedes;
 }
 
+/**
+ * Bytes the broker buffers for one client that does not read its socket (beyond the kernel's
+ * socket buffer). Twice the largest answer licd sends. A client whose next message would go past
+ * it is disconnected instead: see authorizeForward below.
+ */
+export const MAX_QUEUED_BYTES_PER_CLIENT = 2 * MAX_ANSWER_BYTES;
+/** How long a write to any client may wait for its socket to drain before the client is dropped. */
+export const DRAIN_TIMEOUT_MS = 3000;
+
 /** Client ids reserved for the daemon, so a client cannot take over its session. */
 export const DAEMON_CLIENT_PREFIX = 'licd-daemon';
 
@@ -48,6 +57,32 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   const users = new Map(opts.users.map((u) => [u.username, { hash: digest(u.password), role: u.role }]));
 
   const aedes = await Aedes.createBroker({
+    // Backstop only: with the buffer below, a write waits for a drain only on the daemon's own
+    // connection. aedes' default (60 s) let one stuck socket hold every answer that long.
+    drainTimeout: DRAIN_TIMEOUT_MS,
+    /*
+     * One client that does not read must not delay anybody else. In aedes, a message counts as
+     * delivered only when every subscriber's socket took it (a full socket waits for 'drain'),
+     * and the publisher's connection is not read any further until its messages are delivered:
+     * so an answer stuck on one client's socket stopped the daemon's connection, and with it
+     * every answer. Here the sockets buffer up to MAX_QUEUED_BYTES_PER_CLIENT (the server's
+     * highWaterMark, so writes below it never wait), and a client whose next message would go past
+     * that is not sent it and is disconnected (its last will follows, as for any lost client).
+     */
+    authorizeForward(client, packet) {
+      const role = roles.get(client);
+      if (role === 'daemon') return packet;
+      const conn = client.conn as unknown as import('node:net').Socket;
+      const size = packet.topic.length + (packet.payload?.length ?? 0) + 16;
+      if (conn.writableLength + size >= MAX_QUEUED_BYTES_PER_CLIENT) {
+        if (!conn.destroyed) {
+          opts.log.warn('broker: dropped a client that does not read its answers', { client: client.id, queuedBytes: conn.writableLength });
+          conn.destroy();
+        }
+        return null;
+      }
+      return packet;
+    },
     authenticate(client, username, password, done) {
       if (!CLIENT_ID_PATTERN.test(client.id)) {
         opts.log.warn('broker: refused a client id that cannot be used in topics', { client: client.id });
@@ -96,7 +131,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     },
   });
 
-  const server: Server = createServer({ noDelay: true }, aedes.handle);
+  const server: Server = createServer({ noDelay: true, highWaterMark: MAX_QUEUED_BYTES_PER_CLIENT }, aedes.handle);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => {
