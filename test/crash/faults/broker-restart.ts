@@ -16,7 +16,7 @@ import { LicdError } from '../../../src/core/errors.ts';
 import { LicdClient } from '../../../src/sdk/client.ts';
 import { startMosquitto } from '../../helpers/mosquitto.ts';
 import { startDaemonProcess, type Proc } from '../../helpers/procs.ts';
-import { Rng } from '../rng.ts';
+import { Rng, deriveSeed } from '../rng.ts';
 
 const GRACE_S = 1;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -33,6 +33,8 @@ export const fault = {
   help: 'mosquitto SIGTERM or SIGKILL and restart under licd with every seat held: no live holder loses its lease, no seat over the count',
   async run(opts: { seed: number; rounds: number; log: (s: string) => void }): Promise<{ violations: string[]; summary: string }> {
     const rng = new Rng(opts.seed);
+    // The contenders' pauses come from their own generator, so the seed names the rounds.
+    const loadRng = new Rng(deriveSeed(opts.seed, 1));
     const violations: string[] = [];
     const dir = mkdtempSync(join(tmpdir(), 'licd-fault-broker-'));
     const mosq = await startMosquitto();
@@ -92,7 +94,7 @@ export const fault = {
           } catch (e) {
             if (!(e instanceof LicdError) || !['NO_SEATS', 'TIMEOUT', 'SHUTTING_DOWN'].includes(e.code)) violations.push(`contender ${c.clientId}: unexpected ${String(e)}`);
           }
-          await sleep(100 + rng.int(0, 200));
+          await sleep(100 + loadRng.int(0, 200));
         }
       });
       opts.log(`${holders.length} holders hold every seat of ${features.join(', ')}; 3 contenders ask all the time`);
