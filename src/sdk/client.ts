@@ -58,6 +58,8 @@ export function defaultIdentity(): { user: string; host: string } {
 /**
  * The client SDK for render nodes and admins: requests with ids and timeouts on the client's own
  * topics, leases that heartbeat by themselves, and the retained availability to watch.
+ * Events: 'connect', 'offline', 'renewed' (a heartbeat got through after a reconnect or a lost
+ * one), 'heartbeat-error', 'server', 'availability', 'mqtt-error'.
  */
 export class LicdClient extends EventEmitter {
   readonly mqtt: MqttClient;
@@ -285,22 +287,21 @@ export class LicdClient extends EventEmitter {
     }
   }
 
+  /** One heartbeat for every held lease; checks out again those the server calls unknown. Throws when it gets no answer. */
   private async renew(timeoutMs?: number): Promise<void> {
-    {
-      const r = await this.request<HeartbeatResult>('heartbeat', { leases: [...this.leases.keys()] }, timeoutMs === undefined ? {} : { timeoutMs });
-      for (const x of r.renewed) this.leases.get(x.id)?.renewed(x.until);
-      for (const id of r.unknown) {
-        const lease = this.leases.get(id);
-        if (!lease) continue;
-        this.leases.delete(id);
-        try {
-          const again = await this.request<CheckoutResult>('checkout', lease.params);
-          lease.update(again);
-          this.leases.set(again.lease.id, lease);
-          lease.emit('regained', lease.view);
-        } catch (e) {
-          lease.lost(e as Error);
-        }
+    const r = await this.request<HeartbeatResult>('heartbeat', { leases: [...this.leases.keys()] }, timeoutMs === undefined ? {} : { timeoutMs });
+    for (const x of r.renewed) this.leases.get(x.id)?.renewed(x.until);
+    for (const id of r.unknown) {
+      const lease = this.leases.get(id);
+      if (!lease) continue;
+      this.leases.delete(id);
+      try {
+        const again = await this.request<CheckoutResult>('checkout', lease.params);
+        lease.update(again);
+        this.leases.set(again.lease.id, lease);
+        lease.emit('regained', lease.view);
+      } catch (e) {
+        lease.lost(e as Error);
       }
     }
   }
