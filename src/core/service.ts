@@ -106,6 +106,8 @@ export class LicenseService {
   private stopping = false;
   /** While the daemon has lost its broker it hears no heartbeats: no lease ends then. */
   private brokerDown = false;
+  /** Until when the fresh window given at the last brokerBack runs (0: none). */
+  private reconnectWindowUntil = 0;
   /** The newest connection number (`conn`) each SDK client has sent: a will of an older one is stale. */
   private readonly connEpochs = new Map<string, number>();
 
@@ -366,7 +368,11 @@ export class LicenseService {
       return;
     }
     const now = this.deps.clock.now();
-    const change = this.table.clientGone(clientId, now, this.deps.policy.disconnectGraceSeconds * 1000);
+    // A will that reaches us within the window after a broker restart (queued, or published
+    // late by the stopping broker) does not cut the window short: the client may still be
+    // reconnecting with backoff.
+    const graceMs = Math.max(this.deps.policy.disconnectGraceSeconds * 1000, this.reconnectWindowUntil - now);
+    const change = this.table.clientGone(clientId, now, graceMs);
     if (change.result.length === 0) return;
     try {
       await this.commit(change, []);
@@ -411,6 +417,7 @@ export class LicenseService {
     const now = this.deps.clock.now();
     const windowMs = Math.max(this.deps.policy.disconnectGraceSeconds * 1000, RECONNECT_WINDOW_MS);
     const change = this.table.restartGrace(now, windowMs);
+    this.reconnectWindowUntil = now + windowMs;
     try {
       await this.commit(change, []);
       this.deps.log.info('broker back: leases get a fresh window for their clients to reconnect', { leases: change.result.length, windowSeconds: windowMs / 1000 });

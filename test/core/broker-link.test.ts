@@ -75,6 +75,22 @@ test('a will of an older connection, arriving after the client sent requests on 
   t.is((await svc.reap()).leases.length, 1);
 });
 
+test('a will that arrives after the broker is back does not cut the fresh window short', async (t) => {
+  const { ask, svc, clock, table } = service();
+  await ask(co);
+  svc.brokerLost();
+  await svc.brokerBack();
+  const end = clock.now() + Math.max(grace, RECONNECT_WINDOW_MS);
+  clock.advance(1000);
+  await svc.clientGone('c1'); // queued by the broker, delivered after licd subscribed again
+  t.not(table.allLeases()[0]!.disconnectedAt, null);
+  t.is(table.allLeases()[0]!.expiresAt, end);
+  clock.advance(RECONNECT_WINDOW_MS - 2000);
+  t.deepEqual((await svc.reap()).leases, []);
+  t.true((await ask({ id: '2', op: 'heartbeat' })).ok);
+  t.is(table.allLeases()[0]!.disconnectedAt, null);
+});
+
 test('BUSY refusals carry the request id and op', (t) => {
   const { svc } = service();
   const a = svc.refuse('c1', new TextEncoder().encode('{"id":"r-7","op":"status"}'), 'BUSY', 'too many');
