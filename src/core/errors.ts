@@ -26,6 +26,7 @@ export const ErrorCodes = [
   'DONGLE_ABSENT',
   'STORE_FAILED',
   'SHUTTING_DOWN',
+  'BUSY',
   'INTERNAL',
   // configuration and trust
   'CONFIG_INVALID',

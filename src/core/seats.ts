@@ -242,6 +242,21 @@ export class SeatTable {
     );
   }
 
+  /**
+   * The daemon (re)subscribed to the broker after it could not hear its clients: every lease
+   * that would end before `now + windowMs` (marked disconnected by a will, or whose heartbeats
+   * could not reach the daemon) ends at `now + windowMs` instead, so a client that reconnects
+   * in that window renews it. The disconnected mark stays; a heartbeat clears it.
+   */
+  restartGrace(now: number, windowMs: number): Change<Lease[]> {
+    const end = now + windowMs;
+    const changed = [...this.leases.values()].filter((l) => l.expiresAt < end).map((l) => ({ ...l, expiresAt: end }));
+    return this.change(
+      changed,
+      changed.map((lease) => ({ kind: 'lease.put', lease }) as const),
+    );
+  }
+
   // ---- borrows ------------------------------------------------------------------------------
 
   getBorrow(id: string): Borrow | undefined {

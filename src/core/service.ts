@@ -1,4 +1,4 @@
-import { LicdError, isLicdError } from './errors.ts';
+import { LicdError, isLicdError, type ErrorCode } from './errors.ts';
 import type { Entitlement } from './entitlement.ts';
 import type { Borrow, Change, Lease } from './model.ts';
 import type { Clock, StateStore } from './ports.ts';
@@ -41,6 +41,16 @@ export interface LeasePolicy {
   /** How long live leases keep being renewed after the dongle went away, seconds. */
   dongleGraceSeconds: number;
 }
+
+/**
+ * After the daemon gets its broker back, every lease runs at least this long (or the disconnect
+ * grace, if longer) before it can end: twice the SDK's longest reconnect delay (15 s, see
+ * src/mqtt/connect.ts), so a client that reconnects with backoff renews its lease first.
+ */
+export const RECONNECT_WINDOW_MS = 30_000;
+
+/** The most `conn` numbers (SDK connection counters) remembered, one per client id. */
+const MAX_CONN_EPOCHS = 100_000;
 
 export const defaultLeasePolicy: LeasePolicy = {
   ttlSeconds: 60,
@@ -94,6 +104,12 @@ export class LicenseService {
   private readonly warnings = new Map<string, string>();
   private readonly startedAt: number;
   private stopping = false;
+  /** While the daemon has lost its broker it hears no heartbeats: no lease ends then. */
+  private brokerDown = false;
+  /** Until when the fresh window given at the last brokerBack runs (0: none). */
+  private reconnectWindowUntil = 0;
+  /** The newest connection number (`conn`) each SDK client has sent: a will of an older one is stale. */
+  private readonly connEpochs = new Map<string, number>();
 
   constructor(deps: ServiceDeps) {
     this.deps = deps;
@@ -206,6 +222,7 @@ export class LicenseService {
       }
       const f = Fields.of(json, '', 'BAD_REQUEST');
       f.string('id', { max: 64 });
+      this.noteConn(clientId, f.optInt('conn', { min: 0, max: 2 ** 31 }));
       const opName = f.string('op', { max: 64 });
       const h = this.handlers.get(opName);
       if (!h) {
@@ -227,6 +244,17 @@ export class LicenseService {
       this.deps.log.error('request failed', { client: clientId, op, error: String((e as Error)?.stack ?? e) });
       return { id, ok: false, op, error: { code: 'INTERNAL', message: `internal error: ${(e as Error)?.message ?? String(e)}; the server keeps running, see its log` } };
     }
+  }
+
+  /**
+   * An answer that refuses a request without handling it (BUSY: too many of the client's
+   * requests in flight). Reads only the id and op from the start of the payload, so it is cheap.
+   */
+  refuse(clientId: string, payload: Uint8Array, code: ErrorCode, message: string): Answer {
+    const head = new TextDecoder().decode(payload.subarray(0, 1024));
+    const id = /"id"\s*:\s*"([^"\\]{1,64})"/.exec(head)?.[1] ?? null;
+    const op = /"op"\s*:\s*"([^"\\]{1,64})"/.exec(head)?.[1] ?? null;
+    return { id, ok: false, op, error: new LicdError(code, message, { client: clientId }).toJSON() };
   }
 
   /**
@@ -327,11 +355,24 @@ export class LicenseService {
     return { revoked: leaseView(lease) };
   }
 
-  /** The client's connection died: its leases end after the grace unless it comes back. */
-  async clientGone(clientId: string): Promise<void> {
+  /**
+   * The client's connection died: its leases end after the grace unless it comes back. `conn` is
+   * the connection number the SDK put in its will; a will of a connection older than one the
+   * client has since sent requests on is stale (the broker published it late) and marks nothing.
+   */
+  async clientGone(clientId: string, conn?: number): Promise<void> {
     if (!CLIENT_ID_PATTERN.test(clientId)) return;
+    const newest = this.connEpochs.get(clientId);
+    if (conn !== undefined && newest !== undefined && conn < newest) {
+      this.deps.log.info('stale last will ignored: the client has reconnected since', { client: clientId, will: conn, current: newest });
+      return;
+    }
     const now = this.deps.clock.now();
-    const change = this.table.clientGone(clientId, now, this.deps.policy.disconnectGraceSeconds * 1000);
+    // A will that reaches us within the window after a broker restart (queued, or published
+    // late by the stopping broker) does not cut the window short: the client may still be
+    // reconnecting with backoff.
+    const graceMs = Math.max(this.deps.policy.disconnectGraceSeconds * 1000, this.reconnectWindowUntil - now);
+    const change = this.table.clientGone(clientId, now, graceMs);
     if (change.result.length === 0) return;
     try {
       await this.commit(change, []);
@@ -345,8 +386,50 @@ export class LicenseService {
     }
   }
 
+  /** Remembers the newest connection number a client sent (see clientGone). */
+  private noteConn(clientId: string, conn: number | undefined): void {
+    if (conn === undefined) return;
+    const was = this.connEpochs.get(clientId);
+    if (was !== undefined && was >= conn) return;
+    this.connEpochs.delete(clientId);
+    if (this.connEpochs.size >= MAX_CONN_EPOCHS) this.connEpochs.delete(this.connEpochs.keys().next().value!);
+    this.connEpochs.set(clientId, conn);
+  }
+
+  /**
+   * The daemon lost its broker: requests, heartbeats and wills cannot reach it, so no lease is
+   * reclaimed until it is back (brokerBack). Borrows keep their own times.
+   */
+  brokerLost(): void {
+    if (this.brokerDown) return;
+    this.brokerDown = true;
+    this.deps.log.warn('broker connection lost: no lease ends until it is back');
+  }
+
+  /**
+   * The daemon has (re)subscribed after losing its broker: every lease, the ones marked
+   * disconnected by the wills a stopping broker publishes among them, gets a fresh window
+   * (the disconnect grace, at least RECONNECT_WINDOW_MS) in one committed change, so the clients
+   * that reconnect renew theirs. Leases resume ending only after that change is durable.
+   */
+  async brokerBack(): Promise<void> {
+    if (!this.brokerDown) return;
+    const now = this.deps.clock.now();
+    const windowMs = Math.max(this.deps.policy.disconnectGraceSeconds * 1000, RECONNECT_WINDOW_MS);
+    const change = this.table.restartGrace(now, windowMs);
+    this.reconnectWindowUntil = now + windowMs;
+    try {
+      await this.commit(change, []);
+      this.deps.log.info('broker back: leases get a fresh window for their clients to reconnect', { leases: change.result.length, windowSeconds: windowMs / 1000 });
+    } catch (e) {
+      this.deps.log.warn('could not record the fresh window for leases after the broker came back', { error: String(e) });
+    }
+    this.brokerDown = false;
+  }
+
   /** Ends what has expired. Called on a short ticker by the daemon. */
   async reap(): Promise<{ leases: Lease[]; borrows: Borrow[] }> {
+    if (this.brokerDown) return { leases: [], borrows: [] };
     const now = this.deps.clock.now();
     const change = this.table.reap(now);
     if (change.mutations.length === 0) return change.result;

@@ -1,8 +1,8 @@
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { createServer, type AddressInfo, type Server } from 'node:net';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Log } from '../core/service.ts';
-import { TOPIC_PREFIX, topics } from '../core/protocol.ts';
+import { MAX_ANSWER_BYTES, TOPIC_PREFIX, topics } from '../core/protocol.ts';
 import { CLIENT_ID_PATTERN } from '../core/validate.ts';
 
 export type Role = 'daemon' | 'admin' | 'client';
@@ -26,6 +26,107 @@ export interface EmbeddedBroker {
   aedes: Aedes;
 }
 
+/**
+ * Bytes the broker buffers for one client that does not read its socket (beyond the kernel's
+ * socket buffer). Twice the largest answer licd sends. A client whose next message would go past
+ * it is disconnected instead: see boundWrites below.
+ */
+export const MAX_QUEUED_BYTES_PER_CLIENT = 2 * MAX_ANSWER_BYTES;
+/** How long a write to any client may wait for its socket to drain before the client is dropped. */
+export const DRAIN_TIMEOUT_MS = 3000;
+
+/**
+ * Requests of one client the daemon has not answered yet that the broker passes on. Further
+ * requests wait in the broker (in order), and while they wait the broker reads nothing more from
+ * that client's socket: a client that floods requests slows itself, not the daemon's one
+ * subscription that every other client's requests share. A request counts as answered when the
+ * daemon publishes to the client's answer topic, or after UNANSWERED_EXPIRE_MS.
+ */
+export const MAX_UNANSWERED_PER_CLIENT = 32;
+const UNANSWERED_EXPIRE_MS = 10_000;
+
+/** One client's window of unanswered requests (see MAX_UNANSWERED_PER_CLIENT). */
+class RequestWindow {
+  private readonly sent: number[] = [];
+  private readonly waiting: Array<() => void> = [];
+  private timer: NodeJS.Timeout | null = null;
+  closed = false;
+
+  constructor(readonly owner: Client) {}
+
+  admit(go: () => void): void {
+    this.expire();
+    if (this.waiting.length === 0 && this.sent.length < MAX_UNANSWERED_PER_CLIENT) {
+      this.sent.push(Date.now());
+      go();
+      return;
+    }
+    this.waiting.push(go);
+    this.arm();
+  }
+
+  answered(): void {
+    this.sent.shift();
+    this.release();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.waiting.length = 0;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private expire(): void {
+    const old = Date.now() - UNANSWERED_EXPIRE_MS;
+    while (this.sent.length > 0 && this.sent[0]! <= old) this.sent.shift();
+  }
+
+  private release(): void {
+    if (this.closed) return;
+    this.expire();
+    while (this.waiting.length > 0 && this.sent.length < MAX_UNANSWERED_PER_CLIENT) {
+      this.sent.push(Date.now());
+      this.waiting.shift()!();
+    }
+    if (this.waiting.length > 0) this.arm();
+  }
+
+  private arm(): void {
+    if (this.timer || this.sent.length === 0) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.release();
+    }, Math.max(10, this.sent[0]! + UNANSWERED_EXPIRE_MS - Date.now() + 1));
+    this.timer.unref?.();
+  }
+}
+
+/**
+ * One client that does not read must not delay anybody else. In aedes a message counts as
+ * delivered only when every subscriber's socket took it (a full socket waits for 'drain', up to
+ * drainTimeout), and it reads nothing more from the publisher until its messages are delivered:
+ * an answer stuck on one client's socket stopped the daemon's connection, and with it every
+ * answer, for aedes' 60 s default. Here every socket buffers up to MAX_QUEUED_BYTES_PER_CLIENT
+ * (the server's highWaterMark, so writes below it never wait for a drain), and a client socket
+ * whose next write would go past that is closed instead (the client's last will follows, as for
+ * any lost connection). The daemon's own socket is exempt: it reads all the time.
+ */
+function boundWrites(s: Socket, daemonSockets: WeakSet<Socket>, log: Log): void {
+  const write = s.write.bind(s) as (...args: unknown[]) => boolean;
+  (s as unknown as { write: (...args: unknown[]) => boolean }).write = (...args: unknown[]) => {
+    const chunk = args[0] as Buffer | string;
+    if (!daemonSockets.has(s) && s.writableLength + (typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length) >= MAX_QUEUED_BYTES_PER_CLIENT) {
+      if (!s.destroyed) {
+        log.warn('broker: dropped a client that does not read what it is sent', { queuedBytes: s.writableLength, remote: s.remoteAddress });
+        s.destroy();
+      }
+      return true;
+    }
+    return write(...args);
+  };
+}
+
 /** Client ids reserved for the daemon, so a client cannot take over its session. */
 export const DAEMON_CLIENT_PREFIX = 'licd-daemon';
 
@@ -46,8 +147,22 @@ function authError(message: string, returnCode: number): AuthenticateError {
 export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
   const roles = new WeakMap<Client, Role>();
   const users = new Map(opts.users.map((u) => [u.username, { hash: digest(u.password), role: u.role }]));
+  const daemonSockets = new WeakSet<Socket>();
+  const windows = new Map<string, RequestWindow>();
+  const windowOf = (client: Client): RequestWindow => {
+    let w = windows.get(client.id);
+    if (!w || w.owner !== client) {
+      w?.close();
+      w = new RequestWindow(client);
+      windows.set(client.id, w);
+    }
+    return w;
+  };
 
   const aedes = await Aedes.createBroker({
+    // Backstop only: with the buffer below, a write waits for a drain only on the daemon's own
+    // connection. aedes' default (60 s) let one stuck socket hold every answer that long.
+    drainTimeout: DRAIN_TIMEOUT_MS,
     authenticate(client, username, password, done) {
       if (!CLIENT_ID_PATTERN.test(client.id)) {
         opts.log.warn('broker: refused a client id that cannot be used in topics', { client: client.id });
@@ -66,6 +181,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       }
       if (client.id.startsWith(DAEMON_CLIENT_PREFIX) && u.role !== 'daemon') return done(authError('reserved client id', 2), false);
       roles.set(client, u.role);
+      if (u.role === 'daemon') daemonSockets.add(client.conn as unknown as Socket);
       done(null, true);
     },
     authorizePublish(client, packet, done) {
@@ -73,8 +189,10 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       const role = roles.get(client) ?? 'client';
       if (role === 'daemon') return done(null);
       const t = packet.topic;
-      if (t === topics.clientRequest(client.id) || t === topics.clientWill(client.id)) return done(null);
-      if (role === 'admin' && t === topics.adminRequest(client.id)) return done(null);
+      if (t === topics.clientWill(client.id)) return done(null);
+      if (t === topics.clientRequest(client.id) || (role === 'admin' && t === topics.adminRequest(client.id))) {
+        return windowOf(client).admit(() => done(null));
+      }
       opts.log.warn('broker: publish refused', { client: client.id, topic: t });
       done(new Error(`client ${client.id} may not publish to ${t}`));
     },
@@ -96,7 +214,22 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     },
   });
 
-  const server: Server = createServer({ noDelay: true }, aedes.handle);
+  // An answer from the daemon frees a place in the client's window.
+  const answerTopic = new RegExp(`^${TOPIC_PREFIX}/client/([^/]+)/res$`);
+  aedes.on('publish', (packet, client) => {
+    if (!client || roles.get(client) !== 'daemon') return;
+    const m = answerTopic.exec(packet.topic);
+    if (m) windows.get(m[1]!)?.answered();
+  });
+  aedes.on('clientDisconnect', (client) => {
+    const w = windows.get(client.id);
+    if (w && w.owner === client) {
+      w.close();
+      windows.delete(client.id);
+    }
+  });
+
+  const server: Server = createServer({ noDelay: true, highWaterMark: MAX_QUEUED_BYTES_PER_CLIENT }, aedes.handle);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => {
@@ -106,10 +239,11 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   });
   const addr = server.address() as AddressInfo;
   const host = opts.host;
-  const sockets = new Set<import('node:net').Socket>();
+  const sockets = new Set<Socket>();
   server.on('connection', (s) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
+    boundWrites(s, daemonSockets, opts.log);
   });
   return {
     host,

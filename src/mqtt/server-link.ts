@@ -2,8 +2,17 @@ import type { MqttClient } from 'mqtt';
 import { randomBytes } from 'node:crypto';
 import { MAX_ANSWER_BYTES, parseTopic, topics, type ServerState } from '../core/protocol.ts';
 import type { LicenseService, Log } from '../core/service.ts';
-import { connectMqtt, waitConnected } from './connect.ts';
+import { connectMqtt, DAEMON_BACKOFF, waitConnected } from './connect.ts';
 import { DAEMON_CLIENT_PREFIX } from './embedded-broker.ts';
+
+/**
+ * Per client id: at most this many requests are handled at once, counting each from its arrival
+ * until the broker has taken its answer (PUBACK). Up to as many again are answered BUSY at once;
+ * past that, requests are dropped (counted in a log line), so one client that floods or does not
+ * read its answers cannot make the daemon queue work or answers for it without bound.
+ */
+export const MAX_REQUESTS_IN_FLIGHT = 64;
+const MAX_BUSY_IN_FLIGHT = MAX_REQUESTS_IN_FLIGHT;
 
 export interface ServerLinkOptions {
   url: string;
@@ -30,6 +39,10 @@ export class ServerLink {
   private readonly knownFeatures = new Set<string>();
   /** Requests in progress, so stop() can let them finish before going offline. */
   private inFlight = 0;
+  /** Per client id: requests in progress plus answers the broker has not acknowledged yet. */
+  private readonly perClient = new Map<string, { work: number; busy: number; dropped: number; loggedAt: number }>();
+  /** Whether the connection was lost since the last subscribe (then the service restarts lease windows). */
+  private lost = false;
 
   constructor(private readonly opts: ServerLinkOptions) {
     this.service = opts.service;
@@ -42,13 +55,21 @@ export class ServerLink {
       protocolVersion: opts.protocolVersion,
       clean: true,
       will: { topic: topics.serverState, payload: Buffer.from(JSON.stringify(offline)), qos: 1, retain: true },
-    });
+    }, DAEMON_BACKOFF);
     this.client.on('connect', () => {
       this.log.info('connected to the MQTT broker', { url: opts.url });
       this.client.subscribe(
         { [topics.clientRequestWildcard]: { qos: 1 }, [topics.adminRequestWildcard]: { qos: 1 }, [topics.clientWillWildcard]: { qos: 1 } },
         (err) => {
-          if (err) this.log.error('could not subscribe to requests', { error: String(err) });
+          if (err) {
+            this.log.error('could not subscribe to requests', { error: String(err) });
+            return;
+          }
+          // Only now can the clients' heartbeats reach us: their leases get a fresh window.
+          if (this.lost) {
+            this.lost = false;
+            void this.service.brokerBack();
+          }
         },
       );
       this.service.markAllDirty();
@@ -57,6 +78,13 @@ export class ServerLink {
     this.client.on('error', (e) => this.log.warn('MQTT connection error', { error: String(e) }));
     this.client.on('offline', () => {
       if (!this.closed) this.log.warn('lost the MQTT broker; reconnecting');
+    });
+    this.client.on('close', () => {
+      // Answers not acknowledged by now may never be: their slots are free again.
+      this.perClient.clear();
+      if (this.closed) return;
+      this.lost = true;
+      this.service.brokerLost();
     });
     this.client.on('message', (topic, payload) => this.onMessage(topic, payload));
   }
@@ -69,9 +97,35 @@ export class ServerLink {
     const t = parseTopic(topic);
     if (!t) return;
     if (t.kind === 'will') {
-      void this.service.clientGone(t.clientId);
+      void this.service.clientGone(t.clientId, willConn(payload));
       return;
     }
+    let slot = this.perClient.get(t.clientId);
+    if (!slot) {
+      slot = { work: 0, busy: 0, dropped: 0, loggedAt: 0 };
+      this.perClient.set(t.clientId, slot);
+    }
+    const s = slot;
+    const release = (kind: 'work' | 'busy') => {
+      s[kind]--;
+      if (s.work === 0 && s.busy === 0 && this.perClient.get(t.clientId) === s) this.perClient.delete(t.clientId);
+    };
+    if (s.work >= MAX_REQUESTS_IN_FLIGHT) {
+      if (s.busy >= MAX_BUSY_IN_FLIGHT) {
+        s.dropped++;
+        const now = Date.now();
+        if (now - s.loggedAt > 10_000) {
+          s.loggedAt = now;
+          this.log.warn('client floods requests without taking its answers: dropped requests', { client: t.clientId, dropped: s.dropped, inFlight: s.work + s.busy });
+        }
+        return;
+      }
+      s.busy++;
+      const answer = this.service.refuse(t.clientId, payload, 'BUSY', `more than ${MAX_REQUESTS_IN_FLIGHT} requests of this client are in progress; wait for their answers, then retry`);
+      this.answer(t.clientId, JSON.stringify(answer), () => release('busy'));
+      return;
+    }
+    s.work++;
     this.inFlight++;
     void this.service
       .handle(t.clientId, t.kind === 'admin', payload)
@@ -87,10 +141,15 @@ export class ServerLink {
               error: { code: 'PAYLOAD_TOO_LARGE', message: `the answer would be ${text.length} bytes, over the ${MAX_ANSWER_BYTES} bytes brokers pass; ask for less (status: "feature" and "limit")` },
             });
           }
-          this.client.publish(topics.clientResponse(t.clientId), text, { qos: 1 });
-        }
+          this.answer(t.clientId, text, () => release('work'));
+        } else release('work');
       })
       .finally(() => this.inFlight--);
+  }
+
+  /** Publishes an answer; `done` runs once the broker has it (PUBACK) or the publish failed. */
+  private answer(clientId: string, text: string, done: () => void): void {
+    this.client.publish(topics.clientResponse(clientId), text, { qos: 1 }, () => done());
   }
 
   /** Schedules one publish of everything that changed (coalesced within a tick). */
@@ -131,5 +190,16 @@ export class ServerLink {
       await new Promise<void>((resolve) => this.client.publish(topics.serverState, JSON.stringify(offline), { qos: 1, retain: true }, () => resolve()));
     }
     await new Promise<void>((resolve) => this.client.end(false, {}, () => resolve()));
+  }
+}
+
+/** The connection number an SDK will carries (`{"gone":true,"conn":N}`), if any. */
+function willConn(payload: Buffer): number | undefined {
+  if (payload.length > 256) return undefined;
+  try {
+    const v = (JSON.parse(payload.toString('utf8')) as { conn?: unknown }).conn;
+    return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : undefined;
+  } catch {
+    return undefined;
   }
 }

@@ -14,7 +14,7 @@ import {
   type StatusResult,
 } from '../core/protocol.ts';
 import type { Availability } from '../core/model.ts';
-import { connectMqtt, waitConnected } from '../mqtt/connect.ts';
+import { backoffDelay, connectMqtt, waitConnected } from '../mqtt/connect.ts';
 
 export interface ClientOptions {
   /** Broker URL, e.g. mqtt://127.0.0.1:1883. */
@@ -29,6 +29,15 @@ export interface ClientOptions {
   /** How long to wait for an answer, ms. */
   timeoutMs?: number;
 }
+
+/**
+ * After a reconnect (or a heartbeat that went unanswered) the SDK repeats its heartbeat until
+ * one is answered: each attempt waits up to 2 s, 4 s, 6 s... (at most the request timeout), and
+ * the pause between attempts grows from 0.5-1.5 s to at most 6 s. The first heartbeat after a
+ * broker restart often reaches the broker before licd has subscribed again and is lost.
+ */
+const RENEW_ATTEMPT_MS = 2000;
+const RENEW_PAUSE = { firstMs: 1000, capMs: 4000 };
 
 function safe(s: string): string {
   return s.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 20) || 'x';
@@ -49,6 +58,8 @@ export function defaultIdentity(): { user: string; host: string } {
 /**
  * The client SDK for render nodes and admins: requests with ids and timeouts on the client's own
  * topics, leases that heartbeat by themselves, and the retained availability to watch.
+ * Events: 'connect', 'offline', 'renewed' (a heartbeat got through after a reconnect or a lost
+ * one), 'heartbeat-error', 'server', 'availability', 'mqtt-error'.
  */
 export class LicdClient extends EventEmitter {
   readonly mqtt: MqttClient;
@@ -62,6 +73,9 @@ export class LicdClient extends EventEmitter {
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private heartbeatSeconds = 20;
   private closed = false;
+  /** This client's connection number: in its last will and its requests (a stale will is ignored). */
+  private conn = 0;
+  private renewing = false;
   readonly availability = new Map<string, Availability>();
   server: ServerState | null = null;
 
@@ -78,13 +92,20 @@ export class LicdClient extends EventEmitter {
       ...(opts.password ? { password: opts.password } : {}),
       protocolVersion: opts.protocolVersion ?? 4,
       clean: true,
-      will: { topic: topics.clientWill(this.clientId), payload: Buffer.from('{"gone":true}'), qos: 1, retain: false },
+      will: { topic: topics.clientWill(this.clientId), payload: willPayload(0), qos: 1, retain: false },
+    });
+    // Every connection gets the next number, in its will too: the daemon then knows a will that
+    // the broker publishes after we are back (an older connection's) from a real loss.
+    this.mqtt.on('close', () => {
+      this.conn++;
+      if (this.mqtt.options.will) this.mqtt.options.will.payload = willPayload(this.conn);
     });
     this.mqtt.on('message', (topic, payload) => this.onMessage(topic, payload));
     this.mqtt.on('connect', () => {
       this.mqtt.subscribe(topics.clientResponse(this.clientId), { qos: 1 });
-      // After a reconnect, renew at once: the daemon may have marked our leases disconnected.
-      if (this.leases.size > 0) void this.heartbeatNow();
+      // After a reconnect, renew at once, and again until answered: the daemon may have marked
+      // our leases disconnected, and may not have subscribed again yet.
+      if (this.leases.size > 0) void this.renewUntilAnswered();
       this.emit('connect');
     });
     this.mqtt.on('offline', () => this.emit('offline'));
@@ -170,7 +191,7 @@ export class LicdClient extends EventEmitter {
         );
       }, timeoutMs);
       this.pending.set(id, { resolve, reject, timer });
-      this.mqtt.publish(topic, JSON.stringify({ ...params, id, op }), { qos: 1 }, (err) => {
+      this.mqtt.publish(topic, JSON.stringify({ ...params, id, op, conn: this.conn }), { qos: 1 }, (err) => {
         if (err) {
           clearTimeout(timer);
           this.pending.delete(id);
@@ -232,23 +253,56 @@ export class LicdClient extends EventEmitter {
   async heartbeatNow(): Promise<void> {
     if (this.leases.size === 0 || this.closed) return;
     try {
-      const r = await this.request<HeartbeatResult>('heartbeat', { leases: [...this.leases.keys()] });
-      for (const x of r.renewed) this.leases.get(x.id)?.renewed(x.until);
-      for (const id of r.unknown) {
-        const lease = this.leases.get(id);
-        if (!lease) continue;
-        this.leases.delete(id);
-        try {
-          const again = await this.request<CheckoutResult>('checkout', lease.params);
-          lease.update(again);
-          this.leases.set(again.lease.id, lease);
-          lease.emit('regained', lease.view);
-        } catch (e) {
-          lease.lost(e as Error);
-        }
-      }
+      await this.renew();
     } catch (e) {
       this.emit('heartbeat-error', e);
+      // Unanswered: licd or its broker link may be just coming back. Keep asking.
+      if (e instanceof LicdError && e.code === 'TIMEOUT') void this.renewUntilAnswered();
+    }
+  }
+
+  /**
+   * Repeats the heartbeat while connected until one is answered (see RENEW_ATTEMPT_MS). Emits
+   * 'renewed' when it got through.
+   */
+  private async renewUntilAnswered(): Promise<void> {
+    if (this.renewing) return;
+    this.renewing = true;
+    try {
+      for (let attempt = 0; !this.closed && this.leases.size > 0; attempt++) {
+        if (this.mqtt.connected) {
+          try {
+            await this.renew(Math.min(this.timeoutMs, RENEW_ATTEMPT_MS * (attempt + 1)));
+            this.emit('renewed');
+            return;
+          } catch (e) {
+            this.emit('heartbeat-error', e);
+            if (!(e instanceof LicdError && e.code === 'TIMEOUT')) return;
+          }
+        } else if (attempt > 0) return; // the next connect starts it again
+        await new Promise((r) => setTimeout(r, backoffDelay(RENEW_PAUSE, attempt)).unref?.());
+      }
+    } finally {
+      this.renewing = false;
+    }
+  }
+
+  /** One heartbeat for every held lease; checks out again those the server calls unknown. Throws when it gets no answer. */
+  private async renew(timeoutMs?: number): Promise<void> {
+    const r = await this.request<HeartbeatResult>('heartbeat', { leases: [...this.leases.keys()] }, timeoutMs === undefined ? {} : { timeoutMs });
+    for (const x of r.renewed) this.leases.get(x.id)?.renewed(x.until);
+    for (const id of r.unknown) {
+      const lease = this.leases.get(id);
+      if (!lease) continue;
+      this.leases.delete(id);
+      try {
+        const again = await this.request<CheckoutResult>('checkout', lease.params);
+        lease.update(again);
+        this.leases.set(again.lease.id, lease);
+        lease.emit('regained', lease.view);
+      } catch (e) {
+        lease.lost(e as Error);
+      }
     }
   }
 
@@ -319,4 +373,8 @@ export class Lease extends EventEmitter {
   async release(): Promise<void> {
     await this.client.checkin({ leases: [this.id] });
   }
+}
+
+function willPayload(conn: number): Buffer {
+  return Buffer.from(JSON.stringify({ gone: true, conn }));
 }

@@ -135,6 +135,13 @@ export interface Mosquitto {
   output(): string;
   /** Stops mosquitto and removes its directory. */
   stop(): Promise<void>;
+  /**
+   * Ends the running mosquitto with a signal (SIGTERM: a clean stop, which publishes every
+   * client's last will; SIGKILL: none) and waits for it to exit. `relaunch` starts it again.
+   */
+  kill(signal: 'SIGTERM' | 'SIGKILL'): Promise<void>;
+  /** Starts mosquitto again on the same port with the same files (after kill). */
+  relaunch(): Promise<void>;
 }
 
 export interface MosquittoOptions {
@@ -184,7 +191,7 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
         if (/address already in use/i.test(started.error.message)) continue;
         break;
       }
-      const { child, output } = started;
+      let { child, output } = started;
       let stopped = false;
       return {
         host,
@@ -192,12 +199,32 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
         url: `mqtt://${host}:${port}`,
         passwords,
         dir,
-        output,
+        output: () => output(),
         async stop() {
           if (stopped) return;
           stopped = true;
           await terminate(child);
           rmSync(dir, { recursive: true, force: true });
+        },
+        async kill(signal) {
+          if (child.exitCode !== null || child.signalCode !== null) return;
+          const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+          child.kill(signal);
+          await gone;
+        },
+        async relaunch() {
+          // The port was ours a moment ago; a just-closed listener may need a few tries.
+          for (let i = 0; ; i++) {
+            const again = await launch(bin.mosquitto, configFile, host, port, passwords.licd);
+            if (!('error' in again)) {
+              const before = output();
+              child = again.child;
+              output = () => before + again.output();
+              return;
+            }
+            if (i >= 20) throw again.error;
+            await new Promise((r) => setTimeout(r, 250));
+          }
         },
       };
     }
