@@ -15,6 +15,7 @@ import {
 } from '../core/protocol.ts';
 import type { Availability } from '../core/model.ts';
 import { connectMqtt, waitConnected } from '../mqtt/connect.ts';
+import type { TlsTrust } from '../mqtt/tls.ts';
 
 export interface ClientOptions {
   /** Broker URL, e.g. mqtt://127.0.0.1:1883. */
@@ -28,6 +29,8 @@ export interface ClientOptions {
   protocolVersion?: 4 | 5;
   /** How long to wait for an answer, ms. */
   timeoutMs?: number;
+  /** For mqtts:// URLs: trust the server by its pinned fingerprint or a CA (else the system CAs). */
+  tls?: TlsTrust;
 }
 
 function safe(s: string): string {
@@ -79,7 +82,7 @@ export class LicdClient extends EventEmitter {
       protocolVersion: opts.protocolVersion ?? 4,
       clean: true,
       will: { topic: topics.clientWill(this.clientId), payload: Buffer.from('{"gone":true}'), qos: 1, retain: false },
-    });
+    }, opts.tls);
     this.mqtt.on('message', (topic, payload) => this.onMessage(topic, payload));
     this.mqtt.on('connect', () => {
       this.mqtt.subscribe(topics.clientResponse(this.clientId), { qos: 1 });
@@ -104,6 +107,8 @@ export class LicdClient extends EventEmitter {
       );
     } catch (e) {
       c.mqtt.end(true);
+      // TLS_MISMATCH / TLS_UNTRUSTED from the handshake say it all already.
+      if (e instanceof LicdError) throw e;
       const m = (e as Error).message;
       if (/Bad username or password|Not authorized|not authorized/i.test(m)) {
         throw new LicdError('FORBIDDEN', `the broker at ${opts.url} refused ${opts.username ? `user ${JSON.stringify(opts.username)}` : 'an anonymous client'} (${m}); give the right identity with --user and --password-file (a development daemon keeps the admin password in data/admin.password)`);
