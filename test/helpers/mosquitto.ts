@@ -318,8 +318,10 @@ export async function startExternalDaemon(
       },
     });
   } catch (e) {
-    await mosq.stop();
-    throw new Error(`licd did not start against mosquitto: ${(e as Error).message}\nmosquitto log:\n${mosq.output()}`);
+    const output = mosq.output();
+    // A mosquitto the caller gave stays up: the caller may try again.
+    if (!opts.mosquitto) await mosq.stop();
+    throw new Error(`licd did not start against mosquitto: ${(e as Error).message}\nmosquitto log:\n${output}`);
   }
   const admins: LicdClient[] = [];
   return {
