@@ -469,11 +469,12 @@ function loadTlsMaterial(config: Config, log: Log): { cert: Buffer; key: Buffer 
     return { cert, key, fingerprint, made };
   }
   if (config.mqtt.broker === 'external' && config.mqtt.brokerCertFile) {
-    const cert = readConfigFile(config.mqtt.brokerCertFile, 'mqtt.brokerCertFile');
+    // Only shown to clients: without it licd still serves licenses, and says what is missing.
     try {
+      const cert = readConfigFile(config.mqtt.brokerCertFile, 'mqtt.brokerCertFile');
       return { cert, key: null, fingerprint: certFingerprint(cert), made: false };
     } catch (e) {
-      throw new LicdError('CONFIG_INVALID', `mqtt.brokerCertFile: ${config.mqtt.brokerCertFile} is not a PEM certificate (${(e as Error).message})`, { field: 'mqtt.brokerCertFile' });
+      log.warn('the broker certificate named by mqtt.brokerCertFile cannot be read; its fingerprint is not shown to clients (run licd-tls-setup, or fix the path)', { file: config.mqtt.brokerCertFile, error: (e as Error).message });
     }
   }
   return null;
