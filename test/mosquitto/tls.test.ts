@@ -14,7 +14,7 @@ import { killAll, run } from '../helpers/procs.ts';
 test.after.always(() => killAll());
 
 test('mosquitto TLS listener with the first-boot certificate: licctl status over mqtts with the pin works as admin; a wrong pin is refused; admins cannot log in on plain MQTT', async (t) => {
-  t.timeout(90_000);
+  t.timeout(240_000);
   const mosquitto = await startMosquitto();
   const fp = certFingerprint(readFileSync(mosquitto.certFile));
   // The first-boot script prints the fingerprint as licd and licctl write it.
@@ -51,7 +51,7 @@ test('mosquitto TLS listener with the first-boot certificate: licctl status over
 });
 
 test('licd itself can reach mosquitto over mqtts (for a box without the plain listener), and refuses a broker whose certificate is not the pinned one', async (t) => {
-  t.timeout(60_000);
+  t.timeout(180_000);
   const mosquitto = await startMosquitto();
   t.teardown(() => mosquitto.stop());
   const fp = certFingerprint(readFileSync(mosquitto.certFile));
