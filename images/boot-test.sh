@@ -60,6 +60,8 @@ if [ -z "$PORT" ]; then
   PORT=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
 fi
 BROKER=mqtt://127.0.0.1:$PORT
+# mosquitto's TLS listener (8883), where admins log in.
+TLS_PORT=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
 # licctl COMMAND [ARGS...]: the broker goes right after the command (before any "--" of licctl run).
 licctl() { local cmd=$1; shift; node "$REPO/bin/licctl.mjs" "$cmd" --broker "$BROKER" "$@"; }
 
@@ -101,7 +103,7 @@ echo "booting $IMG ($QEMU TCG, $SMP CPUs, 1024 MiB), MQTT forwarded to 127.0.0.1
 "$QEMU" "${MACHINE[@]}" -accel tcg -m 1024 -smp "$SMP" -nographic -no-reboot \
   -kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.img" -append "$(cat "$IMG/cmdline")" \
   -drive "file=$IMG/root.img,format=raw,if=virtio" -snapshot \
-  -netdev "user,id=lan,restrict=on,hostfwd=tcp:127.0.0.1:$PORT-:1883" -device virtio-net-pci,netdev=lan \
+  -netdev "user,id=lan,restrict=on,hostfwd=tcp:127.0.0.1:$PORT-:1883,hostfwd=tcp:127.0.0.1:$TLS_PORT-:8883" -device virtio-net-pci,netdev=lan \
   -monitor "unix:$RUN/monitor.sock,server,nowait" \
   </dev/null >"$CONSOLE" 2>&1 &
 QEMU_PID=$!
@@ -168,10 +170,18 @@ node -e 'const s=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));
   || fail "nuke_i not free after check-in"
 echo "checkin: nuke_i free again"
 
-# An admin request through mosquitto's password file and ACL.
-licctl borrows --user admin --password-file "$IMG/admin.password" >"$RUN/admin.out" 2>&1 \
-  || { cat "$RUN/admin.out" >&2; fail "admin request (licctl borrows as admin)"; }
-echo "admin: licctl borrows answered"
+# An admin request through mosquitto's TLS listener, password file and ACL, trusting the
+# certificate the box made at its first boot by the fingerprint licd shows in its state.
+FP=$(node -e 'const s=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); console.log(s.server.tls?.fingerprint ?? "")' "$RUN/status.json")
+[ -n "$FP" ] || fail "the server state shows no TLS fingerprint (licd-tls-setup.service, mqtt.brokerCertFile)"
+licctl borrows --broker "mqtts://127.0.0.1:$TLS_PORT" --fingerprint "$FP" --user admin --password-file "$IMG/admin.password" >"$RUN/admin.out" 2>&1 \
+  || { cat "$RUN/admin.out" >&2; fail "admin request over TLS (licctl borrows as admin)"; }
+echo "admin: licctl borrows answered over mqtts ($FP)"
+# The plain listener does not take the admin login (its password file has only licd).
+if licctl borrows --user admin --password-file "$IMG/admin.password" >"$RUN/admin-plain.out" 2>&1; then
+  fail "the admin logged in on plain MQTT"
+fi
+echo "admin: refused on plain MQTT"
 
 # systemd's watchdog (WatchdogSec=30 in licd.service) would restart a licd whose WATCHDOG=1
 # pings do not arrive: once licd has run for 45 s, it must still be the same process.

@@ -195,8 +195,9 @@ EOF
 # hostnamectl, timedatectl; systemd-timesyncd: the clock (a Pi has no RTC, and licd watches for
 # the clock stepping back); kmod: modules-load.d (cdc_acm); iproute2: `ip` for the admin;
 # libusb-1.0-0: node-hid loads it even for its hidraw backend (the HID dongle); e2fsprogs: fsck
-# of the root filesystem at boot (not in Debian 13's minbase).
-PKGS=(systemd-sysv udev dbus systemd-timesyncd kmod iproute2 e2fsprogs libusb-1.0-0 nodejs mosquitto "$KERNEL_PKG" initramfs-tools zstd)
+# of the root filesystem at boot (not in Debian 13's minbase); openssl: licd-tls-setup makes the
+# broker's TLS key and certificate at first boot.
+PKGS=(systemd-sysv udev dbus systemd-timesyncd kmod iproute2 e2fsprogs libusb-1.0-0 nodejs mosquitto openssl "$KERNEL_PKG" initramfs-tools zstd)
 step "apt-get install ${PKGS[*]}"
 in_root apt-get update -qq
 in_root apt-get install -y -qq --no-install-recommends "${PKGS[@]}"
@@ -260,6 +261,10 @@ install -D -m 0644 "$S/udev/99-licd-dongle.rules" "$ROOT/etc/udev/rules.d/99-lic
 install -m 0644 "$S/mosquitto/licd.conf" "$ROOT/etc/mosquitto/conf.d/licd.conf"
 install -m 0644 "$S/mosquitto/licd.acl" "$ROOT/etc/mosquitto/licd.acl"
 install -m 0644 "$S/licd.service" "$ROOT/etc/systemd/system/licd.service"
+# The broker's TLS key and certificate are made at each box's first boot, never here: every box
+# has its own key, and an image carries none.
+install -m 0644 "$S/licd-tls-setup.service" "$ROOT/etc/systemd/system/licd-tls-setup.service"
+rm -rf "$ROOT/etc/licd/tls"
 in_root systemd-sysusers
 in_root getent passwd licd
 in_root getent group mosquitto
@@ -284,7 +289,8 @@ if [ "$DEV" = 1 ]; then
     "broker": "external",
     "url": "mqtt://127.0.0.1:1883",
     "username": "licd",
-    "passwordFile": "/etc/licd/mqtt.password"
+    "passwordFile": "/etc/licd/mqtt.password",
+    "brokerCertFile": "/etc/licd/tls/cert.pem"
   },
   "dongle": { "transport": "emulated" },
   "log": { "level": "info", "format": "text" }
@@ -323,10 +329,13 @@ randpw() { head -c 18 /dev/urandom | base64 | tr '+/' '-_'; }
 chmod 0600 "$OUT/admin.password"
 in_root mosquitto_passwd -U /etc/mosquitto/licd.passwd
 grep -q '^admin:\$7\$' "$ROOT/etc/mosquitto/licd.passwd" || die "mosquitto_passwd -U did not hash the password file"
+# The plain listener's password file: licd only, so admins log in over TLS (8883) only.
+grep '^licd:' "$ROOT/etc/mosquitto/licd.passwd" >"$ROOT/etc/mosquitto/licd-plain.passwd"
 # Owners and modes from licd.tmpfiles.conf (applied again at every boot).
 in_root systemd-tmpfiles --create /usr/lib/tmpfiles.d/licd.conf
 # tmpfiles.d leaves unlisted files alone: the emulated-dongle image has no entitlement.json.
-in_root stat -c "%U:%G %a %n" /etc/licd/mqtt.password /etc/mosquitto/licd.passwd
+in_root stat -c "%U:%G %a %n" /etc/licd/mqtt.password /etc/mosquitto/licd.passwd /etc/mosquitto/licd-plain.passwd
+[ ! -e "$ROOT/etc/licd/tls/key.pem" ] || die "the image must not carry a TLS key (licd-tls-setup makes one per box)"
 
 # --- the rest of the system ------------------------------------------------------------------------
 step "hostname, fstab, network, services"
@@ -351,7 +360,7 @@ echo Etc/UTC >"$ROOT/etc/timezone"
 # the console for a locale and time zone then and hold up the boot: it has nothing to ask.
 : >"$ROOT/etc/machine-id"
 ln -sf /dev/null "$ROOT/etc/systemd/system/systemd-firstboot.service"
-in_root systemctl enable systemd-networkd.service mosquitto.service licd.service
+in_root systemctl enable systemd-networkd.service licd-tls-setup.service mosquitto.service licd.service
 if [ "$DEV" = 1 ]; then
   # The development image shows the journal on the serial console, so a failed boot test shows why.
   install -d "$ROOT/etc/systemd/journald.conf.d"

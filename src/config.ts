@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import { LicdError } from './core/errors.ts';
 import { defaultLeasePolicy, type LeasePolicy } from './core/service.ts';
 import { defaultBorrowPolicy, parseLimits, type BorrowLimits, type BorrowPolicy } from './core/borrowing.ts';
 import { Fields } from './core/validate.ts';
+import { defaultTlsFiles, parseFingerprint } from './mqtt/tls.ts';
 
 export type DongleConfig =
   | { transport: 'emulated'; stateFile: string | null; serial: string | null }
@@ -30,11 +31,28 @@ export interface Config {
     passwordFile: string | null;
     /** 4 = MQTT 3.1.1, 5 = MQTT 5. */
     protocolVersion: 4 | 5;
+    /** An external broker's TLS certificate (e.g. /etc/licd/tls/cert.pem): its fingerprint is shown in the server state. */
+    brokerCertFile: string | null;
+    /** For an mqtts:// mqtt.url: the broker's pinned fingerprint, or a CA file to verify it with. */
+    fingerprint: string | null;
+    caFile: string | null;
   };
   broker: {
     allowAnonymous: boolean;
     /** File with the password of the "admin" MQTT user of the embedded broker (made on first start). */
     adminPasswordFile: string;
+    /** The plain MQTT listener on mqtt.host:mqtt.port; false leaves only the TLS listener. */
+    plain: boolean;
+    /** The embedded broker's TLS listener (mqtts). */
+    tls: {
+      enabled: boolean;
+      host: string;
+      port: number;
+      certFile: string;
+      keyFile: string;
+      /** The files are licd's own (under dataDir/tls): made at first start when absent. */
+      selfSigned: boolean;
+    };
   };
   dongle: DongleConfig & { presenceIntervalMs: number; timeoutMs: number };
   leases: LeasePolicy;
@@ -107,7 +125,7 @@ function parseConfigFields(raw: unknown, env: NodeJS.ProcessEnv, base: string): 
   }
 
   const m = f.optObject('mqtt') ?? Fields.of({}, 'mqtt', 'CONFIG_INVALID');
-  m.only(['broker', 'host', 'port', 'url', 'username', 'password', 'passwordFile', 'protocolVersion']);
+  m.only(['broker', 'host', 'port', 'url', 'username', 'password', 'passwordFile', 'protocolVersion', 'brokerCertFile', 'fingerprint', 'caFile']);
   const brokerKind = (env.LICD_MQTT_URL ? 'external' : undefined) ?? m.optOneOf('broker', ['embedded', 'external'] as const) ?? 'embedded';
   const port = env.LICD_MQTT_PORT !== undefined ? envInt('LICD_MQTT_PORT', env.LICD_MQTT_PORT, 0, 65535) : (m.optInt('port', { min: 0, max: 65535 }) ?? 1883);
   const url = env.LICD_MQTT_URL ?? m.optString('url', { max: 1024, pattern: /^mqtts?:\/\/./, patternHelp: 'a URL like mqtt://127.0.0.1:1883' }) ?? null;
@@ -115,7 +133,19 @@ function parseConfigFields(raw: unknown, env: NodeJS.ProcessEnv, base: string): 
   const pv = m.optInt('protocolVersion', { min: 4, max: 5 }) ?? 4;
 
   const b = f.optObject('broker') ?? Fields.of({}, 'broker', 'CONFIG_INVALID');
-  b.only(['allowAnonymous', 'adminPasswordFile']);
+  b.only(['allowAnonymous', 'adminPasswordFile', 'plain', 'tls']);
+  const host = env.LICD_MQTT_HOST ?? m.optString('host', { max: 255 }) ?? '127.0.0.1';
+  const tls = parseBrokerTls(b, host, dataDir, path);
+  const plain = b.optBool('plain') ?? true;
+  if (!plain && !tls.enabled) bad('broker.plain', 'is false but broker.tls.enabled is not true: the embedded broker would have no listener; enable broker.tls or drop broker.plain');
+  if (brokerKind === 'external' && (tls.enabled || !plain)) {
+    bad(tls.enabled ? 'broker.tls' : 'broker.plain', 'applies to the embedded broker only; an external broker (mosquitto) has its own TLS listener (systemd/README.md); set mqtt.brokerCertFile to show its fingerprint');
+  }
+  const fingerprint = m.optString('fingerprint', { max: 200 });
+  const optPath = (fl: Fields, k: string) => {
+    const p = fl.optString(k, { max: 4096 });
+    return p ? path(p) : null;
+  };
 
   const d = f.optObject('dongle') ?? Fields.of({}, 'dongle', 'CONFIG_INVALID');
   const dongle = parseDongle(d, env.LICD_DONGLE, path);
@@ -163,7 +193,7 @@ function parseConfigFields(raw: unknown, env: NodeJS.ProcessEnv, base: string): 
     entitlementFile: entitlementFile ? path(entitlementFile) : null,
     mqtt: {
       broker: brokerKind,
-      host: env.LICD_MQTT_HOST ?? m.optString('host', { max: 255 }) ?? '127.0.0.1',
+      host,
       port,
       url,
       username: m.optString('username', { max: 64 }) ?? 'licd',
@@ -173,10 +203,15 @@ function parseConfigFields(raw: unknown, env: NodeJS.ProcessEnv, base: string): 
         return p ? path(p) : null;
       })(),
       protocolVersion: pv as 4 | 5,
+      brokerCertFile: optPath(m, 'brokerCertFile'),
+      fingerprint: fingerprint ? parseFingerprintField(fingerprint) : null,
+      caFile: optPath(m, 'caFile'),
     },
     broker: {
       allowAnonymous: b.optBool('allowAnonymous') ?? true,
       adminPasswordFile: path(b.optString('adminPasswordFile', { max: 4096 }) ?? resolve(dataDir, 'admin.password')),
+      plain,
+      tls,
     },
     dongle,
     leases,
@@ -187,6 +222,34 @@ function parseConfigFields(raw: unknown, env: NodeJS.ProcessEnv, base: string): 
       level: (envLevel as Config['log']['level'] | undefined) ?? lg.optOneOf('level', ['debug', 'info', 'warn', 'error'] as const) ?? 'info',
       format: lg.optOneOf('format', ['text', 'json'] as const) ?? 'text',
     },
+  };
+}
+
+function parseFingerprintField(v: string): string {
+  try {
+    return parseFingerprint(v, 'mqtt.fingerprint');
+  } catch (e) {
+    throw new LicdError('CONFIG_INVALID', `config: ${(e as Error).message}`, { field: 'mqtt.fingerprint' });
+  }
+}
+
+/** broker.tls: off by default; on, it listens on 8883 with licd's own certificate unless given one. */
+function parseBrokerTls(b: Fields, mqttHost: string, dataDir: string, path: (p: string) => string): Config['broker']['tls'] {
+  const t = b.optObject('tls') ?? Fields.of({}, 'broker.tls', 'CONFIG_INVALID');
+  t.only(['enabled', 'host', 'port', 'certFile', 'keyFile']);
+  const certFile = t.optString('certFile', { max: 4096 });
+  const keyFile = t.optString('keyFile', { max: 4096 });
+  if (Boolean(certFile) !== Boolean(keyFile)) {
+    bad(certFile ? 'broker.tls.keyFile' : 'broker.tls.certFile', `is needed with broker.tls.${certFile ? 'certFile' : 'keyFile'}: give both files (PEM), or neither for a certificate licd makes itself under ${join(dataDir, 'tls')}`);
+  }
+  const own = defaultTlsFiles(dataDir);
+  return {
+    enabled: t.optBool('enabled') ?? false,
+    host: t.optString('host', { max: 255 }) ?? mqttHost,
+    port: t.optInt('port', { min: 0, max: 65535 }) ?? 8883,
+    certFile: certFile ? path(certFile) : own.certFile,
+    keyFile: keyFile ? path(keyFile) : own.keyFile,
+    selfSigned: !certFile,
   };
 }
 

@@ -13,6 +13,7 @@ usage: licd [--config FILE]
 
 Without a config file licd runs in development mode: an emulated dongle, a development vendor
 key and a demo license under ./data, and the embedded MQTT broker on 127.0.0.1:1883.
+TLS (mqtts, 8883): broker.tls.enabled in the config; the certificate is made at first start.
 Environment: LICD_CONFIG, LICD_DATA_DIR, LICD_MQTT_HOST, LICD_MQTT_PORT, LICD_MQTT_URL,
 LICD_DONGLE (emulated | tcp:HOST:PORT | serial:PATH | hid:VID:PID), LICD_LOG_LEVEL.
 `);
@@ -60,6 +61,10 @@ async function main(): Promise<void> {
   ];
   if (daemon.entitlement.development) lines.push('DEVELOPMENT MODE: dev vendor key, emulated dongle and demo entitlement under ' + config.dataDir);
   if (daemon.adminCredentials) lines.push(`admin user "admin", password in ${config.broker.adminPasswordFile}`);
+  if (daemon.tls) {
+    lines.push(`TLS${daemon.tls.url ? ` on ${daemon.tls.url}` : ''}: certificate ${daemon.tls.fingerprint}${daemon.tls.made ? ' (made now, first start with TLS)' : ''}`);
+    lines.push(`  licctl trusts it with: --fingerprint ${daemon.tls.fingerprint}`);
+  }
   process.stdout.write(lines.join('\n') + '\n');
   notifySystemd('READY=1', `STATUS=serving ${s.features.length} features on ${daemon.url}`);
   const watchdog = startWatchdog();

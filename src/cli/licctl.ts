@@ -60,14 +60,23 @@ Connection (every command that talks to licd):
   --broker URL         or LICD_BROKER, or "broker" in the client config file
   --config FILE        client config (default ~/.config/licd/client.json, /etc/licd/client.json)
   --user NAME --password-file FILE
+                       a password goes only to this machine over mqtt://, else over mqtts://
+  --fingerprint SHA256:..  trust an mqtts:// server by its certificate (as licd prints it at
+                       start and licctl status shows it); or LICD_TLS_FINGERPRINT, "fingerprint"
+  --ca FILE            trust an mqtts:// server whose certificate this CA signed; or
+                       LICD_TLS_CA, "ca" in the client config
+
+Exit codes: 0 ok, 2 refused (the message says why), 3 no seats, 4 server not reached,
+  5 TLS: the server's certificate is not the pinned one or not trusted (nothing was sent),
+  64 bad command line.
 `;
 
-const CONN_FLAGS = ['broker', 'config', 'user', 'password-file', 'timeout', 'vendor-key'];
+const CONN_FLAGS = ['broker', 'config', 'user', 'password-file', 'timeout', 'vendor-key', 'fingerprint', 'ca'];
 
 async function connect(a: ParsedArgs, admin = false, o: { maintain?: boolean; timeoutMs?: number } = {}): Promise<LicdClient> {
-  const conn = resolveConnection({ broker: flag(a, 'broker'), configFile: flag(a, 'config'), user: flag(a, 'user'), passwordFile: flag(a, 'password-file'), admin });
+  const conn = resolveConnection({ broker: flag(a, 'broker'), configFile: flag(a, 'config'), user: flag(a, 'user'), passwordFile: flag(a, 'password-file'), fingerprint: flag(a, 'fingerprint'), ca: flag(a, 'ca'), admin });
   const timeoutMs = o.timeoutMs ?? intFlag(a, 'timeout', 100, 600_000) ?? 10_000;
-  const c = await LicdClient.connect({ url: conn.url, ...(conn.username ? { username: conn.username } : {}), ...(conn.password ? { password: conn.password } : {}), timeoutMs });
+  const c = await LicdClient.connect({ url: conn.url, ...(conn.username ? { username: conn.username } : {}), ...(conn.password ? { password: conn.password } : {}), ...(conn.tls ? { tls: conn.tls } : {}), timeoutMs });
   if (o.maintain !== false && !admin) await maintainBorrows(a, c);
   return c;
 }
@@ -115,6 +124,7 @@ export function formatStatus(s: StatusResult, only?: string): string {
   const dongle = srv.dongle.present ? `dongle ${srv.dongle.serial ?? '?'} present${srv.dongle.emulated ? ' (emulated)' : ''}` : `DONGLE ABSENT (${srv.dongle.reason ?? 'not answering'})`;
   lines.push(`licd ${srv.version}: ${srv.state}, ${dongle}${srv.development ? ', DEVELOPMENT MATERIAL' : ''}`);
   if (srv.entitlement) lines.push(`license ${srv.entitlement.id} for ${srv.entitlement.customer}`);
+  if (srv.tls) lines.push(`TLS${srv.tls.port ? ` port ${srv.tls.port}` : ''}: certificate ${srv.tls.fingerprint} (pin it: --fingerprint ${srv.tls.fingerprint})`);
   for (const w of srv.warnings) lines.push(`warning: ${w}`);
   for (const q of s.quarantine) lines.push(`quarantine: ${q.feature} ${q.seats} seats held until ${q.until}`);
   lines.push('');
@@ -476,7 +486,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     }
     if (isLicdError(e)) {
       err(`licctl: ${e.code}: ${e.message}`);
-      process.exit(e.code === 'NO_SEATS' ? 3 : e.code === 'TIMEOUT' ? 4 : 2);
+      process.exit(e.code === 'NO_SEATS' ? 3 : e.code === 'TIMEOUT' ? 4 : e.code === 'TLS_MISMATCH' || e.code === 'TLS_UNTRUSTED' ? 5 : 2);
     }
     err(`licctl: ${(e as Error)?.message ?? String(e)}`);
     process.exit(1);

@@ -33,6 +33,9 @@ export const ErrorCodes = [
   'ENTITLEMENT_INVALID',
   'TOKEN_INVALID',
   'TIMEOUT',
+  // mqtts: the server's certificate is not the pinned one / not vouched for by a trusted CA
+  'TLS_MISMATCH',
+  'TLS_UNTRUSTED',
 ] as const;
 
 export type ErrorCode = (typeof ErrorCodes)[number];

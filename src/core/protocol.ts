@@ -88,6 +88,11 @@ export interface ServerState {
   features: string[];
   /** Why granting is limited, if it is (dongle absent, quarantine, clock set back). */
   warnings: string[];
+  /**
+   * The broker's TLS listener, when licd knows it: the SHA-256 fingerprint of its certificate
+   * (SHA256:AB:CD:...) for clients to pin, and its port when licd runs it.
+   */
+  tls?: { fingerprint: string; port?: number };
 }
 
 export interface FeatureStatus extends Availability {

@@ -86,6 +86,8 @@ export interface ServiceDeps {
   counterGate?: CounterGate;
   /** The persisted high-water mark of time (clock integrity). */
   clockGuard?: ClockGuard;
+  /** The broker's TLS certificate fingerprint, shown in the server state for clients to pin. */
+  tls?: ServerState['tls'];
 }
 
 /**
@@ -460,6 +462,7 @@ export class LicenseService {
       entitlement: e ? { id: e.id, customer: e.customer } : null,
       features: this.table.featureNames(),
       warnings: [...this.warnings.values()],
+      ...(this.deps.tls ? { tls: this.deps.tls } : {}),
     };
   }
 

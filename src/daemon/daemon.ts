@@ -3,6 +3,7 @@
  * broker and MQTT link together. No module-level singletons: tests build daemons in-process with
  * the parts they choose.
  */
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '../config.ts';
@@ -33,6 +34,7 @@ import { nodeEd25519, systemRandom } from '../crypto/ed25519.ts';
 import { DongleManager, type DongleLink, type PresenceEvent } from '../dongle/manager.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from '../mqtt/embedded-broker.ts';
 import { ServerLink } from '../mqtt/server-link.ts';
+import { certFingerprint, ensureSelfSignedCert, type TlsTrust } from '../mqtt/tls.ts';
 import { LevelStore } from '../store/level-store.ts';
 import { demoEntitlementBody, devVendorKey, issueEntitlement, writeFileAtomic } from '../vendor.ts';
 
@@ -65,6 +67,8 @@ export interface Daemon {
   store: StateStore;
   /** Credentials of the embedded broker's admin user. */
   adminCredentials: { username: string; password: string } | null;
+  /** The broker's TLS certificate fingerprint; url when licd runs the listener; made: at this start. */
+  tls: { fingerprint: string; url: string | null; made: boolean } | null;
   chain(): { entitlement: unknown; delegation: SignedEnvelope | null };
   stop(): Promise<void>;
 }
@@ -210,8 +214,14 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
             : Promise.reject(new LicdError('DONGLE_ABSENT', 'the dongle has not been seen since licd started, so no borrow can be bound to its counter; plug it in (licctl status shows why it is absent)')),
     } as unknown as CounterGate;
 
+    // The broker's TLS certificate: made at first start for the embedded broker (never shipped
+    // in an image), read for an external one; its fingerprint goes into the server state.
+    const tlsMaterial = loadTlsMaterial(config, log);
+    const tlsView: { fingerprint: string; port?: number } | undefined = tlsMaterial ? { fingerprint: tlsMaterial.fingerprint } : undefined;
+
     let link!: ServerLink;
     const service = new LicenseService({
+      ...(tlsView ? { tls: tlsView } : {}),
       counterGate: gateProxy,
       clockGuard,
       clock,
@@ -337,6 +347,8 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     let url: string;
     let daemonPassword: string | null;
     let admin: Daemon["adminCredentials"] = null;
+    let linkUrl: string | undefined;
+    let linkTrust: TlsTrust | undefined;
     if (config.mqtt.broker === 'embedded') {
       daemonPassword = toBase64url(random.bytes(18));
       const adminPassword = readSecret(config.broker.adminPasswordFile, random, true);
@@ -346,6 +358,8 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         port: config.mqtt.port,
         allowAnonymous: config.broker.allowAnonymous,
         log,
+        plain: config.broker.plain,
+        tls: tlsMaterial?.key ? { host: config.broker.tls.host, port: config.broker.tls.port, cert: tlsMaterial.cert, key: tlsMaterial.key } : null,
         users: [
           { username: config.mqtt.username, password: daemonPassword, role: 'daemon' },
           { username: 'admin', password: adminPassword, role: 'admin' },
@@ -353,11 +367,18 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       });
       cleanups.push(() => broker!.close());
       url = broker.url;
+      if (broker.tls && tlsView) tlsView.port = broker.tls.port;
+      // Without the plain listener, the daemon reaches its own broker over TLS, pinned to its own certificate.
+      if (!config.broker.plain && broker.tls) {
+        linkUrl = broker.tls.url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//[::1]:');
+        linkTrust = { fingerprint: tlsMaterial!.fingerprint };
+      }
     } else {
       url = config.mqtt.url!;
       daemonPassword = config.mqtt.password ?? (config.mqtt.passwordFile ? readSecret(config.mqtt.passwordFile, random, false) : null);
+      linkTrust = { fingerprint: config.mqtt.fingerprint ?? undefined, ca: config.mqtt.caFile ? readConfigFile(config.mqtt.caFile, 'mqtt.caFile') : undefined };
     }
-    link = new ServerLink({ url, username: config.mqtt.username, password: daemonPassword, protocolVersion: config.mqtt.protocolVersion, service, log, chain: () => ({ entitlement: entitlement.envelope, delegation }) });
+    link = new ServerLink({ url: linkUrl ?? url, ...(linkTrust ? { tls: linkTrust } : {}), username: config.mqtt.username, password: daemonPassword, protocolVersion: config.mqtt.protocolVersion, service, log, chain: () => ({ entitlement: entitlement.envelope, delegation }) });
     cleanups.push(() => link.close());
     await link.ready();
 
@@ -399,6 +420,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       link,
       store,
       adminCredentials: admin,
+      tls: tlsView ? { fingerprint: tlsView.fingerprint, url: broker?.tls?.url ?? null, made: tlsMaterial!.made } : null,
       chain: () => ({ entitlement: entitlement.envelope, delegation }),
       async stop() {
         if (stopped) return;
@@ -414,6 +436,48 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
   } catch (e) {
     return fail(e);
   }
+}
+
+function readConfigFile(file: string, field: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (e) {
+    throw new LicdError('CONFIG_INVALID', `${field}: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? e}); fix the path in the config, or the file's owner and mode`, { field });
+  }
+}
+
+/**
+ * The TLS certificate and key of the embedded broker (made under dataDir/tls at the first start
+ * with TLS on, unless the config names its own files), or just the certificate of an external
+ * broker (mqtt.brokerCertFile), whose fingerprint the server state shows.
+ */
+function loadTlsMaterial(config: Config, log: Log): { cert: Buffer; key: Buffer | null; fingerprint: string; made: boolean } | null {
+  const t = config.broker.tls;
+  if (config.mqtt.broker === 'embedded' && t.enabled) {
+    const made = t.selfSigned ? ensureSelfSignedCert({ certFile: t.certFile, keyFile: t.keyFile }) : false;
+    const cert = readConfigFile(t.certFile, 'broker.tls.certFile');
+    const key = readConfigFile(t.keyFile, 'broker.tls.keyFile');
+    let fingerprint: string;
+    try {
+      const x = new X509Certificate(cert);
+      if (!x.checkPrivateKey(createPrivateKey(key))) throw new Error(`the key in ${t.keyFile} does not belong to the certificate in ${t.certFile}`);
+      fingerprint = certFingerprint(cert);
+    } catch (e) {
+      throw new LicdError('CONFIG_INVALID', `broker.tls: ${t.certFile} and ${t.keyFile} must be a PEM certificate and its private key: ${(e as Error).message}`, { field: 'broker.tls.certFile' });
+    }
+    if (made) log.warn('made a TLS certificate for the broker (first start with TLS on)', { file: t.certFile, fingerprint });
+    return { cert, key, fingerprint, made };
+  }
+  if (config.mqtt.broker === 'external' && config.mqtt.brokerCertFile) {
+    // Only shown to clients: without it licd still serves licenses, and says what is missing.
+    try {
+      const cert = readConfigFile(config.mqtt.brokerCertFile, 'mqtt.brokerCertFile');
+      return { cert, key: null, fingerprint: certFingerprint(cert), made: false };
+    } catch (e) {
+      log.warn('the broker certificate named by mqtt.brokerCertFile cannot be read; its fingerprint is not shown to clients (run licd-tls-setup, or fix the path)', { file: config.mqtt.brokerCertFile, error: (e as Error).message });
+    }
+  }
+  return null;
 }
 
 function peekDongle(envelope: unknown): { serial: string; publicKey: Uint8Array } {

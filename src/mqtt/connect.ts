@@ -1,12 +1,18 @@
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import mqtt, { MqttClient, type IClientOptions } from 'mqtt';
 import type { Socket } from 'node:net';
+import { openTls, type TlsTrust } from './tls.ts';
 
 /**
  * Connects mqtt.js with TCP_NODELAY on the socket. Without it a request/answer exchange on
  * loopback waits for Nagle against delayed ACK: measured here 44 ms p50 instead of 1 ms.
  */
-export function connectMqtt(url: string, options: IClientOptions, backoff: Backoff = CLIENT_BACKOFF): MqttClient {
-  const client = mqtt.connect(url, { reconnectPeriod: 1000, connectTimeout: 5000, ...options });
+export function connectMqtt(url: string, options: IClientOptions, trust?: TlsTrust, backoff: Backoff = CLIENT_BACKOFF): MqttClient {
+  const defaults = { reconnectPeriod: 1000, connectTimeout: 5000 };
+  // mqtts:// goes through openTls on every (re)connect: it refuses an untrusted or unpinned
+  // server at the handshake, before the CONNECT packet (and its password) is written.
+  const client = url.startsWith('mqtts:')
+    ? new MqttClient(() => openTls(url, trust ?? {}), { ...defaults, ...options, protocol: 'mqtts' })
+    : mqtt.connect(url, { ...defaults, ...options });
   if ((options.reconnectPeriod ?? 1000) > 0) jitterReconnects(client, backoff);
   const noDelay = () => {
     const s = client.stream as unknown as Partial<Socket> | undefined;

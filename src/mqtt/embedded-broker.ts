@@ -1,6 +1,7 @@
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, TLSSocket } from 'node:tls';
 import type { Log } from '../core/service.ts';
 import { MAX_ANSWER_BYTES, TOPIC_PREFIX, topics } from '../core/protocol.ts';
 import { CLIENT_ID_PATTERN } from '../core/validate.ts';
@@ -15,12 +16,19 @@ export interface EmbeddedBrokerOptions {
   /** Clients without a username act as plain clients (render nodes). */
   allowAnonymous: boolean;
   log: Log;
+  /** The plain listener on host:port (default true). */
+  plain?: boolean;
+  /** A TLS listener feeding the same broker. With it, admins log in over TLS (or from this machine) only. */
+  tls?: { host: string; port: number; cert: Buffer | string; key: Buffer | string } | null;
 }
 
 export interface EmbeddedBroker {
+  /** The plain listener (the TLS one when the plain listener is off). */
   host: string;
   port: number;
   url: string;
+  /** The TLS listener, if on. */
+  tls: { host: string; port: number; url: string } | null;
   close(): Promise<void>;
   /** Drops every client connection at once (tests: the broker "restarts" under the clients). */
   aedes: Aedes;
@@ -180,6 +188,11 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
         return done(authError('bad username or password', 4), false);
       }
       if (client.id.startsWith(DAEMON_CLIENT_PREFIX) && u.role !== 'daemon') return done(authError('reserved client id', 2), false);
+      // Admin credentials belong on the TLS listener; over plain MQTT only from this machine.
+      if (u.role === 'admin' && opts.tls && !viaTlsOrLoopback(client)) {
+        opts.log.warn('broker: admin login over plain MQTT from another machine refused; use the TLS listener', { client: client.id, username });
+        return done(authError('admins log in over TLS (mqtts://) from other machines', 5), false);
+      }
       roles.set(client, u.role);
       if (u.role === 'daemon') daemonSockets.add(client.conn as unknown as Socket);
       done(null, true);
@@ -229,33 +242,69 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     }
   });
 
-  const server: Server = createServer({ noDelay: true, highWaterMark: MAX_QUEUED_BYTES_PER_CLIENT }, aedes.handle);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const addr = server.address() as AddressInfo;
-  const host = opts.host;
   const sockets = new Set<Socket>();
-  server.on('connection', (s) => {
+  const track = (s: Socket) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
-    boundWrites(s, daemonSockets, opts.log);
-  });
-  return {
-    host,
-    port: addr.port,
-    url: `mqtt://${host.includes(':') ? `[${host}]` : host}:${addr.port}`,
-    aedes,
-    async close() {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const s of sockets) s.destroy();
-      });
-      await new Promise<void>((resolve) => aedes.close(() => resolve()));
-    },
   };
+  const servers: Server[] = [];
+  const closeAll = async () => {
+    const closed = servers.map((srv) => new Promise<void>((resolve) => srv.close(() => resolve())));
+    for (const s of sockets) s.destroy();
+    await Promise.all(closed);
+    await new Promise<void>((resolve) => aedes.close(() => resolve()));
+  };
+  const fmt = (scheme: string, host: string, port: number) => `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  let plain: { host: string; port: number; url: string } | null = null;
+  let tls: EmbeddedBroker['tls'] = null;
+  try {
+    if (opts.plain !== false) {
+      const server: Server = createServer({ noDelay: true, highWaterMark: MAX_QUEUED_BYTES_PER_CLIENT }, aedes.handle);
+      server.on('connection', (s) => {
+        track(s);
+        boundWrites(s, daemonSockets, opts.log);
+      });
+      const port = await listen(server, opts.port, opts.host);
+      servers.push(server);
+      plain = { host: opts.host, port, url: fmt('mqtt', opts.host, port) };
+    }
+    if (opts.tls) {
+      const server = createTlsServer({ cert: opts.tls.cert, key: opts.tls.key, noDelay: true, minVersion: 'TLSv1.2', highWaterMark: MAX_QUEUED_BYTES_PER_CLIENT }, aedes.handle);
+      server.on('connection', track);
+      // aedes writes to the TLS socket: that is the one whose queue is bounded.
+      server.on('secureConnection', (s) => boundWrites(s, daemonSockets, opts.log));
+      // A client that gives up at the handshake (a wrong pin) is no broker error.
+      server.on('tlsClientError', (e) => opts.log.debug('broker: TLS handshake failed', { error: e.message }));
+      const port = await listen(server, opts.tls.port, opts.tls.host);
+      servers.push(server);
+      tls = { host: opts.tls.host, port, url: fmt('mqtts', opts.tls.host, port) };
+    }
+  } catch (e) {
+    await closeAll();
+    throw e;
+  }
+  const main = (plain ?? tls)!;
+  return {
+    ...main,
+    tls,
+    aedes,
+    close: closeAll,
+  };
+}
+
+function listen(server: Server, port: number, host: string): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+function viaTlsOrLoopback(client: Client): boolean {
+  const conn = (client as unknown as { conn?: Socket }).conn;
+  if (conn instanceof TLSSocket) return true;
+  const a = conn?.remoteAddress ?? '';
+  return a === '127.0.0.1' || a === '::1' || a === '::ffff:127.0.0.1' || a.startsWith('127.');
 }

@@ -4,6 +4,7 @@ import { MAX_ANSWER_BYTES, parseTopic, topics, type ServerState } from '../core/
 import type { LicenseService, Log } from '../core/service.ts';
 import { connectMqtt, DAEMON_BACKOFF, waitConnected } from './connect.ts';
 import { DAEMON_CLIENT_PREFIX } from './embedded-broker.ts';
+import type { TlsTrust } from './tls.ts';
 
 /**
  * Per client id: at most this many requests are handled at once, counting each from its arrival
@@ -19,6 +20,8 @@ export interface ServerLinkOptions {
   username: string;
   password: string | null;
   protocolVersion: 4 | 5;
+  /** For an mqtts:// url: how to trust the broker (pinned fingerprint or CA). */
+  tls?: TlsTrust;
   service: LicenseService;
   log: Log;
   /** The trust chain to publish retained for offline verification. */
@@ -55,7 +58,7 @@ export class ServerLink {
       protocolVersion: opts.protocolVersion,
       clean: true,
       will: { topic: topics.serverState, payload: Buffer.from(JSON.stringify(offline)), qos: 1, retain: true },
-    }, DAEMON_BACKOFF);
+    }, opts.tls, DAEMON_BACKOFF);
     this.client.on('connect', () => {
       this.log.info('connected to the MQTT broker', { url: opts.url });
       this.client.subscribe(

@@ -3,6 +3,7 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { LicdError } from '../core/errors.ts';
 import { Fields } from '../core/validate.ts';
+import { parseFingerprint, type TlsTrust } from '../mqtt/tls.ts';
 
 export interface Connection {
   url: string;
@@ -10,9 +11,21 @@ export interface Connection {
   password?: string;
   /** Where the URL came from, for error messages. */
   source: string;
+  /** For mqtts:// URLs: the pinned certificate fingerprint and/or the CA (PEM) to trust. */
+  tls?: TlsTrust;
 }
 
 export const DEFAULT_BROKER = 'mqtt://127.0.0.1:1883';
+
+function isLoopbackUrl(url: string): boolean {
+  let host: string;
+  try {
+    host = new URL(url).hostname.replace(/^\[(.*)\]$/, '$1');
+  } catch {
+    return false;
+  }
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
 
 /**
  * Where the client finds the license server, first match wins:
@@ -27,6 +40,9 @@ export function resolveConnection(opts: {
   configFile?: string | undefined;
   user?: string | undefined;
   passwordFile?: string | undefined;
+  /** --fingerprint and --ca. */
+  fingerprint?: string | undefined;
+  ca?: string | undefined;
   admin?: boolean;
   env?: NodeJS.ProcessEnv;
   cwd?: string;
@@ -34,7 +50,7 @@ export function resolveConnection(opts: {
   const env = opts.env ?? process.env;
   const cwd = opts.cwd ?? process.cwd();
   const candidates = [opts.configFile, env.LICD_CLIENT_CONFIG, join(homedir(), '.config', 'licd', 'client.json'), '/etc/licd/client.json'];
-  let file: { path: string; broker?: string; username?: string; password?: string; passwordFile?: string } | null = null;
+  let file: { path: string; broker?: string; username?: string; password?: string; passwordFile?: string; fingerprint?: string; ca?: string } | null = null;
   for (const c of candidates) {
     if (!c) continue;
     const path = resolve(cwd, c);
@@ -49,7 +65,7 @@ export function resolveConnection(opts: {
       throw new LicdError('CONFIG_INVALID', `client config ${path} is not valid JSON: ${(e as Error).message}`);
     }
     const f = Fields.of(raw, path, 'CONFIG_INVALID');
-    f.only(['broker', 'username', 'password', 'passwordFile', 'vendorPublicKey']);
+    f.only(['broker', 'username', 'password', 'passwordFile', 'vendorPublicKey', 'fingerprint', 'ca']);
     file = { path };
     const b = f.optString('broker', { max: 1024, pattern: /^mqtts?:\/\/./, patternHelp: 'a URL like mqtt://licd.local:1883' });
     if (b) file.broker = b;
@@ -59,6 +75,10 @@ export function resolveConnection(opts: {
     if (p) file.password = p;
     const pf = f.optString('passwordFile', { max: 4096 });
     if (pf) file.passwordFile = resolve(path, '..', pf);
+    const fp = f.optString('fingerprint', { max: 200 });
+    if (fp) file.fingerprint = parseFingerprint(fp, `"fingerprint" in ${path}`);
+    const ca = f.optString('ca', { max: 4096 });
+    if (ca) file.ca = resolve(path, '..', ca);
     break;
   }
   let url = DEFAULT_BROKER;
@@ -84,6 +104,32 @@ export function resolveConnection(opts: {
   }
   if (opts.admin || username) conn.username = username ?? 'admin';
   if (password !== undefined && conn.username) conn.password = password;
+
+  // Trust for mqtts://: a pin (--fingerprint, LICD_TLS_FINGERPRINT, the file) and/or a CA file.
+  const fingerprint = opts.fingerprint
+    ? parseFingerprint(opts.fingerprint, '--fingerprint')
+    : env.LICD_TLS_FINGERPRINT
+      ? parseFingerprint(env.LICD_TLS_FINGERPRINT, 'LICD_TLS_FINGERPRINT')
+      : file?.fingerprint;
+  const caFile = opts.ca ? resolve(cwd, opts.ca) : env.LICD_TLS_CA ? resolve(cwd, env.LICD_TLS_CA) : file?.ca;
+  if (fingerprint || caFile) {
+    conn.tls = {};
+    if (fingerprint) conn.tls.fingerprint = fingerprint;
+    if (caFile) {
+      try {
+        conn.tls.ca = readFileSync(caFile, 'utf8');
+      } catch (e) {
+        throw new LicdError('CONFIG_INVALID', `cannot read the CA file ${caFile} (from ${opts.ca ? '--ca' : env.LICD_TLS_CA ? 'LICD_TLS_CA' : file?.path}): ${(e as NodeJS.ErrnoException).code ?? e}`);
+      }
+    }
+  }
+  // Passwords never cross the network in clear: over mqtt:// only to this machine.
+  if (conn.password !== undefined && url.startsWith('mqtt:') && !isLoopbackUrl(url) && env.LICD_ALLOW_PLAIN_PASSWORD !== '1') {
+    throw new LicdError(
+      'CONFIG_INVALID',
+      `refusing to send the password of ${JSON.stringify(conn.username)} in clear to ${url} (from ${source}): use the server's TLS listener, mqtts://${new URL(url).hostname}:8883, with --fingerprint (the fingerprint the box shows) or --ca FILE. On a network you trust, LICD_ALLOW_PLAIN_PASSWORD=1 allows it`,
+    );
+  }
   return conn;
 }
 

@@ -15,6 +15,7 @@ import {
 } from '../core/protocol.ts';
 import type { Availability } from '../core/model.ts';
 import { backoffDelay, connectMqtt, waitConnected } from '../mqtt/connect.ts';
+import type { TlsTrust } from '../mqtt/tls.ts';
 
 export interface ClientOptions {
   /** Broker URL, e.g. mqtt://127.0.0.1:1883. */
@@ -28,6 +29,8 @@ export interface ClientOptions {
   protocolVersion?: 4 | 5;
   /** How long to wait for an answer, ms. */
   timeoutMs?: number;
+  /** For mqtts:// URLs: trust the server by its pinned fingerprint or a CA (else the system CAs). */
+  tls?: TlsTrust;
 }
 
 /**
@@ -93,7 +96,7 @@ export class LicdClient extends EventEmitter {
       protocolVersion: opts.protocolVersion ?? 4,
       clean: true,
       will: { topic: topics.clientWill(this.clientId), payload: willPayload(0), qos: 1, retain: false },
-    });
+    }, opts.tls);
     // Every connection gets the next number, in its will too: the daemon then knows a will that
     // the broker publishes after we are back (an older connection's) from a real loss.
     this.mqtt.on('close', () => {
@@ -125,6 +128,8 @@ export class LicdClient extends EventEmitter {
       );
     } catch (e) {
       c.mqtt.end(true);
+      // TLS_MISMATCH / TLS_UNTRUSTED from the handshake say it all already.
+      if (e instanceof LicdError) throw e;
       const m = (e as Error).message;
       if (/Bad username or password|Not authorized|not authorized/i.test(m)) {
         throw new LicdError('FORBIDDEN', `the broker at ${opts.url} refused ${opts.username ? `user ${JSON.stringify(opts.username)}` : 'an anonymous client'} (${m}); give the right identity with --user and --password-file (a development daemon keeps the admin password in data/admin.password)`);

@@ -23,6 +23,8 @@ const REPO = fileURLToPath(new URL('../../', import.meta.url));
 export const SHIPPED = {
   config: join(REPO, 'systemd/mosquitto/licd.conf'),
   acl: join(REPO, 'systemd/mosquitto/licd.acl'),
+  /** The first-boot script that makes the box's TLS key and certificate. */
+  tlsSetup: join(REPO, 'systemd/licd-tls-setup'),
 };
 /** Debian's main config, which includes conf.d/ (where licd.conf goes on the appliance). */
 export const DEBIAN_MAIN_CONFIG = '/etc/mosquitto/mosquitto.conf';
@@ -61,6 +63,11 @@ export interface RenderOptions {
   port: number;
   passwordFile: string;
   aclFile: string;
+  /** The TLS listener (shipped as 8883): its port, certificate and key, and the plain listener's password file. */
+  tlsPort?: number;
+  certFile?: string;
+  keyFile?: string;
+  plainPasswordFile?: string;
   /** For persistence_location, pid_file and include_dir. */
   dir: string;
   /** Whether this file must carry the listener, password_file and acl_file (the licd drop-in). */
@@ -74,16 +81,26 @@ export interface RenderOptions {
 export function renderConfig(text: string, o: RenderOptions): string {
   const out: string[] = [];
   const seen = { listener: 0, password_file: 0, acl_file: 0 };
+  let tlsListener = false;
   for (const line of text.split('\n')) {
-    const key = line.trim().split(/\s+/)[0];
+    const words = line.trim().split(/\s+/);
+    const key = words[0];
     switch (key) {
       case 'listener':
         seen.listener++;
-        out.push(`listener ${o.port} ${o.host}`);
+        // The shipped TLS listener is 8883; every other listener is the plain one.
+        tlsListener = words[1] === '8883';
+        if (tlsListener && o.tlsPort === undefined) throw new Error('the config has a TLS listener (8883): give tlsPort, certFile and keyFile');
+        out.push(`listener ${tlsListener ? o.tlsPort : o.port} ${o.host}`);
+        break;
+      case 'certfile':
+      case 'keyfile':
+        if (!o.certFile || !o.keyFile) throw new Error(`the config has "${key}": give certFile and keyFile`);
+        out.push(`${key} ${key === 'certfile' ? o.certFile : o.keyFile}`);
         break;
       case 'password_file':
         seen.password_file++;
-        out.push(`password_file ${o.passwordFile}`);
+        out.push(`password_file ${!tlsListener && seen.listener > 0 && o.plainPasswordFile && words[1]?.endsWith('licd-plain.passwd') ? o.plainPasswordFile : o.passwordFile}`);
         break;
       case 'acl_file':
         seen.acl_file++;
@@ -107,8 +124,8 @@ export function renderConfig(text: string, o: RenderOptions): string {
         out.push(line);
     }
   }
-  if (o.isLicdConfig && (seen.listener !== 1 || seen.password_file !== 1 || seen.acl_file !== 1)) {
-    throw new Error(`the licd mosquitto config must have exactly one listener, password_file and acl_file line; found ${JSON.stringify(seen)}`);
+  if (o.isLicdConfig && (seen.listener < 1 || seen.password_file !== seen.listener || seen.acl_file !== seen.listener)) {
+    throw new Error(`the licd mosquitto config must have a listener and, per listener, one password_file and acl_file line; found ${JSON.stringify(seen)}`);
   }
   return out.join('\n');
 }
@@ -128,6 +145,12 @@ export interface Mosquitto {
   host: string;
   port: number;
   url: string;
+  /** The TLS listener: mqtts:// URL, and the certificate made by the shipped first-boot script. */
+  tlsPort: number;
+  tlsUrl: string;
+  certFile: string;
+  /** What licd-tls-setup printed (it ends with the fingerprint). */
+  tlsSetupOutput: string;
   /** Passwords of the users in the password file. */
   passwords: { licd: string; admin: string };
   dir: string;
@@ -167,11 +190,23 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
     const hashed = spawnSync(bin.passwd, ['-U', passwordFile], { encoding: 'utf8' });
     if (hashed.status !== 0) throw new Error(`mosquitto_passwd -U failed (${hashed.status}): ${hashed.stderr || hashed.stdout || hashed.error}`);
     if (readFileSync(passwordFile, 'utf8').includes(passwords.licd)) throw new Error('mosquitto_passwd -U left the password in clear');
+    // The plain listener's file: licd only (as systemd/README.md derives it), so admins cannot log in there.
+    const plainPasswordFile = join(dir, 'licd-plain.passwd');
+    writeFileSync(plainPasswordFile, readFileSync(passwordFile, 'utf8').split('\n').filter((l) => l.startsWith('licd:')).join('\n') + '\n', { mode: 0o600 });
+    // The box's certificate, made by the shipped first-boot script as on the appliance.
+    const tlsDir = join(dir, 'tls');
+    const setup = spawnSync(SHIPPED.tlsSetup, [tlsDir], { encoding: 'utf8', env: { ...process.env, LICD_TLS_GROUP: 'no-such-group-here' } });
+    if (setup.status !== 0) throw new Error(`licd-tls-setup failed (${setup.status}): ${setup.stderr || setup.stdout || setup.error}`);
+    const certFile = join(tlsDir, 'cert.pem');
+    const keyFile = join(tlsDir, 'key.pem');
 
     let lastError: Error | null = null;
     for (let attempt = 0; attempt < 3; attempt++) {
       const port = await freePort(host);
-      const render = (text: string, isLicdConfig: boolean) => renderConfig(text, { host, port, passwordFile, aclFile, dir, isLicdConfig });
+      let tlsPort = await freePort(host);
+      while (tlsPort === port) tlsPort = await freePort(host);
+      const render = (text: string, isLicdConfig: boolean) =>
+        renderConfig(text, { host, port, tlsPort, passwordFile, plainPasswordFile, aclFile, certFile, keyFile, dir, isLicdConfig });
       let configFile: string;
       const dropIn = render(readFileSync(SHIPPED.config, 'utf8'), true);
       const runAs = `\n# (test run)\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\nuser ${userInfo().username}\n`;
@@ -197,6 +232,10 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
         host,
         port,
         url: `mqtt://${host}:${port}`,
+        tlsPort,
+        tlsUrl: `mqtts://${host}:${tlsPort}`,
+        certFile,
+        tlsSetupOutput: setup.stdout,
         passwords,
         dir,
         output: () => output(),
@@ -306,8 +345,10 @@ export async function startExternalDaemon(
       },
     });
   } catch (e) {
-    await mosq.stop();
-    throw new Error(`licd did not start against mosquitto: ${(e as Error).message}\nmosquitto log:\n${mosq.output()}`);
+    const output = mosq.output();
+    // A mosquitto the caller gave stays up: the caller may try again.
+    if (!opts.mosquitto) await mosq.stop();
+    throw new Error(`licd did not start against mosquitto: ${(e as Error).message}\nmosquitto log:\n${output}`);
   }
   const admins: LicdClient[] = [];
   return {
@@ -316,7 +357,8 @@ export async function startExternalDaemon(
     url: mosq.url,
     client: (o = {}) => daemon.client(o),
     async admin(o = {}) {
-      const c = await LicdClient.connect({ url: mosq.url, timeoutMs: 5000, username: 'admin', password: mosq.passwords.admin, ...o });
+      // Admins log in on the TLS listener only (the plain one's password file has no admin).
+      const c = await LicdClient.connect({ url: mosq.tlsUrl, tls: { ca: readFileSync(mosq.certFile) }, timeoutMs: 5000, username: 'admin', password: mosq.passwords.admin, ...o });
       admins.push(c);
       return c;
     },

@@ -57,3 +57,20 @@ test('the unit runs the shipped entry point with the shipped config path', (t) =
   t.regex(unit, /^User=licd$/m);
   t.regex(unit, /^Group=licd$/m);
 });
+
+test('TLS: the first-boot unit runs the shipped script; mosquitto, licd and the image agree on /etc/licd/tls; the image carries no key', (t) => {
+  const unit = read('licd-tls-setup.service');
+  t.regex(unit, /^ExecStart=\/opt\/licd\/systemd\/licd-tls-setup \/etc\/licd\/tls$/m);
+  t.regex(unit, /^ConditionPathExists=!\/etc\/licd\/tls\/cert\.pem$/m);
+  t.regex(unit, /^Before=mosquitto\.service$/m);
+  const conf = read('mosquitto/licd.conf');
+  t.regex(conf, /^per_listener_settings true$/m);
+  t.regex(conf, /^listener 8883$/m);
+  t.regex(conf, /^certfile \/etc\/licd\/tls\/cert\.pem$/m);
+  t.regex(conf, /^keyfile \/etc\/licd\/tls\/key\.pem$/m);
+  t.is(parseConfig(JSON.parse(read('licd.json.example')), {}, '/etc/licd').mqtt.brokerCertFile, '/etc/licd/tls/cert.pem');
+  const build = readFileSync(fileURLToPath(new URL('../../images/build.sh', import.meta.url)), 'utf8');
+  t.regex(build, /systemctl enable [^\n]*licd-tls-setup\.service/);
+  t.regex(build, /PKGS=\([^)]*\bopenssl\b/);
+  t.notRegex(build, /licd-tls-setup \/|openssl req/, 'the image build does not make a certificate');
+});
