@@ -4,6 +4,8 @@
  * "lock <dir>/LOCK: already held by process"), node:fs with errno codes; both end here.
  * docs/storage.md lists the sentences and the exit codes.
  */
+import { accessSync, constants, existsSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { LicdError } from '../core/errors.ts';
 
 export type StoreFault = 'no-space' | 'read-only' | 'permission' | 'locked' | 'io';
@@ -85,9 +87,24 @@ export function atStartUp(e: LicdError): LicdError {
 }
 
 /** A node:fs error on a file in the data dir (errno code and path), or null for anything else. */
-export function fsFaultError(e: unknown, running = false): LicdError | null {
+export function fsFaultError(e: unknown, dir: string, running = false): LicdError | null {
   const x = e as { code?: unknown; path?: unknown };
   if (typeof x?.code !== 'string' || !['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EIO'].includes(x.code)) return null;
-  const path = typeof x.path === 'string' ? x.path : 'the data dir';
-  return storeFaultError(e, path, running);
+  return storeFaultError(e, typeof x.path === 'string' ? x.path : dir, running);
+}
+
+/**
+ * Makes the data dir if needed and checks that licd may write there, before anything writes
+ * into it (the emulated dongle's state, development material, the database). A recursive mkdir
+ * on a read-only file system says ENOENT; one level at a time says EROFS.
+ */
+export function prepareDataDir(dir: string): void {
+  try {
+    const missing: string[] = [];
+    for (let d = dir; !existsSync(d) && dirname(d) !== d; d = dirname(d)) missing.unshift(d);
+    for (const d of missing) mkdirSync(d);
+    accessSync(dir, constants.W_OK);
+  } catch (e) {
+    throw fsFaultError(e, dir) ?? e;
+  }
 }
