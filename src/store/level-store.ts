@@ -229,10 +229,15 @@ export class LevelStore implements StateStore {
   }
 
   async close(): Promise<void> {
-    this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
     if (this.recovering) await this.recovering;
+    // Still broken at shutdown: one last attempt, so a refused change whose write landed anyway
+    // is not found on disk at the next start.
+    if (this.broken && !this.closed) await this.recover();
+    this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
     if (this.queue.length > 0 && !this.writing && !this.broken) void this.drain();
     while (this.writing) await new Promise((r) => setTimeout(r, 5));
     await this.db.close().catch((e) => {
