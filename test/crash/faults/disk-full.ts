@@ -54,6 +54,8 @@ export async function run(opts: FaultOptions): Promise<{ violations: string[]; s
   const rng = new Rng(opts.seed);
   const violations: string[] = [];
   const refusals = new Map<string, number>();
+  /** From licd's log: how long writes were refused, and how many records the recovery rewrote. */
+  const resumed: Array<{ seconds: number; rewritten: number }> = [];
   const counts = { ok: 0, storeFailed: 0, refusedOther: 0, fills: 0, restarts: 0, checked: 0, kills: 0 };
   const fs: SmallFs = mountSmallFs(6);
   const work = tempDir('licd-fault-disk-');
@@ -85,7 +87,7 @@ export async function run(opts: FaultOptions): Promise<{ violations: string[]; s
       const op = rng.weighted([
         ['checkout', 4],
         ['heartbeat', 3],
-        ['checkin', 2],
+        ['checkin', 3],
         ['borrow', 2],
         ['return', 1],
       ] as const);
@@ -179,6 +181,9 @@ export async function run(opts: FaultOptions): Promise<{ violations: string[]; s
       }
       await burst(rng.int(2, 6));
       await check(`round ${round}, before the restart`);
+      for (const m of (licd.stdout() + licd.stderr()).matchAll(/writing to the license database resumed brokenSeconds=([\d.]+) recordsRewritten=(\d+)/g)) {
+        resumed.push({ seconds: Number(m[1]), rewritten: Number(m[2]) });
+      }
       // Restart, cleanly or not.
       const kill = rng.chance(0.5);
       licd.child.kill(kill ? 'SIGKILL' : 'SIGTERM');
@@ -201,7 +206,7 @@ export async function run(opts: FaultOptions): Promise<{ violations: string[]; s
     fs.unmount();
     rmSync(work, { recursive: true, force: true });
   }
-  const summary = `disk-full: ${opts.rounds} rounds (seed ${opts.seed}): ${counts.fills} fills, ${counts.storeFailed} writes refused with STORE_FAILED, ${counts.ok} answered ok, ${counts.refusedOther} refused otherwise (${[...refusals].map(([k, v]) => `${k} ${v}`).join(', ')}), ${counts.restarts} restarts (${counts.kills} by SIGKILL), ${counts.checked} checks, ${violations.length} violations`;
+  const summary = `disk-full: ${opts.rounds} rounds (seed ${opts.seed}): ${counts.fills} fills, ${counts.storeFailed} writes refused with STORE_FAILED, ${counts.ok} answered ok, ${counts.refusedOther} refused otherwise (${[...refusals].map(([k, v]) => `${k} ${v}`).join(', ')}), ${counts.restarts} restarts (${counts.kills} by SIGKILL), ${counts.checked} checks, ${violations.length} violations; writing resumed ${resumed.length} times, after ${resumed.map((r) => `${r.seconds} s`).join(', ')} of refusals, rewriting ${resumed.map((r) => r.rewritten).join(', ')} records`;
   return { violations, summary };
 }
 
