@@ -336,9 +336,17 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     // 4b. After a failed write the store reopens its database and makes the disk equal to what
     // was answered: the seat table in memory, once no change is between memory and disk, and the
     // counter value the dongle last gave (docs/storage.md, "When a write fails").
+    let storeBrokenAt = 0;
     store.setRecovery?.({
       reconcile: async (disk) => {
         while (service.busy > 0) await service.idle();
+        // Heartbeats were refused meanwhile: a lease that was alive when writes started failing
+        // and whose client has not been seen going gets one TTL from now, so the reaper does not
+        // take it from a live client before its next heartbeat.
+        const now = clock.now();
+        for (const l of table.allLeases()) {
+          if (l.disconnectedAt === null && l.expiresAt > storeBrokenAt && l.expiresAt < now + l.ttlMs) table.apply({ kind: 'lease.put', lease: { ...l, expiresAt: now + l.ttlMs } });
+        }
         const fix = reconcileRecords(disk, table.allLeases(), table.allBorrows());
         if (gate && !gate.uncertain) fix.push(...reconcileMeta(disk, META_COUNTER, gate.value.toString()));
         if (disk.meta.has('borrow-limits')) fix.push(...reconcileMeta(disk, 'borrow-limits', borrowing.currentLimits()));
@@ -346,6 +354,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       },
       health: (h) => {
         if (!h.ok) {
+          storeBrokenAt = clock.now();
           log.error(`writes to the license database fail: ${h.error.message}. Until then requests that change seats are refused with STORE_FAILED; status works`, { dir: join(config.dataDir, 'db') });
           service.setWarning('store', `store failing: ${h.error.message}. Checkouts, check-ins, heartbeats and borrows are refused (STORE_FAILED) until then; status works`);
         } else {
