@@ -22,6 +22,7 @@ export function canMount(): boolean {
 }
 
 export function mountSmallFs(sizeMiB = 6): SmallFs {
+  if (!canMount()) throw new Error(`this test mounts a ${sizeMiB} MiB tmpfs for a real full disk and needs root (CI runs as root; locally: sudo npx ava FILE)`);
   const dir = mkdtempSync(join(tmpdir(), 'licd-smallfs-'));
   execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeMiB}m`, 'tmpfs', dir]);
   const fillFile = join(dir, 'fill');

@@ -12,12 +12,10 @@ import { BorrowClient } from '../../src/sdk/borrow.ts';
 import { LicdClient } from '../../src/sdk/client.ts';
 import { tempDir, until } from '../helpers/daemon.ts';
 import { killAll, startDaemonProcess, type Proc } from '../helpers/procs.ts';
-import { canMount, mountSmallFs, type SmallFs } from '../helpers/smallfs.ts';
+import { mountSmallFs, type SmallFs } from '../helpers/smallfs.ts';
 import { freePort } from '../crash/harness.ts';
 
 test.after.always(() => killAll());
-
-const root = canMount();
 
 async function startLicd(dataDir: string, port: number): Promise<{ p: Proc; url: string }> {
   const p = startDaemonProcess({ LICD_DATA_DIR: dataDir, LICD_MQTT_PORT: String(port), LICD_MQTT_HOST: '127.0.0.1', LICD_LOG_LEVEL: 'info' });
@@ -40,7 +38,7 @@ function smallFs(t: { teardown(f: () => void): void }, sizeMiB = 6): SmallFs {
   return fs;
 }
 
-(root ? test.serial : test.serial.skip)('a disk that fills and empties while licd serves loses no answered change and quarantines nothing', async (t) => {
+test.serial('a disk that fills and empties while licd serves loses no answered change and quarantines nothing', async (t) => {
   t.timeout(90_000);
   const fs = smallFs(t);
   const dataDir = join(fs.dir, 'data');

@@ -9,12 +9,10 @@ import { join } from 'node:path';
 import { LicdClient } from '../../src/sdk/client.ts';
 import { tempDir } from '../helpers/daemon.ts';
 import { killAll, startDaemonProcess, type Proc } from '../helpers/procs.ts';
-import { canMount, mountSmallFs, type SmallFs } from '../helpers/smallfs.ts';
+import { mountSmallFs, type SmallFs } from '../helpers/smallfs.ts';
 import { freePort } from '../crash/harness.ts';
 
 test.after.always(() => killAll());
-
-const root = canMount();
 
 async function startLicd(dataDir: string, port: number): Promise<{ p: Proc; url: string }> {
   const p = startDaemonProcess({ LICD_DATA_DIR: dataDir, LICD_MQTT_PORT: String(port), LICD_MQTT_HOST: '127.0.0.1', LICD_LOG_LEVEL: 'info' });
@@ -42,7 +40,7 @@ async function initialise(dataDir: string): Promise<void> {
   await p.exited;
 }
 
-(root ? test.serial : test.serial.skip)('start-up on a full disk says "no space left on <dir>", exits 73, no stack trace', async (t) => {
+test.serial('start-up on a full disk says "no space left on <dir>", exits 73, no stack trace', async (t) => {
   t.timeout(120_000); // three licd starts on a busy machine
   const fs = smallFs(t, 4);
   const dataDir = join(fs.dir, 'data');
@@ -59,7 +57,7 @@ async function initialise(dataDir: string): Promise<void> {
   t.notRegex(fresh.stderr, /^\s+at /m, 'no stack trace');
 });
 
-(root ? test.serial : test.serial.skip)('start-up on a read-only data dir says "permission denied on <dir>", exits 73, no stack trace', async (t) => {
+test.serial('start-up on a read-only data dir says "permission denied on <dir>", exits 73, no stack trace', async (t) => {
   t.timeout(120_000); // three licd starts on a busy machine
   const fs = smallFs(t, 4);
   const dataDir = join(fs.dir, 'data');
