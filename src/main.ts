@@ -5,6 +5,7 @@ import { startDaemon } from './daemon/daemon.ts';
 import { dongleOpener } from './dongle/open.ts';
 import { createLog } from './log.ts';
 import { notifySystemd, startWatchdog } from './daemon/sd-notify.ts';
+import { atStartUp, fsFaultError, prepareDataDir, STORE_EXIT, type StoreFault } from './store/faults.ts';
 
 function usage(): never {
   process.stdout.write(`licd - license daemon
@@ -44,13 +45,18 @@ async function main(): Promise<void> {
   let daemon;
   let opener: Awaited<ReturnType<typeof dongleOpener>> | null = null;
   try {
+    prepareDataDir(config.dataDir);
     opener = await dongleOpener(config);
     daemon = await startDaemon({ config, log, openDongle: opener.open });
   } catch (e) {
-    await opener?.close();
-    const msg = isLicdError(e) ? `${e.code}: ${e.message}` : String((e as Error)?.stack ?? e);
+    await opener?.close().catch(() => {});
+    // A file in the data dir that cannot be written (no space, read-only, permission) is said
+    // plainly, with the exit code docs/storage.md lists; no stack trace reaches the user.
+    const err = isLicdError(e) ? atStartUp(e) : (fsFaultError(e, config.dataDir) ?? null);
+    const fault = (err?.details as { fault?: StoreFault } | undefined)?.fault;
+    const msg = err ? `${err.code}: ${err.message}` : config.log.level === 'debug' ? String((e as Error)?.stack ?? e) : `${(e as Error)?.message ?? String(e)} (run with LICD_LOG_LEVEL=debug for details)`;
     process.stderr.write(`licd: cannot start: ${msg}\n`);
-    process.exit(isLicdError(e) && (e.code === 'CONFIG_INVALID' || e.code === 'ENTITLEMENT_INVALID') ? 78 : 1);
+    process.exit(fault ? STORE_EXIT[fault] : err && (err.code === 'CONFIG_INVALID' || err.code === 'ENTITLEMENT_INVALID') ? 78 : 1);
   }
   const s = daemon.service.status(Date.now());
   const lines = [

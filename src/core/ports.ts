@@ -42,6 +42,23 @@ export interface StateStore {
    */
   commit(mutations: readonly Mutation[], opts?: { lazy?: boolean }): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Optional (LevelStore): after a failed write the store refuses every commit until it has
+   * reopened its database and made the disk match what was answered (docs/storage.md).
+   */
+  setRecovery?(recovery: StoreRecovery): void;
+}
+
+/** How the composition root helps a store recover from a failed write. */
+export interface StoreRecovery {
+  /**
+   * Called once the database is open again, with what it holds. Resolves with the mutations that
+   * make it equal to what was answered ok (the seat table in memory): the failed write may or
+   * may not have landed. The store writes them as one synced batch before it takes commits again.
+   */
+  reconcile(disk: StoredState): Promise<Mutation[]>;
+  /** Writes started failing (error: the cause, with its fix), or work again. */
+  health(state: { ok: false; error: Error } | { ok: true; brokenMs: number; fixed: number }): void;
 }
 
 /** An in-memory store for unit tests of the rules. */

@@ -330,6 +330,7 @@ export class SeatTable {
         if (set) due.push(...set);
       }
     }
+    const scannedFrom = this.wheelCursor;
     this.wheelCursor = nowSec;
     const leases: Lease[] = [];
     const borrows: Borrow[] = [];
@@ -350,7 +351,15 @@ export class SeatTable {
         }
       }
     }
-    return this.change({ leases, borrows }, mutations);
+    const change = this.change({ leases, borrows }, mutations);
+    // Undone (the write failed): the entries go back into buckets this scan has passed, so the
+    // next scan must start where this one did, or they would never be reaped.
+    const undo = change.undo;
+    change.undo = () => {
+      undo();
+      this.wheelCursor = scannedFrom < 0 ? -1 : Math.min(this.wheelCursor, scannedFrom);
+    };
+    return change;
   }
 
   /** Loads persisted state (at start). Entries whose time passed while the daemon was down are dropped. */

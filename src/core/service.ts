@@ -239,7 +239,8 @@ export class LicenseService {
       return { id, ok: true, op: opName, result };
     } catch (e) {
       if (isLicdError(e)) {
-        const level = e.code === 'NO_SEATS' || e.code === 'DONGLE_ABSENT' ? 'info' : 'warn';
+        // STORE_FAILED: the cause is logged once when writes start failing, not per request.
+        const level = e.code === 'NO_SEATS' || e.code === 'DONGLE_ABSENT' ? 'info' : e.code === 'STORE_FAILED' ? 'debug' : 'warn';
         this.deps.log[level](`request refused: ${e.message}`, { client: clientId, op, code: e.code });
         return { id, ok: false, op, error: e.toJSON() };
       }
@@ -266,6 +267,34 @@ export class LicenseService {
    */
   async commit<T>(change: Change<T>, touched: Iterable<string>, opts: { bindCounter?: boolean; lazy?: boolean } = {}): Promise<T> {
     if (change.mutations.length === 0) return change.result;
+    // Counted from here (the change is already in memory) until it is written or undone: a
+    // store recovering from a failed write snapshots memory only when nothing is in flight.
+    this.inFlight++;
+    try {
+      return await this.commitNow(change, touched, opts);
+    } finally {
+      if (--this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+
+  private inFlight = 0;
+  private readonly idleWaiters: Array<() => void> = [];
+
+  /**
+   * Resolves when no change is between memory and disk (every commit written or undone, the
+   * counter gate's queue included, since its changes wait inside commit). Check `busy` again
+   * after awaiting it: another change may have started in between.
+   */
+  idle(): Promise<void> {
+    return this.inFlight === 0 ? Promise.resolve() : new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  /** Changes applied in memory whose write has not finished. */
+  get busy(): number {
+    return this.inFlight;
+  }
+
+  private async commitNow<T>(change: Change<T>, touched: Iterable<string>, opts: { bindCounter?: boolean; lazy?: boolean }): Promise<T> {
     // Changes to borrow records keep one write order with the counter-bound ones (which wait for
     // a dongle step): a return decided after a renewal must not reach the disk before it.
     // And while the gate holds anything, every change queues behind it: a checkout that takes the
@@ -282,6 +311,9 @@ export class LicenseService {
         this.deps.log.error('the dongle did not step its counter; change undone', { error: String(e) });
         throw new LicdError('DONGLE_ABSENT', `the dongle did not step its monotonic counter (${(e as Error).message}); nothing was granted. Check the dongle; licctl status shows its state`);
       }
+      // A store that names the cause (LevelStore: "no space left on <dir> ...") has logged it
+      // once and put it in the server's warnings; its message goes to the client as it is.
+      if (isLicdError(e) && e.code === 'STORE_FAILED') throw new LicdError('STORE_FAILED', `nothing was changed: ${e.message}`, e.details);
       this.deps.log.error('store write failed; change undone', { error: String(e) });
       throw new LicdError('STORE_FAILED', 'the license database could not be written; nothing was changed. The server log says why (disk full or failing?)');
     }

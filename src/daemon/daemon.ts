@@ -29,6 +29,7 @@ import {
   serializeQuarantine,
   type Quarantine,
 } from '../core/integrity.ts';
+import { reconcileMeta, reconcileRecords } from '../core/reconcile.ts';
 import { sealToken } from '../core/tokens.ts';
 import { nodeEd25519, systemRandom } from '../crypto/ed25519.ts';
 import { DongleManager, type DongleLink, type PresenceEvent } from '../dongle/manager.ts';
@@ -341,6 +342,37 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     const cur = dongle.current();
     if (cur) await onPresence({ present: true, identity: cur.identity });
     else service.setDongle({ present: false, serial: entitlement.dongle.serial, emulated: entitlement.dongle.emulated, reason: dongle.reason });
+
+    // 4b. After a failed write the store reopens its database and makes the disk equal to what
+    // was answered: the seat table in memory, once no change is between memory and disk, and the
+    // counter value the dongle last gave (docs/storage.md, "When a write fails").
+    let storeBrokenAt = 0;
+    store.setRecovery?.({
+      reconcile: async (disk) => {
+        while (service.busy > 0) await service.idle();
+        // Heartbeats were refused meanwhile: a lease that was alive when writes started failing
+        // and whose client has not been seen going gets one TTL from now, so the reaper does not
+        // take it from a live client before its next heartbeat.
+        const now = clock.now();
+        for (const l of table.allLeases()) {
+          if (l.disconnectedAt === null && l.expiresAt > storeBrokenAt && l.expiresAt < now + l.ttlMs) table.apply({ kind: 'lease.put', lease: { ...l, expiresAt: now + l.ttlMs } });
+        }
+        const fix = reconcileRecords(disk, table.allLeases(), table.allBorrows());
+        if (gate && !gate.uncertain) fix.push(...reconcileMeta(disk, META_COUNTER, gate.value.toString()));
+        if (disk.meta.has('borrow-limits')) fix.push(...reconcileMeta(disk, 'borrow-limits', borrowing.currentLimits()));
+        return fix;
+      },
+      health: (h) => {
+        if (!h.ok) {
+          storeBrokenAt = clock.now();
+          log.error(`writes to the license database fail: ${h.error.message}. Until then requests that change seats are refused with STORE_FAILED; status works`, { dir: join(config.dataDir, 'db') });
+          service.setWarning('store', `store failing: ${h.error.message}. Checkouts, check-ins, heartbeats and borrows are refused (STORE_FAILED) until then; status works`);
+        } else {
+          log.info('writing to the license database resumed', { brokenSeconds: Math.round(h.brokenMs / 100) / 10, recordsRewritten: h.fixed });
+          service.setWarning('store', null);
+        }
+      },
+    });
 
     // 5. The broker and the API.
     let broker: EmbeddedBroker | null = null;

@@ -1,6 +1,9 @@
+import { mkdirSync } from 'node:fs';
 import { Level } from 'level';
+import type { LicdError } from '../core/errors.ts';
 import type { Borrow, Lease, Mutation } from '../core/model.ts';
-import type { StateStore, StoredState } from '../core/ports.ts';
+import type { StateStore, StoreRecovery, StoredState } from '../core/ports.ts';
+import { storeFaultError } from './faults.ts';
 
 /**
  * Seat state in LevelDB. Key schema (docs/storage.md):
@@ -12,6 +15,13 @@ import type { StateStore, StoredState } from '../core/ports.ts';
  * synced wait and go out together in the next batch (group commit), so a burst of concurrent
  * requests shares one fsync instead of queueing one each. Heartbeats are "lazy": they wait up to
  * LAZY_MS for company, still synced before they are answered.
+ *
+ * A failed write leaves the handle damaged (LevelDB 1.20 has moved its log offset past a torn
+ * record; later records would be lost at the next open). So after one, the store is "broken":
+ * that group and every later commit are refused at once with the cause, nothing more goes through
+ * that handle, and a recovery loop reopens the database on the same path (LevelDB's recovery
+ * drops the torn record), lets the composition root reconcile the disk with what was answered,
+ * and only then takes commits again (docs/storage.md, "When a write fails").
  */
 export const SCHEMA_VERSION = 1;
 
@@ -26,24 +36,67 @@ interface Pending {
 /** Migrations from version N to N+1, run in order at open. */
 const migrations: Record<number, (db: Level<string, unknown>) => Promise<void>> = {};
 
+/** Recovery attempts: the first soon after the failure, then backing off to RETRY_MAX_MS. */
+const RETRY_FIRST_MS = 1000;
+const RETRY_MAX_MS = 10_000;
+
 export class LevelStore implements StateStore {
-  private readonly db: Level<string, unknown>;
+  private db: Level<string, unknown>;
+  private readonly path: string;
   private queue: Pending[] = [];
   private writing = false;
   private closed = false;
+  /** Set from the first failed write until the reopened database is reconciled and synced. */
+  private broken: { error: LicdError; since: number } | null = null;
+  private recovery: StoreRecovery | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private retryMs = RETRY_FIRST_MS;
+  private recovering: Promise<void> | null = null;
   /** Batches written and syncs issued, for the benchmark and the group-commit test. */
-  readonly stats = { batches: 0, changes: 0 };
+  readonly stats = { batches: 0, changes: 0, failures: 0, reopens: 0 };
 
-  private constructor(db: Level<string, unknown>) {
+  private constructor(db: Level<string, unknown>, path: string) {
     this.db = db;
+    this.path = path;
   }
 
+  /**
+   * Opens (or creates) the database. Errors are a LicdError STORE_FAILED whose message names the
+   * directory and the cause (no space, permission denied, another licd holds it) and whose
+   * details.fault says which (main.ts maps it to an exit code).
+   */
   static async open(path: string): Promise<LevelStore> {
+    try {
+      // Made here, one level, so a read-only or full file system reports its own errno (a
+      // recursive mkdir reports ENOENT on a read-only file system).
+      mkdirSync(path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw storeFaultError(e, path, false);
+    }
     const db = new Level<string, unknown>(path, { valueEncoding: 'json' });
-    await db.open();
-    const store = new LevelStore(db);
-    await store.migrate();
+    try {
+      await db.open();
+    } catch (e) {
+      throw storeFaultError(e, path, false);
+    }
+    const store = new LevelStore(db, path);
+    try {
+      await store.migrate();
+    } catch (e) {
+      await db.close().catch(() => {});
+      if (e instanceof Error && /schema/.test(e.message)) throw e;
+      throw storeFaultError(e, path, false);
+    }
     return store;
+  }
+
+  setRecovery(recovery: StoreRecovery): void {
+    this.recovery = recovery;
+  }
+
+  /** Null while writes work; else why they fail (the message names the cause and the fix). */
+  get failure(): LicdError | null {
+    return this.broken?.error ?? null;
   }
 
   private async migrate(): Promise<void> {
@@ -65,15 +118,7 @@ export class LevelStore implements StateStore {
   }
 
   async load(): Promise<StoredState> {
-    const leases: Lease[] = [];
-    const borrows: Borrow[] = [];
-    const meta = new Map<string, unknown>();
-    for await (const [key, value] of this.db.iterator()) {
-      if (key.startsWith('lease!')) leases.push(value as Lease);
-      else if (key.startsWith('borrow!')) borrows.push(value as Borrow);
-      else if (key.startsWith('meta!')) meta.set(key.slice(5), value);
-    }
-    return { leases, borrows, meta };
+    return loadFrom(this.db);
   }
 
   /** How long a lazy change (a heartbeat) may wait for others to share its sync. */
@@ -83,6 +128,8 @@ export class LevelStore implements StateStore {
   commit(mutations: readonly Mutation[], opts: { lazy?: boolean } = {}): Promise<void> {
     if (this.closed) return Promise.reject(new Error('store is closed'));
     if (mutations.length === 0) return Promise.resolve();
+    // Nothing goes through a handle a write failed on; the recovery loop reopens it.
+    if (this.broken) return Promise.reject(this.broken.error);
     const ops: Op[] = mutations.map(toOp);
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ ops, resolve, reject });
@@ -113,20 +160,102 @@ export class LevelStore implements StateStore {
         this.stats.changes += group.length;
         for (const p of group) p.resolve();
       } catch (e) {
+        this.stats.failures++;
+        const error = storeFaultError(e, this.path, true);
+        this.markBroken(error);
         // Newest first, so the undo()s run newest first and a record two changes touched ends
-        // as it was before the older one.
-        for (const p of [...group].reverse()) p.reject(e);
+        // as it was before the older one. What queued meanwhile is refused too: it must not go
+        // through this handle.
+        const waiting = this.queue;
+        this.queue = [];
+        for (const p of [...group, ...waiting].reverse()) p.reject(error);
       }
     }
     this.writing = false;
   }
 
-  async close(): Promise<void> {
-    this.closed = true;
-    if (this.queue.length > 0 && !this.writing) void this.drain();
-    while (this.writing) await new Promise((r) => setTimeout(r, 5));
-    await this.db.close();
+  private markBroken(error: LicdError): void {
+    if (this.broken) {
+      this.broken.error = error;
+      return;
+    }
+    this.broken = { error, since: Date.now() };
+    this.retryMs = RETRY_FIRST_MS;
+    this.recovery?.health({ ok: false, error });
+    this.scheduleRecovery();
   }
+
+  private scheduleRecovery(): void {
+    if (this.closed || this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.recovering = this.recover().finally(() => {
+        this.recovering = null;
+      });
+    }, this.retryMs);
+    this.retryTimer.unref?.();
+    this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs * 2);
+  }
+
+  /**
+   * One recovery attempt: close the damaged handle, open a new one on the same path (LevelDB's
+   * recovery drops a torn record; it needs some free space, so this fails until there is), read
+   * what the disk holds, write what the composition root says makes it match what was answered,
+   * synced, and only then take commits again.
+   */
+  private async recover(): Promise<void> {
+    if (this.closed || !this.broken) return;
+    try {
+      await this.db.close().catch(() => {});
+      const db = new Level<string, unknown>(this.path, { valueEncoding: 'json' });
+      this.db = db;
+      await db.open();
+      this.stats.reopens++;
+      const disk = await loadFrom(db);
+      if (this.closed) return;
+      const fix = this.recovery ? await this.recovery.reconcile(disk) : [];
+      // Always one synced write, so "healthy" means a write went through this new handle.
+      const ops: Op[] = [{ type: 'put', key: 'meta!schema', value: SCHEMA_VERSION }, ...fix.map(toOp)];
+      await db.batch(ops as never, { sync: true });
+      const since = this.broken.since;
+      this.broken = null;
+      this.retryMs = RETRY_FIRST_MS;
+      this.recovery?.health({ ok: true, brokenMs: Date.now() - since, fixed: fix.length });
+    } catch (e) {
+      if (this.closed || !this.broken) return;
+      this.broken.error = storeFaultError(e, this.path, true);
+      this.scheduleRecovery();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    if (this.recovering) await this.recovering;
+    // Still broken at shutdown: one last attempt, so a refused change whose write landed anyway
+    // is not found on disk at the next start.
+    if (this.broken && !this.closed) await this.recover();
+    this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    if (this.queue.length > 0 && !this.writing && !this.broken) void this.drain();
+    while (this.writing) await new Promise((r) => setTimeout(r, 5));
+    await this.db.close().catch((e) => {
+      if (!this.broken) throw e;
+    });
+  }
+}
+
+async function loadFrom(db: Level<string, unknown>): Promise<StoredState> {
+  const leases: Lease[] = [];
+  const borrows: Borrow[] = [];
+  const meta = new Map<string, unknown>();
+  for await (const [key, value] of db.iterator()) {
+    if (key.startsWith('lease!')) leases.push(value as Lease);
+    else if (key.startsWith('borrow!')) borrows.push(value as Borrow);
+    else if (key.startsWith('meta!')) meta.set(key.slice(5), value);
+  }
+  return { leases, borrows, meta };
 }
 
 function toOp(m: Mutation): Op {
