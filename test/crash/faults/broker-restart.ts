@@ -9,7 +9,7 @@
  *   - 0 seats over the count: leased + borrowed <= total, and no contender was granted a seat
  *     while every seat was held.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LicdError } from '../../../src/core/errors.ts';
@@ -57,11 +57,12 @@ export const fault = {
       await daemon.waitFor(/listening on mqtt:\/\//, 30_000);
       const connect = async (o: { user: string; host: string; admin?: boolean }) => {
         const c = await LicdClient.connect({
-          url: mosq.url,
+          // The shipped mosquitto config lets admins log in on its TLS listener only.
+          url: o.admin ? mosq.tlsUrl : mosq.url,
           timeoutMs: 5000,
           user: o.user,
           host: o.host,
-          ...(o.admin ? { username: 'admin', password: mosq.passwords.admin } : {}),
+          ...(o.admin ? { username: 'admin', password: mosq.passwords.admin, tls: { ca: readFileSync(mosq.certFile) } } : {}),
         });
         clients.push(c);
         return c;
