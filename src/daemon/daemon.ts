@@ -9,7 +9,7 @@ import type { Config } from '../config.ts';
 import { fromHex, toBase64url, toHex, utf8 } from '../core/bytes.ts';
 import { LicdError } from '../core/errors.ts';
 import { verifyEntitlement, type Entitlement } from '../core/entitlement.ts';
-import type { Lease } from '../core/model.ts';
+import type { Lease, Mutation } from '../core/model.ts';
 import { systemClock, type Clock, type DongleIdentity, type Ed25519, type Random, type StateStore } from '../core/ports.ts';
 import { SeatTable } from '../core/seats.ts';
 import { LicenseService, type Log } from '../core/service.ts';
@@ -20,7 +20,12 @@ import {
   ClockGuard,
   CounterGate,
   META_CLOCK,
+  META_CLOCK_GAP,
   META_COUNTER,
+  bridgeGap,
+  describeMs,
+  parseClockGap,
+  type ClockGap,
   META_QUARANTINE,
   judgeCounter,
   parseQuarantine,
@@ -33,6 +38,7 @@ import { nodeEd25519, systemRandom } from '../crypto/ed25519.ts';
 import { DongleManager, type DongleLink, type PresenceEvent } from '../dongle/manager.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from '../mqtt/embedded-broker.ts';
 import { ServerLink } from '../mqtt/server-link.ts';
+import { SteadyClock } from './steady-clock.ts';
 import { LevelStore } from '../store/level-store.ts';
 import { demoEntitlementBody, devVendorKey, issueEntitlement, writeFileAtomic } from '../vendor.ts';
 
@@ -48,6 +54,8 @@ export interface DaemonDeps {
   ed?: Ed25519;
   /** A store to use instead of LevelDB under dataDir/db. */
   store?: StateStore;
+  /** Tolerance of the steady clock for steps of the system clock, ms (default 2000). */
+  clockStepToleranceMs?: number;
 }
 
 export interface Daemon {
@@ -79,7 +87,10 @@ function readSecret(path: string, random: Random, create: boolean): string {
 
 export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
   const { config, log } = deps;
-  const clock = deps.clock ?? systemClock;
+  // Lease and borrow lifetimes follow the monotonic clock while running (docs/threat-model.md).
+  // An injected clock (tests) is used as it is.
+  const steady = deps.clock ? null : new SteadyClock({ toleranceMs: deps.clockStepToleranceMs ?? 2000 });
+  const clock: Clock = deps.clock ?? steady ?? systemClock;
   const random = deps.random ?? systemRandom;
   const ed = deps.ed ?? nodeEd25519();
   mkdirSync(config.dataDir, { recursive: true });
@@ -144,8 +155,35 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     const idBytes = () => toBase64url(random.bytes(9));
     const table = new SeatTable(entitlement.features, idBytes);
     const loaded = await store.load();
-    const restored = table.restore(loaded.leases, loaded.borrows, clock.now());
-    await store.commit(restored.mutations);
+    // A clock far past the last time seen (its high-water mark): a long stop, or a clock set
+    // forward while stopped. Without a trusted time, what only the gap would end is kept.
+    const hwmMeta = loaded.meta.get(META_CLOCK) as { hwm?: number } | undefined;
+    let clockGap: ClockGap | null = parseClockGap(loaded.meta.get(META_CLOCK_GAP));
+    let startLeases = loaded.leases;
+    let startBorrows = loaded.borrows;
+    const gapMutations: Mutation[] = [];
+    if (typeof hwmMeta?.hwm === 'number') {
+      const bridged = bridgeGap(loaded.leases, loaded.borrows, hwmMeta.hwm, clock.now(), config.clock.toleranceSeconds * 1000);
+      if (bridged.gap) {
+        startLeases = bridged.leases;
+        startBorrows = bridged.borrows;
+        if (bridged.gap.borrows.length > 0) {
+          // Gaps add up until an admin confirms the clock.
+          clockGap = { ...bridged.gap, borrows: [...(clockGap?.borrows ?? []), ...bridged.gap.borrows] };
+          for (const b of startBorrows) if (bridged.gap.borrows.some((k) => k.id === b.id)) gapMutations.push({ kind: 'borrow.put', borrow: b });
+          gapMutations.push({ kind: 'meta.put', key: META_CLOCK_GAP, value: clockGap });
+        }
+        for (const l of startLeases) if (l.expiresAt > clock.now() && !loaded.leases.includes(l)) gapMutations.push({ kind: 'lease.put', lease: l });
+        log.warn('the clock is far past the last time licd saw: kept what only the gap would end', {
+          gap: describeMs(bridged.gap.gapMs),
+          lastSeen: new Date(hwmMeta.hwm).toISOString(),
+          borrowsKept: bridged.gap.borrows.length,
+          leasesGivenOneTtl: bridged.keptLeases,
+        });
+      }
+    }
+    const restored = table.restore(startLeases, startBorrows, clock.now());
+    await store.commit([...gapMutations, ...restored.mutations]);
     for (const problem of table.checkInvariants(clock.now())) {
       log.error('the stored state breaks a seat invariant (no new seats are granted for it until it is back within the count)', { problem });
     }
@@ -161,7 +199,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     let delegation: SignedEnvelope | null = null;
     // The window starts once per session key, so a delegation re-signed when the dongle comes back
     // (or before the window ends) still covers every grant and token issued under this key.
-    const notBefore = clock.now() - 5 * 60_000;
+    let notBefore = clock.now() - 5 * 60_000;
     const DELEGATION_DAYS = 30;
     let delegationEnds = 0;
     const delegate = async (identity: DongleIdentity, link: DongleLink) => {
@@ -259,14 +297,44 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         clockGuard.refuse('borrowing');
       },
     });
+    const gapWarning = (g: ClockGap) => {
+      const until = Math.max(...g.borrows.map((k) => table.getBorrow(k.id)?.expiresAt ?? 0));
+      service.setWarning(
+        'clock-gap',
+        `licd started ${describeMs(g.gapMs)} after the last time it saw (${new Date(g.highWater).toISOString()}): ${g.borrows.length} borrow(s) that only this gap would end are kept, their seats held until ${new Date(until).toISOString()}, in case the clock was set forward while licd was stopped. If the clock is right, an admin confirms it with licctl clock accept and those seats come free`,
+      );
+    };
+    if (clockGap && clockGap.borrows.some((k) => table.getBorrow(k.id))) gapWarning(clockGap);
     service.register('clock.accept', true, async (ctx) => {
       const before = clockGuard.highWater;
       clockGuard.accept(ctx.now);
-      await store.commit([{ kind: 'meta.put', key: META_CLOCK, value: { hwm: ctx.now } }]);
+      // Borrows kept only for a gap at start end now, if the clock is right (the admin says so).
+      const released: string[] = [];
+      const mutations: Mutation[] = [];
+      for (const k of clockGap?.borrows ?? []) {
+        const b = table.getBorrow(k.id);
+        if (b && b.tokenId === k.token && b.expiresAt > k.until && k.until <= ctx.now) {
+          released.push(b.id);
+          mutations.push({ kind: 'borrow.put', borrow: { ...b, expiresAt: k.until } });
+        }
+      }
+      if (released.length > 0) {
+        const change = { result: null, mutations, undo: () => {} };
+        for (const m of mutations) table.apply(m);
+        await service.commit(change, table.featureNames());
+      }
+      clockGap = null;
+      await store.commit([
+        { kind: 'meta.put', key: META_CLOCK, value: { hwm: ctx.now } },
+        { kind: 'meta.put', key: META_CLOCK_GAP, value: null },
+      ]);
       persistedHwm = ctx.now;
       service.observeClock(ctx.now);
-      log.warn('clock accepted by admin', { admin: ctx.clientId, highWaterWas: new Date(before).toISOString(), now: new Date(ctx.now).toISOString() });
-      return { highWater: new Date(ctx.now).toISOString(), was: new Date(before).toISOString() };
+      service.setWarning('clock-gap', null);
+      service.setWarning('clock-step', null);
+      await service.reap();
+      log.warn('clock accepted by admin', { admin: ctx.clientId, highWaterWas: new Date(before).toISOString(), now: new Date(ctx.now).toISOString(), released });
+      return { highWater: new Date(ctx.now).toISOString(), was: new Date(before).toISOString(), released };
     });
     if (service.observeClock() === 0) {
       persistedHwm = clockGuard.highWater;
@@ -283,7 +351,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         service.markAllDirty();
       }
     };
-    const storedQuarantine = parseQuarantine(loaded.meta.get(META_QUARANTINE));
+    let storedQuarantine = parseQuarantine(loaded.meta.get(META_QUARANTINE));
     if (storedQuarantine) applyQuarantine(storedQuarantine);
     const counterMeta = new Map(loaded.meta);
     const judge = async (identity: DongleIdentity) => {
@@ -295,6 +363,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
           { kind: 'meta.put', key: META_QUARANTINE, value: serializeQuarantine(q) },
           { kind: 'meta.put', key: META_COUNTER, value: identity.counter.toString() },
         ]);
+        storedQuarantine = q;
         applyQuarantine(q);
       } else if (verdict.kind !== 'ok') {
         await store.commit([{ kind: 'meta.put', key: META_COUNTER, value: identity.counter.toString() }]);
@@ -362,7 +431,74 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     await link.ready();
 
     // 6. Tickers.
+    // A step of the system clock, seen against the monotonic clock: every stored time moves by
+    // it in one batch before anything is reaped, so each lease and borrow lasts its real time.
+    let unsavedShift = false;
+    const absorbStep = async (stepMs: number, what: string) => {
+      const change = table.shift(stepMs);
+      service.shiftTimes(stepMs);
+      clockGuard.stepped(stepMs);
+      steady?.shift(stepMs);
+      delegationEnds += stepMs;
+      if (stepMs < 0) notBefore += stepMs;
+      const meta: Mutation[] = [{ kind: 'meta.put', key: META_CLOCK, value: { hwm: clockGuard.highWater } }];
+      persistedHwm = clockGuard.highWater;
+      if (clockGap) {
+        clockGap = { ...clockGap, highWater: clockGap.highWater + stepMs, at: clockGap.at + stepMs, borrows: clockGap.borrows.map((k) => ({ ...k, until: k.until + stepMs })) };
+        meta.push({ kind: 'meta.put', key: META_CLOCK_GAP, value: clockGap });
+      }
+      if (storedQuarantine) {
+        storedQuarantine = { ...storedQuarantine, since: storedQuarantine.since + stepMs, holds: storedQuarantine.holds.map((h) => ({ ...h, until: h.until + stepMs })) };
+        meta.push({ kind: 'meta.put', key: META_QUARANTINE, value: serializeQuarantine(storedQuarantine) });
+      }
+      const at = new Date(clock.now()).toISOString();
+      const size = describeMs(Math.abs(stepMs));
+      log.warn(`${what} stepped ${stepMs > 0 ? 'forward' : 'back'} ${size}: lease and borrow ends moved with it`, { stepMs, leases: change.result.leases, borrows: change.result.borrows, now: at });
+      service.setWarning(
+        'clock-step',
+        `${what} stepped ${stepMs > 0 ? 'forward' : 'back'} ${size} at ${at}; lease and borrow ends were moved with it, so none ended ${stepMs > 0 ? 'early' : 'late'} (licctl clock accept clears this note)`,
+      );
+      try {
+        await service.commit({ result: null, mutations: [...change.mutations, ...meta], undo: () => {} }, table.featureNames());
+        unsavedShift = false;
+      } catch {
+        unsavedShift = true;
+      }
+      if (stepMs < 0 && delegation) {
+        const cur = dongle.current();
+        if (cur) await delegate(cur.identity, cur.link).catch(() => {});
+        link?.publishChain();
+      }
+    };
+    const saveAll = async () => {
+      const all: Mutation[] = [...table.allLeases().map((lease) => ({ kind: 'lease.put', lease }) as const), ...table.allBorrows().map((borrow) => ({ kind: 'borrow.put', borrow }) as const)];
+      try {
+        await service.commit({ result: null, mutations: all, undo: () => {} }, []);
+        unsavedShift = false;
+      } catch {
+        /* the next tick tries again */
+      }
+    };
+    let ticking = false;
     const tick = async () => {
+      if (ticking) return;
+      ticking = true;
+      try {
+        await tickOnce();
+      } finally {
+        ticking = false;
+      }
+    };
+    const tickOnce = async () => {
+      if (steady) {
+        const c = steady.check();
+        if (c.kind === 'step') await absorbStep(c.stepMs, 'the system clock');
+        else if (c.kind === 'wall-step') {
+          log.warn(`the system clock stepped ${c.stepMs > 0 ? 'forward' : 'back'} ${describeMs(Math.abs(c.stepMs))}; licd keeps the dongle's time`, { stepMs: c.stepMs });
+          service.setWarning('clock-step', `the system clock stepped ${c.stepMs > 0 ? 'forward' : 'back'} ${describeMs(Math.abs(c.stepMs))} at ${new Date(clock.now()).toISOString()}; licd keeps the dongle's time, so no lease or borrow moved (licctl clock accept clears this note)`);
+        }
+      }
+      if (unsavedShift) await saveAll();
       await service.reap();
       const back = service.observeClock();
       if (back === 0 && clockGuard.highWater - persistedHwm >= 60_000) {
@@ -405,6 +541,8 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         stopped = true;
         service.shuttingDown();
         clearInterval(reaper);
+        // The last time seen, so a restart can tell how long it was stopped.
+        if (service.observeClock() === 0) await store.commit([{ kind: 'meta.put', key: META_CLOCK, value: { hwm: clockGuard.highWater } }]).catch(() => {});
         await link.close();
         if (broker) await broker.close();
         await dongle.stop();
