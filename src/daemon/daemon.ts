@@ -326,7 +326,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       clockGap = null;
       await store.commit([
         { kind: 'meta.put', key: META_CLOCK, value: { hwm: ctx.now } },
-        { kind: 'meta.put', key: META_CLOCK_GAP, value: null },
+        { kind: 'meta.put', key: META_CLOCK_GAP, value: { cleared: true } },
       ]);
       persistedHwm = ctx.now;
       service.observeClock(ctx.now);
