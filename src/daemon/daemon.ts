@@ -5,6 +5,7 @@
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import type { Config } from '../config.ts';
 import { fromHex, toBase64url, toHex, utf8 } from '../core/bytes.ts';
 import { LicdError } from '../core/errors.ts';
@@ -15,6 +16,7 @@ import { SeatTable } from '../core/seats.ts';
 import { LicenseService, type Log } from '../core/service.ts';
 import { FORMATS, parseEnvelope, sealEnvelope, type SignedEnvelope } from '../core/signed.ts';
 import { DELEGATION_DOMAIN, delegationBody, delegationEnvelope, dongleSignedBytes } from '../core/trust.ts';
+import { TIME_DOMAIN } from '../../firmware-bridge/protocol/signing.ts';
 import { Borrowing, type BorrowLimits } from '../core/borrowing.ts';
 import {
   ClockGuard,
@@ -107,6 +109,48 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     cleanups.push(() => dongle.stop());
     dongleView = await dongle.start();
 
+    // A trusted time: a dongle with a battery-backed clock (TIME) bounds the host's clock, at
+    // start and every so often (docs/threat-model.md, "Clock steps").
+    const readDongleTime = async (): Promise<number | null> => {
+      const cur = dongle.current();
+      if (!cur || !cur.link.time) return null;
+      const nonce = random.bytes(16);
+      const r = await cur.link.time(nonce);
+      if (!r) return null;
+      const msg = new Uint8Array(24);
+      new DataView(msg.buffer).setBigUint64(0, BigInt(r.ms));
+      msg.set(nonce, 8);
+      if (!ed.verify(cur.identity.publicKey, dongleSignedBytes(TIME_DOMAIN, msg, cur.identity.emulated), r.signature)) {
+        throw new Error(`the dongle's time ${new Date(r.ms).toISOString()} is not signed by the dongle (a dongle that lies)`);
+      }
+      return r.ms;
+    };
+    let dongleHasClock: boolean | null = null;
+    const trustDongleTime = async (): Promise<number> => {
+      if (!steady || dongleHasClock === false) return 0;
+      let t: number | null;
+      try {
+        t = await readDongleTime();
+      } catch (e) {
+        log.warn("could not read the dongle's clock; keeping the time licd has", { error: String(e) });
+        return 0;
+      }
+      if (t === null) {
+        if (dongleHasClock === null && dongle.current()) log.info('the dongle has no clock: licd follows the system clock (steps it sees while running are absorbed)');
+        if (dongle.current()) dongleHasClock = false;
+        return 0;
+      }
+      dongleHasClock = true;
+      const delta = steady.trust('dongle', t);
+      const wallOff = t - Date.now();
+      if (Math.abs(wallOff) > steady.toleranceMs) log.warn(`the system clock is ${describeMs(Math.abs(wallOff))} ${wallOff < 0 ? 'ahead of' : 'behind'} the dongle's clock: licd uses the dongle's time`, { dongle: new Date(t).toISOString() });
+      return Math.abs(delta) > steady.toleranceMs ? delta : 0;
+    };
+    if (dongleView) {
+      const delta = await trustDongleTime();
+      if (delta !== 0 && steady) steady.shift(delta);
+    }
+
     // 2. The entitlement, verified against the vendor key and the dongle.
     let vendorPublicKey: Uint8Array;
     let envelope: unknown;
@@ -162,7 +206,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     let startLeases = loaded.leases;
     let startBorrows = loaded.borrows;
     const gapMutations: Mutation[] = [];
-    if (typeof hwmMeta?.hwm === 'number') {
+    if (typeof hwmMeta?.hwm === 'number' && !steady?.trusted) {
       const bridged = bridgeGap(loaded.leases, loaded.borrows, hwmMeta.hwm, clock.now(), config.clock.toleranceSeconds * 1000);
       if (bridged.gap) {
         startLeases = bridged.leases;
@@ -480,6 +524,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       }
     };
     let ticking = false;
+    let lastTimeCheck = performance.now();
     const tick = async () => {
       if (ticking) return;
       ticking = true;
@@ -499,6 +544,12 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         }
       }
       if (unsavedShift) await saveAll();
+      // Every 10 minutes (and once the dongle shows up), the dongle's clock bounds ours.
+      if (steady && dongleHasClock !== false && dongle.current() && performance.now() - lastTimeCheck >= (steady.trusted ? 600_000 : 0)) {
+        lastTimeCheck = performance.now();
+        const delta = await trustDongleTime();
+        if (delta !== 0) await absorbStep(delta, "licd's clock (bound by the dongle's)");
+      }
       await service.reap();
       const back = service.observeClock();
       if (back === 0 && clockGuard.highWater - persistedHwm >= 60_000) {
