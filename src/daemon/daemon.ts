@@ -354,18 +354,13 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       clockGuard.accept(ctx.now);
       // Borrows kept only for a gap at start end now, if the clock is right (the admin says so).
       const released: string[] = [];
-      const mutations: Mutation[] = [];
       for (const k of clockGap?.borrows ?? []) {
         const b = table.getBorrow(k.id);
         if (b && b.tokenId === k.token && b.expiresAt > k.until && k.until <= ctx.now) {
+          await service.commit(table.returnBorrow(b.id), [b.feature]);
           released.push(b.id);
-          mutations.push({ kind: 'borrow.put', borrow: { ...b, expiresAt: k.until } });
+          log.info('borrow ended: the admin confirmed the clock, and its token ended before now', { borrow: b.id, feature: b.feature, user: b.user, until: new Date(k.until).toISOString() });
         }
-      }
-      if (released.length > 0) {
-        const change = { result: null, mutations, undo: () => {} };
-        for (const m of mutations) table.apply(m);
-        await service.commit(change, table.featureNames());
       }
       clockGap = null;
       await store.commit([
@@ -376,7 +371,6 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       service.observeClock(ctx.now);
       service.setWarning('clock-gap', null);
       service.setWarning('clock-step', null);
-      await service.reap();
       log.warn('clock accepted by admin', { admin: ctx.clientId, highWaterWas: new Date(before).toISOString(), now: new Date(ctx.now).toISOString(), released });
       return { highWater: new Date(ctx.now).toISOString(), was: new Date(before).toISOString(), released };
     });
