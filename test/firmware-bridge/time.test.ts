@@ -1,0 +1,54 @@
+/** TIME (0x07): the wire layout, the emulator's battery-backed clock, and dongles without one. */
+import test from 'ava';
+import nacl from 'tweetnacl';
+import path from 'node:path';
+import { DongleSession, EmulatedDongle, TIME_DOMAIN, dongleSignedBytes, encodeRequestFrame, isDeviceError, timeCodec, timeSignedMessage, toHex } from '../../firmware-bridge/index.ts';
+import { memoryRig, nonce, tempDir } from './helpers.ts';
+
+test('TIME wire fixture: request frame and response layout', (t) => {
+  const n = Uint8Array.from({ length: 16 }, (_, i) => 0xf0 + i);
+  t.is(toHex(timeCodec.encodeRequest({ nonce: n })), 'f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff');
+  const frame = encodeRequestFrame(0x07, 3, timeCodec.encodeRequest({ nonce: n }));
+  t.is(toHex(frame.subarray(0, 8)), 'a55a010700030010', 'sync, version 1, code 0x07, request id 3, length 16');
+  const res = timeCodec.encodeResponse({ ms: 1_795_000_000_000n, signature: new Uint8Array(64).fill(9) });
+  t.is(toHex(res.subarray(0, 8)), '000001a1ee565e00', 'u64 big-endian milliseconds');
+  t.is(res.length, 72);
+  t.is(toHex(timeSignedMessage(1n, n)), '0000000000000001f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff');
+});
+
+test('the emulator with a clock answers its time, signed under dongle:time with the nonce', async (t) => {
+  let host = Date.parse('2026-06-01T12:00:00Z');
+  const { dongle, session } = await memoryRig(t, { clock: { offsetMs: -5000 }, hostTime: () => host });
+  const r = await session.time(nonce(7));
+  t.is(Number(r.ms), host - 5000);
+  t.true(nacl.sign.detached.verify(dongleSignedBytes(TIME_DOMAIN, timeSignedMessage(r.ms, nonce(7)), true), r.signature, dongle.publicKey));
+  t.false(nacl.sign.detached.verify(dongleSignedBytes(TIME_DOMAIN, timeSignedMessage(r.ms, nonce(8)), true), r.signature, dongle.publicKey), 'bound to the nonce');
+  host += 60_000;
+  t.is(Number((await session.time(nonce(1))).ms), host - 5000);
+  // SIGN cannot forge a time: the domain is reserved.
+  await t.throwsAsync(session.sign(TIME_DOMAIN, new Uint8Array(24)));
+});
+
+test('a dongle without a clock answers BAD_COMMAND', async (t) => {
+  const { session } = await memoryRig(t);
+  const e = await t.throwsAsync(session.time(nonce(1)));
+  t.true(isDeviceError(e, 'BAD_COMMAND'), String(e));
+});
+
+test("the emulator's clock is kept in its state file and can be set", async (t) => {
+  const dir = await tempDir(t);
+  const statePath = path.join(dir, 'dongle.json');
+  const d1 = await EmulatedDongle.open({ statePath, clock: {} });
+  await d1.setClock(Date.now() + 3_600_000);
+  await d1.close();
+  const d2 = await EmulatedDongle.open({ statePath });
+  const s = new DongleSession(d2.connectMemory(), { timeoutMs: 1000 });
+  t.teardown(async () => {
+    await s.close();
+    await d2.close();
+  });
+  const ms = Number((await s.time(nonce(2))).ms);
+  t.true(Math.abs(ms - (Date.now() + 3_600_000)) < 5000);
+  await d2.setClock(null);
+  t.true(isDeviceError(await t.throwsAsync(s.time(nonce(3))), 'BAD_COMMAND'));
+});
