@@ -295,8 +295,9 @@ export const META_CLOCK_GAP = 'clock-gap';
 
 /** What a restart kept in case the clock was set forward while the daemon was down. */
 export interface ClockGap {
-  /** How far the clock is past the high-water mark, ms. */
+  /** How far the clock is past the last time licd saw (persisted every minute and at stop), ms. */
   gapMs: number;
+  /** The last time seen (named highWater in version 1 records). */
   highWater: number;
   at: number;
   /** Borrows kept only for the gap: their end as it was, to release them if an admin confirms the clock. */
@@ -304,9 +305,10 @@ export interface ClockGap {
 }
 
 /**
- * At start with no trusted time, a clock far past the high-water mark is either a long stop or
- * a clock set forward while stopped; nothing tells them apart. What only the gap would end is
- * kept: a borrow whose end falls in (high-water, now] is moved later by the gap (it then ends no
+ * At start with no trusted time, a clock far past the last time licd saw (`highWater` here: the
+ * persisted `last`, else the mark) is either a long stop or a clock set forward while stopped;
+ * nothing tells them apart. What only the gap would end is kept: a borrow whose end falls in
+ * (last seen, now] is moved later by the gap (it then ends no
  * earlier in real time than its token, whatever the step was) until an admin confirms the clock;
  * a lease that ended in the gap gets one TTL from now, so a live client can heartbeat again.
  */

@@ -201,13 +201,14 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     const loaded = await store.load();
     // A clock far past the last time seen (its high-water mark): a long stop, or a clock set
     // forward while stopped. Without a trusted time, what only the gap would end is kept.
-    const hwmMeta = loaded.meta.get(META_CLOCK) as { hwm?: number } | undefined;
+    const hwmMeta = loaded.meta.get(META_CLOCK) as { hwm?: number; last?: number } | undefined;
+    const lastSeen = typeof hwmMeta?.last === 'number' ? hwmMeta.last : hwmMeta?.hwm;
     let clockGap: ClockGap | null = parseClockGap(loaded.meta.get(META_CLOCK_GAP));
     let startLeases = loaded.leases;
     let startBorrows = loaded.borrows;
     const gapMutations: Mutation[] = [];
-    if (typeof hwmMeta?.hwm === 'number' && !steady?.trusted) {
-      const bridged = bridgeGap(loaded.leases, loaded.borrows, hwmMeta.hwm, clock.now(), config.clock.toleranceSeconds * 1000);
+    if (typeof lastSeen === 'number' && !steady?.trusted) {
+      const bridged = bridgeGap(loaded.leases, loaded.borrows, lastSeen, clock.now(), config.clock.toleranceSeconds * 1000);
       if (bridged.gap) {
         startLeases = bridged.leases;
         startBorrows = bridged.borrows;
@@ -220,7 +221,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         for (const l of startLeases) if (l.expiresAt > clock.now() && !loaded.leases.includes(l)) gapMutations.push({ kind: 'lease.put', lease: l });
         log.warn('the clock is far past the last time licd saw: kept what only the gap would end', {
           gap: describeMs(bridged.gap.gapMs),
-          lastSeen: new Date(hwmMeta.hwm).toISOString(),
+          lastSeen: new Date(lastSeen).toISOString(),
           borrowsKept: bridged.gap.borrows.length,
           leasesGivenOneTtl: bridged.keptLeases,
         });
@@ -364,7 +365,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       }
       clockGap = null;
       await store.commit([
-        { kind: 'meta.put', key: META_CLOCK, value: { hwm: ctx.now } },
+        { kind: 'meta.put', key: META_CLOCK, value: { hwm: ctx.now, last: ctx.now } },
         { kind: 'meta.put', key: META_CLOCK_GAP, value: { cleared: true } },
       ]);
       persistedHwm = ctx.now;
@@ -376,7 +377,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     });
     if (service.observeClock() === 0) {
       persistedHwm = clockGuard.highWater;
-      await store.commit([{ kind: 'meta.put', key: META_CLOCK, value: { hwm: persistedHwm } }]);
+      await store.commit([{ kind: 'meta.put', key: META_CLOCK, value: { hwm: persistedHwm, last: clock.now() } }]);
     }
 
     const applyQuarantine = (q: Quarantine) => {
@@ -479,7 +480,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       steady?.shift(stepMs);
       delegationEnds += stepMs;
       if (stepMs < 0) notBefore += stepMs;
-      const meta: Mutation[] = [{ kind: 'meta.put', key: META_CLOCK, value: { hwm: clockGuard.highWater } }];
+      const meta: Mutation[] = [{ kind: 'meta.put', key: META_CLOCK, value: { hwm: clockGuard.highWater, last: clock.now() } }];
       persistedHwm = clockGuard.highWater;
       if (clockGap) {
         clockGap = { ...clockGap, highWater: clockGap.highWater + stepMs, at: clockGap.at + stepMs, borrows: clockGap.borrows.map((k) => ({ ...k, until: k.until + stepMs })) };
@@ -519,6 +520,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     };
     let ticking = false;
     let lastTimeCheck = performance.now();
+    let lastClockSave = performance.now();
     const tick = async () => {
       if (ticking) return;
       ticking = true;
@@ -545,10 +547,12 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         if (delta !== 0) await absorbStep(delta, "licd's clock (bound by the dongle's)");
       }
       await service.reap();
-      const back = service.observeClock();
-      if (back === 0 && clockGuard.highWater - persistedHwm >= 60_000) {
+      service.observeClock();
+      // The mark and the last time seen, every minute (and at stop): a restart measures its gap from it.
+      if (performance.now() - lastClockSave >= 60_000) {
+        lastClockSave = performance.now();
         persistedHwm = clockGuard.highWater;
-        await store.commit([{ kind: 'meta.put', key: META_CLOCK, value: { hwm: persistedHwm } }]).catch(() => {});
+        await store.commit([{ kind: 'meta.put', key: META_CLOCK, value: { hwm: persistedHwm, last: clock.now() } }]).catch(() => {});
       }
       if (table.holds(clock.now()).length === 0) service.setWarning('quarantine', null);
       // Re-sign the delegation a day before its window ends, so a long uptime never leaves
@@ -587,7 +591,8 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         service.shuttingDown();
         clearInterval(reaper);
         // The last time seen, so a restart can tell how long it was stopped.
-        if (service.observeClock() === 0) await store.commit([{ kind: 'meta.put', key: META_CLOCK, value: { hwm: clockGuard.highWater } }]).catch(() => {});
+        service.observeClock();
+        await store.commit([{ kind: 'meta.put', key: META_CLOCK, value: { hwm: clockGuard.highWater, last: clock.now() } }]).catch(() => {});
         await link.close();
         if (broker) await broker.close();
         await dongle.stop();

@@ -61,7 +61,11 @@ export const fault = {
     let offset = 0;
     const trueNow = () => Date.now();
     const daemonNow = () => Date.now() + offset;
-    writeFileSync(join(dir, 'licd.json'), JSON.stringify({ leases: { ttlSeconds: 30, minTtlSeconds: 30, maxTtlSeconds: 60, disconnectGraceSeconds: 20 } }) + '\n');
+    writeFileSync(join(dir, 'licd.json'), JSON.stringify({
+        leases: { ttlSeconds: 30, minTtlSeconds: 30, maxTtlSeconds: 60, disconnectGraceSeconds: 20 },
+        // Steps across a restart are told from a stop by this tolerance (docs/threat-model.md).
+        clock: { toleranceSeconds: 10 },
+      }) + '\n');
     const port = await freePort();
     const violations: string[] = [];
     const counts = { steps: 0, restarts: 0, leases: 0, borrows: 0, returns: 0, refused: 0, checks: 0 };
