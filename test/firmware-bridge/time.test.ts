@@ -29,6 +29,22 @@ test('the emulator with a clock answers its time, signed under dongle:time with 
   await t.throwsAsync(session.sign(TIME_DOMAIN, new Uint8Array(24)));
 });
 
+test('TIME example of PROTOCOL.md: the emulator with seed 00..1f signs the documented bytes', async (t) => {
+  const seed = Uint8Array.from({ length: 32 }, (_, i) => i);
+  const { session } = await memoryRig(t, { seed, clock: { offsetMs: 0 }, hostTime: () => 1_795_000_000_000 });
+  const r = await session.time(Uint8Array.from({ length: 16 }, (_, i) => 0xf0 + i));
+  t.is(r.ms, 1_795_000_000_000n);
+  t.is(
+    toHex(r.signature),
+    'b1ed852c119dcae8d0aea43b78044efb38098113ed9820a8f52eb09775bf588ce782465227bb8776b61f6a2ac43d3466840926858510f641444c2adf2b3b7903',
+  );
+  t.is(
+    toHex(dongleSignedBytes(TIME_DOMAIN, timeSignedMessage(r.ms, Uint8Array.from({ length: 16 }, (_, i) => 0xf0 + i)), true)),
+    '6c6963642d646f6e676c652d7369672d7631' + '00' + '45' + '0b' + '646f6e676c653a74696d65' + '000001a1ee565e00' + 'f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff',
+  );
+  t.is(toHex(encodeRequestFrame(0x07, 4, timeCodec.encodeRequest({ nonce: Uint8Array.from({ length: 16 }, (_, i) => 0xf0 + i) }))), 'a55a010700040010e295f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff3c93');
+});
+
 test('a dongle without a clock answers BAD_COMMAND', async (t) => {
   const { session } = await memoryRig(t);
   const e = await t.throwsAsync(session.time(nonce(1)));
