@@ -62,6 +62,7 @@ test('2 days forward at restart, no clock in the dongle: the borrow seats are he
   // The admin says the clock is right (it was a long stop): the seats come free.
   const accepted = await run(['clock', 'accept'], { LICD_BROKER: d.url, LICD_DATA_DIR: dir, LICD_HOME: tempDir('licd-admin-') });
   t.is(accepted.code, 0, accepted.stderr);
+  t.regex(accepted.stdout, /1 borrow\(s\) kept only for a gap in time at start have ended/);
   await until(async () => (await feature(c, 'vray_render')).borrowed === 0, 'the confirmed-ended borrows to end', 20_000, 200);
   const after = await c.status();
   t.is(after.features.find((f) => f.feature === 'vray_render')!.free, 4);
