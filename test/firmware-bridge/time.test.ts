@@ -2,7 +2,7 @@
 import test from 'ava';
 import nacl from 'tweetnacl';
 import path from 'node:path';
-import { DongleSession, EmulatedDongle, TIME_DOMAIN, dongleSignedBytes, encodeRequestFrame, isDeviceError, timeCodec, timeSignedMessage, toHex } from '../../firmware-bridge/index.ts';
+import { DongleSession, EmulatedDongle, TIME_DOMAIN, parseEmulatorArgs, dongleSignedBytes, encodeRequestFrame, isDeviceError, timeCodec, timeSignedMessage, toHex } from '../../firmware-bridge/index.ts';
 import { memoryRig, nonce, tempDir } from './helpers.ts';
 
 test('TIME wire fixture: request frame and response layout', (t) => {
@@ -67,4 +67,11 @@ test("the emulator's clock is kept in its state file and can be set", async (t) 
   t.true(Math.abs(ms - (Date.now() + 3_600_000)) < 5000);
   await d2.setClock(null);
   t.true(isDeviceError(await t.throwsAsync(s.time(nonce(3))), 'BAD_COMMAND'));
+});
+
+test('the emulator CLI takes --clock with an optional offset and refuses a bad one', (t) => {
+  t.deepEqual(parseEmulatorArgs(['--tcp', '127.0.0.1:0', '--clock']).clock, {});
+  t.deepEqual(parseEmulatorArgs(['--tcp', '127.0.0.1:0', '--clock=-60000']).clock, { offsetMs: -60000 });
+  t.is(parseEmulatorArgs(['--tcp', '127.0.0.1:0']).clock, undefined);
+  t.throws(() => parseEmulatorArgs(['--tcp', '127.0.0.1:0', '--clock=soon']), { message: /--clock wants an offset in whole milliseconds/ });
 });
