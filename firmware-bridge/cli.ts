@@ -8,6 +8,8 @@
  *   --tcp HOST:PORT       serve on TCP (port 0 picks a free one)
  *   --pty PATH            serve on a serial device, e.g. one end of a socat pty pair
  *   --fault NAME[=VALUE]  unplugged, slowMs=MS, corruptFrames=N|P%, wrongSignature, counterFailure
+ *   --clock[=OFFSET_MS]   give it a battery-backed clock (TIME): the host's time plus the offset
+ *                         (default: the offset in the state file, else 0)
  *
  * It prints one line when ready:
  *   licd dongle emulator serving tcp://127.0.0.1:40123 serial EMU-1A2B3C4D public-key <64 hex> state /var/lib/...
@@ -23,10 +25,11 @@ export interface EmulatorCliOptions {
   tcp?: { host: string; port: number };
   pty?: string;
   faults: Partial<DongleFaults>;
+  clock?: { offsetMs?: number };
 }
 
 export const EMULATOR_CLI_USAGE =
-  'usage: licctl dongle emulate (--tcp HOST:PORT | --pty PATH) [--state FILE] [--serial S] [--fault NAME[=VALUE]]...';
+  'usage: licctl dongle emulate (--tcp HOST:PORT | --pty PATH) [--state FILE] [--serial S] [--fault NAME[=VALUE]]... [--clock[=OFFSET_MS]]';
 
 export function parseEmulatorArgs(argv: string[]): EmulatorCliOptions {
   const options: EmulatorCliOptions = { faults: {} };
@@ -56,6 +59,12 @@ export function parseEmulatorArgs(argv: string[]): EmulatorCliOptions {
       case '--pty':
         options.pty = value();
         break;
+      case '--clock': {
+        const off = inline === undefined ? undefined : Number(inline);
+        if (off !== undefined && !Number.isSafeInteger(off)) throw new Error(`--clock wants an offset in whole milliseconds, e.g. --clock=-60000, got ${JSON.stringify(inline)}`);
+        options.clock = off === undefined ? {} : { offsetMs: off };
+        break;
+      }
       case '--fault':
         Object.assign(options.faults, parseFault(value()));
         break;
@@ -84,6 +93,7 @@ export async function runDongleEmulatorCli(argv: string[], io: EmulatorCliIo = {
     ...(options.statePath === undefined ? {} : { statePath: options.statePath }),
     ...(options.serial === undefined ? {} : { serial: options.serial }),
     faults: options.faults,
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
   });
   let handle: ServeHandle;
   try {
@@ -108,7 +118,7 @@ export async function runDongleEmulatorCli(argv: string[], io: EmulatorCliIo = {
     proc.on('SIGTERM', stop);
     proc.on('SIGUSR1', toggle);
     io.out(
-      `licd dongle emulator serving ${handle.address} serial ${dongle.serial} public-key ${toHex(dongle.publicKey)} state ${options.statePath ?? '(memory)'}${dongle.unplugged ? ' (unplugged)' : ''}`,
+      `licd dongle emulator serving ${handle.address} serial ${dongle.serial} public-key ${toHex(dongle.publicKey)} state ${options.statePath ?? '(memory)'}${dongle.unplugged ? ' (unplugged)' : ''}${dongle.clockNow() === null ? '' : ` clock ${new Date(dongle.clockNow()!).toISOString()}`}`,
     );
   });
   await dongle.close();

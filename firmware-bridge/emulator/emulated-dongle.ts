@@ -21,7 +21,8 @@ import { CommandCode, InfoFlag, MAX_PAYLOAD, PROTOCOL_VERSION, commandName } fro
 import { DeviceErrorCode, DeviceFailure } from '../protocol/device-errors.ts';
 import { FrameParser, type Frame } from '../protocol/frame.ts';
 import { encodeErrorFrame, encodeResponseFrame } from '../protocol/messages.ts';
-import { COUNTER_DOMAIN, checkDomain, counterSignedMessage, dongleSignedBytes, isReservedDomain } from '../protocol/signing.ts';
+import { COUNTER_DOMAIN, TIME_DOMAIN, checkDomain, counterSignedMessage, dongleSignedBytes, isReservedDomain, timeSignedMessage } from '../protocol/signing.ts';
+import { timeCodec } from '../protocol/commands/time.ts';
 import { createMemoryPair } from '../transport/memory.ts';
 import { openSerialTransport } from '../transport/serial.ts';
 import { SocketTransport } from '../transport/tcp.ts';
@@ -46,6 +47,15 @@ export interface EmulatedDongleOptions {
   faults?: Partial<DongleFaults>;
   /** Source of randomness for probabilistic faults; inject for repeatable tests. */
   random?: () => number;
+  /**
+   * Give the dongle a battery-backed clock (TIME): the host's time plus `offsetMs` (kept in the
+   * state file). Off by default: an emulator inside the daemon's own process reads the same
+   * clock as the daemon, which proves nothing; run it as its own process (firmware-bridge/cli.ts
+   * --clock) to stand for a dongle with a real clock.
+   */
+  clock?: { offsetMs?: number };
+  /** The host time the emulated clock counts from (tests). */
+  hostTime?: () => number;
 }
 
 export interface BehaviourContext {
@@ -144,7 +154,25 @@ export class EmulatedDongle extends EventEmitter {
     this.faults = { ...NO_FAULTS };
     this.random = options.random ?? Math.random;
     this.setFaults(options.faults ?? {});
+    this.hostTime = options.hostTime ?? (() => Date.now());
+    if (options.clock) this.state = { ...this.state, clockOffsetMs: options.clock.offsetMs ?? this.state.clockOffsetMs ?? 0 };
     this.installDefaultBehaviours();
+  }
+
+  private readonly hostTime: () => number;
+
+  /** The emulated battery-backed clock, ms since the epoch, or null for a dongle without one. */
+  clockNow(): number | null {
+    return this.state.clockOffsetMs === undefined ? null : this.hostTime() + this.state.clockOffsetMs;
+  }
+
+  /** Sets the emulated clock (kept in the state file); null removes it (TIME then answers BAD_COMMAND). */
+  async setClock(ms: number | null): Promise<void> {
+    const next: DongleState = { ...this.state };
+    if (ms === null) delete next.clockOffsetMs;
+    else next.clockOffsetMs = ms - this.hostTime();
+    await this.saveState(next);
+    this.state = next;
   }
 
   // ----- identity and state ---------------------------------------------------------------
@@ -446,6 +474,16 @@ export class EmulatedDongle extends EventEmitter {
           }
           this.state = { ...this.state, counter };
           return { counter, signature: this.signWithDeviceKey(COUNTER_DOMAIN, counterSignedMessage(counter, nonce)) };
+        }),
+      ],
+
+      [
+        CommandCode.TIME,
+        behaviour(timeCodec, ({ nonce }) => {
+          const now = this.clockNow();
+          if (now === null) throw new DeviceFailure(DeviceErrorCode.BAD_COMMAND, 'this dongle has no clock');
+          const ms = BigInt(Math.max(0, Math.floor(now)));
+          return { ms, signature: this.signWithDeviceKey(TIME_DOMAIN, timeSignedMessage(ms, nonce)) };
         }),
       ],
 

@@ -20,6 +20,8 @@ export interface DongleState {
   slotSize: number;
   /** Committed content of each slot. */
   slots: Uint8Array[];
+  /** The battery-backed clock (TIME): host time plus this offset, ms; absent for a dongle without one. */
+  clockOffsetMs?: number;
 }
 
 interface StateFileV1 {
@@ -33,6 +35,8 @@ interface StateFileV1 {
   slotSize: number;
   /** base64 content of each slot. */
   slots: string[];
+  /** Optional: the emulated battery-backed clock's offset from the host's time, ms. */
+  clockOffsetMs?: number;
 }
 
 export function serializeState(state: DongleState): string {
@@ -44,6 +48,7 @@ export function serializeState(state: DongleState): string {
     counter: state.counter.toString(10),
     slotSize: state.slotSize,
     slots: state.slots.map((s) => Buffer.from(s).toString('base64')),
+    ...(state.clockOffsetMs === undefined ? {} : { clockOffsetMs: state.clockOffsetMs }),
   };
   return `${JSON.stringify(file, null, 2)}\n`;
 }
@@ -68,7 +73,8 @@ export function parseState(text: string, where: string): DongleState {
   if (!Array.isArray(f.slots) || f.slots.length < 1 || f.slots.length > 255 || !f.slots.every((s) => typeof s === 'string')) return fail('"slots" must be 1..255 base64 strings');
   const slots = f.slots.map((s) => Uint8Array.from(Buffer.from(s, 'base64')));
   if (slots.some((s) => s.length > f.slotSize!)) return fail('a slot holds more than "slotSize" bytes');
-  return { serial: f.serial, seed: fromHex(f.seed), counter: BigInt(f.counter), slotSize: f.slotSize, slots };
+  if (f.clockOffsetMs !== undefined && (typeof f.clockOffsetMs !== 'number' || !Number.isSafeInteger(f.clockOffsetMs))) return fail('"clockOffsetMs" must be an integer');
+  return { serial: f.serial, seed: fromHex(f.seed), counter: BigInt(f.counter), slotSize: f.slotSize, slots, ...(f.clockOffsetMs === undefined ? {} : { clockOffsetMs: f.clockOffsetMs }) };
 }
 
 export async function readStateFile(file: string): Promise<DongleState | undefined> {

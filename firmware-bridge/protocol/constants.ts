@@ -26,6 +26,7 @@ export const CommandCode = {
   COUNTER_INCREMENT: 0x04,
   SLOT_READ: 0x05,
   SLOT_WRITE: 0x06,
+  TIME: 0x07,
 } as const;
 export type CommandCode = (typeof CommandCode)[keyof typeof CommandCode];
 export type CommandName = keyof typeof CommandCode;

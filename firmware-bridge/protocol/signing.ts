@@ -15,6 +15,8 @@ export const CLASS_EMULATED = 0x45;
 export const CLASS_HARDWARE = 0x48;
 /** The domain COUNTER_INCREMENT signs under; SIGN refuses it so a host cannot forge a counter step. */
 export const COUNTER_DOMAIN = 'counter';
+/** The domain TIME signs under (reserved: it starts with "dongle:"). */
+export const TIME_DOMAIN = 'dongle:time';
 /** SIGN refuses "counter" and every domain starting with this prefix (kept for future dongle-made signatures). */
 export const RESERVED_DOMAIN_PREFIX = 'dongle:';
 
@@ -52,4 +54,10 @@ export function dongleSignedBytes(domain: string, message: Uint8Array, emulated:
 export function counterSignedMessage(value: bigint, nonce: Uint8Array): Uint8Array {
   if (nonce.length !== NONCE_SIZE) throw new RangeError(`counter nonce must be ${NONCE_SIZE} bytes, got ${nonce.length}`);
   return new ByteWriter().u64(value).bytes(nonce).finish();
+}
+
+/** The message TIME signs under domain "dongle:time": u64 BE milliseconds since the Unix epoch || 16-byte host nonce. */
+export function timeSignedMessage(ms: bigint, nonce: Uint8Array): Uint8Array {
+  if (nonce.length !== NONCE_SIZE) throw new RangeError(`time nonce must be ${NONCE_SIZE} bytes, got ${nonce.length}`);
+  return new ByteWriter().u64(ms).bytes(nonce).finish();
 }

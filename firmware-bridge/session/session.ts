@@ -15,6 +15,7 @@ import { EventEmitter } from 'node:events';
 import { DongleError, DongleErrorCode } from '../errors.ts';
 import { concatBytes } from '../protocol/bytes.ts';
 import { counterIncrementCodec, type CounterIncrementResponse } from '../protocol/commands/counter-increment.ts';
+import { timeCodec, type TimeResponse } from '../protocol/commands/time.ts';
 import type { CommandCodec } from '../protocol/commands/codec.ts';
 import { infoCodec, type DongleInfo } from '../protocol/commands/info.ts';
 import { pingCodec } from '../protocol/commands/ping.ts';
@@ -160,6 +161,15 @@ export class DongleSession extends EventEmitter {
   async counterIncrement(nonce: Uint8Array): Promise<CounterIncrementResponse> {
     if (nonce.length !== NONCE_SIZE) throw badArgument(`counter nonce must be ${NONCE_SIZE} bytes, got ${nonce.length}`);
     return await this.request(counterIncrementCodec, { nonce });
+  }
+
+  /**
+   * Reads the dongle's battery-backed clock, signed under "dongle:time" over (u64 ms || nonce).
+   * A dongle without a clock answers BAD_COMMAND (a DongleError the caller reads as "no time").
+   */
+  async time(nonce: Uint8Array): Promise<TimeResponse> {
+    if (nonce.length !== NONCE_SIZE) throw badArgument(`time nonce must be ${NONCE_SIZE} bytes, got ${nonce.length}`);
+    return await this.request(timeCodec, { nonce });
   }
 
   /** Reads a slot's whole content in chunks. */

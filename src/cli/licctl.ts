@@ -436,8 +436,9 @@ export async function licctl(argv: string[]): Promise<number> {
       if (a.positional[1] !== 'accept') throw new UsageError('usage: licctl clock accept');
       const c = await connect(a, true);
       try {
-        const r = await c.request<{ highWater: string; was: string }>('clock.accept', {}, { admin: true });
+        const r = await c.request<{ highWater: string; was: string; released?: string[] }>('clock.accept', {}, { admin: true });
         out(`clock accepted: the high-water mark is now ${r.highWater} (it was ${r.was})`);
+        if (r.released && r.released.length > 0) out(`${r.released.length} borrow(s) kept only for a gap in time at start have ended: ${r.released.join(', ')}`);
       } finally {
         await c.close();
       }

@@ -5,7 +5,7 @@
  */
 import { LicdError } from './errors.ts';
 import type { FeatureLicense } from './entitlement.ts';
-import type { Borrow, Mutation } from './model.ts';
+import type { Borrow, Lease, Mutation } from './model.ts';
 import type { StateStore } from './ports.ts';
 
 // ---- the counter -----------------------------------------------------------------------------
@@ -249,6 +249,27 @@ export class ClockGuard {
   accept(now: number): void {
     this.hwm = now;
     this.setBack = 0;
+    this.forward = 0;
+  }
+
+  /** How far the clock stepped forward while running, not yet undone by a step back. */
+  private forward = 0;
+
+  /**
+   * A step of the clock seen while running (the monotonic clock vouches for the real time that
+   * passed). A forward step raises the mark with the clock; a step back lowers it by as much of
+   * the forward steps as it undoes, so fixing a clock that jumped ahead is no set-back. A step
+   * back below every time seen stays a set-back, as at a restart.
+   */
+  stepped(deltaMs: number): void {
+    if (deltaMs > 0) {
+      this.forward += deltaMs;
+      this.hwm += deltaMs;
+    } else {
+      const undo = Math.min(-deltaMs, this.forward);
+      this.forward -= undo;
+      this.hwm -= undo;
+    }
   }
 
   refuse(what: string): void {
@@ -266,4 +287,62 @@ export function describeMs(ms: number): string {
   if (m < 120) return `${m} min`;
   const h = Math.floor(m / 60);
   return h < 48 ? `${h} h ${m % 60} min` : `${Math.floor(h / 24)} days ${h % 24} h`;
+}
+
+// ---- a gap at start (no trusted time) --------------------------------------------------------
+
+export const META_CLOCK_GAP = 'clock-gap';
+
+/** What a restart kept in case the clock was set forward while the daemon was down. */
+export interface ClockGap {
+  /** How far the clock is past the last time licd saw (persisted every minute and at stop), ms. */
+  gapMs: number;
+  /** The last time seen (named highWater in version 1 records). */
+  highWater: number;
+  at: number;
+  /** Borrows kept only for the gap: their end as it was, to release them if an admin confirms the clock. */
+  borrows: Array<{ id: string; token: string; until: number }>;
+}
+
+/**
+ * At start with no trusted time, a clock far past the last time licd saw (`highWater` here: the
+ * persisted `last`, else the mark) is either a long stop or a clock set forward while stopped;
+ * nothing tells them apart. What only the gap would end is kept: a borrow whose end falls in
+ * (last seen, now] is moved later by the gap (it then ends no
+ * earlier in real time than its token, whatever the step was) until an admin confirms the clock;
+ * a lease that ended in the gap gets one TTL from now, so a live client can heartbeat again.
+ */
+export function bridgeGap(
+  leases: readonly Lease[],
+  borrows: readonly Borrow[],
+  highWater: number,
+  now: number,
+  toleranceMs: number,
+): { leases: Lease[]; borrows: Borrow[]; gap: ClockGap | null; keptLeases: number } {
+  const gapMs = now - highWater;
+  if (gapMs <= toleranceMs) return { leases: [...leases], borrows: [...borrows], gap: null, keptLeases: 0 };
+  let keptLeases = 0;
+  const outLeases = leases.map((l) => {
+    if (l.expiresAt > highWater && l.expiresAt <= now) {
+      keptLeases++;
+      return { ...l, expiresAt: now + l.ttlMs };
+    }
+    return l;
+  });
+  const kept: ClockGap['borrows'] = [];
+  const outBorrows = borrows.map((b) => {
+    if (b.expiresAt > highWater && b.expiresAt <= now) {
+      kept.push({ id: b.id, token: b.tokenId, until: b.expiresAt });
+      return { ...b, expiresAt: b.expiresAt + gapMs };
+    }
+    return b;
+  });
+  return { leases: outLeases, borrows: outBorrows, gap: { gapMs, highWater, at: now, borrows: kept }, keptLeases };
+}
+
+export function parseClockGap(v: unknown): ClockGap | null {
+  if (!v || typeof v !== 'object') return null;
+  const g = v as ClockGap;
+  if (typeof g.gapMs !== 'number' || !Array.isArray(g.borrows)) return null;
+  return g;
 }

@@ -42,6 +42,11 @@ export interface Borrow {
   tokenIssuedAt: number;
   /** The borrow period asked for, hours (a refresh on reconnect restores it). */
   hours: number;
+  /**
+   * Set when a clock step moved `expiresAt` (docs/threat-model.md, "Clock steps"): the expiry
+   * the current token states, in the terms it was issued in. The reservation never ends before it.
+   */
+  tokenExpires?: { token: string; at: number };
 }
 
 /** One state change. A change of seat state is a list of these, written as one atomic batch. */

@@ -103,5 +103,10 @@ export interface DonglePort {
   sign(domain: string, message: Uint8Array): Promise<Uint8Array>;
   /** Steps the monotonic counter; never retried silently (a retry could step it twice). */
   counterIncrement(nonce: Uint8Array): Promise<{ value: bigint; signature: Uint8Array }>;
+  /**
+   * The dongle's battery-backed clock (TIME), signed under "dongle:time" over (u64 ms || nonce);
+   * null when the dongle has none. Optional: older dongles do not know the command.
+   */
+  time?(nonce: Uint8Array): Promise<{ ms: number; signature: Uint8Array } | null>;
   close(): Promise<void>;
 }

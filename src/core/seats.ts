@@ -537,6 +537,40 @@ export class SeatTable {
     }
   }
 
+  // ---- clock steps (docs/threat-model.md) ---------------------------------------------------
+
+  /**
+   * The clock stepped by `deltaMs` (forward > 0): every lease and borrow time, and every hold,
+   * moves with it, so each lasts its real duration. A borrow's reservation never ends before the
+   * expiry its current token states (a token issued while the clock was wrong says a later time
+   * than the moved reservation would): the token is judged by the client's clock, offline.
+   */
+  shift(deltaMs: number): Change<{ leases: number; borrows: number }> {
+    const mutations: Mutation[] = [];
+    for (const l of this.leases.values()) {
+      const lease: Lease = { ...l, since: l.since + deltaMs, expiresAt: l.expiresAt + deltaMs, disconnectedAt: l.disconnectedAt === null ? null : l.disconnectedAt + deltaMs };
+      mutations.push({ kind: 'lease.put', lease });
+    }
+    for (const b of this.borrows.values()) mutations.push({ kind: 'borrow.put', borrow: shiftBorrow(b, deltaMs) });
+    const held: Array<[FeatureState, { seats: number; until: number }]> = [];
+    for (const f of this.features.values()) {
+      if (f.hold) {
+        held.push([f, f.hold]);
+        f.hold = { seats: f.hold.seats, until: f.hold.until + deltaMs };
+      }
+    }
+    this.wheelCursor = -1;
+    const change = this.change({ leases: this.leases.size, borrows: this.borrows.size }, mutations);
+    return {
+      ...change,
+      undo: () => {
+        change.undo();
+        for (const [f, h] of held) f.hold = h;
+        this.wheelCursor = -1;
+      },
+    };
+  }
+
   /** At most `limit` of a feature's leases and borrows, and how many there are in all. */
   featureListing(name: string, limit = Number.POSITIVE_INFINITY): { leases: Lease[]; borrows: Borrow[]; leaseCount: number; borrowCount: number } {
     const f = this.features.get(name);
@@ -551,4 +585,17 @@ export class SeatTable {
     };
     return { leases: take(f?.leases), borrows: take(f?.borrows), leaseCount: f?.leases.size ?? 0, borrowCount: f?.borrows.size ?? 0 };
   }
+}
+
+/** A borrow's times moved by a clock step; its end never before what its current token states. */
+export function shiftBorrow(b: Borrow, deltaMs: number): Borrow {
+  // Until the first step after a token's issue, expiresAt is exactly what the token states.
+  const stated = b.tokenExpires?.token === b.tokenId ? b.tokenExpires.at : b.expiresAt;
+  return {
+    ...b,
+    since: b.since + deltaMs,
+    tokenIssuedAt: b.tokenIssuedAt + deltaMs,
+    expiresAt: Math.max(b.expiresAt + deltaMs, stated),
+    tokenExpires: { token: b.tokenId, at: stated },
+  };
 }

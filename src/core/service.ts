@@ -163,6 +163,12 @@ export class LicenseService {
     this.deps.onDirty?.();
   }
 
+  /** The clock stepped by deltaMs and every stored time moved with it (docs/threat-model.md). */
+  shiftTimes(deltaMs: number): void {
+    if (this.dongleLostAt !== null) this.dongleLostAt += deltaMs;
+    this.markAllDirty();
+  }
+
   dongleView(): DongleView {
     return this.dongle;
   }

@@ -6,22 +6,29 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import type { Config } from '../config.ts';
 import { fromHex, toBase64url, toHex, utf8 } from '../core/bytes.ts';
 import { LicdError } from '../core/errors.ts';
 import { verifyEntitlement, type Entitlement } from '../core/entitlement.ts';
-import type { Lease } from '../core/model.ts';
+import type { Lease, Mutation } from '../core/model.ts';
 import { systemClock, type Clock, type DongleIdentity, type Ed25519, type Random, type StateStore } from '../core/ports.ts';
 import { SeatTable } from '../core/seats.ts';
 import { LicenseService, type Log } from '../core/service.ts';
 import { FORMATS, parseEnvelope, sealEnvelope, type SignedEnvelope } from '../core/signed.ts';
 import { DELEGATION_DOMAIN, delegationBody, delegationEnvelope, dongleSignedBytes } from '../core/trust.ts';
+import { TIME_DOMAIN } from '../../firmware-bridge/protocol/signing.ts';
 import { Borrowing, type BorrowLimits } from '../core/borrowing.ts';
 import {
   ClockGuard,
   CounterGate,
   META_CLOCK,
+  META_CLOCK_GAP,
   META_COUNTER,
+  bridgeGap,
+  describeMs,
+  parseClockGap,
+  type ClockGap,
   META_QUARANTINE,
   judgeCounter,
   parseQuarantine,
@@ -36,6 +43,7 @@ import { DongleManager, type DongleLink, type PresenceEvent } from '../dongle/ma
 import { startEmbeddedBroker, type EmbeddedBroker } from '../mqtt/embedded-broker.ts';
 import { ServerLink } from '../mqtt/server-link.ts';
 import { certFingerprint, ensureSelfSignedCert, type TlsTrust } from '../mqtt/tls.ts';
+import { SteadyClock } from './steady-clock.ts';
 import { LevelStore } from '../store/level-store.ts';
 import { demoEntitlementBody, devVendorKey, issueEntitlement, writeFileAtomic } from '../vendor.ts';
 
@@ -51,6 +59,8 @@ export interface DaemonDeps {
   ed?: Ed25519;
   /** A store to use instead of LevelDB under dataDir/db. */
   store?: StateStore;
+  /** Tolerance of the steady clock for steps of the system clock, ms (default 2000). */
+  clockStepToleranceMs?: number;
 }
 
 export interface Daemon {
@@ -84,7 +94,10 @@ function readSecret(path: string, random: Random, create: boolean): string {
 
 export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
   const { config, log } = deps;
-  const clock = deps.clock ?? systemClock;
+  // Lease and borrow lifetimes follow the monotonic clock while running (docs/threat-model.md).
+  // An injected clock (tests) is used as it is.
+  const steady = deps.clock ? null : new SteadyClock({ toleranceMs: deps.clockStepToleranceMs ?? 2000 });
+  const clock: Clock = deps.clock ?? steady ?? systemClock;
   const random = deps.random ?? systemRandom;
   const ed = deps.ed ?? nodeEd25519();
   mkdirSync(config.dataDir, { recursive: true });
@@ -100,6 +113,48 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     const dongle = new DongleManager({ open: deps.openDongle, expected: null, presenceIntervalMs: config.dongle.presenceIntervalMs, ed, random, clock, log });
     cleanups.push(() => dongle.stop());
     dongleView = await dongle.start();
+
+    // A trusted time: a dongle with a battery-backed clock (TIME) bounds the host's clock, at
+    // start and every so often (docs/threat-model.md, "Clock steps").
+    const readDongleTime = async (): Promise<number | null> => {
+      const cur = dongle.current();
+      if (!cur || !cur.link.time) return null;
+      const nonce = random.bytes(16);
+      const r = await cur.link.time(nonce);
+      if (!r) return null;
+      const msg = new Uint8Array(24);
+      new DataView(msg.buffer).setBigUint64(0, BigInt(r.ms));
+      msg.set(nonce, 8);
+      if (!ed.verify(cur.identity.publicKey, dongleSignedBytes(TIME_DOMAIN, msg, cur.identity.emulated), r.signature)) {
+        throw new Error(`the dongle's time ${new Date(r.ms).toISOString()} is not signed by the dongle (a dongle that lies)`);
+      }
+      return r.ms;
+    };
+    let dongleHasClock: boolean | null = null;
+    const trustDongleTime = async (): Promise<number> => {
+      if (!steady || dongleHasClock === false) return 0;
+      let t: number | null;
+      try {
+        t = await readDongleTime();
+      } catch (e) {
+        log.warn("could not read the dongle's clock; keeping the time licd has", { error: String(e) });
+        return 0;
+      }
+      if (t === null) {
+        if (dongleHasClock === null && dongle.current()) log.info('the dongle has no clock: licd follows the system clock (steps it sees while running are absorbed)');
+        if (dongle.current()) dongleHasClock = false;
+        return 0;
+      }
+      dongleHasClock = true;
+      const delta = steady.trust('dongle', t);
+      const wallOff = t - Date.now();
+      if (Math.abs(wallOff) > steady.toleranceMs) log.warn(`the system clock is ${describeMs(Math.abs(wallOff))} ${wallOff < 0 ? 'ahead of' : 'behind'} the dongle's clock: licd uses the dongle's time`, { dongle: new Date(t).toISOString() });
+      return Math.abs(delta) > steady.toleranceMs ? delta : 0;
+    };
+    if (dongleView) {
+      const delta = await trustDongleTime();
+      if (delta !== 0 && steady) steady.shift(delta);
+    }
 
     // 2. The entitlement, verified against the vendor key and the dongle.
     let vendorPublicKey: Uint8Array;
@@ -149,8 +204,36 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     const idBytes = () => toBase64url(random.bytes(9));
     const table = new SeatTable(entitlement.features, idBytes);
     const loaded = await store.load();
-    const restored = table.restore(loaded.leases, loaded.borrows, clock.now());
-    await store.commit(restored.mutations);
+    // A clock far past the last time seen (its high-water mark): a long stop, or a clock set
+    // forward while stopped. Without a trusted time, what only the gap would end is kept.
+    const hwmMeta = loaded.meta.get(META_CLOCK) as { hwm?: number; last?: number } | undefined;
+    const lastSeen = typeof hwmMeta?.last === 'number' ? hwmMeta.last : hwmMeta?.hwm;
+    let clockGap: ClockGap | null = parseClockGap(loaded.meta.get(META_CLOCK_GAP));
+    let startLeases = loaded.leases;
+    let startBorrows = loaded.borrows;
+    const gapMutations: Mutation[] = [];
+    if (typeof lastSeen === 'number' && !steady?.trusted) {
+      const bridged = bridgeGap(loaded.leases, loaded.borrows, lastSeen, clock.now(), config.clock.toleranceSeconds * 1000);
+      if (bridged.gap) {
+        startLeases = bridged.leases;
+        startBorrows = bridged.borrows;
+        if (bridged.gap.borrows.length > 0) {
+          // Gaps add up until an admin confirms the clock.
+          clockGap = { ...bridged.gap, borrows: [...(clockGap?.borrows ?? []), ...bridged.gap.borrows] };
+          for (const b of startBorrows) if (bridged.gap.borrows.some((k) => k.id === b.id)) gapMutations.push({ kind: 'borrow.put', borrow: b });
+          gapMutations.push({ kind: 'meta.put', key: META_CLOCK_GAP, value: clockGap });
+        }
+        for (const l of startLeases) if (l.expiresAt > clock.now() && !loaded.leases.includes(l)) gapMutations.push({ kind: 'lease.put', lease: l });
+        log.warn('the clock is far past the last time licd saw: kept what only the gap would end', {
+          gap: describeMs(bridged.gap.gapMs),
+          lastSeen: new Date(lastSeen).toISOString(),
+          borrowsKept: bridged.gap.borrows.length,
+          leasesGivenOneTtl: bridged.keptLeases,
+        });
+      }
+    }
+    const restored = table.restore(startLeases, startBorrows, clock.now());
+    await store.commit([...gapMutations, ...restored.mutations]);
     for (const problem of table.checkInvariants(clock.now())) {
       log.error('the stored state breaks a seat invariant (no new seats are granted for it until it is back within the count)', { problem });
     }
@@ -166,7 +249,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     let delegation: SignedEnvelope | null = null;
     // The window starts once per session key, so a delegation re-signed when the dongle comes back
     // (or before the window ends) still covers every grant and token issued under this key.
-    const notBefore = clock.now() - 5 * 60_000;
+    let notBefore = clock.now() - 5 * 60_000;
     const DELEGATION_DAYS = 30;
     let delegationEnds = 0;
     const delegate = async (identity: DongleIdentity, link: DongleLink) => {
@@ -270,18 +353,42 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         clockGuard.refuse('borrowing');
       },
     });
+    const gapWarning = (g: ClockGap) => {
+      const until = Math.max(...g.borrows.map((k) => table.getBorrow(k.id)?.expiresAt ?? 0));
+      service.setWarning(
+        'clock-gap',
+        `licd started ${describeMs(g.gapMs)} after the last time it saw (${new Date(g.highWater).toISOString()}): ${g.borrows.length} borrow(s) that only this gap would end are kept, their seats held until ${new Date(until).toISOString()}, in case the clock was set forward while licd was stopped. If the clock is right, an admin confirms it with licctl clock accept and those seats come free`,
+      );
+    };
+    if (clockGap && clockGap.borrows.some((k) => table.getBorrow(k.id))) gapWarning(clockGap);
     service.register('clock.accept', true, async (ctx) => {
       const before = clockGuard.highWater;
       clockGuard.accept(ctx.now);
-      await store.commit([{ kind: 'meta.put', key: META_CLOCK, value: { hwm: ctx.now } }]);
+      // Borrows kept only for a gap at start end now, if the clock is right (the admin says so).
+      const released: string[] = [];
+      for (const k of clockGap?.borrows ?? []) {
+        const b = table.getBorrow(k.id);
+        if (b && b.tokenId === k.token && b.expiresAt > k.until && k.until <= ctx.now) {
+          await service.commit(table.returnBorrow(b.id), [b.feature]);
+          released.push(b.id);
+          log.info('borrow ended: the admin confirmed the clock, and its token ended before now', { borrow: b.id, feature: b.feature, user: b.user, until: new Date(k.until).toISOString() });
+        }
+      }
+      clockGap = null;
+      await store.commit([
+        { kind: 'meta.put', key: META_CLOCK, value: { hwm: ctx.now, last: ctx.now } },
+        { kind: 'meta.put', key: META_CLOCK_GAP, value: { cleared: true } },
+      ]);
       persistedHwm = ctx.now;
       service.observeClock(ctx.now);
-      log.warn('clock accepted by admin', { admin: ctx.clientId, highWaterWas: new Date(before).toISOString(), now: new Date(ctx.now).toISOString() });
-      return { highWater: new Date(ctx.now).toISOString(), was: new Date(before).toISOString() };
+      service.setWarning('clock-gap', null);
+      service.setWarning('clock-step', null);
+      log.warn('clock accepted by admin', { admin: ctx.clientId, highWaterWas: new Date(before).toISOString(), now: new Date(ctx.now).toISOString(), released });
+      return { highWater: new Date(ctx.now).toISOString(), was: new Date(before).toISOString(), released };
     });
     if (service.observeClock() === 0) {
       persistedHwm = clockGuard.highWater;
-      await store.commit([{ kind: 'meta.put', key: META_CLOCK, value: { hwm: persistedHwm } }]);
+      await store.commit([{ kind: 'meta.put', key: META_CLOCK, value: { hwm: persistedHwm, last: clock.now() } }]);
     }
 
     const applyQuarantine = (q: Quarantine) => {
@@ -294,7 +401,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         service.markAllDirty();
       }
     };
-    const storedQuarantine = parseQuarantine(loaded.meta.get(META_QUARANTINE));
+    let storedQuarantine = parseQuarantine(loaded.meta.get(META_QUARANTINE));
     if (storedQuarantine) applyQuarantine(storedQuarantine);
     const counterMeta = new Map(loaded.meta);
     const judge = async (identity: DongleIdentity) => {
@@ -306,6 +413,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
           { kind: 'meta.put', key: META_QUARANTINE, value: serializeQuarantine(q) },
           { kind: 'meta.put', key: META_COUNTER, value: identity.counter.toString() },
         ]);
+        storedQuarantine = q;
         applyQuarantine(q);
       } else if (verdict.kind !== 'ok') {
         await store.commit([{ kind: 'meta.put', key: META_COUNTER, value: identity.counter.toString() }]);
@@ -415,12 +523,89 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     await link.ready();
 
     // 6. Tickers.
+    // A step of the system clock, seen against the monotonic clock: every stored time moves by
+    // it in one batch before anything is reaped, so each lease and borrow lasts its real time.
+    let unsavedShift = false;
+    const absorbStep = async (stepMs: number, what: string) => {
+      const change = table.shift(stepMs);
+      service.shiftTimes(stepMs);
+      clockGuard.stepped(stepMs);
+      steady?.shift(stepMs);
+      delegationEnds += stepMs;
+      if (stepMs < 0) notBefore += stepMs;
+      const meta: Mutation[] = [{ kind: 'meta.put', key: META_CLOCK, value: { hwm: clockGuard.highWater, last: clock.now() } }];
+      persistedHwm = clockGuard.highWater;
+      if (clockGap) {
+        clockGap = { ...clockGap, highWater: clockGap.highWater + stepMs, at: clockGap.at + stepMs, borrows: clockGap.borrows.map((k) => ({ ...k, until: k.until + stepMs })) };
+        meta.push({ kind: 'meta.put', key: META_CLOCK_GAP, value: clockGap });
+      }
+      if (storedQuarantine) {
+        storedQuarantine = { ...storedQuarantine, since: storedQuarantine.since + stepMs, holds: storedQuarantine.holds.map((h) => ({ ...h, until: h.until + stepMs })) };
+        meta.push({ kind: 'meta.put', key: META_QUARANTINE, value: serializeQuarantine(storedQuarantine) });
+      }
+      const at = new Date(clock.now()).toISOString();
+      const size = describeMs(Math.abs(stepMs));
+      log.warn(`${what} stepped ${stepMs > 0 ? 'forward' : 'back'} ${size}: lease and borrow ends moved with it`, { stepMs, leases: change.result.leases, borrows: change.result.borrows, now: at });
+      service.setWarning(
+        'clock-step',
+        `${what} stepped ${stepMs > 0 ? 'forward' : 'back'} ${size} at ${at}; lease and borrow ends were moved with it, so none ended ${stepMs > 0 ? 'early' : 'late'} (licctl clock accept clears this note)`,
+      );
+      try {
+        await service.commit({ result: null, mutations: [...change.mutations, ...meta], undo: () => {} }, table.featureNames());
+        unsavedShift = false;
+      } catch {
+        unsavedShift = true;
+      }
+      if (stepMs < 0 && delegation) {
+        const cur = dongle.current();
+        if (cur) await delegate(cur.identity, cur.link).catch(() => {});
+        link?.publishChain();
+      }
+    };
+    const saveAll = async () => {
+      const all: Mutation[] = [...table.allLeases().map((lease) => ({ kind: 'lease.put', lease }) as const), ...table.allBorrows().map((borrow) => ({ kind: 'borrow.put', borrow }) as const)];
+      try {
+        await service.commit({ result: null, mutations: all, undo: () => {} }, []);
+        unsavedShift = false;
+      } catch {
+        /* the next tick tries again */
+      }
+    };
+    let ticking = false;
+    let lastTimeCheck = performance.now();
+    let lastClockSave = performance.now();
     const tick = async () => {
+      if (ticking) return;
+      ticking = true;
+      try {
+        await tickOnce();
+      } finally {
+        ticking = false;
+      }
+    };
+    const tickOnce = async () => {
+      if (steady) {
+        const c = steady.check();
+        if (c.kind === 'step') await absorbStep(c.stepMs, 'the system clock');
+        else if (c.kind === 'wall-step') {
+          log.warn(`the system clock stepped ${c.stepMs > 0 ? 'forward' : 'back'} ${describeMs(Math.abs(c.stepMs))}; licd keeps the dongle's time`, { stepMs: c.stepMs });
+          service.setWarning('clock-step', `the system clock stepped ${c.stepMs > 0 ? 'forward' : 'back'} ${describeMs(Math.abs(c.stepMs))} at ${new Date(clock.now()).toISOString()}; licd keeps the dongle's time, so no lease or borrow moved (licctl clock accept clears this note)`);
+        }
+      }
+      if (unsavedShift) await saveAll();
+      // Every 10 minutes (and once the dongle shows up), the dongle's clock bounds ours.
+      if (steady && dongleHasClock !== false && dongle.current() && performance.now() - lastTimeCheck >= (steady.trusted ? 600_000 : 0)) {
+        lastTimeCheck = performance.now();
+        const delta = await trustDongleTime();
+        if (delta !== 0) await absorbStep(delta, "licd's clock (bound by the dongle's)");
+      }
       await service.reap();
-      const back = service.observeClock();
-      if (back === 0 && clockGuard.highWater - persistedHwm >= 60_000) {
+      service.observeClock();
+      // The mark and the last time seen, every minute (and at stop): a restart measures its gap from it.
+      if (performance.now() - lastClockSave >= 60_000) {
+        lastClockSave = performance.now();
         persistedHwm = clockGuard.highWater;
-        await store.commit([{ kind: 'meta.put', key: META_CLOCK, value: { hwm: persistedHwm } }]).catch(() => {});
+        await store.commit([{ kind: 'meta.put', key: META_CLOCK, value: { hwm: persistedHwm, last: clock.now() } }]).catch(() => {});
       }
       if (table.holds(clock.now()).length === 0) service.setWarning('quarantine', null);
       // Re-sign the delegation a day before its window ends, so a long uptime never leaves
@@ -459,6 +644,9 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         stopped = true;
         service.shuttingDown();
         clearInterval(reaper);
+        // The last time seen, so a restart can tell how long it was stopped.
+        service.observeClock();
+        await store.commit([{ kind: 'meta.put', key: META_CLOCK, value: { hwm: clockGuard.highWater, last: clock.now() } }]).catch(() => {});
         await link.close();
         if (broker) await broker.close();
         await dongle.stop();

@@ -9,6 +9,8 @@ export interface DongleLink {
   info(): Promise<{ serial: string; publicKey: Uint8Array; counter: bigint; flags?: number; emulated?: boolean; firmwareVersion: string }>;
   sign(domain: string, message: Uint8Array): Promise<Uint8Array>;
   counterIncrement(nonce: Uint8Array): Promise<{ value: bigint; signature: Uint8Array }>;
+  /** The dongle's battery-backed clock, signed; null when the dongle has none (older firmware). */
+  time?(nonce: Uint8Array): Promise<{ ms: number; signature: Uint8Array } | null>;
   close(): Promise<void>;
   readonly closed: Promise<unknown>;
 }

@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Config } from '../config.ts';
 import { DongleSession } from '../../firmware-bridge/session/session.ts';
+import { isDeviceError } from '../../firmware-bridge/errors.ts';
 import { EmulatedDongle } from '../../firmware-bridge/emulator/emulated-dongle.ts';
 import { findSerialDongles, openTransport, type SerialDiscoveryOptions, type ByIdOptions } from '../../firmware-bridge/transport/index.ts';
 import { LICD_DONGLE_USB } from '../../firmware-bridge/usb-ids.ts';
@@ -15,6 +16,16 @@ export function linkOf(session: DongleSession): DongleLink {
     counterIncrement: async (nonce) => {
       const r = await session.counterIncrement(nonce);
       return { value: r.counter, signature: r.signature };
+    },
+    time: async (nonce) => {
+      try {
+        const r = await session.time(nonce);
+        return { ms: Number(r.ms), signature: r.signature };
+      } catch (e) {
+        // A dongle without a clock (or firmware older than TIME) does not know the command.
+        if (isDeviceError(e, 'BAD_COMMAND')) return null;
+        throw e;
+      }
     },
     close: () => session.close(),
     closed: session.closed,

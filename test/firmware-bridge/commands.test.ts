@@ -60,6 +60,10 @@ const samples: Record<string, { request: unknown; response: unknown }> = {
     request: { slot: 1, offset: 512, commit: true, data: fromHex('aa bb') },
     response: { staged: 514, committed: true },
   },
+  TIME: {
+    request: { nonce: Uint8Array.from({ length: 16 }, (_, i) => i + 0xf0) },
+    response: { ms: 1_795_000_000_000n, signature: new Uint8Array(64).fill(9) },
+  },
 };
 
 test('the codec map holds one codec per command code', (t) => {
