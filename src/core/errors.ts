@@ -22,6 +22,8 @@ export const ErrorCodes = [
   'UNKNOWN_BORROW',
   'CLOCK_SET_BACK',
   'QUARANTINE',
+  'REVOKED',
+  'BLOCKED',
   // the server's own state
   'DONGLE_ABSENT',
   'STORE_FAILED',
@@ -31,6 +33,7 @@ export const ErrorCodes = [
   'CONFIG_INVALID',
   'ENTITLEMENT_INVALID',
   'TOKEN_INVALID',
+  'RELEASE_INVALID',
   'TIMEOUT',
 ] as const;
 

@@ -13,7 +13,9 @@ import {
   type DongleView,
   type FeatureStatus,
   type HeartbeatResult,
+  type LeaseLostNotice,
   type LeaseView,
+  type RevokeResult,
   type ServerState,
   type StatusResult,
 } from './protocol.ts';
@@ -76,6 +78,8 @@ export interface ServiceDeps {
   counterGate?: CounterGate;
   /** The persisted high-water mark of time (clock integrity). */
   clockGuard?: ClockGuard;
+  /** Publishes a notice (an answer with id null) on a client's answer topic; optional. */
+  notify?: (clientId: string, notice: LeaseLostNotice) => void;
 }
 
 /**
@@ -94,6 +98,7 @@ export class LicenseService {
   private readonly warnings = new Map<string, string>();
   private readonly startedAt: number;
   private stopping = false;
+  private quarantineBinding: StatusResult['quarantineBinding'] | null = null;
 
   constructor(deps: ServiceDeps) {
     this.deps = deps;
@@ -168,6 +173,11 @@ export class LicenseService {
         { dongle: this.dongle },
       );
     }
+  }
+
+  /** What a vendor release of the current quarantine must name (shown by status); null: none. */
+  setQuarantineBinding(b: StatusResult['quarantineBinding'] | null): void {
+    this.quarantineBinding = b ?? null;
   }
 
   shuttingDown(): void {
@@ -248,6 +258,8 @@ export class LicenseService {
       else await this.deps.store.commit(change.mutations, opts.lazy ? { lazy: true } : {});
     } catch (e) {
       change.undo();
+      // A refusal the gate decided itself (no dongle seen yet) keeps its code and words.
+      if (isLicdError(e)) throw e;
       if (e instanceof CounterStepError) {
         this.deps.log.error('the dongle did not step its counter; change undone', { error: String(e) });
         throw new LicdError('DONGLE_ABSENT', `the dongle did not step its monotonic counter (${(e as Error).message}); nothing was granted. Check the dongle; licctl status shows its state`);
@@ -302,11 +314,20 @@ export class LicenseService {
   private async heartbeat(ctx: RequestContext, f: Fields): Promise<HeartbeatResult> {
     const ids = optIdList(f, 'leases');
     if (!this.dongle.present && this.dongleLostAt !== null && ctx.now - this.dongleLostAt > this.deps.policy.dongleGraceSeconds * 1000) {
-      this.requireDongle();
+      throw new LicdError(
+        'DONGLE_ABSENT',
+        `the license dongle is absent (${this.dongle.reason ?? 'not answering'}) since ${iso(this.dongleLostAt)} and its grace of ${this.deps.policy.dongleGraceSeconds} s has ended: leases are no longer renewed and end at their time to live; seats come back when the dongle is plugged in`,
+        { dongle: this.dongle, since: iso(this.dongleLostAt) },
+      );
     }
     const change = this.table.heartbeat(ctx.clientId, ids, ctx.now);
     const { renewed, unknown } = await this.commit(change, [], { lazy: true });
-    return { renewed: renewed.map((l) => ({ id: l.id, until: iso(l.expiresAt) })), unknown };
+    const result: HeartbeatResult = { renewed: renewed.map((l) => ({ id: l.id, until: iso(l.expiresAt) })), unknown };
+    for (const id of unknown) {
+      const r = this.table.revokedLease(id, ctx.clientId, ctx.now);
+      if (r) (result.gone ??= {})[id] = { code: 'REVOKED', message: revokedMessage(r.feature, id, r.blockedUntil) };
+    }
+    return result;
   }
 
   private async checkin(ctx: RequestContext, f: Fields): Promise<CheckinResult> {
@@ -319,12 +340,25 @@ export class LicenseService {
     return { released: released.map((l) => l.id), unknown };
   }
 
-  private async revoke(ctx: RequestContext, f: Fields): Promise<{ revoked: LeaseView }> {
+  private async revoke(ctx: RequestContext, f: Fields): Promise<RevokeResult> {
     const id = f.string('lease', { max: 64 });
-    const change = this.table.revokeLease(id);
+    const block = f.optInt('block', { min: 1, max: 366 * 86400 });
+    const change = this.table.revokeLease(id, { now: ctx.now, by: ctx.clientId, ...(block !== undefined ? { blockMs: block * 1000 } : {}) });
     const lease = await this.commit(change, [change.result.feature]);
-    this.deps.log.warn('lease revoked by admin', { lease: id, admin: ctx.clientId, user: lease.user, host: lease.host });
-    return { revoked: leaseView(lease) };
+    const blockedUntil = block !== undefined ? ctx.now + block * 1000 : null;
+    this.deps.log.warn('lease revoked by admin', { lease: id, admin: ctx.clientId, user: lease.user, host: lease.host, ...(blockedUntil !== null ? { blockedUntil: iso(blockedUntil) } : {}) });
+    // Tell the holder at once, on its answer topic; its heartbeat would also learn it (gone).
+    this.deps.notify?.(lease.clientId, {
+      id: null,
+      ok: false,
+      op: 'lease.lost',
+      error: {
+        code: 'REVOKED',
+        message: revokedMessage(lease.feature, id, blockedUntil),
+        details: { lease: id, feature: lease.feature, ...(blockedUntil !== null ? { blockedUntil: iso(blockedUntil) } : {}) },
+      },
+    });
+    return { revoked: leaseView(lease), ...(blockedUntil !== null ? { blockedUntil: iso(blockedUntil) } : {}) };
   }
 
   /** The client's connection died: its leases end after the grace unless it comes back. */
@@ -400,10 +434,12 @@ export class LicenseService {
       }
       return fs;
     });
+    const quarantine = this.table.holds(now).map((h) => ({ feature: h.feature, seats: h.seats, until: iso(h.until) }));
     return {
       server: this.serverState(),
       features,
-      quarantine: this.table.holds(now).map((h) => ({ feature: h.feature, seats: h.seats, until: iso(h.until) })),
+      quarantine,
+      ...(quarantine.length > 0 && this.quarantineBinding ? { quarantineBinding: this.quarantineBinding } : {}),
     };
   }
 
@@ -422,6 +458,14 @@ export class LicenseService {
     this.serverDirty = true;
     this.deps.onDirty?.();
   }
+}
+
+function revokedMessage(feature: string, lease: string, blockedUntil: number | null): string {
+  return (
+    `an admin revoked lease ${lease} of ${feature}` +
+    (blockedUntil !== null ? ` and blocked this user and host from ${feature} until ${iso(blockedUntil)}` : '') +
+    '; the seat is not taken again on its own (check out again when the admin allows it)'
+  );
 }
 
 export function iso(ms: number): string {
