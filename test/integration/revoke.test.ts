@@ -96,7 +96,7 @@ test('licctl run: --on-loss stop stops the command after the grace; --on-loss wa
   const B = ['--broker', url];
   const admin = [...B, '--user', 'admin', '--password-file', join(dir, 'admin.password')];
   const leaseOf = async (f: string, user: string) =>
-    until(async () => feature((await run(['status', '--json', ...B])).stdout, f).leases.find((l) => l.user === user)?.id, `a lease of ${f} for ${user}`, 20_000, 200);
+    until(async () => feature((await run(['status', '--json', ...B])).stdout, f).leases.find((l) => l.user === user)?.id, `a lease of ${f} for ${user}`, 20_000, 200) as Promise<string>;
 
   // stop: the command is stopped once the seat has been gone for the grace; exit code 5.
   const stopper = licctl(['run', 'vray_render', '--on-loss', 'stop', '--grace', '1', ...B, '--', 'sh', '-c', 'echo started; exec sleep 120'], { LICD_USER: 'sam' });
