@@ -194,16 +194,13 @@ async function holdUntilSignal(client: LicdClient, lease: Lease, record: boolean
       out(`regained ${feature} (lease ${lease.id}, until ${lease.view.until}); holding`);
     });
   });
-  if (ended === 'revoked' || lease.state !== 'held') {
+  if (ended === 'revoked' || lease.state === 'revoked') {
     client.forget(lease.id);
     if (record) rmSync(file, { force: true });
-    if (ended === 'revoked') {
-      out(`no longer holding ${feature}: ${lease.lossReason?.code ?? 'REVOKED'}`);
-      return EXIT_SEAT_LOST;
-    }
-    out(`stopped waiting for ${feature} to come back`);
-    return 0;
+    out(`no longer holding ${feature}: ${lease.lossReason?.code ?? 'REVOKED'}`);
+    return EXIT_SEAT_LOST;
   }
+  // Held, or lost for a while (the server may still keep it): give it back either way.
   try {
     // A short wait: with the server gone the check-in cannot arrive, and the lease ends by itself.
     await client.request('checkin', { leases: [lease.id] }, { timeoutMs: 3000 });
@@ -413,7 +410,7 @@ export async function licctl(argv: string[]): Promise<number> {
       const unwatch = watchLoss(lease, feature, child, policy, { out, err });
       const code = await child.exit;
       const stopped = unwatch();
-      if (lease.state === 'held') {
+      if (lease.state !== 'revoked') {
         try {
           await c.checkin({ leases: [lease.id] });
           err(`licctl: checked in ${feature}`);

@@ -271,7 +271,7 @@ export class LicdClient extends EventEmitter {
           await this.tryRegain(lease, true);
         }
       } catch (e) {
-        if (isLicdError(e) && e.code !== 'TIMEOUT' && e.code !== 'SHUTTING_DOWN') {
+        if (isLicdError(e) && e.code === 'DONGLE_ABSENT') {
           // The server refused to renew (the dongle is gone past its grace): the seats are not ours.
           for (const lease of [...this.leases.values()]) {
             this.leases.delete(lease.id);
