@@ -43,6 +43,7 @@ Borrowing (offline use):
 Admins (need an admin identity: --user/--password-file or LICD_MQTT_USER/LICD_MQTT_PASSWORD):
   licctl lease revoke LEASE_ID [--block 30m]   take a lease back (its holder is told); --block also
                                                refuses that user@host the feature for 30m, 2h, 1d
+  licctl lease unblock FEATURE USER@HOST       lift such a block before its end
   licctl quarantine release RELEASE.json       lift a quarantine with a vendor-signed release
   licctl borrows [--json]                      every borrow: user, host, feature, since, until
   licctl borrow lost BORROW_ID                 mark a borrow lost (its seat stays reserved to expiry)
@@ -125,6 +126,7 @@ export function formatStatus(s: StatusResult, only?: string): string {
   if (srv.entitlement) lines.push(`license ${srv.entitlement.id} for ${srv.entitlement.customer}`);
   for (const w of srv.warnings) lines.push(`warning: ${w}`);
   for (const q of s.quarantine) lines.push(`quarantine: ${q.feature} ${q.seats} seats held until ${q.until}`);
+  for (const b of s.blocks ?? []) lines.push(`blocked: ${b.user}@${b.host} from ${b.feature} until ${b.until} (licctl lease unblock ${b.feature} ${b.user}@${b.host})`);
   if (s.quarantineBinding) lines.push(`quarantine release: the vendor needs dongle serial ${s.quarantineBinding.dongleSerial} and counter ${s.quarantineBinding.counter} (licctl vendor release-quarantine --serial ${s.quarantineBinding.dongleSerial} --counter ${s.quarantineBinding.counter})`);
   lines.push('');
   lines.push(`${'FEATURE'.padEnd(18)} ${'VERSION'.padEnd(8)} ${'TYPE'.padEnd(11)} ${'TOTAL'.padStart(5)} ${'LEASED'.padStart(6)} ${'BORROWED'.padStart(8)} ${'FREE'.padStart(5)}  EXPIRES`);
@@ -472,6 +474,19 @@ export async function licctl(argv: string[]): Promise<number> {
       return 0;
     }
     case 'lease': {
+      if (a.positional[1] === 'unblock') {
+        const [feature, who] = [a.positional[2], a.positional[3]];
+        const at = who?.lastIndexOf('@') ?? -1;
+        if (!feature || !who || at <= 0) throw new UsageError('usage: licctl lease unblock FEATURE USER@HOST');
+        const c = await connect(a, true);
+        try {
+          await c.request('lease.unblock', { feature, user: who.slice(0, at), host: who.slice(at + 1) }, { admin: true });
+          out(`unblocked ${who} from ${feature}`);
+        } finally {
+          await c.close();
+        }
+        return 0;
+      }
       if (a.positional[1] !== 'revoke' || !a.positional[2]) throw new UsageError('usage: licctl lease revoke LEASE_ID [--block 30m]');
       const blockText = flag(a, 'block');
       const block = blockText === undefined ? undefined : parseDuration(blockText, '--block');

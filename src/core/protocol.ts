@@ -106,6 +106,8 @@ export interface StatusResult {
    * name (licctl vendor release-quarantine --serial S --counter N).
    */
   quarantineBinding?: { dongleSerial: string; counter: string; reason: string };
+  /** Admins' blocks in force (lease.revoke with block), when there are any. */
+  blocks?: Array<{ feature: string; user: string; host: string; until: string }>;
 }
 
 export interface CheckoutParams {
@@ -216,7 +218,7 @@ export const CLIENT_OPS = [
   'borrow.preview',
 ] as const;
 
-export const ADMIN_OPS = ['lease.revoke', 'borrows', 'borrow.lost', 'borrow.file', 'return.file', 'limits.get', 'limits.set', 'clock.accept', 'quarantine.release'] as const;
+export const ADMIN_OPS = ['lease.revoke', 'borrows', 'borrow.lost', 'borrow.file', 'return.file', 'limits.get', 'limits.set', 'clock.accept', 'quarantine.release', 'lease.unblock'] as const;
 
 export type ClientOp = (typeof CLIENT_OPS)[number];
 export type AdminOp = (typeof ADMIN_OPS)[number];

@@ -294,6 +294,28 @@ export class SeatTable {
     return b && b.until > now ? b : null;
   }
 
+  /** Every block in force. */
+  blockList(now: number): Block[] {
+    return [...this.blocks.values()].filter((b) => b.until > now);
+  }
+
+  /** An admin lifts a block before its end. */
+  unblock(feature: string, user: string, host: string, now: number): Change<Block> {
+    const key = `${feature}\0${user}\0${host}`;
+    const b = this.blocks.get(key);
+    if (!b || b.until <= now) {
+      throw new LicdError('BAD_REQUEST', `${user}@${host} is not blocked from ${feature}; licctl status lists the blocks`, { feature, user, host });
+    }
+    this.blocks.delete(key);
+    const change = this.change(b, [this.revocationsMutation(now)]);
+    const undo = change.undo;
+    change.undo = () => {
+      undo();
+      this.blocks.set(key, b);
+    };
+    return change;
+  }
+
   /** Whether lease `id` of `clientId` was revoked by an admin (and not long ago). */
   revokedLease(id: string, clientId: string, now: number): Revoked | null {
     const r = this.revoked.get(id);

@@ -114,6 +114,7 @@ export class LicenseService {
     this.register('heartbeat', false, (ctx, f) => this.heartbeat(ctx, f));
     this.register('checkin', false, (ctx, f) => this.checkin(ctx, f));
     this.register('lease.revoke', true, (ctx, f) => this.revoke(ctx, f));
+    this.register('lease.unblock', true, (ctx, f) => this.unblock(ctx, f));
     for (const f of this.table.featureNames()) this.dirty.add(f);
   }
 
@@ -361,6 +362,15 @@ export class LicenseService {
     return { revoked: leaseView(lease), ...(blockedUntil !== null ? { blockedUntil: iso(blockedUntil) } : {}) };
   }
 
+  private async unblock(ctx: RequestContext, f: Fields): Promise<{ unblocked: { feature: string; user: string; host: string; until: string } }> {
+    const feature = f.string('feature', { max: 64, pattern: FEATURE_PATTERN, patternHelp: FEATURE_HELP });
+    const user = f.string('user', { max: 64 });
+    const host = f.string('host', { max: 128 });
+    const b = await this.commit(this.table.unblock(feature, user, host, ctx.now), []);
+    this.deps.log.warn('block lifted by admin', { feature, user, host, admin: ctx.clientId });
+    return { unblocked: { feature, user, host, until: iso(b.until) } };
+  }
+
   /** The client's connection died: its leases end after the grace unless it comes back. */
   async clientGone(clientId: string): Promise<void> {
     if (!CLIENT_ID_PATTERN.test(clientId)) return;
@@ -440,6 +450,7 @@ export class LicenseService {
       features,
       quarantine,
       ...(quarantine.length > 0 && this.quarantineBinding ? { quarantineBinding: this.quarantineBinding } : {}),
+      ...blocksOf(this.table, now, o.feature),
     };
   }
 
@@ -458,6 +469,11 @@ export class LicenseService {
     this.serverDirty = true;
     this.deps.onDirty?.();
   }
+}
+
+function blocksOf(table: SeatTable, now: number, feature: string | undefined): { blocks?: NonNullable<StatusResult['blocks']> } {
+  const list = table.blockList(now).filter((b) => feature === undefined || b.feature === feature);
+  return list.length === 0 ? {} : { blocks: list.map((b) => ({ feature: b.feature, user: b.user, host: b.host, until: iso(b.until) })) };
 }
 
 function revokedMessage(feature: string, lease: string, blockedUntil: number | null): string {

@@ -83,6 +83,16 @@ test('a revoke with --block: the holder is told why and takes no new lease; the 
   await bob.waitFor(/granted nuke_i to bob@node-b/);
   bob.child.kill('SIGTERM');
   await bob.exited;
+
+  // The admin sees the block and can lift it.
+  const st = await run(['status', ...B]);
+  t.regex(st.stdout, /blocked: alice@node-a from nuke_i until \d{4}-.*\(licctl lease unblock nuke_i alice@node-a\)/);
+  const ub = await run(['lease', 'unblock', 'nuke_i', 'alice@node-a', ...admin]);
+  t.is(ub.code, 0, ub.stderr);
+  const back = licctl(['checkout', 'nuke_i', ...B], alice);
+  await back.waitFor(/granted nuke_i to alice@node-a/);
+  back.child.kill('SIGTERM');
+  await back.exited;
 });
 
 test('licctl run: --on-loss stop stops the command after the grace; --on-loss warn keeps it running and warns; a SIGKILLed licctl run takes its command with it', async (t) => {
