@@ -23,37 +23,57 @@ export function lossLine(feature: string, e: LicdError, retrying: boolean): stri
 
 /**
  * The command runs under a tiny watcher process that holds a pipe from licctl: when licctl ends in
- * any way, SIGKILL included, the kernel closes the pipe and the watcher stops the command (SIGTERM,
- * then SIGKILL after 5 s). So a command never runs on after its licctl run, with no seat.
- * The watcher forwards SIGINT, SIGTERM and SIGHUP and exits with the command's code.
+ * any way, SIGKILL included, the kernel closes the pipe and the watcher stops the command. licctl
+ * also asks it to stop the command (a "stop" line on the pipe) for --on-loss stop. Stopping sends
+ * SIGTERM to the command and every process under it (found in /proc; a shell script's children
+ * too, which a signal to the script alone would leave running), then SIGKILL 5 s later.
+ * The watcher forwards SIGINT, SIGTERM and SIGHUP to the command and exits with its code.
  */
 const WATCHER = `
 const { spawn } = require('node:child_process');
+const fs = require('node:fs');
 const net = require('node:net');
 const signals = require('node:os').constants.signals;
 const [cmd, ...args] = process.argv.slice(1);
 const child = spawn(cmd, args, { stdio: 'inherit' });
+const tree = (pid, seen = new Set()) => {
+  if (seen.has(pid)) return [];
+  seen.add(pid);
+  const out = [pid];
+  try {
+    for (const t of fs.readdirSync('/proc/' + pid + '/task')) {
+      const kids = fs.readFileSync('/proc/' + pid + '/task/' + t + '/children', 'utf8').trim();
+      if (kids) for (const k of kids.split(/\\s+/)) out.push(...tree(Number(k), seen));
+    }
+  } catch {}
+  return out;
+};
+const signalTree = (sig) => {
+  if (child.pid === undefined) return;
+  for (const p of tree(child.pid).reverse()) { try { process.kill(p, sig); } catch {} }
+};
 let ending = false;
 const stop = () => {
   if (ending) return;
   ending = true;
-  try { child.kill('SIGTERM'); } catch {}
-  setTimeout(() => { try { child.kill('SIGKILL'); } catch {} }, 5000).unref();
+  signalTree('SIGTERM');
+  setTimeout(() => signalTree('SIGKILL'), 5000).unref();
 };
 const link = new net.Socket({ fd: 3, readable: true, writable: false });
-link.on('data', () => {});
+link.setEncoding('utf8');
+link.on('data', (d) => { if (d.includes('stop')) stop(); });
 link.on('end', stop);
 link.on('close', stop);
 link.on('error', stop);
 for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(s, () => { try { child.kill(s); } catch {} });
 child.on('error', (e) => { process.stderr.write('licctl: cannot run ' + cmd + ': ' + e.message + '\\n'); process.exit(127); });
-child.on('exit', (c, sig) => process.exit(c !== null ? c : 128 + (signals[sig] || 1)));
+child.on('exit', (c, sig) => { if (ending) signalTree('SIGKILL'); process.exit(c !== null ? c : 128 + (signals[sig] || 1)); });
 `;
 
 export interface RunningChild {
   child: ChildProcess;
   exit: Promise<number>;
-  /** Stops the command: SIGTERM now, SIGKILL after 10 s. */
+  /** Stops the command and the processes under it: SIGTERM now, SIGKILL 5 s later. */
   stop(): void;
 }
 
@@ -77,7 +97,9 @@ export function startChild(cmd: string[], say: Say): RunningChild {
     child,
     exit,
     stop() {
-      child.kill('SIGTERM');
+      // The watcher stops the command and everything under it; SIGKILL on the watcher's side
+      // follows 5 s later, and on ours after 10 s if the watcher itself does not end.
+      (child.stdio[3] as NodeJS.WritableStream | null)?.write('stop\n');
       if (!killTimer) {
         killTimer = setTimeout(() => child.kill('SIGKILL'), 10_000);
         killTimer.unref();

@@ -109,14 +109,19 @@ test('licctl run: --on-loss stop stops the command after the grace; --on-loss wa
     until(async () => feature((await run(['status', '--json', ...B])).stdout, f).leases.find((l) => l.user === user)?.id, `a lease of ${f} for ${user}`, 20_000, 200) as Promise<string>;
 
   // stop: the command is stopped once the seat has been gone for the grace; exit code 5.
-  const stopper = licctl(['run', 'vray_render', '--on-loss', 'stop', '--grace', '1', ...B, '--', 'sh', '-c', 'echo started; exec sleep 120'], { LICD_USER: 'sam' });
+  // The command is a shell script with a child of its own: both are stopped.
+  const stopperPid = join(dir, 'stopper.pid');
+  const stopper = licctl(['run', 'vray_render', '--on-loss', 'stop', '--grace', '1', ...B, '--', 'sh', '-c', `sleep 120 & echo $! > ${stopperPid}; echo started; wait`], { LICD_USER: 'sam' });
   await stopper.waitFor(/started/);
+  const sleeper = Number(readFileSync(stopperPid, 'utf8').trim());
+  t.true(alive(sleeper));
   const r1 = await run(['lease', 'revoke', await leaseOf('vray_render', 'sam'), ...admin]);
   t.is(r1.code, 0, r1.stderr);
   const s = await stopper.exited;
   t.is(s.code, 5, stopper.stderr());
   t.regex(stopper.stderr(), /lost the seat of vray_render: REVOKED/);
   t.regex(stopper.stderr(), /stopping the command: the seat of vray_render is gone \(REVOKED\) and was not back within 1 s/);
+  await until(() => !alive(sleeper), 'the child of the stopped script to end too', 15_000, 100);
 
   // warn: the command runs on to its end, with the warning repeated while the seat is gone.
   const go = join(dir, 'go');
@@ -135,7 +140,7 @@ test('licctl run: --on-loss stop stops the command after the grace; --on-loss wa
 
   // A SIGKILLed licctl run: its command ends too, and its seat comes back.
   const pidFile = join(dir, 'cmd.pid');
-  const killed = licctl(['run', 'nuke_i', ...B, '--', 'sh', '-c', `echo $$ > ${pidFile}; exec sleep 300`], { LICD_USER: 'kim' });
+  const killed = licctl(['run', 'nuke_i', ...B, '--', 'sh', '-c', `sleep 300 & echo $! > ${pidFile}; wait`], { LICD_USER: 'kim' });
   await until(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() !== '', 'the command to start', 20_000);
   const pid = Number(readFileSync(pidFile, 'utf8').trim());
   t.true(alive(pid));
