@@ -95,39 +95,44 @@ test('a revoke with --block: the holder is told why and takes no new lease; the 
   await back.exited;
 });
 
-test('licctl run: --on-loss stop stops the command after the grace; --on-loss warn keeps it running and warns; a SIGKILLed licctl run takes its command with it', async (t) => {
-  t.timeout(120_000); // a generous deadline: the machine is shared
-  const dir = tempDir();
-  const { d, url } = await daemon(dir);
-  t.teardown(() => {
-    d.child.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const B = ['--broker', url];
-  const admin = [...B, '--user', 'admin', '--password-file', join(dir, 'admin.password')];
-  const leaseOf = async (f: string, user: string) =>
-    until(async () => feature((await run(['status', '--json', ...B])).stdout, f).leases.find((l) => l.user === user)?.id, `a lease of ${f} for ${user}`, 20_000, 200) as Promise<string>;
+// One daemon for the licctl run tests; each uses its own feature.
+const shared: { d?: Proc; url?: string; dir?: string } = {};
+test.before(async () => {
+  shared.dir = tempDir();
+  Object.assign(shared, await daemon(shared.dir));
+});
+test.after.always(() => {
+  shared.d?.child.kill('SIGKILL');
+  if (shared.dir) rmSync(shared.dir, { recursive: true, force: true });
+});
+const B = () => ['--broker', shared.url!];
+const adminArgs = () => [...B(), '--user', 'admin', '--password-file', join(shared.dir!, 'admin.password')];
+const leaseOf = async (f: string, user: string) =>
+  until(async () => feature((await run(['status', '--json', ...B()])).stdout, f).leases.find((l) => l.user === user)?.id, `a lease of ${f} for ${user}`, 20_000, 200) as Promise<string>;
 
-  // stop: the command is stopped once the seat has been gone for the grace; exit code 5.
+test('licctl run --on-loss stop: a revoke stops the command, and the processes under it, after the grace; exit code 5', async (t) => {
+  t.timeout(120_000); // a generous deadline: the machine is shared
   // The command is a shell script with a child of its own: both are stopped.
-  const stopperPid = join(dir, 'stopper.pid');
-  const stopper = licctl(['run', 'vray_render', '--on-loss', 'stop', '--grace', '1', ...B, '--', 'sh', '-c', `sleep 120 & echo $! > ${stopperPid}; echo started; wait`], { LICD_USER: 'sam' });
+  const stopperPid = join(shared.dir!, 'stopper.pid');
+  const stopper = licctl(['run', 'vray_render', '--on-loss', 'stop', '--grace', '1', ...B(), '--', 'sh', '-c', `sleep 120 & echo $! > ${stopperPid}; echo started; wait`], { LICD_USER: 'sam' });
   await stopper.waitFor(/started/);
   const sleeper = Number(readFileSync(stopperPid, 'utf8').trim());
   t.true(alive(sleeper));
-  const r1 = await run(['lease', 'revoke', await leaseOf('vray_render', 'sam'), ...admin]);
+  const r1 = await run(['lease', 'revoke', await leaseOf('vray_render', 'sam'), ...adminArgs()]);
   t.is(r1.code, 0, r1.stderr);
   const s = await stopper.exited;
   t.is(s.code, 5, stopper.stderr());
   t.regex(stopper.stderr(), /lost the seat of vray_render: REVOKED/);
   t.regex(stopper.stderr(), /stopping the command: the seat of vray_render is gone \(REVOKED\) and was not back within 1 s/);
   await until(() => !alive(sleeper), 'the child of the stopped script to end too', 15_000, 100);
+});
 
-  // warn: the command runs on to its end, with the warning repeated while the seat is gone.
-  const go = join(dir, 'go');
-  const warner = licctl(['run', 'vray_interface', '--warn-every', '1', ...B, '--', 'sh', '-c', `echo started; while [ ! -e ${go} ]; do sleep 0.2; done; echo finished; exit 3`], { LICD_USER: 'wes' });
+test('licctl run --on-loss warn: after a revoke the command runs on to its end, warned every --warn-every, with no silent re-checkout', async (t) => {
+  t.timeout(120_000);
+  const go = join(shared.dir!, 'go');
+  const warner = licctl(['run', 'vray_interface', '--warn-every', '1', ...B(), '--', 'sh', '-c', `echo started; while [ ! -e ${go} ]; do sleep 0.2; done; echo finished; exit 3`], { LICD_USER: 'wes' });
   await warner.waitFor(/started/);
-  const r2 = await run(['lease', 'revoke', await leaseOf('vray_interface', 'wes'), ...admin]);
+  const r2 = await run(['lease', 'revoke', await leaseOf('vray_interface', 'wes'), ...adminArgs()]);
   t.is(r2.code, 0, r2.stderr);
   await warner.waitFor(/still no seat of vray_interface/, 30_000);
   writeFileSync(go, '');
@@ -136,11 +141,13 @@ test('licctl run: --on-loss stop stops the command after the grace; --on-loss wa
   t.regex(warner.stdout(), /finished/);
   t.regex(warner.stderr(), /lost the seat of vray_interface: REVOKED: an admin revoked lease/);
   t.regex(warner.stderr(), /still no seat of vray_interface \(REVOKED\)/);
-  t.is(feature((await run(['status', '--json', ...B])).stdout, 'vray_interface').leased, 0, 'no silent re-checkout');
+  t.is(feature((await run(['status', '--json', ...B()])).stdout, 'vray_interface').leased, 0, 'no silent re-checkout');
+});
 
-  // A SIGKILLed licctl run: its command ends too, and its seat comes back.
-  const pidFile = join(dir, 'cmd.pid');
-  const killed = licctl(['run', 'nuke_i', ...B, '--', 'sh', '-c', `sleep 300 & echo $! > ${pidFile}; wait`], { LICD_USER: 'kim' });
+test('a SIGKILLed licctl run takes its command (and the processes under it) with it, and its seat comes back', async (t) => {
+  t.timeout(120_000);
+  const pidFile = join(shared.dir!, 'cmd.pid');
+  const killed = licctl(['run', 'nuke_i', ...B(), '--', 'sh', '-c', `sleep 300 & echo $! > ${pidFile}; wait`], { LICD_USER: 'kim' });
   await until(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() !== '', 'the command to start', 20_000);
   const pid = Number(readFileSync(pidFile, 'utf8').trim());
   t.true(alive(pid));
@@ -148,6 +155,6 @@ test('licctl run: --on-loss stop stops the command after the grace; --on-loss wa
   killed.child.kill('SIGKILL');
   await killed.exited;
   await until(() => !alive(pid), 'the command of a SIGKILLed licctl run to end', 15_000, 100);
-  await until(async () => feature((await run(['status', '--json', ...B])).stdout, 'nuke_i').leased === 0, 'the seat to come back', 20_000, 300);
+  await until(async () => feature((await run(['status', '--json', ...B()])).stdout, 'nuke_i').leased === 0, 'the seat to come back', 20_000, 300);
   t.pass();
 });
