@@ -6,6 +6,7 @@ import { fromHex, toHex } from './core/bytes.ts';
 import { parseEntitlementBody, type EntitlementBody } from './core/entitlement.ts';
 import type { DongleIdentity, Ed25519, Random } from './core/ports.ts';
 import { FORMATS, sealEnvelope, type SignedEnvelope } from './core/signed.ts';
+import { parseReleaseBody, type ReleaseBody } from './core/integrity.ts';
 
 export interface VendorKeyFile {
   kind: 'licd-vendor-key';
@@ -47,6 +48,12 @@ export function readVendorKey(path: string): VendorKeyFile {
 export function issueEntitlement(body: EntitlementBody, key: VendorKeyFile, ed: Ed25519): SignedEnvelope {
   parseEntitlementBody(body); // refuse to sign what the daemon would refuse to load
   return sealEnvelope(FORMATS.entitlement, body, fromHex(key.seed), ed);
+}
+
+/** A vendor-signed quarantine release (`licctl vendor release-quarantine`, docs/tokens.md). */
+export function issueQuarantineRelease(body: ReleaseBody, key: VendorKeyFile, ed: Ed25519): SignedEnvelope {
+  parseReleaseBody(body); // refuse to sign what the daemon would refuse to read
+  return sealEnvelope(FORMATS.quarantineRelease, body, fromHex(key.seed), ed);
 }
 
 /** The demo license of development mode: clearly marked, bound to the emulated dongle. */

@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import type { LicenseType } from '../core/entitlement.ts';
 import { LicdError } from '../core/errors.ts';
 import type { BorrowView, StatusResult } from '../core/protocol.ts';
-import { BorrowClient, fulfilRequestFile, processReturnFile, type BorrowResultView } from '../sdk/borrow.ts';
+import { BorrowClient, fulfilRequestFile, processReturnFile, unknownOnServerText, type BorrowResultView } from '../sdk/borrow.ts';
 import type { LicdClient } from '../sdk/client.ts';
 import { flag, has, intFlag, UsageError, type ParsedArgs } from './args.ts';
 
@@ -283,8 +283,8 @@ export async function renewCommand(ctx: CmdContext, a: ParsedArgs): Promise<numb
         ctx.out(`renewed ${t.token.feature} until ${r.borrows[0]!.until}`);
       } catch (e) {
         if (e instanceof LicdError && e.code === 'UNKNOWN_BORROW') {
-          b.remove(t.borrowId);
-          ctx.err(`${t.token.feature}: ${e.message}`);
+          // Kept: the server not knowing a borrow is no proof that it ended (docs/borrowing.md).
+          ctx.err(`licctl: warning: ${unknownOnServerText(t.token, e)}`);
         } else throw e;
       }
     }

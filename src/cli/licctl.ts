@@ -1,5 +1,4 @@
 /** licctl: the one command-line tool for users, admins and license issuers. */
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +12,9 @@ import { BorrowClient } from '../sdk/borrow.ts';
 import { borrowCommand, borrowsCommand, renewCommand, returnCommand, tokensCommand, type CmdContext } from './borrow-cmds.ts';
 import { generateVendorKey, issueEntitlement, readVendorKey, writeFileAtomic } from '../vendor.ts';
 import { flag, has, intFlag, parseArgs, UsageError, type ParsedArgs } from './args.ts';
+import { EXIT_SEAT_LOST, lossLine, parseDuration, startChild, watchLoss } from './holding.ts';
+import { issueQuarantineRelease } from '../vendor.ts';
+import type { QuarantineReleaseResult, RevokeResult } from '../core/protocol.ts';
 
 const HELP = `licctl - licd license server tool
 
@@ -20,8 +22,10 @@ Users and render nodes:
   licctl status [FEATURE] [--json] [--limit N] seats per feature, who holds them (like lmstat)
   licctl checkout FEATURE [--version V] [--count N] [--ttl S]
                                                hold a seat, heartbeating, until interrupted
-  licctl run FEATURE [--version V] [--count N] -- COMMAND [ARGS...]
-                                               hold a seat while COMMAND runs; exits with its code
+  licctl run FEATURE [--version V] [--count N] [--on-loss warn|stop] [--grace S] -- COMMAND [ARGS...]
+                                               hold a seat while COMMAND runs; exits with its code.
+                                               If the seat is lost: warn (default; on stderr every
+                                               --warn-every S, 60) or stop COMMAND after --grace S (60)
   licctl checkin [FEATURE]                     release seats held by licctl checkout on this machine
   licctl watch                                 print availability as it changes
 
@@ -37,7 +41,10 @@ Borrowing (offline use):
   licctl run uses a valid borrowed token first, so it works with no network at all.
 
 Admins (need an admin identity: --user/--password-file or LICD_MQTT_USER/LICD_MQTT_PASSWORD):
-  licctl lease revoke LEASE_ID                 take a lease back
+  licctl lease revoke LEASE_ID [--block 30m]   take a lease back (its holder is told); --block also
+                                               refuses that user@host the feature for 30m, 2h, 1d
+  licctl lease unblock FEATURE USER@HOST       lift such a block before its end
+  licctl quarantine release RELEASE.json       lift a quarantine with a vendor-signed release
   licctl borrows [--json]                      every borrow: user, host, feature, since, until
   licctl borrow lost BORROW_ID                 mark a borrow lost (its seat stays reserved to expiry)
   licctl borrow limits [--set LIMITS.json]     per-feature, per-user and per-group borrow limits
@@ -51,6 +58,8 @@ License issuers (vendor):
          --customer NAME --feature SPEC [--feature SPEC ...] [--id ID] --out FILE
          SPEC: name=vray_render,version=6.2,seats=4,type=render[,expires=2027-12-31][,borrow=336][,product=TEXT]
   licctl vendor issue --key FILE --spec BODY.json --out FILE
+  licctl vendor release-quarantine --key FILE --serial S --counter N [--feature F ...] [--days D] --out FILE
+         a release of the quarantine set at dongle S's counter N (licctl status shows both)
 
 Dongle:
   licctl dongle emulate [--state FILE] [--serial S] (--tcp HOST:PORT | --pty PATH) [--fault NAME[=V]]
@@ -88,7 +97,7 @@ async function maintainBorrows(a: ParsedArgs, c: LicdClient): Promise<void> {
     if (!b.hasTokens()) return;
     const r = await b.maintain(c, vendorKey(a));
     for (const id of r.renewed) err(`licctl: auto-renewed borrow ${id}`);
-    for (const id of r.dropped) err(`licctl: borrow ${id} is gone on the server (expired or returned); its local token was removed`);
+    for (const u of r.unknownOnServer) err(`licctl: warning: ${u}`);
     for (const e of r.errors) err(`licctl: could not renew: ${e}`);
   } catch (e) {
     err(`licctl: borrowed licenses not maintained: ${(e as Error).message}`);
@@ -127,6 +136,8 @@ export function formatStatus(s: StatusResult, only?: string): string {
   if (srv.tls) lines.push(`TLS${srv.tls.port ? ` port ${srv.tls.port}` : ''}: certificate ${srv.tls.fingerprint} (pin it: --fingerprint ${srv.tls.fingerprint})`);
   for (const w of srv.warnings) lines.push(`warning: ${w}`);
   for (const q of s.quarantine) lines.push(`quarantine: ${q.feature} ${q.seats} seats held until ${q.until}`);
+  for (const b of s.blocks ?? []) lines.push(`blocked: ${b.user}@${b.host} from ${b.feature} until ${b.until} (licctl lease unblock ${b.feature} ${b.user}@${b.host})`);
+  if (s.quarantineBinding) lines.push(`quarantine release: the vendor needs dongle serial ${s.quarantineBinding.dongleSerial} and counter ${s.quarantineBinding.counter} (licctl vendor release-quarantine --serial ${s.quarantineBinding.dongleSerial} --counter ${s.quarantineBinding.counter})`);
   lines.push('');
   lines.push(`${'FEATURE'.padEnd(18)} ${'VERSION'.padEnd(8)} ${'TYPE'.padEnd(11)} ${'TOTAL'.padStart(5)} ${'LEASED'.padStart(6)} ${'BORROWED'.padStart(8)} ${'FREE'.padStart(5)}  EXPIRES`);
   const features: FeatureStatus[] = only ? s.features.filter((f) => f.feature === only) : s.features;
@@ -168,19 +179,40 @@ function alive(pid: number): boolean {
   }
 }
 
-async function holdUntilSignal(client: LicdClient, lease: Lease, record: boolean): Promise<void> {
+/**
+ * Holds the lease until a signal, saying when the seat is lost and why and when it is back. A
+ * seat an admin revoked or blocked is not taken again: licctl then exits with EXIT_SEAT_LOST.
+ */
+async function holdUntilSignal(client: LicdClient, lease: Lease, record: boolean): Promise<number> {
   const file = join(heldDir(), `${process.pid}.json`);
-  if (record) {
+  const feature = lease.view.feature;
+  const writeRecord = () => {
+    if (!record) return;
     mkdirSync(heldDir(), { recursive: true });
-    writeFileSync(file, JSON.stringify({ pid: process.pid, feature: lease.view.feature, lease: lease.id, clientId: client.clientId } satisfies HeldRecord));
-  }
-  lease.on('lost', (e: Error) => err(`licctl: lost the seat of ${lease.view.feature}: ${e.message}`));
-  await new Promise<void>((resolve) => {
-    const done = () => resolve();
+    writeFileSync(file, JSON.stringify({ pid: process.pid, feature, lease: lease.id, clientId: client.clientId } satisfies HeldRecord));
+  };
+  writeRecord();
+  const ended = await new Promise<'signal' | 'revoked'>((resolve) => {
+    const done = () => resolve('signal');
     process.once('SIGINT', done);
     process.once('SIGTERM', done);
     process.once('SIGHUP', done);
+    lease.on('lost', (e: LicdError, info: { retrying: boolean }) => {
+      err(lossLine(feature, e, info.retrying));
+      if (!info.retrying) resolve('revoked');
+    });
+    lease.on('regained', () => {
+      writeRecord();
+      out(`regained ${feature} (lease ${lease.id}, until ${lease.view.until}); holding`);
+    });
   });
+  if (ended === 'revoked' || lease.state === 'revoked') {
+    client.forget(lease.id);
+    if (record) rmSync(file, { force: true });
+    out(`no longer holding ${feature}: ${lease.lossReason?.code ?? 'REVOKED'}`);
+    return EXIT_SEAT_LOST;
+  }
+  // Held, or lost for a while (the server may still keep it): give it back either way.
   try {
     // A short wait: with the server gone the check-in cannot arrive, and the lease ends by itself.
     await client.request('checkin', { leases: [lease.id] }, { timeoutMs: 3000 });
@@ -192,6 +224,7 @@ async function holdUntilSignal(client: LicdClient, lease: Lease, record: boolean
   } finally {
     if (record) rmSync(file, { force: true });
   }
+  return 0;
 }
 
 function leaseLine(lease: Lease): string {
@@ -265,7 +298,30 @@ async function vendor(a: ParsedArgs): Promise<number> {
     out(`entitlement ${body.id} for ${body.customer}, dongle ${body.dongle.serial}: ${body.features.map((f) => `${f.name} x${f.seats}`).join(', ')}\nwritten to ${file}`);
     return 0;
   }
-  throw new UsageError('licctl vendor keygen | issue; see licctl --help');
+  if (sub === 'release-quarantine') {
+    const keyFile = flag(a, 'key');
+    const file = flag(a, 'out');
+    const serial = flag(a, 'serial');
+    const counter = flag(a, 'counter');
+    if (!keyFile || !file || !serial || !counter) throw new UsageError('vendor release-quarantine needs --key FILE --serial S --counter N --out FILE (licctl status on the server shows S and N)');
+    if (!/^(0|[1-9][0-9]{0,19})$/.test(counter)) throw new UsageError(`--counter must be the decimal counter value licctl status shows, got ${JSON.stringify(counter)}`);
+    const days = intFlag(a, 'days', 1, 365) ?? 7;
+    const features = a.flags.get('feature') ?? [];
+    const now = Date.now();
+    const body = {
+      dongleSerial: serial,
+      counter,
+      features: features.length > 0 ? features : null,
+      issuedAt: new Date(now).toISOString(),
+      expiresAt: new Date(now + days * 86400_000).toISOString(),
+      nonce: Buffer.from(systemRandom.bytes(12)).toString('base64url'),
+    };
+    const env = issueQuarantineRelease(body, readVendorKey(keyFile), ed);
+    writeFileAtomic(file, JSON.stringify(env, null, 2) + '\n');
+    out(`quarantine release for dongle ${serial} at counter ${counter} (${features.length ? features.join(', ') : 'every feature'}), valid until ${body.expiresAt}\nwritten to ${file}; the admin runs: licctl quarantine release ${file}`);
+    return 0;
+  }
+  throw new UsageError('licctl vendor keygen | issue | release-quarantine; see licctl --help');
 }
 
 async function dongle(a: ParsedArgs, argv: string[]): Promise<number> {
@@ -302,7 +358,7 @@ export async function licctl(argv: string[]): Promise<number> {
   if (cmd === 'dongle' && argv[1] === 'emulate') return dongle({ positional: ['dongle', 'emulate'], flags: new Map(), rest: [] }, argv);
   const a = parseArgs(argv, {
     boolean: ['json', 'dev', 'emulated', 'yes', 'auto-renew', 'all', 'interactive', 'online'],
-    value: [...CONN_FLAGS, 'feature', 'version', 'count', 'ttl', 'out', 'key', 'spec', 'dongle-serial', 'dongle-key', 'customer', 'id', 'dongle', 'hours', 'request', 'process', 'set', 'limit'],
+    value: [...CONN_FLAGS, 'feature', 'version', 'count', 'ttl', 'out', 'key', 'spec', 'dongle-serial', 'dongle-key', 'customer', 'id', 'dongle', 'hours', 'request', 'process', 'set', 'limit', 'on-loss', 'grace', 'warn-every', 'block', 'serial', 'counter', 'days'],
   });
   switch (cmd) {
     case 'status': {
@@ -325,15 +381,17 @@ export async function licctl(argv: string[]): Promise<number> {
         const lease = await c.checkout(feature, { ...(flag(a, 'version') ? { version: flag(a, 'version')! } : {}), count: intFlag(a, 'count', 1, 1_000_000) ?? 1, ...(intFlag(a, 'ttl', 1, 86400) ? { ttl: intFlag(a, 'ttl', 1, 86400)! } : {}) });
         out(leaseLine(lease));
         out('holding; press Ctrl-C (or run licctl checkin) to give it back');
-        await holdUntilSignal(c, lease, true);
+        return await holdUntilSignal(c, lease, true);
       } finally {
-        await c.close();
+        await c.close({ checkin: false });
       }
-      return 0;
     }
     case 'run': {
       const feature = a.positional[1];
       if (!feature || a.rest.length === 0) throw new UsageError('usage: licctl run FEATURE -- COMMAND [ARGS...]');
+      const onLoss = flag(a, 'on-loss') ?? 'warn';
+      if (onLoss !== 'warn' && onLoss !== 'stop') throw new UsageError(`--on-loss must be warn or stop, got ${JSON.stringify(onLoss)}`);
+      const policy = { mode: onLoss, graceSeconds: intFlag(a, 'grace', 0, 86400) ?? 60, warnEverySeconds: intFlag(a, 'warn-every', 1, 86400) ?? 60 } as const;
       // A borrowed token for the feature is used first: it needs no network, and its seat is
       // already reserved for this machine.
       if (!has(a, 'online')) {
@@ -342,7 +400,7 @@ export async function licctl(argv: string[]): Promise<number> {
           err(`licctl: using borrowed ${feature} (offline token, valid until ${new Date(local.ok.token.expiresAt).toISOString()})`);
           const conn = await connect(a, false, { timeoutMs: 1500 }).catch(() => null);
           if (conn) await conn.close({ checkin: false });
-          return runChild(a.rest);
+          return startChild(a.rest, { out, err }).exit;
         }
       }
       let c: LicdClient;
@@ -360,16 +418,20 @@ export async function licctl(argv: string[]): Promise<number> {
         throw e;
       }
       err(`licctl: ${leaseLine(lease)}`);
-      lease.on('lost', (e: Error) => err(`licctl: warning: lost the seat of ${feature}: ${e.message}`));
-      const code = await runChild(a.rest);
-      try {
-        await c.checkin({ leases: [lease.id] });
-        err(`licctl: checked in ${feature}`);
-      } catch (e) {
-        err(`licctl: could not check in ${feature} (${(e as Error).message}); the seat returns when its lease times out`);
-      }
+      const child = startChild(a.rest, { out, err });
+      const unwatch = watchLoss(lease, feature, child, policy, { out, err });
+      const code = await child.exit;
+      const stopped = unwatch();
+      if (lease.state !== 'revoked') {
+        try {
+          await c.checkin({ leases: [lease.id] });
+          err(`licctl: checked in ${feature}`);
+        } catch (e) {
+          err(`licctl: could not check in ${feature} (${(e as Error).message}); the seat returns when its lease times out`);
+        }
+      } else c.forget(lease.id);
       await c.close({ checkin: false });
-      return code;
+      return stopped ? EXIT_SEAT_LOST : code;
     }
     case 'borrow':
       return borrowCommand(cmdContext(a), a);
@@ -422,11 +484,26 @@ export async function licctl(argv: string[]): Promise<number> {
       return 0;
     }
     case 'lease': {
-      if (a.positional[1] !== 'revoke' || !a.positional[2]) throw new UsageError('usage: licctl lease revoke LEASE_ID');
+      if (a.positional[1] === 'unblock') {
+        const [feature, who] = [a.positional[2], a.positional[3]];
+        const at = who?.lastIndexOf('@') ?? -1;
+        if (!feature || !who || at <= 0) throw new UsageError('usage: licctl lease unblock FEATURE USER@HOST');
+        const c = await connect(a, true);
+        try {
+          await c.request('lease.unblock', { feature, user: who.slice(0, at), host: who.slice(at + 1) }, { admin: true });
+          out(`unblocked ${who} from ${feature}`);
+        } finally {
+          await c.close();
+        }
+        return 0;
+      }
+      if (a.positional[1] !== 'revoke' || !a.positional[2]) throw new UsageError('usage: licctl lease revoke LEASE_ID [--block 30m]');
+      const blockText = flag(a, 'block');
+      const block = blockText === undefined ? undefined : parseDuration(blockText, '--block');
       const c = await connect(a, true);
       try {
-        const r = await c.request<{ revoked: { feature: string; user: string; host: string } }>('lease.revoke', { lease: a.positional[2] }, { admin: true });
-        out(`revoked lease ${a.positional[2]} of ${r.revoked.feature} held by ${r.revoked.user}@${r.revoked.host}`);
+        const r = await c.request<RevokeResult>('lease.revoke', { lease: a.positional[2], ...(block ? { block } : {}) }, { admin: true });
+        out(`revoked lease ${a.positional[2]} of ${r.revoked.feature} held by ${r.revoked.user}@${r.revoked.host} (the holder is told)${r.blockedUntil ? `; ${r.revoked.user}@${r.revoked.host} is blocked from ${r.revoked.feature} until ${r.blockedUntil}` : ''}`);
       } finally {
         await c.close();
       }
@@ -444,6 +521,24 @@ export async function licctl(argv: string[]): Promise<number> {
       }
       return 0;
     }
+    case 'quarantine': {
+      const file = a.positional[2];
+      if (a.positional[1] !== 'release' || !file) throw new UsageError('usage: licctl quarantine release RELEASE.json (made by licctl vendor release-quarantine)');
+      let release: unknown;
+      try {
+        release = JSON.parse(readFileSync(file, 'utf8'));
+      } catch (e) {
+        throw new LicdError('RELEASE_INVALID', `cannot read the quarantine release ${file}: ${(e as Error).message}`);
+      }
+      const c = await connect(a, true);
+      try {
+        const r = await c.request<QuarantineReleaseResult>('quarantine.release', { release }, { admin: true });
+        out(`quarantine released for ${r.released.map((x) => `${x.feature} (${x.seats} seats)`).join(', ')}${r.remaining.length ? `; still held: ${r.remaining.map((x) => `${x.feature} ${x.seats} until ${x.until}`).join(', ')}` : '; no seats are held any more'}`);
+      } finally {
+        await c.close();
+      }
+      return 0;
+    }
     case 'vendor':
       return vendor(a);
     case 'dongle':
@@ -452,25 +547,6 @@ export async function licctl(argv: string[]): Promise<number> {
       throw new UsageError(`unknown command ${JSON.stringify(cmd)}; see licctl --help`);
   }
 }
-
-/** Runs the licensed command with the terminal, forwarding signals; its exit code is ours. */
-async function runChild(cmd: string[]): Promise<number> {
-  const child = spawn(cmd[0]!, cmd.slice(1), { stdio: 'inherit' });
-  const forward = (sig: NodeJS.Signals) => () => child.kill(sig);
-  const handlers: Array<[NodeJS.Signals, () => void]> = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((s) => [s, forward(s)]);
-  for (const [s, h] of handlers) process.on(s, h);
-  const code = await new Promise<number>((resolve) => {
-    child.on('error', (e) => {
-      err(`licctl: cannot run ${cmd[0]}: ${e.message}`);
-      resolve(127);
-    });
-    child.on('exit', (c, sig) => resolve(c ?? (sig ? 128 + (os_signals[sig] ?? 1) : 1)));
-  });
-  for (const [s, h] of handlers) process.off(s, h);
-  return code;
-}
-
-const os_signals: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
 
 export async function main(argv = process.argv.slice(2)): Promise<void> {
   // `licctl status | head` closes the pipe early: that is not an error.
@@ -487,7 +563,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     }
     if (isLicdError(e)) {
       err(`licctl: ${e.code}: ${e.message}`);
-      process.exit(e.code === 'NO_SEATS' ? 3 : e.code === 'TIMEOUT' ? 4 : e.code === 'TLS_MISMATCH' || e.code === 'TLS_UNTRUSTED' ? 5 : 2);
+      process.exit(e.code === 'NO_SEATS' ? 3 : e.code === 'TIMEOUT' ? 4 : e.code === 'BLOCKED' || e.code === 'REVOKED' ? EXIT_SEAT_LOST : e.code === 'TLS_MISMATCH' || e.code === 'TLS_UNTRUSTED' ? 6 : 2);
     }
     err(`licctl: ${(e as Error)?.message ?? String(e)}`);
     process.exit(1);

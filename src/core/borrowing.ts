@@ -300,7 +300,14 @@ export class Borrowing {
       for (const id of req.renew) {
         const b = this.table.getBorrow(id);
         if (!b || b.clientKey !== req.clientKey || b.hostId !== req.hostId) {
-          throw new LicdError('UNKNOWN_BORROW', `no borrow ${JSON.stringify(id)} of this machine: it has expired or was returned; borrow again`, { borrow: id });
+          // The server cannot tell "returned or ended" from "never recorded here" (a restored or
+          // wiped database): it says both, and the client keeps its token (docs/borrowing.md).
+          const quarantined = this.table.holds(now).length > 0;
+          throw new LicdError(
+            'UNKNOWN_BORROW',
+            `this server has no record of borrow ${JSON.stringify(id)} of this machine: it was returned or has ended, or the server's database was restored or wiped${quarantined ? ' (the server is in quarantine, so that is likely)' : ''}. A token that has not expired stays valid offline`,
+            { borrow: id, quarantine: quarantined },
+          );
         }
         if (b.lost) throw new LicdError('BORROW_NOT_ALLOWED', `borrow ${id} of ${b.feature} was marked lost by an admin and cannot be renewed; ask the admin`, { borrow: id });
         if (req.refresh && (!this.d.policy.refreshOnReconnect || now - b.tokenIssuedAt < this.d.policy.refreshMinAgeMinutes * 60_000)) {

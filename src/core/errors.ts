@@ -22,6 +22,8 @@ export const ErrorCodes = [
   'UNKNOWN_BORROW',
   'CLOCK_SET_BACK',
   'QUARANTINE',
+  'REVOKED',
+  'BLOCKED',
   // the server's own state
   'DONGLE_ABSENT',
   'STORE_FAILED',
@@ -32,6 +34,7 @@ export const ErrorCodes = [
   'CONFIG_INVALID',
   'ENTITLEMENT_INVALID',
   'TOKEN_INVALID',
+  'RELEASE_INVALID',
   'TIMEOUT',
   // mqtts: the server's certificate is not the pinned one / not vouched for by a trusted CA
   'TLS_MISMATCH',

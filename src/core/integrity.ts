@@ -13,6 +13,8 @@ import type { StateStore } from './ports.ts';
 /** Meta keys (docs/storage.md). Counters are stored as decimal strings (they are u64). */
 export const META_COUNTER = 'dongle-counter';
 export const META_COUNTER_PENDING = 'dongle-counter-pending';
+/** The serial of the dongle whose counter META_COUNTER records. */
+export const META_COUNTER_SERIAL = 'dongle-counter-serial';
 export const META_QUARANTINE = 'quarantine';
 export const META_CLOCK = 'clock';
 
@@ -22,7 +24,8 @@ export type CounterVerdict =
   | { kind: 'adopt'; why: string }
   | { kind: 'restored'; stored: bigint; dongle: bigint }
   | { kind: 'wiped'; dongle: bigint }
-  | { kind: 'ahead'; stored: bigint; dongle: bigint };
+  | { kind: 'other'; stored: bigint; dongle: bigint; storedSerial: string; serial: string }
+  | { kind: 'ahead'; stored: bigint; dongle: bigint; serialKnown: boolean };
 
 /**
  * Compares what the database says about the counter with the dongle. Every borrow or renewal
@@ -33,29 +36,45 @@ export type CounterVerdict =
  *                                         change was never answered, nothing is out;
  *   stored < dongle (otherwise)           the database is older than the dongle: restored from a
  *                                         copy, or the dongle was used by another box;
- *   nothing stored, dongle > 0            the database was wiped or this is a new box;
+ *   nothing stored, dongle > 0            a new or wiped database, or the dongle was used on
+ *                                         another box;
+ *   stored for another serial             the database's counter is another dongle's;
  *   stored > dongle                       the counter went back: not a genuine dongle state.
  */
-export function judgeCounter(meta: Map<string, unknown>, dongle: bigint): CounterVerdict {
+export function judgeCounter(meta: Map<string, unknown>, dongle: bigint, serial?: string): CounterVerdict {
   const s = meta.get(META_COUNTER);
   const p = meta.get(META_COUNTER_PENDING);
+  const ss = meta.get(META_COUNTER_SERIAL);
   const stored = typeof s === 'string' ? BigInt(s) : null;
   const pending = typeof p === 'string' ? BigInt(p) : null;
+  const storedSerial = typeof ss === 'string' ? ss : null;
   if (stored === null) {
     if (dongle === 0n) return { kind: 'fresh' };
     if (pending !== null && pending === dongle && dongle === 1n) return { kind: 'adopt', why: 'the first counter step was cut off before its write' };
     return { kind: 'wiped', dongle };
   }
+  if (serial !== undefined && storedSerial !== null && storedSerial !== serial) {
+    // Another dongle's counter says nothing about this one; borrows bound to either may be out.
+    return { kind: 'other', stored, dongle, storedSerial, serial };
+  }
   if (stored === dongle) return { kind: 'ok' };
   if (pending !== null && pending === dongle && stored + 1n === dongle) return { kind: 'adopt', why: 'a counter step was cut off before its write (nothing was answered)' };
   if (stored < dongle) return { kind: 'restored', stored, dongle };
-  return { kind: 'ahead', stored, dongle };
+  return { kind: 'ahead', stored, dongle, serialKnown: storedSerial !== null };
 }
 
 export interface Quarantine {
   reason: string;
   since: number;
   holds: Array<{ feature: string; seats: number; until: number }>;
+  /**
+   * The dongle serial and its counter value when the quarantine was set: a vendor release names
+   * both (docs/threat-model.md). Absent in quarantines stored by older versions.
+   */
+  dongleSerial?: string;
+  counter?: string;
+  /** Nonces of the releases applied to it, so none is applied twice. */
+  releases?: string[];
 }
 
 /**
@@ -63,7 +82,7 @@ export interface Quarantine {
  * possible borrow has run out: for each feature that allows borrowing, every seat not already
  * accounted for by a known borrow, until now + its maximum borrow hours (or the license's end).
  */
-export function quarantineFor(verdict: CounterVerdict, licenses: readonly FeatureLicense[], known: readonly Borrow[], now: number): Quarantine | null {
+export function quarantineFor(verdict: CounterVerdict, licenses: readonly FeatureLicense[], known: readonly Borrow[], now: number, serial?: string): Quarantine | null {
   let reason: string;
   switch (verdict.kind) {
     case 'fresh':
@@ -74,10 +93,15 @@ export function quarantineFor(verdict: CounterVerdict, licenses: readonly Featur
       reason = `the database is older than the dongle (its counter is ${verdict.dongle}, the database knows ${verdict.stored}): it was restored from a copy, or the dongle was used elsewhere`;
       break;
     case 'wiped':
-      reason = `the database has no borrow record but the dongle's counter is ${verdict.dongle}: the database was wiped or moved to a new box`;
+      reason = `the database has no record of this dongle's counter ${verdict.dongle}: a new or wiped database, or the dongle was used on another box`;
+      break;
+    case 'other':
+      reason = `the database's borrows were bound to dongle ${verdict.storedSerial} (counter ${verdict.stored}), not to this dongle ${verdict.serial} (counter ${verdict.dongle}): the database came from another box, or the dongle was replaced`;
       break;
     case 'ahead':
-      reason = `the database knows counter ${verdict.stored} but the dongle says ${verdict.dongle}: the counter went back, which a genuine dongle cannot do`;
+      reason = verdict.serialKnown
+        ? `the database knows counter ${verdict.stored} of this dongle but the dongle says ${verdict.dongle}: the counter went back, which a genuine dongle cannot do`
+        : `the database knows counter ${verdict.stored} but this dongle says ${verdict.dongle}: the database was used with another dongle, or the counter went back (which a genuine dongle cannot do)`;
       break;
   }
   const holds = [];
@@ -89,11 +113,98 @@ export function quarantineFor(verdict: CounterVerdict, licenses: readonly Featur
     const longest = now + l.borrow.maxHours * 3600_000;
     holds.push({ feature: l.name, seats, until: l.expires === null ? longest : Math.min(longest, l.expires) });
   }
-  return { reason, since: now, holds };
+  const q: Quarantine = { reason, since: now, holds, counter: verdict.dongle.toString() };
+  if (serial !== undefined) q.dongleSerial = serial;
+  return q;
 }
 
 export function serializeQuarantine(q: Quarantine): unknown {
-  return { reason: q.reason, since: q.since, holds: q.holds };
+  return {
+    reason: q.reason,
+    since: q.since,
+    holds: q.holds,
+    ...(q.dongleSerial !== undefined ? { dongleSerial: q.dongleSerial } : {}),
+    ...(q.counter !== undefined ? { counter: q.counter } : {}),
+    ...(q.releases !== undefined ? { releases: q.releases } : {}),
+  };
+}
+
+// ---- quarantine release ----------------------------------------------------------------------
+
+/** The body of a vendor-signed quarantine release (format licd-quarantine-release/1, docs/tokens.md). */
+export interface ReleaseBody {
+  dongleSerial: string;
+  /** The dongle's counter when the quarantine was set (decimal), as licctl status shows it. */
+  counter: string;
+  /** Features whose holds are lifted; null lifts every hold. */
+  features: string[] | null;
+  issuedAt: string;
+  expiresAt: string;
+  /** Random, so each release is one document that is applied once. */
+  nonce: string;
+}
+
+function releaseInvalid(message: string, details?: Record<string, unknown>): LicdError {
+  return new LicdError('RELEASE_INVALID', message, details);
+}
+
+export function parseReleaseBody(json: unknown): ReleaseBody {
+  if (!json || typeof json !== 'object' || Array.isArray(json)) throw releaseInvalid('the quarantine release body is not a JSON object');
+  const b = json as Record<string, unknown>;
+  const str = (k: string, re: RegExp, what: string): string => {
+    const v = b[k];
+    if (typeof v !== 'string' || !re.test(v)) throw releaseInvalid(`the quarantine release field ${k} must be ${what}`, { field: k });
+    return v;
+  };
+  const dongleSerial = str('dongleSerial', /^[\x21-\x7e]{1,64}$/, 'a dongle serial');
+  const counter = str('counter', /^(0|[1-9][0-9]{0,19})$/, 'a decimal counter value');
+  const issuedAt = str('issuedAt', /^\d{4}-\d\d-\d\dT/, 'an ISO time');
+  const expiresAt = str('expiresAt', /^\d{4}-\d\d-\d\dT/, 'an ISO time');
+  const nonce = str('nonce', /^[A-Za-z0-9_-]{8,64}$/, '8..64 base64url characters');
+  let features: string[] | null = null;
+  if (b.features !== null && b.features !== undefined) {
+    if (!Array.isArray(b.features) || b.features.some((f) => typeof f !== 'string') || b.features.length === 0) throw releaseInvalid('the quarantine release field features must be a non-empty list of feature names, or null for all', { field: 'features' });
+    features = b.features as string[];
+  }
+  if (Number.isNaN(Date.parse(issuedAt)) || Number.isNaN(Date.parse(expiresAt))) throw releaseInvalid('the quarantine release times are not valid ISO times');
+  return { dongleSerial, counter, features, issuedAt, expiresAt, nonce };
+}
+
+/**
+ * Applies a verified release to the current quarantine: it must name this dongle and the counter
+ * value the quarantine was set at (so it cannot lift a later quarantine, which would be set at a
+ * later counter value: one with more borrows possibly out), be within its validity, and not have
+ * been applied before. Returns the quarantine left after it, and what was lifted.
+ */
+export function applyRelease(
+  r: ReleaseBody,
+  q: Quarantine | null,
+  dongleSerial: string,
+  now: number,
+): { left: Quarantine | null; lifted: Array<{ feature: string; seats: number }> } {
+  const live = q ? q.holds.filter((h) => h.until > now) : [];
+  if (!q || live.length === 0) throw releaseInvalid('there is no quarantine to release: no seats are held (licctl status shows the quarantine when there is one)');
+  if (r.dongleSerial !== dongleSerial) {
+    throw releaseInvalid(`the release is for dongle ${r.dongleSerial}, but this server's dongle is ${dongleSerial}; ask the vendor for a release with --serial ${dongleSerial}`, { serial: r.dongleSerial, expected: dongleSerial });
+  }
+  if (q.counter === undefined) {
+    throw releaseInvalid('this quarantine was recorded without the dongle counter (by an older licd), so no release can be bound to it; it ends at its time', {});
+  }
+  if (r.counter !== q.counter) {
+    throw releaseInvalid(
+      `the release is for the quarantine set at counter ${r.counter}, but the current quarantine was set at counter ${q.counter} (licctl status shows it); ask the vendor for a release with --counter ${q.counter}`,
+      { counter: r.counter, expected: q.counter },
+    );
+  }
+  if (Date.parse(r.expiresAt) <= now) throw releaseInvalid(`the release expired at ${r.expiresAt}; ask the vendor for a new one`, { expiresAt: r.expiresAt });
+  if (Date.parse(r.issuedAt) > now + 5 * 60_000) throw releaseInvalid(`the release is issued at ${r.issuedAt}, in the future of this server's clock; check the clock`, { issuedAt: r.issuedAt });
+  if (q.releases?.includes(r.nonce)) throw releaseInvalid('this release was applied already', { nonce: r.nonce });
+  const lift = (f: string) => r.features === null || r.features.includes(f);
+  const lifted = live.filter((h) => lift(h.feature)).map((h) => ({ feature: h.feature, seats: h.seats }));
+  if (lifted.length === 0) throw releaseInvalid(`the release names ${r.features!.join(', ')}, none of which is held (held: ${live.map((h) => h.feature).join(', ')})`);
+  const rest = live.filter((h) => !lift(h.feature));
+  const left: Quarantine = { ...q, holds: rest, releases: [...(q.releases ?? []), r.nonce] };
+  return { left, lifted };
 }
 
 export function parseQuarantine(v: unknown): Quarantine | null {
@@ -176,8 +287,13 @@ export class CounterGate {
         try {
           if (this.needResync && this.readCounter) {
             // A step that failed may still have stepped the dongle; nothing was answered for it,
-            // so the database adopts the dongle's value before going on.
-            this.current = await this.readCounter();
+            // so the database adopts the dongle's value before going on. A dongle that cannot
+            // even say its counter is a dongle fault, not a disk one.
+            try {
+              this.current = await this.readCounter();
+            } catch (e) {
+              throw new CounterStepError(e);
+            }
             await this.store.commit([{ kind: 'meta.put', key: META_COUNTER, value: this.current.toString() }]);
             this.needResync = false;
           }

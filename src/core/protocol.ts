@@ -106,6 +106,13 @@ export interface StatusResult {
   server: ServerState;
   features: FeatureStatus[];
   quarantine: Array<{ feature: string; seats: number; until: string }>;
+  /**
+   * While a quarantine holds seats: the dongle serial and counter value a vendor release must
+   * name (licctl vendor release-quarantine --serial S --counter N).
+   */
+  quarantineBinding?: { dongleSerial: string; counter: string; reason: string };
+  /** Admins' blocks in force (lease.revoke with block), when there are any. */
+  blocks?: Array<{ feature: string; user: string; host: string; until: string }>;
 }
 
 export interface CheckoutParams {
@@ -134,8 +141,54 @@ export interface HeartbeatParams {
 
 export interface HeartbeatResult {
   renewed: Array<{ id: string; until: string }>;
-  /** Leases this client no longer holds (expired or revoked): check out again. */
+  /** Leases this client no longer holds: check out again, unless `gone` says why not to. */
   unknown: string[];
+  /**
+   * Why some of the unknown leases are gone, when the server knows: a revoked lease is listed
+   * here with code REVOKED, and the client must not check it out again on its own.
+   */
+  gone?: Record<string, { code: ErrorCode; message: string }>;
+}
+
+/** Parameters of the admin op lease.revoke. */
+export interface RevokeParams {
+  lease: string;
+  /** Also refuse this user@host the feature for this many seconds (BLOCKED); survives restarts. */
+  block?: number;
+}
+
+export interface RevokeResult {
+  revoked: LeaseView;
+  /** When the block of this user@host for the feature ends, if one was set. */
+  blockedUntil?: string;
+}
+
+/**
+ * Notices: unsolicited messages the server publishes on a client's answer topic. They have the
+ * shape of a refused answer with `id: null`, so a client that knows no notices ignores them (no
+ * request of its own has a null id). `op` names the notice.
+ */
+export const NOTICE_OPS = ['lease.lost'] as const;
+export type NoticeOp = (typeof NOTICE_OPS)[number];
+
+/** lease.lost: the holder's lease was taken back (error.code REVOKED); details say which. */
+export interface LeaseLostNotice {
+  id: null;
+  ok: false;
+  op: 'lease.lost';
+  error: { code: ErrorCode; message: string; details: { lease: string; feature: string; blockedUntil?: string } };
+}
+
+/** Parameters of the admin op quarantine.release: a vendor-signed release document. */
+export interface QuarantineReleaseParams {
+  release: SignedEnvelope;
+}
+
+export interface QuarantineReleaseResult {
+  /** Features whose held seats were released. */
+  released: Array<{ feature: string; seats: number }>;
+  /** Holds still in force (features the release did not name). */
+  remaining: Array<{ feature: string; seats: number; until: string }>;
 }
 
 export interface CheckinParams {
@@ -170,7 +223,7 @@ export const CLIENT_OPS = [
   'borrow.preview',
 ] as const;
 
-export const ADMIN_OPS = ['lease.revoke', 'borrows', 'borrow.lost', 'borrow.file', 'return.file', 'limits.get', 'limits.set', 'clock.accept'] as const;
+export const ADMIN_OPS = ['lease.revoke', 'borrows', 'borrow.lost', 'borrow.file', 'return.file', 'limits.get', 'limits.set', 'clock.accept', 'quarantine.release', 'lease.unblock'] as const;
 
 export type ClientOp = (typeof CLIENT_OPS)[number];
 export type AdminOp = (typeof ADMIN_OPS)[number];

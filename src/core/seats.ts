@@ -29,6 +29,32 @@ export interface CheckoutRequest {
 
 export type CheckoutStatus = 'granted' | 'extended';
 
+/** An admin's block: this user@host may not check the feature out until `until` (lease.revoke --block). */
+export interface Block {
+  feature: string;
+  user: string;
+  host: string;
+  until: number;
+  /** The admin client that set it, and the lease whose revoke set it. */
+  by: string;
+  lease: string;
+}
+
+/** A revoked lease remembered for a while, so its holder's heartbeat learns why it is gone. */
+export interface Revoked {
+  lease: string;
+  clientId: string;
+  feature: string;
+  at: number;
+  /** Remembered until then (an hour, or the block's end if later). */
+  keepUntil: number;
+  blockedUntil: number | null;
+}
+
+/** Meta key of the blocks and revoked leases (docs/storage.md): `{blocks, revoked}`. */
+export const META_REVOCATIONS = 'revocations';
+const REVOKED_MEMORY_MS = 3600_000;
+
 /**
  * The seat table: every lease and borrow, per feature, with the rule that leased + borrowed
  * (+ held) never exceeds the licensed count. All changes go through `apply`, which also records
@@ -47,6 +73,9 @@ export class SeatTable {
   /** Expiry buckets by whole second: 'L' + lease id or 'B' + borrow id. */
   private readonly wheel = new Map<number, Set<string>>();
   private wheelCursor = -1;
+  /** `${feature}\0${user}\0${host}` -> the admin's block. */
+  private readonly blocks = new Map<string, Block>();
+  private readonly revoked = new Map<string, Revoked>();
 
   constructor(
     licenses: readonly FeatureLicense[],
@@ -153,6 +182,14 @@ export class SeatTable {
         total: f.license.seats,
       });
     }
+    const block = this.blocks.get(`${req.feature}\0${req.user}\0${req.host}`);
+    if (block && block.until > now) {
+      throw new LicdError(
+        'BLOCKED',
+        `${req.feature}: an admin revoked the seat of ${req.user}@${req.host} and blocked this user and host from ${req.feature} until ${new Date(block.until).toISOString()}; ask the admin, or wait until then`,
+        { feature: req.feature, user: req.user, host: req.host, until: new Date(block.until).toISOString() },
+      );
+    }
     const ownerKey = `${req.clientId}\0${req.pid}\0${req.feature}`;
     const existingId = this.byOwner.get(ownerKey);
     const existing = existingId === undefined ? undefined : this.leases.get(existingId);
@@ -224,11 +261,84 @@ export class SeatTable {
     );
   }
 
-  /** An admin takes a lease back. */
-  revokeLease(id: string): Change<Lease> {
+  /**
+   * An admin takes a lease back. The lease is remembered as revoked (so its holder's heartbeat is
+   * told why it is gone and does not check out again), and with `blockMs` its user@host is refused
+   * the feature until then. Both are written in the same batch as the lease's removal.
+   */
+  revokeLease(id: string, o: { now?: number; blockMs?: number; by?: string } = {}): Change<Lease> {
     const l = this.leases.get(id);
     if (!l) throw new LicdError('UNKNOWN_LEASE', `no lease ${JSON.stringify(id)}; licctl status lists the leases`, { lease: id });
-    return this.change(l, [{ kind: 'lease.del', id }]);
+    const now = o.now ?? 0;
+    const key = `${l.feature}\0${l.user}\0${l.host}`;
+    const oldBlock = this.blocks.get(key);
+    const oldRevoked = this.revoked.get(id);
+    const blockedUntil = o.blockMs !== undefined && o.blockMs > 0 ? now + o.blockMs : null;
+    if (blockedUntil !== null) this.blocks.set(key, { feature: l.feature, user: l.user, host: l.host, until: blockedUntil, by: o.by ?? 'admin', lease: id });
+    this.revoked.set(id, { lease: id, clientId: l.clientId, feature: l.feature, at: now, keepUntil: Math.max(now + REVOKED_MEMORY_MS, blockedUntil ?? 0), blockedUntil });
+    const change = this.change(l, [{ kind: 'lease.del', id }, this.revocationsMutation(now)]);
+    const undo = change.undo;
+    change.undo = () => {
+      undo();
+      if (oldBlock) this.blocks.set(key, oldBlock);
+      else this.blocks.delete(key);
+      if (oldRevoked) this.revoked.set(id, oldRevoked);
+      else this.revoked.delete(id);
+    };
+    return change;
+  }
+
+  /** The block in force for a user@host on a feature, if any. */
+  blockOf(feature: string, user: string, host: string, now: number): Block | null {
+    const b = this.blocks.get(`${feature}\0${user}\0${host}`);
+    return b && b.until > now ? b : null;
+  }
+
+  /** Every block in force. */
+  blockList(now: number): Block[] {
+    return [...this.blocks.values()].filter((b) => b.until > now);
+  }
+
+  /** An admin lifts a block before its end. */
+  unblock(feature: string, user: string, host: string, now: number): Change<Block> {
+    const key = `${feature}\0${user}\0${host}`;
+    const b = this.blocks.get(key);
+    if (!b || b.until <= now) {
+      throw new LicdError('BAD_REQUEST', `${user}@${host} is not blocked from ${feature}; licctl status lists the blocks`, { feature, user, host });
+    }
+    this.blocks.delete(key);
+    const change = this.change(b, [this.revocationsMutation(now)]);
+    const undo = change.undo;
+    change.undo = () => {
+      undo();
+      this.blocks.set(key, b);
+    };
+    return change;
+  }
+
+  /** Whether lease `id` of `clientId` was revoked by an admin (and not long ago). */
+  revokedLease(id: string, clientId: string, now: number): Revoked | null {
+    const r = this.revoked.get(id);
+    return r && r.clientId === clientId && r.keepUntil > now ? r : null;
+  }
+
+  /** The persisted form of blocks and revoked leases, with the ended ones dropped. */
+  private revocationsMutation(now: number): Mutation {
+    for (const [k, b] of this.blocks) if (b.until <= now) this.blocks.delete(k);
+    for (const [k, r] of this.revoked) if (r.keepUntil <= now) this.revoked.delete(k);
+    return { kind: 'meta.put', key: META_REVOCATIONS, value: { blocks: [...this.blocks.values()], revoked: [...this.revoked.values()] } };
+  }
+
+  /** Loads the persisted blocks and revoked leases (at start). */
+  restoreRevocations(v: unknown, now: number): void {
+    if (!v || typeof v !== 'object') return;
+    const { blocks, revoked } = v as { blocks?: Block[]; revoked?: Revoked[] };
+    for (const b of Array.isArray(blocks) ? blocks : []) {
+      if (b && typeof b.until === 'number' && b.until > now && typeof b.feature === 'string') this.blocks.set(`${b.feature}\0${b.user}\0${b.host}`, b);
+    }
+    for (const r of Array.isArray(revoked) ? revoked : []) {
+      if (r && typeof r.keepUntil === 'number' && r.keepUntil > now && typeof r.lease === 'string') this.revoked.set(r.lease, r);
+    }
   }
 
   /** The client's MQTT connection died (its last will): its leases end after the grace unless it comes back. */

@@ -13,7 +13,9 @@ import {
   type DongleView,
   type FeatureStatus,
   type HeartbeatResult,
+  type LeaseLostNotice,
   type LeaseView,
+  type RevokeResult,
   type ServerState,
   type StatusResult,
 } from './protocol.ts';
@@ -88,6 +90,8 @@ export interface ServiceDeps {
   clockGuard?: ClockGuard;
   /** The broker's TLS certificate fingerprint, shown in the server state for clients to pin. */
   tls?: ServerState['tls'];
+  /** Publishes a notice (an answer with id null) on a client's answer topic; optional. */
+  notify?: (clientId: string, notice: LeaseLostNotice) => void;
 }
 
 /**
@@ -112,6 +116,7 @@ export class LicenseService {
   private reconnectWindowUntil = 0;
   /** The newest connection number (`conn`) each SDK client has sent: a will of an older one is stale. */
   private readonly connEpochs = new Map<string, number>();
+  private quarantineBinding: StatusResult['quarantineBinding'] | null = null;
 
   constructor(deps: ServiceDeps) {
     this.deps = deps;
@@ -127,6 +132,7 @@ export class LicenseService {
     this.register('heartbeat', false, (ctx, f) => this.heartbeat(ctx, f));
     this.register('checkin', false, (ctx, f) => this.checkin(ctx, f));
     this.register('lease.revoke', true, (ctx, f) => this.revoke(ctx, f));
+    this.register('lease.unblock', true, (ctx, f) => this.unblock(ctx, f));
     for (const f of this.table.featureNames()) this.dirty.add(f);
   }
 
@@ -192,6 +198,11 @@ export class LicenseService {
         { dongle: this.dongle },
       );
     }
+  }
+
+  /** What a vendor release of the current quarantine must name (shown by status); null: none. */
+  setQuarantineBinding(b: StatusResult['quarantineBinding'] | null): void {
+    this.quarantineBinding = b ?? null;
   }
 
   shuttingDown(): void {
@@ -313,13 +324,15 @@ export class LicenseService {
       else await this.deps.store.commit(change.mutations, opts.lazy ? { lazy: true } : {});
     } catch (e) {
       change.undo();
+      // A store that names the cause (LevelStore: "no space left on <dir> ...") has logged it
+      // once and put it in the server's warnings; its message goes to the client as it is.
+      if (isLicdError(e) && e.code === 'STORE_FAILED') throw new LicdError('STORE_FAILED', `nothing was changed: ${e.message}`, e.details);
+      // A refusal the gate decided itself (no dongle seen yet) keeps its code and words.
+      if (isLicdError(e)) throw e;
       if (e instanceof CounterStepError) {
         this.deps.log.error('the dongle did not step its counter; change undone', { error: String(e) });
         throw new LicdError('DONGLE_ABSENT', `the dongle did not step its monotonic counter (${(e as Error).message}); nothing was granted. Check the dongle; licctl status shows its state`);
       }
-      // A store that names the cause (LevelStore: "no space left on <dir> ...") has logged it
-      // once and put it in the server's warnings; its message goes to the client as it is.
-      if (isLicdError(e) && e.code === 'STORE_FAILED') throw new LicdError('STORE_FAILED', `nothing was changed: ${e.message}`, e.details);
       this.deps.log.error('store write failed; change undone', { error: String(e) });
       throw new LicdError('STORE_FAILED', 'the license database could not be written; nothing was changed. The server log says why (disk full or failing?)');
     }
@@ -370,11 +383,20 @@ export class LicenseService {
   private async heartbeat(ctx: RequestContext, f: Fields): Promise<HeartbeatResult> {
     const ids = optIdList(f, 'leases');
     if (!this.dongle.present && this.dongleLostAt !== null && ctx.now - this.dongleLostAt > this.deps.policy.dongleGraceSeconds * 1000) {
-      this.requireDongle();
+      throw new LicdError(
+        'DONGLE_ABSENT',
+        `the license dongle is absent (${this.dongle.reason ?? 'not answering'}) since ${iso(this.dongleLostAt)} and its grace of ${this.deps.policy.dongleGraceSeconds} s has ended: leases are no longer renewed and end at their time to live; seats come back when the dongle is plugged in`,
+        { dongle: this.dongle, since: iso(this.dongleLostAt) },
+      );
     }
     const change = this.table.heartbeat(ctx.clientId, ids, ctx.now);
     const { renewed, unknown } = await this.commit(change, [], { lazy: true });
-    return { renewed: renewed.map((l) => ({ id: l.id, until: iso(l.expiresAt) })), unknown };
+    const result: HeartbeatResult = { renewed: renewed.map((l) => ({ id: l.id, until: iso(l.expiresAt) })), unknown };
+    for (const id of unknown) {
+      const r = this.table.revokedLease(id, ctx.clientId, ctx.now);
+      if (r) (result.gone ??= {})[id] = { code: 'REVOKED', message: revokedMessage(r.feature, id, r.blockedUntil) };
+    }
+    return result;
   }
 
   private async checkin(ctx: RequestContext, f: Fields): Promise<CheckinResult> {
@@ -387,12 +409,34 @@ export class LicenseService {
     return { released: released.map((l) => l.id), unknown };
   }
 
-  private async revoke(ctx: RequestContext, f: Fields): Promise<{ revoked: LeaseView }> {
+  private async revoke(ctx: RequestContext, f: Fields): Promise<RevokeResult> {
     const id = f.string('lease', { max: 64 });
-    const change = this.table.revokeLease(id);
+    const block = f.optInt('block', { min: 1, max: 366 * 86400 });
+    const change = this.table.revokeLease(id, { now: ctx.now, by: ctx.clientId, ...(block !== undefined ? { blockMs: block * 1000 } : {}) });
     const lease = await this.commit(change, [change.result.feature]);
-    this.deps.log.warn('lease revoked by admin', { lease: id, admin: ctx.clientId, user: lease.user, host: lease.host });
-    return { revoked: leaseView(lease) };
+    const blockedUntil = block !== undefined ? ctx.now + block * 1000 : null;
+    this.deps.log.warn('lease revoked by admin', { lease: id, admin: ctx.clientId, user: lease.user, host: lease.host, ...(blockedUntil !== null ? { blockedUntil: iso(blockedUntil) } : {}) });
+    // Tell the holder at once, on its answer topic; its heartbeat would also learn it (gone).
+    this.deps.notify?.(lease.clientId, {
+      id: null,
+      ok: false,
+      op: 'lease.lost',
+      error: {
+        code: 'REVOKED',
+        message: revokedMessage(lease.feature, id, blockedUntil),
+        details: { lease: id, feature: lease.feature, ...(blockedUntil !== null ? { blockedUntil: iso(blockedUntil) } : {}) },
+      },
+    });
+    return { revoked: leaseView(lease), ...(blockedUntil !== null ? { blockedUntil: iso(blockedUntil) } : {}) };
+  }
+
+  private async unblock(ctx: RequestContext, f: Fields): Promise<{ unblocked: { feature: string; user: string; host: string; until: string } }> {
+    const feature = f.string('feature', { max: 64, pattern: FEATURE_PATTERN, patternHelp: FEATURE_HELP });
+    const user = f.string('user', { max: 64 });
+    const host = f.string('host', { max: 128 });
+    const b = await this.commit(this.table.unblock(feature, user, host, ctx.now), []);
+    this.deps.log.warn('block lifted by admin', { feature, user, host, admin: ctx.clientId });
+    return { unblocked: { feature, user, host, until: iso(b.until) } };
   }
 
   /**
@@ -524,10 +568,13 @@ export class LicenseService {
       }
       return fs;
     });
+    const quarantine = this.table.holds(now).map((h) => ({ feature: h.feature, seats: h.seats, until: iso(h.until) }));
     return {
       server: this.serverState(),
       features,
-      quarantine: this.table.holds(now).map((h) => ({ feature: h.feature, seats: h.seats, until: iso(h.until) })),
+      quarantine,
+      ...(quarantine.length > 0 && this.quarantineBinding ? { quarantineBinding: this.quarantineBinding } : {}),
+      ...blocksOf(this.table, now, o.feature),
     };
   }
 
@@ -546,6 +593,19 @@ export class LicenseService {
     this.serverDirty = true;
     this.deps.onDirty?.();
   }
+}
+
+function blocksOf(table: SeatTable, now: number, feature: string | undefined): { blocks?: NonNullable<StatusResult['blocks']> } {
+  const list = table.blockList(now).filter((b) => feature === undefined || b.feature === feature);
+  return list.length === 0 ? {} : { blocks: list.map((b) => ({ feature: b.feature, user: b.user, host: b.host, until: iso(b.until) })) };
+}
+
+function revokedMessage(feature: string, lease: string, blockedUntil: number | null): string {
+  return (
+    `an admin revoked lease ${lease} of ${feature}` +
+    (blockedUntil !== null ? ` and blocked this user and host from ${feature} until ${iso(blockedUntil)}` : '') +
+    '; the seat is not taken again on its own (check out again when the admin allows it)'
+  );
 }
 
 export function iso(ms: number): string {

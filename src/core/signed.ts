@@ -23,6 +23,7 @@ export const FORMATS = {
   borrowToken: 'licd-borrow-token/1',
   borrowRequest: 'licd-borrow-request/1',
   borrowReturn: 'licd-borrow-return/1',
+  quarantineRelease: 'licd-quarantine-release/1',
 } as const;
 
 export function envelopeSignedBytes(format: string, body: Uint8Array): Uint8Array {

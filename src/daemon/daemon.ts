@@ -13,9 +13,9 @@ import { LicdError } from '../core/errors.ts';
 import { verifyEntitlement, type Entitlement } from '../core/entitlement.ts';
 import type { Lease, Mutation } from '../core/model.ts';
 import { systemClock, type Clock, type DongleIdentity, type Ed25519, type Random, type StateStore } from '../core/ports.ts';
-import { SeatTable } from '../core/seats.ts';
+import { META_REVOCATIONS, SeatTable } from '../core/seats.ts';
 import { LicenseService, type Log } from '../core/service.ts';
-import { FORMATS, parseEnvelope, sealEnvelope, type SignedEnvelope } from '../core/signed.ts';
+import { FORMATS, parseEnvelope, sealEnvelope, verifyEnvelope, type SignedEnvelope } from '../core/signed.ts';
 import { DELEGATION_DOMAIN, delegationBody, delegationEnvelope, dongleSignedBytes } from '../core/trust.ts';
 import { TIME_DOMAIN } from '../../firmware-bridge/protocol/signing.ts';
 import { Borrowing, type BorrowLimits } from '../core/borrowing.ts';
@@ -29,8 +29,11 @@ import {
   describeMs,
   parseClockGap,
   type ClockGap,
+  META_COUNTER_SERIAL,
   META_QUARANTINE,
+  applyRelease,
   judgeCounter,
+  parseReleaseBody,
   parseQuarantine,
   quarantineFor,
   serializeQuarantine,
@@ -233,6 +236,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       }
     }
     const restored = table.restore(startLeases, startBorrows, clock.now());
+    table.restoreRevocations(loaded.meta.get(META_REVOCATIONS), clock.now());
     await store.commit([...gapMutations, ...restored.mutations]);
     for (const problem of table.checkInvariants(clock.now())) {
       log.error('the stored state breaks a seat invariant (no new seats are granted for it until it is back within the count)', { problem });
@@ -318,6 +322,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       maxPayloadBytes: config.limits.maxPayloadBytes,
       signGrant: (lease: Lease) => grant(lease),
       onDirty: () => link?.scheduleFlush(),
+      notify: (clientId, notice) => link?.notify(clientId, notice),
     });
     const grant = (lease: Lease): SignedEnvelope =>
       sealEnvelope(
@@ -391,34 +396,53 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       await store.commit([{ kind: 'meta.put', key: META_CLOCK, value: { hwm: persistedHwm, last: clock.now() } }]);
     }
 
+    let quarantine: Quarantine | null = null;
     const applyQuarantine = (q: Quarantine) => {
       const now = clock.now();
+      quarantine = q;
       const live = q.holds.filter((h) => h.until > now);
       for (const h of live) table.setHold(h.feature, h.seats, h.until);
+      service.setQuarantineBinding(q.counter !== undefined ? { dongleSerial: q.dongleSerial ?? entitlement.dongle.serial, counter: q.counter, reason: q.reason } : null);
       if (live.length > 0) {
         const until = Math.max(...live.map((h) => h.until));
-        service.setWarning('quarantine', `quarantine: ${q.reason}. Seats that could still be out on borrow are held until ${new Date(until).toISOString()} (${live.map((h) => `${h.feature} ${h.seats}`).join(', ')})`);
-        service.markAllDirty();
-      }
+        const release = q.counter !== undefined ? `; the vendor can lift it with a release for dongle ${q.dongleSerial ?? entitlement.dongle.serial} counter ${q.counter} (licctl quarantine release FILE)` : '';
+        service.setWarning('quarantine', `quarantine: ${q.reason}. Seats that could still be out on borrow are held until ${new Date(until).toISOString()} (${live.map((h) => `${h.feature} ${h.seats}`).join(', ')})${release}`);
+      } else service.setWarning('quarantine', null);
+      service.markAllDirty();
     };
     let storedQuarantine = parseQuarantine(loaded.meta.get(META_QUARANTINE));
     if (storedQuarantine) applyQuarantine(storedQuarantine);
+    // A vendor-signed release, bound to the dongle serial and the counter value the quarantine was
+    // set at, lifts its holds (docs/threat-model.md); a new entitlement alone does not.
+    service.register('quarantine.release', true, async (ctx, f) => {
+      const json = verifyEnvelope(f.raw('release'), FORMATS.quarantineRelease, vendorPublicKey, ed, 'RELEASE_INVALID', 'vendor');
+      const body = parseReleaseBody(json);
+      const { left, lifted } = applyRelease(body, quarantine, entitlement.dongle.serial, ctx.now);
+      await store.commit([{ kind: 'meta.put', key: META_QUARANTINE, value: serializeQuarantine(left!) }]);
+      for (const h of lifted) table.setHold(h.feature, 0, 0);
+      applyQuarantine(left!);
+      log.warn('quarantine released by a vendor release', { admin: ctx.clientId, lifted, nonce: body.nonce, counter: body.counter });
+      return { released: lifted, remaining: left!.holds.filter((h) => h.until > ctx.now).map((h) => ({ feature: h.feature, seats: h.seats, until: new Date(h.until).toISOString() })) };
+    });
     const counterMeta = new Map(loaded.meta);
     const judge = async (identity: DongleIdentity) => {
-      const verdict = gate ? (identity.counter > gate.value + (gate.uncertain ? 1n : 0n) ? { kind: 'restored' as const, stored: gate.value, dongle: identity.counter } : { kind: 'ok' as const }) : judgeCounter(counterMeta, identity.counter);
-      const q = quarantineFor(verdict, entitlement.features, table.allBorrows(), clock.now());
+      const verdict = gate ? (identity.counter > gate.value + (gate.uncertain ? 1n : 0n) ? { kind: 'restored' as const, stored: gate.value, dongle: identity.counter } : { kind: 'ok' as const }) : judgeCounter(counterMeta, identity.counter, identity.serial);
+      const q = quarantineFor(verdict, entitlement.features, table.allBorrows(), clock.now(), identity.serial);
+      const serialMeta = counterMeta.get(META_COUNTER_SERIAL) === identity.serial ? [] : [{ kind: 'meta.put' as const, key: META_COUNTER_SERIAL, value: identity.serial }];
       if (q) {
         log.warn('QUARANTINE: seats that could still be out on borrow are held', { reason: q.reason, holds: q.holds.map((h) => ({ ...h, until: new Date(h.until).toISOString() })) });
         await store.commit([
           { kind: 'meta.put', key: META_QUARANTINE, value: serializeQuarantine(q) },
           { kind: 'meta.put', key: META_COUNTER, value: identity.counter.toString() },
+          ...serialMeta,
         ]);
         storedQuarantine = q;
         applyQuarantine(q);
-      } else if (verdict.kind !== 'ok') {
-        await store.commit([{ kind: 'meta.put', key: META_COUNTER, value: identity.counter.toString() }]);
+      } else if (verdict.kind !== 'ok' || serialMeta.length > 0) {
+        await store.commit([{ kind: 'meta.put', key: META_COUNTER, value: identity.counter.toString() }, ...serialMeta]);
         if (verdict.kind === 'adopt') log.info('counter adopted', { why: verdict.why, counter: identity.counter.toString() });
       }
+      counterMeta.set(META_COUNTER_SERIAL, identity.serial);
       if (gate) gate.adopt(identity.counter);
       else gate = new CounterGate(store, stepCounter, identity.counter, readCounter);
     };

@@ -177,6 +177,12 @@ export class ServerLink {
     }
   }
 
+  /** Publishes a notice (an answer with id null) on one client's answer topic. */
+  notify(clientId: string, notice: unknown): void {
+    if (this.closed || !this.client.connected) return;
+    this.client.publish(topics.clientResponse(clientId), JSON.stringify(notice), { qos: 1 });
+  }
+
   publishChain(): void {
     const chain = this.opts.chain?.();
     if (!chain || !chain.delegation || !this.client.connected) return;

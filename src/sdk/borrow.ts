@@ -223,11 +223,20 @@ export class BorrowClient {
   /**
    * What a connected client does for its borrows: renews those that opted in to auto-renew and are
    * near expiry, and (LM-X's refresh on reconnect) asks to refresh the others to their full period;
-   * the server declines refreshes within the first hour. Tokens whose borrow the server no longer
-   * has (expired, returned elsewhere) are dropped locally.
+   * the server declines refreshes within the first hour.
+   *
+   * A token is deleted only on a positive answer that its borrow was returned (giveBack,
+   * writeReturnFile): never because the server does not know the borrow. After a restore or wipe
+   * of the server's database (a quarantine) the server has no record of a borrow that is still out,
+   * and its signed token is still valid offline until it expires, so it is kept, with a warning
+   * in `unknownOnServer`. `dropped` stays empty; it is kept for callers of the old shape.
    */
-  async maintain(client: LicdClient, vendorPublicKey: Uint8Array | null, now = this.clock.now()): Promise<{ renewed: string[]; refreshed: string[]; dropped: string[]; errors: string[] }> {
-    const res = { renewed: [] as string[], refreshed: [] as string[], dropped: [] as string[], errors: [] as string[] };
+  async maintain(
+    client: LicdClient,
+    vendorPublicKey: Uint8Array | null,
+    now = this.clock.now(),
+  ): Promise<{ renewed: string[]; refreshed: string[]; dropped: string[]; unknownOnServer: string[]; errors: string[] }> {
+    const res = { renewed: [] as string[], refreshed: [] as string[], dropped: [] as string[], unknownOnServer: [] as string[], errors: [] as string[] };
     const local = this.list(vendorPublicKey, now).filter((t) => t.valid);
     for (const t of local) {
       const auto = t.stored.autoRenew && renewDue(t.token, now);
@@ -235,10 +244,8 @@ export class BorrowClient {
         const r = await this.renew(client, [t.borrowId], t.stored.hours, { autoRenew: t.stored.autoRenew, refresh: !auto });
         if (!r.unchanged?.includes(t.borrowId)) (auto ? res.renewed : res.refreshed).push(t.borrowId);
       } catch (e) {
-        if (isLicdError(e) && e.code === 'UNKNOWN_BORROW') {
-          this.remove(t.borrowId);
-          res.dropped.push(t.borrowId);
-        } else res.errors.push(`${t.token.feature}: ${(e as Error).message}`);
+        if (isLicdError(e) && e.code === 'UNKNOWN_BORROW') res.unknownOnServer.push(unknownOnServerText(t.token, e));
+        else res.errors.push(`${t.token.feature}: ${(e as Error).message}`);
       }
     }
     return res;
@@ -262,6 +269,12 @@ export class BorrowClient {
     for (const id of borrowIds) this.remove(id);
     writeFileAtomic(path, JSON.stringify({ kind: 'licd-return-file', return: note }, null, 2) + '\n');
   }
+}
+
+/** The warning for a token whose borrow the server does not know: kept, and why. */
+export function unknownOnServerText(t: BorrowToken, e: LicdError): string {
+  const q = e.details?.quarantine === true ? ' (the server is in quarantine: its database was restored or wiped)' : '';
+  return `the license server has no record of borrow ${t.borrowId} (${t.count} ${t.feature})${q}; the local token is kept and stays valid offline until ${new Date(t.expiresAt).toISOString()}. If it was returned from another machine, remove it with licctl return ${t.borrowId}`;
 }
 
 /** What an admin's machine does with a request file: ask the server, write the token file. */

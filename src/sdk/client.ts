@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { hostname, userInfo } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { MqttClient } from 'mqtt';
-import { LicdError, isErrorCode } from '../core/errors.ts';
+import { LicdError, isErrorCode, isLicdError } from '../core/errors.ts';
 import {
   topics,
   type Answer,
@@ -73,6 +73,8 @@ export class LicdClient extends EventEmitter {
   private seq = 0;
   private readonly pending = new Map<string, { resolve(a: Answer): void; reject(e: Error): void; timer: NodeJS.Timeout }>();
   private readonly leases = new Map<string, Lease>();
+  /** Leases lost for a reason that may pass (dongle absent, expired): tried again each beat. */
+  private readonly regaining = new Set<Lease>();
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private heartbeatSeconds = 20;
   private closed = false;
@@ -147,7 +149,11 @@ export class LicdClient extends EventEmitter {
       } catch {
         return;
       }
-      const p = a.id === null ? undefined : this.pending.get(a.id);
+      if (a.id === null) {
+        this.onNotice(a);
+        return;
+      }
+      const p = this.pending.get(a.id);
       if (p) {
         clearTimeout(p.timer);
         this.pending.delete(a.id!);
@@ -175,6 +181,17 @@ export class LicdClient extends EventEmitter {
         /* ignore */
       }
     }
+  }
+
+  /** An unsolicited message on our answer topic (id null): lease.lost says a lease was taken back. */
+  private onNotice(a: Answer): void {
+    if (a.ok || a.op !== 'lease.lost') return;
+    const leaseId = typeof a.error.details?.lease === 'string' ? a.error.details.lease : null;
+    const lease = leaseId === null ? undefined : this.leases.get(leaseId);
+    if (!lease) return;
+    const code = isErrorCode(a.error.code) ? a.error.code : 'REVOKED';
+    this.leases.delete(lease.id);
+    lease.markLost(new LicdError(code, a.error.message, a.error.details), false);
   }
 
   /** Subscribes to the retained server state and availability; events 'server' and 'availability'. */
@@ -241,7 +258,9 @@ export class LicdClient extends EventEmitter {
 
   /** @internal */
   forget(id: string): void {
+    const l = this.leases.get(id);
     this.leases.delete(id);
+    for (const x of this.regaining) if (x.id === id || x === l) this.regaining.delete(x);
   }
 
   heldLeases(): Lease[] {
@@ -254,9 +273,14 @@ export class LicdClient extends EventEmitter {
     this.heartbeatTimer.unref?.();
   }
 
-  /** Renews every lease this client holds; re-checks out leases the server no longer knows. */
+  /**
+   * Renews every lease this client holds. A lease the server no longer knows is checked out again,
+   * unless the server says it was revoked (then it is lost for good: an admin's revoke sticks).
+   * When the server refuses renewals (the dongle's grace ended), every lease is reported lost with
+   * the server's reason and tried again at each beat until it is back.
+   */
   async heartbeatNow(): Promise<void> {
-    if (this.leases.size === 0 || this.closed) return;
+    if ((this.leases.size === 0 && this.regaining.size === 0) || this.closed) return;
     try {
       await this.renew();
     } catch (e) {
@@ -292,22 +316,63 @@ export class LicdClient extends EventEmitter {
     }
   }
 
-  /** One heartbeat for every held lease; checks out again those the server calls unknown. Throws when it gets no answer. */
+  /**
+   * One heartbeat for every held lease, then one more try for every lost one. Throws when the
+   * heartbeat gets no answer (or a refusal other than the dongle's end of grace).
+   */
   private async renew(timeoutMs?: number): Promise<void> {
-    const r = await this.request<HeartbeatResult>('heartbeat', { leases: [...this.leases.keys()] }, timeoutMs === undefined ? {} : { timeoutMs });
-    for (const x of r.renewed) this.leases.get(x.id)?.renewed(x.until);
-    for (const id of r.unknown) {
-      const lease = this.leases.get(id);
-      if (!lease) continue;
-      this.leases.delete(id);
+    if (this.leases.size > 0) {
       try {
-        const again = await this.request<CheckoutResult>('checkout', lease.params);
-        lease.update(again);
-        this.leases.set(again.lease.id, lease);
-        lease.emit('regained', lease.view);
+        const r = await this.request<HeartbeatResult>('heartbeat', { leases: [...this.leases.keys()] }, timeoutMs === undefined ? {} : { timeoutMs });
+        for (const x of r.renewed) this.leases.get(x.id)?.renewed(x.until);
+        for (const id of r.unknown) {
+          const lease = this.leases.get(id);
+          if (!lease) continue;
+          this.leases.delete(id);
+          const gone = r.gone?.[id];
+          if (gone) {
+            lease.markLost(new LicdError(isErrorCode(gone.code) ? gone.code : 'REVOKED', gone.message, { lease: id }), false);
+            continue;
+          }
+          await this.tryRegain(lease, true);
+        }
       } catch (e) {
-        lease.lost(e as Error);
+        if (!(isLicdError(e) && e.code === 'DONGLE_ABSENT')) throw e;
+        // The server refused to renew (the dongle is gone past its grace): the seats are not ours.
+        for (const lease of [...this.leases.values()]) {
+          this.leases.delete(lease.id);
+          this.regaining.add(lease);
+          lease.markLost(e, true);
+        }
       }
+    }
+    for (const lease of [...this.regaining]) {
+      if (this.closed) return;
+      await this.tryRegain(lease, false);
+    }
+  }
+
+  /** Checks a lost lease out again with its first parameters; says whether it is back. */
+  private async tryRegain(lease: Lease, firstTry: boolean): Promise<boolean> {
+    try {
+      const again = await this.request<CheckoutResult>('checkout', lease.params);
+      this.regaining.delete(lease);
+      lease.update(again);
+      this.leases.set(again.lease.id, lease);
+      lease.regainedNow();
+      return true;
+    } catch (e) {
+      const err = isLicdError(e) ? e : new LicdError('INTERNAL', (e as Error).message);
+      // An admin's block is final; so is a feature the license no longer has.
+      const final = err.code === 'BLOCKED' || err.code === 'REVOKED' || err.code === 'UNKNOWN_FEATURE' || err.code === 'FEATURE_EXPIRED' || err.code === 'VERSION_NOT_LICENSED';
+      if (final) {
+        this.regaining.delete(lease);
+        lease.markLost(err, false);
+      } else if (firstTry || lease.state !== 'lost') {
+        this.regaining.add(lease);
+        lease.markLost(err, true);
+      } else lease.emit('retry-failed', err);
+      return false;
     }
   }
 
@@ -321,6 +386,7 @@ export class LicdClient extends EventEmitter {
       }
     }
     this.closed = true;
+    this.regaining.clear();
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     for (const p of this.pending.values()) {
       clearTimeout(p.timer);
@@ -339,11 +405,23 @@ export class LicdClient extends EventEmitter {
   }
 }
 
-/** A held seat. Events: 'lost' (the server refused to renew it), 'regained'. */
+/**
+ * A held seat. Events:
+ * - 'lost' (error: LicdError, info: {retrying: boolean}): the seat is no longer ours. error.code
+ *   says why: REVOKED or BLOCKED (an admin; retrying false: the SDK does not take it again),
+ *   DONGLE_ABSENT (the server's dongle grace ended), NO_SEATS or QUARANTINE (it expired and could
+ *   not be taken again), TIMEOUT. With retrying true the SDK checks it out again at every heartbeat.
+ * - 'regained' (view): it is held again (possibly under a new lease id).
+ * - 'retry-failed' (error): one more attempt to regain it failed.
+ */
 export class Lease extends EventEmitter {
   view: LeaseView;
   grant: CheckoutResult['grant'];
   status: CheckoutResult['status'];
+  /** held; lost (being tried again); revoked (lost for good: an admin's revoke or block, or a license change). */
+  state: 'held' | 'lost' | 'revoked' = 'held';
+  /** Why it was lost, while it is. */
+  lossReason: LicdError | null = null;
 
   constructor(
     private readonly client: LicdClient,
@@ -370,9 +448,19 @@ export class Lease extends EventEmitter {
     this.view = { ...this.view, until, state: 'active' };
   }
 
-  lost(e: Error): void {
-    this.client.forget(this.id);
-    this.emit('lost', e);
+  /** @internal */
+  markLost(e: LicdError, retrying: boolean): void {
+    const was = this.state;
+    this.state = retrying ? 'lost' : 'revoked';
+    this.lossReason = e;
+    if (was !== this.state) this.emit('lost', e, { retrying });
+  }
+
+  /** @internal */
+  regainedNow(): void {
+    this.state = 'held';
+    this.lossReason = null;
+    this.emit('regained', this.view);
   }
 
   async release(): Promise<void> {

@@ -68,12 +68,12 @@ test('embedded broker: certificate made at first start, licctl over mqtts with t
   t.is(borrows.code, 0, borrows.stderr);
 
   const bad = await run(['status', '--broker', url!, '--fingerprint', wrong(fp!), ...admin]);
-  t.is(bad.code, 5);
+  t.is(bad.code, 6);
   t.true(bad.stderr.includes(`TLS_MISMATCH: the server at ${url} presented certificate ${fp} but ${wrong(fp!)} was expected; nothing was sent`), bad.stderr);
 
   // No pin and no CA: refused, and told how to pin (trust on first use is never silent).
   const unpinned = await run(['status', '--broker', url!, ...admin]);
-  t.is(unpinned.code, 5);
+  t.is(unpinned.code, 6);
   t.true(unpinned.stderr.includes(`TLS_UNTRUSTED: the server at ${url} presented certificate ${fp}`), unpinned.stderr);
   t.true(unpinned.stderr.includes(`--fingerprint ${fp}`));
 
@@ -123,10 +123,10 @@ test('a wrong pin is refused at the handshake: the server receives not one byte 
   const args = ['status', '--broker', url, '--user', 'admin', '--password-file', pwFile, '--timeout', '30000'];
 
   const bad = await run([...args, '--fingerprint', wrong(fp)]);
-  t.is(bad.code, 5, bad.stderr);
+  t.is(bad.code, 6, bad.stderr);
   t.regex(bad.stderr, /TLS_MISMATCH/);
   const unpinned = await run(args);
-  t.is(unpinned.code, 5, unpinned.stderr);
+  t.is(unpinned.code, 6, unpinned.stderr);
   t.regex(unpinned.stderr, /TLS_UNTRUSTED/);
   t.is(Buffer.concat(received).length, 0, 'nothing reached the server');
 

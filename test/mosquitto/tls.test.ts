@@ -38,7 +38,7 @@ test('mosquitto TLS listener with the first-boot certificate: licctl status over
   const wrongPin = fp.slice(0, -1) + (fp.endsWith('0') ? '1' : '0');
   const logBefore = mosquitto.output().length;
   const bad = await run(['status', '--broker', mosquitto.tlsUrl, '--fingerprint', wrongPin, ...admin]);
-  t.is(bad.code, 5);
+  t.is(bad.code, 6);
   t.true(bad.stderr.includes(`TLS_MISMATCH: the server at ${mosquitto.tlsUrl} presented certificate ${fp} but ${wrongPin} was expected`), bad.stderr);
   t.notRegex(mosquitto.output().slice(logBefore), /admin|New client connected/, 'mosquitto never saw a CONNECT on the refused connection');
 
