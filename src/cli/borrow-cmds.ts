@@ -6,6 +6,7 @@ import type { BorrowView, StatusResult } from '../core/protocol.ts';
 import { BorrowClient, fulfilRequestFile, processReturnFile, type BorrowResultView } from '../sdk/borrow.ts';
 import type { LicdClient } from '../sdk/client.ts';
 import { flag, has, intFlag, UsageError, type ParsedArgs } from './args.ts';
+import { escapeText as cell } from '../core/validate.ts';
 
 export interface CmdContext {
   connect(admin?: boolean): Promise<LicdClient>;
@@ -317,7 +318,7 @@ export async function borrowsCommand(ctx: CmdContext, a: ParsedArgs): Promise<nu
     else {
       ctx.out(`${'FEATURE'.padEnd(18)} ${'N'.padStart(3)} ${'USER'.padEnd(12)} ${'HOST'.padEnd(16)} ${'SINCE'.padEnd(20)} ${'UNTIL'.padEnd(20)} STATE   ID`);
       for (const x of r.borrows) {
-        ctx.out(`${x.feature.padEnd(18)} ${String(x.count).padStart(3)} ${x.user.padEnd(12)} ${x.hostName.padEnd(16)} ${x.since.slice(0, 19).padEnd(20)} ${x.until.slice(0, 19).padEnd(20)} ${x.state.padEnd(7)} ${x.id}${x.via === 'file' ? ' (by file)' : ''}`);
+        ctx.out(`${cell(x.feature).padEnd(18)} ${String(x.count).padStart(3)} ${cell(x.user).padEnd(12)} ${cell(x.hostName).padEnd(16)} ${x.since.slice(0, 19).padEnd(20)} ${x.until.slice(0, 19).padEnd(20)} ${x.state.padEnd(7)} ${cell(x.id)}${x.via === 'file' ? ' (by file)' : ''}`);
       }
       if (r.borrows.length === 0) ctx.out('(no borrows)');
     }

@@ -1,7 +1,7 @@
 import { LicdError, isLicdError } from './errors.ts';
 import type { Entitlement } from './entitlement.ts';
 import type { Borrow, Change, Lease } from './model.ts';
-import type { Clock, StateStore } from './ports.ts';
+import type { Clock, HolderHash, StateStore } from './ports.ts';
 import {
   ADMIN_OPS,
   CLIENT_OPS,
@@ -20,7 +20,7 @@ import {
 import type { SignedEnvelope } from './signed.ts';
 import { CounterStepError, describeMs, type ClockGuard, type CounterGate } from './integrity.ts';
 import { SeatTable } from './seats.ts';
-import { CLIENT_ID_HELP, CLIENT_ID_PATTERN, Fields, FEATURE_HELP, FEATURE_PATTERN, VERSION_PATTERN } from './validate.ts';
+import { CLIENT_ID_HELP, CLIENT_ID_PATTERN, Fields, FEATURE_HELP, FEATURE_PATTERN, HOLDER_HELP, HOLDER_PATTERN, VERSION_PATTERN } from './validate.ts';
 
 export interface Log {
   debug(msg: string, fields?: Record<string, unknown>): void;
@@ -76,6 +76,8 @@ export interface ServiceDeps {
   counterGate?: CounterGate;
   /** The persisted high-water mark of time (clock integrity). */
   clockGuard?: ClockGuard;
+  /** Hashes holder secrets: leases keep only the hash (docs/protocol.md, "Holder secret"). */
+  holderHash: HolderHash;
 }
 
 /**
@@ -189,9 +191,6 @@ export class LicenseService {
         op = /"op"\s*:\s*"([^"\\]{1,64})"/.exec(head)?.[1] ?? null;
         throw new LicdError('PAYLOAD_TOO_LARGE', `request of ${payload.length} bytes is over the limit of ${max} bytes`, { size: payload.length, limit: max });
       }
-      if (!CLIENT_ID_PATTERN.test(clientId)) {
-        throw new LicdError('BAD_CLIENT_ID', `client id ${JSON.stringify(clientId)} is not usable: it must be ${CLIENT_ID_HELP}`);
-      }
       let json: unknown;
       try {
         json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(payload));
@@ -203,6 +202,10 @@ export class LicenseService {
         if (typeof rawId === 'string' && rawId.length > 0 && rawId.length <= 64) id = rawId;
         const rawOp = (json as Record<string, unknown>).op;
         if (typeof rawOp === 'string' && rawOp.length <= 64) op = rawOp;
+      }
+      // After the id is read, so that the client can match this answer to its request.
+      if (!CLIENT_ID_PATTERN.test(clientId)) {
+        throw new LicdError('BAD_CLIENT_ID', `client id ${JSON.stringify(clientId)} is not usable: it must be ${CLIENT_ID_HELP}`);
       }
       const f = Fields.of(json, '', 'BAD_REQUEST');
       f.string('id', { max: 64 });
@@ -289,9 +292,10 @@ export class LicenseService {
     const user = f.string('user', { max: 64 });
     const host = f.string('host', { max: 128 });
     const pid = f.int('pid', { min: 0, max: 2 ** 31 });
+    const holder = this.holder(f);
     const ttlMs = this.ttlFrom(f);
     this.requireDongle();
-    const change = this.table.checkout({ clientId: ctx.clientId, pid, user, host, feature, version, count, ttlMs }, ctx.now);
+    const change = this.table.checkout({ clientId: ctx.clientId, holder, pid, user, host, feature, version, count, ttlMs }, ctx.now);
     const { status, lease } = await this.commit(change, [feature]);
     this.deps.log.info(status === 'granted' ? 'lease granted' : 'lease extended', { feature, count, user, host, client: ctx.clientId, lease: lease.id });
     const result: CheckoutResult = { status, lease: leaseView(lease), heartbeat: Math.max(1, Math.floor(lease.ttlMs / 3000)) };
@@ -301,10 +305,11 @@ export class LicenseService {
 
   private async heartbeat(ctx: RequestContext, f: Fields): Promise<HeartbeatResult> {
     const ids = optIdList(f, 'leases');
+    const holder = this.holder(f);
     if (!this.dongle.present && this.dongleLostAt !== null && ctx.now - this.dongleLostAt > this.deps.policy.dongleGraceSeconds * 1000) {
       this.requireDongle();
     }
-    const change = this.table.heartbeat(ctx.clientId, ids, ctx.now);
+    const change = this.table.heartbeat(ctx.clientId, holder, ids, ctx.now);
     const { renewed, unknown } = await this.commit(change, [], { lazy: true });
     return { renewed: renewed.map((l) => ({ id: l.id, until: iso(l.expiresAt) })), unknown };
   }
@@ -313,7 +318,7 @@ export class LicenseService {
     const ids = optIdList(f, 'leases');
     const feature = f.optString('feature', { max: 64, pattern: FEATURE_PATTERN, patternHelp: FEATURE_HELP });
     const pid = f.optInt('pid', { min: 0, max: 2 ** 31 });
-    const change = this.table.checkin(ctx.clientId, { ids, feature, pid });
+    const change = this.table.checkin(ctx.clientId, this.holder(f), { ids, feature, pid });
     const { released, unknown } = await this.commit(change, change.result.released.map((l) => l.feature));
     for (const l of released) this.deps.log.info('lease checked in', { feature: l.feature, user: l.user, host: l.host, lease: l.id });
     return { released: released.map((l) => l.id), unknown };
@@ -327,11 +332,27 @@ export class LicenseService {
     return { revoked: leaseView(lease) };
   }
 
-  /** The client's connection died: its leases end after the grace unless it comes back. */
-  async clientGone(clientId: string): Promise<void> {
+  /**
+   * The hash of the request's holder secret. The secret itself is never echoed, logged or stored:
+   * a refusal names the field and the rule, not the value.
+   */
+  private holder(f: Fields): string {
+    const v = f.raw('holder');
+    if (typeof v !== 'string' || !HOLDER_PATTERN.test(v)) {
+      f.fail('holder', `must be the client's holder secret: ${HOLDER_HELP} (${v === undefined ? 'missing' : 'not one'}); update the client SDK, which sends it with every checkout, heartbeat and check-in`);
+    }
+    return this.deps.holderHash(v);
+  }
+
+  /**
+   * The client's connection died: the leases of the holder named in the will payload end after
+   * the grace unless it comes back. A will without the right secret (a client id taken over, an
+   * old SDK) reaches only legacy leases without a holder.
+   */
+  async clientGone(clientId: string, willPayload?: Uint8Array): Promise<void> {
     if (!CLIENT_ID_PATTERN.test(clientId)) return;
     const now = this.deps.clock.now();
-    const change = this.table.clientGone(clientId, now, this.deps.policy.disconnectGraceSeconds * 1000);
+    const change = this.table.clientGone(clientId, this.willHolder(willPayload), now, this.deps.policy.disconnectGraceSeconds * 1000);
     if (change.result.length === 0) return;
     try {
       await this.commit(change, []);
@@ -342,6 +363,16 @@ export class LicenseService {
       });
     } catch (e) {
       this.deps.log.warn('could not record a lost client', { client: clientId, error: String(e) });
+    }
+  }
+
+  private willHolder(payload: Uint8Array | undefined): string | undefined {
+    if (!payload || payload.length > 1024) return undefined;
+    try {
+      const v = (JSON.parse(new TextDecoder().decode(payload)) as { holder?: unknown } | null)?.holder;
+      return typeof v === 'string' && HOLDER_PATTERN.test(v) ? this.deps.holderHash(v) : undefined;
+    } catch {
+      return undefined;
     }
   }
 

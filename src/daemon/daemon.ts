@@ -30,6 +30,7 @@ import {
 } from '../core/integrity.ts';
 import { sealToken } from '../core/tokens.ts';
 import { nodeEd25519, systemRandom } from '../crypto/ed25519.ts';
+import { sha256HolderHash } from '../crypto/holder.ts';
 import { DongleManager, type DongleLink, type PresenceEvent } from '../dongle/manager.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from '../mqtt/embedded-broker.ts';
 import { ServerLink } from '../mqtt/server-link.ts';
@@ -223,6 +224,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       version: LICD_VERSION,
       maxPayloadBytes: config.limits.maxPayloadBytes,
       signGrant: (lease: Lease) => grant(lease),
+      holderHash: sha256HolderHash,
       onDirty: () => link?.scheduleFlush(),
     });
     const grant = (lease: Lease): SignedEnvelope =>

@@ -69,7 +69,7 @@ export class ServerLink {
     const t = parseTopic(topic);
     if (!t) return;
     if (t.kind === 'will') {
-      void this.service.clientGone(t.clientId);
+      void this.service.clientGone(t.clientId, payload);
       return;
     }
     this.inFlight++;

@@ -28,7 +28,16 @@ export interface ClientOptions {
   protocolVersion?: 4 | 5;
   /** How long to wait for an answer, ms. */
   timeoutMs?: number;
+  /**
+   * The holder secret that binds this client's leases to it (docs/protocol.md). Default: 128
+   * random bits, new for every LicdClient. Give one only to hand leases on to a later LicdClient
+   * with the same client id (and keep it as secret as a password).
+   */
+  holder?: string;
 }
+
+/** Requests that carry the holder secret. */
+const LEASE_OPS = new Set(['checkout', 'heartbeat', 'checkin']);
 
 function safe(s: string): string {
   return s.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 20) || 'x';
@@ -56,6 +65,8 @@ export class LicdClient extends EventEmitter {
   readonly user: string;
   readonly host: string;
   private readonly timeoutMs: number;
+  /** Sent with lease requests and in the last will only; licd never echoes it. */
+  readonly #holder: string;
   private seq = 0;
   private readonly pending = new Map<string, { resolve(a: Answer): void; reject(e: Error): void; timer: NodeJS.Timeout }>();
   private readonly leases = new Map<string, Lease>();
@@ -72,13 +83,16 @@ export class LicdClient extends EventEmitter {
     this.host = opts.host ?? id.host;
     this.clientId = opts.clientId ?? `${safe(this.user)}-${safe(this.host)}-${process.pid}-${randomBytes(3).toString('hex')}`;
     this.timeoutMs = opts.timeoutMs ?? 10_000;
+    this.#holder = opts.holder ?? randomBytes(16).toString('base64url');
     this.mqtt = connectMqtt(opts.url, {
       clientId: this.clientId,
       ...(opts.username ? { username: opts.username } : {}),
       ...(opts.password ? { password: opts.password } : {}),
       protocolVersion: opts.protocolVersion ?? 4,
       clean: true,
-      will: { topic: topics.clientWill(this.clientId), payload: Buffer.from('{"gone":true}'), qos: 1, retain: false },
+      // The will names the holder, so that only our own lost connection ends our leases; the
+      // embedded broker also takes it as proof that a reconnect with our client id is us.
+      will: { topic: topics.clientWill(this.clientId), payload: Buffer.from(JSON.stringify({ gone: true, holder: this.#holder })), qos: 1, retain: false },
     });
     this.mqtt.on('message', (topic, payload) => this.onMessage(topic, payload));
     this.mqtt.on('connect', () => {
@@ -170,7 +184,8 @@ export class LicdClient extends EventEmitter {
         );
       }, timeoutMs);
       this.pending.set(id, { resolve, reject, timer });
-      this.mqtt.publish(topic, JSON.stringify({ ...params, id, op }), { qos: 1 }, (err) => {
+      const body = !opt.admin && LEASE_OPS.has(op) && params.holder === undefined ? { ...params, holder: this.#holder } : params;
+      this.mqtt.publish(topic, JSON.stringify({ ...body, id, op }), { qos: 1 }, (err) => {
         if (err) {
           clearTimeout(timer);
           this.pending.delete(id);

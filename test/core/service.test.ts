@@ -3,6 +3,7 @@ import type { FeatureLicense } from '../../src/core/entitlement.ts';
 import { MemoryStore } from '../../src/core/ports.ts';
 import { SeatTable } from '../../src/core/seats.ts';
 import { LicenseService, defaultLeasePolicy, silentLog } from '../../src/core/service.ts';
+import { sha256HolderHash } from '../../src/crypto/holder.ts';
 import { ManualClock } from '../helpers/daemon.ts';
 
 const features: FeatureLicense[] = [
@@ -14,13 +15,14 @@ function service() {
   const store = new MemoryStore();
   let n = 0;
   const table = new SeatTable(features, () => `L${++n}`);
-  const svc = new LicenseService({ clock, store, table, entitlement: null, policy: defaultLeasePolicy, log: silentLog, version: 'test', maxPayloadBytes: 4096 });
+  const svc = new LicenseService({ clock, store, table, entitlement: null, policy: defaultLeasePolicy, log: silentLog, version: 'test', maxPayloadBytes: 4096, holderHash: sha256HolderHash });
   const ask = async (req: unknown, opt: { client?: string; admin?: boolean; raw?: Uint8Array } = {}) =>
     svc.handle(opt.client ?? 'c1', opt.admin ?? false, opt.raw ?? new TextEncoder().encode(JSON.stringify(req)));
   return { clock, store, table, svc, ask };
 }
 
-const co = { id: '1', op: 'checkout', feature: 'render', user: 'u', host: 'h', pid: 1 };
+const HOLDER = 'holder-secret-of-the-test-client';
+const co = { id: '1', op: 'checkout', feature: 'render', user: 'u', host: 'h', pid: 1, holder: HOLDER };
 
 test('a grant is answered only after it is in the store', async (t) => {
   const { ask, store } = service();
@@ -96,9 +98,9 @@ test('without the dongle, checkouts are refused but heartbeats continue for the 
   const d = await ask({ ...co, pid: 2 });
   t.is(!d.ok && d.error.code, 'DONGLE_ABSENT');
   t.regex(!d.ok ? d.error.message : '', /dongle is absent \(unplugged\)/);
-  t.true((await ask({ id: '2', op: 'heartbeat' })).ok);
+  t.true((await ask({ id: '2', op: 'heartbeat', holder: HOLDER })).ok);
   clock.advance(defaultLeasePolicy.dongleGraceSeconds * 1000 + 1);
-  const h = await ask({ id: '3', op: 'heartbeat' });
+  const h = await ask({ id: '3', op: 'heartbeat', holder: HOLDER });
   t.is(!h.ok && h.error.code, 'DONGLE_ABSENT');
   svc.setDongle({ present: true, serial: 'X', emulated: true });
   t.true((await ask({ ...co, pid: 2 })).ok);
@@ -108,7 +110,7 @@ test('without the dongle, checkouts are refused but heartbeats continue for the 
 test('a client gone by its will loses its leases after the grace, through reap', async (t) => {
   const { ask, svc, clock, store } = service();
   await ask(co);
-  await svc.clientGone('c1');
+  await svc.clientGone('c1', new TextEncoder().encode(JSON.stringify({ gone: true, holder: HOLDER })));
   clock.advance(defaultLeasePolicy.disconnectGraceSeconds * 1000);
   const r = await svc.reap();
   t.is(r.leases.length, 1);
