@@ -33,6 +33,19 @@ function digest(s: string | Buffer): Buffer {
   return createHash('sha256').update(s).digest();
 }
 
+/** The holder secret in a connection's last will (the SDK's {"gone":true,"holder":...}), if any. */
+function willHolder(client: Client): string | null {
+  const c = client as unknown as { will?: { payload?: unknown } | null; _will?: { payload?: unknown } | null };
+  const payload = (c.will ?? c._will)?.payload;
+  if (!payload || !(payload instanceof Uint8Array) || payload.length > 1024) return null;
+  try {
+    const h = (JSON.parse(Buffer.from(payload).toString('utf8')) as { holder?: unknown } | null)?.holder;
+    return typeof h === 'string' && h.length >= 22 ? h : null;
+  } catch {
+    return null;
+  }
+}
+
 function authError(message: string, returnCode: number): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
 }
@@ -45,7 +58,28 @@ function authError(message: string, returnCode: number): AuthenticateError {
  */
 export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
   const roles = new WeakMap<Client, Role>();
+  /** Who a connection logged in as ('' for anonymous): a takeover by the same login is allowed. */
+  const logins = new WeakMap<Client, string>();
   const users = new Map(opts.users.map((u) => [u.username, { hash: digest(u.password), role: u.role }]));
+
+  /**
+   * MQTT lets a new connection with a live client id take the old one's place. Here it may only
+   * when it is the same client: logged in as the same user with its password, or (anonymous
+   * clients) carrying the same holder secret in its last will as the live connection (the SDK puts
+   * it there; only licd can read will topics). Anyone else is refused, and the live client keeps
+   * its connection, its answers and its leases.
+   */
+  const takeoverRefused = (client: Client, username: string): boolean => {
+    const live = (aedes as unknown as { clients: Record<string, Client | undefined> }).clients[client.id];
+    if (!live || live === client || live.closed) return false;
+    const liveLogin = logins.get(live);
+    if (username !== '' && liveLogin === username) return false;
+    const mine = willHolder(client);
+    const theirs = willHolder(live);
+    if (username === '' && liveLogin === '' && mine !== null && theirs !== null && timingSafeEqual(digest(mine), digest(theirs))) return false;
+    opts.log.warn('broker: refused a connection that would take over a live client id (not the same client)', { client: client.id });
+    return true;
+  };
 
   const aedes = await Aedes.createBroker({
     authenticate(client, username, password, done) {
@@ -53,10 +87,12 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
         opts.log.warn('broker: refused a client id that cannot be used in topics', { client: client.id });
         return done(authError('client id not usable', 2), false);
       }
+      if (takeoverRefused(client, username ?? '')) return done(authError('client id in use by another client', 2), false);
       if (username === undefined || username === '') {
         if (client.id.startsWith(DAEMON_CLIENT_PREFIX)) return done(authError('reserved client id', 2), false);
         if (!opts.allowAnonymous) return done(authError('a username is required', 4), false);
         roles.set(client, 'client');
+        logins.set(client, '');
         return done(null, true);
       }
       const u = users.get(username);
@@ -66,6 +102,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       }
       if (client.id.startsWith(DAEMON_CLIENT_PREFIX) && u.role !== 'daemon') return done(authError('reserved client id', 2), false);
       roles.set(client, u.role);
+      logins.set(client, username);
       done(null, true);
     },
     authorizePublish(client, packet, done) {
