@@ -13,7 +13,7 @@ import type { SeatTable } from './seats.ts';
 import { borrowView, iso, type LicenseService, type RequestContext } from './service.ts';
 import type { SignedEnvelope } from './signed.ts';
 import { openBorrowRequest, openReturn, type BorrowRequest, type BorrowToken, type TokenBundle } from './tokens.ts';
-import { FEATURE_HELP, FEATURE_PATTERN, Fields, NAME_HELP, NAME_PATTERN } from './validate.ts';
+import { FEATURE_HELP, FEATURE_PATTERN, Fields, NAME_HELP, NAME_PATTERN, unsafeChar } from './validate.ts';
 
 export interface LimitRule {
   maxSeats?: number;
@@ -95,7 +95,7 @@ export function parseLimits(json: unknown, where = 'limits'): BorrowLimits {
   const groups = map('groups', (x) => ({
     ...rule(x),
     members: x.array('members', { max: 10_000 }).map((m, i) => {
-      if (typeof m !== 'string' || m.length === 0 || m.length > 64) x.fail(`members[${i}]`, 'must be a user name');
+      if (typeof m !== 'string' || m.length === 0 || m.length > 64 || unsafeChar(m) !== null) x.fail(`members[${i}]`, 'must be a user name (plain text, at most 64 characters)');
       return m as string;
     }),
   }));

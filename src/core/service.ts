@@ -20,7 +20,7 @@ import {
 import type { SignedEnvelope } from './signed.ts';
 import { CounterStepError, describeMs, type ClockGuard, type CounterGate } from './integrity.ts';
 import { SeatTable } from './seats.ts';
-import { CLIENT_ID_HELP, CLIENT_ID_PATTERN, Fields, FEATURE_HELP, FEATURE_PATTERN, HOLDER_HELP, HOLDER_PATTERN, VERSION_PATTERN } from './validate.ts';
+import { CLIENT_ID_HELP, CLIENT_ID_PATTERN, Fields, FEATURE_HELP, FEATURE_PATTERN, HOLDER_HELP, HOLDER_PATTERN, unsafeChar, VERSION_PATTERN } from './validate.ts';
 
 export interface Log {
   debug(msg: string, fields?: Record<string, unknown>): void;
@@ -494,7 +494,7 @@ function optIdList(f: Fields, field: string): string[] | undefined {
   const list = f.optArray(field, { max: 1000 });
   if (list === undefined) return undefined;
   return list.map((v, i) => {
-    if (typeof v !== 'string' || v.length === 0 || v.length > 64) f.fail(`${field}[${i}]`, 'must be a lease id string');
+    if (typeof v !== 'string' || v.length === 0 || v.length > 64 || unsafeChar(v) !== null) f.fail(`${field}[${i}]`, 'must be a lease id string (plain text, at most 64 characters)');
     return v;
   });
 }
