@@ -57,6 +57,11 @@ export interface RequestContext {
   clientId: string;
   admin: boolean;
   now: number;
+  /**
+   * The user name the broker vouches for (the MQTT login of a login topic) when the server takes
+   * users from logins (identity.requireLogin); null otherwise, and the user is what the client says.
+   */
+  identity: string | null;
 }
 
 export interface ServiceDeps {
@@ -78,6 +83,11 @@ export interface ServiceDeps {
   clockGuard?: ClockGuard;
   /** Hashes holder secrets: leases keep only the hash (docs/protocol.md, "Holder secret"). */
   holderHash: HolderHash;
+  /**
+   * identity.requireLogin: client requests (other than status) must come on login topics, and the
+   * user of leases and borrows is the login, not what the request says.
+   */
+  requireLogin?: boolean;
 }
 
 /**
@@ -179,7 +189,7 @@ export class LicenseService {
   // ---- requests -----------------------------------------------------------------------------
 
   /** Handles one raw request payload; always returns an answer, never throws. */
-  async handle(clientId: string, admin: boolean, payload: Uint8Array): Promise<Answer> {
+  async handle(clientId: string, admin: boolean, payload: Uint8Array, login?: string): Promise<Answer> {
     let id: string | null = null;
     let op: string | null = null;
     try {
@@ -218,8 +228,19 @@ export class LicenseService {
       if (h.admin && !admin) {
         throw new LicdError('FORBIDDEN', `${opName} is an admin operation: send it on ${'licd/v1/admin/<client id>/req'} with an admin identity`, { op: opName });
       }
+      if (login !== undefined && !CLIENT_ID_PATTERN.test(login)) {
+        throw new LicdError('FORBIDDEN', `login ${JSON.stringify(login)} is not usable: it must be ${CLIENT_ID_HELP}; give the render node another MQTT user name`);
+      }
+      const identity = this.deps.requireLogin && !admin ? (login ?? null) : null;
+      if (this.deps.requireLogin && !admin && identity === null && opName !== 'status') {
+        throw new LicdError(
+          'FORBIDDEN',
+          `this license server takes the user from the MQTT login (identity.requireLogin): connect with the render node's user name and password (licctl --user/--password-file, SDK username/password with login: true), not anonymously`,
+          { op: opName },
+        );
+      }
       if (this.stopping) throw new LicdError('SHUTTING_DOWN', 'the license server is shutting down; retry in a few seconds');
-      const result = await h.run({ clientId, admin, now: this.deps.clock.now() }, f);
+      const result = await h.run({ clientId, admin, now: this.deps.clock.now(), identity }, f);
       return { id, ok: true, op: opName, result };
     } catch (e) {
       if (isLicdError(e)) {
@@ -289,7 +310,9 @@ export class LicenseService {
     const feature = f.string('feature', { max: 64, pattern: FEATURE_PATTERN, patternHelp: FEATURE_HELP });
     const version = f.optString('version', { max: 32, pattern: VERSION_PATTERN, patternHelp: 'a dotted version like 6.0' });
     const count = f.optInt('count', { min: 1, max: 1_000_000 }) ?? 1;
-    const user = f.string('user', { max: 64 });
+    // With identity.requireLogin the login is the user, whatever the request says.
+    const said = f.string('user', { max: 64 });
+    const user = ctx.identity ?? said;
     const host = f.string('host', { max: 128 });
     const pid = f.int('pid', { min: 0, max: 2 ** 31 });
     const holder = this.holder(f);

@@ -34,6 +34,7 @@ import { sha256HolderHash } from '../crypto/holder.ts';
 import { DongleManager, type DongleLink, type PresenceEvent } from '../dongle/manager.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from '../mqtt/embedded-broker.ts';
 import { ServerLink } from '../mqtt/server-link.ts';
+import { readPasswordFile } from '../mqtt/passwd.ts';
 import { LevelStore } from '../store/level-store.ts';
 import { demoEntitlementBody, devVendorKey, issueEntitlement, writeFileAtomic } from '../vendor.ts';
 
@@ -225,6 +226,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       maxPayloadBytes: config.limits.maxPayloadBytes,
       signGrant: (lease: Lease) => grant(lease),
       holderHash: sha256HolderHash,
+      requireLogin: config.identity.requireLogin,
       onDirty: () => link?.scheduleFlush(),
     });
     const grant = (lease: Lease): SignedEnvelope =>
@@ -348,6 +350,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         port: config.mqtt.port,
         allowAnonymous: config.broker.allowAnonymous,
         log,
+        clientLogins: config.identity.usersFile ? readPasswordFile(config.identity.usersFile, 'identity.usersFile') : new Map(),
         users: [
           { username: config.mqtt.username, password: daemonPassword, role: 'daemon' },
           { username: 'admin', password: adminPassword, role: 'admin' },

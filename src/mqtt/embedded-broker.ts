@@ -14,6 +14,11 @@ export interface EmbeddedBrokerOptions {
   users: Array<{ username: string; password: string; role: 'daemon' | 'admin' }>;
   /** Clients without a username act as plain clients (render nodes). */
   allowAnonymous: boolean;
+  /**
+   * Render-node logins (identity.usersFile, a mosquitto password file): plain clients that may
+   * also use their login's topics (licd/v1/login/<name>/<client id>/...), so licd knows the user.
+   */
+  clientLogins?: ReadonlyMap<string, (password: string) => boolean>;
   log: Log;
 }
 
@@ -96,6 +101,17 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
         return done(null, true);
       }
       const u = users.get(username);
+      const login = u ? undefined : opts.clientLogins?.get(username);
+      if (login) {
+        if (!password || !login(password.toString('utf8'))) {
+          opts.log.warn('broker: bad username or password', { client: client.id, username });
+          return done(authError('bad username or password', 4), false);
+        }
+        if (client.id.startsWith(DAEMON_CLIENT_PREFIX)) return done(authError('reserved client id', 2), false);
+        roles.set(client, 'client');
+        logins.set(client, username);
+        return done(null, true);
+      }
       if (!u || !password || !timingSafeEqual(u.hash, digest(password))) {
         opts.log.warn('broker: bad username or password', { client: client.id, username });
         return done(authError('bad username or password', 4), false);
@@ -111,6 +127,8 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       if (role === 'daemon') return done(null);
       const t = packet.topic;
       if (t === topics.clientRequest(client.id) || t === topics.clientWill(client.id)) return done(null);
+      const login = logins.get(client);
+      if (login && (t === topics.loginRequest(login, client.id) || t === topics.loginWill(login, client.id))) return done(null);
       if (role === 'admin' && t === topics.adminRequest(client.id)) return done(null);
       opts.log.warn('broker: publish refused', { client: client.id, topic: t });
       done(new Error(`client ${client.id} may not publish to ${t}`));
@@ -119,8 +137,10 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       const role = roles.get(client) ?? 'client';
       if (role === 'daemon') return done(null, sub);
       const t = sub.topic;
+      const login = logins.get(client);
       const ok =
         t === topics.clientResponse(client.id) ||
+        (login !== undefined && login !== '' && t === topics.loginResponse(login, client.id)) ||
         t === topics.serverState ||
         t === topics.serverChain ||
         t === topics.featureWildcard ||

@@ -46,7 +46,13 @@ export class ServerLink {
     this.client.on('connect', () => {
       this.log.info('connected to the MQTT broker', { url: opts.url });
       this.client.subscribe(
-        { [topics.clientRequestWildcard]: { qos: 1 }, [topics.adminRequestWildcard]: { qos: 1 }, [topics.clientWillWildcard]: { qos: 1 } },
+        {
+          [topics.clientRequestWildcard]: { qos: 1 },
+          [topics.adminRequestWildcard]: { qos: 1 },
+          [topics.clientWillWildcard]: { qos: 1 },
+          [topics.loginRequestWildcard]: { qos: 1 },
+          [topics.loginWillWildcard]: { qos: 1 },
+        },
         (err) => {
           if (err) this.log.error('could not subscribe to requests', { error: String(err) });
         },
@@ -74,7 +80,7 @@ export class ServerLink {
     }
     this.inFlight++;
     void this.service
-      .handle(t.clientId, t.kind === 'admin', payload)
+      .handle(t.clientId, t.kind === 'admin', payload, t.login)
       .then((answer) => {
         if (!this.closed || this.client.connected) {
           let text = JSON.stringify(answer);
@@ -87,7 +93,7 @@ export class ServerLink {
               error: { code: 'PAYLOAD_TOO_LARGE', message: `the answer would be ${text.length} bytes, over the ${MAX_ANSWER_BYTES} bytes brokers pass; ask for less (status: "feature" and "limit")` },
             });
           }
-          this.client.publish(topics.clientResponse(t.clientId), text, { qos: 1 });
+          this.client.publish(t.login !== undefined ? topics.loginResponse(t.login, t.clientId) : topics.clientResponse(t.clientId), text, { qos: 1 });
         }
       })
       .finally(() => this.inFlight--);
