@@ -68,7 +68,10 @@ const CONN_FLAGS = ['broker', 'config', 'user', 'password-file', 'timeout', 'ven
 async function connect(a: ParsedArgs, admin = false, o: { maintain?: boolean; timeoutMs?: number } = {}): Promise<LicdClient> {
   const conn = resolveConnection({ broker: flag(a, 'broker'), configFile: flag(a, 'config'), user: flag(a, 'user'), passwordFile: flag(a, 'password-file'), admin });
   const timeoutMs = o.timeoutMs ?? intFlag(a, 'timeout', 100, 600_000) ?? 10_000;
-  const c = await LicdClient.connect({ url: conn.url, ...(conn.username ? { username: conn.username } : {}), ...(conn.password ? { password: conn.password } : {}), timeoutMs });
+  // A render node that logs in speaks on its login's topics, so that licd knows its user
+  // (identity.requireLogin); admin commands go on the admin topic either way.
+  const login = !admin && conn.username !== undefined;
+  const c = await LicdClient.connect({ url: conn.url, ...(conn.username ? { username: conn.username } : {}), ...(conn.password ? { password: conn.password } : {}), ...(login ? { login: true } : {}), timeoutMs });
   if (o.maintain !== false && !admin) await maintainBorrows(a, c);
   return c;
 }
