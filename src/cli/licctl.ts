@@ -426,7 +426,7 @@ export async function licctl(argv: string[]): Promise<number> {
       const c = await connect(a, true);
       try {
         const r = await c.request<{ revoked: { feature: string; user: string; host: string } }>('lease.revoke', { lease: a.positional[2] }, { admin: true });
-        out(`revoked lease ${a.positional[2]} of ${r.revoked.feature} held by ${r.revoked.user}@${r.revoked.host}`);
+        out(`revoked lease ${cell(a.positional[2])} of ${cell(r.revoked.feature)} held by ${cell(r.revoked.user)}@${cell(r.revoked.host)}`);
       } finally {
         await c.close();
       }

@@ -11,7 +11,7 @@ import { LicdError } from '../../src/core/errors.ts';
 import type { Lease } from '../../src/core/model.ts';
 import { BorrowClient } from '../../src/sdk/borrow.ts';
 import { LicdClient } from '../../src/sdk/client.ts';
-import { startTestDaemon, tempDir, until } from '../helpers/daemon.ts';
+import { startTestDaemon, tempDir } from '../helpers/daemon.ts';
 import { killAll, run, startDaemonProcess } from '../helpers/procs.ts';
 
 test.after.always(() => killAll());
@@ -131,7 +131,7 @@ test('strings stored before the rule (an old database) are printed escaped by li
     user: 'a\ninfo  lease granted user=mallory',
     host: '\x1b[2J\x1b[31mOWNED\u202Egnp.exe',
     since: now,
-    expiresAt: now + 8000,
+    expiresAt: now + 600_000,
     ttlMs: 60_000,
     disconnectedAt: null,
   };
@@ -149,14 +149,18 @@ test('strings stored before the rule (an old database) are printed escaped by li
   t.false(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]/.test(st.stdout), 'no control character or bidi override reaches the terminal');
   t.false(st.stdout.split('\n').some((l) => l.startsWith('info  lease granted')), 'no forged line in the output');
 
-  // The lease runs out (nobody heartbeats it): the daemon logs it, with the fields escaped.
-  await d.waitFor(/lease expired: no heartbeat[^\n]*oldlease0001/, 30_000);
+  // An admin revokes it (the development admin password is in the data dir): licctl prints it
+  // and the daemon logs it, both escaped.
+  const rv = await run(['lease', 'revoke', 'oldlease0001', '--broker', url], { LICD_DATA_DIR: dir });
+  t.is(rv.code, 0, rv.stderr);
+  t.is(rv.stdout.trim().split('\n').length, 1, `licctl lease revoke prints one line: ${rv.stdout}`);
+  t.false(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]/.test(rv.stdout + rv.stderr), `licctl lease revoke prints no control character: ${rv.stdout}`);
+  await d.waitFor(/lease revoked by admin[^\n]*oldlease0001/, 20_000);
   const log = d.stderr() + d.stdout();
-  const logLine = log.split('\n').find((l) => l.includes('lease expired') && l.includes('oldlease0001'))!;
+  const logLine = log.split('\n').find((l) => l.includes('lease revoked by admin') && l.includes('oldlease0001'))!;
   t.log(logLine);
   t.true(logLine.includes('user="a\\ninfo  lease granted user=mallory"'), logLine);
   t.true(logLine.includes('\\u001b[2J'), logLine);
   t.false(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]/.test(log), 'no control character or bidi override in the daemon log');
   t.false(log.split('\n').some((l) => /^info\s+lease granted user=mallory/.test(l)), 'no forged line in the daemon log');
-  await until(async () => !(await run(['status', '--broker', url])).stdout.includes('oldlease0001'), 'the expired lease to leave the status', 10_000, 300);
 });
