@@ -90,7 +90,9 @@ async function connect(c: ConnectCmd): Promise<ConnectResult> {
 
 function payloadBytes(op: string, params: Record<string, unknown>): number {
   // The same shape WireClient sends; the id has the same length as a live one.
-  return Buffer.byteLength(JSON.stringify({ ...params, id: `${Date.now().toString(36)}-1`, op }));
+  // Lease requests carry the 22-character holder secret (WireClient adds it).
+  const holder = op === 'checkout' || op === 'heartbeat' || op === 'checkin' ? { holder: 'h'.repeat(22) } : {};
+  return Buffer.byteLength(JSON.stringify({ ...params, ...holder, id: `${Date.now().toString(36)}-1`, op }));
 }
 
 async function pairs(c: PairsCmd): Promise<LatencyResult> {

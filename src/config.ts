@@ -62,10 +62,20 @@ export interface Config {
   /** Clock integrity: how far the clock may step back without an alarm (NTP corrections pass). */
   clock: { toleranceSeconds: number };
   log: { level: 'debug' | 'info' | 'warn' | 'error'; format: 'text' | 'json' };
+  /**
+   * Who a render node's user is. By default, what the client says (LICD_USER): per-user borrow
+   * limits are then advisory. With requireLogin, render nodes must log in to the broker, and the
+   * login is the user (systemd/README.md, "User identity").
+   */
+  identity: {
+    requireLogin: boolean;
+    /** Embedded broker: the render-node logins, a mosquitto password file (mosquitto_passwd). */
+    usersFile: string | null;
+  };
 }
 
 /** Settings and whether changing them needs a restart (all do today; documented in README). */
-export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'borrow', 'limits', 'clock', 'log'] as const;
+export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'borrow', 'limits', 'clock', 'log', 'identity'] as const;
 
 function bad(field: string, message: string): never {
   throw new LicdError('CONFIG_INVALID', `config: ${field} ${message}`, { field });
@@ -181,6 +191,12 @@ function parseConfigFields(raw: unknown, env: NodeJS.ProcessEnv, base: string): 
   const clock = { toleranceSeconds: ck.optInt('toleranceSeconds', { min: 10, max: 86400 }) ?? 300 };
   const lg = f.optObject('log') ?? Fields.of({}, 'log', 'CONFIG_INVALID');
   lg.only(['level', 'format']);
+  const id = f.optObject('identity') ?? Fields.of({}, 'identity', 'CONFIG_INVALID');
+  id.only(['requireLogin', 'usersFile']);
+  const usersFile = id.optString('usersFile', { max: 4096 });
+  if (usersFile && brokerKind === 'external') {
+    bad('identity.usersFile', "is for the embedded broker; with an external broker add the render nodes' users to its own password file (mosquitto: password_file, see systemd/README.md)");
+  }
   const envLevel = env.LICD_LOG_LEVEL;
   if (envLevel !== undefined && !['debug', 'info', 'warn', 'error'].includes(envLevel)) {
     throw new LicdError('CONFIG_INVALID', `LICD_LOG_LEVEL must be one of debug, info, warn, error, got ${JSON.stringify(envLevel)}`, { field: 'LICD_LOG_LEVEL' });
@@ -222,6 +238,7 @@ function parseConfigFields(raw: unknown, env: NodeJS.ProcessEnv, base: string): 
       level: (envLevel as Config['log']['level'] | undefined) ?? lg.optOneOf('level', ['debug', 'info', 'warn', 'error'] as const) ?? 'info',
       format: lg.optOneOf('format', ['text', 'json'] as const) ?? 'text',
     },
+    identity: { requireLogin: id.optBool('requireLogin') ?? false, usersFile: usersFile ? path(usersFile) : null },
   };
 }
 

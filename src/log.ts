@@ -1,4 +1,5 @@
 import type { Log } from './core/service.ts';
+import { escapeText } from './core/validate.ts';
 
 const LEVELS = { debug: 10, info: 20, warn: 30, error: 40 } as const;
 type Level = keyof typeof LEVELS;
@@ -10,10 +11,11 @@ export function createLog(opts: { level?: Level; format?: 'text' | 'json'; write
   const emit = (level: Level, msg: string, fields?: Record<string, unknown>) => {
     if (LEVELS[level] < min) return;
     if (opts.format === 'json') {
-      write(JSON.stringify({ time: new Date().toISOString(), level, msg, ...(opts.name ? { name: opts.name } : {}), ...fields }));
+      // escapeText keeps the JSON valid (its escapes are JSON's) and leaves no bidi or C1 raw.
+      write(escapeText(JSON.stringify({ time: new Date().toISOString(), level, msg, ...(opts.name ? { name: opts.name } : {}), ...fields })));
     } else {
-      const extra = fields && Object.keys(fields).length > 0 ? ' ' + Object.entries(fields).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ') : '';
-      write(`${level.padEnd(5)} ${msg}${extra}`);
+      const extra = fields && Object.keys(fields).length > 0 ? ' ' + Object.entries(fields).map(([k, v]) => `${escapeText(k)}=${textValue(v)}`).join(' ') : '';
+      write(`${level.padEnd(5)} ${escapeText(msg)}${extra}`);
     }
   };
   return {
@@ -22,4 +24,14 @@ export function createLog(opts: { level?: Level; format?: 'text' | 'json'; write
     warn: (m, f) => emit('warn', m, f),
     error: (m, f) => emit('error', m, f),
   };
+}
+
+/**
+ * A field value for the text format. Values come from the network and from old databases, so a
+ * value can neither break the line nor pass for other fields: anything with a space, quote, equals
+ * sign or backslash is quoted as JSON, and whatever JSON leaves raw (bidi controls, C1) is escaped.
+ */
+function textValue(v: unknown): string {
+  const s = typeof v === 'string' ? (v === '' || /[\s"=\\]/.test(v) ? JSON.stringify(v) : v) : (JSON.stringify(v) ?? String(v));
+  return escapeText(s);
 }

@@ -5,6 +5,7 @@
  * code, so client-side cost is identical in both measurements.
  */
 import type { MqttClient } from 'mqtt';
+import { randomBytes } from 'node:crypto';
 import { topics } from '../../src/core/protocol.ts';
 import { connectMqtt, waitConnected } from '../../src/mqtt/connect.ts';
 import { nowMs } from './proc.ts';
@@ -51,6 +52,8 @@ export class WireClient {
   private readonly reqTopic: string;
   private seq = 0;
   private readonly qos: 0 | 1;
+  /** The holder secret, as the SDK sends it with lease requests and in its will. */
+  private readonly holder = randomBytes(16).toString('base64url');
   readonly pending = new Map<string, Pending>();
 
   constructor(opts: WireOptions) {
@@ -67,7 +70,7 @@ export class WireClient {
       keepalive: opts.keepalive ?? 60,
       // A bench client that loses its broker is a failed measurement, not something to hide.
       reconnectPeriod: 0,
-      will: { topic: topics.clientWill(opts.clientId), payload: Buffer.from('{"gone":true}'), qos: 1, retain: false },
+      will: { topic: topics.clientWill(opts.clientId), payload: Buffer.from(JSON.stringify({ gone: true, holder: this.holder })), qos: 1, retain: false },
     });
     this.mqtt.on('message', (topic, payload) => {
       if (topic !== this.resTopic) return;
@@ -102,7 +105,7 @@ export class WireClient {
   /** Publishes one request (QoS 1 like the SDK, unless told otherwise); resolves with its outcome, never rejects. */
   request(op: string, params: Record<string, unknown>): Promise<Outcome> {
     const id = `${Date.now().toString(36)}-${(++this.seq).toString(36)}`;
-    const payload = JSON.stringify({ ...params, id, op });
+    const payload = JSON.stringify(op === 'checkout' || op === 'heartbeat' || op === 'checkin' ? { ...params, holder: this.holder, id, op } : { ...params, id, op });
     return new Promise<Outcome>((resolve) => {
       const sentAt = nowMs();
       this.pending.set(id, { sentAt, resolve });

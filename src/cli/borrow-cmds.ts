@@ -6,6 +6,7 @@ import type { BorrowView, StatusResult } from '../core/protocol.ts';
 import { BorrowClient, fulfilRequestFile, processReturnFile, unknownOnServerText, type BorrowResultView } from '../sdk/borrow.ts';
 import type { LicdClient } from '../sdk/client.ts';
 import { flag, has, intFlag, UsageError, type ParsedArgs } from './args.ts';
+import { escapeText as cell } from '../core/validate.ts';
 
 export interface CmdContext {
   connect(admin?: boolean): Promise<LicdClient>;
@@ -86,7 +87,7 @@ async function wizard(ctx: CmdContext, c: LicdClient, b: BorrowClient, a: Parsed
   try {
     const s = await c.status();
     const borrowable = s.features.filter((f) => f.borrow.allowed);
-    ctx.out(`Borrow licenses for offline use (${b.identity.user}@${b.identity.hostName})\n`);
+    ctx.out(`Borrow licenses for offline use (${cell(b.identity.user)}@${cell(b.identity.hostName)})\n`);
     ctx.out('Step 1/4: select products and the number of machines you will use them on');
     borrowable.forEach((f, i) => ctx.out(`  ${i + 1}. ${f.product.padEnd(30)} ${f.type.padEnd(11)} ${f.free} of ${f.total} free, up to ${f.borrow.maxHours} h`));
     const machines: Array<{ feature: string; machines: number }> = [];
@@ -160,7 +161,7 @@ export async function borrowCommand(ctx: CmdContext, a: ParsedArgs): Promise<num
     const c = await ctx.connect(true);
     try {
       const r = await c.request<{ borrow: BorrowView }>('borrow.lost', { borrow: id }, { admin: true });
-      ctx.out(`borrow ${id} (${r.borrow.feature}, ${r.borrow.user}@${r.borrow.hostName}) marked lost; its seat stays reserved until ${r.borrow.until}, when the token expires`);
+      ctx.out(`borrow ${cell(id)} (${cell(r.borrow.feature)}, ${cell(r.borrow.user)}@${cell(r.borrow.hostName)}) marked lost; its seat stays reserved until ${r.borrow.until}, when the token expires`);
     } finally {
       await c.close();
     }
@@ -190,7 +191,7 @@ export async function borrowCommand(ctx: CmdContext, a: ParsedArgs): Promise<num
     const c = await ctx.connect(true);
     try {
       const r = await fulfilRequestFile(c, reqFile, outFile);
-      ctx.out(`token file written to ${outFile} for ${r.borrows.map((x) => `${x.count} ${x.feature}`).join(', ')} (${r.borrows[0]?.user}@${r.borrows[0]?.hostName}); import it with: licctl borrow import ${outFile}`);
+      ctx.out(`token file written to ${outFile} for ${r.borrows.map((x) => `${x.count} ${x.feature}`).join(', ')} (${cell(r.borrows[0]?.user ?? '')}@${cell(r.borrows[0]?.hostName ?? '')}); import it with: licctl borrow import ${outFile}`);
     } finally {
       await c.close();
     }
@@ -301,10 +302,10 @@ export function tokensCommand(ctx: CmdContext, a: ParsedArgs): number {
     ctx.out(JSON.stringify(list.map((t) => ({ borrowId: t.borrowId, feature: t.token.feature, count: t.token.count, until: new Date(t.token.expiresAt).toISOString(), autoRenew: t.stored.autoRenew, valid: Boolean(t.valid), problem: t.problem?.message ?? null })), null, 2));
     return 0;
   }
-  ctx.out(`borrowed licenses on this machine (${b.identity.user}@${b.identity.hostName}, host id ${b.identity.hostId.slice(0, 12)}…, store ${b.tokenDir})`);
+  ctx.out(`borrowed licenses on this machine (${cell(b.identity.user)}@${cell(b.identity.hostName)}, host id ${b.identity.hostId.slice(0, 12)}…, store ${b.tokenDir})`);
   if (list.length === 0) ctx.out('  none');
   for (const t of list) {
-    ctx.out(`  ${t.token.feature.padEnd(18)} ${String(t.token.count).padStart(3)}  until ${new Date(t.token.expiresAt).toISOString()}  ${t.valid ? 'valid' : `NOT USABLE: ${t.problem?.message}`}${t.stored.autoRenew ? '  auto-renew' : ''}  [${t.borrowId}]`);
+    ctx.out(`  ${t.token.feature.padEnd(18)} ${String(t.token.count).padStart(3)}  until ${new Date(t.token.expiresAt).toISOString()}  ${t.valid ? 'valid' : `NOT USABLE: ${cell(t.problem?.message ?? '')}`}${t.stored.autoRenew ? '  auto-renew' : ''}  [${t.borrowId}]`);
   }
   return 0;
 }
@@ -317,7 +318,7 @@ export async function borrowsCommand(ctx: CmdContext, a: ParsedArgs): Promise<nu
     else {
       ctx.out(`${'FEATURE'.padEnd(18)} ${'N'.padStart(3)} ${'USER'.padEnd(12)} ${'HOST'.padEnd(16)} ${'SINCE'.padEnd(20)} ${'UNTIL'.padEnd(20)} STATE   ID`);
       for (const x of r.borrows) {
-        ctx.out(`${x.feature.padEnd(18)} ${String(x.count).padStart(3)} ${x.user.padEnd(12)} ${x.hostName.padEnd(16)} ${x.since.slice(0, 19).padEnd(20)} ${x.until.slice(0, 19).padEnd(20)} ${x.state.padEnd(7)} ${x.id}${x.via === 'file' ? ' (by file)' : ''}`);
+        ctx.out(`${cell(x.feature).padEnd(18)} ${String(x.count).padStart(3)} ${cell(x.user).padEnd(12)} ${cell(x.hostName).padEnd(16)} ${x.since.slice(0, 19).padEnd(20)} ${x.until.slice(0, 19).padEnd(20)} ${x.state.padEnd(7)} ${cell(x.id)}${x.via === 'file' ? ' (by file)' : ''}`);
       }
       if (r.borrows.length === 0) ctx.out('(no borrows)');
     }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { isLicdError, LicdError } from '../core/errors.ts';
 import type { EntitlementBody, LicenseType } from '../core/entitlement.ts';
 import type { FeatureStatus, StatusResult } from '../core/protocol.ts';
+import { escapeText } from '../core/validate.ts';
 import { nodeEd25519, systemRandom } from '../crypto/ed25519.ts';
 import { LicdClient, type Lease } from '../sdk/client.ts';
 import { resolveConnection, resolveVendorKey } from '../sdk/client-config.ts';
@@ -85,7 +86,10 @@ const CONN_FLAGS = ['broker', 'config', 'user', 'password-file', 'timeout', 'ven
 async function connect(a: ParsedArgs, admin = false, o: { maintain?: boolean; timeoutMs?: number } = {}): Promise<LicdClient> {
   const conn = resolveConnection({ broker: flag(a, 'broker'), configFile: flag(a, 'config'), user: flag(a, 'user'), passwordFile: flag(a, 'password-file'), fingerprint: flag(a, 'fingerprint'), ca: flag(a, 'ca'), admin });
   const timeoutMs = o.timeoutMs ?? intFlag(a, 'timeout', 100, 600_000) ?? 10_000;
-  const c = await LicdClient.connect({ url: conn.url, ...(conn.username ? { username: conn.username } : {}), ...(conn.password ? { password: conn.password } : {}), ...(conn.tls ? { tls: conn.tls } : {}), timeoutMs });
+  // A render node that logs in speaks on its login's topics, so that licd knows its user
+  // (identity.requireLogin); admin commands go on the admin topic either way.
+  const login = !admin && conn.username !== undefined;
+  const c = await LicdClient.connect({ url: conn.url, ...(conn.username ? { username: conn.username } : {}), ...(conn.password ? { password: conn.password } : {}), ...(conn.tls ? { tls: conn.tls } : {}), ...(login ? { login: true } : {}), timeoutMs });
   if (o.maintain !== false && !admin) await maintainBorrows(a, c);
   return c;
 }
@@ -112,13 +116,19 @@ function cmdContext(a: ParsedArgs): CmdContext {
   return { connect: (admin = false) => connect(a, admin, { maintain: false }), vendorKey: () => vendorKey(a), out, err };
 }
 
+// Everything licctl prints passes through here: a string from the server (or an old database)
+// cannot move the cursor, recolour or clear the terminal. Table cells are escaped whole (cell()),
+// so a newline inside a user name does not pass for a line of its own either.
 function out(s: string): void {
-  process.stdout.write(s + '\n');
+  process.stdout.write(escapeText(s, { keepNewlines: true }) + '\n');
 }
 
 function err(s: string): void {
-  process.stderr.write(s + '\n');
+  process.stderr.write(escapeText(s, { keepNewlines: true }) + '\n');
 }
+
+/** A value from the network shown in a table or a line. */
+const cell = (s: string): string => escapeText(s);
 
 function time(isoStr: string): string {
   const d = new Date(isoStr);
@@ -130,31 +140,31 @@ function time(isoStr: string): string {
 export function formatStatus(s: StatusResult, only?: string): string {
   const lines: string[] = [];
   const srv = s.server;
-  const dongle = srv.dongle.present ? `dongle ${srv.dongle.serial ?? '?'} present${srv.dongle.emulated ? ' (emulated)' : ''}` : `DONGLE ABSENT (${srv.dongle.reason ?? 'not answering'})`;
-  lines.push(`licd ${srv.version}: ${srv.state}, ${dongle}${srv.development ? ', DEVELOPMENT MATERIAL' : ''}`);
-  if (srv.entitlement) lines.push(`license ${srv.entitlement.id} for ${srv.entitlement.customer}`);
-  if (srv.tls) lines.push(`TLS${srv.tls.port ? ` port ${srv.tls.port}` : ''}: certificate ${srv.tls.fingerprint} (pin it: --fingerprint ${srv.tls.fingerprint})`);
-  for (const w of srv.warnings) lines.push(`warning: ${w}`);
-  for (const q of s.quarantine) lines.push(`quarantine: ${q.feature} ${q.seats} seats held until ${q.until}`);
-  for (const b of s.blocks ?? []) lines.push(`blocked: ${b.user}@${b.host} from ${b.feature} until ${b.until} (licctl lease unblock ${b.feature} ${b.user}@${b.host})`);
-  if (s.quarantineBinding) lines.push(`quarantine release: the vendor needs dongle serial ${s.quarantineBinding.dongleSerial} and counter ${s.quarantineBinding.counter} (licctl vendor release-quarantine --serial ${s.quarantineBinding.dongleSerial} --counter ${s.quarantineBinding.counter})`);
+  const dongle = srv.dongle.present ? `dongle ${cell(srv.dongle.serial ?? '?')} present${srv.dongle.emulated ? ' (emulated)' : ''}` : `DONGLE ABSENT (${cell(srv.dongle.reason ?? 'not answering')})`;
+  lines.push(`licd ${cell(srv.version)}: ${srv.state}, ${dongle}${srv.development ? ', DEVELOPMENT MATERIAL' : ''}`);
+  if (srv.entitlement) lines.push(`license ${cell(srv.entitlement.id)} for ${cell(srv.entitlement.customer)}`);
+  for (const w of srv.warnings) lines.push(`warning: ${cell(w)}`);
+  for (const q of s.quarantine) lines.push(`quarantine: ${cell(q.feature)} ${q.seats} seats held until ${q.until}`);
+  if (srv.tls) lines.push(`TLS${srv.tls.port ? ` port ${srv.tls.port}` : ''}: certificate ${cell(srv.tls.fingerprint)} (pin it: --fingerprint ${cell(srv.tls.fingerprint)})`);
+  for (const b of s.blocks ?? []) lines.push(`blocked: ${cell(b.user)}@${cell(b.host)} from ${cell(b.feature)} until ${b.until} (licctl lease unblock ${cell(b.feature)} ${cell(b.user)}@${cell(b.host)})`);
+  if (s.quarantineBinding) lines.push(`quarantine release: the vendor needs dongle serial ${cell(s.quarantineBinding.dongleSerial)} and counter ${cell(String(s.quarantineBinding.counter))} (licctl vendor release-quarantine --serial ${cell(s.quarantineBinding.dongleSerial)} --counter ${cell(String(s.quarantineBinding.counter))})`);
   lines.push('');
   lines.push(`${'FEATURE'.padEnd(18)} ${'VERSION'.padEnd(8)} ${'TYPE'.padEnd(11)} ${'TOTAL'.padStart(5)} ${'LEASED'.padStart(6)} ${'BORROWED'.padStart(8)} ${'FREE'.padStart(5)}  EXPIRES`);
   const features: FeatureStatus[] = only ? s.features.filter((f) => f.feature === only) : s.features;
   for (const f of features) {
     lines.push(
-      `${f.feature.padEnd(18)} ${f.version.padEnd(8)} ${f.type.padEnd(11)} ${String(f.total).padStart(5)} ${String(f.leased).padStart(6)} ${String(f.borrowed).padStart(8)} ${String(f.free).padStart(5)}  ${f.expires ? f.expires.slice(0, 10) : 'permanent'}`,
+      `${cell(f.feature).padEnd(18)} ${cell(f.version).padEnd(8)} ${cell(f.type).padEnd(11)} ${String(f.total).padStart(5)} ${String(f.leased).padStart(6)} ${String(f.borrowed).padStart(8)} ${String(f.free).padStart(5)}  ${f.expires ? f.expires.slice(0, 10) : 'permanent'}`,
     );
     for (const l of f.leases) {
-      lines.push(`    leased   ${l.count > 1 ? `${l.count}x ` : ''}${l.user}@${l.host} pid ${l.pid}  since ${time(l.since)}  until ${time(l.until)}${l.state === 'disconnected' ? '  (client gone, ending)' : ''}  [${l.id}]`);
+      lines.push(`    leased   ${l.count > 1 ? `${l.count}x ` : ''}${cell(l.user)}@${cell(l.host)} pid ${l.pid}  since ${time(l.since)}  until ${time(l.until)}${l.state === 'disconnected' ? '  (client gone, ending)' : ''}  [${cell(l.id)}]`);
     }
     if (f.more && f.more.leases > 0) lines.push(`    ... and ${f.more.leases} more leases (licctl status FEATURE --limit N)`);
     for (const b of f.borrows) {
-      lines.push(`    borrowed ${b.count > 1 ? `${b.count}x ` : ''}${b.user}@${b.hostName} (host ${b.hostId.slice(0, 12)})  since ${time(b.since)}  until ${time(b.until)}${b.state === 'lost' ? '  LOST (reserved until expiry)' : ''}${b.autoRenew ? '  auto-renew' : ''}  [${b.id}]`);
+      lines.push(`    borrowed ${b.count > 1 ? `${b.count}x ` : ''}${cell(b.user)}@${cell(b.hostName)} (host ${cell(b.hostId.slice(0, 12))})  since ${time(b.since)}  until ${time(b.until)}${b.state === 'lost' ? '  LOST (reserved until expiry)' : ''}${b.autoRenew ? '  auto-renew' : ''}  [${cell(b.id)}]`);
     }
   }
-  for (const f of features) if (f.more && f.more.borrows > 0) lines.push(`(${f.feature}: ${f.more.borrows} more borrows not listed)`);
-  if (only && features.length === 0) lines.push(`(no feature ${only}; features: ${s.features.map((f) => f.feature).join(', ')})`);
+  for (const f of features) if (f.more && f.more.borrows > 0) lines.push(`(${cell(f.feature)}: ${f.more.borrows} more borrows not listed)`);
+  if (only && features.length === 0) lines.push(`(no feature ${cell(only)}; features: ${s.features.map((f) => cell(f.feature)).join(', ')})`);
   return lines.join('\n');
 }
 
@@ -229,7 +239,7 @@ async function holdUntilSignal(client: LicdClient, lease: Lease, record: boolean
 
 function leaseLine(lease: Lease): string {
   const v = lease.view;
-  return `${lease.status === 'granted' ? 'granted' : 'extended'} ${v.count > 1 ? `${v.count} seats of ` : ''}${v.feature} to ${v.user}@${v.host} (lease ${v.id}, until ${v.until}, renewed by heartbeats)`;
+  return `${lease.status === 'granted' ? 'granted' : 'extended'} ${v.count > 1 ? `${v.count} seats of ` : ''}${cell(v.feature)} to ${cell(v.user)}@${cell(v.host)} (lease ${cell(v.id)}, until ${v.until}, renewed by heartbeats)`;
 }
 
 function parseFeatureSpec(spec: string): EntitlementBody['features'][number] {
@@ -503,7 +513,7 @@ export async function licctl(argv: string[]): Promise<number> {
       const c = await connect(a, true);
       try {
         const r = await c.request<RevokeResult>('lease.revoke', { lease: a.positional[2], ...(block ? { block } : {}) }, { admin: true });
-        out(`revoked lease ${a.positional[2]} of ${r.revoked.feature} held by ${r.revoked.user}@${r.revoked.host} (the holder is told)${r.blockedUntil ? `; ${r.revoked.user}@${r.revoked.host} is blocked from ${r.revoked.feature} until ${r.blockedUntil}` : ''}`);
+        out(`revoked lease ${cell(a.positional[2])} of ${cell(r.revoked.feature)} held by ${cell(r.revoked.user)}@${cell(r.revoked.host)} (the holder is told)${r.blockedUntil ? `; ${cell(r.revoked.user)}@${cell(r.revoked.host)} is blocked from ${cell(r.revoked.feature)} until ${r.blockedUntil}` : ''}`);
       } finally {
         await c.close();
       }

@@ -13,7 +13,7 @@ import type { SeatTable } from './seats.ts';
 import { borrowView, iso, type LicenseService, type RequestContext } from './service.ts';
 import type { SignedEnvelope } from './signed.ts';
 import { openBorrowRequest, openReturn, type BorrowRequest, type BorrowToken, type TokenBundle } from './tokens.ts';
-import { FEATURE_HELP, FEATURE_PATTERN, Fields, NAME_HELP, NAME_PATTERN } from './validate.ts';
+import { FEATURE_HELP, FEATURE_PATTERN, Fields, NAME_HELP, NAME_PATTERN, unsafeChar } from './validate.ts';
 
 export interface LimitRule {
   maxSeats?: number;
@@ -95,7 +95,7 @@ export function parseLimits(json: unknown, where = 'limits'): BorrowLimits {
   const groups = map('groups', (x) => ({
     ...rule(x),
     members: x.array('members', { max: 10_000 }).map((m, i) => {
-      if (typeof m !== 'string' || m.length === 0 || m.length > 64) x.fail(`members[${i}]`, 'must be a user name');
+      if (typeof m !== 'string' || m.length === 0 || m.length > 64 || unsafeChar(m) !== null) x.fail(`members[${i}]`, 'must be a user name (plain text, at most 64 characters)');
       return m as string;
     }),
   }));
@@ -103,6 +103,19 @@ export function parseLimits(json: unknown, where = 'limits'): BorrowLimits {
   if (users) limits.users = users;
   if (groups) limits.groups = groups;
   return limits;
+}
+
+/**
+ * With identity.requireLogin the signed request's user must be the MQTT login (the token carries
+ * the user, so it cannot be replaced as a checkout's user is): per-user limits then hold.
+ */
+function requireIdentity(ctx: RequestContext, user: string): void {
+  if (ctx.identity !== null && user !== ctx.identity) {
+    throw new LicdError('FORBIDDEN', `this license server takes the user from the MQTT login: the request says user ${JSON.stringify(user)}, the login is ${JSON.stringify(ctx.identity)}; borrow as ${ctx.identity} (LICD_USER=${ctx.identity})`, {
+      field: 'request.user',
+      login: ctx.identity,
+    });
+  }
 }
 
 export class Borrowing {
@@ -230,6 +243,7 @@ export class Borrowing {
   private async borrow(ctx: RequestContext, raw: unknown, via: 'online' | 'file'): Promise<BorrowResult> {
     const req = this.open(raw);
     if (req.renew) throw new LicdError('BAD_REQUEST', 'this request renews borrows: send it as borrow.renew', { field: 'renew' });
+    requireIdentity(ctx, req.user);
     const now = ctx.now;
     this.fresh(req, now, via);
     // A repeated request (a lost answer, a re-imported file) gets the same tokens, not more seats;
@@ -290,6 +304,7 @@ export class Borrowing {
   private async renew(ctx: RequestContext, raw: unknown): Promise<BorrowResult> {
     const req = this.open(raw);
     if (!req.renew || req.renew.length === 0) throw new LicdError('BAD_REQUEST', 'renew must list the borrow ids to renew', { field: 'renew' });
+    requireIdentity(ctx, req.user);
     const now = ctx.now;
     this.fresh(req, now, 'online');
     this.d.service.requireDongle();

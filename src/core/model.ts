@@ -14,6 +14,13 @@ export interface Lease {
   ttlMs: number;
   /** Set when the client's connection died (its last will); the lease then ends after the grace. */
   disconnectedAt: number | null;
+  /**
+   * Hash of the holder secret the client sent with its checkout: heartbeats, check-ins and last
+   * wills act on the lease only with the same secret, so taking over the MQTT client id gains
+   * nothing. Absent on leases stored before holder secrets: the first request of the same client
+   * id that carries a secret binds them (docs/protocol.md).
+   */
+  holder?: string;
 }
 
 export interface Borrow {

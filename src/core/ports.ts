@@ -20,6 +20,13 @@ export interface Ed25519 {
   verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean;
 }
 
+/**
+ * One-way hash of a lease holder's secret (docs/protocol.md, "Holder secret"): leases store only
+ * this, so neither the database nor a status reveals what a client must send to change a lease.
+ * The daemon uses SHA-256; tests may inject anything one-way enough for them.
+ */
+export type HolderHash = (secret: string) => string;
+
 export const systemClock: Clock = { now: () => Date.now() };
 
 import type { Borrow, Lease, Mutation } from './model.ts';

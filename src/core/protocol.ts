@@ -27,11 +27,26 @@ export const topics = {
   /** Admin requests; the broker lets only admin identities publish here. */
   adminRequest: (clientId: string) => `${TOPIC_PREFIX}/admin/${clientId}/req`,
   adminRequestWildcard: `${TOPIC_PREFIX}/admin/+/req`,
+  /**
+   * The same three topics for a client logged in to the broker: the login name stands in the
+   * topic, and the broker lets only that login (as that client id) use them, so licd knows who
+   * sent a request. Required when the server has identity.requireLogin.
+   */
+  loginRequest: (login: string, clientId: string) => `${TOPIC_PREFIX}/login/${login}/${clientId}/req`,
+  loginResponse: (login: string, clientId: string) => `${TOPIC_PREFIX}/login/${login}/${clientId}/res`,
+  loginWill: (login: string, clientId: string) => `${TOPIC_PREFIX}/login/${login}/${clientId}/will`,
+  loginRequestWildcard: `${TOPIC_PREFIX}/login/+/+/req`,
+  loginWillWildcard: `${TOPIC_PREFIX}/login/+/+/will`,
 } as const;
 
-/** Parses a topic the daemon subscribes to into its kind and client id. */
-export function parseTopic(topic: string): { kind: 'request' | 'admin' | 'will'; clientId: string } | null {
+/** Parses a topic the daemon subscribes to into its kind, client id and (login topics) login. */
+export function parseTopic(topic: string): { kind: 'request' | 'admin' | 'will'; clientId: string; login?: string } | null {
   const parts = topic.split('/');
+  if (parts.length === 6 && parts[0] === 'licd' && parts[1] === 'v1' && parts[2] === 'login') {
+    if (parts[5] === 'req') return { kind: 'request', clientId: parts[4]!, login: parts[3]! };
+    if (parts[5] === 'will') return { kind: 'will', clientId: parts[4]!, login: parts[3]! };
+    return null;
+  }
   if (parts.length !== 5 || parts[0] !== 'licd' || parts[1] !== 'v1') return null;
   const clientId = parts[3]!;
   if (parts[2] === 'client' && parts[4] === 'req') return { kind: 'request', clientId };

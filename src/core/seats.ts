@@ -17,6 +17,8 @@ interface FeatureState {
 
 export interface CheckoutRequest {
   clientId: string;
+  /** Hash of the holder secret (see Lease.holder). */
+  holder: string;
   pid: number;
   user: string;
   host: string;
@@ -65,7 +67,10 @@ export class SeatTable {
   private readonly features = new Map<string, FeatureState>();
   private readonly leases = new Map<string, Lease>();
   private readonly borrows = new Map<string, Borrow>();
-  /** `${clientId}\0${pid}\0${feature}` -> lease id: a repeated checkout extends instead of taking another seat. */
+  /**
+   * `${clientId}\0${pid}\0${feature}\0${holder}` -> lease id: a repeated checkout by the same
+   * holder extends instead of taking another seat (legacy leases without a holder: holder '').
+   */
   private readonly byOwner = new Map<string, string>();
   private readonly byClient = new Map<string, Set<string>>();
   /** `${clientKey}\0${requestId}` -> borrow ids: a repeated borrow request is found without a scan. */
@@ -190,18 +195,20 @@ export class SeatTable {
         { feature: req.feature, user: req.user, host: req.host, until: new Date(block.until).toISOString() },
       );
     }
-    const ownerKey = `${req.clientId}\0${req.pid}\0${req.feature}`;
-    const existingId = this.byOwner.get(ownerKey);
+    // The holder's own lease, or a legacy one (stored before holder secrets) of the same client
+    // id, pid and feature, which this checkout then binds to its holder.
+    const existingId = this.byOwner.get(ownerKey(req.clientId, req.pid, req.feature, req.holder)) ?? this.byOwner.get(ownerKey(req.clientId, req.pid, req.feature, undefined));
     const existing = existingId === undefined ? undefined : this.leases.get(existingId);
     const extra = req.count - (existing?.count ?? 0);
     if (extra > 0 && extra > this.free(req.feature, now)) throw this.noSeats(req.feature, extra, now);
     const lease: Lease = existing
-      ? { ...existing, count: req.count, user: req.user, host: req.host, expiresAt: now + req.ttlMs, ttlMs: req.ttlMs, disconnectedAt: null }
+      ? { ...existing, count: req.count, user: req.user, host: req.host, expiresAt: now + req.ttlMs, ttlMs: req.ttlMs, disconnectedAt: null, holder: req.holder }
       : {
           id: this.newId(),
           feature: req.feature,
           count: req.count,
           clientId: req.clientId,
+          holder: req.holder,
           pid: req.pid,
           user: req.user,
           host: req.host,
@@ -221,40 +228,39 @@ export class SeatTable {
     return this.leases.get(id);
   }
 
-  /** Renews the client's leases (all, or the ids given). Unknown ids are reported, not fatal. */
-  heartbeat(clientId: string, ids: readonly string[] | undefined, now: number): Change<{ renewed: Lease[]; unknown: string[] }> {
+  /**
+   * The leases of this client id that this holder may change: its own, and legacy ones without a
+   * holder (bound to it by the change). Another holder's lease is not told apart from no lease.
+   */
+  private heldBy(clientId: string, holder: string, ids: readonly string[] | undefined): { mine: Lease[]; unknown: string[] } {
+    const owns = (l: Lease) => l.clientId === clientId && (l.holder === undefined || l.holder === holder);
+    if (ids === undefined) return { mine: this.leasesOf(clientId).filter(owns), unknown: [] };
+    const mine: Lease[] = [];
     const unknown: string[] = [];
-    const mine = ids === undefined ? this.leasesOf(clientId) : [];
-    if (ids !== undefined) {
-      for (const id of ids) {
-        const l = this.leases.get(id);
-        if (l && l.clientId === clientId) mine.push(l);
-        else unknown.push(id);
-      }
+    for (const id of ids) {
+      const l = this.leases.get(id);
+      if (l && owns(l)) mine.push(l);
+      else unknown.push(id);
     }
-    const renewed = mine.map((l) => ({ ...l, expiresAt: now + l.ttlMs, disconnectedAt: null }));
+    return { mine, unknown };
+  }
+
+  /** Renews the holder's leases (all, or the ids given). Unknown ids are reported, not fatal. */
+  heartbeat(clientId: string, holder: string, ids: readonly string[] | undefined, now: number): Change<{ renewed: Lease[]; unknown: string[] }> {
+    const { mine, unknown } = this.heldBy(clientId, holder, ids);
+    const renewed = mine.map((l) => ({ ...l, expiresAt: now + l.ttlMs, disconnectedAt: null, holder }));
     return this.change(
       { renewed, unknown },
       renewed.map((lease) => ({ kind: 'lease.put', lease }) as const),
     );
   }
 
-  /** Checks in the client's own leases: by id, by feature, by process, or all. */
-  checkin(clientId: string, sel: { ids?: readonly string[] | undefined; feature?: string | undefined; pid?: number | undefined }): Change<{ released: Lease[]; unknown: string[] }> {
-    const unknown: string[] = [];
-    let mine: Lease[];
-    if (sel.ids !== undefined) {
-      mine = [];
-      for (const id of sel.ids) {
-        const l = this.leases.get(id);
-        if (l && l.clientId === clientId) mine.push(l);
-        else unknown.push(id);
-      }
-    } else {
-      mine = this.leasesOf(clientId).filter(
-        (l) => (sel.feature === undefined || l.feature === sel.feature) && (sel.pid === undefined || l.pid === sel.pid),
-      );
-    }
+  /** Checks in the holder's own leases: by id, by feature, by process, or all. */
+  checkin(clientId: string, holder: string, sel: { ids?: readonly string[] | undefined; feature?: string | undefined; pid?: number | undefined }): Change<{ released: Lease[]; unknown: string[] }> {
+    const held = this.heldBy(clientId, holder, sel.ids);
+    const unknown = held.unknown;
+    const mine =
+      sel.ids !== undefined ? held.mine : held.mine.filter((l) => (sel.feature === undefined || l.feature === sel.feature) && (sel.pid === undefined || l.pid === sel.pid));
     return this.change(
       { released: mine, unknown },
       mine.map((l) => ({ kind: 'lease.del', id: l.id }) as const),
@@ -341,10 +347,14 @@ export class SeatTable {
     }
   }
 
-  /** The client's MQTT connection died (its last will): its leases end after the grace unless it comes back. */
-  clientGone(clientId: string, now: number, graceMs: number): Change<Lease[]> {
+  /**
+   * The client's MQTT connection died (its last will): the leases of the holder named in the will
+   * (and legacy ones without a holder) end after the grace unless it comes back. A will without
+   * the holder's secret, as whoever took the client id over would send, touches no bound lease.
+   */
+  clientGone(clientId: string, holder: string | undefined, now: number, graceMs: number): Change<Lease[]> {
     const changed = this.leasesOf(clientId)
-      .filter((l) => l.disconnectedAt === null)
+      .filter((l) => l.disconnectedAt === null && (l.holder === undefined || l.holder === holder))
       .map((l) => ({ ...l, disconnectedAt: now, expiresAt: Math.min(l.expiresAt, now + graceMs) }));
     return this.change(
       changed,
@@ -582,7 +592,7 @@ export class SeatTable {
     this.leases.set(l.id, l);
     f.leases.set(l.id, l);
     f.leased += l.count;
-    this.byOwner.set(`${l.clientId}\0${l.pid}\0${l.feature}`, l.id);
+    this.byOwner.set(ownerKey(l.clientId, l.pid, l.feature, l.holder), l.id);
     let set = this.byClient.get(l.clientId);
     if (!set) this.byClient.set(l.clientId, (set = new Set()));
     set.add(l.id);
@@ -594,8 +604,8 @@ export class SeatTable {
     this.leases.delete(l.id);
     f.leases.delete(l.id);
     f.leased -= l.count;
-    const ownerKey = `${l.clientId}\0${l.pid}\0${l.feature}`;
-    if (this.byOwner.get(ownerKey) === l.id) this.byOwner.delete(ownerKey);
+    const key = ownerKey(l.clientId, l.pid, l.feature, l.holder);
+    if (this.byOwner.get(key) === l.id) this.byOwner.delete(key);
     const set = this.byClient.get(l.clientId);
     if (set) {
       set.delete(l.id);
@@ -708,4 +718,8 @@ export function shiftBorrow(b: Borrow, deltaMs: number): Borrow {
     expiresAt: Math.max(b.expiresAt + deltaMs, stated),
     tokenExpires: { token: b.tokenId, at: stated },
   };
+}
+
+function ownerKey(clientId: string, pid: number, feature: string, holder: string | undefined): string {
+  return `${clientId}\0${pid}\0${feature}\0${holder ?? ''}`;
 }

@@ -1,7 +1,7 @@
 import { LicdError, isLicdError, type ErrorCode } from './errors.ts';
 import type { Entitlement } from './entitlement.ts';
 import type { Borrow, Change, Lease } from './model.ts';
-import type { Clock, StateStore } from './ports.ts';
+import type { Clock, HolderHash, StateStore } from './ports.ts';
 import {
   ADMIN_OPS,
   CLIENT_OPS,
@@ -22,7 +22,7 @@ import {
 import type { SignedEnvelope } from './signed.ts';
 import { CounterStepError, describeMs, type ClockGuard, type CounterGate } from './integrity.ts';
 import { SeatTable } from './seats.ts';
-import { CLIENT_ID_HELP, CLIENT_ID_PATTERN, Fields, FEATURE_HELP, FEATURE_PATTERN, VERSION_PATTERN } from './validate.ts';
+import { CLIENT_ID_HELP, CLIENT_ID_PATTERN, Fields, FEATURE_HELP, FEATURE_PATTERN, HOLDER_HELP, HOLDER_PATTERN, unsafeChar, VERSION_PATTERN } from './validate.ts';
 
 export interface Log {
   debug(msg: string, fields?: Record<string, unknown>): void;
@@ -69,6 +69,11 @@ export interface RequestContext {
   clientId: string;
   admin: boolean;
   now: number;
+  /**
+   * The user name the broker vouches for (the MQTT login of a login topic) when the server takes
+   * users from logins (identity.requireLogin); null otherwise, and the user is what the client says.
+   */
+  identity: string | null;
 }
 
 export interface ServiceDeps {
@@ -92,6 +97,13 @@ export interface ServiceDeps {
   tls?: ServerState['tls'];
   /** Publishes a notice (an answer with id null) on a client's answer topic; optional. */
   notify?: (clientId: string, notice: LeaseLostNotice) => void;
+  /** Hashes holder secrets: leases keep only the hash (docs/protocol.md, "Holder secret"). */
+  holderHash: HolderHash;
+  /**
+   * identity.requireLogin: client requests (other than status) must come on login topics, and the
+   * user of leases and borrows is the login, not what the request says.
+   */
+  requireLogin?: boolean;
 }
 
 /**
@@ -212,7 +224,7 @@ export class LicenseService {
   // ---- requests -----------------------------------------------------------------------------
 
   /** Handles one raw request payload; always returns an answer, never throws. */
-  async handle(clientId: string, admin: boolean, payload: Uint8Array): Promise<Answer> {
+  async handle(clientId: string, admin: boolean, payload: Uint8Array, login?: string): Promise<Answer> {
     let id: string | null = null;
     let op: string | null = null;
     try {
@@ -223,9 +235,6 @@ export class LicenseService {
         id = /"id"\s*:\s*"([^"\\]{1,64})"/.exec(head)?.[1] ?? null;
         op = /"op"\s*:\s*"([^"\\]{1,64})"/.exec(head)?.[1] ?? null;
         throw new LicdError('PAYLOAD_TOO_LARGE', `request of ${payload.length} bytes is over the limit of ${max} bytes`, { size: payload.length, limit: max });
-      }
-      if (!CLIENT_ID_PATTERN.test(clientId)) {
-        throw new LicdError('BAD_CLIENT_ID', `client id ${JSON.stringify(clientId)} is not usable: it must be ${CLIENT_ID_HELP}`);
       }
       let json: unknown;
       try {
@@ -239,6 +248,10 @@ export class LicenseService {
         const rawOp = (json as Record<string, unknown>).op;
         if (typeof rawOp === 'string' && rawOp.length <= 64) op = rawOp;
       }
+      // After the id is read, so that the client can match this answer to its request.
+      if (!CLIENT_ID_PATTERN.test(clientId)) {
+        throw new LicdError('BAD_CLIENT_ID', `client id ${JSON.stringify(clientId)} is not usable: it must be ${CLIENT_ID_HELP}`);
+      }
       const f = Fields.of(json, '', 'BAD_REQUEST');
       f.string('id', { max: 64 });
       this.noteConn(clientId, f.optInt('conn', { min: 0, max: 2 ** 31 }));
@@ -251,8 +264,19 @@ export class LicenseService {
       if (h.admin && !admin) {
         throw new LicdError('FORBIDDEN', `${opName} is an admin operation: send it on ${'licd/v1/admin/<client id>/req'} with an admin identity`, { op: opName });
       }
+      if (login !== undefined && !CLIENT_ID_PATTERN.test(login)) {
+        throw new LicdError('FORBIDDEN', `login ${JSON.stringify(login)} is not usable: it must be ${CLIENT_ID_HELP}; give the render node another MQTT user name`);
+      }
+      const identity = this.deps.requireLogin && !admin ? (login ?? null) : null;
+      if (this.deps.requireLogin && !admin && identity === null && opName !== 'status') {
+        throw new LicdError(
+          'FORBIDDEN',
+          `this license server takes the user from the MQTT login (identity.requireLogin): connect with the render node's user name and password (licctl --user/--password-file, SDK username/password with login: true), not anonymously`,
+          { op: opName },
+        );
+      }
       if (this.stopping) throw new LicdError('SHUTTING_DOWN', 'the license server is shutting down; retry in a few seconds');
-      const result = await h.run({ clientId, admin, now: this.deps.clock.now() }, f);
+      const result = await h.run({ clientId, admin, now: this.deps.clock.now(), identity }, f);
       return { id, ok: true, op: opName, result };
     } catch (e) {
       if (isLicdError(e)) {
@@ -367,12 +391,15 @@ export class LicenseService {
     const feature = f.string('feature', { max: 64, pattern: FEATURE_PATTERN, patternHelp: FEATURE_HELP });
     const version = f.optString('version', { max: 32, pattern: VERSION_PATTERN, patternHelp: 'a dotted version like 6.0' });
     const count = f.optInt('count', { min: 1, max: 1_000_000 }) ?? 1;
-    const user = f.string('user', { max: 64 });
+    // With identity.requireLogin the login is the user, whatever the request says.
+    const said = f.string('user', { max: 64 });
+    const user = ctx.identity ?? said;
     const host = f.string('host', { max: 128 });
     const pid = f.int('pid', { min: 0, max: 2 ** 31 });
+    const holder = this.holder(f);
     const ttlMs = this.ttlFrom(f);
     this.requireDongle();
-    const change = this.table.checkout({ clientId: ctx.clientId, pid, user, host, feature, version, count, ttlMs }, ctx.now);
+    const change = this.table.checkout({ clientId: ctx.clientId, holder, pid, user, host, feature, version, count, ttlMs }, ctx.now);
     const { status, lease } = await this.commit(change, [feature]);
     this.deps.log.info(status === 'granted' ? 'lease granted' : 'lease extended', { feature, count, user, host, client: ctx.clientId, lease: lease.id });
     const result: CheckoutResult = { status, lease: leaseView(lease), heartbeat: Math.max(1, Math.floor(lease.ttlMs / 3000)) };
@@ -382,6 +409,7 @@ export class LicenseService {
 
   private async heartbeat(ctx: RequestContext, f: Fields): Promise<HeartbeatResult> {
     const ids = optIdList(f, 'leases');
+    const holder = this.holder(f);
     if (!this.dongle.present && this.dongleLostAt !== null && ctx.now - this.dongleLostAt > this.deps.policy.dongleGraceSeconds * 1000) {
       throw new LicdError(
         'DONGLE_ABSENT',
@@ -389,7 +417,7 @@ export class LicenseService {
         { dongle: this.dongle, since: iso(this.dongleLostAt) },
       );
     }
-    const change = this.table.heartbeat(ctx.clientId, ids, ctx.now);
+    const change = this.table.heartbeat(ctx.clientId, holder, ids, ctx.now);
     const { renewed, unknown } = await this.commit(change, [], { lazy: true });
     const result: HeartbeatResult = { renewed: renewed.map((l) => ({ id: l.id, until: iso(l.expiresAt) })), unknown };
     for (const id of unknown) {
@@ -403,7 +431,7 @@ export class LicenseService {
     const ids = optIdList(f, 'leases');
     const feature = f.optString('feature', { max: 64, pattern: FEATURE_PATTERN, patternHelp: FEATURE_HELP });
     const pid = f.optInt('pid', { min: 0, max: 2 ** 31 });
-    const change = this.table.checkin(ctx.clientId, { ids, feature, pid });
+    const change = this.table.checkin(ctx.clientId, this.holder(f), { ids, feature, pid });
     const { released, unknown } = await this.commit(change, change.result.released.map((l) => l.feature));
     for (const l of released) this.deps.log.info('lease checked in', { feature: l.feature, user: l.user, host: l.host, lease: l.id });
     return { released: released.map((l) => l.id), unknown };
@@ -440,12 +468,28 @@ export class LicenseService {
   }
 
   /**
-   * The client's connection died: its leases end after the grace unless it comes back. `conn` is
-   * the connection number the SDK put in its will; a will of a connection older than one the
-   * client has since sent requests on is stale (the broker published it late) and marks nothing.
+   * The hash of the request's holder secret. The secret itself is never echoed, logged or stored:
+   * a refusal names the field and the rule, not the value.
    */
-  async clientGone(clientId: string, conn?: number): Promise<void> {
+  private holder(f: Fields): string {
+    const v = f.raw('holder');
+    if (typeof v !== 'string' || !HOLDER_PATTERN.test(v)) {
+      f.fail('holder', `must be the client's holder secret: ${HOLDER_HELP} (${v === undefined ? 'missing' : 'not one'}); update the client SDK, which sends it with every checkout, heartbeat and check-in`);
+    }
+    return this.deps.holderHash(v);
+  }
+
+  /**
+   * The client's connection died: the leases of the holder named in the will payload end after
+   * the grace unless it comes back. A will without the right secret (a client id taken over, an
+   * old SDK) reaches only legacy leases without a holder. `conn` in the will is the connection
+   * number the SDK put there; a will of a connection older than one the client has since sent
+   * requests on is stale (the broker published it late) and marks nothing.
+   */
+  async clientGone(clientId: string, willPayload?: Uint8Array): Promise<void> {
     if (!CLIENT_ID_PATTERN.test(clientId)) return;
+    const will = this.parseWill(willPayload);
+    const conn = will.conn;
     const newest = this.connEpochs.get(clientId);
     if (conn !== undefined && newest !== undefined && conn < newest) {
       this.deps.log.info('stale last will ignored: the client has reconnected since', { client: clientId, will: conn, current: newest });
@@ -456,7 +500,7 @@ export class LicenseService {
     // late by the stopping broker) does not cut the window short: the client may still be
     // reconnecting with backoff.
     const graceMs = Math.max(this.deps.policy.disconnectGraceSeconds * 1000, this.reconnectWindowUntil - now);
-    const change = this.table.clientGone(clientId, now, graceMs);
+    const change = this.table.clientGone(clientId, will.holder, now, graceMs);
     if (change.result.length === 0) return;
     try {
       await this.commit(change, []);
@@ -509,6 +553,22 @@ export class LicenseService {
       this.deps.log.warn('could not record the fresh window for leases after the broker came back', { error: String(e) });
     }
     this.brokerDown = false;
+  }
+
+  /** The holder (hashed) and connection number an SDK's last will names; neither when it is not one. */
+  private parseWill(payload: Uint8Array | undefined): { holder: string | undefined; conn: number | undefined } {
+    if (!payload || payload.length > 1024) return { holder: undefined, conn: undefined };
+    try {
+      const w = JSON.parse(new TextDecoder().decode(payload)) as { holder?: unknown; conn?: unknown } | null;
+      const h = w?.holder;
+      const c = w?.conn;
+      return {
+        holder: typeof h === 'string' && HOLDER_PATTERN.test(h) ? this.deps.holderHash(h) : undefined,
+        conn: typeof c === 'number' && Number.isSafeInteger(c) && c >= 0 ? c : undefined,
+      };
+    } catch {
+      return { holder: undefined, conn: undefined };
+    }
   }
 
   /** Ends what has expired. Called on a short ticker by the daemon. */
@@ -647,7 +707,7 @@ function optIdList(f: Fields, field: string): string[] | undefined {
   const list = f.optArray(field, { max: 1000 });
   if (list === undefined) return undefined;
   return list.map((v, i) => {
-    if (typeof v !== 'string' || v.length === 0 || v.length > 64) f.fail(`${field}[${i}]`, 'must be a lease id string');
+    if (typeof v !== 'string' || v.length === 0 || v.length > 64 || unsafeChar(v) !== null) f.fail(`${field}[${i}]`, 'must be a lease id string (plain text, at most 64 characters)');
     return v;
   });
 }

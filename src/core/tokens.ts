@@ -15,7 +15,7 @@ import { MAX_BORROW_HOURS, type FeatureLicense, type LicenseType } from './entit
 import type { Ed25519 } from './ports.ts';
 import { FORMATS, parseEnvelope, sealEnvelope, verifyEnvelope, type SignedEnvelope } from './signed.ts';
 import { verifyChain, type VerifiedChain } from './trust.ts';
-import { Fields, FEATURE_HELP, FEATURE_PATTERN } from './validate.ts';
+import { Fields, FEATURE_HELP, FEATURE_PATTERN, unsafeChar } from './validate.ts';
 
 export interface BorrowRequestBody {
   /** Random, chosen by the client: a repeated request gets the same answer instead of more seats. */
@@ -107,7 +107,7 @@ export function openBorrowRequest(envelope: unknown, ed: Ed25519): BorrowRequest
     return { feature: x.string('feature', { max: 64, pattern: FEATURE_PATTERN, patternHelp: FEATURE_HELP }), count: x.int('count', { min: 1, max: 10_000 }) };
   });
   const renew = f.optArray('renew', { max: 64 })?.map((v, i) => {
-    if (typeof v !== 'string' || v.length === 0 || v.length > 64) f.fail(`renew[${i}]`, 'must be a borrow id');
+    if (typeof v !== 'string' || v.length === 0 || v.length > 64 || unsafeChar(v) !== null) f.fail(`renew[${i}]`, 'must be a borrow id (plain text, at most 64 characters)');
     return v as string;
   });
   if (items.length === 0 && !renew) f.fail('items', 'must name at least one feature');

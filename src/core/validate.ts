@@ -34,10 +34,18 @@ export class Fields {
     return this.obj[f];
   }
 
+  /**
+   * Every string read here is text that may be shown to people (status, logs, licctl tables), so
+   * it must hold no control characters, bidi controls or unpaired surrogates (see unsafeChar).
+   */
   string(f: string, opt: { max?: number; pattern?: RegExp; patternHelp?: string } = {}): string {
     const v = this.obj[f];
     if (typeof v !== 'string' || v.length === 0) this.fail(f, `must be a non-empty string, got ${describe(v)}`);
     if (v.length > (opt.max ?? 256)) this.fail(f, `must be at most ${opt.max ?? 256} characters`);
+    const bad = unsafeChar(v);
+    if (bad !== null) {
+      this.fail(f, `must be plain text: ${bad.name} (U+${bad.code.toString(16).toUpperCase().padStart(4, '0')}) at position ${bad.index} is not allowed (no control characters, bidi controls or unpaired surrogates)`);
+    }
     if (opt.pattern && !opt.pattern.test(v)) this.fail(f, `must be ${opt.patternHelp ?? `like ${opt.pattern}`}, got ${JSON.stringify(v)}`);
     return v;
   }
@@ -130,6 +138,40 @@ export class Fields {
   }
 }
 
+/**
+ * Characters that must not reach a terminal or a log line: C0 and C1 controls and DEL (cursor
+ * movement, colours, forged lines), the line and paragraph separators, the bidi embeddings,
+ * overrides, isolates and marks (text that reads differently from what it is), and unpaired
+ * surrogates (not text at all).
+ */
+const UNSAFE_CHARS = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]|\p{Cs}/u;
+const UNSAFE_CHARS_GLOBAL = new RegExp(UNSAFE_CHARS.source, 'gu');
+
+/** The first character of `s` that the text rule refuses, or null. */
+export function unsafeChar(s: string): { index: number; code: number; name: string } | null {
+  const m = UNSAFE_CHARS.exec(s);
+  if (!m) return null;
+  const code = m[0].charCodeAt(0);
+  const name =
+    code < 0x20 || code === 0x7f ? 'a control character'
+    : code <= 0x9f ? 'a C1 control character'
+    : code >= 0xd800 && code <= 0xdfff ? 'an unpaired surrogate'
+    : code === 0x2028 || code === 0x2029 ? 'a line separator'
+    : 'a bidi control';
+  return { index: m.index, code, name };
+}
+
+/**
+ * Makes a string inert for a terminal or a text log: every character the text rule refuses is
+ * written as a \uXXXX escape (which JSON reads back as the same character, so JSON text stays
+ * valid). Strings stored before the rule existed are shown this way instead of acting on the
+ * screen. With keepNewlines, \n stays (for whole multi-line outputs whose cells were escaped).
+ */
+export function escapeText(s: string, opt: { keepNewlines?: boolean } = {}): string {
+  if (!UNSAFE_CHARS.test(s)) return s;
+  return s.replace(UNSAFE_CHARS_GLOBAL, (c) => (opt.keepNewlines && c === '\n' ? c : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+}
+
 export function describe(v: unknown): string {
   if (v === undefined) return 'nothing';
   if (v === null) return 'null';
@@ -148,6 +190,12 @@ export const FEATURE_HELP = '1 to 64 letters, digits or . _ - (starting with a l
 /** MQTT client ids usable in topics and in mosquitto's %c ACL patterns. */
 export const CLIENT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export const CLIENT_ID_HELP = '1 to 64 letters, digits or . _ - (starting with a letter or digit)';
+/**
+ * A lease holder's secret (docs/protocol.md): chosen by the client, at least 128 bits in
+ * base64url or hex, sent with checkout, heartbeat and check-in and never in an answer.
+ */
+export const HOLDER_PATTERN = /^[A-Za-z0-9_-]{22,128}$/;
+export const HOLDER_HELP = '22 to 128 letters, digits, _ or - (at least 128 random bits, e.g. 16 random bytes in base64url)';
 export const VERSION_PATTERN = /^\d{1,6}(\.\d{1,6}){0,3}$/;
 
 /** Compares dotted numeric versions: -1, 0 or 1. */

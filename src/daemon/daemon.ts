@@ -42,11 +42,13 @@ import {
 import { reconcileMeta, reconcileRecords } from '../core/reconcile.ts';
 import { sealToken } from '../core/tokens.ts';
 import { nodeEd25519, systemRandom } from '../crypto/ed25519.ts';
+import { sha256HolderHash } from '../crypto/holder.ts';
 import { DongleManager, type DongleLink, type PresenceEvent } from '../dongle/manager.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from '../mqtt/embedded-broker.ts';
 import { ServerLink } from '../mqtt/server-link.ts';
 import { certFingerprint, ensureSelfSignedCert, type TlsTrust } from '../mqtt/tls.ts';
 import { SteadyClock } from './steady-clock.ts';
+import { readPasswordFile } from '../mqtt/passwd.ts';
 import { LevelStore } from '../store/level-store.ts';
 import { demoEntitlementBody, devVendorKey, issueEntitlement, writeFileAtomic } from '../vendor.ts';
 
@@ -321,6 +323,8 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       version: LICD_VERSION,
       maxPayloadBytes: config.limits.maxPayloadBytes,
       signGrant: (lease: Lease) => grant(lease),
+      holderHash: sha256HolderHash,
+      requireLogin: config.identity.requireLogin,
       onDirty: () => link?.scheduleFlush(),
       notify: (clientId, notice) => link?.notify(clientId, notice),
     });
@@ -524,6 +528,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         log,
         plain: config.broker.plain,
         tls: tlsMaterial?.key ? { host: config.broker.tls.host, port: config.broker.tls.port, cert: tlsMaterial.cert, key: tlsMaterial.key } : null,
+        clientLogins: config.identity.usersFile ? readPasswordFile(config.identity.usersFile, 'identity.usersFile') : new Map(),
         users: [
           { username: config.mqtt.username, password: daemonPassword, role: 'daemon' },
           { username: 'admin', password: adminPassword, role: 'admin' },

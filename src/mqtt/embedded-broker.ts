@@ -15,6 +15,11 @@ export interface EmbeddedBrokerOptions {
   users: Array<{ username: string; password: string; role: 'daemon' | 'admin' }>;
   /** Clients without a username act as plain clients (render nodes). */
   allowAnonymous: boolean;
+  /**
+   * Render-node logins (identity.usersFile, a mosquitto password file): plain clients that may
+   * also use their login's topics (licd/v1/login/<name>/<client id>/...), so licd knows the user.
+   */
+  clientLogins?: ReadonlyMap<string, (password: string) => boolean>;
   log: Log;
   /** The plain listener on host:port (default true). */
   plain?: boolean;
@@ -142,6 +147,19 @@ function digest(s: string | Buffer): Buffer {
   return createHash('sha256').update(s).digest();
 }
 
+/** The holder secret in a connection's last will (the SDK's {"gone":true,"holder":...}), if any. */
+function willHolder(client: Client): string | null {
+  const c = client as unknown as { will?: { payload?: unknown } | null; _will?: { payload?: unknown } | null };
+  const payload = (c.will ?? c._will)?.payload;
+  if (!payload || !(payload instanceof Uint8Array) || payload.length > 1024) return null;
+  try {
+    const h = (JSON.parse(Buffer.from(payload).toString('utf8')) as { holder?: unknown } | null)?.holder;
+    return typeof h === 'string' && h.length >= 22 ? h : null;
+  } catch {
+    return null;
+  }
+}
+
 function authError(message: string, returnCode: number): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
 }
@@ -154,6 +172,8 @@ function authError(message: string, returnCode: number): AuthenticateError {
  */
 export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
   const roles = new WeakMap<Client, Role>();
+  /** Who a connection logged in as ('' for anonymous): a takeover by the same login is allowed. */
+  const logins = new WeakMap<Client, string>();
   const users = new Map(opts.users.map((u) => [u.username, { hash: digest(u.password), role: u.role }]));
   const daemonSockets = new WeakSet<Socket>();
   const windows = new Map<string, RequestWindow>();
@@ -167,6 +187,25 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     return w;
   };
 
+  /**
+   * MQTT lets a new connection with a live client id take the old one's place. Here it may only
+   * when it is the same client: logged in as the same user with its password, or (anonymous
+   * clients) carrying the same holder secret in its last will as the live connection (the SDK puts
+   * it there; only licd can read will topics). Anyone else is refused, and the live client keeps
+   * its connection, its answers and its leases.
+   */
+  const takeoverRefused = (client: Client, username: string): boolean => {
+    const live = (aedes as unknown as { clients: Record<string, Client | undefined> }).clients[client.id];
+    if (!live || live === client || live.closed) return false;
+    const liveLogin = logins.get(live);
+    if (username !== '' && liveLogin === username) return false;
+    const mine = willHolder(client);
+    const theirs = willHolder(live);
+    if (username === '' && liveLogin === '' && mine !== null && theirs !== null && timingSafeEqual(digest(mine), digest(theirs))) return false;
+    opts.log.warn('broker: refused a connection that would take over a live client id (not the same client)', { client: client.id });
+    return true;
+  };
+
   const aedes = await Aedes.createBroker({
     // Backstop only: with the buffer below, a write waits for a drain only on the daemon's own
     // connection. aedes' default (60 s) let one stuck socket hold every answer that long.
@@ -176,13 +215,26 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
         opts.log.warn('broker: refused a client id that cannot be used in topics', { client: client.id });
         return done(authError('client id not usable', 2), false);
       }
+      if (takeoverRefused(client, username ?? '')) return done(authError('client id in use by another client', 2), false);
       if (username === undefined || username === '') {
         if (client.id.startsWith(DAEMON_CLIENT_PREFIX)) return done(authError('reserved client id', 2), false);
         if (!opts.allowAnonymous) return done(authError('a username is required', 4), false);
         roles.set(client, 'client');
+        logins.set(client, '');
         return done(null, true);
       }
       const u = users.get(username);
+      const login = u ? undefined : opts.clientLogins?.get(username);
+      if (login) {
+        if (!password || !login(password.toString('utf8'))) {
+          opts.log.warn('broker: bad username or password', { client: client.id, username });
+          return done(authError('bad username or password', 4), false);
+        }
+        if (client.id.startsWith(DAEMON_CLIENT_PREFIX)) return done(authError('reserved client id', 2), false);
+        roles.set(client, 'client');
+        logins.set(client, username);
+        return done(null, true);
+      }
       if (!u || !password || !timingSafeEqual(u.hash, digest(password))) {
         opts.log.warn('broker: bad username or password', { client: client.id, username });
         return done(authError('bad username or password', 4), false);
@@ -195,6 +247,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       }
       roles.set(client, u.role);
       if (u.role === 'daemon') daemonSockets.add(client.conn as unknown as Socket);
+      logins.set(client, username);
       done(null, true);
     },
     authorizePublish(client, packet, done) {
@@ -203,7 +256,9 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       if (role === 'daemon') return done(null);
       const t = packet.topic;
       if (t === topics.clientWill(client.id)) return done(null);
-      if (t === topics.clientRequest(client.id) || (role === 'admin' && t === topics.adminRequest(client.id))) {
+      const login = logins.get(client);
+      if (login && t === topics.loginWill(login, client.id)) return done(null);
+      if (t === topics.clientRequest(client.id) || (login && t === topics.loginRequest(login, client.id)) || (role === 'admin' && t === topics.adminRequest(client.id))) {
         return windowOf(client).admit(() => done(null));
       }
       opts.log.warn('broker: publish refused', { client: client.id, topic: t });
@@ -213,8 +268,10 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       const role = roles.get(client) ?? 'client';
       if (role === 'daemon') return done(null, sub);
       const t = sub.topic;
+      const login = logins.get(client);
       const ok =
         t === topics.clientResponse(client.id) ||
+        (login !== undefined && login !== '' && t === topics.loginResponse(login, client.id)) ||
         t === topics.serverState ||
         t === topics.serverChain ||
         t === topics.featureWildcard ||

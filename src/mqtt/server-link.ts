@@ -62,7 +62,13 @@ export class ServerLink {
     this.client.on('connect', () => {
       this.log.info('connected to the MQTT broker', { url: opts.url });
       this.client.subscribe(
-        { [topics.clientRequestWildcard]: { qos: 1 }, [topics.adminRequestWildcard]: { qos: 1 }, [topics.clientWillWildcard]: { qos: 1 } },
+        {
+          [topics.clientRequestWildcard]: { qos: 1 },
+          [topics.adminRequestWildcard]: { qos: 1 },
+          [topics.clientWillWildcard]: { qos: 1 },
+          [topics.loginRequestWildcard]: { qos: 1 },
+          [topics.loginWillWildcard]: { qos: 1 },
+        },
         (err) => {
           if (err) {
             this.log.error('could not subscribe to requests', { error: String(err) });
@@ -100,7 +106,7 @@ export class ServerLink {
     const t = parseTopic(topic);
     if (!t) return;
     if (t.kind === 'will') {
-      void this.service.clientGone(t.clientId, willConn(payload));
+      void this.service.clientGone(t.clientId, payload);
       return;
     }
     let slot = this.perClient.get(t.clientId);
@@ -125,13 +131,13 @@ export class ServerLink {
       }
       s.busy++;
       const answer = this.service.refuse(t.clientId, payload, 'BUSY', `more than ${MAX_REQUESTS_IN_FLIGHT} requests of this client are in progress; wait for their answers, then retry`);
-      this.answer(t.clientId, JSON.stringify(answer), () => release('busy'));
+      this.answer(t, JSON.stringify(answer), () => release('busy'));
       return;
     }
     s.work++;
     this.inFlight++;
     void this.service
-      .handle(t.clientId, t.kind === 'admin', payload)
+      .handle(t.clientId, t.kind === 'admin', payload, t.login)
       .then((answer) => {
         if (!this.closed || this.client.connected) {
           let text = JSON.stringify(answer);
@@ -144,15 +150,16 @@ export class ServerLink {
               error: { code: 'PAYLOAD_TOO_LARGE', message: `the answer would be ${text.length} bytes, over the ${MAX_ANSWER_BYTES} bytes brokers pass; ask for less (status: "feature" and "limit")` },
             });
           }
-          this.answer(t.clientId, text, () => release('work'));
+          this.answer(t, text, () => release('work'));
         } else release('work');
       })
       .finally(() => this.inFlight--);
   }
 
   /** Publishes an answer; `done` runs once the broker has it (PUBACK) or the publish failed. */
-  private answer(clientId: string, text: string, done: () => void): void {
-    this.client.publish(topics.clientResponse(clientId), text, { qos: 1 }, () => done());
+  private answer(t: { clientId: string; login?: string | undefined }, text: string, done: () => void): void {
+    const topic = t.login !== undefined ? topics.loginResponse(t.login, t.clientId) : topics.clientResponse(t.clientId);
+    this.client.publish(topic, text, { qos: 1 }, () => done());
   }
 
   /** Schedules one publish of everything that changed (coalesced within a tick). */
@@ -203,12 +210,3 @@ export class ServerLink {
 }
 
 /** The connection number an SDK will carries (`{"gone":true,"conn":N}`), if any. */
-function willConn(payload: Buffer): number | undefined {
-  if (payload.length > 256) return undefined;
-  try {
-    const v = (JSON.parse(payload.toString('utf8')) as { conn?: unknown }).conn;
-    return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : undefined;
-  } catch {
-    return undefined;
-  }
-}

@@ -31,7 +31,22 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** For mqtts:// URLs: trust the server by its pinned fingerprint or a CA (else the system CAs). */
   tls?: TlsTrust;
+  /**
+   * The holder secret that binds this client's leases to it (docs/protocol.md). Default: 128
+   * random bits, new for every LicdClient. Give one only to hand leases on to a later LicdClient
+   * with the same client id (and keep it as secret as a password).
+   */
+  holder?: string;
+  /**
+   * Send requests on the login's own topics (licd/v1/login/<username>/<client id>/...), so that
+   * licd takes the user from the broker login; needed when the server has identity.requireLogin.
+   * Needs username and password.
+   */
+  login?: boolean;
 }
+
+/** Requests that carry the holder secret. */
+const LEASE_OPS = new Set(['checkout', 'heartbeat', 'checkin']);
 
 /**
  * After a reconnect (or a heartbeat that went unanswered) the SDK repeats its heartbeat until
@@ -70,6 +85,10 @@ export class LicdClient extends EventEmitter {
   readonly user: string;
   readonly host: string;
   private readonly timeoutMs: number;
+  /** Where this client's requests, answers and will go (its login's topics, or its client id's). */
+  private readonly topicOf: { req: string; res: string; will: string };
+  /** Sent with lease requests and in the last will only; licd never echoes it. */
+  readonly #holder: string;
   private seq = 0;
   private readonly pending = new Map<string, { resolve(a: Answer): void; reject(e: Error): void; timer: NodeJS.Timeout }>();
   private readonly leases = new Map<string, Lease>();
@@ -91,23 +110,31 @@ export class LicdClient extends EventEmitter {
     this.host = opts.host ?? id.host;
     this.clientId = opts.clientId ?? `${safe(this.user)}-${safe(this.host)}-${process.pid}-${randomBytes(3).toString('hex')}`;
     this.timeoutMs = opts.timeoutMs ?? 10_000;
+    this.#holder = opts.holder ?? randomBytes(16).toString('base64url');
+    if (opts.login && !opts.username) throw new LicdError('BAD_REQUEST', 'login: true needs a username (and its password): the login is the user licd records');
+    this.topicOf = opts.login
+      ? { req: topics.loginRequest(opts.username!, this.clientId), res: topics.loginResponse(opts.username!, this.clientId), will: topics.loginWill(opts.username!, this.clientId) }
+      : { req: topics.clientRequest(this.clientId), res: topics.clientResponse(this.clientId), will: topics.clientWill(this.clientId) };
     this.mqtt = connectMqtt(opts.url, {
       clientId: this.clientId,
       ...(opts.username ? { username: opts.username } : {}),
       ...(opts.password ? { password: opts.password } : {}),
       protocolVersion: opts.protocolVersion ?? 4,
       clean: true,
-      will: { topic: topics.clientWill(this.clientId), payload: willPayload(0), qos: 1, retain: false },
+      // The will names the holder, so that only our own lost connection ends our leases (the
+      // embedded broker also takes it as proof that a reconnect with our client id is us), and
+      // the connection's number, so that a will the broker publishes after we are back is known
+      // as stale.
+      will: { topic: this.topicOf.will, payload: willPayload(0, this.#holder), qos: 1, retain: false },
     }, opts.tls);
-    // Every connection gets the next number, in its will too: the daemon then knows a will that
-    // the broker publishes after we are back (an older connection's) from a real loss.
+    // Every connection gets the next number, in its will too.
     this.mqtt.on('close', () => {
       this.conn++;
-      if (this.mqtt.options.will) this.mqtt.options.will.payload = willPayload(this.conn);
+      if (this.mqtt.options.will) this.mqtt.options.will.payload = willPayload(this.conn, this.#holder);
     });
     this.mqtt.on('message', (topic, payload) => this.onMessage(topic, payload));
     this.mqtt.on('connect', () => {
-      this.mqtt.subscribe(topics.clientResponse(this.clientId), { qos: 1 });
+      this.mqtt.subscribe(this.answerTopics(), { qos: 1 });
       // After a reconnect, renew at once, and again until answered: the daemon may have marked
       // our leases disconnected, and may not have subscribed again yet.
       if (this.leases.size > 0) void this.renewUntilAnswered();
@@ -122,9 +149,9 @@ export class LicdClient extends EventEmitter {
     try {
       await waitConnected(c.mqtt, opts.timeoutMs ?? 10_000);
       await new Promise<void>((resolve, reject) =>
-        c.mqtt.subscribe(topics.clientResponse(c.clientId), { qos: 1 }, (err, granted) => {
+        c.mqtt.subscribe(c.answerTopics(), { qos: 1 }, (err, granted) => {
           if (err) return reject(err);
-          if (granted?.some((g) => g.qos === 128)) return reject(new Error(`the broker refused our answer topic ${topics.clientResponse(c.clientId)}`));
+          if (granted?.some((g) => g.qos === 128)) return reject(new Error(`the broker refused our answer topic ${c.answerTopics().join(' or ')}`));
           resolve();
         }),
       );
@@ -141,8 +168,14 @@ export class LicdClient extends EventEmitter {
     return c;
   }
 
+  /** Answers to admin requests come on the client id's topic, others on topicOf.res. */
+  private answerTopics(): string[] {
+    const plain = topics.clientResponse(this.clientId);
+    return this.topicOf.res === plain ? [plain] : [this.topicOf.res, plain];
+  }
+
   private onMessage(topic: string, payload: Buffer): void {
-    if (topic === topics.clientResponse(this.clientId)) {
+    if (topic === this.topicOf.res || topic === topics.clientResponse(this.clientId)) {
       let a: Answer;
       try {
         a = JSON.parse(payload.toString('utf8')) as Answer;
@@ -203,7 +236,7 @@ export class LicdClient extends EventEmitter {
   async request<T>(op: string, params: Record<string, unknown> = {}, opt: { admin?: boolean; timeoutMs?: number } = {}): Promise<T> {
     if (this.closed) throw new LicdError('SHUTTING_DOWN', 'this client is closed');
     const id = `${Date.now().toString(36)}-${(++this.seq).toString(36)}`;
-    const topic = opt.admin ? topics.adminRequest(this.clientId) : topics.clientRequest(this.clientId);
+    const topic = opt.admin ? topics.adminRequest(this.clientId) : this.topicOf.req;
     const timeoutMs = opt.timeoutMs ?? this.timeoutMs;
     const answer = await new Promise<Answer>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -213,7 +246,8 @@ export class LicdClient extends EventEmitter {
         );
       }, timeoutMs);
       this.pending.set(id, { resolve, reject, timer });
-      this.mqtt.publish(topic, JSON.stringify({ ...params, id, op, conn: this.conn }), { qos: 1 }, (err) => {
+      const body = !opt.admin && LEASE_OPS.has(op) && params.holder === undefined ? { ...params, holder: this.#holder } : params;
+      this.mqtt.publish(topic, JSON.stringify({ ...body, id, op, conn: this.conn }), { qos: 1 }, (err) => {
         if (err) {
           clearTimeout(timer);
           this.pending.delete(id);
@@ -468,6 +502,6 @@ export class Lease extends EventEmitter {
   }
 }
 
-function willPayload(conn: number): Buffer {
-  return Buffer.from(JSON.stringify({ gone: true, conn }));
+function willPayload(conn: number, holder: string): Buffer {
+  return Buffer.from(JSON.stringify({ gone: true, conn, holder }));
 }

@@ -67,7 +67,7 @@ test('with a trusted time, wall steps are reported only and time stays trusted',
 test('a shift moves every lease, borrow and hold, and the expiry wheel with them', (t) => {
   let n = 0;
   const s = new SeatTable(features, () => `id${++n}`);
-  const lease = s.checkout({ clientId: 'c', pid: 1, user: 'u', host: 'h', feature: 'render', count: 1, ttlMs: 60_000 }, T0).result.lease;
+  const lease = s.checkout({ clientId: 'c', holder: 'h1', pid: 1, user: 'u', host: 'h', feature: 'render', count: 1, ttlMs: 60_000 }, T0).result.lease;
   const b = s.borrow(borrow(), T0).result;
   s.setHold('render', 1, T0 + H);
   const ch = s.shift(2 * DAY);

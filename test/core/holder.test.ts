@@ -12,7 +12,7 @@ const table = () => {
   let n = 0;
   return new SeatTable(features, () => `id${++n}`);
 };
-const req = (over: Partial<Parameters<SeatTable['checkout']>[0]> = {}) => ({ clientId: 'c1', pid: 1, user: 'u', host: 'h', feature: 'render', count: 1, ttlMs: 60_000, ...over });
+const req = (over: Partial<Parameters<SeatTable['checkout']>[0]> = {}) => ({ clientId: 'c1', holder: 'hash-of-c1', pid: 1, user: 'u', host: 'h', feature: 'render', count: 1, ttlMs: 60_000, ...over });
 
 test('a revoke with a block refuses the same user@host until its end, is undone with a failed write, and is restored from its record', (t) => {
   const s = table();

@@ -14,7 +14,7 @@ function table(): SeatTable {
   return new SeatTable(features, () => `id${++n}`);
 }
 
-const req = (over: Partial<Parameters<SeatTable['checkout']>[0]> = {}) => ({ clientId: 'c1', pid: 1, user: 'u', host: 'h', feature: 'render', count: 1, ttlMs: 60_000, ...over });
+const req = (over: Partial<Parameters<SeatTable['checkout']>[0]> = {}) => ({ clientId: 'c1', holder: 'h1', pid: 1, user: 'u', host: 'h', feature: 'render', count: 1, ttlMs: 60_000, ...over });
 
 test('checkout takes seats and says what is free when none are', (t) => {
   const s = table();
@@ -59,7 +59,7 @@ test('heartbeats renew only the caller\'s leases', (t) => {
   const s = table();
   const mine = s.checkout(req(), T0).result.lease;
   const theirs = s.checkout(req({ clientId: 'c2' }), T0).result.lease;
-  const r = s.heartbeat('c1', [mine.id, theirs.id], T0 + 30_000).result;
+  const r = s.heartbeat('c1', 'h1', [mine.id, theirs.id], T0 + 30_000).result;
   t.deepEqual(r.renewed.map((l) => l.id), [mine.id]);
   t.deepEqual(r.unknown, [theirs.id]);
   t.is(s.getLease(mine.id)!.expiresAt, T0 + 90_000);
@@ -70,10 +70,10 @@ test('checkin releases only the caller\'s leases', (t) => {
   const s = table();
   s.checkout(req(), T0);
   const theirs = s.checkout(req({ clientId: 'c2' }), T0).result.lease;
-  const r = s.checkin('c1', { ids: [theirs.id] }).result;
+  const r = s.checkin('c1', 'h1', { ids: [theirs.id] }).result;
   t.deepEqual(r.released, []);
   t.deepEqual(r.unknown, [theirs.id]);
-  t.is(s.checkin('c1', {}).result.released.length, 1);
+  t.is(s.checkin('c1', 'h1', {}).result.released.length, 1);
   t.is(s.availability('render', T0).leased, 1);
 });
 
@@ -81,7 +81,7 @@ test('reap ends leases at their TTL and after the disconnect grace', (t) => {
   const s = table();
   const a = s.checkout(req(), T0).result.lease;
   const b = s.checkout(req({ clientId: 'c2' }), T0).result.lease;
-  s.clientGone('c2', T0 + 5000, 10_000);
+  s.clientGone('c2', 'h1', T0 + 5000, 10_000);
   t.deepEqual(s.reap(T0 + 14_999).result.leases, []);
   t.deepEqual(s.reap(T0 + 15_000).result.leases.map((l) => l.id), [b.id]);
   t.deepEqual(s.reap(T0 + 59_999).result.leases, []);
@@ -92,8 +92,8 @@ test('reap ends leases at their TTL and after the disconnect grace', (t) => {
 test('a client that comes back after its will keeps its lease by heartbeating', (t) => {
   const s = table();
   const a = s.checkout(req(), T0).result.lease;
-  s.clientGone('c1', T0 + 1000, 10_000);
-  s.heartbeat('c1', undefined, T0 + 2000);
+  s.clientGone('c1', 'h1', T0 + 1000, 10_000);
+  s.heartbeat('c1', 'h1', undefined, T0 + 2000);
   t.deepEqual(s.reap(T0 + 20_000).result.leases, []);
   t.is(s.getLease(a.id)!.disconnectedAt, null);
 });
@@ -140,8 +140,8 @@ test('invariant holds over a long random sequence of operations', (t) => {
     const op = rnd(5);
     try {
       if (op === 0 || op === 1) s.checkout(req({ clientId: client, pid: rnd(3), count: 1 + rnd(2), ttlMs: 10_000 + rnd(30_000) }), now);
-      else if (op === 2) s.heartbeat(client, undefined, now);
-      else if (op === 3) s.checkin(client, {});
+      else if (op === 2) s.heartbeat(client, 'h1', undefined, now);
+      else if (op === 3) s.checkin(client, 'h1', {});
       else s.reap(now);
     } catch (e) {
       t.true(e instanceof LicdError);

@@ -3,6 +3,7 @@ import type { FeatureLicense } from '../../src/core/entitlement.ts';
 import { MemoryStore } from '../../src/core/ports.ts';
 import { SeatTable } from '../../src/core/seats.ts';
 import { LicenseService, defaultLeasePolicy, silentLog } from '../../src/core/service.ts';
+import { sha256HolderHash } from '../../src/crypto/holder.ts';
 import { ManualClock } from '../helpers/daemon.ts';
 
 const features: FeatureLicense[] = [
@@ -14,13 +15,14 @@ function service() {
   const store = new MemoryStore();
   let n = 0;
   const table = new SeatTable(features, () => `L${++n}`);
-  const svc = new LicenseService({ clock, store, table, entitlement: null, policy: defaultLeasePolicy, log: silentLog, version: 'test', maxPayloadBytes: 4096 });
+  const svc = new LicenseService({ clock, store, table, entitlement: null, policy: defaultLeasePolicy, log: silentLog, version: 'test', maxPayloadBytes: 4096, holderHash: sha256HolderHash });
   const ask = async (req: unknown, opt: { client?: string; admin?: boolean; raw?: Uint8Array } = {}) =>
     svc.handle(opt.client ?? 'c1', opt.admin ?? false, opt.raw ?? new TextEncoder().encode(JSON.stringify(req)));
   return { clock, store, table, svc, ask };
 }
 
-const co = { id: '1', op: 'checkout', feature: 'render', user: 'u', host: 'h', pid: 1 };
+const HOLDER = 'holder-secret-of-the-test-client';
+const co = { id: '1', op: 'checkout', feature: 'render', user: 'u', host: 'h', pid: 1, holder: HOLDER };
 
 test('a grant is answered only after it is in the store', async (t) => {
   const { ask, store } = service();
@@ -96,9 +98,9 @@ test('without the dongle, checkouts are refused but heartbeats continue for the 
   const d = await ask({ ...co, pid: 2 });
   t.is(!d.ok && d.error.code, 'DONGLE_ABSENT');
   t.regex(!d.ok ? d.error.message : '', /dongle is absent \(unplugged\)/);
-  t.true((await ask({ id: '2', op: 'heartbeat' })).ok);
+  t.true((await ask({ id: '2', op: 'heartbeat', holder: HOLDER })).ok);
   clock.advance(defaultLeasePolicy.dongleGraceSeconds * 1000 + 1);
-  const h = await ask({ id: '3', op: 'heartbeat' });
+  const h = await ask({ id: '3', op: 'heartbeat', holder: HOLDER });
   t.is(!h.ok && h.error.code, 'DONGLE_ABSENT');
   svc.setDongle({ present: true, serial: 'X', emulated: true });
   t.true((await ask({ ...co, pid: 2 })).ok);
@@ -108,9 +110,53 @@ test('without the dongle, checkouts are refused but heartbeats continue for the 
 test('a client gone by its will loses its leases after the grace, through reap', async (t) => {
   const { ask, svc, clock, store } = service();
   await ask(co);
-  await svc.clientGone('c1');
+  await svc.clientGone('c1', new TextEncoder().encode(JSON.stringify({ gone: true, holder: HOLDER })));
   clock.advance(defaultLeasePolicy.disconnectGraceSeconds * 1000);
   const r = await svc.reap();
   t.is(r.leases.length, 1);
   t.is(store.leases.size, 0);
+});
+
+test('a BAD_CLIENT_ID answer carries the request id, so the client can match it', async (t) => {
+  const { ask } = service();
+  const a = await ask({ id: 'req-9', op: 'status' }, { client: 'bad/id' });
+  t.false(a.ok);
+  t.is(a.id, 'req-9');
+  t.is(a.op, 'status');
+  t.is(!a.ok && a.error.code, 'BAD_CLIENT_ID');
+});
+
+test('only the holder that checked a lease out can renew or check it in; another holder learns nothing', async (t) => {
+  const { ask, table, clock } = service();
+  const g = await ask(co);
+  const id = g.ok ? (g.result as { lease: { id: string } }).lease.id : '';
+  const other = 'another-holder-of-the-same-client-id';
+  const hb = await ask({ id: '2', op: 'heartbeat', holder: other, leases: [id] });
+  t.deepEqual(hb.ok && hb.result, { renewed: [], unknown: [id] }, 'a lease of another holder is reported like no lease at all');
+  const ci = await ask({ id: '3', op: 'checkin', holder: other });
+  t.deepEqual(ci.ok && ci.result, { released: [], unknown: [] });
+  const co2 = await ask({ ...co, id: '4', holder: other });
+  t.is(co2.ok && (co2.result as { status: string }).status, 'granted', 'a checkout by another holder never extends the lease');
+  t.is(table.availability('render', clock.now()).leased, 2);
+  const missing = await ask({ id: '5', op: 'checkin' });
+  t.is(!missing.ok && missing.error.code, 'BAD_REQUEST');
+  t.regex(!missing.ok ? missing.error.message : '', /^holder must be the client's holder secret/);
+  const short = await ask({ id: '6', op: 'checkin', holder: 'short-secret' });
+  t.false(JSON.stringify(short).includes('short-secret'), 'a refused holder is not echoed');
+  const mine = await ask({ id: '7', op: 'checkin', holder: HOLDER });
+  t.deepEqual(mine.ok && (mine.result as { released: string[] }).released, [id]);
+  t.false(JSON.stringify([g, hb, ci, co2, mine]).includes(HOLDER), 'no answer holds the secret');
+});
+
+test('a lease stored before holder secrets is bound to the first holder of its client id that renews it', async (t) => {
+  const { ask, table, clock } = service();
+  table.restore([{ id: 'legacy', feature: 'render', count: 1, clientId: 'c1', pid: 1, user: 'u', host: 'h', since: clock.now(), expiresAt: clock.now() + 60_000, ttlMs: 60_000, disconnectedAt: null }], [], clock.now());
+  const first = await ask({ id: '1', op: 'heartbeat', holder: HOLDER, leases: ['legacy'] });
+  t.deepEqual(first.ok && (first.result as { renewed: Array<{ id: string }> }).renewed.map((r) => r.id), ['legacy']);
+  t.is(typeof table.getLease('legacy')!.holder, 'string', 'the lease now stores the hash of its holder');
+  t.not(table.getLease('legacy')!.holder, HOLDER, 'only a hash is stored');
+  const later = await ask({ id: '2', op: 'heartbeat', holder: 'someone-else-with-the-client-id', leases: ['legacy'] });
+  t.deepEqual(later.ok && later.result, { renewed: [], unknown: ['legacy'] });
+  const again = await ask({ ...co, id: '3' });
+  t.is(again.ok && (again.result as { status: string; lease: { id: string } }).lease.id, 'legacy', 'its holder still extends it by checking out again');
 });

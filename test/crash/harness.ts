@@ -340,7 +340,10 @@ export class Campaign {
     const gen = this.gen;
     await Promise.all(
       this.nodes.map(async (n) => {
-        const c = await LicdClient.connect({ url: this.url, clientId: n.id, user: n.user, host: n.host, timeoutMs: 6000 });
+        // One holder secret per node across reconnects: the node's leases stay its own (as for a
+        // real client process that keeps its LicdClient across broker and daemon restarts).
+        const holder = Buffer.from(`crash-holder/${n.id}`).toString('base64url').padEnd(22, '0').slice(0, 128);
+        const c = await LicdClient.connect({ url: this.url, clientId: n.id, user: n.user, host: n.host, timeoutMs: 6000, holder });
         instrument(c, this.ledger, (op) => this.onAnswer(op));
         c.on('offline', () => {
           if (!this.killWindow && n.gen === gen && !this.stopped) {

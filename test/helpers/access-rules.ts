@@ -23,7 +23,9 @@ import { LicdError } from '../../src/core/errors.ts';
 import { topics, type CheckoutResult, type LeaseView, type ServerState } from '../../src/core/protocol.ts';
 import { connectMqtt, waitConnected } from '../../src/mqtt/connect.ts';
 import { LicdClient, type ClientOptions } from '../../src/sdk/client.ts';
-import { startTestDaemon, until } from './daemon.ts';
+import { rmSync } from 'node:fs';
+import { BorrowClient } from '../../src/sdk/borrow.ts';
+import { startTestDaemon, tempDir, until } from './daemon.ts';
 import { startExternalDaemon } from './mosquitto.ts';
 
 /** A running licd with its broker, as the access-rule checks see it. */
@@ -32,6 +34,11 @@ export interface Site {
   url: string;
   /** MQTT version the clients (and, for mosquitto, the daemon) speak. */
   protocolVersion: 4 | 5;
+  /**
+   * The broker refuses a second connection with a live client id unless it is the same client
+   * (the embedded broker). mosquitto lets it in, as MQTT says; the holder secret makes it useless.
+   */
+  refusesTakeover: boolean;
   /** An anonymous client (a render node). */
   client(o?: Partial<ClientOptions>): Promise<LicdClient>;
   /** A client logged in as the admin user with its password. */
@@ -45,6 +52,7 @@ export async function embeddedSite(): Promise<Site> {
     name: 'embedded aedes',
     url: d.url,
     protocolVersion: 4,
+    refusesTakeover: true,
     client: (o = {}) => d.client(o),
     admin: (o = {}) => d.admin(o),
     dispose: () => d.dispose(),
@@ -57,6 +65,7 @@ export async function mosquittoSite(protocolVersion: 4 | 5 = 4): Promise<Site> {
     name: `mosquitto, MQTT ${protocolVersion === 5 ? '5' : '3.1.1'}`,
     url: x.url,
     protocolVersion,
+    refusesTakeover: false,
     client: (o = {}) => x.client({ protocolVersion, ...o }),
     admin: (o = {}) => x.admin({ protocolVersion, ...o }),
     dispose: () => x.dispose(),
@@ -208,6 +217,108 @@ export interface AccessRule {
 }
 
 export const accessRules: AccessRule[] = [
+  {
+    title: "a client that takes over a live client id can neither release, renew nor return the victim's leases and borrows, nor learn how to",
+    async run(t, site) {
+      t.timeout(50_000);
+      const holder = randomBytes(16).toString('base64url');
+      const victim = await site.client({ user: 'victim', host: 'node-v', holder });
+      const victimAnswers = recordAnswers(victim);
+      const lease = await victim.checkout('nuke_i');
+      const home = tempDir('licd-victim-home-');
+      t.teardown(() => rmSync(home, { recursive: true, force: true }));
+      const hostId = 'ab'.repeat(16);
+      const victimBorrower = new BorrowClient({ home, hostId, user: 'victim', hostName: 'node-v' });
+      const borrowed = await victimBorrower.borrow(victim, [{ feature: 'vray_render', count: 1 }], 24);
+      const borrowId = borrowed.borrows[0]!.id;
+      const borrowUntil = borrowed.borrows[0]!.until;
+      // The taker knows everything public: the lease, the borrow, the victim's client id, pid and host id.
+      const s0 = await victim.status();
+      const view = s0.features.find((f) => f.feature === 'nuke_i')!.leases[0]!;
+
+      // While the taker holds the id, the victim stays away (a network outage), so that the taker
+      // has all the time it wants; afterwards it reconnects as the SDK does.
+      const victimOptions = victim.mqtt.options as { reconnectPeriod?: number };
+      const period = victimOptions.reconnectPeriod;
+      victimOptions.reconnectPeriod = 0;
+      const taker = await rawConnect(site, {
+        clientId: victim.clientId,
+        will: { topic: topics.clientWill(victim.clientId), payload: Buffer.from(JSON.stringify({ gone: true, holder: randomBytes(16).toString('base64url') })), qos: 1, retain: false },
+      });
+      t.log(`${site.name}: a second connection with the victim's client id: ${taker.refused ? `refused (${taker.refused.message})` : 'accepted, the victim was disconnected'}`);
+      if (site.refusesTakeover) {
+        t.truthy(taker.refused, 'the embedded broker refuses a takeover of a live client id by another client');
+        t.true(victim.mqtt.connected, 'the victim kept its connection');
+      }
+      const takerAnswers: Array<{ id: string | null; ok: boolean; result?: Record<string, unknown>; error?: { code: string } }> = [];
+      if (taker.mqtt) {
+        await rawSubscribe(taker, [topics.clientResponse(victim.clientId)]);
+        const malloryHome = tempDir('licd-mallory-home-');
+        t.teardown(() => rmSync(malloryHome, { recursive: true, force: true }));
+        const mallory = new BorrowClient({ home: malloryHome, hostId, user: 'victim', hostName: 'node-v' });
+        const guess = randomBytes(16).toString('base64url');
+        const requests: Array<Record<string, unknown>> = [
+          { op: 'checkin' },
+          { op: 'checkin', holder: guess },
+          { op: 'checkin', holder: guess, leases: [lease.id] },
+          { op: 'checkin', holder: guess, feature: 'nuke_i', pid: view.pid },
+          { op: 'heartbeat', holder: guess },
+          { op: 'heartbeat', holder: guess, leases: [lease.id] },
+          { op: 'checkout', holder: guess, feature: 'nuke_i', user: 'victim', host: 'node-v', pid: view.pid, ttl: 3600 },
+          { op: 'borrow.renew', request: mallory.request([], 24, { renew: [borrowId] }) },
+          { op: 'borrow.return', return: mallory.returnNote([borrowId]) },
+          { op: 'borrow.list' },
+        ].map((r, i) => ({ ...r, id: `take-${i}` }));
+        for (const r of requests) taker.mqtt.publish(topics.clientRequest(victim.clientId), JSON.stringify(r), { qos: 1 });
+        await until(
+          () => requests.every((r) => taker.received.some((m) => m.payload.includes(`"${String(r.id)}"`))),
+          "licd's answers to every request of the taker",
+          15_000,
+        );
+        for (const m of taker.received) if (m.topic === topics.clientResponse(victim.clientId)) takerAnswers.push(JSON.parse(m.payload));
+        t.log(`${site.name}: the taker got: ${takerAnswers.map((a) => `${a.id} ${a.ok ? JSON.stringify(a.result).slice(0, 80) : a.error?.code}`).join('; ')}`);
+        t.false(
+          takerAnswers.some((a) => a.ok && JSON.stringify(a.result).includes(lease.id) && !JSON.stringify(a.result!.unknown ?? []).includes(lease.id)),
+          "no answer to the taker released, renewed or extended the victim's lease",
+        );
+        t.false(
+          takerAnswers.some((a) => a.ok && JSON.stringify(a.result).includes(borrowId) && (a.result!.tokens !== undefined || (a.result!.returned as string[] | undefined)?.includes(borrowId))),
+          "no answer to the taker renewed or returned the victim's borrow",
+        );
+        t.false(taker.received.some((m) => m.payload.includes(holder)), "nothing the taker read holds the victim's holder secret");
+        // The taker goes the way a crashed client goes: its will (with a guessed holder) is sent.
+        (taker.mqtt.stream as unknown as { destroy(): void }).destroy();
+        taker.mqtt.end(true);
+      }
+      victimOptions.reconnectPeriod = period;
+      if (!victim.mqtt.connected) victim.mqtt.reconnect();
+      await until(() => victim.mqtt.connected, 'the victim to reconnect', 15_000);
+      // The victim renews on reconnect; its lease is its own and active again.
+      await until(
+        async () => (await leasesOf(victim, 'nuke_i')).some((l) => l.id === lease.id && l.state === 'active'),
+        "the victim's lease to be active after the victim is back",
+        15_000,
+        100,
+      );
+      await settle(victim);
+      const after = await victim.status();
+      t.deepEqual(
+        after.features.find((f) => f.feature === 'nuke_i')!.leases.map((l) => [l.id, l.clientId, l.state]),
+        [[lease.id, victim.clientId, 'active']],
+        'the victim keeps its seat; nobody got a second one in its name',
+      );
+      t.deepEqual(
+        after.features.find((f) => f.feature === 'vray_render')!.borrows.map((b) => [b.id, b.until]),
+        [[borrowId, borrowUntil]],
+        "the victim's borrow is neither returned nor renewed",
+      );
+      t.false(victimAnswers.some((a) => a.includes(holder)), "licd never echoes the holder secret in the victim's own answers");
+      // And the victim itself still can.
+      const r = await victim.checkin({ leases: [lease.id] });
+      t.deepEqual(r.released, [lease.id], 'the victim checks its own lease in');
+      t.deepEqual((await victimBorrower.giveBack(victim, [borrowId])).returned, [borrowId], 'the victim returns its own borrow');
+    },
+  },
   {
     title: 'a client cannot send requests as another client id',
     async run(t, site) {

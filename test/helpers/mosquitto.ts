@@ -173,6 +173,8 @@ export interface MosquittoOptions {
    * instead of running the drop-in alone. The main config must exist.
    */
   debianMain?: boolean;
+  /** More users for the password file (render-node logins): name -> password. */
+  users?: Record<string, string>;
 }
 
 /** Starts mosquitto on a free loopback port and waits until it takes connections. */
@@ -186,7 +188,8 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
     const aclFile = join(dir, 'licd.acl');
     copyFileSync(SHIPPED.acl, aclFile);
     // As systemd/README.md says: a plain "user:password" file, hashed in place with -U.
-    writeFileSync(passwordFile, `licd:${passwords.licd}\nadmin:${passwords.admin}\n`, { mode: 0o600 });
+    const more = Object.entries(opts.users ?? {}).map(([name, pw]) => `${name}:${pw}\n`).join('');
+    writeFileSync(passwordFile, `licd:${passwords.licd}\nadmin:${passwords.admin}\n${more}`, { mode: 0o600 });
     const hashed = spawnSync(bin.passwd, ['-U', passwordFile], { encoding: 'utf8' });
     if (hashed.status !== 0) throw new Error(`mosquitto_passwd -U failed (${hashed.status}): ${hashed.stderr || hashed.stdout || hashed.error}`);
     if (readFileSync(passwordFile, 'utf8').includes(passwords.licd)) throw new Error('mosquitto_passwd -U left the password in clear');

@@ -18,7 +18,7 @@ test('malformed, mistyped, oversized and unknown requests over a real broker get
     ['{"id":"4","op":"checkout","feature":["vray_render"],"user":"u","host":"h","pid":1}', 'BAD_REQUEST'],
     ['{"id":"5","op":"checkout","feature":"vray_render","user":"u","host":"h","pid":1,"count":-3}', 'BAD_REQUEST'],
     ['{"id":"6","op":"launch_missiles"}', 'UNKNOWN_OP'],
-    ['{"id":"7","op":"checkout","feature":"maya_unlimited","user":"u","host":"h","pid":1}', 'UNKNOWN_FEATURE'],
+    ['{"id":"7","op":"checkout","feature":"maya_unlimited","user":"u","host":"h","pid":1,"holder":"0123456789abcdefghijkl"}', 'UNKNOWN_FEATURE'],
     [JSON.stringify({ id: '8', op: 'status', pad: 'x'.repeat(100_000) }), 'PAYLOAD_TOO_LARGE'],
     ['{"id":"9","op":"borrow","request":{"format":"licd-borrow-request/1","body":"e30","sig":"AAAA"}}', 'BAD_REQUEST'],
     ['{"id":"10","op":"borrow.lost","borrow":"x"}', 'FORBIDDEN'],
