@@ -285,7 +285,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   });
 
   // An answer from the daemon frees a place in the client's window.
-  const answerTopic = new RegExp(`^${TOPIC_PREFIX}/client/([^/]+)/res$`);
+  const answerTopic = new RegExp(`^${TOPIC_PREFIX}/(?:client|login/[^/]+)/([^/]+)/res$`);
   aedes.on('publish', (packet, client) => {
     if (!client || roles.get(client) !== 'daemon') return;
     const m = answerTopic.exec(packet.topic);
