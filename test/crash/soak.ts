@@ -4,7 +4,8 @@
  * it with the seed that reproduces the schedule.
  */
 import { KIND_HELP, KILL_KINDS, LOAD_PATTERNS, SCENARIOS, formatReport, runCampaign, runScenarios, type CampaignOptions, type LoadPattern, type ScenarioName } from './harness.ts';
-import { randomSeed } from './rng.ts';
+import { FAULTS } from './faults/index.ts';
+import { deriveSeed, randomSeed } from './rng.ts';
 
 function usage(code: number): never {
   process.stdout.write(`npm run soak -- [--trials N] [--minutes M] [--seed S] [--load MIN-MAX] [--skip P,..] [--scenario NAME,.. [--rounds N]] [--keep]
@@ -17,6 +18,8 @@ Without --trials or --minutes: 20 trials. --load is the load before each kill in
 borrow request sent twice at once; a return racing a renewal of the same borrow.
 --scenario NAME[,NAME..] [--rounds N] runs targeted scenarios instead of random trials (default 5 rounds):
 ${Object.entries(SCENARIOS).map(([k, v]) => `  ${k.padEnd(17)} ${v}`).join('\n')}
+--fault NAME[,NAME..] [--rounds N] injects an everyday fault instead (default 10 rounds each; all: every one):
+${FAULTS.map((f) => `  ${f.name.padEnd(17)} ${f.help}`).join('\n')}
 --keep keeps the data dir and the daemon logs (they are kept anyway when something fails).
 `);
   process.exit(code);
@@ -25,6 +28,8 @@ ${Object.entries(SCENARIOS).map(([k, v]) => `  ${k.padEnd(17)} ${v}`).join('\n')
 const argv = process.argv.slice(2);
 const opts: CampaignOptions = { seed: randomSeed() };
 let scenarios: ScenarioName[] = [];
+let faults: string[] = [];
+let roundsGiven = false;
 let rounds = 5;
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i]!;
@@ -67,7 +72,19 @@ for (let i = 0; i < argv.length; i++) {
       }
     }
     scenarios = v as ScenarioName[];
-  } else if (a.startsWith('--rounds')) rounds = Math.floor(num(val()));
+  } else if (a.startsWith('--fault')) {
+    const v = val().split(',').filter(Boolean);
+    faults = v.includes('all') ? FAULTS.map((f) => f.name) : v;
+    for (const x of faults) {
+      if (!FAULTS.some((f) => f.name === x)) {
+        process.stderr.write(`soak: --fault takes ${FAULTS.map((f) => f.name).join(', ')} or all (comma-separated); got ${x}\n`);
+        process.exit(64);
+      }
+    }
+  } else if (a.startsWith('--rounds')) {
+    rounds = Math.floor(num(val()));
+    roundsGiven = true;
+  }
   else if (a === '--keep') opts.keep = true;
   else {
     process.stderr.write(`soak: unknown argument ${a}\n`);
@@ -75,6 +92,23 @@ for (let i = 0; i < argv.length; i++) {
   }
 }
 if (opts.trials === undefined && opts.minutes === undefined) opts.trials = 20;
+
+if (faults.length > 0) {
+  const n = roundsGiven ? rounds : 10;
+  let failed = 0;
+  for (const name of faults) {
+    const f = FAULTS.find((x) => x.name === name)!;
+    // Derived from the fault's place in FAULTS, so --fault NAME --seed S repeats it alone.
+    const seed = deriveSeed(opts.seed, 100 + FAULTS.indexOf(f));
+    console.log(`licd fault soak: ${name}, seed ${seed}, ${n} rounds: ${f.help}`);
+    const r = await f.run({ seed, rounds: n, log: (l) => console.log(`  ${l}`) });
+    console.log(`  ${r.summary}`);
+    for (const v of r.violations) console.log(`  VIOLATION ${v}`);
+    console.log(`${name}: ${r.violations.length} violation(s)${r.violations.length > 0 ? ` (repeat with --fault ${name} --seed ${opts.seed})` : ''}`);
+    failed += r.violations.length;
+  }
+  process.exit(failed > 0 ? 1 : 0);
+}
 
 let report;
 if (scenarios.length > 0) {
