@@ -46,7 +46,7 @@ export interface LeasePolicy {
 
 /**
  * After the daemon gets its broker back, every lease runs at least this long (or the disconnect
- * grace, if longer) before it can end: twice the SDK's longest reconnect delay (15 s, see
+ * grace, if longer) before it can end: five times the SDK's longest reconnect delay (6 s, see
  * src/mqtt/connect.ts), so a client that reconnects with backoff renews its lease first.
  */
 export const RECONNECT_WINDOW_MS = 30_000;

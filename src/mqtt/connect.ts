@@ -33,8 +33,10 @@ export interface Backoff {
   random?: () => number;
 }
 
-/** Render nodes (the SDK, licctl): first retry after 0.5-1.5 s, then doubling, never over 15 s. */
-export const CLIENT_BACKOFF: Backoff = { firstMs: 1000, capMs: 10_000 };
+/** Render nodes (the SDK, licctl): first retry after 0.5-1.5 s, then doubling, never over 6 s: a farm's nodes
+ * spread over seconds, and a node is back within seconds of its broker (a lease outlives a daemon
+ * restart by one TTL at most). */
+export const CLIENT_BACKOFF: Backoff = { firstMs: 1000, capMs: 4000 };
 /** The daemon's own link: first retry after 0.5-1.5 s, never over 4.5 s (one connection, no herd). */
 export const DAEMON_BACKOFF: Backoff = { firstMs: 1000, capMs: 3000 };
 

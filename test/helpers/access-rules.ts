@@ -16,6 +16,7 @@
  * anything the forged one would have caused; and the daemon's publishes reach a subscriber in the
  * order it made them.
  */
+import type { TlsTrust } from '../../src/mqtt/tls.ts';
 import type { ExecutionContext } from 'ava';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import { randomBytes } from 'node:crypto';
@@ -91,10 +92,10 @@ export interface RawClient {
 }
 
 export async function rawConnect(
-  broker: { url: string; protocolVersion: 4 | 5 },
+  broker: { url: string; protocolVersion: 4 | 5; tls?: TlsTrust },
   opts: { clientId: string } & Pick<IClientOptions, 'username' | 'password' | 'will'>,
 ): Promise<RawClient> {
-  const c = connectMqtt(broker.url, { ...opts, protocolVersion: broker.protocolVersion, clean: true, reconnectPeriod: 0, connectTimeout: 5000 });
+  const c = connectMqtt(broker.url, { ...opts, protocolVersion: broker.protocolVersion, clean: true, reconnectPeriod: 0, connectTimeout: 5000 }, broker.tls);
   const raw: RawClient = {
     clientId: opts.clientId,
     refused: null,

@@ -21,7 +21,7 @@ test('a client flooding licd through mosquitto gets BUSY; other clients are answ
   c.on('message', (_topic, payload) => answers.push(JSON.parse(payload.toString()) as Answer));
   await c.subscribeAsync(topics.clientResponse(id), { qos: 1 });
   const N = 1000;
-  for (let i = 0; i < N; i++) c.publish(topics.clientRequest(id), JSON.stringify({ id: `h${i}`, op: 'heartbeat' }), { qos: 1 });
+  for (let i = 0; i < N; i++) c.publish(topics.clientRequest(id), JSON.stringify({ id: `h${i}`, op: 'heartbeat', holder: 'flooding-client-holder-secret' }), { qos: 1 });
   const s = await probe.status();
   t.is(s.server.state, 'online', 'the probe is answered during the flood');
   // Quiet again: the flood has gone through.

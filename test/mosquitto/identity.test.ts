@@ -5,12 +5,13 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { spawnSync } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LicdError } from '../../src/core/errors.ts';
 import { topics, type CheckoutResult } from '../../src/core/protocol.ts';
 import { BorrowClient } from '../../src/sdk/borrow.ts';
 import { LicdClient, type ClientOptions } from '../../src/sdk/client.ts';
+import type { TlsTrust } from '../../src/mqtt/tls.ts';
 import { rawConnect, rawSubscribe, publishAndWait } from '../helpers/access-rules.ts';
 import { startTestDaemon, tempDir } from '../helpers/daemon.ts';
 import { mosquittoBinaries, startExternalDaemon, startMosquitto } from '../helpers/mosquitto.ts';
@@ -20,8 +21,10 @@ const PASSWORDS = { alice: 'alice-password-1', bob: 'bob-password-2' };
 interface LoginSite {
   name: string;
   url: string;
+  /** Where render nodes log in: with mosquitto, its TLS listener (no login crosses the LAN in clear). */
+  login: { url: string; tls?: TlsTrust };
   anonymous(): Promise<LicdClient>;
-  login(name: 'alice' | 'bob', o?: Partial<ClientOptions>): Promise<LicdClient>;
+  client(name: 'alice' | 'bob', o?: Partial<ClientOptions>): Promise<LicdClient>;
   dispose(): Promise<void>;
 }
 
@@ -36,8 +39,9 @@ async function embedded(t: ExecutionContext): Promise<LoginSite> {
   return {
     name: 'embedded aedes',
     url: d.url,
+    login: { url: d.url },
     anonymous: () => d.client({ user: 'anon', host: 'node-x' }),
-    login: (name, o = {}) => d.client({ username: name, password: PASSWORDS[name], login: true, host: `node-${name}`, ...o }),
+    client: (name, o = {}) => d.client({ username: name, password: PASSWORDS[name], login: true, host: `node-${name}`, ...o }),
     dispose: () => d.dispose(),
   };
 }
@@ -48,8 +52,9 @@ async function mosquitto(): Promise<LoginSite> {
   return {
     name: 'mosquitto',
     url: x.url,
+    login: { url: mosq.tlsUrl, tls: { ca: readFileSync(mosq.certFile) } },
     anonymous: () => x.client({ user: 'anon', host: 'node-x' }),
-    login: (name, o = {}) => x.client({ username: name, password: PASSWORDS[name], login: true, host: `node-${name}`, ...o }),
+    client: (name, o = {}) => x.client({ url: mosq.tlsUrl, tls: { ca: readFileSync(mosq.certFile) }, username: name, password: PASSWORDS[name], login: true, host: `node-${name}`, ...o }),
     dispose: () => x.dispose(),
   };
 }
@@ -71,7 +76,7 @@ for (const [label, make] of [
     t.truthy(await anon.status());
 
     // Alice logs in; whatever user her client claims, licd records the login.
-    const alice = await site.login('alice', { user: 'mallory' });
+    const alice = await site.client('alice', { user: 'mallory' });
     const lease = await alice.checkout('vray_render');
     t.is(lease.view.user, 'alice');
     const s = await alice.status();
@@ -92,7 +97,7 @@ for (const [label, make] of [
     t.is(borrowed.borrows[0]!.user, 'alice');
 
     // Bob, logged in, cannot use Alice's login topics, nor read her answers.
-    const bob = await rawConnect({ url: site.url, protocolVersion: 4 }, { clientId: 'bob-node-1', username: 'bob', password: PASSWORDS.bob });
+    const bob = await rawConnect({ url: site.login.url, protocolVersion: 4, ...(site.login.tls ? { tls: site.login.tls } : {}) }, { clientId: 'bob-node-1', username: 'bob', password: PASSWORDS.bob });
     t.is(bob.refused, null);
     const granted = await rawSubscribe(bob, [topics.loginResponse('alice', alice.clientId), topics.loginResponse('alice', 'bob-node-1'), topics.loginResponse('bob', 'bob-node-1')]);
     t.log(`${site.name}: bob's subscriptions: ${granted.join(', ')}`);
