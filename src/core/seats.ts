@@ -679,6 +679,16 @@ export class SeatTable {
         f.hold = { seats: f.hold.seats, until: f.hold.until + deltaMs };
       }
     }
+    // An admin's block lasts its real length too, and a revoked lease is remembered as long.
+    const blocksWere = new Map(this.blocks);
+    const revokedWere = new Map(this.revoked);
+    for (const [k, x] of this.blocks) this.blocks.set(k, { ...x, until: x.until + deltaMs });
+    for (const [k, r] of this.revoked) {
+      this.revoked.set(k, { ...r, at: r.at + deltaMs, keepUntil: r.keepUntil + deltaMs, blockedUntil: r.blockedUntil === null ? null : r.blockedUntil + deltaMs });
+    }
+    if (this.blocks.size + this.revoked.size > 0) {
+      mutations.push({ kind: 'meta.put', key: META_REVOCATIONS, value: { blocks: [...this.blocks.values()], revoked: [...this.revoked.values()] } });
+    }
     this.wheelCursor = -1;
     const change = this.change({ leases: this.leases.size, borrows: this.borrows.size }, mutations);
     return {
@@ -686,6 +696,10 @@ export class SeatTable {
       undo: () => {
         change.undo();
         for (const [f, h] of held) f.hold = h;
+        this.blocks.clear();
+        for (const [k, x] of blocksWere) this.blocks.set(k, x);
+        this.revoked.clear();
+        for (const [k, r] of revokedWere) this.revoked.set(k, r);
         this.wheelCursor = -1;
       },
     };

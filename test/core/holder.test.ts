@@ -102,3 +102,18 @@ test('after a failed step, a dongle that cannot even say its counter fails the q
   await t.throwsAsync(gate.commit([{ kind: 'borrow.put', borrow: { id: 'c' } } as never]), { instanceOf: CounterStepError, message: /the dongle is absent/ });
   t.is(store.borrows.size, 0);
 });
+
+test('a clock step moves a block and a revoked lease with it: the block lasts its real length', (t) => {
+  const DAY = 86400_000;
+  const s = table();
+  const lease = s.checkout(req(), T0).result.lease;
+  s.revokeLease(lease.id, { now: T0, blockMs: 30 * 60_000, by: 'admin1' });
+  const shift = s.shift(2 * DAY);
+  t.true(shift.mutations.some((m) => m.kind === 'meta.put' && m.key === META_REVOCATIONS), 'the moved blocks are written with the shift');
+  const e = t.throws(() => s.checkout(req({ pid: 2 }), T0 + 2 * DAY + 60_000), { instanceOf: LicdError });
+  t.is(e!.code, 'BLOCKED', 'a minute after a +2 day step the 30-minute block still holds');
+  t.truthy(s.revokedLease(lease.id, 'c1', T0 + 2 * DAY + 60_000), 'and the holder still learns why its lease is gone');
+  t.notThrows(() => s.checkout(req({ pid: 3 }), T0 + 2 * DAY + 30 * 60_000 + 1), 'it ends 30 minutes after it began');
+  shift.undo();
+  t.throws(() => s.checkout(req({ pid: 4 }), T0 + 60_000), { instanceOf: LicdError }, 'undone: the block is where it was');
+});
