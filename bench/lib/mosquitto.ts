@@ -9,8 +9,15 @@ export const MOSQUITTO = '/usr/sbin/mosquitto';
 export const SHIPPED_ACL = resolve(import.meta.dirname, '../../systemd/mosquitto/licd.acl');
 export const SHIPPED_CONF = resolve(import.meta.dirname, '../../systemd/mosquitto/licd.conf');
 
-/** Directives of the shipped config the bench replaces: where it listens, its files, its log, its user. */
-const REWRITTEN = new Set(['listener', 'password_file', 'acl_file', 'log_dest', 'log_type', 'user', 'pid_file', 'persistence_location', 'include_dir', 'persistence_file', 'allow_anonymous', 'set_tcp_nodelay']);
+/**
+ * Directives of the shipped config the bench replaces: where it listens, its files, its log, its
+ * user. The bench measures the plain listener alone, so the TLS listener's lines and the
+ * per-listener switch go too.
+ */
+const REWRITTEN = new Set([
+  'listener', 'password_file', 'acl_file', 'log_dest', 'log_type', 'user', 'pid_file', 'persistence_location', 'include_dir', 'persistence_file', 'allow_anonymous', 'set_tcp_nodelay',
+  'per_listener_settings', 'certfile', 'keyfile', 'cafile', 'capath', 'require_certificate', 'tls_version', 'ciphers',
+]);
 
 /** The tuning lines of the shipped config (sizes, queues, persistence), if the project ships one. */
 function shippedTuning(): string[] {
