@@ -4,6 +4,7 @@
  * none expires during the measurement.
  */
 import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Borrow, Lease, Mutation } from '../../src/core/model.ts';
 import { META_COUNTER } from '../../src/core/integrity.ts';
@@ -13,6 +14,8 @@ const id = () => randomBytes(9).toString('base64url');
 
 export async function preload(dataDir: string, o: { feature: string; leases: number; borrows: number; leaseTtlMs: number; borrowMs: number }): Promise<{ ms: number }> {
   const t0 = performance.now();
+  // The store makes only the last level of its path (a recursive mkdir hides why it failed).
+  mkdirSync(dataDir, { recursive: true });
   const store = await LevelStore.open(join(dataDir, 'db'));
   const now = Date.now();
   const chunk = 10_000;
