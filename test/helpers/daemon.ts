@@ -95,3 +95,13 @@ export class ManualClock implements Clock {
     this.t += ms;
   }
 }
+
+/** The code of the error a promise rejects with, or 'ok' (tests compare outcomes as strings). */
+export async function outcome(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'ok';
+  } catch (e) {
+    return (e as { code?: string }).code ?? String(e);
+  }
+}

@@ -7,10 +7,9 @@
 import test from 'ava';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { LicdError } from '../../src/core/errors.ts';
 import { BorrowClient } from '../../src/sdk/borrow.ts';
 import type { LicdClient } from '../../src/sdk/client.ts';
-import { tempDir, until } from '../helpers/daemon.ts';
+import { tempDir, until, outcome } from '../helpers/daemon.ts';
 import { FakeClockFile, startFakedDaemon } from '../helpers/faketime.ts';
 import { killAll, ROOT, run, start } from '../helpers/procs.ts';
 
@@ -20,14 +19,6 @@ async function feature(c: LicdClient, name: string) {
   return (await c.status()).features.find((f) => f.feature === name)!;
 }
 
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (e) {
-    return (e as LicdError).code ?? String(e);
-  }
-}
 
 function dirs(t: { teardown(f: () => void): void }) {
   const dir = tempDir('licd-clock-');
@@ -56,7 +47,7 @@ test('2 days forward at restart, no clock in the dongle: the borrow seats are he
   const render = s.features.find((f) => f.feature === 'vray_render')!;
   t.is(render.borrowed, 3, 'the borrows only the gap would end are kept');
   t.is(render.free, 1);
-  t.is(await code(c.checkout('vray_render', { count: 2 })), 'NO_SEATS', 'no seat over the count');
+  t.is(await outcome(c.checkout('vray_render', { count: 2 })), 'NO_SEATS', 'no seat over the count');
   t.regex(s.server.warnings.join('\n'), /licd started 2 days .* 1 borrow\(s\) that only this gap would end are kept.*licctl clock accept/);
 
   // The admin says the clock is right (it was a long stop): the seats come free.
@@ -93,7 +84,7 @@ test('2 days forward at restart with a dongle that has a clock: licd uses its ti
   t.is(render.borrowed, 3);
   t.is(Date.parse(render.borrows[0]!.until), end, 'the borrow ends when its token does, in true time');
   t.false(s.server.warnings.some((w) => /gap|set back/.test(w)), s.server.warnings.join('\n'));
-  t.is(await code(c.checkout('vray_render', { count: 2 })), 'NO_SEATS');
+  t.is(await outcome(c.checkout('vray_render', { count: 2 })), 'NO_SEATS');
   t.regex(d.proc.stdout() + d.proc.stderr(), /system clock is 2 days .*ahead of the dongle's clock: licd uses the dongle's time/);
   // Leases granted now carry true times, though the system clock is 2 days ahead.
   const lease = await c.checkout('vray_render', { ttl: 60 });

@@ -3,7 +3,7 @@ import { cpSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { LicdError } from '../../src/core/errors.ts';
 import { BorrowClient } from '../../src/sdk/borrow.ts';
-import { ManualClock, startTestDaemon, tempDir, type TestDaemon } from '../helpers/daemon.ts';
+import { ManualClock, startTestDaemon, tempDir, type TestDaemon, outcome } from '../helpers/daemon.ts';
 
 function borrower(t: { teardown(f: () => void): void }, clock?: ManualClock) {
   const home = tempDir('licd-home-');
@@ -11,14 +11,6 @@ function borrower(t: { teardown(f: () => void): void }, clock?: ManualClock) {
   return new BorrowClient({ home, hostId: 'ab'.repeat(16), user: 'alice', hostName: 'laptop', ...(clock ? { clock } : {}) });
 }
 
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (e) {
-    return (e as LicdError).code ?? String(e);
-  }
-}
 
 async function borrowOne(d: TestDaemon, b: BorrowClient, feature = 'vray_render') {
   const c = await d.client();
@@ -53,16 +45,16 @@ test('restoring an old copy of the database quarantines the seats that could be 
   t.true(s.quarantine.some((q) => q.feature === 'vray_render' && Date.parse(q.until) > Date.now() + 335 * 3600_000));
   t.true(s.server.warnings.some((w) => /quarantine: the database is older than the dongle/.test(w)));
   // The over-grant attempts: the second borrowed seat must not be handed out again.
-  t.is(await code(c.checkout('vray_render')), 'QUARANTINE');
-  t.is(await code(borrower(t).borrow(c, [{ feature: 'vray_render', count: 1 }], 1)), 'QUARANTINE');
+  t.is(await outcome(c.checkout('vray_render')), 'QUARANTINE');
+  t.is(await outcome(borrower(t).borrow(c, [{ feature: 'vray_render', count: 1 }], 1)), 'QUARANTINE');
   const e = await t.throwsAsync(c.checkout('nuke_i'), { instanceOf: LicdError });
   t.regex(e!.message, /held by a quarantine until/);
   // A feature that cannot be borrowed is not held.
-  t.is(await code(c.checkout('vray_distributed')), 'ok');
+  t.is(await outcome(c.checkout('vray_distributed')), 'ok');
   // The quarantine survives a restart.
   await d.halt();
   d = await startTestDaemon({ dataDir });
-  t.is(await code((await d.client()).checkout('vray_render')), 'QUARANTINE');
+  t.is(await outcome((await d.client()).checkout('vray_render')), 'QUARANTINE');
 });
 
 test('wiping the database (or moving it to a new box) quarantines too', async (t) => {
@@ -77,7 +69,7 @@ test('wiping the database (or moving it to a new box) quarantines too', async (t
   const c = await d.client();
   const s = await c.status();
   t.regex(s.server.warnings.join(' '), /the database has no record of this dongle's counter 1: a new or wiped database, or the dongle was used on another box/);
-  t.is(await code(c.checkout('nuke_i')), 'QUARANTINE');
+  t.is(await outcome(c.checkout('nuke_i')), 'QUARANTINE');
 });
 
 test('a dongle that fails its counter step grants nothing and leaves nothing half-written', async (t) => {
@@ -111,7 +103,7 @@ test('a clock set back a day blocks borrows and is reported with the jump; a two
   let c = await d.client();
   await b.borrow(c, [{ feature: 'vray_render', count: 1 }], 2);
   clock.advance(-2 * 60_000);
-  t.is(await code(b.borrow(c, [{ feature: 'vray_interface', count: 1 }], 2)), 'ok', 'an NTP-sized step passes');
+  t.is(await outcome(b.borrow(c, [{ feature: 'vray_interface', count: 1 }], 2)), 'ok', 'an NTP-sized step passes');
   clock.advance(-86400_000);
   const e = await t.throwsAsync(b.borrow(c, [{ feature: 'nuke_i', count: 1 }], 2), { instanceOf: LicdError });
   t.is(e!.code, 'CLOCK_SET_BACK');
@@ -126,11 +118,11 @@ test('a clock set back a day blocks borrows and is reported with the jump; a two
   await d.halt();
   d = await startTestDaemon({ dataDir, clock });
   c = await d.client();
-  t.is(await code(b.borrow(c, [{ feature: 'nuke_i', count: 1 }], 2)), 'CLOCK_SET_BACK');
+  t.is(await outcome(b.borrow(c, [{ feature: 'nuke_i', count: 1 }], 2)), 'CLOCK_SET_BACK');
   // An admin vouches for the clock.
   const admin = await d.admin();
   await admin.request('clock.accept', {}, { admin: true });
-  t.is(await code(b.borrow(c, [{ feature: 'nuke_i', count: 1 }], 2)), 'ok');
+  t.is(await outcome(b.borrow(c, [{ feature: 'nuke_i', count: 1 }], 2)), 'ok');
   await d.halt();
 });
 
