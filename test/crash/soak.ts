@@ -101,7 +101,10 @@ if (faults.length > 0) {
     // Derived from the fault's place in FAULTS, so --fault NAME --seed S repeats it alone.
     const seed = deriveSeed(opts.seed, 100 + FAULTS.indexOf(f));
     console.log(`licd fault soak: ${name}, seed ${seed}, ${n} rounds: ${f.help}`);
-    const r = await f.run({ seed, rounds: n, log: (l) => console.log(`  ${l}`) });
+    const r = await f.run({ seed, rounds: n, log: (l) => console.log(`  ${l}`) }).catch((e: unknown) => ({
+      violations: [`harness error: ${String((e as Error)?.stack ?? e)}`],
+      summary: `${name} stopped by an error`,
+    }));
     console.log(`  ${r.summary}`);
     for (const v of r.violations) console.log(`  VIOLATION ${v}`);
     console.log(`${name}: ${r.violations.length} violation(s)${r.violations.length > 0 ? ` (repeat with --fault ${name} --seed ${opts.seed})` : ''}`);

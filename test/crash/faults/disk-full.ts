@@ -122,7 +122,9 @@ export async function run(opts: FaultOptions): Promise<{ violations: string[]; s
         }
         // DONGLE_ABSENT: the emulated dongle keeps its state under the data dir, so on a full disk
         // its counter step fails too ("state file write failed: ENOSPC"); nothing is granted.
-        if (isLicdError(e) && ['NO_SEATS', 'BORROW_NOT_ALLOWED', 'BORROW_LIMIT', 'UNKNOWN_BORROW', 'DONGLE_ABSENT'].includes(e.code)) {
+        // TIMEOUT: no answer (a client still reconnecting after a restart, or a loaded machine).
+        // An unanswered request promises nothing, so it is counted, not judged.
+        if (isLicdError(e) && ['NO_SEATS', 'BORROW_NOT_ALLOWED', 'BORROW_LIMIT', 'UNKNOWN_BORROW', 'DONGLE_ABSENT', 'TIMEOUT'].includes(e.code)) {
           counts.refusedOther++;
           refusals.set(`${op} ${e.code}`, (refusals.get(`${op} ${e.code}`) ?? 0) + 1);
           return 'other';
