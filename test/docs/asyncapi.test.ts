@@ -6,44 +6,9 @@
  * topic or error code in the map fails this test until the document has it too.
  */
 import test from 'ava';
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { ErrorCodes } from '../../src/core/errors.ts';
 import { ADMIN_OPS, CLIENT_OPS, NOTICE_OPS, parseTopic, topics } from '../../src/core/protocol.ts';
-
-// js-yaml has no bundled types; this is the part of its API (3.x and 4.x alike) used here.
-const yaml = createRequire(import.meta.url)('js-yaml') as { load(text: string, opts: { schema: unknown; filename: string }): unknown; JSON_SCHEMA: unknown };
-
-type Node = Record<string, unknown>;
-const path = new URL('../../docs/asyncapi.yaml', import.meta.url);
-const doc = yaml.load(readFileSync(path, 'utf8'), { schema: yaml.JSON_SCHEMA, filename: 'docs/asyncapi.yaml' }) as Node;
-
-const obj = (v: unknown, where: string): Node => {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error(`${where} is not an object in docs/asyncapi.yaml`);
-  return v as Node;
-};
-
-/** Resolves a local $ref ('#/a/b') in the document; throws naming the ref if it points nowhere. */
-function resolve(ref: string): unknown {
-  if (!ref.startsWith('#/')) throw new Error(`$ref ${ref} is not local`);
-  let at: unknown = doc;
-  for (const raw of ref.slice(2).split('/')) {
-    const key = raw.replace(/~1/g, '/').replace(/~0/g, '~');
-    if (typeof at !== 'object' || at === null || !(key in at)) throw new Error(`$ref ${ref} points nowhere (no ${JSON.stringify(key)})`);
-    at = (at as Node)[key];
-  }
-  return at;
-}
-
-/** Follows $refs until a node that is not one. */
-function deref(v: unknown, where: string): Node {
-  let n = obj(v, where);
-  for (let i = 0; typeof n.$ref === 'string'; i++) {
-    if (i > 20) throw new Error(`${where}: $ref loop`);
-    n = obj(resolve(n.$ref), n.$ref);
-  }
-  return n;
-}
+import { deref, doc, obj, resolve, type Node } from './asyncapi-doc.ts';
 
 const channels = obj(doc.channels, 'channels');
 const operations = obj(doc.operations, 'operations');
