@@ -1,17 +1,22 @@
 /**
  * What docs/asyncapi.yaml says a payload looks like is what a real daemon sends and takes: a raw
  * MQTT client (no SDK) talks to a daemon (embedded broker, LevelDB in a temp dir) on the topics
- * the document names, every request it sends fits the document's request schema, and every
+ * the document names (anonymous, admin and render-node login topics), every request and will it
+ * sends fits the document's schema, and every
  * message it gets (retained state, answers, refusals, the lease.lost notice) fits the schema of
  * the document's message for that channel, with no field the document does not list.
  */
 import test from 'ava';
 import mqtt from 'mqtt';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { NOTICE_OPS, topics } from '../../src/core/protocol.ts';
 import { naclEd25519 } from '../../src/crypto/ed25519.ts';
 import { sealBorrowRequest, sealReturn, type BorrowRequestBody } from '../../src/core/tokens.ts';
-import { startTestDaemon } from '../helpers/daemon.ts';
+import { startTestDaemon, tempDir } from '../helpers/daemon.ts';
+import { mosquittoBinaries } from '../helpers/mosquitto.ts';
 import { check, deref, doc, obj, type Node } from './asyncapi-doc.ts';
 
 const channels = obj(doc.channels, 'channels');
@@ -44,7 +49,12 @@ function messageFor(channel: string, payload: Node): [string, Node] {
 
 test('a real daemon sends and takes what docs/asyncapi.yaml says', async (t) => {
   t.timeout(60_000);
-  const d = await startTestDaemon();
+  // One render-node login, so the login topics are spoken too (anonymous clients stay allowed).
+  const usersFile = join(tempDir('licd-asyncapi-'), 'render-nodes.passwd');
+  writeFileSync(usersFile, 'render17:render17-secret\n', { mode: 0o600 });
+  const hashed = spawnSync(mosquittoBinaries().passwd, ['-U', usersFile], { encoding: 'utf8' });
+  if (hashed.status !== 0) throw new Error(`mosquitto_passwd -U failed: ${hashed.stderr}`);
+  const d = await startTestDaemon({ config: { identity: { usersFile } } });
   t.teardown(() => d.dispose());
   const seen = new Set<string>();
   const problems: string[] = [];
@@ -68,10 +78,12 @@ test('a real daemon sends and takes what docs/asyncapi.yaml says', async (t) => 
   };
   const client = await connect('asyncapi-client');
   const admin = await connect('asyncapi-admin', { username: 'admin', password: d.adminCredentials!.password });
-  t.teardown(() => void client.endAsync());
-  t.teardown(() => void admin.endAsync());
-  listen(client);
-  listen(admin);
+  const node = await connect('asyncapi-login', { username: 'render17', password: 'render17-secret' });
+  for (const c of [client, admin, node]) {
+    t.teardown(() => void c.endAsync());
+    listen(c);
+  }
+  await node.subscribeAsync(topics.loginResponse('render17', 'asyncapi-login'), { qos: 1 });
   await client.subscribeAsync([topics.clientResponse('asyncapi-client'), topics.serverState, topics.serverChain, topics.featureWildcard], { qos: 1 });
   await admin.subscribeAsync(topics.clientResponse('asyncapi-admin'), { qos: 1 });
 
@@ -145,6 +157,18 @@ test('a real daemon sends and takes what docs/asyncapi.yaml says', async (t) => 
   );
   ok(await ask(client, req, { op: 'checkin', holder }));
 
+  // A logged-in client on the login topics, and its last will (checked as sent; licd answers none).
+  const lreq = topics.loginRequest('render17', 'asyncapi-login');
+  const nodeHolder = randomBytes(16).toString('base64url');
+  ok(await ask(node, lreq, { op: 'status', feature: 'nuke_i', limit: 10 }));
+  ok(await ask(node, lreq, { op: 'checkout', feature: 'nuke_i', user: 'render17', host: 'node-17', pid: 7, holder: nodeHolder }));
+  ok(await ask(node, lreq, { op: 'heartbeat', holder: nodeHolder }));
+  const refusedOnLogin = await ask(node, lreq, { op: 'borrow.preview', products: [{ feature: 'no_such_feature', machines: 1 }] });
+  t.is((refusedOnLogin.error as Node | undefined)?.code, 'UNKNOWN_FEATURE');
+  ok(await ask(node, lreq, { op: 'checkin', holder: nodeHolder }));
+  fits(topics.loginWill('render17', 'asyncapi-login'), { gone: true, conn: 0, holder: nodeHolder });
+  fits(topics.clientWill('asyncapi-client'), { gone: true, conn: 0, holder });
+
   // The revoke's notice reached the holder; every retained topic was heard.
   const deadline = Date.now() + 20_000;
   while ((notices.length === 0 || !seen.has('feature/feature')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
@@ -160,6 +184,10 @@ test('a real daemon sends and takes what docs/asyncapi.yaml says', async (t) => 
     ...['status', 'checkout', 'heartbeat', 'checkin', 'borrow', 'borrow.renew', 'borrow.return', 'borrow.list', 'borrow.preview'].flatMap((op) => [`clientRequest/request.${op}`, `clientResponse/answer.${op}`]),
     ...['lease.revoke', 'borrows', 'borrow.lost', 'borrow.file', 'return.file', 'limits.get', 'limits.set', 'clock.accept', 'lease.unblock'].flatMap((op) => [`adminRequest/request.${op}`, `clientResponse/answer.${op}`]),
     'adminRequest/request.quarantine.release',
+    ...['status', 'checkout', 'heartbeat', 'borrow.preview', 'checkin'].map((op) => `loginRequest/request.${op}`),
+    ...['status', 'checkout', 'heartbeat', 'checkin', 'refused'].map((op) => `loginResponse/answer.${op}`),
+    'loginWill/will',
+    'clientWill/will',
   ];
   for (const e of expected) t.true(seen.has(e), `checked live: ${e}`);
 });
