@@ -2,9 +2,9 @@
  * What docs/asyncapi.yaml says a payload looks like is what a real daemon sends and takes: a raw
  * MQTT client (no SDK) talks to a daemon (embedded broker, LevelDB in a temp dir) on the topics
  * the document names (anonymous, admin and render-node login topics), every request and will it
- * sends fits the document's schema, and every
- * message it gets (retained state, answers, refusals, the lease.lost notice) fits the schema of
- * the document's message for that channel, with no field the document does not list.
+ * sends fits the document's schema, and every message it gets (retained state, answers, refusals,
+ * the lease.lost notice) fits the schema of the document's message for that channel, with no
+ * field the document does not list.
  */
 import test from 'ava';
 import mqtt from 'mqtt';
@@ -108,6 +108,8 @@ test('a real daemon sends and takes what docs/asyncapi.yaml says', async (t) => 
   ok(await ask(client, req, { op: 'status' }));
   const lease = (ok(await ask(client, req, { op: 'checkout', feature: 'vray_render', version: '6.0', user: 'alice', host: 'node-17', pid: 4242, holder, ttl: 60 })).lease as Node).id as string;
   ok(await ask(client, req, { op: 'heartbeat', holder }));
+  const cut = ok(await ask(client, req, { op: 'status', feature: 'vray_render', limit: 0 }));
+  t.deepEqual((cut.features as Node[])[0]!.more, { leases: 1, borrows: 0 }, 'a status cut by its limit says how much it left out');
   ok(await ask(client, req, { op: 'borrow.preview', products: [{ feature: 'vray_render', machines: 2 }] }));
 
   const ed = naclEd25519();
@@ -142,6 +144,7 @@ test('a real daemon sends and takes what docs/asyncapi.yaml says', async (t) => 
   ok(await ask(admin, adm, { op: 'borrow.lost', borrow: lostId }));
   ok(await ask(admin, adm, { op: 'return.file', return: ret([((fileBorrow.borrows as Node[])[0]!).id as string]) }));
   ok(await ask(admin, adm, { op: 'lease.revoke', lease, block: 600 }));
+  t.is((ok(await ask(client, req, { op: 'status' })).blocks as Node[]).length, 1, 'status lists the block in force');
   ok(await ask(admin, adm, { op: 'lease.unblock', feature: 'vray_render', user: 'alice', host: 'node-17' }));
   ok(await ask(admin, adm, { op: 'clock.accept' }));
 
