@@ -26,10 +26,43 @@ export interface EmulatorCliOptions {
   pty?: string;
   faults: Partial<DongleFaults>;
   clock?: { offsetMs?: number };
+  /** --help / -h: print EMULATOR_CLI_HELP and exit 0 without serving. */
+  help?: true;
 }
 
 export const EMULATOR_CLI_USAGE =
-  'usage: licctl dongle emulate (--tcp HOST:PORT | --pty PATH) [--state FILE] [--serial S] [--fault NAME[=VALUE]]... [--clock[=OFFSET_MS]]';
+  'usage: licctl dongle emulate (--tcp HOST:PORT | --pty PATH) [--state FILE] [--serial S] [--fault NAME[=VALUE]]... [--clock[=OFFSET_MS]]\n(licctl dongle emulate --help says more)';
+
+/** What `licctl dongle emulate --help` prints (stdout, exit 0). */
+export const EMULATOR_CLI_HELP = `licctl dongle emulate: run an emulated licd dongle in this process (development and tests only)
+
+usage: licctl dongle emulate (--tcp HOST:PORT | --pty PATH) [--state FILE] [--serial S]
+                             [--fault NAME[=VALUE]]... [--clock[=OFFSET_MS]]
+
+  --tcp HOST:PORT       serve on TCP; port 0 picks a free one (printed in the ready line)
+  --pty PATH            serve on a serial device, e.g. one end of a socat pty pair:
+                          socat -d -d pty,raw,echo=0,link=/tmp/dongle pty,raw,echo=0,link=/tmp/host
+  --state FILE          state file (key seed, serial, counter, slots), created if absent; the same
+                        file is the same dongle. Without it the dongle forgets everything on exit
+  --serial S            serial for a new state file (must match an existing one)
+  --fault NAME[=VALUE]  repeatable: unplugged | slowMs=MS | corruptFrames=N|P% | wrongSignature |
+                        counterFailure (docs/dongle.md, "Injectable faults")
+  --clock[=OFFSET_MS]   a battery-backed clock: the host's time plus the offset in milliseconds
+  -h, --help            this text
+
+When ready it prints one line:
+  licd dongle emulator serving tcp://127.0.0.1:40123 serial EMU-1A2B3C4D public-key <64 hex> state FILE
+
+Signals:
+  SIGUSR1               pull the dongle out; the next SIGUSR1 plugs it back in (each prints
+                        "licd dongle emulator <serial> unplugged" or "... plugged in")
+  SIGINT, SIGTERM       stop (the dongle is pulled out); start again with the same --state to
+                        plug the same dongle back
+
+Example:
+  licctl dongle emulate --tcp 127.0.0.1:7321 --state /tmp/dongle.json &
+  LICD_DONGLE=tcp:127.0.0.1:7321 npm start
+  kill -USR1 %1      # pull the dongle: licctl status shows DONGLE ABSENT; again to plug it back`;
 
 export function parseEmulatorArgs(argv: string[]): EmulatorCliOptions {
   const options: EmulatorCliOptions = { faults: {} };
@@ -70,7 +103,7 @@ export function parseEmulatorArgs(argv: string[]): EmulatorCliOptions {
         break;
       case '-h':
       case '--help':
-        throw new Error(EMULATOR_CLI_USAGE);
+        return { faults: {}, help: true };
       default:
         throw new Error(`unknown argument ${JSON.stringify(arg)}\n${EMULATOR_CLI_USAGE}`);
     }
@@ -89,6 +122,10 @@ export interface EmulatorCliIo {
 /** Runs until SIGINT or SIGTERM; resolves after everything is closed. */
 export async function runDongleEmulatorCli(argv: string[], io: EmulatorCliIo = { out: (l) => process.stdout.write(`${l}\n`), process }): Promise<void> {
   const options = parseEmulatorArgs(argv);
+  if (options.help) {
+    io.out(EMULATOR_CLI_HELP);
+    return;
+  }
   const dongle = await EmulatedDongle.open({
     ...(options.statePath === undefined ? {} : { statePath: options.statePath }),
     ...(options.serial === undefined ? {} : { serial: options.serial }),

@@ -5,7 +5,7 @@
  *   session/    DongleSession: request ids, timeouts, retries, queue, DongleError
  *   emulator/   EmulatedDongle with injectable faults, served in-process, on TCP or serial
  */
-export { runDongleEmulatorCli, parseEmulatorArgs, EMULATOR_CLI_USAGE, type EmulatorCliOptions } from './cli.ts';
+export { runDongleEmulatorCli, parseEmulatorArgs, EMULATOR_CLI_USAGE, EMULATOR_CLI_HELP, type EmulatorCliOptions } from './cli.ts';
 export * from './crypto.ts';
 export * from './emulator/emulated-dongle.ts';
 export * from './emulator/faults.ts';
