@@ -5,7 +5,7 @@
  *      its seat was lost (run --on-loss stop).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { constants, homedir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { LicdError } from '../core/errors.ts';
@@ -235,8 +235,10 @@ export function recordHeld(rec: { server: string; feature: string; lease: string
   const base = { pid: process.pid, startTime: procStartTime(process.pid) ?? '', server: normaliseServer(rec.server), ...currentUser(), feature: rec.feature, clientId: rec.clientId };
   return {
     write(lease = rec.lease) {
+      // Written whole or not at all: checkin never meets half a record.
       mkdirSync(dir, { recursive: true, mode: 0o700 });
-      writeFileSync(file, JSON.stringify({ ...base, lease } satisfies HeldRecord), { mode: 0o600 });
+      writeFileSync(`${file}.tmp`, JSON.stringify({ ...base, lease } satisfies HeldRecord), { mode: 0o600 });
+      renameSync(`${file}.tmp`, file);
     },
     remove() {
       rmSync(file, { force: true });
@@ -279,7 +281,12 @@ export async function checkinHeld(opts: { server: string; feature?: string | und
     try {
       rec = JSON.parse(readFileSync(path, 'utf8')) as Partial<HeldRecord>;
     } catch {
-      outcome.skipped.push({ pid: null, feature: null, lease: null, server: null, reason: `${path} is not a record licctl can read; left as it is` });
+      // Named after its process: a record of a process that is gone is removed, else left alone.
+      const pid = /^\d+(?=\.json$)/.test(f) ? Number(f.slice(0, -5)) : null;
+      if (pid !== null && procStartTime(pid) === null) {
+        rmSync(path, { force: true });
+        outcome.removed.push({ pid, feature: null, lease: null, reason: `${path} could not be read and pid ${pid} is gone; nothing signalled` });
+      } else outcome.skipped.push({ pid, feature: null, lease: null, server: null, reason: `${path} is not a record licctl can read; left as it is` });
       continue;
     }
     const who = { pid: typeof rec.pid === 'number' ? rec.pid : null, feature: rec.feature ?? null, lease: rec.lease ?? null };

@@ -10,6 +10,7 @@ import { LicdClient, type Lease } from '../sdk/client.ts';
 import { resolveConnection, resolveVendorKey } from '../sdk/client-config.ts';
 import { BorrowClient } from '../sdk/borrow.ts';
 import { borrowCommand, borrowsCommand, renewCommand, returnCommand, tokensCommand, type CmdContext } from './borrow-cmds.ts';
+import { readJsonFile } from '../files.ts';
 import { generateVendorKey, issueEntitlement, readVendorKey, writeFileAtomic } from '../vendor.ts';
 import { flag, has, intFlag, parseArgs, UsageError, type ParsedArgs } from './args.ts';
 import { checkinHeld, checkinLines, EXIT_SEAT_LOST, lossLine, normaliseServer, parseDuration, recordHeld, startChild, watchLoss } from './holding.ts';
@@ -236,6 +237,9 @@ function parseFeatureSpec(spec: string): EntitlementBody['features'][number] {
   };
   const borrow = kv.get('borrow');
   const expires = kv.get('expires');
+  if (expires && (!/^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?$/.test(expires) || Number.isNaN(new Date(expires).getTime()))) {
+    throw new UsageError(`--feature ${JSON.stringify(spec)}: expires=${JSON.stringify(expires)} is not a date; give it as YYYY-MM-DD (expires=2027-12-31) or an ISO time (2027-12-31T23:59:59Z)`);
+  }
   return {
     name: need('name'),
     version: need('version'),
@@ -267,7 +271,7 @@ async function vendor(a: ParsedArgs): Promise<number> {
     let body: EntitlementBody;
     const spec = flag(a, 'spec');
     if (spec) {
-      body = JSON.parse(readFileSync(spec, 'utf8')) as EntitlementBody;
+      body = readJsonFile(spec, 'the entitlement spec (--spec)', { fix: 'give a JSON entitlement body with id, issuedAt, customer, dongle and features' }) as EntitlementBody;
     } else {
       const serial = flag(a, 'dongle-serial');
       const dkey = flag(a, 'dongle-key');
@@ -492,12 +496,7 @@ export async function licctl(argv: string[]): Promise<number> {
     case 'quarantine': {
       const file = a.positional[2];
       if (a.positional[1] !== 'release' || !file) throw new UsageError('usage: licctl quarantine release RELEASE.json (made by licctl vendor release-quarantine)');
-      let release: unknown;
-      try {
-        release = JSON.parse(readFileSync(file, 'utf8'));
-      } catch (e) {
-        throw new LicdError('RELEASE_INVALID', `cannot read the quarantine release ${file}: ${(e as Error).message}`);
-      }
+      const release = readJsonFile(file, 'the quarantine release', { code: 'RELEASE_INVALID', fix: 'give the file licctl vendor release-quarantine wrote' });
       const c = await connect(a, true);
       try {
         const r = await c.request<QuarantineReleaseResult>('quarantine.release', { release }, { admin: true });
@@ -531,7 +530,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     }
     if (isLicdError(e)) {
       err(`licctl: ${e.code}: ${e.message}`);
-      process.exit(e.code === 'NO_SEATS' ? 3 : e.code === 'TIMEOUT' ? 4 : e.code === 'BLOCKED' || e.code === 'REVOKED' ? EXIT_SEAT_LOST : e.code === 'TLS_MISMATCH' || e.code === 'TLS_UNTRUSTED' ? 6 : 2);
+      process.exit((e.details as { usage?: boolean } | undefined)?.usage ? 64 : e.code === 'NO_SEATS' ? 3 : e.code === 'TIMEOUT' ? 4 : e.code === 'BLOCKED' || e.code === 'REVOKED' ? EXIT_SEAT_LOST : e.code === 'TLS_MISMATCH' || e.code === 'TLS_UNTRUSTED' ? 6 : 2);
     }
     err(`licctl: ${(e as Error)?.message ?? String(e)}`);
     process.exit(1);
