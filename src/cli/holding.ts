@@ -292,7 +292,12 @@ export async function checkinHeld(opts: { server: string; feature?: string | und
     const who = { pid: typeof rec.pid === 'number' ? rec.pid : null, feature: rec.feature ?? null, lease: rec.lease ?? null };
     if (typeof rec.pid !== 'number' || !Number.isInteger(rec.pid) || rec.pid <= 1 || typeof rec.startTime !== 'string' || typeof rec.server !== 'string') {
       // A record of an older licctl (no server, no start time): nothing proves which process or
-      // server it meant, so nothing is signalled.
+      // server it meant, so nothing is signalled; once its process is gone it is removed.
+      if (typeof rec.pid === 'number' && procStartTime(rec.pid) === null) {
+        rmSync(path, { force: true });
+        outcome.removed.push({ ...who, reason: `pid ${rec.pid} is gone (a record of an older licctl); nothing signalled` });
+        continue;
+      }
       outcome.skipped.push({ ...who, server: rec.server ?? null, reason: `${path} does not say which server and process it belongs to (written by an older licctl); nothing signalled` });
       continue;
     }

@@ -182,7 +182,9 @@ async function holdUntilSignal(client: LicdClient, lease: Lease, server: string 
   const feature = lease.view.feature;
   const held = server === null ? null : recordHeld({ server, feature, lease: lease.id, clientId: client.clientId });
   const writeRecord = () => held?.write(lease.id);
+  // Recorded before it is said: a `licctl checkin` run as soon as this line shows finds it.
   writeRecord();
+  out('holding; press Ctrl-C (or run licctl checkin) to give it back');
   const ended = await new Promise<'signal' | 'revoked'>((resolve) => {
     const done = () => resolve('signal');
     process.once('SIGINT', done);
@@ -374,7 +376,6 @@ export async function licctl(argv: string[]): Promise<number> {
       try {
         const lease = await c.checkout(feature, { ...(flag(a, 'version') ? { version: flag(a, 'version')! } : {}), count: intFlag(a, 'count', 1, 1_000_000) ?? 1, ...(intFlag(a, 'ttl', 1, 86400) ? { ttl: intFlag(a, 'ttl', 1, 86400)! } : {}) });
         out(leaseLine(lease));
-        out('holding; press Ctrl-C (or run licctl checkin) to give it back');
         return await holdUntilSignal(c, lease, serverOf(a));
       } finally {
         await c.close({ checkin: false });
