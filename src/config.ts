@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { parseJsonFile, readTextFile } from './files.ts';
 import { isAbsolute, join, resolve } from 'node:path';
 import { LicdError } from './core/errors.ts';
 import { defaultLeasePolicy, type LeasePolicy } from './core/service.ts';
@@ -94,17 +94,8 @@ export function loadConfig(opts: { file?: string | null; env?: NodeJS.ProcessEnv
   if (file) {
     const path = resolve(cwd, file);
     base = resolve(path, '..');
-    let text: string;
-    try {
-      text = readFileSync(path, 'utf8');
-    } catch (e) {
-      throw new LicdError('CONFIG_INVALID', `config: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? e}); check the path given by --config or LICD_CONFIG`);
-    }
-    try {
-      raw = JSON.parse(text);
-    } catch (e) {
-      throw new LicdError('CONFIG_INVALID', `config: ${path} is not valid JSON (${(e as Error).message}); fix the syntax`);
-    }
+    const text = readTextFile(path, 'config', { fix: `check the path given by ${opts.file ? '--config' : 'LICD_CONFIG'}` });
+    raw = parseJsonFile(text, path, 'config', { fix: 'fix the syntax' });
   }
   return parseConfig(raw, env, base);
 }

@@ -7,6 +7,9 @@ import { createLog } from './log.ts';
 import { notifySystemd, startWatchdog } from './daemon/sd-notify.ts';
 import { atStartUp, fsFaultError, prepareDataDir, STORE_EXIT, type StoreFault } from './store/faults.ts';
 
+/** licd could not listen on its MQTT or TLS port (in use, or privileged): EX_UNAVAILABLE. */
+const EXIT_PORT_UNAVAILABLE = 69;
+
 function usage(): never {
   process.stdout.write(`licd - license daemon
 
@@ -56,7 +59,8 @@ async function main(): Promise<void> {
     const fault = (err?.details as { fault?: StoreFault } | undefined)?.fault;
     const msg = err ? `${err.code}: ${err.message}` : config.log.level === 'debug' ? String((e as Error)?.stack ?? e) : `${(e as Error)?.message ?? String(e)} (run with LICD_LOG_LEVEL=debug for details)`;
     process.stderr.write(`licd: cannot start: ${msg}\n`);
-    process.exit(fault ? STORE_EXIT[fault] : err && (err.code === 'CONFIG_INVALID' || err.code === 'ENTITLEMENT_INVALID') ? 78 : 1);
+    const listen = (err?.details as { listen?: string } | undefined)?.listen;
+    process.exit(fault ? STORE_EXIT[fault] : listen ? EXIT_PORT_UNAVAILABLE : err && (err.code === 'CONFIG_INVALID' || err.code === 'ENTITLEMENT_INVALID') ? 78 : 1);
   }
   const s = daemon.service.status(Date.now());
   const lines = [

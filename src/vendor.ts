@@ -2,6 +2,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { LicdError } from './core/errors.ts';
+import { readJsonFile } from './files.ts';
 import { fromHex, toHex } from './core/bytes.ts';
 import { parseEntitlementBody, type EntitlementBody } from './core/entitlement.ts';
 import type { DongleIdentity, Ed25519, Random } from './core/ports.ts';
@@ -35,13 +36,10 @@ export function generateVendorKey(ed: Ed25519, random: Random, development: bool
 }
 
 export function readVendorKey(path: string): VendorKeyFile {
-  let v: VendorKeyFile;
-  try {
-    v = JSON.parse(readFileSync(path, 'utf8')) as VendorKeyFile;
-  } catch (e) {
-    throw new LicdError('CONFIG_INVALID', `cannot read the vendor key ${path}: ${(e as Error).message}`);
+  const v = readJsonFile(path, 'the vendor key', { fix: 'give the file licctl vendor keygen wrote (--key FILE)' }) as VendorKeyFile | null;
+  if (typeof v !== 'object' || v === null || v.kind !== 'licd-vendor-key' || typeof v.seed !== 'string' || !/^[0-9a-f]{64}$/.test(v.seed)) {
+    throw new LicdError('CONFIG_INVALID', `the vendor key: ${path} is not a licd vendor key file (no "kind": "licd-vendor-key" with a 64-hex-digit "seed"); give the file licctl vendor keygen wrote (--key FILE)`, { file: path });
   }
-  if (v.kind !== 'licd-vendor-key' || !/^[0-9a-f]{64}$/.test(v.seed)) throw new LicdError('CONFIG_INVALID', `${path} is not a licd vendor key file`);
   return v;
 }
 

@@ -5,7 +5,9 @@
  *      its seat was lost (run --on-loss stop).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { constants } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { constants, homedir, userInfo } from 'node:os';
+import { join } from 'node:path';
 import type { LicdError } from '../core/errors.ts';
 import type { Lease } from '../sdk/client.ts';
 import { UsageError } from './args.ts';
@@ -168,4 +170,191 @@ export function parseDuration(text: string, what: string): number {
   const n = Number(m[1]);
   const unit = m[2] || 'm';
   return n * (unit === 's' ? 1 : unit === 'm' ? 60 : unit === 'h' ? 3600 : 86400);
+}
+
+/*
+ * Seats held by `licctl checkout` are recorded, one file per holding process, under
+ * $XDG_RUNTIME_DIR/licd/held (else ~/.local/state/licd/held), so that `licctl checkin` can ask that
+ * process to give its seat back. A record names the server (the broker URL, normalised), the local
+ * user and the process by pid and start time: checkin touches only holders of the server and user
+ * it runs for, and signals a pid only while it is still the process that wrote the record (after
+ * a reboot or pid reuse the same number is another program).
+ */
+
+export interface HeldRecord {
+  pid: number;
+  /** /proc/<pid>/stat field 22 (clock ticks after boot): with the pid, names one process. */
+  startTime: string;
+  /** The broker URL, normalised (normaliseServer). */
+  server: string;
+  user: string;
+  uid: number;
+  feature: string;
+  lease: string;
+  clientId: string;
+}
+
+export function heldDir(env: NodeJS.ProcessEnv = process.env): string {
+  const base = env.XDG_RUNTIME_DIR ?? join(homedir(), '.local', 'state');
+  return join(base, 'licd', 'held');
+}
+
+/** mqtt://LocalHost:1883/ and mqtt://localhost name one server: scheme, host and port, with the default port filled in. */
+export function normaliseServer(url: string): string {
+  try {
+    const u = new URL(url);
+    const port = u.port || (u.protocol === 'mqtts:' ? '8883' : '1883');
+    return `${u.protocol}//${u.hostname.toLowerCase()}:${port}`;
+  } catch {
+    return url;
+  }
+}
+
+/** The start time of a process (field 22 of /proc/<pid>/stat), or null when there is no such process. */
+export function procStartTime(pid: number): string | null {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  // Field 2, the command name, is in parentheses and may itself hold spaces and parentheses.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return fields[22 - 3] ?? null;
+}
+
+function currentUser(): { user: string; uid: number } {
+  const u = userInfo();
+  return { user: u.username, uid: u.uid };
+}
+
+/** Writes (or rewrites) this process's record of a held seat; returns the function that removes it. */
+export function recordHeld(rec: { server: string; feature: string; lease: string; clientId: string }, env: NodeJS.ProcessEnv = process.env): { write(lease?: string): void; remove(): void } {
+  const dir = heldDir(env);
+  const file = join(dir, `${process.pid}.json`);
+  const base = { pid: process.pid, startTime: procStartTime(process.pid) ?? '', server: normaliseServer(rec.server), ...currentUser(), feature: rec.feature, clientId: rec.clientId };
+  return {
+    write(lease = rec.lease) {
+      // Written whole or not at all: checkin never meets half a record.
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      writeFileSync(`${file}.tmp`, JSON.stringify({ ...base, lease } satisfies HeldRecord), { mode: 0o600 });
+      renameSync(`${file}.tmp`, file);
+    },
+    remove() {
+      rmSync(file, { force: true });
+    },
+  };
+}
+
+export interface CheckinOutcome {
+  /** Holders asked to give their seat back (SIGTERM); `released` once the process has ended. */
+  signalled: Array<{ pid: number; feature: string; lease: string; released: boolean }>;
+  /** Records left alone: another server, another user, another feature. */
+  skipped: Array<{ pid: number | null; feature: string | null; lease: string | null; server: string | null; reason: string }>;
+  /** Records removed without signalling anything: the process is gone, or the pid is now another program. */
+  removed: Array<{ pid: number | null; feature: string | null; lease: string | null; reason: string }>;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * `licctl checkin [FEATURE]`: asks the checkout processes of this user that hold seats from
+ * `server` (of FEATURE, or all) to check their seats in, and waits up to waitMs for each to end.
+ */
+export async function checkinHeld(opts: { server: string; feature?: string | undefined; waitMs?: number; env?: NodeJS.ProcessEnv }): Promise<CheckinOutcome> {
+  const dir = heldDir(opts.env);
+  const server = normaliseServer(opts.server);
+  const me = currentUser();
+  const outcome: CheckinOutcome = { signalled: [], skipped: [], removed: [] };
+  const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.json')) : [];
+  const waiting: Array<{ rec: HeldRecord; entry: CheckinOutcome['signalled'][number] }> = [];
+  for (const f of files) {
+    const path = join(dir, f);
+    let rec: Partial<HeldRecord>;
+    try {
+      rec = JSON.parse(readFileSync(path, 'utf8')) as Partial<HeldRecord>;
+    } catch {
+      // Named after its process: a record of a process that is gone is removed, else left alone.
+      const pid = /^\d+(?=\.json$)/.test(f) ? Number(f.slice(0, -5)) : null;
+      if (pid !== null && procStartTime(pid) === null) {
+        rmSync(path, { force: true });
+        outcome.removed.push({ pid, feature: null, lease: null, reason: `${path} could not be read and pid ${pid} is gone; nothing signalled` });
+      } else outcome.skipped.push({ pid, feature: null, lease: null, server: null, reason: `${path} is not a record licctl can read; left as it is` });
+      continue;
+    }
+    const who = { pid: typeof rec.pid === 'number' ? rec.pid : null, feature: rec.feature ?? null, lease: rec.lease ?? null };
+    if (typeof rec.pid !== 'number' || !Number.isInteger(rec.pid) || rec.pid <= 1 || typeof rec.startTime !== 'string' || typeof rec.server !== 'string') {
+      // A record of an older licctl (no server, no start time): nothing proves which process or
+      // server it meant, so nothing is signalled; once its process is gone it is removed.
+      if (typeof rec.pid === 'number' && procStartTime(rec.pid) === null) {
+        rmSync(path, { force: true });
+        outcome.removed.push({ ...who, reason: `pid ${rec.pid} is gone (a record of an older licctl); nothing signalled` });
+        continue;
+      }
+      outcome.skipped.push({ ...who, server: rec.server ?? null, reason: `${path} does not say which server and process it belongs to (written by an older licctl); nothing signalled` });
+      continue;
+    }
+    if (rec.uid !== me.uid || rec.user !== me.user) {
+      outcome.skipped.push({ ...who, server: rec.server, reason: `held by another user (${rec.user ?? 'unknown'})` });
+      continue;
+    }
+    if (rec.server !== server) {
+      outcome.skipped.push({ ...who, server: rec.server, reason: `held from another server (${rec.server}), not ${server}` });
+      continue;
+    }
+    if (opts.feature && rec.feature !== opts.feature) {
+      outcome.skipped.push({ ...who, server: rec.server, reason: `another feature (${rec.feature})` });
+      continue;
+    }
+    const now = procStartTime(rec.pid);
+    if (now === null || rec.startTime === '' || now !== rec.startTime) {
+      rmSync(path, { force: true });
+      outcome.removed.push({
+        ...who,
+        reason: now === null ? `pid ${rec.pid} is gone; the server frees the seat when its lease times out` : `pid ${rec.pid} is now another process (started at a different time); not signalled`,
+      });
+      continue;
+    }
+    try {
+      process.kill(rec.pid, 'SIGTERM');
+    } catch (e) {
+      outcome.skipped.push({ ...who, server: rec.server, reason: `cannot signal pid ${rec.pid}: ${(e as NodeJS.ErrnoException).code ?? e}` });
+      continue;
+    }
+    const entry = { pid: rec.pid, feature: rec.feature!, lease: rec.lease!, released: false };
+    outcome.signalled.push(entry);
+    waiting.push({ rec: rec as HeldRecord, entry });
+  }
+  const deadline = Date.now() + (opts.waitMs ?? 5000);
+  for (const { rec, entry } of waiting) {
+    const same = () => isAlive(rec.pid) && procStartTime(rec.pid) === rec.startTime;
+    while (same() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    entry.released = !same();
+  }
+  return outcome;
+}
+
+/** The lines `licctl checkin` prints for an outcome. */
+export function checkinLines(o: CheckinOutcome, server: string, feature?: string): string[] {
+  const lines: string[] = [];
+  for (const s of o.signalled) {
+    lines.push(
+      s.released
+        ? `released ${s.feature} (lease ${s.lease}, held by pid ${s.pid})`
+        : `asked pid ${s.pid} to release ${s.feature} (lease ${s.lease}); it has not exited yet (is the server reachable?)`,
+    );
+  }
+  for (const r of o.removed) lines.push(`removed the record of ${r.feature ?? '?'} (lease ${r.lease ?? '?'}): ${r.reason}`);
+  for (const s of o.skipped) lines.push(`skipped ${s.feature ?? 'a record'}${s.pid !== null ? ` (pid ${s.pid})` : ''}: ${s.reason}`);
+  if (o.signalled.length === 0 && o.removed.length === 0) {
+    lines.unshift(feature ? `no seat of ${feature} is held by licctl checkout from ${normaliseServer(server)} on this machine` : `no seats are held by licctl checkout from ${normaliseServer(server)} on this machine`);
+  }
+  return lines;
 }

@@ -1,6 +1,5 @@
 /** licctl: the one command-line tool for users, admins and license issuers. */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isLicdError, LicdError } from '../core/errors.ts';
 import type { EntitlementBody, LicenseType } from '../core/entitlement.ts';
@@ -11,9 +10,10 @@ import { LicdClient, type Lease } from '../sdk/client.ts';
 import { resolveConnection, resolveVendorKey } from '../sdk/client-config.ts';
 import { BorrowClient } from '../sdk/borrow.ts';
 import { borrowCommand, borrowsCommand, renewCommand, returnCommand, tokensCommand, type CmdContext } from './borrow-cmds.ts';
+import { readJsonFile } from '../files.ts';
 import { generateVendorKey, issueEntitlement, readVendorKey, writeFileAtomic } from '../vendor.ts';
 import { flag, has, intFlag, parseArgs, UsageError, type ParsedArgs } from './args.ts';
-import { EXIT_SEAT_LOST, lossLine, parseDuration, startChild, watchLoss } from './holding.ts';
+import { checkinHeld, checkinLines, EXIT_SEAT_LOST, lossLine, normaliseServer, parseDuration, recordHeld, startChild, watchLoss } from './holding.ts';
 import { issueQuarantineRelease } from '../vendor.ts';
 import type { QuarantineReleaseResult, RevokeResult } from '../core/protocol.ts';
 
@@ -27,7 +27,8 @@ Users and render nodes:
                                                hold a seat while COMMAND runs; exits with its code.
                                                If the seat is lost: warn (default; on stderr every
                                                --warn-every S, 60) or stop COMMAND after --grace S (60)
-  licctl checkin [FEATURE]                     release seats held by licctl checkout on this machine
+  licctl checkin [FEATURE] [--json]            release seats held by your licctl checkout processes
+                                               from this server (--broker) on this machine
   licctl watch                                 print availability as it changes
 
 Borrowing (offline use):
@@ -108,6 +109,11 @@ async function maintainBorrows(a: ParsedArgs, c: LicdClient): Promise<void> {
   }
 }
 
+/** The server licctl talks to (its broker URL), as --broker, LICD_BROKER or the client config give it. */
+function serverOf(a: ParsedArgs): string {
+  return resolveConnection({ broker: flag(a, 'broker'), configFile: flag(a, 'config'), user: flag(a, 'user'), passwordFile: flag(a, 'password-file'), fingerprint: flag(a, 'fingerprint'), ca: flag(a, 'ca') }).url;
+}
+
 function vendorKey(a: ParsedArgs): Uint8Array | null {
   return resolveVendorKey({ flag: flag(a, 'vendor-key'), configFile: flag(a, 'config') });
 }
@@ -168,40 +174,17 @@ export function formatStatus(s: StatusResult, only?: string): string {
   return lines.join('\n');
 }
 
-function heldDir(): string {
-  const base = process.env.XDG_RUNTIME_DIR ?? join(homedir(), '.local', 'state');
-  return join(base, 'licd', 'held');
-}
-
-interface HeldRecord {
-  pid: number;
-  feature: string;
-  lease: string;
-  clientId: string;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Holds the lease until a signal, saying when the seat is lost and why and when it is back. A
  * seat an admin revoked or blocked is not taken again: licctl then exits with EXIT_SEAT_LOST.
  */
-async function holdUntilSignal(client: LicdClient, lease: Lease, record: boolean): Promise<number> {
-  const file = join(heldDir(), `${process.pid}.json`);
+async function holdUntilSignal(client: LicdClient, lease: Lease, server: string | null): Promise<number> {
   const feature = lease.view.feature;
-  const writeRecord = () => {
-    if (!record) return;
-    mkdirSync(heldDir(), { recursive: true });
-    writeFileSync(file, JSON.stringify({ pid: process.pid, feature, lease: lease.id, clientId: client.clientId } satisfies HeldRecord));
-  };
+  const held = server === null ? null : recordHeld({ server, feature, lease: lease.id, clientId: client.clientId });
+  const writeRecord = () => held?.write(lease.id);
+  // Recorded before it is said: a `licctl checkin` run as soon as this line shows finds it.
   writeRecord();
+  out('holding; press Ctrl-C (or run licctl checkin) to give it back');
   const ended = await new Promise<'signal' | 'revoked'>((resolve) => {
     const done = () => resolve('signal');
     process.once('SIGINT', done);
@@ -218,7 +201,7 @@ async function holdUntilSignal(client: LicdClient, lease: Lease, record: boolean
   });
   if (ended === 'revoked' || lease.state === 'revoked') {
     client.forget(lease.id);
-    if (record) rmSync(file, { force: true });
+    held?.remove();
     out(`no longer holding ${feature}: ${lease.lossReason?.code ?? 'REVOKED'}`);
     return EXIT_SEAT_LOST;
   }
@@ -232,7 +215,7 @@ async function holdUntilSignal(client: LicdClient, lease: Lease, record: boolean
     client.forget(lease.id);
     err(`licctl: could not check in ${lease.view.feature} (${(e as Error).message}); the seat returns when its lease times out or the server sees this client gone`);
   } finally {
-    if (record) rmSync(file, { force: true });
+    held?.remove();
   }
   return 0;
 }
@@ -256,6 +239,9 @@ function parseFeatureSpec(spec: string): EntitlementBody['features'][number] {
   };
   const borrow = kv.get('borrow');
   const expires = kv.get('expires');
+  if (expires && (!/^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?$/.test(expires) || Number.isNaN(new Date(expires).getTime()))) {
+    throw new UsageError(`--feature ${JSON.stringify(spec)}: expires=${JSON.stringify(expires)} is not a date; give it as YYYY-MM-DD (expires=2027-12-31) or an ISO time (2027-12-31T23:59:59Z)`);
+  }
   return {
     name: need('name'),
     version: need('version'),
@@ -287,7 +273,7 @@ async function vendor(a: ParsedArgs): Promise<number> {
     let body: EntitlementBody;
     const spec = flag(a, 'spec');
     if (spec) {
-      body = JSON.parse(readFileSync(spec, 'utf8')) as EntitlementBody;
+      body = readJsonFile(spec, 'the entitlement spec (--spec)', { fix: 'give a JSON entitlement body with id, issuedAt, customer, dongle and features' }) as EntitlementBody;
     } else {
       const serial = flag(a, 'dongle-serial');
       const dkey = flag(a, 'dongle-key');
@@ -390,8 +376,7 @@ export async function licctl(argv: string[]): Promise<number> {
       try {
         const lease = await c.checkout(feature, { ...(flag(a, 'version') ? { version: flag(a, 'version')! } : {}), count: intFlag(a, 'count', 1, 1_000_000) ?? 1, ...(intFlag(a, 'ttl', 1, 86400) ? { ttl: intFlag(a, 'ttl', 1, 86400)! } : {}) });
         out(leaseLine(lease));
-        out('holding; press Ctrl-C (or run licctl checkin) to give it back');
-        return await holdUntilSignal(c, lease, true);
+        return await holdUntilSignal(c, lease, serverOf(a));
       } finally {
         await c.close({ checkin: false });
       }
@@ -456,32 +441,10 @@ export async function licctl(argv: string[]): Promise<number> {
 
     case 'checkin': {
       const feature = a.positional[1];
-      const dir = heldDir();
-      const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.json')) : [];
-      let n = 0;
-      for (const f of files) {
-        let rec: HeldRecord;
-        try {
-          rec = JSON.parse(readFileSync(join(dir, f), 'utf8')) as HeldRecord;
-        } catch {
-          continue;
-        }
-        if (feature && rec.feature !== feature) continue;
-        if (!alive(rec.pid)) {
-          rmSync(join(dir, f), { force: true });
-          out(`lease ${rec.lease} (${rec.feature}) had no holder left; the server reclaims it when the client's connection is found dead`);
-          continue;
-        }
-        process.kill(rec.pid, 'SIGTERM');
-        for (let i = 0; i < 100 && alive(rec.pid); i++) await new Promise((r) => setTimeout(r, 50));
-        out(
-          alive(rec.pid)
-            ? `asked pid ${rec.pid} to release ${rec.feature} (lease ${rec.lease}); it has not exited yet (is the server reachable?)`
-            : `released ${rec.feature} (lease ${rec.lease}, held by pid ${rec.pid})`,
-        );
-        n++;
-      }
-      if (n === 0 && files.length === 0) out(feature ? `no seat of ${feature} is held by licctl checkout on this machine` : 'no seats are held by licctl checkout on this machine');
+      const server = serverOf(a);
+      const o = await checkinHeld({ server, feature });
+      if (has(a, 'json')) out(JSON.stringify({ server: normaliseServer(server), ...(feature ? { feature } : {}), ...o }, null, 2));
+      else for (const line of checkinLines(o, server, feature)) out(line);
       return 0;
     }
     case 'watch': {
@@ -534,12 +497,7 @@ export async function licctl(argv: string[]): Promise<number> {
     case 'quarantine': {
       const file = a.positional[2];
       if (a.positional[1] !== 'release' || !file) throw new UsageError('usage: licctl quarantine release RELEASE.json (made by licctl vendor release-quarantine)');
-      let release: unknown;
-      try {
-        release = JSON.parse(readFileSync(file, 'utf8'));
-      } catch (e) {
-        throw new LicdError('RELEASE_INVALID', `cannot read the quarantine release ${file}: ${(e as Error).message}`);
-      }
+      const release = readJsonFile(file, 'the quarantine release', { code: 'RELEASE_INVALID', fix: 'give the file licctl vendor release-quarantine wrote' });
       const c = await connect(a, true);
       try {
         const r = await c.request<QuarantineReleaseResult>('quarantine.release', { release }, { admin: true });
@@ -573,7 +531,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     }
     if (isLicdError(e)) {
       err(`licctl: ${e.code}: ${e.message}`);
-      process.exit(e.code === 'NO_SEATS' ? 3 : e.code === 'TIMEOUT' ? 4 : e.code === 'BLOCKED' || e.code === 'REVOKED' ? EXIT_SEAT_LOST : e.code === 'TLS_MISMATCH' || e.code === 'TLS_UNTRUSTED' ? 6 : 2);
+      process.exit((e.details as { usage?: boolean } | undefined)?.usage ? 64 : e.code === 'NO_SEATS' ? 3 : e.code === 'TIMEOUT' ? 4 : e.code === 'BLOCKED' || e.code === 'REVOKED' ? EXIT_SEAT_LOST : e.code === 'TLS_MISMATCH' || e.code === 'TLS_UNTRUSTED' ? 6 : 2);
     }
     err(`licctl: ${(e as Error)?.message ?? String(e)}`);
     process.exit(1);

@@ -10,6 +10,7 @@ import { performance } from 'node:perf_hooks';
 import type { Config } from '../config.ts';
 import { fromHex, toBase64url, toHex, utf8 } from '../core/bytes.ts';
 import { LicdError } from '../core/errors.ts';
+import { readJsonFile } from '../files.ts';
 import { verifyEntitlement, type Entitlement } from '../core/entitlement.ts';
 import type { Lease, Mutation } from '../core/model.ts';
 import { systemClock, type Clock, type DongleIdentity, type Ed25519, type Random, type StateStore } from '../core/ports.ts';
@@ -186,11 +187,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       }
     } else {
       vendorPublicKey = fromHex(config.vendorPublicKey!);
-      try {
-        envelope = JSON.parse(readFileSync(config.entitlementFile!, 'utf8'));
-      } catch (e) {
-        throw new LicdError('ENTITLEMENT_INVALID', `cannot read the license file ${config.entitlementFile}: ${(e as Error).message}`);
-      }
+      envelope = readJsonFile(config.entitlementFile!, 'the license file (entitlementFile)', { code: 'ENTITLEMENT_INVALID', fix: 'give the file from the vendor in entitlementFile' });
     }
     // Without the dongle at start, the license file still says which dongle to wait for.
     const named = peekDongle(envelope);
@@ -533,6 +530,8 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
           { username: config.mqtt.username, password: daemonPassword, role: 'daemon' },
           { username: 'admin', password: adminPassword, role: 'admin' },
         ],
+      }).catch((e: unknown) => {
+        throw listenError(e, config) ?? e;
       });
       cleanups.push(() => broker!.close());
       url = broker.url;
@@ -740,3 +739,26 @@ function peekDongle(envelope: unknown): { serial: string; publicKey: Uint8Array 
   }
 }
 
+/**
+ * A listener of the embedded broker that cannot bind (the port is taken by another program, or
+ * needs privileges) is said in one sentence naming host:port, the setting and the fix; licd exits
+ * with EXIT_PORT_UNAVAILABLE (README). Other errors: null.
+ */
+export function listenError(e: unknown, config: Config): LicdError | null {
+  const x = e as { code?: unknown; syscall?: unknown; port?: unknown };
+  if (e instanceof LicdError || x?.syscall !== 'listen' || (x.code !== 'EADDRINUSE' && x.code !== 'EACCES' && x.code !== 'EADDRNOTAVAIL')) return null;
+  const tls = config.broker.tls.enabled && x.port === config.broker.tls.port && !(config.broker.plain && config.mqtt.port === config.broker.tls.port);
+  const host = tls ? config.broker.tls.host : config.mqtt.host;
+  const port = typeof x.port === 'number' ? x.port : tls ? config.broker.tls.port : config.mqtt.port;
+  const where = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  const setting = tls ? 'broker.tls.port in the config file' : 'mqtt.port in the config file or LICD_MQTT_PORT';
+  const what = tls ? 'the TLS (mqtts) listener' : 'the MQTT listener';
+  const cause =
+    x.code === 'EADDRINUSE'
+      ? `${where} is already in use by another program (another licd or MQTT broker?)`
+      : x.code === 'EACCES'
+        ? `licd may not listen on ${where} (ports below 1024 need privileges)`
+        : `${host} is not an address of this machine`;
+  const fix = x.code === 'EADDRNOTAVAIL' ? `set ${tls ? 'broker.tls.host' : 'mqtt.host (LICD_MQTT_HOST)'} to an address of this machine` : `stop that program, or give ${what} another port with ${setting}`;
+  return new LicdError('CONFIG_INVALID', `${what} cannot listen: ${cause}; ${fix}`, { listen: where, errno: String(x.code) });
+}

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { LicdError } from '../core/errors.ts';
+import { fsErrorText, readJsonFile } from '../files.ts';
 import { Fields } from '../core/validate.ts';
 import { parseFingerprint, type TlsTrust } from '../mqtt/tls.ts';
 
@@ -16,6 +17,34 @@ export interface Connection {
 }
 
 export const DEFAULT_BROKER = 'mqtt://127.0.0.1:1883';
+
+/**
+ * A broker address must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT] with a port from 1 to 65535.
+ * Anything else is refused here, naming the value, where it came from and an example: handed on,
+ * the MQTT library would read it leniently (a bad port becomes 1883, with a Node deprecation
+ * warning) and connect somewhere the user did not mean. The error's details carry usage: true
+ * (licctl exits 64, bad usage).
+ */
+export function checkBrokerUrl(url: string, source: string): string {
+  const bad = (why: string) =>
+    new LicdError('CONFIG_INVALID', `the broker address ${JSON.stringify(url)} (from ${source}) ${why}; give one like mqtt://licd.local:1883 or mqtts://licd.local:8883`, { usage: true, source });
+  const m = /^(mqtts?):\/\/(\[[0-9a-fA-F:.]+\]|[^/:?#@[\]\s]+)(?::([^/?#]*))?\/?$/.exec(url);
+  if (!m) {
+    if (!/^mqtts?:\/\//i.test(url)) throw bad('must start with mqtt:// or mqtts://');
+    if (/@/.test(url)) throw bad('must not hold a user or password (use --user and --password-file)');
+    throw bad('is not HOST or HOST:PORT after the scheme');
+  }
+  if (m[3] !== undefined) {
+    const port = Number(m[3]);
+    if (!/^\d+$/.test(m[3]) || !Number.isInteger(port) || port < 1 || port > 65535) throw bad(`has the port ${JSON.stringify(m[3])}, which is not a number from 1 to 65535`);
+  }
+  try {
+    new URL(url);
+  } catch {
+    throw bad('is not a valid URL');
+  }
+  return url;
+}
 
 function isLoopbackUrl(url: string): boolean {
   let host: string;
@@ -55,20 +84,15 @@ export function resolveConnection(opts: {
     if (!c) continue;
     const path = resolve(cwd, c);
     if (!existsSync(path)) {
-      if (c === opts.configFile) throw new LicdError('CONFIG_INVALID', `client config ${path} does not exist`);
+      if (c === opts.configFile) throw new LicdError('CONFIG_INVALID', `client config: no such file: ${path}; check the path given by --config`);
       continue;
     }
-    let raw: unknown;
-    try {
-      raw = JSON.parse(readFileSync(path, 'utf8'));
-    } catch (e) {
-      throw new LicdError('CONFIG_INVALID', `client config ${path} is not valid JSON: ${(e as Error).message}`);
-    }
+    const raw = readJsonFile(path, 'client config', { fix: 'fix the file, or point --config / LICD_CLIENT_CONFIG elsewhere' });
     const f = Fields.of(raw, path, 'CONFIG_INVALID');
     f.only(['broker', 'username', 'password', 'passwordFile', 'vendorPublicKey', 'fingerprint', 'ca']);
     file = { path };
-    const b = f.optString('broker', { max: 1024, pattern: /^mqtts?:\/\/./, patternHelp: 'a URL like mqtt://licd.local:1883' });
-    if (b) file.broker = b;
+    const b = f.optString('broker', { max: 1024 });
+    if (b) file.broker = checkBrokerUrl(b, `"broker" in ${path}`);
     const u = f.optString('username', { max: 64 });
     if (u) file.username = u;
     const p = f.optString('password', { max: 256 });
@@ -86,14 +110,14 @@ export function resolveConnection(opts: {
   if (opts.broker) [url, source] = [opts.broker, '--broker'];
   else if (env.LICD_BROKER) [url, source] = [env.LICD_BROKER, 'LICD_BROKER'];
   else if (file?.broker) [url, source] = [file.broker, file.path];
-  if (!/^mqtts?:\/\/./.test(url)) throw new LicdError('CONFIG_INVALID', `broker address ${JSON.stringify(url)} from ${source} must look like mqtt://host:1883`);
+  checkBrokerUrl(url, source);
 
   const conn: Connection = { url, source };
   const readPw = (p: string) => {
     try {
       return readFileSync(resolve(cwd, p), 'utf8').trim();
     } catch (e) {
-      throw new LicdError('CONFIG_INVALID', `cannot read the password file ${p}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+      throw new LicdError('CONFIG_INVALID', `the password file: ${fsErrorText(e, resolve(cwd, p))}`);
     }
   };
   const username = opts.user ?? env.LICD_MQTT_USER ?? file?.username;
@@ -119,7 +143,7 @@ export function resolveConnection(opts: {
       try {
         conn.tls.ca = readFileSync(caFile, 'utf8');
       } catch (e) {
-        throw new LicdError('CONFIG_INVALID', `cannot read the CA file ${caFile} (from ${opts.ca ? '--ca' : env.LICD_TLS_CA ? 'LICD_TLS_CA' : file?.path}): ${(e as NodeJS.ErrnoException).code ?? e}`);
+        throw new LicdError('CONFIG_INVALID', `the CA file (from ${opts.ca ? '--ca' : env.LICD_TLS_CA ? 'LICD_TLS_CA' : file?.path}): ${fsErrorText(e, caFile)}`);
       }
     }
   }

@@ -62,7 +62,7 @@ test('the user flow: status, checkouts until denied, run, a killed holder, resta
   const f = (JSON.parse(after.stdout) as { features: Array<{ feature: string; leased: number; leases: Array<{ user: string }> }> }).features.find((x) => x.feature === 'vray_interface')!;
   t.is(f.leased, 1);
   t.is(f.leases[0]!.user, 'carol');
-  const ci = await run(['checkin']);
+  const ci = await run(['checkin', ...B]);
   t.is(ci.code, 0);
   await holder2.exited;
   t.regex(holder2.stdout(), /checked in vray_interface/);
