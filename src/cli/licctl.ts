@@ -35,7 +35,7 @@ Borrowing (offline use):
   licctl borrow --feature F[=N] ... [--hours H] [--auto-renew] --yes [--json]
   licctl tokens                                borrowed licenses on this machine and whether usable
   licctl renew [FEATURE|ID ...] [--hours H]    renew before expiry (up to the maximum from now)
-  licctl return [FEATURE|ID ...] [--all]       give borrowed seats back early
+  licctl return FEATURE|ID ... | --all [--json]  give borrowed seats back early
   licctl borrow request --feature F[=N] --hours H --out REQ.json   (machine without network)
   licctl borrow import TOKENS.json                                 (machine without network)
   licctl return --all --out RETURN.json                            (machine without network)
@@ -404,19 +404,27 @@ export async function licctl(argv: string[]): Promise<number> {
       const policy = { mode: onLoss, graceSeconds: intFlag(a, 'grace', 0, 86400) ?? 60, warnEverySeconds: intFlag(a, 'warn-every', 1, 86400) ?? 60 } as const;
       // A borrowed token for the feature is used first: it needs no network, and its seat is
       // already reserved for this machine.
+      // Each offline use takes one of the token's seat slots on this host (docs/borrowing.md).
+      let busy: string | null = null;
       if (!has(a, 'online')) {
-        const local = new BorrowClient().usable(feature, vendorKey(a));
+        const local = new BorrowClient().acquire(feature, vendorKey(a));
         if (local.ok) {
-          err(`licctl: using borrowed ${feature} (offline token, valid until ${new Date(local.ok.token.expiresAt).toISOString()})`);
-          const conn = await connect(a, false, { timeoutMs: 1500 }).catch(() => null);
-          if (conn) await conn.close({ checkin: false });
-          return startChild(a.rest, { out, err }).exit;
+          try {
+            err(`licctl: using borrowed ${feature} (offline token, valid until ${new Date(local.ok.token.expiresAt).toISOString()})`);
+            const conn = await connect(a, false, { timeoutMs: 1500 }).catch(() => null);
+            if (conn) await conn.close({ checkin: false });
+            return await startChild(a.rest, { out, err }).exit;
+          } finally {
+            local.slot.release();
+          }
         }
+        if (local.inUse.length > 0) busy = local.reason;
       }
       let c: LicdClient;
       try {
         c = await connect(a);
       } catch (e) {
+        if (busy) throw new LicdError('TOKEN_IN_USE', `${busy} (and the license server was not reached: ${(e as Error).message})`);
         const local = new BorrowClient().usable(feature, vendorKey(a));
         throw new LicdError('TIMEOUT', `${(e as Error).message}; no borrowed license to fall back on (${'reason' in local ? local.reason : ''})`);
       }
@@ -573,7 +581,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     }
     if (isLicdError(e)) {
       err(`licctl: ${e.code}: ${e.message}`);
-      process.exit(e.code === 'NO_SEATS' ? 3 : e.code === 'TIMEOUT' ? 4 : e.code === 'BLOCKED' || e.code === 'REVOKED' ? EXIT_SEAT_LOST : e.code === 'TLS_MISMATCH' || e.code === 'TLS_UNTRUSTED' ? 6 : 2);
+      process.exit(e.code === 'NO_SEATS' ? 3 : e.code === 'TIMEOUT' ? 4 : e.code === 'BLOCKED' || e.code === 'REVOKED' ? EXIT_SEAT_LOST : e.code === 'TLS_MISMATCH' || e.code === 'TLS_UNTRUSTED' ? 6 : e.code === 'TOKEN_IN_USE' ? 7 : 2);
     }
     err(`licctl: ${(e as Error)?.message ?? String(e)}`);
     process.exit(1);
