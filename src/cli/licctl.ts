@@ -31,10 +31,10 @@ Users and render nodes:
   licctl watch                                 print availability as it changes
 
 Borrowing (offline use):
-  licctl borrow                                interactive wizard: products, machines, preview, borrow
+  licctl borrow                                interactive wizard: products, seats here, preview, borrow
   licctl borrow --feature F[=N] ... [--hours H] [--auto-renew] --yes [--json]
   licctl tokens                                borrowed licenses on this machine and whether usable
-  licctl renew [FEATURE|ID ...] [--hours H]    renew before expiry (up to the maximum from now)
+  licctl renew [FEATURE|ID ...] [--hours H] [--json]  renew before expiry (never shortens a borrow)
   licctl return FEATURE|ID ... | --all [--json]  give borrowed seats back early
   licctl borrow request --feature F[=N] --hours H --out REQ.json   (machine without network)
   licctl borrow import TOKENS.json                                 (machine without network)
