@@ -108,8 +108,16 @@ export class SeatLocks {
     // that is not brand new is a torn write of a crashed process.
     if (o === null && Date.now() - mtime(file) < 2000) return false;
     const guard = join(this.dir, borrowId, 'takeover.guard');
-    if (!this.create(guard, me)) {
+    // Another process is taking over a slot of this borrow: it holds the guard for milliseconds.
+    let got = this.create(guard, me);
+    for (let i = 0; !got && i < 50 && Date.now() - mtime(guard) < GUARD_STALE_MS; i++) {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+      got = this.create(guard, me);
+    }
+    if (!got) {
       // A guard older than a takeover could ever take is left by a crash: clear it, try once more.
+      // (Two processes doing this at the same instant could both get it; that needs a crash inside
+      // a takeover and two new uses within the same milliseconds 10 s later.)
       if (Date.now() - mtime(guard) < GUARD_STALE_MS) return false;
       rmSync(guard, { force: true });
       if (!this.create(guard, me)) return false;
@@ -117,6 +125,7 @@ export class SeatLocks {
     try {
       const again = readOwner(file);
       if (again !== 'absent' && again && ownerAlive(again)) return false;
+      if (again === null && Date.now() - mtime(file) < 2000) return false;
       rmSync(file, { force: true });
       return this.create(file, me);
     } finally {

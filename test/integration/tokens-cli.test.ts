@@ -37,6 +37,7 @@ async function borrowed(env: Record<string, string>, feature: string): Promise<n
 const hoursLeft = (iso: string) => (Date.parse(iso) - Date.now()) / 3600_000;
 
 test('a bare return is refused and lists the borrows; --json prints one object; renew never shortens a borrow', async (t) => {
+  t.timeout(120_000); // a generous deadline: the machine is shared
   const { env } = await daemon(t);
   t.is((await run(['borrow', '--feature', 'vray_render', '--feature', 'nuke_i', '--hours', '10', '--yes'], env)).code, 0);
 
@@ -77,6 +78,7 @@ test('a bare return is refused and lists the borrows; --json prints one object; 
 });
 
 test('an air-gapped return cannot be undone by importing the token file again', async (t) => {
+  t.timeout(120_000); // a generous deadline: the machine is shared
   const { home, offline, admin } = await daemon(t);
   const files = tempDir('licd-files-');
   t.teardown(() => rmSync(files, { recursive: true, force: true }));
@@ -99,7 +101,7 @@ test('an air-gapped return cannot be undone by importing the token file again', 
 });
 
 test('concurrent offline uses of a token never exceed its count, and a crashed user frees its seat', async (t) => {
-  t.timeout(60_000);
+  t.timeout(120_000); // a generous deadline: the machine is shared
   const { env, offline } = await daemon(t);
   t.is((await run(['borrow', '--feature', 'vray_interface=1', '--feature', 'vray_render=2', '--hours', '24', '--yes'], env)).code, 0);
 
@@ -133,6 +135,7 @@ test('concurrent offline uses of a token never exceed its count, and a crashed u
 });
 
 test('expired tokens are shown as expired, then removed 7 days after expiry', async (t) => {
+  t.timeout(120_000); // a generous deadline: the machine is shared
   if (!faketimeAvailable()) return t.fail('libfaketime is needed');
   const { env } = await daemon(t);
   t.is((await run(['borrow', '--feature', 'nuke_i', '--hours', '1', '--yes'], env)).code, 0);
@@ -155,6 +158,7 @@ test('expired tokens are shown as expired, then removed 7 days after expiry', as
 });
 
 test('an --out into a directory that does not exist is refused, naming it, and creates nothing', async (t) => {
+  t.timeout(120_000); // a generous deadline: the machine is shared
   const { env, home } = await daemon(t);
   const missing = join(home, 'no-such-dir', 'deeper');
   const r = await run(['borrow', 'request', '--feature', 'nuke_i', '--hours', '4', '--out', join(missing, 'req.json')], env);
