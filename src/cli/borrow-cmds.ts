@@ -1,9 +1,11 @@
 /** licctl borrow, return, renew, tokens, borrows: offline licenses from the command line. */
+import { statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { LicenseType } from '../core/entitlement.ts';
 import { LicdError } from '../core/errors.ts';
 import type { BorrowView, StatusResult } from '../core/protocol.ts';
-import { BorrowClient, fulfilRequestFile, processReturnFile, unknownOnServerText, type BorrowResultView } from '../sdk/borrow.ts';
+import { BorrowClient, fulfilRequestFile, processReturnFile, PRUNE_AFTER_MS, unknownOnServerText, type BorrowResultView, type LocalToken } from '../sdk/borrow.ts';
 import type { LicdClient } from '../sdk/client.ts';
 import { flag, has, intFlag, UsageError, type ParsedArgs } from './args.ts';
 import { escapeText as cell } from '../core/validate.ts';
@@ -13,6 +15,26 @@ export interface CmdContext {
   vendorKey(): Uint8Array | null;
   out(s: string): void;
   err(s: string): void;
+}
+
+/**
+ * An --out file's directory must exist: a typo in a path must not make a tree of directories
+ * somewhere (the air-gapped files are carried by hand, so a file written elsewhere is lost).
+ */
+export function checkOutFile(path: string, option = '--out'): void {
+  const dir = dirname(resolve(path));
+  let isDir = false;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch {
+    throw new UsageError(`${option} ${path}: the directory ${dir} does not exist; create it first (mkdir -p ${dir}) or write the file elsewhere`);
+  }
+  if (!isDir) throw new UsageError(`${option} ${path}: ${dir} is not a directory; write the file elsewhere`);
+}
+
+/** One line per local borrow, as a refusal lists them. */
+function borrowedLines(local: LocalToken[]): string {
+  return local.map((t) => `  ${t.token.feature} x${t.token.count} until ${new Date(t.token.expiresAt).toISOString()}  [${t.borrowId}]`).join('\n');
 }
 
 function parseItems(a: ParsedArgs): Array<{ feature: string; count: number }> {
@@ -88,12 +110,14 @@ async function wizard(ctx: CmdContext, c: LicdClient, b: BorrowClient, a: Parsed
     const s = await c.status();
     const borrowable = s.features.filter((f) => f.borrow.allowed);
     ctx.out(`Borrow licenses for offline use (${cell(b.identity.user)}@${cell(b.identity.hostName)})\n`);
-    ctx.out('Step 1/4: select products and the number of machines you will use them on');
+    // One token is bound to this host: the count is how many seats run here at once (licctl run
+    // enforces it), not a number of machines (docs/borrowing.md).
+    ctx.out('Step 1/4: select products and the number of seats to use at once on this machine');
     borrowable.forEach((f, i) => ctx.out(`  ${i + 1}. ${f.product.padEnd(30)} ${f.type.padEnd(11)} ${f.free} of ${f.total} free, up to ${f.borrow.maxHours} h`));
     const machines: Array<{ feature: string; machines: number }> = [];
     for (const f of borrowable) {
-      const n = Number(await ask(rl, `  machines for ${f.product}`, '0'));
-      if (!Number.isInteger(n) || n < 0) throw new UsageError('the number of machines must be a whole number');
+      const n = Number(await ask(rl, `  seats on this machine for ${f.product}`, '0'));
+      if (!Number.isInteger(n) || n < 0) throw new UsageError('the number of seats must be a whole number');
       if (n > 0) machines.push({ feature: f.feature, machines: n });
     }
     if (machines.length === 0) {
@@ -143,6 +167,7 @@ export async function borrowCommand(ctx: CmdContext, a: ParsedArgs): Promise<num
     const items = parseItems(a);
     const hours = intFlag(a, 'hours', 1, 8760);
     if (!outFile || items.length === 0 || !hours) throw new UsageError('usage: licctl borrow request --feature F[=N] ... --hours H --out FILE [--auto-renew]');
+    checkOutFile(outFile);
     b().writeRequestFile(outFile, items, hours, { autoRenew: has(a, 'auto-renew') });
     ctx.out(`borrow request written to ${outFile}; take it to a machine that reaches the license server and run: licctl borrow --request ${outFile} --out TOKENS.json`);
     return 0;
@@ -151,9 +176,10 @@ export async function borrowCommand(ctx: CmdContext, a: ParsedArgs): Promise<num
   if (sub === 'import') {
     const file = a.positional[2];
     if (!file) throw new UsageError('usage: licctl borrow import TOKENS.json');
-    const toks = b().importTokenFile(file);
-    for (const t of toks) ctx.out(`imported ${t.count} ${t.feature} until ${new Date(t.expiresAt).toISOString()} (borrow ${t.borrowId})`);
-    return 0;
+    const r = b().importTokens(file);
+    for (const t of r.imported) ctx.out(`imported ${t.count} ${t.feature} until ${new Date(t.expiresAt).toISOString()} (borrow ${t.borrowId})`);
+    for (const e of r.refused) ctx.err(`licctl: ${e.code}: ${e.message}`);
+    return r.refused.length > 0 ? 2 : 0;
   }
   if (sub === 'lost') {
     const id = a.positional[2];
@@ -188,6 +214,7 @@ export async function borrowCommand(ctx: CmdContext, a: ParsedArgs): Promise<num
   if (reqFile) {
     const outFile = flag(a, 'out');
     if (!outFile) throw new UsageError('usage: licctl borrow --request REQUEST.json --out TOKENS.json');
+    checkOutFile(outFile);
     const c = await ctx.connect(true);
     try {
       const r = await fulfilRequestFile(c, reqFile, outFile);
@@ -236,7 +263,8 @@ export async function returnCommand(ctx: CmdContext, a: ParsedArgs): Promise<num
     const c = await ctx.connect(true);
     try {
       const r = await processReturnFile(c, processFile);
-      ctx.out(`returned ${r.returned.length} borrow(s)${r.unknown.length ? `; not known (already returned or expired): ${r.unknown.join(', ')}` : ''}`);
+      if (has(a, 'json')) ctx.out(JSON.stringify({ processed: processFile, returned: r.returned, unknown: r.unknown }, null, 2));
+      else ctx.out(`returned ${r.returned.length} borrow(s)${r.unknown.length ? `; not known (already returned or expired): ${r.unknown.join(', ')}` : ''}`);
     } finally {
       await c.close();
     }
@@ -245,22 +273,36 @@ export async function returnCommand(ctx: CmdContext, a: ParsedArgs): Promise<num
   const b = new BorrowClient();
   const local = b.list(ctx.vendorKey());
   const wanted = a.positional.slice(1);
-  const chosen = has(a, 'all') || wanted.length === 0 ? local : local.filter((t) => wanted.includes(t.token.feature) || wanted.includes(t.borrowId));
+  const json = has(a, 'json');
+  // Returning is destructive (the tokens are deleted and the seats go back): it needs a name or --all.
+  if (!has(a, 'all') && wanted.length === 0) {
+    throw new UsageError(
+      local.length === 0
+        ? 'licctl return needs FEATURE, BORROW_ID or --all; nothing is borrowed on this machine'
+        : `licctl return needs FEATURE, BORROW_ID or --all; nothing was returned. Borrowed on this machine:\n${borrowedLines(local)}\nlicctl return FEATURE|ID ... returns those, licctl return --all returns every one`,
+    );
+  }
+  const chosen = has(a, 'all') ? local : local.filter((t) => wanted.includes(t.token.feature) || wanted.includes(t.borrowId));
   if (chosen.length === 0) {
     ctx.out(wanted.length ? `no borrowed ${wanted.join(', ')} on this machine` : 'nothing is borrowed on this machine');
     return 1;
   }
   const ids = chosen.map((t) => t.borrowId);
+  const entry = (t: LocalToken) => ({ borrowId: t.borrowId, feature: t.token.feature, count: t.token.count });
   const outFile = flag(a, 'out');
   if (outFile) {
+    checkOutFile(outFile);
     b.writeReturnFile(outFile, ids);
-    ctx.out(`return file written to ${outFile} (the local tokens are deleted); an admin runs: licctl return --process ${outFile}`);
+    if (json) ctx.out(JSON.stringify({ returned: chosen.map(entry), unknownOnServer: [], returnFile: outFile }, null, 2));
+    else ctx.out(`return file written to ${outFile} (the local tokens are deleted); an admin runs: licctl return --process ${outFile}`);
     return 0;
   }
   const c = await ctx.connect();
   try {
     const r = await b.giveBack(c, ids);
-    for (const t of chosen) ctx.out(`${r.returned.includes(t.borrowId) ? 'returned' : 'already gone on the server:'} ${t.token.count} ${t.token.feature} (borrow ${t.borrowId})`);
+    if (json) {
+      ctx.out(JSON.stringify({ returned: chosen.filter((t) => r.returned.includes(t.borrowId)).map(entry), unknownOnServer: chosen.filter((t) => !r.returned.includes(t.borrowId)).map(entry), returnFile: null }, null, 2));
+    } else for (const t of chosen) ctx.out(`${r.returned.includes(t.borrowId) ? 'returned' : 'already gone on the server:'} ${t.token.count} ${t.token.feature} (borrow ${t.borrowId})`);
   } finally {
     await c.close();
   }
@@ -275,37 +317,66 @@ export async function renewCommand(ctx: CmdContext, a: ParsedArgs): Promise<numb
     ctx.out('nothing borrowed to renew; borrow with licctl borrow');
     return 1;
   }
+  const json = has(a, 'json');
+  const renewed: Array<{ borrowId: string; feature: string; count: number; until: string; hours: number }> = [];
+  const unknownOnServer: Array<{ borrowId: string; feature: string; count: number; message: string }> = [];
   const c = await ctx.connect();
   try {
     for (const t of local) {
+      // The default is the longest period this borrow had (the server keeps the later end anyway).
       const hours = intFlag(a, 'hours', 1, 8760) ?? t.stored.hours;
       try {
         const r = await b.renew(c, [t.borrowId], hours);
-        ctx.out(`renewed ${t.token.feature} until ${r.borrows[0]!.until}`);
+        const v = r.borrows[0]!;
+        renewed.push({ borrowId: t.borrowId, feature: t.token.feature, count: t.token.count, until: v.until, hours: b.stored(t.borrowId)?.hours ?? hours });
+        if (!json) ctx.out(`renewed ${t.token.feature} until ${v.until}`);
       } catch (e) {
         if (e instanceof LicdError && e.code === 'UNKNOWN_BORROW') {
           // Kept: the server not knowing a borrow is no proof that it ended (docs/borrowing.md).
-          ctx.err(`licctl: warning: ${unknownOnServerText(t.token, e)}`);
+          const message = unknownOnServerText(t.token, e);
+          unknownOnServer.push({ borrowId: t.borrowId, feature: t.token.feature, count: t.token.count, message });
+          ctx.err(`licctl: warning: ${message}`);
         } else throw e;
       }
     }
   } finally {
     await c.close();
   }
+  if (json) ctx.out(JSON.stringify({ renewed, unknownOnServer }, null, 2));
   return 0;
 }
 
 export function tokensCommand(ctx: CmdContext, a: ParsedArgs): number {
   const b = new BorrowClient();
-  const list = b.list(ctx.vendorKey());
+  const now = Date.now();
+  const list = b.list(ctx.vendorKey(), now);
+  const expired = (t: LocalToken) => now >= t.token.expiresAt;
+  const removedAt = (t: LocalToken) => new Date(t.token.expiresAt + PRUNE_AFTER_MS).toISOString();
   if (has(a, 'json')) {
-    ctx.out(JSON.stringify(list.map((t) => ({ borrowId: t.borrowId, feature: t.token.feature, count: t.token.count, until: new Date(t.token.expiresAt).toISOString(), autoRenew: t.stored.autoRenew, valid: Boolean(t.valid), problem: t.problem?.message ?? null })), null, 2));
+    ctx.out(
+      JSON.stringify(
+        list.map((t) => ({
+          borrowId: t.borrowId,
+          feature: t.token.feature,
+          count: t.token.count,
+          until: new Date(t.token.expiresAt).toISOString(),
+          autoRenew: t.stored.autoRenew,
+          valid: Boolean(t.valid),
+          expired: expired(t),
+          removeAfter: expired(t) ? removedAt(t) : null,
+          problem: t.problem?.message ?? null,
+        })),
+        null,
+        2,
+      ),
+    );
     return 0;
   }
   ctx.out(`borrowed licenses on this machine (${cell(b.identity.user)}@${cell(b.identity.hostName)}, host id ${b.identity.hostId.slice(0, 12)}…, store ${b.tokenDir})`);
   if (list.length === 0) ctx.out('  none');
   for (const t of list) {
-    ctx.out(`  ${t.token.feature.padEnd(18)} ${String(t.token.count).padStart(3)}  until ${new Date(t.token.expiresAt).toISOString()}  ${t.valid ? 'valid' : `NOT USABLE: ${cell(t.problem?.message ?? '')}`}${t.stored.autoRenew ? '  auto-renew' : ''}  [${t.borrowId}]`);
+    const state = t.valid ? 'valid' : expired(t) ? `EXPIRED (removed after ${removedAt(t)})` : `NOT USABLE: ${cell(t.problem?.message ?? '')}`;
+    ctx.out(`  ${t.token.feature.padEnd(18)} ${String(t.token.count).padStart(3)}  until ${new Date(t.token.expiresAt).toISOString()}  ${state}${t.stored.autoRenew ? '  auto-renew' : ''}  [${t.borrowId}]`);
   }
   return 0;
 }

@@ -32,11 +32,11 @@ Users and render nodes:
   licctl watch                                 print availability as it changes
 
 Borrowing (offline use):
-  licctl borrow                                interactive wizard: products, machines, preview, borrow
+  licctl borrow                                interactive wizard: products, seats here, preview, borrow
   licctl borrow --feature F[=N] ... [--hours H] [--auto-renew] --yes [--json]
   licctl tokens                                borrowed licenses on this machine and whether usable
-  licctl renew [FEATURE|ID ...] [--hours H]    renew before expiry (up to the maximum from now)
-  licctl return [FEATURE|ID ...] [--all]       give borrowed seats back early
+  licctl renew [FEATURE|ID ...] [--hours H] [--json]  renew before expiry (never shortens a borrow)
+  licctl return FEATURE|ID ... | --all [--json]  give borrowed seats back early
   licctl borrow request --feature F[=N] --hours H --out REQ.json   (machine without network)
   licctl borrow import TOKENS.json                                 (machine without network)
   licctl return --all --out RETURN.json                            (machine without network)
@@ -78,8 +78,9 @@ Connection (every command that talks to licd):
                        LICD_TLS_CA, "ca" in the client config
 
 Exit codes: 0 ok, 2 refused (the message says why), 3 no seats, 4 server not reached,
-  5 TLS: the server's certificate is not the pinned one or not trusted (nothing was sent),
-  64 bad command line.
+  5 the seat was revoked, blocked or lost (run --on-loss stop), 6 TLS: the server's certificate
+  is not the pinned one or not trusted (nothing was sent), 7 every borrowed seat on this machine
+  is in use, 64 bad command line (README: "licctl exit codes").
 `;
 
 const CONN_FLAGS = ['broker', 'config', 'user', 'password-file', 'timeout', 'vendor-key', 'fingerprint', 'ca'];
@@ -389,19 +390,27 @@ export async function licctl(argv: string[]): Promise<number> {
       const policy = { mode: onLoss, graceSeconds: intFlag(a, 'grace', 0, 86400) ?? 60, warnEverySeconds: intFlag(a, 'warn-every', 1, 86400) ?? 60 } as const;
       // A borrowed token for the feature is used first: it needs no network, and its seat is
       // already reserved for this machine.
+      // Each offline use takes one of the token's seat slots on this host (docs/borrowing.md).
+      let busy: string | null = null;
       if (!has(a, 'online')) {
-        const local = new BorrowClient().usable(feature, vendorKey(a));
+        const local = new BorrowClient().acquire(feature, vendorKey(a));
         if (local.ok) {
-          err(`licctl: using borrowed ${feature} (offline token, valid until ${new Date(local.ok.token.expiresAt).toISOString()})`);
-          const conn = await connect(a, false, { timeoutMs: 1500 }).catch(() => null);
-          if (conn) await conn.close({ checkin: false });
-          return startChild(a.rest, { out, err }).exit;
+          try {
+            err(`licctl: using borrowed ${feature} (offline token, valid until ${new Date(local.ok.token.expiresAt).toISOString()})`);
+            const conn = await connect(a, false, { timeoutMs: 1500 }).catch(() => null);
+            if (conn) await conn.close({ checkin: false });
+            return await startChild(a.rest, { out, err }).exit;
+          } finally {
+            local.slot.release();
+          }
         }
+        if (local.inUse.length > 0) busy = local.reason;
       }
       let c: LicdClient;
       try {
         c = await connect(a);
       } catch (e) {
+        if (busy) throw new LicdError('TOKEN_IN_USE', `${busy} (and the license server was not reached: ${(e as Error).message})`);
         const local = new BorrowClient().usable(feature, vendorKey(a));
         throw new LicdError('TIMEOUT', `${(e as Error).message}; no borrowed license to fall back on (${'reason' in local ? local.reason : ''})`);
       }
@@ -531,7 +540,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     }
     if (isLicdError(e)) {
       err(`licctl: ${e.code}: ${e.message}`);
-      process.exit((e.details as { usage?: boolean } | undefined)?.usage ? 64 : e.code === 'NO_SEATS' ? 3 : e.code === 'TIMEOUT' ? 4 : e.code === 'BLOCKED' || e.code === 'REVOKED' ? EXIT_SEAT_LOST : e.code === 'TLS_MISMATCH' || e.code === 'TLS_UNTRUSTED' ? 6 : 2);
+      process.exit((e.details as { usage?: boolean } | undefined)?.usage ? 64 : e.code === 'NO_SEATS' ? 3 : e.code === 'TIMEOUT' ? 4 : e.code === 'BLOCKED' || e.code === 'REVOKED' ? EXIT_SEAT_LOST : e.code === 'TLS_MISMATCH' || e.code === 'TLS_UNTRUSTED' ? 6 : e.code === 'TOKEN_IN_USE' ? 7 : 2);
     }
     err(`licctl: ${(e as Error)?.message ?? String(e)}`);
     process.exit(1);

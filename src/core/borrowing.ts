@@ -331,7 +331,11 @@ export class Borrowing {
         }
         const hours = req.refresh ? b.hours : req.hours;
         this.checkHours(b.feature, hours, b.user, now);
-        changes.push(this.table.updateBorrow({ ...b, expiresAt: now + hours * 3600_000, hours, tokenId: this.d.newId(), tokenIssuedAt: now, autoRenew: req.autoRenew, clientId: ctx.clientId }));
+        // A renewal never shortens a borrow: it keeps the later of the current end and the asked
+        // one (a plain `licctl renew` after `renew --hours 48` must not cut the 48 h back), and the
+        // longer period for later refreshes.
+        const expiresAt = Math.max(b.expiresAt, now + hours * 3600_000);
+        changes.push(this.table.updateBorrow({ ...b, expiresAt, hours: Math.max(b.hours, hours), tokenId: this.d.newId(), tokenIssuedAt: now, autoRenew: req.autoRenew, clientId: ctx.clientId }));
       }
     } catch (e) {
       for (const c of changes.reverse()) c.undo();

@@ -39,6 +39,9 @@ export const ErrorCodes = [
   // mqtts: the server's certificate is not the pinned one / not vouched for by a trusted CA
   'TLS_MISMATCH',
   'TLS_UNTRUSTED',
+  // borrowed tokens on the client: a returned borrow's token; every borrowed seat on this host in use
+  'TOKEN_RETURNED',
+  'TOKEN_IN_USE',
 ] as const;
 
 export type ErrorCode = (typeof ErrorCodes)[number];

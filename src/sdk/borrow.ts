@@ -28,6 +28,25 @@ import { nodeEd25519 } from '../crypto/ed25519.ts';
 import { writeFileAtomic } from '../vendor.ts';
 import type { LicdClient } from './client.ts';
 import { loadIdentity, type ClientIdentity } from './identity.ts';
+import { SeatLocks, type HeldSlot, type SlotOwner } from './seat-lock.ts';
+
+/** Expired tokens (and the records of returned borrows) are removed this long after their expiry. */
+export const PRUNE_AFTER_MS = 7 * 24 * 3600_000;
+
+/**
+ * A borrow returned from this machine: its tokens (any of them, by borrow id or token id) are
+ * never imported or used again, so a kept token file cannot undo a return.
+ */
+export interface Tombstone {
+  kind: 'licd-returned-borrow';
+  borrowId: string;
+  tokenIds: string[];
+  feature: string;
+  count: number;
+  expiresAt: string;
+  returnedAt: string;
+  how: 'online' | 'file';
+}
 
 export interface StoredToken {
   kind: 'licd-stored-token';
@@ -63,6 +82,8 @@ export class BorrowClient {
   readonly identity: ClientIdentity;
   private readonly ed: Ed25519;
   readonly tokenDir: string;
+  readonly returnedDir: string;
+  readonly locks: SeatLocks;
   private readonly clockFile: string;
   private readonly clock: Clock;
 
@@ -72,6 +93,8 @@ export class BorrowClient {
     this.identity = loadIdentity({ ...opts, ed: this.ed });
     this.tokenDir = join(this.identity.home, 'tokens');
     this.clockFile = join(this.identity.home, 'clock.json');
+    this.returnedDir = join(this.identity.home, 'returned');
+    this.locks = new SeatLocks(join(this.identity.home, 'locks'));
     mkdirSync(this.tokenDir, { recursive: true, mode: 0o700 });
   }
 
@@ -107,6 +130,8 @@ export class BorrowClient {
     if (t.clientKey !== this.identity.publicKey || t.hostId !== this.identity.hostId) {
       throw new LicdError('TOKEN_INVALID', `this token was made for another machine or key (host id ${t.hostId.slice(0, 12)}…); import it on the machine that made the request`, { reason: 'host' });
     }
+    const gone = this.returnedRecord(t);
+    if (gone) throw returnedError(t, gone);
     const stored: StoredToken = { kind: 'licd-stored-token', bundle, autoRenew, hours, savedAt: new Date().toISOString() };
     writeFileAtomic(join(this.tokenDir, `${t.borrowId}.json`), JSON.stringify(stored, null, 2) + '\n', 0o600);
     return t;
@@ -124,6 +149,90 @@ export class BorrowClient {
     rmSync(join(this.tokenDir, `${borrowId}.json`), { force: true });
   }
 
+  /**
+   * Remembers that a borrow was returned from here, then deletes its token: written before the
+   * token goes, so that no crash leaves a returned token without its record.
+   */
+  private bury(borrowId: string, how: 'online' | 'file'): void {
+    const st = this.stored(borrowId);
+    let t: BorrowToken | null = null;
+    try {
+      t = st ? peekToken(st.bundle) : null;
+    } catch {
+      t = null;
+    }
+    const prev = this.readTombstone(borrowId);
+    const stone: Tombstone = {
+      kind: 'licd-returned-borrow',
+      borrowId,
+      tokenIds: [...new Set([...(prev?.tokenIds ?? []), ...(t ? [t.tokenId] : [])])],
+      feature: t?.feature ?? prev?.feature ?? '',
+      count: t?.count ?? prev?.count ?? 0,
+      // Without the token the expiry is unknown: keep the record for the longest borrow there is.
+      expiresAt: new Date(t ? t.expiresAt : prev ? Date.parse(prev.expiresAt) : this.clock.now() + 8760 * 3600_000).toISOString(),
+      returnedAt: new Date(this.clock.now()).toISOString(),
+      how,
+    };
+    writeFileAtomic(join(this.returnedDir, `${safeName(borrowId)}.json`), JSON.stringify(stone, null, 2) + '\n', 0o600);
+    this.remove(borrowId);
+  }
+
+  private readTombstone(borrowId: string): Tombstone | null {
+    try {
+      const j = JSON.parse(readFileSync(join(this.returnedDir, `${safeName(borrowId)}.json`), 'utf8')) as Tombstone;
+      return j.kind === 'licd-returned-borrow' ? j : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** The record of a return that covers this token (its borrow, or its token id), if any. */
+  returnedRecord(t: Pick<BorrowToken, 'borrowId' | 'tokenId'>): Tombstone | null {
+    const byBorrow = this.readTombstone(t.borrowId);
+    if (byBorrow) return byBorrow;
+    if (!existsSync(this.returnedDir)) return null;
+    for (const f of readdirSync(this.returnedDir).filter((x) => x.endsWith('.json'))) {
+      try {
+        const j = JSON.parse(readFileSync(join(this.returnedDir, f), 'utf8')) as Tombstone;
+        if (j.kind === 'licd-returned-borrow' && j.tokenIds.includes(t.tokenId)) return j;
+      } catch {
+        continue;
+      }
+    }
+    return null;
+  }
+
+  /**
+   * Removes token files and return records more than PRUNE_AFTER_MS past their expiry (an expired
+   * token is shown as expired until then). Returns the borrow ids of the tokens removed.
+   */
+  prune(now = this.clock.now()): string[] {
+    const removed: string[] = [];
+    for (const [dir, expiry] of [
+      [this.tokenDir, (j: unknown) => peekToken((j as StoredToken).bundle).expiresAt],
+      [this.returnedDir, (j: unknown) => Date.parse((j as Tombstone).expiresAt)],
+    ] as const) {
+      if (!existsSync(dir)) continue;
+      for (const f of readdirSync(dir).filter((x) => x.endsWith('.json'))) {
+        let end: number;
+        try {
+          end = expiry(JSON.parse(readFileSync(join(dir, f), 'utf8')));
+        } catch {
+          continue;
+        }
+        if (Number.isFinite(end) && now > end + PRUNE_AFTER_MS) {
+          rmSync(join(dir, f), { force: true });
+          if (dir === this.tokenDir) {
+            const id = f.slice(0, -'.json'.length);
+            rmSync(join(this.identity.home, 'locks', safeName(id)), { recursive: true, force: true });
+            removed.push(id);
+          }
+        }
+      }
+    }
+    return removed;
+  }
+
   /** Whether any token is stored (a directory listing, no parsing). */
   hasTokens(): boolean {
     return existsSync(this.tokenDir) && readdirSync(this.tokenDir).some((x) => x.endsWith('.json'));
@@ -132,6 +241,7 @@ export class BorrowClient {
   /** Every stored token, each verified for this machine, user and time (or why not). */
   list(vendorPublicKey: Uint8Array | null, now = this.clock.now(), o: { refuseEmulated?: boolean } = {}): LocalToken[] {
     if (!existsSync(this.tokenDir)) return [];
+    this.prune(now);
     const out: LocalToken[] = [];
     const highWater = this.highWater();
     for (const f of readdirSync(this.tokenDir).filter((x) => x.endsWith('.json'))) {
@@ -145,7 +255,9 @@ export class BorrowClient {
       }
       let valid: VerifiedToken | null = null;
       let problem: LicdError | null = null;
-      if (!vendorPublicKey) problem = new LicdError('TOKEN_INVALID', 'no vendor public key to verify with: set LICD_VENDOR_KEY or "vendorPublicKey" in the client config');
+      const gone = this.returnedRecord(token);
+      if (gone) problem = returnedError(token, gone);
+      else if (!vendorPublicKey) problem = new LicdError('TOKEN_INVALID', 'no vendor public key to verify with: set LICD_VENDOR_KEY or "vendorPublicKey" in the client config');
       else {
         try {
           valid = verifyBorrowToken(stored.bundle, {
@@ -180,6 +292,34 @@ export class BorrowClient {
     return { ok: null, reason: mine.map((t) => t.problem?.message ?? 'invalid').join('; ') };
   }
 
+  /**
+   * A token good for `feature` here and now with a free seat slot on this host, locked for this
+   * process until `release` (or its death): concurrent offline uses never exceed the borrowed
+   * count. `inUse` lists the live holders when valid tokens exist but every slot is taken.
+   */
+  acquire(feature: string, vendorPublicKey: Uint8Array | null, now = this.clock.now()): { ok: LocalToken; slot: HeldSlot } | { ok: null; reason: string; inUse: SlotOwner[] } {
+    const mine = this.list(vendorPublicKey, now).filter((t) => t.token.feature === feature);
+    const good = mine.filter((t) => t.valid);
+    for (const t of good) {
+      const slot = this.locks.acquire(t.borrowId, t.token.count, feature);
+      if (slot) {
+        this.markTime(now);
+        return { ok: t, slot };
+      }
+    }
+    if (good.length > 0) {
+      const inUse = good.flatMap((t) => this.locks.owners(t.borrowId, t.token.count));
+      const seats = good.reduce((n, t) => n + t.token.count, 0);
+      return {
+        ok: null,
+        inUse,
+        reason: `all ${seats} borrowed seat${seats === 1 ? '' : 's'} of ${feature} on this machine are in use (pid ${inUse.map((o) => o.pid).join(', ') || '?'}); wait for one to end, or borrow more with licctl borrow --feature ${feature}`,
+      };
+    }
+    if (mine.length === 0) return { ok: null, reason: `no borrowed ${feature} on this machine`, inUse: [] };
+    return { ok: null, reason: mine.map((t) => t.problem?.message ?? 'invalid').join('; '), inUse: [] };
+  }
+
   /** The latest time seen while using tokens: a clock set back below it is caught. */
   highWater(): number | null {
     try {
@@ -209,14 +349,15 @@ export class BorrowClient {
     for (const b of r.tokens) {
       const t = peekToken(b);
       const prev = this.stored(t.borrowId);
-      this.save(b, o.autoRenew ?? prev?.autoRenew ?? false, prev?.hours ?? hours);
+      // The period to renew to by default: never shorter than one asked for before.
+      this.save(b, o.autoRenew ?? prev?.autoRenew ?? false, Math.max(prev?.hours ?? 0, hours));
     }
     return r;
   }
 
   /** Returns borrows early. The local tokens are deleted first, so they cannot be used after. */
   async giveBack(client: LicdClient, borrowIds: string[]): Promise<{ returned: string[]; unknown: string[] }> {
-    for (const id of borrowIds) this.remove(id);
+    for (const id of borrowIds) this.bury(id, 'online');
     return client.request('borrow.return', { return: this.returnNote(borrowIds) });
   }
 
@@ -257,18 +398,50 @@ export class BorrowClient {
     writeFileAtomic(path, JSON.stringify({ kind: 'licd-borrow-request-file', request: this.request(items, hours, o), autoRenew: o.autoRenew ?? false }, null, 2) + '\n');
   }
 
+  /**
+   * Imports the tokens of a token file. A token of a borrow returned from this machine is refused
+   * (TOKEN_RETURNED) and the others are imported; if every token is refused, the first refusal is thrown.
+   */
   importTokenFile(path: string): BorrowToken[] {
+    return this.importTokens(path).imported;
+  }
+
+  importTokens(path: string): { imported: BorrowToken[]; refused: LicdError[] } {
     const j = JSON.parse(readFileSync(path, 'utf8')) as { kind?: string; tokens?: TokenBundle[]; hours?: number; autoRenew?: boolean };
     if (j.kind !== 'licd-token-file' || !Array.isArray(j.tokens)) throw new LicdError('TOKEN_INVALID', `${path} is not a licd token file (made by licctl borrow --request FILE --out FILE)`);
-    return j.tokens.map((b) => this.save(b, false, j.hours ?? Math.round((peekToken(b).expiresAt - peekToken(b).issuedAt) / 3600_000)));
+    const imported: BorrowToken[] = [];
+    const refused: LicdError[] = [];
+    for (const b of j.tokens) {
+      try {
+        imported.push(this.save(b, false, j.hours ?? Math.round((peekToken(b).expiresAt - peekToken(b).issuedAt) / 3600_000)));
+      } catch (e) {
+        if (isLicdError(e) && e.code === 'TOKEN_RETURNED') refused.push(e);
+        else throw e;
+      }
+    }
+    if (imported.length === 0 && refused.length > 0) throw refused[0]!;
+    return { imported, refused };
   }
 
   /** Deletes the local tokens and writes a signed return note for an admin to process. */
   writeReturnFile(path: string, borrowIds: string[]): void {
     const note = this.returnNote(borrowIds);
-    for (const id of borrowIds) this.remove(id);
+    for (const id of borrowIds) this.bury(id, 'file');
     writeFileAtomic(path, JSON.stringify({ kind: 'licd-return-file', return: note }, null, 2) + '\n');
   }
+}
+
+/** A borrow id as a file name (ids are server-made; this keeps a strange one inside the dir). */
+function safeName(id: string): string {
+  return id.replace(/[^A-Za-z0-9_.-]/g, '_');
+}
+
+function returnedError(t: BorrowToken, r: Tombstone): LicdError {
+  return new LicdError(
+    'TOKEN_RETURNED',
+    `borrow ${t.borrowId} (${t.count} ${t.feature}) was returned from this machine at ${r.returnedAt}${r.how === 'file' ? ' by a return file' : ''}; its token cannot be imported or used again. Borrow again (licctl borrow, or licctl borrow request --out FILE)`,
+    { borrow: t.borrowId, token: t.tokenId, returnedAt: r.returnedAt },
+  );
 }
 
 /** The warning for a token whose borrow the server does not know: kept, and why. */

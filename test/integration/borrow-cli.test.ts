@@ -82,11 +82,11 @@ test('the interactive wizard through a pseudo-terminal: products, preview, adjus
     if (!re.test(out)) throw new Error(`wizard never showed ${re}:\n${out}`);
   };
   const type = (s: string) => p.stdin.write(s + '\n');
-  await waitFor(/machines for V-Ray Render Node \[0\]/);
+  await waitFor(/seats on this machine for V-Ray Render Node \[0\]/);
   type('1');
-  await waitFor(/machines for V-Ray for Maya \[0\]/);
+  await waitFor(/seats on this machine for V-Ray for Maya \[0\]/);
   type('1');
-  await waitFor(/machines for Nuke Interactive \[0\]/);
+  await waitFor(/seats on this machine for Nuke Interactive \[0\]/);
   type('0');
   await waitFor(/Step 2\/4/);
   t.regex(out, /V-Ray Render Node\s+render\s+1 \/ 4 free/);
