@@ -1,4 +1,5 @@
 /** licctl borrow, return, renew, tokens, borrows: offline licenses from the command line. */
+import { readJsonFile } from '../files.ts';
 import { statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -197,9 +198,8 @@ export async function borrowCommand(ctx: CmdContext, a: ParsedArgs): Promise<num
     const c = await ctx.connect(true);
     try {
       const set = flag(a, 'set');
-      const { readFileSync } = await import('node:fs');
       const r = set
-        ? await c.request<{ limits: unknown }>('limits.set', { limits: JSON.parse(readFileSync(set, 'utf8')) }, { admin: true })
+        ? await c.request<{ limits: unknown }>('limits.set', { limits: readJsonFile(set, 'the borrow limits file', { code: 'BAD_REQUEST', fix: 'give a JSON file like docs/borrowing.md shows' }) }, { admin: true })
         : await c.request<{ limits: unknown }>('limits.get', {}, { admin: true });
       ctx.out(JSON.stringify(r.limits, null, 2));
     } finally {

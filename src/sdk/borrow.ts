@@ -25,6 +25,7 @@ import {
   type VerifiedToken,
 } from '../core/tokens.ts';
 import { nodeEd25519 } from '../crypto/ed25519.ts';
+import { readJsonFile } from '../files.ts';
 import { writeFileAtomic } from '../vendor.ts';
 import type { LicdClient } from './client.ts';
 import { loadIdentity, type ClientIdentity } from './identity.ts';
@@ -407,7 +408,7 @@ export class BorrowClient {
   }
 
   importTokens(path: string): { imported: BorrowToken[]; refused: LicdError[] } {
-    const j = JSON.parse(readFileSync(path, 'utf8')) as { kind?: string; tokens?: TokenBundle[]; hours?: number; autoRenew?: boolean };
+    const j = (readJsonFile(path, 'the token file', { code: 'TOKEN_INVALID', fix: 'import the file licctl borrow --request FILE --out FILE made' }) ?? {}) as { kind?: string; tokens?: TokenBundle[]; hours?: number; autoRenew?: boolean };
     if (j.kind !== 'licd-token-file' || !Array.isArray(j.tokens)) throw new LicdError('TOKEN_INVALID', `${path} is not a licd token file (made by licctl borrow --request FILE --out FILE)`);
     const imported: BorrowToken[] = [];
     const refused: LicdError[] = [];
@@ -452,7 +453,7 @@ export function unknownOnServerText(t: BorrowToken, e: LicdError): string {
 
 /** What an admin's machine does with a request file: ask the server, write the token file. */
 export async function fulfilRequestFile(admin: LicdClient, requestPath: string, outPath: string): Promise<BorrowResultView> {
-  const j = JSON.parse(readFileSync(requestPath, 'utf8')) as { kind?: string; request?: unknown };
+  const j = (readJsonFile(requestPath, 'the borrow request file', { code: 'BAD_REQUEST', fix: 'give the file licctl borrow request --out FILE made' }) ?? {}) as { kind?: string; request?: unknown };
   if (j.kind !== 'licd-borrow-request-file' || !j.request) throw new LicdError('BAD_REQUEST', `${requestPath} is not a licd borrow request file (made by licctl borrow request --out FILE)`);
   const r = await admin.request<BorrowResultView>('borrow.file', { request: j.request }, { admin: true });
   writeFileAtomic(outPath, JSON.stringify({ kind: 'licd-token-file', tokens: r.tokens, borrows: r.borrows }, null, 2) + '\n');
@@ -460,7 +461,7 @@ export async function fulfilRequestFile(admin: LicdClient, requestPath: string, 
 }
 
 export async function processReturnFile(admin: LicdClient, path: string): Promise<{ returned: string[]; unknown: string[] }> {
-  const j = JSON.parse(readFileSync(path, 'utf8')) as { kind?: string; return?: unknown };
+  const j = (readJsonFile(path, 'the return file', { code: 'BAD_REQUEST', fix: 'give the file licctl return --out FILE made' }) ?? {}) as { kind?: string; return?: unknown };
   if (j.kind !== 'licd-return-file' || !j.return) throw new LicdError('BAD_REQUEST', `${path} is not a licd return file (made by licctl return --out FILE)`);
   return admin.request('return.file', { return: j.return }, { admin: true });
 }

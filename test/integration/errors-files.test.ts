@@ -111,3 +111,17 @@ test('licd: a missing config file and a broken license file are named, exit 78',
   t.notRegex(d.stderr(), /^\s+at \S/m);
   t.notRegex(d.stderr(), /"not json/);
 });
+
+test('licctl borrow import: a token file that is missing or not JSON is named, with what to give instead', async (t) => {
+  const dir = setup(t);
+  const env = { LICD_HOME: join(dir, 'home') };
+  let r = await run(['borrow', 'import', join(dir, 'missing.json')], env);
+  t.is(r.code, 2);
+  t.regex(r.stderr, new RegExp(`the token file: no such file: ${join(dir, 'missing.json')}`));
+  t.regex(r.stderr, /licctl borrow --request FILE --out FILE/);
+  clean(t, r.stderr);
+  r = await run(['borrow', 'import', join(dir, 'bad.json')], env);
+  t.is(r.code, 2);
+  t.regex(r.stderr, new RegExp(`the token file: ${join(dir, 'bad.json')} is not valid JSON \\(`));
+  clean(t, r.stderr);
+});
