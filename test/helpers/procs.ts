@@ -76,3 +76,13 @@ export async function run(args: string[], env: Record<string, string> = {}): Pro
   const { code } = await p.exited;
   return { code, stdout: p.stdout(), stderr: p.stderr() };
 }
+
+/** Whether a process with this pid exists (signal 0 tests without sending anything). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/daemon.ts';
-import { killAll, licctl, run, startDaemonProcess, type Proc } from '../helpers/procs.ts';
+import { killAll, licctl, run, startDaemonProcess, type Proc, alive } from '../helpers/procs.ts';
 
 test.after.always(() => killAll());
 
@@ -27,15 +27,6 @@ async function daemon(t: import('ava').ExecutionContext): Promise<{ url: string;
   });
   const url = (await proc.waitFor(/listening on (mqtt:\/\/[\d.]+:\d+)/, 40_000))[1]!;
   return { url, proc };
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function leased(url: string, feature: string, env: Record<string, string>): Promise<number> {

@@ -8,7 +8,7 @@ import test from 'ava';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir, until } from '../helpers/daemon.ts';
-import { killAll, licctl, run, startDaemonProcess, type Proc } from '../helpers/procs.ts';
+import { killAll, licctl, run, startDaemonProcess, type Proc, alive } from '../helpers/procs.ts';
 
 test.after.always(() => killAll());
 
@@ -26,15 +26,6 @@ async function daemon(dir: string, port = '0'): Promise<{ d: Proc; url: string }
 
 function feature(json: string, name: string) {
   return (JSON.parse(json) as Status).features.find((f) => f.feature === name)!;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 test('a revoke with --block: the holder is told why and takes no new lease; the block refuses a re-checkout, also after a restart', async (t) => {
