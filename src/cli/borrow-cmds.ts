@@ -104,12 +104,60 @@ async function ask(rl: Prompter, q: string, def: string): Promise<string> {
   return a === '' ? def : a;
 }
 
-/** The V-Ray-style wizard: products and machines, preview by type, adjust, borrow, summary. */
+/**
+ * Asks until the answer is valid: `check` returns the value, or a string saying what was wrong and
+ * what to give (the limit included), which is printed before the question is asked again. An
+ * answer is never changed behind the user's back (a count above the limit is refused, not capped).
+ */
+async function askUntil<T>(ctx: CmdContext, rl: Prompter, q: string, def: string, check: (answer: string) => { ok: T } | string): Promise<T> {
+  for (;;) {
+    const answer = await ask(rl, q, def);
+    const r = check(answer);
+    if (typeof r !== 'string') return r.ok;
+    ctx.out(`  ${r}`);
+  }
+}
+
+/** A whole number from 0 to `max`, or why not (naming the limit). */
+function checkCount(answer: string, max: number, what: string): { ok: number } | string {
+  if (!/^\d+$/.test(answer)) return `${JSON.stringify(answer)} is not a number: give a whole number of seats from 0 to ${max}`;
+  const n = Number(answer);
+  if (n > max) return `${n} seats of ${what} asked for, but only ${max} can be borrowed now (free seats); give 0 to ${max}`;
+  return { ok: n };
+}
+
+/** Only y, yes, n or no (any case): anything else is asked again. */
+function checkYesNo(answer: string): { ok: boolean } | string {
+  const a = answer.toLowerCase();
+  if (a === 'y' || a === 'yes') return { ok: true };
+  if (a === 'n' || a === 'no') return { ok: false };
+  return `${JSON.stringify(answer)}: answer y, yes, n or no`;
+}
+
+/** Hours a feature can be borrowed for now: its license's maximum, and never past the license's end. */
+function hoursAllowed(f: { borrow: { maxHours: number }; expires?: string | null }, now: number): { max: number; why: string } {
+  let max = f.borrow.maxHours;
+  let why = `the license allows at most ${max} h`;
+  if (f.expires) {
+    const left = Math.floor((Date.parse(f.expires) - now) / 3600_000);
+    if (left < max) {
+      max = left;
+      why = `the license ends at ${f.expires}`;
+    }
+  }
+  return { max, why };
+}
+
+/** The V-Ray-style wizard: products and seats, preview by type, adjust, borrow, summary. Each answer is checked where it is typed and asked again if wrong. */
 async function wizard(ctx: CmdContext, c: LicdClient, b: BorrowClient, a: ParsedArgs): Promise<{ items: Array<{ feature: string; count: number }>; hours: number; autoRenew: boolean } | null> {
   const rl = new Prompter();
   try {
     const s = await c.status();
     const borrowable = s.features.filter((f) => f.borrow.allowed);
+    if (borrowable.length === 0) {
+      ctx.out('no license on this server allows borrowing; nothing borrowed');
+      return null;
+    }
     ctx.out(`Borrow licenses for offline use (${cell(b.identity.user)}@${cell(b.identity.hostName)})\n`);
     // One token is bound to this host: the count is how many seats run here at once (licctl run
     // enforces it), not a number of machines (docs/borrowing.md).
@@ -117,38 +165,57 @@ async function wizard(ctx: CmdContext, c: LicdClient, b: BorrowClient, a: Parsed
     borrowable.forEach((f, i) => ctx.out(`  ${i + 1}. ${f.product.padEnd(30)} ${f.type.padEnd(11)} ${f.free} of ${f.total} free, up to ${f.borrow.maxHours} h`));
     const machines: Array<{ feature: string; machines: number }> = [];
     for (const f of borrowable) {
-      const n = Number(await ask(rl, `  seats on this machine for ${f.product}`, '0'));
-      if (!Number.isInteger(n) || n < 0) throw new UsageError('the number of seats must be a whole number');
-      if (n > 0) machines.push({ feature: f.feature, machines: n });
+      const n = await askUntil(ctx, rl, `  seats on this machine for ${f.product}`, '0', (x) => checkCount(x, f.free, f.product));
+      // Every product goes to the preview, those left at 0 too: they can still be added there.
+      machines.push({ feature: f.feature, machines: n });
     }
-    if (machines.length === 0) {
-      ctx.out('nothing selected; nothing borrowed');
-      return null;
-    }
-    const preview = await c.request<{ items: Array<{ feature: string; product: string; type: string; count: number; free: number; total: number; borrow: { maxHours: number } }> }>('borrow.preview', { products: machines });
-    const counts = new Map(preview.items.map((i) => [i.feature, i.count]));
+    const preview = await c.request<{ items: Array<{ feature: string; product: string; type: string; machines: number; count: number; free: number; total: number; borrow: { maxHours: number } }> }>('borrow.preview', { products: machines });
+    // The counts are the user's answers, never the preview's capped ones: a count above what is
+    // free now (seats taken since step 1) is shown and must be changed before going on.
+    const counts = new Map(preview.items.map((i) => [i.feature, i.machines]));
     for (;;) {
       ctx.out('\nStep 2/4: preview and adjust the licenses to borrow');
       ctx.out(`  ${'PRODUCT'.padEnd(30)} ${'TYPE'.padEnd(11)} LICENSES`);
-      for (const i of preview.items) ctx.out(`  ${i.product.padEnd(30)} ${i.type.padEnd(11)} ${counts.get(i.feature)} / ${i.free} free  (${i.feature})`);
-      const adj = (await rl.question('  change a count with FEATURE=N, or press Enter to go on: ')).trim();
-      if (adj === '') break;
-      const [f, n] = adj.split('=');
-      const item = preview.items.find((i) => i.feature === f);
-      const v = Number(n);
-      if (!item || !Number.isInteger(v) || v < 0 || v > item.free) ctx.out(`  ${JSON.stringify(adj)}: give a listed feature and 0..free`);
-      else counts.set(item.feature, v);
+      preview.items.forEach((i, k) => ctx.out(`  ${k + 1}. ${i.product.padEnd(27)} ${i.type.padEnd(11)} ${counts.get(i.feature)} / ${i.free} free  (${i.feature})`));
+      const over = preview.items.filter((i) => counts.get(i.feature)! > i.free);
+      for (const i of over) ctx.out(`  ${i.feature}: ${counts.get(i.feature)} asked for, but only ${i.free} free now; change it with ${i.feature}=N (0 to ${i.free})`);
+      const adj = (await rl.question('  change or add a product with FEATURE=N (or its number=N), or press Enter to go on: ')).trim();
+      if (adj === '') {
+        if (over.length === 0) break;
+        continue;
+      }
+      const eq = adj.indexOf('=');
+      const key = eq < 0 ? adj : adj.slice(0, eq).trim();
+      const item = /^\d+$/.test(key) ? preview.items[Number(key) - 1] : preview.items.find((i) => i.feature === key);
+      if (eq < 0 || !item) {
+        ctx.out(`  ${JSON.stringify(adj)}: give FEATURE=N or NUMBER=N for a product listed above, e.g. ${preview.items[0]!.feature}=1`);
+        continue;
+      }
+      const r = checkCount(adj.slice(eq + 1).trim(), item.free, item.feature);
+      if (typeof r === 'string') ctx.out(`  ${r}`);
+      else counts.set(item.feature, r.ok);
     }
     const items = [...counts].filter(([, n]) => n > 0).map(([feature, count]) => ({ feature, count }));
     if (items.length === 0) {
-      ctx.out('nothing left to borrow');
+      ctx.out('nothing selected; nothing borrowed');
       return null;
     }
-    const maxHours = Math.min(...preview.items.filter((i) => counts.get(i.feature)! > 0).map((i) => i.borrow.maxHours));
-    const hours = Number(await ask(rl, `\nStep 3/4: hours to borrow (at most ${maxHours})`, String(intFlag(a, 'hours', 1, 8760) ?? Math.min(maxHours, 336))));
-    if (!Number.isInteger(hours) || hours < 1) throw new UsageError('hours must be a whole number from 1');
-    const autoRenew = /^y/i.test(await ask(rl, '  auto-renew when this machine can reach the license server? (y/n)', has(a, 'auto-renew') ? 'y' : 'n'));
-    const go = /^y/i.test(await ask(rl, `  borrow ${items.map((i) => `${i.count} ${i.feature}`).join(', ')} for ${hours} h? (y/n)`, 'y'));
+    const now = Date.now();
+    const limits = items.map((i) => ({ feature: i.feature, ...hoursAllowed(s.features.find((f) => f.feature === i.feature) ?? preview.items.find((p) => p.feature === i.feature)!, now) }));
+    const tightest = limits.reduce((m, l) => (l.max < m.max ? l : m));
+    const maxHours = tightest.max;
+    if (maxHours < 1) {
+      ctx.out(`${tightest.feature}: ${tightest.why}, so it cannot be borrowed now; nothing borrowed`);
+      return null;
+    }
+    const hours = await askUntil(ctx, rl, `\nStep 3/4: hours to borrow (at most ${maxHours})`, String(intFlag(a, 'hours', 1, 8760) ?? Math.min(maxHours, 336)), (x) => {
+      if (!/^\d+$/.test(x) || Number(x) < 1) return `${JSON.stringify(x)} is not a number of hours: give a whole number from 1 to ${maxHours}`;
+      const h = Number(x);
+      if (h > maxHours) return `${h} h is more than can be borrowed: ${tightest.feature}: ${tightest.why}; give 1 to ${maxHours}`;
+      return { ok: h };
+    });
+    const autoRenew = await askUntil(ctx, rl, '  auto-renew when this machine can reach the license server? (y/n)', has(a, 'auto-renew') ? 'y' : 'n', checkYesNo);
+    const go = await askUntil(ctx, rl, `  borrow ${items.map((i) => `${i.count} ${i.feature}`).join(', ')} for ${hours} h? (y/n)`, 'y', checkYesNo);
     if (!go) {
       ctx.out('cancelled; nothing borrowed');
       return null;
