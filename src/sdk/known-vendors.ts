@@ -20,7 +20,7 @@ import { verifyEntitlement } from '../core/entitlement.ts';
 import { parseEnvelope } from '../core/signed.ts';
 import { Fields } from '../core/validate.ts';
 import { nodeEd25519 } from '../crypto/ed25519.ts';
-import { writeFileAtomic } from '../vendor.ts';
+import { vendorFingerprint, writeFileAtomic } from '../vendor.ts';
 
 export interface KnownVendor {
   publicKey: string;
@@ -32,10 +32,7 @@ export function knownVendorsPath(env: NodeJS.ProcessEnv = process.env): string {
   return env.LICD_HOME ? join(env.LICD_HOME, 'known-vendors.json') : join(homedir(), '.config', 'licd', 'known-vendors.json');
 }
 
-/** The fingerprint users compare: SHA256: and the first 32 hex digits of SHA-256 over the 32 key bytes. */
-export function vendorFingerprint(publicKey: Uint8Array): string {
-  return `SHA256:${createHash('sha256').update(publicKey).digest('hex').slice(0, 32)}`;
-}
+export { vendorFingerprint };
 
 /** Accepts SHA256:HEX or HEX, 32 (short form) or 64 hex digits, colons and case ignored. */
 export function fingerprintMatches(given: string, publicKey: Uint8Array): boolean {

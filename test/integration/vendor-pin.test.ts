@@ -6,17 +6,20 @@
  * development admin password is and how to give it.
  */
 import test from 'ava';
-import { readFileSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/daemon.ts';
-import { killAll, run, startDaemonProcess } from '../helpers/procs.ts';
+import { killAll, ROOT, run, startDaemonProcess } from '../helpers/procs.ts';
 
 test.after.always(() => killAll());
 
 async function daemon(dir: string, port = '0') {
   const d = startDaemonProcess({ LICD_DATA_DIR: dir, LICD_MQTT_PORT: port });
   const url = (await d.waitFor(/listening on (mqtt:\/\/[\d.]+:\d+)/))[1]!;
-  return { d, url };
+  // The fingerprint the daemon prints at start, which an admin hands to users.
+  const printed = (await d.waitFor(/vendor key: (SHA256:[0-9a-f]{32})/))[1]!;
+  return { d, url, printed };
 }
 
 /** The client's shell: its own home, the server's URL, and nothing shared with the daemon. */
@@ -36,7 +39,7 @@ test('first borrow pins the vendor key by fingerprint; tokens verify offline wit
     rmSync(dir, { recursive: true, force: true });
     rmSync(home, { recursive: true, force: true });
   });
-  const { d, url } = await daemon(dir);
+  const { d, url, printed } = await daemon(dir);
   const env = clientEnv(home, url);
   const borrow = ['borrow', '--feature', 'vray_render', '--hours', '24', '--yes'];
 
@@ -45,7 +48,7 @@ test('first borrow pins the vendor key by fingerprint; tokens verify offline wit
   t.is(first.code, 2, first.stdout + first.stderr);
   t.regex(first.stderr, /VENDOR_KEY_UNTRUSTED/);
   const fp = /--trust-vendor-key (SHA256:[0-9a-f]{32})/.exec(first.stderr)?.[1];
-  t.truthy(fp, first.stderr);
+  t.is(fp, printed, 'licctl shows the fingerprint the daemon printed at start');
   t.notRegex(first.stderr, /at .*\.ts:\d+/, 'no stack trace');
   t.is(borrowed((await run(['status', '--json'], env)).stdout, 'vray_render'), 0);
 
@@ -133,4 +136,37 @@ test('an admin command with no password names the data dir file and how to give 
   // Given as the message says, it works.
   const ok = await run(['borrows', '--password-file', join(dir, 'admin.password')], env);
   t.is(ok.code, 0, ok.stderr);
+});
+
+test('on a terminal, the first borrow shows the fingerprint and asks; yes pins it', async (t) => {
+  t.timeout(60_000);
+  const dir = tempDir();
+  const home = tempDir('licd-home-');
+  t.teardown(() => {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(home, { recursive: true, force: true });
+  });
+  const { url, printed } = await daemon(dir);
+  // socat gives licctl a real pty as its terminal; the answers are typed into it.
+  const p = spawn('socat', ['-', `EXEC:${process.execPath} ${join(ROOT, 'bin', 'licctl.mjs')} borrow,pty,setsid,ctty,stderr,echo=0`], {
+    env: { ...process.env, ...clientEnv(home, url) },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let out = '';
+  p.stdout.on('data', (x) => (out += x));
+  p.stderr.on('data', (x) => (out += x));
+  const waitFor = async (re: RegExp) => {
+    for (let i = 0; i < 400 && !re.test(out); i++) await new Promise((r) => setTimeout(r, 50));
+    if (!re.test(out)) throw new Error(`licctl never showed ${re}:\n${out}`);
+  };
+  await waitFor(/Trust this vendor key for this server \(yes\/no\)\?/);
+  t.true(out.includes(printed), out);
+  t.false(existsSync(join(home, 'known-vendors.json')), 'nothing pinned before the answer');
+  p.stdin.write('yes\n');
+  await waitFor(/seats on this machine for V-Ray Render Node/);
+  t.regex(out, new RegExp(`pinned vendor key ${printed}`));
+  p.stdin.end();
+  p.kill();
+  const pins = JSON.parse(readFileSync(join(home, 'known-vendors.json'), 'utf8')) as Record<string, { fingerprint: string }>;
+  t.is(pins[url]?.fingerprint, printed);
 });
