@@ -73,6 +73,11 @@ test('first borrow pins the vendor key by fingerprint; tokens verify offline wit
     [['vray_render', true, null]],
   );
 
+  // The pin belongs to that server: for another one, nothing is pinned and the message says how.
+  const elsewhere = JSON.parse((await run(['tokens', '--json'], { ...env, LICD_BROKER: 'mqtt://127.0.0.1:1' })).stdout) as Array<{ valid: boolean; problem: string | null }>;
+  t.false(elsewhere[0]!.valid);
+  t.regex(elsewhere[0]!.problem ?? '', /--trust-vendor-key/);
+
   // The server goes away: the token runs the licensed command offline.
   d.child.kill('SIGTERM');
   await d.exited;
