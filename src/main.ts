@@ -6,6 +6,7 @@ import { dongleOpener } from './dongle/open.ts';
 import { createLog } from './log.ts';
 import { notifySystemd, startWatchdog } from './daemon/sd-notify.ts';
 import { atStartUp, fsFaultError, prepareDataDir, STORE_EXIT, type StoreFault } from './store/faults.ts';
+import { vendorFingerprint } from './vendor.ts';
 
 /** licd could not listen on its MQTT or TLS port (in use, or privileged): EX_UNAVAILABLE. */
 const EXIT_PORT_UNAVAILABLE = 69;
@@ -69,6 +70,8 @@ async function main(): Promise<void> {
     `entitlement: ${daemon.entitlement.id} for ${daemon.entitlement.customer}`,
     ...s.features.map((f) => `  ${f.feature.padEnd(18)} ${String(f.total).padStart(4)} seats  ${f.type.padEnd(11)} v${f.version}  ${f.free} free  ${f.borrow.allowed ? `borrow up to ${f.borrow.maxHours} h` : 'no borrowing'}`),
   ];
+  // Clients pin the vendor key by this fingerprint before their first borrow (docs/borrowing.md).
+  lines.push(`vendor key: ${vendorFingerprint(daemon.vendorPublicKey)} (a client pins it with: licctl borrow --trust-vendor-key ${vendorFingerprint(daemon.vendorPublicKey)})`);
   if (daemon.entitlement.development) lines.push('DEVELOPMENT MODE: dev vendor key, emulated dongle and demo entitlement under ' + config.dataDir);
   if (daemon.adminCredentials) lines.push(`admin user "admin", password in ${config.broker.adminPasswordFile}`);
   if (daemon.tls) {

@@ -1,4 +1,5 @@
 /** Vendor tooling: keys and entitlements (`licctl vendor keygen|issue`) and development material. */
+import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { LicdError } from './core/errors.ts';
@@ -28,6 +29,14 @@ export function writeFileAtomic(path: string, data: string, mode = 0o644): void 
   closeSync(fd);
   renameSync(tmp, path);
   chmodSync(path, mode);
+}
+
+/**
+ * A vendor public key's fingerprint, as licd prints it at start and licctl asks users to compare:
+ * SHA256: and the first 32 hex digits (128 bits) of SHA-256 over the 32 key bytes.
+ */
+export function vendorFingerprint(publicKey: Uint8Array): string {
+  return `SHA256:${createHash('sha256').update(publicKey).digest('hex').slice(0, 32)}`;
 }
 
 export function generateVendorKey(ed: Ed25519, random: Random, development: boolean): VendorKeyFile {

@@ -14,6 +14,8 @@ import { escapeText as cell } from '../core/validate.ts';
 export interface CmdContext {
   connect(admin?: boolean): Promise<LicdClient>;
   vendorKey(): Uint8Array | null;
+  /** Before an online borrow: make sure this server's vendor key is configured or pinned (refuses otherwise). */
+  settleVendorKey?(c: LicdClient): Promise<void>;
   out(s: string): void;
   err(s: string): void;
 }
@@ -295,6 +297,7 @@ export async function borrowCommand(ctx: CmdContext, a: ParsedArgs): Promise<num
   const client = b();
   const c = await ctx.connect();
   try {
+    await ctx.settleVendorKey?.(c);
     let plan: { items: Array<{ feature: string; count: number }>; hours: number; autoRenew: boolean } | null;
     const items = parseItems(a);
     if (items.length > 0) {

@@ -7,7 +7,10 @@ import type { FeatureStatus, StatusResult } from '../core/protocol.ts';
 import { escapeText } from '../core/validate.ts';
 import { nodeEd25519, systemRandom } from '../crypto/ed25519.ts';
 import { LicdClient, type Lease } from '../sdk/client.ts';
-import { resolveConnection, resolveVendorKey } from '../sdk/client-config.ts';
+import { configuredVendorKey, devVendorPublicKey, resolveConnection, resolveVendorKey } from '../sdk/client-config.ts';
+import { settleVendorKey } from '../sdk/known-vendors.ts';
+import { fetchChain } from '../sdk/verify.ts';
+import { createInterface } from 'node:readline';
 import { BorrowClient } from '../sdk/borrow.ts';
 import { borrowCommand, borrowsCommand, renewCommand, returnCommand, tokensCommand, type CmdContext } from './borrow-cmds.ts';
 import { readJsonFile } from '../files.ts';
@@ -34,6 +37,8 @@ Users and render nodes:
 Borrowing (offline use):
   licctl borrow                                interactive wizard: products, seats here, preview, borrow
   licctl borrow --feature F[=N] ... [--hours H] [--auto-renew] --yes [--json]
+  --trust-vendor-key SHA256:..                 pin the vendor key the server offers (first borrow from a
+                                               server; on a terminal licctl shows the fingerprint and asks)
   licctl tokens                                borrowed licenses on this machine and whether usable
   licctl renew [FEATURE|ID ...] [--hours H] [--json]  renew before expiry (never shortens a borrow)
   licctl return FEATURE|ID ... | --all [--json]  give borrowed seats back early
@@ -91,7 +96,20 @@ async function connect(a: ParsedArgs, admin = false, o: { maintain?: boolean; ti
   // A render node that logs in speaks on its login's topics, so that licd knows its user
   // (identity.requireLogin); admin commands go on the admin topic either way.
   const login = !admin && conn.username !== undefined;
-  const c = await LicdClient.connect({ url: conn.url, ...(conn.username ? { username: conn.username } : {}), ...(conn.password ? { password: conn.password } : {}), ...(conn.tls ? { tls: conn.tls } : {}), ...(login ? { login: true } : {}), timeoutMs });
+  let c: LicdClient;
+  try {
+    c = await LicdClient.connect({ url: conn.url, ...(conn.username ? { username: conn.username } : {}), ...(conn.password ? { password: conn.password } : {}), ...(conn.tls ? { tls: conn.tls } : {}), ...(login ? { login: true } : {}), timeoutMs });
+  } catch (e) {
+    // An admin command found no password anywhere: say where a development daemon keeps it.
+    if (admin && conn.password === undefined && isLicdError(e) && e.code === 'FORBIDDEN') {
+      const dev = join(process.cwd(), process.env.LICD_DATA_DIR ?? 'data', 'admin.password');
+      throw new LicdError(
+        'FORBIDDEN',
+        `the broker at ${conn.url} refused user ${JSON.stringify(conn.username)}: no admin password was given, and ${dev} does not exist. licd keeps the admin password of a development daemon in DATA_DIR/admin.password, DATA_DIR being the daemon's data dir (its LICD_DATA_DIR, ./data by default); give --password-file DATA_DIR/admin.password, or set LICD_DATA_DIR=DATA_DIR in this shell (or LICD_MQTT_USER and LICD_MQTT_PASSWORD, or "passwordFile" in the client config)`,
+      );
+    }
+    throw e;
+  }
   if (o.maintain !== false && !admin) await maintainBorrows(a, c);
   return c;
 }
@@ -116,11 +134,45 @@ function serverOf(a: ParsedArgs): string {
 }
 
 function vendorKey(a: ParsedArgs): Uint8Array | null {
-  return resolveVendorKey({ flag: flag(a, 'vendor-key'), configFile: flag(a, 'config') });
+  let server: string | undefined;
+  try {
+    server = serverOf(a);
+  } catch {
+    server = undefined; // offline use needs no valid connection settings; the pin is then not found
+  }
+  return resolveVendorKey({ flag: flag(a, 'vendor-key'), configFile: flag(a, 'config'), server });
+}
+
+/**
+ * Before borrowing: the vendor key this server's tokens will verify with must be configured or
+ * pinned by the user (known-vendors.ts): --trust-vendor-key FINGERPRINT, or yes at a prompt on a
+ * terminal. Otherwise the borrow would succeed and its tokens be unusable offline.
+ */
+async function settleVendorKeyFor(a: ParsedArgs, c: LicdClient): Promise<void> {
+  const chain = await fetchChain(c);
+  const tty = process.stdin.isTTY && process.stdout.isTTY;
+  await settleVendorKey({
+    server: serverOf(a),
+    chain,
+    configured: configuredVendorKey({ flag: flag(a, 'vendor-key'), configFile: flag(a, 'config') }),
+    devKey: devVendorPublicKey(),
+    trustFingerprint: flag(a, 'trust-vendor-key'),
+    ask: tty
+      ? async (q) => {
+          const rl = createInterface({ input: process.stdin, output: process.stdout });
+          try {
+            return await new Promise<string>((res) => rl.question(q, res));
+          } finally {
+            rl.close();
+          }
+        }
+      : undefined,
+    say: (s) => err(`licctl: ${s}`),
+  });
 }
 
 function cmdContext(a: ParsedArgs): CmdContext {
-  return { connect: (admin = false) => connect(a, admin, { maintain: false }), vendorKey: () => vendorKey(a), out, err };
+  return { connect: (admin = false) => connect(a, admin, { maintain: false }), vendorKey: () => vendorKey(a), settleVendorKey: (c) => settleVendorKeyFor(a, c), out, err };
 }
 
 // Everything licctl prints passes through here: a string from the server (or an old database)
@@ -355,7 +407,7 @@ export async function licctl(argv: string[]): Promise<number> {
   if (cmd === 'dongle' && argv[1] === 'emulate') return dongle({ positional: ['dongle', 'emulate'], flags: new Map(), rest: [] }, argv);
   const a = parseArgs(argv, {
     boolean: ['json', 'dev', 'emulated', 'yes', 'auto-renew', 'all', 'interactive', 'online'],
-    value: [...CONN_FLAGS, 'feature', 'version', 'count', 'ttl', 'out', 'key', 'spec', 'dongle-serial', 'dongle-key', 'customer', 'id', 'dongle', 'hours', 'request', 'process', 'set', 'limit', 'on-loss', 'grace', 'warn-every', 'block', 'serial', 'counter', 'days'],
+    value: [...CONN_FLAGS, 'feature', 'version', 'count', 'ttl', 'out', 'key', 'spec', 'dongle-serial', 'dongle-key', 'customer', 'id', 'dongle', 'hours', 'request', 'process', 'set', 'limit', 'on-loss', 'grace', 'warn-every', 'block', 'serial', 'counter', 'days', 'trust-vendor-key'],
   });
   switch (cmd) {
     case 'status': {

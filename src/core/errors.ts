@@ -42,6 +42,9 @@ export const ErrorCodes = [
   // borrowed tokens on the client: a returned borrow's token; every borrowed seat on this host in use
   'TOKEN_RETURNED',
   'TOKEN_IN_USE',
+  // the vendor key a client verifies a server's tokens with: not pinned / wrong fingerprint; pinned key changed
+  'VENDOR_KEY_UNTRUSTED',
+  'VENDOR_KEY_CHANGED',
 ] as const;
 
 export type ErrorCode = (typeof ErrorCodes)[number];

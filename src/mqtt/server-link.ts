@@ -25,7 +25,8 @@ export interface ServerLinkOptions {
   service: LicenseService;
   log: Log;
   /** The trust chain to publish retained for offline verification. */
-  chain?: () => { entitlement: unknown; delegation: unknown };
+  /** vendorPublicKey (hex): the key the server's entitlement verifies with, offered for clients to pin. */
+  chain?: () => { entitlement: unknown; delegation: unknown; vendorPublicKey?: string };
 }
 
 /**

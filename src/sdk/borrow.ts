@@ -258,7 +258,7 @@ export class BorrowClient {
       let problem: LicdError | null = null;
       const gone = this.returnedRecord(token);
       if (gone) problem = returnedError(token, gone);
-      else if (!vendorPublicKey) problem = new LicdError('TOKEN_INVALID', 'no vendor public key to verify with: set LICD_VENDOR_KEY or "vendorPublicKey" in the client config');
+      else if (!vendorPublicKey) problem = new LicdError('TOKEN_INVALID', 'no vendor public key to verify with: none is pinned for this server (--broker, LICD_BROKER or "broker" in the client config) and none is configured; set LICD_VENDOR_KEY or "vendorPublicKey" in the client config, or pin the server\'s key with licctl borrow --trust-vendor-key SHA256:... (licd prints it at start; docs/borrowing.md)');
       else {
         try {
           valid = verifyBorrowToken(stored.bundle, {

@@ -5,6 +5,7 @@ import { LicdError } from '../core/errors.ts';
 import { fsErrorText, readJsonFile } from '../files.ts';
 import { Fields } from '../core/validate.ts';
 import { parseFingerprint, type TlsTrust } from '../mqtt/tls.ts';
+import { pinnedVendorKey } from './known-vendors.ts';
 
 export interface Connection {
   url: string;
@@ -159,15 +160,28 @@ export function resolveConnection(opts: {
 
 /**
  * The vendor public key a client verifies tokens with (it is built into the client's software;
- * here it is configured): --vendor-key, LICD_VENDOR_KEY, "vendorPublicKey" in the client config,
- * or on a development checkout the development vendor key under ./data/dev.
+ * here it is configured): --vendor-key, LICD_VENDOR_KEY, "vendorPublicKey" in the client config;
+ * then the key the user pinned for this server (`server`, its broker URL; known-vendors.ts);
+ * then, on a development checkout, the development vendor key under ./data/dev (or LICD_DATA_DIR).
  */
-export function resolveVendorKey(opts: { flag?: string | undefined; configFile?: string | undefined; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Uint8Array | null {
+export function resolveVendorKey(opts: { flag?: string | undefined; configFile?: string | undefined; server?: string | undefined; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Uint8Array | null {
+  const env = opts.env ?? process.env;
+  const configured = configuredVendorKey(opts);
+  if (configured) return configured.key;
+  if (opts.server) {
+    const pinned = pinnedVendorKey(opts.server, env);
+    if (pinned) return pinned;
+  }
+  return devVendorPublicKey(opts);
+}
+
+/** The vendor key the user configured (--vendor-key, LICD_VENDOR_KEY, "vendorPublicKey"), and where from. */
+export function configuredVendorKey(opts: { flag?: string | undefined; configFile?: string | undefined; env?: NodeJS.ProcessEnv; cwd?: string } = {}): { key: Uint8Array; from: string } | null {
   const env = opts.env ?? process.env;
   const cwd = opts.cwd ?? process.cwd();
   const parse = (v: string, from: string) => {
     if (!/^[0-9a-fA-F]{64}$/.test(v)) throw new LicdError('CONFIG_INVALID', `the vendor public key from ${from} must be 64 hex digits`);
-    return Uint8Array.from(Buffer.from(v, 'hex'));
+    return { key: Uint8Array.from(Buffer.from(v, 'hex')), from };
   };
   if (opts.flag) return parse(opts.flag, '--vendor-key');
   if (env.LICD_VENDOR_KEY) return parse(env.LICD_VENDOR_KEY, 'LICD_VENDOR_KEY');
@@ -177,16 +191,25 @@ export function resolveVendorKey(opts: { flag?: string | undefined; configFile?:
     if (!existsSync(path)) continue;
     try {
       const j = JSON.parse(readFileSync(path, 'utf8')) as { vendorPublicKey?: string };
-      if (j.vendorPublicKey) return parse(j.vendorPublicKey, path);
-    } catch {
+      if (j.vendorPublicKey) return parse(j.vendorPublicKey, `"vendorPublicKey" in ${path}`);
+    } catch (e) {
+      if (e instanceof LicdError) throw e;
       /* resolveConnection reports a broken file */
     }
     break;
   }
+  return null;
+}
+
+/** The development vendor key of a daemon whose data dir is ./data (or LICD_DATA_DIR) here, if any. */
+export function devVendorPublicKey(opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Uint8Array | null {
+  const env = opts.env ?? process.env;
+  const cwd = opts.cwd ?? process.cwd();
   const dev = resolve(cwd, env.LICD_DATA_DIR ?? 'data', 'dev', 'vendor.key');
   if (existsSync(dev)) {
     try {
-      return parse((JSON.parse(readFileSync(dev, 'utf8')) as { publicKey: string }).publicKey, dev);
+      const pk = (JSON.parse(readFileSync(dev, 'utf8')) as { publicKey: string }).publicKey;
+      if (/^[0-9a-fA-F]{64}$/.test(pk)) return Uint8Array.from(Buffer.from(pk, 'hex'));
     } catch {
       return null;
     }

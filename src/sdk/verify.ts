@@ -172,6 +172,11 @@ export function verifyGrant(bundle: GrantBundle, o: VerifyGrantOptions): Verifie
 export interface PublishedChain {
   entitlement: SignedEnvelope;
   delegation: SignedEnvelope;
+  /**
+   * The vendor public key (hex) the server says its entitlement is signed with. An offer only:
+   * a client trusts it once its user pinned it (src/sdk/known-vendors.ts, docs/borrowing.md).
+   */
+  vendorPublicKey?: string;
 }
 
 /**
@@ -208,7 +213,7 @@ export async function fetchChain(client: Pick<LicdClient, 'mqtt'>, opts: { timeo
         if (!v || typeof v !== 'object' || !v.entitlement || !v.delegation) {
           return reject(new LicdError('TOKEN_INVALID', `${topics.serverChain} does not hold {entitlement, delegation}`, { reason: 'malformed' }));
         }
-        resolve({ entitlement: v.entitlement, delegation: v.delegation });
+        resolve({ entitlement: v.entitlement, delegation: v.delegation, ...(typeof v.vendorPublicKey === 'string' && /^[0-9a-f]{64}$/.test(v.vendorPublicKey) ? { vendorPublicKey: v.vendorPublicKey } : {}) });
       };
       mqtt.on('message', onMessage);
       mqtt.subscribe(topics.serverChain, { qos: 1 }, (err, granted) => {
