@@ -80,6 +80,7 @@ Connection (every command that talks to licd):
 
 Times print in local time with the UTC offset (2026-11-30 08:15:02 +01:00, the zone from TZ);
   --utc (any command) or LICD_UTC=1 prints UTC (2026-11-30 07:15:02 UTC). --json keeps ISO UTC.
+  Each licctl watch line starts with the time it was seen.
 
 Exit codes: 0 ok, 2 refused (the message says why), 3 no seats, 4 server not reached,
   5 the seat was revoked, blocked or lost (run --on-loss stop), 6 TLS: the server's certificate
