@@ -324,7 +324,7 @@ async function vendor(a: ParsedArgs): Promise<number> {
     };
     const env = issueQuarantineRelease(body, readVendorKey(keyFile), ed);
     writeFileAtomic(file, JSON.stringify(env, null, 2) + '\n');
-    out(`quarantine release for dongle ${serial} at counter ${counter} (${features.length ? features.join(', ') : 'every feature'}), valid until ${body.expiresAt}\nwritten to ${file}; the admin runs: licctl quarantine release ${file}`);
+    out(`quarantine release for dongle ${serial} at counter ${counter} (${features.length ? features.join(', ') : 'every feature'}), valid until ${timeOf(a)(body.expiresAt)}\nwritten to ${file}; the admin runs: licctl quarantine release ${file}`);
     return 0;
   }
   throw new UsageError('licctl vendor keygen | issue | release-quarantine; see licctl --help');

@@ -140,3 +140,15 @@ test('an expired feature shows "expired <time>" and 0 free in status, and the se
   d.child.kill('SIGTERM');
   await d.exited;
 });
+
+test('a vendor quarantine release says until when it is valid, in the same format', async (t) => {
+  const { dir } = dirs(t);
+  const key = join(dir, 'vendor.json');
+  const env = { TZ: 'Europe/Berlin' };
+  t.is((await run(['vendor', 'keygen', '--out', key, '--dev'], env)).code, 0);
+  const r = await run(['vendor', 'release-quarantine', '--key', key, '--serial', 'S1', '--counter', '5', '--out', join(dir, 'r.json')], env);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, new RegExp(`valid until ${BERLIN.source}\\n`));
+  const u = await run(['vendor', 'release-quarantine', '--key', key, '--serial', 'S1', '--counter', '5', '--out', join(dir, 'r2.json'), '--utc'], env);
+  t.regex(u.stdout, new RegExp(`valid until ${UTC.source}\\n`));
+});
