@@ -10,6 +10,7 @@ import { BorrowClient, fulfilRequestFile, processReturnFile, PRUNE_AFTER_MS, unk
 import type { LicdClient } from '../sdk/client.ts';
 import { flag, has, intFlag, UsageError, type ParsedArgs } from './args.ts';
 import { escapeText as cell } from '../core/validate.ts';
+import { formatTime } from './time.ts';
 
 export interface CmdContext {
   connect(admin?: boolean): Promise<LicdClient>;
@@ -18,7 +19,11 @@ export interface CmdContext {
   settleVendorKey?(c: LicdClient): Promise<void>;
   out(s: string): void;
   err(s: string): void;
+  /** Formats a time for a person (src/cli/time.ts); absent: local time with the offset. */
+  time?: (t: string | number | Date) => string;
 }
+
+const localTime = (t: string | number | Date): string => formatTime(t);
 
 /**
  * An --out file's directory must exist: a typo in a path must not make a tree of directories
@@ -36,8 +41,8 @@ export function checkOutFile(path: string, option = '--out'): void {
 }
 
 /** One line per local borrow, as a refusal lists them. */
-function borrowedLines(local: LocalToken[]): string {
-  return local.map((t) => `  ${t.token.feature} x${t.token.count} until ${new Date(t.token.expiresAt).toISOString()}  [${t.borrowId}]`).join('\n');
+function borrowedLines(local: LocalToken[], time = localTime): string {
+  return local.map((t) => `  ${t.token.feature} x${t.token.count} until ${time(t.token.expiresAt)}  [${t.borrowId}]`).join('\n');
 }
 
 function parseItems(a: ParsedArgs): Array<{ feature: string; count: number }> {
@@ -49,7 +54,7 @@ function parseItems(a: ParsedArgs): Array<{ feature: string; count: number }> {
   });
 }
 
-export function summary(borrows: BorrowView[], status: StatusResult | null): string {
+export function summary(borrows: BorrowView[], status: StatusResult | null, time = localTime): string {
   const until = borrows.map((b) => b.until).sort()[0];
   const byProduct = new Map<string, Record<LicenseType, number>>();
   for (const b of borrows) {
@@ -60,7 +65,7 @@ export function summary(borrows: BorrowView[], status: StatusResult | null): str
     row[type] += b.count;
     byProduct.set(product, row);
   }
-  const lines = [`Licenses available offline until ${until ? new Date(until).toUTCString() : '-'}`, '', `${'PRODUCT'.padEnd(30)} ${'INTERFACE'.padStart(9)} ${'RENDER'.padStart(7)} ${'DISTRIBUTED'.padStart(11)}`];
+  const lines = [`Licenses available offline until ${until ? time(until) : '-'}`, '', `${'PRODUCT'.padEnd(30)} ${'INTERFACE'.padStart(9)} ${'RENDER'.padStart(7)} ${'DISTRIBUTED'.padStart(11)}`];
   for (const [p, r] of byProduct) lines.push(`${p.padEnd(30)} ${String(r.interface).padStart(9)} ${String(r.render).padStart(7)} ${String(r.distributed).padStart(11)}`);
   return lines.join('\n');
 }
@@ -137,14 +142,14 @@ function checkYesNo(answer: string): { ok: boolean } | string {
 }
 
 /** Hours a feature can be borrowed for now: its license's maximum, and never past the license's end. */
-function hoursAllowed(f: { borrow: { maxHours: number }; expires?: string | null }, now: number): { max: number; why: string } {
+function hoursAllowed(f: { borrow: { maxHours: number }; expires?: string | null }, now: number, time = localTime): { max: number; why: string } {
   let max = f.borrow.maxHours;
   let why = `the license allows at most ${max} h`;
   if (f.expires) {
     const left = Math.floor((Date.parse(f.expires) - now) / 3600_000);
     if (left < max) {
       max = left;
-      why = `the license ends at ${f.expires}`;
+      why = `the license ends at ${time(f.expires)}`;
     }
   }
   return { max, why };
@@ -203,7 +208,7 @@ async function wizard(ctx: CmdContext, c: LicdClient, b: BorrowClient, a: Parsed
       return null;
     }
     const now = Date.now();
-    const limits = items.map((i) => ({ feature: i.feature, ...hoursAllowed(s.features.find((f) => f.feature === i.feature) ?? preview.items.find((p) => p.feature === i.feature)!, now) }));
+    const limits = items.map((i) => ({ feature: i.feature, ...hoursAllowed(s.features.find((f) => f.feature === i.feature) ?? preview.items.find((p) => p.feature === i.feature)!, now, ctx.time ?? localTime) }));
     const tightest = limits.reduce((m, l) => (l.max < m.max ? l : m));
     const maxHours = tightest.max;
     if (maxHours < 1) {
@@ -247,7 +252,7 @@ export async function borrowCommand(ctx: CmdContext, a: ParsedArgs): Promise<num
     const file = a.positional[2];
     if (!file) throw new UsageError('usage: licctl borrow import TOKENS.json');
     const r = b().importTokens(file);
-    for (const t of r.imported) ctx.out(`imported ${t.count} ${t.feature} until ${new Date(t.expiresAt).toISOString()} (borrow ${t.borrowId})`);
+    for (const t of r.imported) ctx.out(`imported ${t.count} ${t.feature} until ${(ctx.time ?? localTime)(t.expiresAt)} (borrow ${t.borrowId})`);
     for (const e of r.refused) ctx.err(`licctl: ${e.code}: ${e.message}`);
     return r.refused.length > 0 ? 2 : 0;
   }
@@ -257,7 +262,7 @@ export async function borrowCommand(ctx: CmdContext, a: ParsedArgs): Promise<num
     const c = await ctx.connect(true);
     try {
       const r = await c.request<{ borrow: BorrowView }>('borrow.lost', { borrow: id }, { admin: true });
-      ctx.out(`borrow ${cell(id)} (${cell(r.borrow.feature)}, ${cell(r.borrow.user)}@${cell(r.borrow.hostName)}) marked lost; its seat stays reserved until ${r.borrow.until}, when the token expires`);
+      ctx.out(`borrow ${cell(id)} (${cell(r.borrow.feature)}, ${cell(r.borrow.user)}@${cell(r.borrow.hostName)}) marked lost; its seat stays reserved until ${(ctx.time ?? localTime)(r.borrow.until)}, when the token expires`);
     } finally {
       await c.close();
     }
@@ -318,7 +323,7 @@ export async function borrowCommand(ctx: CmdContext, a: ParsedArgs): Promise<num
     if (has(a, 'json')) ctx.out(JSON.stringify({ borrows: r.borrows, tokens: r.tokens.length, store: client.tokenDir }, null, 2));
     else {
       if (items.length === 0) ctx.out('\nStep 4/4: summary');
-      ctx.out(summary(r.borrows, s));
+      ctx.out(summary(r.borrows, s, ctx.time));
       ctx.out(`\ntokens stored in ${client.tokenDir}${plan.autoRenew ? '; they renew when this machine reaches the server near expiry' : ''}`);
     }
   } finally {
@@ -349,7 +354,7 @@ export async function returnCommand(ctx: CmdContext, a: ParsedArgs): Promise<num
     throw new UsageError(
       local.length === 0
         ? 'licctl return needs FEATURE, BORROW_ID or --all; nothing is borrowed on this machine'
-        : `licctl return needs FEATURE, BORROW_ID or --all; nothing was returned. Borrowed on this machine:\n${borrowedLines(local)}\nlicctl return FEATURE|ID ... returns those, licctl return --all returns every one`,
+        : `licctl return needs FEATURE, BORROW_ID or --all; nothing was returned. Borrowed on this machine:\n${borrowedLines(local, ctx.time)}\nlicctl return FEATURE|ID ... returns those, licctl return --all returns every one`,
     );
   }
   const chosen = has(a, 'all') ? local : local.filter((t) => wanted.includes(t.token.feature) || wanted.includes(t.borrowId));
@@ -399,7 +404,7 @@ export async function renewCommand(ctx: CmdContext, a: ParsedArgs): Promise<numb
         const r = await b.renew(c, [t.borrowId], hours);
         const v = r.borrows[0]!;
         renewed.push({ borrowId: t.borrowId, feature: t.token.feature, count: t.token.count, until: v.until, hours: b.stored(t.borrowId)?.hours ?? hours });
-        if (!json) ctx.out(`renewed ${t.token.feature} until ${v.until}`);
+        if (!json) ctx.out(`renewed ${t.token.feature} until ${(ctx.time ?? localTime)(v.until)}`);
       } catch (e) {
         if (e instanceof LicdError && e.code === 'UNKNOWN_BORROW') {
           // Kept: the server not knowing a borrow is no proof that it ended (docs/borrowing.md).
@@ -444,9 +449,10 @@ export function tokensCommand(ctx: CmdContext, a: ParsedArgs): number {
   }
   ctx.out(`borrowed licenses on this machine (${cell(b.identity.user)}@${cell(b.identity.hostName)}, host id ${b.identity.hostId.slice(0, 12)}…, store ${b.tokenDir})`);
   if (list.length === 0) ctx.out('  none');
+  const time = ctx.time ?? localTime;
   for (const t of list) {
-    const state = t.valid ? 'valid' : expired(t) ? `EXPIRED (removed after ${removedAt(t)})` : `NOT USABLE: ${cell(t.problem?.message ?? '')}`;
-    ctx.out(`  ${t.token.feature.padEnd(18)} ${String(t.token.count).padStart(3)}  until ${new Date(t.token.expiresAt).toISOString()}  ${state}${t.stored.autoRenew ? '  auto-renew' : ''}  [${t.borrowId}]`);
+    const state = t.valid ? 'valid' : expired(t) ? `EXPIRED (removed after ${time(t.token.expiresAt + PRUNE_AFTER_MS)})` : `NOT USABLE: ${cell(t.problem?.message ?? '')}`;
+    ctx.out(`  ${t.token.feature.padEnd(18)} ${String(t.token.count).padStart(3)}  until ${time(t.token.expiresAt)}  ${state}${t.stored.autoRenew ? '  auto-renew' : ''}  [${t.borrowId}]`);
   }
   return 0;
 }
@@ -457,9 +463,10 @@ export async function borrowsCommand(ctx: CmdContext, a: ParsedArgs): Promise<nu
     const r = await c.request<{ borrows: BorrowView[] }>('borrows', {}, { admin: true });
     if (has(a, 'json')) ctx.out(JSON.stringify(r.borrows, null, 2));
     else {
-      ctx.out(`${'FEATURE'.padEnd(18)} ${'N'.padStart(3)} ${'USER'.padEnd(12)} ${'HOST'.padEnd(16)} ${'SINCE'.padEnd(20)} ${'UNTIL'.padEnd(20)} STATE   ID`);
+      const time = ctx.time ?? localTime;
+      ctx.out(`${'FEATURE'.padEnd(18)} ${'N'.padStart(3)} ${'USER'.padEnd(12)} ${'HOST'.padEnd(16)} ${'SINCE'.padEnd(26)} ${'UNTIL'.padEnd(26)} STATE   ID`);
       for (const x of r.borrows) {
-        ctx.out(`${cell(x.feature).padEnd(18)} ${String(x.count).padStart(3)} ${cell(x.user).padEnd(12)} ${cell(x.hostName).padEnd(16)} ${x.since.slice(0, 19).padEnd(20)} ${x.until.slice(0, 19).padEnd(20)} ${x.state.padEnd(7)} ${cell(x.id)}${x.via === 'file' ? ' (by file)' : ''}`);
+        ctx.out(`${cell(x.feature).padEnd(18)} ${String(x.count).padStart(3)} ${cell(x.user).padEnd(12)} ${cell(x.hostName).padEnd(16)} ${time(x.since).padEnd(26)} ${time(x.until).padEnd(26)} ${x.state.padEnd(7)} ${cell(x.id)}${x.via === 'file' ? ' (by file)' : ''}`);
       }
       if (r.borrows.length === 0) ctx.out('(no borrows)');
     }

@@ -16,6 +16,7 @@ import { borrowCommand, borrowsCommand, renewCommand, returnCommand, tokensComma
 import { readJsonFile } from '../files.ts';
 import { generateVendorKey, issueEntitlement, readVendorKey, writeFileAtomic } from '../vendor.ts';
 import { flag, has, intFlag, parseArgs, UsageError, type ParsedArgs } from './args.ts';
+import { formatTime, timeFormatter, utcWanted } from './time.ts';
 import { checkinHeld, checkinLines, EXIT_SEAT_LOST, lossLine, normaliseServer, parseDuration, recordHeld, startChild, watchLoss } from './holding.ts';
 import { issueQuarantineRelease } from '../vendor.ts';
 import type { QuarantineReleaseResult, RevokeResult } from '../core/protocol.ts';
@@ -81,6 +82,10 @@ Connection (every command that talks to licd):
                        start and licctl status shows it); or LICD_TLS_FINGERPRINT, "fingerprint"
   --ca FILE            trust an mqtts:// server whose certificate this CA signed; or
                        LICD_TLS_CA, "ca" in the client config
+
+Times print in local time with the UTC offset (2026-11-30 08:15:02 +01:00, the zone from TZ);
+  --utc (any command) or LICD_UTC=1 prints UTC (2026-11-30 07:15:02 UTC). --json keeps ISO UTC.
+  Each licctl watch line starts with the time it was seen.
 
 Exit codes: 0 ok, 2 refused (the message says why), 3 no seats, 4 server not reached,
   5 the seat was revoked, blocked or lost (run --on-loss stop), 6 TLS: the server's certificate
@@ -172,7 +177,7 @@ async function settleVendorKeyFor(a: ParsedArgs, c: LicdClient): Promise<void> {
 }
 
 function cmdContext(a: ParsedArgs): CmdContext {
-  return { connect: (admin = false) => connect(a, admin, { maintain: false }), vendorKey: () => vendorKey(a), settleVendorKey: (c) => settleVendorKeyFor(a, c), out, err };
+  return { connect: (admin = false) => connect(a, admin, { maintain: false }), vendorKey: () => vendorKey(a), settleVendorKey: (c) => settleVendorKeyFor(a, c), out, err, time: timeOf(a) };
 }
 
 // Everything licctl prints passes through here: a string from the server (or an old database)
@@ -189,30 +194,34 @@ function err(s: string): void {
 /** A value from the network shown in a table or a line. */
 const cell = (s: string): string => escapeText(s);
 
-function time(isoStr: string): string {
-  const d = new Date(isoStr);
-  const today = new Date().toISOString().slice(0, 10);
-  const s = d.toISOString();
-  return s.slice(0, 10) === today ? s.slice(11, 19) : `${s.slice(0, 10)} ${s.slice(11, 16)}`;
+/** How this run prints times: local with the offset, or UTC with --utc / LICD_UTC=1 (src/cli/time.ts). */
+function timeOf(a: ParsedArgs): (t: string | number | Date) => string {
+  return timeFormatter({ utc: utcWanted(has(a, 'utc')) });
 }
 
-export function formatStatus(s: StatusResult, only?: string): string {
+/** A feature whose license has ended: no seat of it can be checked out, whatever the counts say. */
+function featureExpired(f: FeatureStatus, now: number): boolean {
+  return f.expires !== null && Date.parse(f.expires) <= now;
+}
+
+export function formatStatus(s: StatusResult, only?: string, time: (t: string | number | Date) => string = (t) => formatTime(t), now = Date.now()): string {
   const lines: string[] = [];
   const srv = s.server;
   const dongle = srv.dongle.present ? `dongle ${cell(srv.dongle.serial ?? '?')} present${srv.dongle.emulated ? ' (emulated)' : ''}` : `DONGLE ABSENT (${cell(srv.dongle.reason ?? 'not answering')})`;
   lines.push(`licd ${cell(srv.version)}: ${srv.state}, ${dongle}${srv.development ? ', DEVELOPMENT MATERIAL' : ''}`);
   if (srv.entitlement) lines.push(`license ${cell(srv.entitlement.id)} for ${cell(srv.entitlement.customer)}`);
   for (const w of srv.warnings) lines.push(`warning: ${cell(w)}`);
-  for (const q of s.quarantine) lines.push(`quarantine: ${cell(q.feature)} ${q.seats} seats held until ${q.until}`);
+  for (const q of s.quarantine) lines.push(`quarantine: ${cell(q.feature)} ${q.seats} seats held until ${time(q.until)}`);
   if (srv.tls) lines.push(`TLS${srv.tls.port ? ` port ${srv.tls.port}` : ''}: certificate ${cell(srv.tls.fingerprint)} (pin it: --fingerprint ${cell(srv.tls.fingerprint)})`);
-  for (const b of s.blocks ?? []) lines.push(`blocked: ${cell(b.user)}@${cell(b.host)} from ${cell(b.feature)} until ${b.until} (licctl lease unblock ${cell(b.feature)} ${cell(b.user)}@${cell(b.host)})`);
+  for (const b of s.blocks ?? []) lines.push(`blocked: ${cell(b.user)}@${cell(b.host)} from ${cell(b.feature)} until ${time(b.until)} (licctl lease unblock ${cell(b.feature)} ${cell(b.user)}@${cell(b.host)})`);
   if (s.quarantineBinding) lines.push(`quarantine release: the vendor needs dongle serial ${cell(s.quarantineBinding.dongleSerial)} and counter ${cell(String(s.quarantineBinding.counter))} (licctl vendor release-quarantine --serial ${cell(s.quarantineBinding.dongleSerial)} --counter ${cell(String(s.quarantineBinding.counter))})`);
   lines.push('');
   lines.push(`${'FEATURE'.padEnd(18)} ${'VERSION'.padEnd(8)} ${'TYPE'.padEnd(11)} ${'TOTAL'.padStart(5)} ${'LEASED'.padStart(6)} ${'BORROWED'.padStart(8)} ${'FREE'.padStart(5)}  EXPIRES`);
   const features: FeatureStatus[] = only ? s.features.filter((f) => f.feature === only) : s.features;
   for (const f of features) {
+    const expired = featureExpired(f, now);
     lines.push(
-      `${cell(f.feature).padEnd(18)} ${cell(f.version).padEnd(8)} ${cell(f.type).padEnd(11)} ${String(f.total).padStart(5)} ${String(f.leased).padStart(6)} ${String(f.borrowed).padStart(8)} ${String(f.free).padStart(5)}  ${f.expires ? f.expires.slice(0, 10) : 'permanent'}`,
+      `${cell(f.feature).padEnd(18)} ${cell(f.version).padEnd(8)} ${cell(f.type).padEnd(11)} ${String(f.total).padStart(5)} ${String(f.leased).padStart(6)} ${String(f.borrowed).padStart(8)} ${String(expired ? 0 : f.free).padStart(5)}  ${f.expires ? `${expired ? 'expired ' : ''}${time(f.expires)}` : 'permanent'}`,
     );
     for (const l of f.leases) {
       lines.push(`    leased   ${l.count > 1 ? `${l.count}x ` : ''}${cell(l.user)}@${cell(l.host)} pid ${l.pid}  since ${time(l.since)}  until ${time(l.until)}${l.state === 'disconnected' ? '  (client gone, ending)' : ''}  [${cell(l.id)}]`);
@@ -231,7 +240,7 @@ export function formatStatus(s: StatusResult, only?: string): string {
  * Holds the lease until a signal, saying when the seat is lost and why and when it is back. A
  * seat an admin revoked or blocked is not taken again: licctl then exits with EXIT_SEAT_LOST.
  */
-async function holdUntilSignal(client: LicdClient, lease: Lease, server: string | null): Promise<number> {
+async function holdUntilSignal(client: LicdClient, lease: Lease, server: string | null, time: (t: string) => string = (t) => formatTime(t)): Promise<number> {
   const feature = lease.view.feature;
   const held = server === null ? null : recordHeld({ server, feature, lease: lease.id, clientId: client.clientId });
   const writeRecord = () => held?.write(lease.id);
@@ -249,7 +258,7 @@ async function holdUntilSignal(client: LicdClient, lease: Lease, server: string 
     });
     lease.on('regained', () => {
       writeRecord();
-      out(`regained ${feature} (lease ${lease.id}, until ${lease.view.until}); holding`);
+      out(`regained ${feature} (lease ${lease.id}, until ${time(lease.view.until)}); holding`);
     });
   });
   if (ended === 'revoked' || lease.state === 'revoked') {
@@ -273,9 +282,9 @@ async function holdUntilSignal(client: LicdClient, lease: Lease, server: string 
   return 0;
 }
 
-function leaseLine(lease: Lease): string {
+function leaseLine(lease: Lease, time: (t: string) => string = (t) => formatTime(t)): string {
   const v = lease.view;
-  return `${lease.status === 'granted' ? 'granted' : 'extended'} ${v.count > 1 ? `${v.count} seats of ` : ''}${cell(v.feature)} to ${cell(v.user)}@${cell(v.host)} (lease ${cell(v.id)}, until ${v.until}, renewed by heartbeats)`;
+  return `${lease.status === 'granted' ? 'granted' : 'extended'} ${v.count > 1 ? `${v.count} seats of ` : ''}${cell(v.feature)} to ${cell(v.user)}@${cell(v.host)} (lease ${cell(v.id)}, until ${time(v.until)}, renewed by heartbeats)`;
 }
 
 function parseFeatureSpec(spec: string): EntitlementBody['features'][number] {
@@ -367,7 +376,7 @@ async function vendor(a: ParsedArgs): Promise<number> {
     };
     const env = issueQuarantineRelease(body, readVendorKey(keyFile), ed);
     writeFileAtomic(file, JSON.stringify(env, null, 2) + '\n');
-    out(`quarantine release for dongle ${serial} at counter ${counter} (${features.length ? features.join(', ') : 'every feature'}), valid until ${body.expiresAt}\nwritten to ${file}; the admin runs: licctl quarantine release ${file}`);
+    out(`quarantine release for dongle ${serial} at counter ${counter} (${features.length ? features.join(', ') : 'every feature'}), valid until ${timeOf(a)(body.expiresAt)}\nwritten to ${file}; the admin runs: licctl quarantine release ${file}`);
     return 0;
   }
   throw new UsageError('licctl vendor keygen | issue | release-quarantine; see licctl --help');
@@ -406,9 +415,10 @@ export async function licctl(argv: string[]): Promise<number> {
   }
   if (cmd === 'dongle' && argv[1] === 'emulate') return dongle({ positional: ['dongle', 'emulate'], flags: new Map(), rest: [] }, argv);
   const a = parseArgs(argv, {
-    boolean: ['json', 'dev', 'emulated', 'yes', 'auto-renew', 'all', 'interactive', 'online'],
+    boolean: ['json', 'dev', 'emulated', 'yes', 'auto-renew', 'all', 'interactive', 'online', 'utc'],
     value: [...CONN_FLAGS, 'feature', 'version', 'count', 'ttl', 'out', 'key', 'spec', 'dongle-serial', 'dongle-key', 'customer', 'id', 'dongle', 'hours', 'request', 'process', 'set', 'limit', 'on-loss', 'grace', 'warn-every', 'block', 'serial', 'counter', 'days', 'trust-vendor-key'],
   });
+  const time = timeOf(a);
   switch (cmd) {
     case 'status': {
       const c = await connect(a);
@@ -416,7 +426,7 @@ export async function licctl(argv: string[]): Promise<number> {
         const only = flag(a, 'feature') ?? a.positional[1];
         const limit = intFlag(a, 'limit', 0, 100_000);
         const s = await c.request<StatusResult>('status', { ...(only ? { feature: only } : {}), ...(limit !== undefined ? { limit } : {}) });
-        out(has(a, 'json') ? JSON.stringify(s, null, 2) : formatStatus(s, only));
+        out(has(a, 'json') ? JSON.stringify(s, null, 2) : formatStatus(s, only, time));
       } finally {
         await c.close();
       }
@@ -428,8 +438,8 @@ export async function licctl(argv: string[]): Promise<number> {
       const c = await connect(a);
       try {
         const lease = await c.checkout(feature, { ...(flag(a, 'version') ? { version: flag(a, 'version')! } : {}), count: intFlag(a, 'count', 1, 1_000_000) ?? 1, ...(intFlag(a, 'ttl', 1, 86400) ? { ttl: intFlag(a, 'ttl', 1, 86400)! } : {}) });
-        out(leaseLine(lease));
-        return await holdUntilSignal(c, lease, serverOf(a));
+        out(leaseLine(lease, time));
+        return await holdUntilSignal(c, lease, serverOf(a), time);
       } finally {
         await c.close({ checkin: false });
       }
@@ -448,7 +458,7 @@ export async function licctl(argv: string[]): Promise<number> {
         const local = new BorrowClient().acquire(feature, vendorKey(a));
         if (local.ok) {
           try {
-            err(`licctl: using borrowed ${feature} (offline token, valid until ${new Date(local.ok.token.expiresAt).toISOString()})`);
+            err(`licctl: using borrowed ${feature} (offline token, valid until ${time(local.ok.token.expiresAt)})`);
             const conn = await connect(a, false, { timeoutMs: 1500 }).catch(() => null);
             if (conn) await conn.close({ checkin: false });
             return await startChild(a.rest, { out, err }).exit;
@@ -473,7 +483,7 @@ export async function licctl(argv: string[]): Promise<number> {
         await c.close();
         throw e;
       }
-      err(`licctl: ${leaseLine(lease)}`);
+      err(`licctl: ${leaseLine(lease, time)}`);
       const child = startChild(a.rest, { out, err });
       const unwatch = watchLoss(lease, feature, child, policy, { out, err });
       const code = await child.exit;
@@ -510,8 +520,9 @@ export async function licctl(argv: string[]): Promise<number> {
     }
     case 'watch': {
       const c = await connect(a);
-      c.on('server', (s) => out(`server: ${s.state}${s.dongle.present ? '' : ' DONGLE ABSENT'}${s.warnings.length ? ' - ' + s.warnings.join('; ') : ''}`));
-      c.on('availability', (x) => out(`${x.feature}: ${x.free} of ${x.total} free (${x.leased} leased, ${x.borrowed} borrowed)`));
+      // Each line says when it was seen: a log of a night's changes is no use without the times.
+      c.on('server', (s) => out(`${time(Date.now())}  server: ${s.state}${s.dongle.present ? '' : ' DONGLE ABSENT'}${s.warnings.length ? ' - ' + s.warnings.join('; ') : ''}`));
+      c.on('availability', (x) => out(`${time(Date.now())}  ${x.feature}: ${x.free} of ${x.total} free (${x.leased} leased, ${x.borrowed} borrowed)`));
       await c.watch();
       await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
       await c.close();
@@ -537,7 +548,7 @@ export async function licctl(argv: string[]): Promise<number> {
       const c = await connect(a, true);
       try {
         const r = await c.request<RevokeResult>('lease.revoke', { lease: a.positional[2], ...(block ? { block } : {}) }, { admin: true });
-        out(`revoked lease ${cell(a.positional[2])} of ${cell(r.revoked.feature)} held by ${cell(r.revoked.user)}@${cell(r.revoked.host)} (the holder is told)${r.blockedUntil ? `; ${cell(r.revoked.user)}@${cell(r.revoked.host)} is blocked from ${cell(r.revoked.feature)} until ${r.blockedUntil}` : ''}`);
+        out(`revoked lease ${cell(a.positional[2])} of ${cell(r.revoked.feature)} held by ${cell(r.revoked.user)}@${cell(r.revoked.host)} (the holder is told)${r.blockedUntil ? `; ${cell(r.revoked.user)}@${cell(r.revoked.host)} is blocked from ${cell(r.revoked.feature)} until ${time(r.blockedUntil)}` : ''}`);
       } finally {
         await c.close();
       }
@@ -548,7 +559,7 @@ export async function licctl(argv: string[]): Promise<number> {
       const c = await connect(a, true);
       try {
         const r = await c.request<{ highWater: string; was: string; released?: string[] }>('clock.accept', {}, { admin: true });
-        out(`clock accepted: the high-water mark is now ${r.highWater} (it was ${r.was})`);
+        out(`clock accepted: the high-water mark is now ${time(r.highWater)} (it was ${time(r.was)})`);
         if (r.released && r.released.length > 0) out(`${r.released.length} borrow(s) kept only for a gap in time at start have ended: ${r.released.join(', ')}`);
       } finally {
         await c.close();
@@ -562,7 +573,7 @@ export async function licctl(argv: string[]): Promise<number> {
       const c = await connect(a, true);
       try {
         const r = await c.request<QuarantineReleaseResult>('quarantine.release', { release }, { admin: true });
-        out(`quarantine released for ${r.released.map((x) => `${x.feature} (${x.seats} seats)`).join(', ')}${r.remaining.length ? `; still held: ${r.remaining.map((x) => `${x.feature} ${x.seats} until ${x.until}`).join(', ')}` : '; no seats are held any more'}`);
+        out(`quarantine released for ${r.released.map((x) => `${x.feature} (${x.seats} seats)`).join(', ')}${r.remaining.length ? `; still held: ${r.remaining.map((x) => `${x.feature} ${x.seats} until ${time(x.until)}`).join(', ')}` : '; no seats are held any more'}`);
       } finally {
         await c.close();
       }

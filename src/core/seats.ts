@@ -131,7 +131,8 @@ export class SeatTable {
       leased: f.leased,
       borrowed: f.borrowed,
       held: this.heldSeats(f, now),
-      free: this.free(name, now),
+      // An expired feature has no free seat: a checkout or borrow of it is refused anyway.
+      free: l.expires !== null && l.expires <= now ? 0 : this.free(name, now),
       expires: l.expires === null ? null : new Date(l.expires).toISOString(),
       borrow: { ...l.borrow },
     };

@@ -163,3 +163,13 @@ test('a borrow of a feature no longer in the license file is kept, and is no bre
   t.is(s.getBorrow('b1')?.feature, 'gone');
   t.deepEqual(s.checkInvariants(T0), []);
 });
+
+test('an expired feature has no free seats in its availability; a live one keeps its count', (t) => {
+  const s = new SeatTable([features[0]!, { ...features[1]!, seats: 3, expires: T0 + 1000 }], () => 'x');
+  t.is(s.availability('old', T0).free, 3, 'before the end every seat is free');
+  const after = s.availability('old', T0 + 1000);
+  t.is(after.free, 0, 'at the end none is');
+  t.is(after.total, 3, 'the total still says what the license had');
+  t.is(after.expires, new Date(T0 + 1000).toISOString());
+  t.is(s.availability('render', T0 + 1000).free, 3);
+});

@@ -59,7 +59,7 @@ test('a wiped server: licctl status, renew and tokens keep the one-year borrowed
   t.is(rn.code, 0, rn.stderr);
   t.regex(rn.stderr, /no record of borrow .*the local token is kept/);
   const tk = await run(['tokens'], u);
-  t.regex(tk.stdout, new RegExp(`nuke_i\\s+1\\s+until \\S+\\s+valid.*\\[${borrowId}\\]`));
+  t.regex(tk.stdout, new RegExp(`nuke_i\\s+1\\s+until \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d \\S+\\s+valid.*\\[${borrowId}\\]`));
   const offline = await run(['run', 'nuke_i', '--', 'sh', '-c', 'echo licensed'], u);
   t.is(offline.code, 0, offline.stderr);
   t.regex(offline.stderr, /using borrowed nuke_i/);
