@@ -3,27 +3,17 @@
  * licctl processes against a real licd process.
  */
 import test from 'ava';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/daemon.ts';
+import { devDaemonProcess } from '../helpers/dev-daemon.ts';
 import { FakeClockFile, faketimeAvailable } from '../helpers/faketime.ts';
-import { killAll, licctl, run, startDaemonProcess } from '../helpers/procs.ts';
+import { killAll, licctl, run } from '../helpers/procs.ts';
 
 test.after.always(() => killAll());
 
 async function daemon(t: { teardown(f: () => void): void }) {
-  const dir = tempDir();
-  const home = tempDir('licd-home-');
-  t.teardown(() => {
-    rmSync(dir, { recursive: true, force: true });
-    rmSync(home, { recursive: true, force: true });
-  });
-  const d = startDaemonProcess({ LICD_DATA_DIR: dir, LICD_MQTT_PORT: '0' });
-  const url = (await d.waitFor(/listening on (mqtt:\/\/[\d.]+:\d+)/, 40_000))[1]!;
-  const vendor = (JSON.parse(readFileSync(join(dir, 'dev', 'vendor.key'), 'utf8')) as { publicKey: string }).publicKey;
-  const env = { LICD_HOME: home, LICD_BROKER: url, LICD_VENDOR_KEY: vendor, LICD_USER: 'alice' };
-  // The same machine and user with no network: the broker port refuses at once.
-  const offline = { ...env, LICD_BROKER: 'mqtt://127.0.0.1:1' };
+  const { d, dir, home, url, vendor, env, offline } = await devDaemonProcess(t, { LICD_USER: 'alice' });
   const admin = { LICD_BROKER: url, LICD_DATA_DIR: dir, LICD_HOME: tempDir('licd-admin-') };
   t.teardown(() => rmSync(admin.LICD_HOME, { recursive: true, force: true }));
   return { d, dir, home, url, vendor, env, offline, admin };

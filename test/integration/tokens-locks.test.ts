@@ -3,27 +3,17 @@
  * for one seat, and slot files left by processes whose pid now names another process.
  */
 import test from 'ava';
-import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { processStart } from '../../src/sdk/seat-lock.ts';
-import { tempDir } from '../helpers/daemon.ts';
-import { killAll, licctl, run, startDaemonProcess } from '../helpers/procs.ts';
+import { devDaemonProcess } from '../helpers/dev-daemon.ts';
+import { killAll, licctl, run } from '../helpers/procs.ts';
 
 test.after.always(() => killAll());
 
 test('racing offline uses of a one-seat token: exactly one runs, also when they race to take over a stale slot', async (t) => {
   t.timeout(120_000); // a generous deadline: the machine is shared
-  const dir = tempDir();
-  const home = tempDir('licd-home-');
-  t.teardown(() => {
-    rmSync(dir, { recursive: true, force: true });
-    rmSync(home, { recursive: true, force: true });
-  });
-  const d = startDaemonProcess({ LICD_DATA_DIR: dir, LICD_MQTT_PORT: '0' });
-  const url = (await d.waitFor(/listening on (mqtt:\/\/[\d.]+:\d+)/, 40_000))[1]!;
-  const vendor = (JSON.parse(readFileSync(join(dir, 'dev', 'vendor.key'), 'utf8')) as { publicKey: string }).publicKey;
-  const env = { LICD_HOME: home, LICD_BROKER: url, LICD_VENDOR_KEY: vendor, LICD_USER: 'dave' };
-  const offline = { ...env, LICD_BROKER: 'mqtt://127.0.0.1:1' };
+  const { d, home, env, offline } = await devDaemonProcess(t, { LICD_USER: 'dave' });
   t.is((await run(['borrow', '--feature', 'vray_interface', '--hours', '24', '--yes'], env)).code, 0);
   d.child.kill('SIGTERM');
   await d.exited;

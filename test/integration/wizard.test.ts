@@ -1,9 +1,8 @@
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir } from '../helpers/daemon.ts';
-import { killAll, ROOT, run, startDaemonProcess } from '../helpers/procs.ts';
+import { devDaemonProcess } from '../helpers/dev-daemon.ts';
+import { killAll, ROOT, run } from '../helpers/procs.ts';
 
 test.after.always(() => killAll());
 
@@ -50,16 +49,8 @@ function wizard(env: Record<string, string>) {
 }
 
 async function setup(t: { teardown(f: () => void): void }) {
-  const dir = tempDir();
-  const home = tempDir('licd-home-');
-  t.teardown(() => {
-    rmSync(dir, { recursive: true, force: true });
-    rmSync(home, { recursive: true, force: true });
-  });
-  const d = startDaemonProcess({ LICD_DATA_DIR: dir, LICD_MQTT_PORT: '0' });
-  const url = (await d.waitFor(/listening on (mqtt:\/\/[\d.]+:\d+)/))[1]!;
-  const vendor = (JSON.parse(readFileSync(join(dir, 'dev', 'vendor.key'), 'utf8')) as { publicKey: string }).publicKey;
-  return { url, env: { LICD_HOME: home, LICD_BROKER: url, LICD_VENDOR_KEY: vendor, LICD_USER: 'carol', LICD_HOST: 'laptop-3' } };
+  const { url, env } = await devDaemonProcess(t, { LICD_USER: 'carol', LICD_HOST: 'laptop-3' });
+  return { url, env };
 }
 
 async function borrowed(url: string) {
