@@ -78,6 +78,38 @@ export function pinVendorKey(server: string, publicKey: Uint8Array, now = Date.n
   return path;
 }
 
+export interface PinView {
+  server: string;
+  fingerprint: string;
+  publicKey: string;
+  pinnedAt: string;
+}
+
+/** Every pin on this machine (licctl trust list). */
+export function listPinnedVendorKeys(env: NodeJS.ProcessEnv = process.env): { file: string; pins: PinView[] } {
+  const file = knownVendorsPath(env);
+  return { file, pins: Object.entries(readAll(file)).map(([server, k]) => ({ server, fingerprint: k.fingerprint, publicKey: k.publicKey, pinnedAt: k.pinnedAt })) };
+}
+
+/**
+ * Removes the pins of a server (its URL, compared after `normalise`: mqtt://localhost and
+ * mqtt://localhost:1883 are one server) or of a fingerprint (every server pinned to that key).
+ */
+export function removePinnedVendorKey(which: string, normalise: (url: string) => string, env: NodeJS.ProcessEnv = process.env): { file: string; removed: PinView[] } {
+  const file = knownVendorsPath(env);
+  const all = readAll(file);
+  const isFingerprint = /^sha256:/i.test(which.trim()) || /^[0-9a-f:]{32,}$/i.test(which.trim());
+  const removed: PinView[] = [];
+  for (const [server, k] of Object.entries(all)) {
+    const hit = isFingerprint ? fingerprintMatches(which, fromHex(k.publicKey)) : normalise(server) === normalise(which);
+    if (!hit) continue;
+    removed.push({ server, fingerprint: k.fingerprint, publicKey: k.publicKey, pinnedAt: k.pinnedAt });
+    delete all[server];
+  }
+  if (removed.length > 0) writeFileAtomic(file, JSON.stringify(all, null, 2) + '\n', 0o600);
+  return { file, removed };
+}
+
 /** Whether `publicKey` signs the chain's entitlement (link 1 of the trust chain). */
 export function signsEntitlement(entitlement: unknown, publicKey: Uint8Array): boolean {
   try {
@@ -137,7 +169,7 @@ export async function settleVendorKey(o: {
     if (!same || !signsEntitlement(o.chain.entitlement, pinned)) {
       throw new LicdError(
         'VENDOR_KEY_CHANGED',
-        `WARNING: THE VENDOR KEY OF ${o.server} HAS CHANGED. You pinned ${vendorFingerprint(pinned)}; the server now ${offered ? `offers ${vendorFingerprint(offered)}` : 'has a license that key does not sign'}. Someone may be impersonating the server, or its license was reissued by another vendor key. Nothing was borrowed. If the vendor confirms the new key, remove the entry for ${o.server} from ${knownVendorsPath(env)} and pin again with --trust-vendor-key`,
+        `WARNING: THE VENDOR KEY OF ${o.server} HAS CHANGED. You pinned ${vendorFingerprint(pinned)}; the server now ${offered ? `offers ${vendorFingerprint(offered)}` : 'has a license that key does not sign'}. Someone may be impersonating the server, or its license was reissued by another vendor key. Nothing was borrowed. If the vendor confirms the new key, run licctl trust remove ${o.server} and pin again with --trust-vendor-key`,
         { server: o.server, file: knownVendorsPath(env) },
       );
     }

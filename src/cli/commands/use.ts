@@ -1,0 +1,314 @@
+/** licctl status, checkout, run, checkin, watch: floating seats for users and render nodes. */
+import { LicdError } from '../../core/errors.ts';
+import type { FeatureStatus, StatusResult } from '../../core/protocol.ts';
+import { BorrowClient } from '../../sdk/borrow.ts';
+import type { Lease, LicdClient } from '../../sdk/client.ts';
+import { flag, has, intFlag, UsageError, type ParsedArgs } from '../args.ts';
+import type { Command } from '../command.ts';
+import { cell, connect, err, json, jsonLine, out, outJson, serverOf, timeOf, vendorKey } from '../context.ts';
+import { checkinHeld, checkinLines, EXIT_SEAT_LOST, lossLine, normaliseServer, recordHeld, startChild, watchLoss, type Say } from '../holding.ts';
+import { formatTime } from '../time.ts';
+
+/** A feature whose license has ended: no seat of it can be checked out, whatever the counts say. */
+function featureExpired(f: FeatureStatus, now: number): boolean {
+  return f.expires !== null && Date.parse(f.expires) <= now;
+}
+
+export function formatStatus(s: StatusResult, only?: string, time: (t: string | number | Date) => string = (t) => formatTime(t), now = Date.now()): string {
+  const lines: string[] = [];
+  const srv = s.server;
+  const dongle = srv.dongle.present ? `dongle ${cell(srv.dongle.serial ?? '?')} present${srv.dongle.emulated ? ' (emulated)' : ''}` : `DONGLE ABSENT (${cell(srv.dongle.reason ?? 'not answering')})`;
+  lines.push(`licd ${cell(srv.version)}: ${srv.state}, ${dongle}${srv.development ? ', DEVELOPMENT MATERIAL' : ''}`);
+  if (srv.entitlement) lines.push(`license ${cell(srv.entitlement.id)} for ${cell(srv.entitlement.customer)}`);
+  for (const w of srv.warnings) lines.push(`warning: ${cell(w)}`);
+  for (const q of s.quarantine) lines.push(`quarantine: ${cell(q.feature)} ${q.seats} seats held until ${time(q.until)}`);
+  if (srv.tls) lines.push(`TLS${srv.tls.port ? ` port ${srv.tls.port}` : ''}: certificate ${cell(srv.tls.fingerprint)} (pin it: --fingerprint ${cell(srv.tls.fingerprint)})`);
+  for (const b of s.blocks ?? []) lines.push(`blocked: ${cell(b.user)}@${cell(b.host)} from ${cell(b.feature)} until ${time(b.until)} (licctl lease unblock ${cell(b.feature)} ${cell(b.user)}@${cell(b.host)})`);
+  if (s.quarantineBinding) lines.push(`quarantine release: the vendor needs dongle serial ${cell(s.quarantineBinding.dongleSerial)} and counter ${cell(String(s.quarantineBinding.counter))} (licctl vendor release-quarantine --serial ${cell(s.quarantineBinding.dongleSerial)} --counter ${cell(String(s.quarantineBinding.counter))})`);
+  lines.push('');
+  lines.push(`${'FEATURE'.padEnd(18)} ${'VERSION'.padEnd(8)} ${'TYPE'.padEnd(11)} ${'TOTAL'.padStart(5)} ${'LEASED'.padStart(6)} ${'BORROWED'.padStart(8)} ${'FREE'.padStart(5)}  EXPIRES`);
+  const features: FeatureStatus[] = only ? s.features.filter((f) => f.feature === only) : s.features;
+  for (const f of features) {
+    const expired = featureExpired(f, now);
+    lines.push(
+      `${cell(f.feature).padEnd(18)} ${cell(f.version).padEnd(8)} ${cell(f.type).padEnd(11)} ${String(f.total).padStart(5)} ${String(f.leased).padStart(6)} ${String(f.borrowed).padStart(8)} ${String(expired ? 0 : f.free).padStart(5)}  ${f.expires ? `${expired ? 'expired ' : ''}${time(f.expires)}` : 'permanent'}`,
+    );
+    for (const l of f.leases) {
+      lines.push(`    leased   ${l.count > 1 ? `${l.count}x ` : ''}${cell(l.user)}@${cell(l.host)} pid ${l.pid}  since ${time(l.since)}  until ${time(l.until)}${l.state === 'disconnected' ? '  (client gone, ending)' : ''}  [${cell(l.id)}]`);
+    }
+    if (f.more && f.more.leases > 0) lines.push(`    ... and ${f.more.leases} more leases (licctl status FEATURE --limit N)`);
+    for (const b of f.borrows) {
+      lines.push(`    borrowed ${b.count > 1 ? `${b.count}x ` : ''}${cell(b.user)}@${cell(b.hostName)} (host ${cell(b.hostId.slice(0, 12))})  since ${time(b.since)}  until ${time(b.until)}${b.state === 'lost' ? '  LOST (reserved until expiry)' : ''}${b.autoRenew ? '  auto-renew' : ''}  [${cell(b.id)}]`);
+    }
+  }
+  for (const f of features) if (f.more && f.more.borrows > 0) lines.push(`(${cell(f.feature)}: ${f.more.borrows} more borrows not listed)`);
+  if (only && features.length === 0) lines.push(`(no feature ${cell(only)}; features: ${s.features.map((f) => cell(f.feature)).join(', ')})`);
+  return lines.join('\n');
+}
+
+function leaseView(lease: Lease) {
+  const v = lease.view;
+  return { id: v.id, feature: v.feature, count: v.count, user: v.user, host: v.host, until: v.until, status: lease.status };
+}
+
+function leaseLine(lease: Lease, time: (t: string) => string = (t) => formatTime(t)): string {
+  const v = lease.view;
+  return `${lease.status === 'granted' ? 'granted' : 'extended'} ${v.count > 1 ? `${v.count} seats of ` : ''}${cell(v.feature)} to ${cell(v.user)}@${cell(v.host)} (lease ${cell(v.id)}, until ${time(v.until)}, renewed by heartbeats)`;
+}
+
+/**
+ * Holds the lease until a signal, saying when the seat is lost and why and when it is back. A
+ * seat an admin revoked or blocked is not taken again: licctl then exits with EXIT_SEAT_LOST.
+ * With --json each of these is one JSON line on stdout ({"event": ...}).
+ */
+async function holdUntilSignal(client: LicdClient, lease: Lease, server: string | null, time: (t: string) => string, asJson: boolean): Promise<number> {
+  const feature = lease.view.feature;
+  const held = server === null ? null : recordHeld({ server, feature, lease: lease.id, clientId: client.clientId });
+  const writeRecord = () => held?.write(lease.id);
+  // Recorded before it is said: a `licctl checkin` run as soon as this line shows finds it.
+  writeRecord();
+  if (asJson) jsonLine('out', { event: 'holding', lease: lease.id, feature });
+  else out('holding; press Ctrl-C (or run licctl checkin) to give it back');
+  const ended = await new Promise<'signal' | 'revoked'>((resolve) => {
+    const done = () => resolve('signal');
+    process.once('SIGINT', done);
+    process.once('SIGTERM', done);
+    process.once('SIGHUP', done);
+    lease.on('lost', (e: LicdError, info: { retrying: boolean }) => {
+      if (asJson) jsonLine('out', { event: 'lost', lease: lease.id, feature, code: e.code, message: e.message, retrying: info.retrying });
+      else err(lossLine(feature, e, info.retrying));
+      if (!info.retrying) resolve('revoked');
+    });
+    lease.on('regained', () => {
+      writeRecord();
+      if (asJson) jsonLine('out', { event: 'regained', lease: leaseView(lease) });
+      else out(`regained ${feature} (lease ${lease.id}, until ${time(lease.view.until)}); holding`);
+    });
+  });
+  if (ended === 'revoked' || lease.state === 'revoked') {
+    client.forget(lease.id);
+    held?.remove();
+    const code = lease.lossReason?.code ?? 'REVOKED';
+    if (asJson) jsonLine('out', { event: 'ended', lease: lease.id, feature, code, exit: EXIT_SEAT_LOST });
+    else out(`no longer holding ${feature}: ${code}`);
+    return EXIT_SEAT_LOST;
+  }
+  // Held, or lost for a while (the server may still keep it): give it back either way.
+  try {
+    // A short wait: with the server gone the check-in cannot arrive, and the lease ends by itself.
+    await client.request('checkin', { leases: [lease.id] }, { timeoutMs: 3000 });
+    client.forget(lease.id);
+    if (asJson) jsonLine('out', { event: 'checkedIn', lease: lease.id, feature });
+    else out(`checked in ${lease.view.feature} (lease ${lease.id})`);
+  } catch (e) {
+    client.forget(lease.id);
+    const message = `could not check in ${lease.view.feature} (${(e as Error).message}); the seat returns when its lease times out or the server sees this client gone`;
+    if (asJson) jsonLine('out', { event: 'notCheckedIn', lease: lease.id, feature, message });
+    else err(`licctl: ${message}`);
+  } finally {
+    held?.remove();
+  }
+  return 0;
+}
+
+function checkoutOptions(a: ParsedArgs) {
+  const version = flag(a, 'version');
+  const ttl = intFlag(a, 'ttl', 1, 86400);
+  return { ...(version ? { version } : {}), count: intFlag(a, 'count', 1, 1_000_000) ?? 1, ...(ttl ? { ttl } : {}) };
+}
+
+async function status(a: ParsedArgs): Promise<number> {
+  const c = await connect(a);
+  try {
+    const only = a.positional[1];
+    const limit = intFlag(a, 'limit', 0, 100_000);
+    const s = await c.request<StatusResult>('status', { ...(only ? { feature: only } : {}), ...(limit !== undefined ? { limit } : {}) });
+    if (json(a)) outJson(s);
+    else out(formatStatus(s, only, timeOf(a)));
+  } finally {
+    await c.close();
+  }
+  return 0;
+}
+
+async function checkout(a: ParsedArgs): Promise<number> {
+  const feature = a.positional[1]!;
+  const c = await connect(a);
+  try {
+    const lease = await c.checkout(feature, checkoutOptions(a));
+    if (json(a)) jsonLine('out', { event: 'granted', lease: leaseView(lease) });
+    else out(leaseLine(lease, timeOf(a)));
+    return await holdUntilSignal(c, lease, serverOf(a), timeOf(a), json(a));
+  } finally {
+    await c.close({ checkin: false });
+  }
+}
+
+async function run(a: ParsedArgs): Promise<number> {
+  const feature = a.positional[1]!;
+  const time = timeOf(a);
+  const asJson = json(a);
+  // licctl's own reports go to stderr (stdout is the command's); with --json one JSON line each.
+  const report = (event: string, fields: Record<string, unknown>, text: string) => (asJson ? jsonLine('err', { event, ...fields }) : err(`licctl: ${text}`));
+  const say: Say = asJson ? { out: (s) => jsonLine('err', { event: 'message', message: s.replace(/^licctl: /, '') }), err: (s) => jsonLine('err', { event: 'message', message: s.replace(/^licctl: /, '') }) } : { out, err };
+  const onLoss = flag(a, 'on-loss') ?? 'warn';
+  if (onLoss !== 'warn' && onLoss !== 'stop') throw new UsageError(`--on-loss must be warn or stop, got ${JSON.stringify(onLoss)}`);
+  const policy = { mode: onLoss, graceSeconds: intFlag(a, 'grace', 0, 86400) ?? 60, warnEverySeconds: intFlag(a, 'warn-every', 1, 86400) ?? 60 } as const;
+  // A borrowed token for the feature is used first: it needs no network, and its seat is
+  // already reserved for this machine. Each offline use takes one of the token's seat slots on
+  // this host (docs/borrowing.md).
+  let busy: string | null = null;
+  if (!has(a, 'online')) {
+    const local = new BorrowClient().acquire(feature, vendorKey(a));
+    if (local.ok) {
+      try {
+        report('offline', { feature, borrowId: local.ok.borrowId, until: new Date(local.ok.token.expiresAt).toISOString() }, `using borrowed ${feature} (offline token, valid until ${time(local.ok.token.expiresAt)})`);
+        const conn = await connect(a, false, { timeoutMs: 1500 }).catch(() => null);
+        if (conn) await conn.close({ checkin: false });
+        const code = await startChild(a.rest, say).exit;
+        if (asJson) jsonLine('err', { event: 'exit', code });
+        return code;
+      } finally {
+        local.slot.release();
+      }
+    }
+    if (local.inUse.length > 0) busy = local.reason;
+  }
+  let c: LicdClient;
+  try {
+    c = await connect(a);
+  } catch (e) {
+    if (busy) throw new LicdError('TOKEN_IN_USE', `${busy} (and the license server was not reached: ${(e as Error).message})`);
+    const local = new BorrowClient().usable(feature, vendorKey(a));
+    throw new LicdError('TIMEOUT', `${(e as Error).message}; no borrowed license to fall back on (${'reason' in local ? local.reason : ''})`);
+  }
+  let lease: Lease;
+  try {
+    lease = await c.checkout(feature, checkoutOptions(a));
+  } catch (e) {
+    await c.close();
+    throw e;
+  }
+  report('granted', { lease: leaseView(lease) }, leaseLine(lease, time));
+  const child = startChild(a.rest, say);
+  const unwatch = watchLoss(lease, feature, child, policy, say);
+  const code = await child.exit;
+  const stopped = unwatch();
+  if (lease.state !== 'revoked') {
+    try {
+      await c.checkin({ leases: [lease.id] });
+      report('checkedIn', { lease: lease.id, feature }, `checked in ${feature}`);
+    } catch (e) {
+      report('notCheckedIn', { lease: lease.id, feature, message: (e as Error).message }, `could not check in ${feature} (${(e as Error).message}); the seat returns when its lease times out`);
+    }
+  } else c.forget(lease.id);
+  await c.close({ checkin: false });
+  const exit = stopped ? EXIT_SEAT_LOST : code;
+  if (asJson) jsonLine('err', { event: 'exit', code: exit, commandExit: code, stopped });
+  return exit;
+}
+
+async function checkin(a: ParsedArgs): Promise<number> {
+  const feature = a.positional[1];
+  const server = serverOf(a);
+  const o = await checkinHeld({ server, feature });
+  if (json(a)) outJson({ server: normaliseServer(server), ...(feature ? { feature } : {}), ...o });
+  else for (const line of checkinLines(o, server, feature)) out(line);
+  return 0;
+}
+
+async function watch(a: ParsedArgs): Promise<number> {
+  const c = await connect(a);
+  const time = timeOf(a);
+  // Each line says when it was seen: a log of a night's changes is no use without the times.
+  if (json(a)) {
+    c.on('server', (s) => jsonLine('out', { time: new Date().toISOString(), type: 'server', server: s }));
+    c.on('availability', (x) => jsonLine('out', { time: new Date().toISOString(), type: 'availability', availability: x }));
+  } else {
+    c.on('server', (s) => out(`${time(Date.now())}  server: ${s.state}${s.dongle.present ? '' : ' DONGLE ABSENT'}${s.warnings.length ? ' - ' + s.warnings.join('; ') : ''}`));
+    c.on('availability', (x) => out(`${time(Date.now())}  ${x.feature}: ${x.free} of ${x.total} free (${x.leased} leased, ${x.borrowed} borrowed)`));
+  }
+  await c.watch();
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+  await c.close();
+  return 0;
+}
+
+const SEAT_OPTIONS = {
+  version: { type: 'string', arg: 'V', help: 'the version wanted (default: the licensed one)' },
+  count: { type: 'string', arg: 'N', help: 'seats in one lease (default 1)' },
+} as const;
+
+export const useCommands: Command[] = [
+  {
+    path: 'status',
+    section: 'use',
+    synopsis: 'status [FEATURE] [--limit N]',
+    summary: 'seats per feature and who holds them (like lmstat)',
+    details: 'Per feature: version, type, total, leased, borrowed and free seats, the expiry, and each lease and borrow with user, host, since and until. Also the server state, dongle, warnings, quarantine, blocks and the TLS fingerprint.',
+    connects: true,
+    args: { min: 0, max: 1, names: 'FEATURE' },
+    options: { limit: { type: 'string', arg: 'N', help: 'list at most N leases and borrows per feature (the rest are counted)' } },
+    json: 'the status result as licd sends it (docs/protocol.md, "status")',
+    examples: ['licctl status', 'licctl status vray_render --json'],
+    run: status,
+  },
+  {
+    path: 'checkout',
+    section: 'use',
+    synopsis: 'checkout FEATURE [--version V] [--count N] [--ttl S]',
+    summary: 'hold a seat, heartbeating, until Ctrl-C or licctl checkin',
+    connects: true,
+    args: { min: 1, max: 1, names: 'a FEATURE' },
+    options: { ...SEAT_OPTIONS, ttl: { type: 'string', arg: 'S', help: 'the lease\'s time to live between heartbeats, in seconds' } },
+    json: 'one JSON line per event on stdout: granted, holding, lost, regained, checkedIn or ended (with code and exit)',
+    examples: ['licctl checkout nuke_i', 'licctl checkout vray_render --count 2 --json'],
+    run: checkout,
+  },
+  {
+    path: 'run',
+    section: 'use',
+    synopsis: 'run FEATURE [--version V] [--count N] [--on-loss warn|stop] [--grace S] -- COMMAND [ARGS...]',
+    summary: 'hold a seat while COMMAND runs; exits with its exit code',
+    details:
+      'A valid borrowed token for FEATURE on this machine is used first (no network needed; --online skips it).\nIf the seat is lost: warn (default; on stderr every --warn-every S) or stop COMMAND after --grace S (SIGTERM to it and every process under it, SIGKILL 5 s later; licctl then exits with 5).',
+    connects: true,
+    args: { min: 1, max: 1, names: 'a FEATURE' },
+    rest: true,
+    options: {
+      ...SEAT_OPTIONS,
+      'on-loss': { type: 'string', arg: 'warn|stop', help: 'what to do when the seat is lost (default warn)' },
+      grace: { type: 'string', arg: 'S', help: 'with --on-loss stop: seconds to wait for the seat to come back (default 60)' },
+      'warn-every': { type: 'string', arg: 'S', help: 'with --on-loss warn: seconds between warnings (default 60)' },
+      online: { type: 'boolean', help: 'take a floating seat even when a borrowed token is on this machine' },
+    },
+    json: "licctl's own reports (offline, granted, message, checkedIn, exit) as JSON lines on stderr; stdout stays the command's",
+    examples: ['licctl run vray_render -- ./render.sh scene.vrscene', 'licctl run nuke_i --on-loss stop --grace 120 -- nuke -x comp.nk'],
+    run,
+  },
+  {
+    path: 'checkin',
+    section: 'use',
+    synopsis: 'checkin [FEATURE]',
+    summary: 'release the seats your licctl checkout processes hold from this server on this machine',
+    details: 'Only checkouts of the user who runs it and of the server it points at (--broker) are touched; a record whose process is gone or whose pid was reused is removed without signalling anything.',
+    connects: true,
+    args: { min: 0, max: 1, names: 'FEATURE' },
+    json: 'one object {server, feature?, signalled[], removed[], skipped[]}',
+    examples: ['licctl checkin', 'licctl checkin nuke_i --json'],
+    run: checkin,
+  },
+  {
+    path: 'watch',
+    section: 'use',
+    synopsis: 'watch',
+    summary: 'print availability and server state as they change, each line with its time, until Ctrl-C',
+    connects: true,
+    json: 'one JSON line per change: {time, type: "availability", availability} or {time, type: "server", server}',
+    examples: ['licctl watch', 'licctl watch --json --utc'],
+    run: watch,
+  },
+];
