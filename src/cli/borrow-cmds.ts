@@ -244,6 +244,10 @@ export async function borrowCommand(ctx: CmdContext, a: ParsedArgs): Promise<num
     if (!outFile || items.length === 0 || !hours) throw new UsageError('usage: licctl borrow request --feature F[=N] ... --hours H --out FILE [--auto-renew]');
     checkOutFile(outFile);
     b().writeRequestFile(outFile, items, hours, { autoRenew: has(a, 'auto-renew') });
+    if (has(a, 'json')) {
+      ctx.out(JSON.stringify({ request: outFile, features: items, hours, autoRenew: has(a, 'auto-renew') }, null, 2));
+      return 0;
+    }
     ctx.out(`borrow request written to ${outFile}; take it to a machine that reaches the license server and run: licctl borrow --request ${outFile} --out TOKENS.json`);
     return 0;
   }
@@ -252,6 +256,10 @@ export async function borrowCommand(ctx: CmdContext, a: ParsedArgs): Promise<num
     const file = a.positional[2];
     if (!file) throw new UsageError('usage: licctl borrow import TOKENS.json');
     const r = b().importTokens(file);
+    if (has(a, 'json')) {
+      ctx.out(JSON.stringify({ imported: r.imported.map((t) => ({ borrowId: t.borrowId, feature: t.feature, count: t.count, until: new Date(t.expiresAt).toISOString() })), refused: r.refused.map((e) => ({ code: e.code, message: e.message })) }, null, 2));
+      return r.refused.length > 0 ? 2 : 0;
+    }
     for (const t of r.imported) ctx.out(`imported ${t.count} ${t.feature} until ${(ctx.time ?? localTime)(t.expiresAt)} (borrow ${t.borrowId})`);
     for (const e of r.refused) ctx.err(`licctl: ${e.code}: ${e.message}`);
     return r.refused.length > 0 ? 2 : 0;
@@ -262,7 +270,8 @@ export async function borrowCommand(ctx: CmdContext, a: ParsedArgs): Promise<num
     const c = await ctx.connect(true);
     try {
       const r = await c.request<{ borrow: BorrowView }>('borrow.lost', { borrow: id }, { admin: true });
-      ctx.out(`borrow ${cell(id)} (${cell(r.borrow.feature)}, ${cell(r.borrow.user)}@${cell(r.borrow.hostName)}) marked lost; its seat stays reserved until ${(ctx.time ?? localTime)(r.borrow.until)}, when the token expires`);
+      if (has(a, 'json')) ctx.out(JSON.stringify(r, null, 2));
+      else ctx.out(`borrow ${cell(id)} (${cell(r.borrow.feature)}, ${cell(r.borrow.user)}@${cell(r.borrow.hostName)}) marked lost; its seat stays reserved until ${(ctx.time ?? localTime)(r.borrow.until)}, when the token expires`);
     } finally {
       await c.close();
     }
@@ -292,7 +301,8 @@ export async function borrowCommand(ctx: CmdContext, a: ParsedArgs): Promise<num
     const c = await ctx.connect(true);
     try {
       const r = await fulfilRequestFile(c, reqFile, outFile);
-      ctx.out(`token file written to ${outFile} for ${r.borrows.map((x) => `${x.count} ${x.feature}`).join(', ')} (${cell(r.borrows[0]?.user ?? '')}@${cell(r.borrows[0]?.hostName ?? '')}); import it with: licctl borrow import ${outFile}`);
+      if (has(a, 'json')) ctx.out(JSON.stringify({ request: reqFile, out: outFile, borrows: r.borrows }, null, 2));
+      else ctx.out(`token file written to ${outFile} for ${r.borrows.map((x) => `${x.count} ${x.feature}`).join(', ')} (${cell(r.borrows[0]?.user ?? '')}@${cell(r.borrows[0]?.hostName ?? '')}); import it with: licctl borrow import ${outFile}`);
     } finally {
       await c.close();
     }
