@@ -27,7 +27,7 @@ export interface ClientIdentity {
 }
 
 export function clientHome(env: NodeJS.ProcessEnv = process.env): string {
-  return env.LICD_HOME ?? join(env.XDG_DATA_HOME ?? join(homedir(), '.local', 'share'), 'licd');
+  return env.LICD_HOME || join(env.XDG_DATA_HOME || join(homedir(), '.local', 'share'), 'licd');
 }
 
 const MACHINE_ID_FILES = ['/etc/machine-id', '/var/lib/dbus/machine-id'];
