@@ -1,0 +1,250 @@
+/**
+ * The console's commands. License operations go through licd's admin API over MQTT, the same
+ * requests licctl sends (one implementation of each operation, in the daemon); the box's own
+ * operations (logs, services, power, network, the admin password) go through SystemOps, which has
+ * a real systemd backend and a dry-run one. Nothing here runs a shell or reads a file a command
+ * does not name in its help.
+ */
+import { isLicdError } from '../core/errors.ts';
+import type { BorrowView, QuarantineReleaseResult, RevokeResult, StatusResult } from '../core/protocol.ts';
+import { formatStatus } from '../cli/commands/use.ts';
+import { parseDuration } from '../cli/holding.ts';
+import { formatTime } from '../cli/time.ts';
+import type { CommandIO, ConsoleCommand } from './session.ts';
+
+/** licd's admin API (src/console/backends.ts connects it as the admin user). */
+export interface AdminApi {
+  request<T>(type: string, body?: Record<string, unknown>): Promise<T>;
+}
+
+/** What the box does outside licd. */
+export interface SystemOps {
+  logs(o: { lines: number; level?: string | undefined; unit?: string | undefined }): Promise<string>;
+  restart(service: 'licd' | 'mosquitto'): Promise<string>;
+  power(action: 'reboot' | 'poweroff'): Promise<string>;
+  setAdminPassword(password: string): Promise<string>;
+  network(): Promise<string>;
+}
+
+export class ConsoleUsage extends Error {}
+
+const LEVELS = ['emerg', 'alert', 'crit', 'err', 'warning', 'notice', 'info', 'debug'];
+
+async function admin<T>(api: AdminApi, type: string, body: Record<string, unknown> = {}): Promise<T> {
+  try {
+    return await api.request<T>(type, body);
+  } catch (e) {
+    if (isLicdError(e)) throw new Error(`${e.code}: ${e.message}`);
+    throw e;
+  }
+}
+
+function needArgs(args: string[], min: number, max: number, usage: string): void {
+  if (args.length < min || args.length > max) throw new ConsoleUsage(`usage: ${usage}`);
+}
+
+function parseJson(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new Error(`the pasted ${what} is not valid JSON (${(e as Error).message}); paste the whole file, then a line with a single "."`);
+  }
+}
+
+export function consoleCommands(o: { api: AdminApi; system: SystemOps; utc?: boolean; features?: () => string[] }): ConsoleCommand[] {
+  const time = (t: string | number | Date) => formatTime(t, { utc: o.utc ?? false });
+  const features = o.features ?? (() => []);
+  const status = () => admin<StatusResult>(o.api, 'status', {});
+  const commands: ConsoleCommand[] = [
+    {
+      name: 'help',
+      args: '[COMMAND]',
+      summary: 'the commands, or one command',
+      complete: () => commands.map((c) => c.name.split(' ')[0]!),
+      run: async (io, args) => {
+        const which = args.join(' ');
+        const list = which ? commands.filter((c) => c.name === which || c.name.startsWith(`${which} `)) : commands;
+        if (list.length === 0) throw new ConsoleUsage(`no command ${JSON.stringify(which)}`);
+        const w = Math.min(34, Math.max(...list.map((c) => `${c.name} ${c.args ?? ''}`.length)));
+        for (const c of list) io.print(`  ${`${c.name} ${c.args ?? ''}`.trimEnd().padEnd(w)}  ${c.summary}`);
+        if (!which) io.print('Tab completes, Up/Down recall, Ctrl-C cancels a command, Ctrl-D logs out.');
+      },
+    },
+    {
+      name: 'status',
+      summary: 'server state, dongle, features and who holds them',
+      run: async (io) => io.print(formatStatus(await status(), undefined, time)),
+    },
+    {
+      name: 'leases',
+      args: '[FEATURE]',
+      summary: 'the leases, with their ids (for revoke)',
+      complete: features,
+      run: async (io, args) => {
+        needArgs(args, 0, 1, 'leases [FEATURE]');
+        const s = await status();
+        let n = 0;
+        for (const f of s.features.filter((x) => !args[0] || x.feature === args[0])) {
+          for (const l of f.leases) {
+            n++;
+            io.print(`${l.id}  ${f.feature} x${l.count}  ${l.user}@${l.host} pid ${l.pid}  until ${time(l.until)}`);
+          }
+        }
+        if (n === 0) io.print('no leases');
+      },
+    },
+    {
+      name: 'borrows',
+      summary: 'every borrow: user, host, feature, until, state',
+      run: async (io) => {
+        const r = await admin<{ borrows: BorrowView[] }>(o.api, 'borrows');
+        for (const b of r.borrows) io.print(`${b.id}  ${b.feature} x${b.count}  ${b.user}@${b.hostName}  until ${time(b.until)}  ${b.state}`);
+        if (r.borrows.length === 0) io.print('no borrows');
+      },
+    },
+    {
+      name: 'revoke',
+      args: 'LEASE_ID [BLOCK]',
+      summary: 'take a lease back (BLOCK: also refuse its user@host for 30m, 2h, 1d)',
+      run: async (io, args) => {
+        needArgs(args, 1, 2, 'revoke LEASE_ID [BLOCK]');
+        const block = args[1] === undefined ? undefined : parseDuration(args[1], 'BLOCK');
+        if (!(await io.confirm(`revoke lease ${args[0]}${args[1] ? ` and block its holder for ${args[1]}` : ''}?`))) return io.print('nothing done');
+        const r = await admin<RevokeResult>(o.api, 'lease.revoke', { lease: args[0], ...(block ? { block } : {}) });
+        io.print(`revoked ${r.revoked.feature} held by ${r.revoked.user}@${r.revoked.host}${r.blockedUntil ? `; blocked until ${time(r.blockedUntil)}` : ''}`);
+      },
+    },
+    {
+      name: 'lost',
+      args: 'BORROW_ID',
+      summary: 'mark a borrow lost (its seat stays reserved until the token expires)',
+      run: async (io, args) => {
+        needArgs(args, 1, 1, 'lost BORROW_ID');
+        if (!(await io.confirm(`mark borrow ${args[0]} lost? This cannot be undone`))) return io.print('nothing done');
+        const r = await admin<{ borrow: BorrowView }>(o.api, 'borrow.lost', { borrow: args[0] });
+        io.print(`borrow ${r.borrow.id} marked lost; its seat is reserved until ${time(r.borrow.until)}`);
+      },
+    },
+    {
+      name: 'clock show',
+      summary: "the box's time and licd's clock warnings",
+      run: async (io) => {
+        const s = await status();
+        io.print(`box time: ${time(Date.now())}`);
+        const w = s.server.warnings.filter((x) => /clock|time/i.test(x));
+        io.print(w.length ? w.map((x) => `warning: ${x}`).join('\n') : 'no clock warnings');
+      },
+    },
+    {
+      name: 'clock accept',
+      summary: "vouch for the box's clock after a set-back warning",
+      run: async (io) => {
+        if (!(await io.confirm('accept the current time as correct?'))) return io.print('nothing done');
+        const r = await admin<{ highWater: string; was: string }>(o.api, 'clock.accept');
+        io.print(`clock accepted: high-water mark ${time(r.highWater)} (was ${time(r.was)})`);
+      },
+    },
+    {
+      name: 'license show',
+      summary: 'the installed license: id, customer, features, seats, expiry',
+      run: async (io) => {
+        const s = await status();
+        io.print(s.server.entitlement ? `license ${s.server.entitlement.id} for ${s.server.entitlement.customer}` : 'no license installed');
+        for (const f of s.features) io.print(`  ${f.feature.padEnd(18)} ${String(f.total).padStart(4)} seats  ${f.type.padEnd(11)} ${f.expires ? `until ${time(f.expires)}` : 'permanent'}`);
+      },
+    },
+    {
+      name: 'license import',
+      summary: 'install a license file by pasting it (takes effect at once)',
+      run: async (io) => {
+        const text = await io.paste('the license file (JSON)');
+        const license = parseJson(text, 'license');
+        if (!(await io.confirm('install this license?'))) return io.print('nothing done');
+        const r = await admin<Record<string, unknown>>(o.api, 'license.install', { license });
+        io.print(`license installed${typeof r.id === 'string' ? `: ${r.id}` : ''}`);
+      },
+    },
+    {
+      name: 'quarantine release',
+      summary: 'lift a quarantine with a vendor-signed release, by pasting it',
+      run: async (io) => {
+        const release = parseJson(await io.paste('the release file (JSON)'), 'release');
+        const r = await admin<QuarantineReleaseResult>(o.api, 'quarantine.release', { release });
+        io.print(`released: ${r.released.map((x) => `${x.feature} (${x.seats})`).join(', ') || 'nothing'}${r.remaining.length ? `; still held: ${r.remaining.map((x) => x.feature).join(', ')}` : ''}`);
+      },
+    },
+    {
+      name: 'tls',
+      summary: "the box's TLS certificate fingerprint (what clients pin)",
+      run: async (io) => {
+        const s = await status();
+        io.print(s.server.tls ? `TLS${s.server.tls.port ? ` on port ${s.server.tls.port}` : ''}: ${s.server.tls.fingerprint}` : 'TLS is off');
+      },
+    },
+    {
+      name: 'logs',
+      args: '[LINES] [LEVEL]',
+      summary: `the last log lines of licd and mosquitto (LEVEL: ${LEVELS.join(', ')})`,
+      complete: () => LEVELS,
+      run: async (io, args) => {
+        needArgs(args, 0, 2, 'logs [LINES] [LEVEL]');
+        let lines = 30;
+        let level: string | undefined;
+        for (const a of args) {
+          if (/^\d+$/.test(a) && Number(a) >= 1 && Number(a) <= 2000) lines = Number(a);
+          else if (LEVELS.includes(a)) level = a;
+          else throw new ConsoleUsage(`logs: ${JSON.stringify(a)} is neither a number of lines (1 to 2000) nor a level (${LEVELS.join(', ')})`);
+        }
+        io.print(await o.system.logs({ lines, level }));
+      },
+    },
+    {
+      name: 'service restart',
+      args: 'licd|mosquitto',
+      summary: 'restart licd or the broker (clients reconnect; leases survive)',
+      complete: () => ['licd', 'mosquitto'],
+      run: async (io, args) => {
+        needArgs(args, 1, 1, 'service restart licd|mosquitto');
+        const s = args[0];
+        if (s !== 'licd' && s !== 'mosquitto') throw new ConsoleUsage('service restart licd|mosquitto');
+        if (!(await io.confirm(`restart ${s}?`))) return io.print('nothing done');
+        io.print(await o.system.restart(s));
+      },
+    },
+    {
+      name: 'network show',
+      summary: 'addresses, routes and DNS servers',
+      run: async (io) => io.print(await o.system.network()),
+    },
+    {
+      name: 'password',
+      summary: 'set the admin password (for licctl, the web page and this console)',
+      run: async (io) => {
+        const a = await io.ask('new admin password: ', { masked: true });
+        if (a.length < 10) throw new ConsoleUsage('the admin password needs at least 10 characters; nothing changed');
+        const b = await io.ask('again: ', { masked: true });
+        if (a !== b) throw new ConsoleUsage('the two passwords differ; nothing changed');
+        io.print(await o.system.setAdminPassword(a));
+      },
+    },
+    {
+      name: 'reboot',
+      summary: 'restart the box',
+      run: async (io) => {
+        if (!(await io.confirm('reboot the box? Clients lose the server until it is back'))) return io.print('nothing done');
+        io.print(await o.system.power('reboot'));
+      },
+    },
+    {
+      name: 'shutdown',
+      summary: 'power the box off (it needs a power cycle to come back)',
+      run: async (io) => {
+        if (!(await io.confirm('power the box off? It needs a power cycle to come back'))) return io.print('nothing done');
+        io.print(await o.system.power('poweroff'));
+      },
+    },
+  ];
+  return commands;
+}
+
+export type { CommandIO };
