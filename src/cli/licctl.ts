@@ -416,7 +416,7 @@ export async function licctl(argv: string[]): Promise<number> {
   if (cmd === 'dongle' && argv[1] === 'emulate') return dongle({ positional: ['dongle', 'emulate'], flags: new Map(), rest: [] }, argv);
   const a = parseArgs(argv, {
     boolean: ['json', 'dev', 'emulated', 'yes', 'auto-renew', 'all', 'interactive', 'online', 'utc'],
-    value: [...CONN_FLAGS, 'feature', 'version', 'count', 'ttl', 'out', 'key', 'spec', 'dongle-serial', 'dongle-key', 'customer', 'id', 'dongle', 'hours', 'request', 'process', 'set', 'limit', 'on-loss', 'grace', 'warn-every', 'block', 'serial', 'counter', 'days', 'trust-vendor-key'],
+    value: [...CONN_FLAGS, 'feature', 'product', 'version', 'count', 'ttl', 'out', 'key', 'spec', 'dongle-serial', 'dongle-key', 'customer', 'id', 'dongle', 'hours', 'request', 'process', 'set', 'limit', 'on-loss', 'grace', 'warn-every', 'block', 'serial', 'counter', 'days', 'trust-vendor-key'],
   });
   const time = timeOf(a);
   switch (cmd) {
