@@ -225,8 +225,17 @@ async function wizard(ctx: CmdContext, c: LicdClient, b: BorrowClient, a: Parsed
     const s = await c.status();
     const feature = (name: string) => s.features.find((f) => f.feature === name);
     const user = b.identity.user;
-    const ask = (counts: Map<ProductNeed, number>) =>
-      c.request<BorrowPreview>('borrow.preview', { user, products: [...counts].map(([p, machines]) => ({ product: p.id, machines })) });
+    // A server from before products lists none and previews features only, without the limits:
+    // its products are its features, and what may be borrowed is what is free.
+    const older = (s.products as ProductView[] | undefined) === undefined;
+    const ask = async (counts: Map<ProductNeed, number>): Promise<BorrowPreview> => {
+      const p = await c.request<BorrowPreview>('borrow.preview', { user, products: [...counts].map(([x, machines]) => (older ? { feature: x.id, machines } : { product: x.id, machines })) });
+      return {
+        ...p,
+        items: p.items.map((i) => ({ ...i, maxSeats: i.maxSeats ?? i.free, seatsWhy: i.seatsWhy ?? `${i.free} free`, maxHours: i.maxHours ?? i.borrow.maxHours, hoursWhy: i.hoursWhy ?? `the license allows at most ${i.borrow.maxHours} h` })),
+        limits: p.limits ?? [],
+      };
+    };
     // A product is offered when every license it needs may be borrowed.
     const offered = productsOf(s).filter((p) => p.licenses.every((l) => feature(l.feature)?.borrow.allowed));
     if (offered.length === 0) {

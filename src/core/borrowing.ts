@@ -416,7 +416,7 @@ export class Borrowing {
    * `{feature, machines}` entries; both kinds may be mixed.
    */
   private preview(ctx: RequestContext, f: Fields): BorrowPreview {
-    const user = ctx.identity ?? f.optString('user', { max: 64, pattern: NAME_PATTERN, patternHelp: NAME_HELP }) ?? null;
+    const user = ctx.identity ?? f.optString('user', { max: 64 }) ?? null;
     const entries = f.array('products', { max: 64 });
     const catalogue = this.d.entitlement.products;
     const need = new Map<string, number>();
