@@ -417,7 +417,8 @@ export class Borrowing {
    */
   private preview(ctx: RequestContext, f: Fields): BorrowPreview {
     const user = ctx.identity ?? f.optString('user', { max: 64 }) ?? null;
-    const entries = f.array('products', { max: 64 });
+    // The wizard previews every product the entitlement lists (at most MAX_PRODUCTS) at once.
+    const entries = f.array('products', { max: 256 });
     const catalogue = this.d.entitlement.products;
     const need = new Map<string, number>();
     const products: BorrowPreview['products'] = [];

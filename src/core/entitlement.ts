@@ -85,7 +85,9 @@ export function productsOfFeatures(features: readonly FeatureLicense[]): Product
   return features.map((f) => ({ id: f.name, name: f.product, licenses: [{ feature: f.name, count: 1 }] }));
 }
 
-export const MAX_PRODUCT_LICENSES = 1000;
+export const MAX_LICENSE_COUNT = 1000;
+/** Kept small enough that status and a preview of every product stay far below the answer limit. */
+export const MAX_PRODUCTS = 200;
 
 /**
  * Products as status shows them, each license with its feature's type; with `only`, the products
@@ -98,7 +100,7 @@ export function productViews(products: readonly Product[], license: (feature: st
 }
 
 function parseProducts(f: Fields, features: readonly FeatureLicense[]): Product[] {
-  const list = f.array('products', { max: 1000 });
+  const list = f.array('products', { max: MAX_PRODUCTS });
   if (list.length === 0) f.fail('products', 'must list at least one product, or be left out (then each feature is its own product)');
   const known = new Set(features.map((x) => x.name));
   const ids = new Set<string>();
@@ -112,7 +114,7 @@ function parseProducts(f: Fields, features: readonly FeatureLicense[]): Product[
     const name = x.string('name', { max: 128 });
     if (names.has(name)) x.fail('name', `${JSON.stringify(name)} is the name of two products; people choose products by name, so give each its own`);
     names.add(name);
-    const licenses = x.array('licenses', { max: 64 });
+    const licenses = x.array('licenses', { max: 16 });
     if (licenses.length === 0) x.fail('licenses', 'must list at least one license the product needs, as {"feature": "...", "count": 1}');
     const seen = new Set<string>();
     return {
@@ -125,7 +127,7 @@ function parseProducts(f: Fields, features: readonly FeatureLicense[]): Product[
         if (!known.has(feature)) l.fail('feature', `${feature} is not a feature of this entitlement (features: ${[...known].join(', ')})`);
         if (seen.has(feature)) l.fail('feature', `${feature} is listed twice in product ${id}; list it once with the total count`);
         seen.add(feature);
-        return { feature, count: l.int('count', { min: 1, max: MAX_PRODUCT_LICENSES }) };
+        return { feature, count: l.int('count', { min: 1, max: MAX_LICENSE_COUNT }) };
       }),
     };
   });
