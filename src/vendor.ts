@@ -78,6 +78,14 @@ export function demoEntitlementBody(dongle: DongleIdentity, now: number): Entitl
       { name: 'vray_distributed', product: 'V-Ray Distributed Rendering', version: '6.2', seats: 8, expires: year, type: 'distributed', borrow: { allowed: false, maxHours: 0 } },
       { name: 'nuke_i', product: 'Nuke Interactive', version: '15.1', seats: 1, expires: null, type: 'interface', borrow: { allowed: true, maxHours: 8760 } },
     ],
+    // As V-Ray's wizard maps them: a workstation product needs an Interface license and a Render
+    // license per machine, a render node only a Render license (docs/borrowing.md, "Products").
+    products: [
+      { id: 'vray_maya', name: 'V-Ray for Maya', licenses: [{ feature: 'vray_interface', count: 1 }, { feature: 'vray_render', count: 1 }] },
+      { id: 'vray_render_node', name: 'V-Ray Render Node', licenses: [{ feature: 'vray_render', count: 1 }] },
+      { id: 'vray_dr', name: 'V-Ray Distributed Rendering', licenses: [{ feature: 'vray_distributed', count: 1 }] },
+      { id: 'nuke', name: 'Nuke Interactive', licenses: [{ feature: 'nuke_i', count: 1 }] },
+    ],
   };
 }
 

@@ -3,9 +3,10 @@ import { readJsonFile } from '../files.ts';
 import { statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import type { LicenseType } from '../core/entitlement.ts';
+import { LICENSE_TYPES, type LicenseType } from '../core/entitlement.ts';
+import type { BorrowPreview } from '../core/borrowing.ts';
 import { LicdError } from '../core/errors.ts';
-import type { BorrowView, StatusResult } from '../core/protocol.ts';
+import type { BorrowView, ProductView, StatusResult } from '../core/protocol.ts';
 import { BorrowClient, fulfilRequestFile, processReturnFile, PRUNE_AFTER_MS, unknownOnServerText, type BorrowResultView, type LocalToken } from '../sdk/borrow.ts';
 import type { LicdClient } from '../sdk/client.ts';
 import { flag, has, intFlag, UsageError, type ParsedArgs } from './args.ts';
@@ -54,19 +55,32 @@ function parseItems(a: ParsedArgs): Array<{ feature: string; count: number }> {
   });
 }
 
-export function summary(borrows: BorrowView[], status: StatusResult | null, time = localTime): string {
+/**
+ * Step 4: licenses available offline until when, and one row per product with its licenses by
+ * type. The products chosen (wizard, --product) are rows of their own; seats borrowed beyond what
+ * they need (--feature) are shown under their feature's product name.
+ */
+export function summary(borrows: BorrowView[], status: StatusResult | null, time = localTime, products: Array<ProductNeed & { machines: number }> = []): string {
   const until = borrows.map((b) => b.until).sort()[0];
-  const byProduct = new Map<string, Record<LicenseType, number>>();
-  for (const b of borrows) {
-    const f = status?.features.find((x) => x.feature === b.feature);
-    const product = f?.product ?? b.feature;
-    const type = (f?.type ?? 'render') as LicenseType;
-    const row = byProduct.get(product) ?? { interface: 0, render: 0, distributed: 0 };
-    row[type] += b.count;
-    byProduct.set(product, row);
+  const rows = new Map<string, Record<LicenseType, number>>();
+  const add = (name: string, r: Record<LicenseType, number>) => {
+    const row = rows.get(name) ?? { interface: 0, render: 0, distributed: 0 };
+    for (const k of LICENSE_TYPES) row[k] += r[k];
+    rows.set(name, row);
+  };
+  const left = new Map<string, number>();
+  for (const b of borrows) left.set(b.feature, (left.get(b.feature) ?? 0) + b.count);
+  for (const p of products) {
+    add(p.name, byType(p, p.machines));
+    for (const l of p.licenses) left.set(l.feature, (left.get(l.feature) ?? 0) - l.count * p.machines);
+  }
+  for (const [feature, n] of left) {
+    if (n <= 0) continue;
+    const f = status?.features.find((x) => x.feature === feature);
+    add(f?.product ?? feature, byType({ licenses: [{ type: f?.type ?? 'render', count: n }] }, 1));
   }
   const lines = [`Licenses available offline until ${until ? time(until) : '-'}`, '', `${'PRODUCT'.padEnd(30)} ${'INTERFACE'.padStart(9)} ${'RENDER'.padStart(7)} ${'DISTRIBUTED'.padStart(11)}`];
-  for (const [p, r] of byProduct) lines.push(`${p.padEnd(30)} ${String(r.interface).padStart(9)} ${String(r.render).padStart(7)} ${String(r.distributed).padStart(11)}`);
+  for (const [p, r] of rows) lines.push(`${cell(p).padEnd(30)} ${typeColumns(r)}`);
   return lines.join('\n');
 }
 
@@ -125,14 +139,6 @@ async function askUntil<T>(ctx: CmdContext, rl: Prompter, q: string, def: string
   }
 }
 
-/** A whole number from 0 to `max`, or why not (naming the limit). */
-function checkCount(answer: string, max: number, what: string): { ok: number } | string {
-  if (!/^\d+$/.test(answer)) return `${JSON.stringify(answer)} is not a number: give a whole number of seats from 0 to ${max}`;
-  const n = Number(answer);
-  if (n > max) return `${n} seats of ${what} asked for, but only ${max} can be borrowed now (free seats); give 0 to ${max}`;
-  return { ok: n };
-}
-
 /** Only y, yes, n or no (any case): anything else is asked again. */
 function checkYesNo(answer: string): { ok: boolean } | string {
   const a = answer.toLowerCase();
@@ -155,82 +161,223 @@ function hoursAllowed(f: { borrow: { maxHours: number }; expires?: string | null
   return { max, why };
 }
 
-/** The V-Ray-style wizard: products and seats, preview by type, adjust, borrow, summary. Each answer is checked where it is typed and asked again if wrong. */
-async function wizard(ctx: CmdContext, c: LicdClient, b: BorrowClient, a: ParsedArgs): Promise<{ items: Array<{ feature: string; count: number }>; hours: number; autoRenew: boolean } | null> {
+/** A product as licctl borrows it: its licenses per machine, by feature and type. */
+interface ProductNeed {
+  id: string;
+  name: string;
+  licenses: Array<{ feature: string; type: string; count: number }>;
+}
+
+/** The products a server offers: as its status lists them, or (an older server) one per feature. */
+function productsOf(s: StatusResult): ProductNeed[] {
+  return (s.products as ProductView[] | undefined) ?? s.features.map((f) => ({ id: f.feature, name: f.product, licenses: [{ feature: f.feature, type: f.type, count: 1 }] }));
+}
+
+/** What `machines` of these products need, summed per feature (in the order first needed). */
+function featureTotals(chosen: Array<{ product: ProductNeed; machines: number }>): Map<string, number> {
+  const totals = new Map<string, number>();
+  for (const { product, machines } of chosen) for (const l of product.licenses) totals.set(l.feature, (totals.get(l.feature) ?? 0) + l.count * machines);
+  return totals;
+}
+
+/** "1 interface + 1 render" per machine. */
+function needText(p: ProductNeed): string {
+  return p.licenses.map((l) => `${l.count} ${l.type}`).join(' + ');
+}
+
+/** Per type, the licenses of one product row (machines x per machine), for the INTERFACE/RENDER/DISTRIBUTED columns. */
+function byType(p: { licenses: Array<{ type: string; count: number }> }, machines: number): Record<LicenseType, number> {
+  const row: Record<LicenseType, number> = { interface: 0, render: 0, distributed: 0 };
+  for (const l of p.licenses) if (l.type in row) row[l.type as LicenseType] += l.count * machines;
+  return row;
+}
+
+const typeColumns = (r: Record<LicenseType, number>): string => `${String(r.interface).padStart(9)} ${String(r.render).padStart(7)} ${String(r.distributed).padStart(11)}`;
+
+type PreviewItem = BorrowPreview['items'][number];
+
+/**
+ * Why these counts cannot be borrowed now, one line each (empty: they can): a feature needing more
+ * than this user may borrow of it, or a per-user or per-group limit the features together exceed.
+ */
+function overLimits(totals: Map<string, number>, preview: BorrowPreview): Array<{ features: string[]; text: string }> {
+  const out: Array<{ features: string[]; text: string }> = [];
+  for (const [feature, n] of totals) {
+    const i = preview.items.find((x) => x.feature === feature);
+    if (i && n > i.maxSeats) out.push({ features: [feature], text: `${feature}: ${n} needed, but you may borrow ${i.maxSeats} now (${i.seatsWhy})` });
+  }
+  for (const l of preview.limits) {
+    const used = l.features.filter((f) => (totals.get(f) ?? 0) > 0);
+    const n = used.reduce((sum, f) => sum + totals.get(f)!, 0);
+    if (n > l.maxSeats - l.borrowed) out.push({ features: used, text: `${l.limit} allows ${l.maxSeats} borrowed seats and ${l.borrowed} are borrowed; these products need ${n} (${used.join(', ')})` });
+  }
+  return out;
+}
+
+/**
+ * The V-Ray-style wizard: products and how many of each run here at once, a preview of the
+ * licenses by type with what this user may borrow, adjust, hours, borrow, and the summary per
+ * product. Each answer is checked where it is typed and asked again if wrong.
+ */
+async function wizard(ctx: CmdContext, c: LicdClient, b: BorrowClient, a: ParsedArgs): Promise<BorrowPlan | null> {
   const rl = new Prompter();
   try {
     const s = await c.status();
-    const borrowable = s.features.filter((f) => f.borrow.allowed);
-    if (borrowable.length === 0) {
-      ctx.out('no license on this server allows borrowing; nothing borrowed');
+    const feature = (name: string) => s.features.find((f) => f.feature === name);
+    const user = b.identity.user;
+    // A server from before products lists none and previews features only, without the limits:
+    // its products are its features, and what may be borrowed is what is free.
+    const older = (s.products as ProductView[] | undefined) === undefined;
+    const ask = async (counts: Map<ProductNeed, number>): Promise<BorrowPreview> => {
+      const p = await c.request<BorrowPreview>('borrow.preview', { user, products: [...counts].map(([x, machines]) => (older ? { feature: x.id, machines } : { product: x.id, machines })) });
+      return {
+        ...p,
+        items: p.items.map((i) => ({ ...i, maxSeats: i.maxSeats ?? i.free, seatsWhy: i.seatsWhy ?? `${i.free} free`, maxHours: i.maxHours ?? i.borrow.maxHours, hoursWhy: i.hoursWhy ?? `the license allows at most ${i.borrow.maxHours} h` })),
+        limits: p.limits ?? [],
+      };
+    };
+    // A product is offered when every license it needs may be borrowed.
+    const offered = productsOf(s).filter((p) => p.licenses.every((l) => feature(l.feature)?.borrow.allowed));
+    if (offered.length === 0) {
+      ctx.out('no product on this server may be borrowed (their licenses do not allow it); nothing borrowed');
       return null;
     }
-    ctx.out(`Borrow licenses for offline use (${cell(b.identity.user)}@${cell(b.identity.hostName)})\n`);
-    // One token is bound to this host: the count is how many seats run here at once (licctl run
-    // enforces it), not a number of machines (docs/borrowing.md).
-    ctx.out('Step 1/4: select products and the number of seats to use at once on this machine');
-    borrowable.forEach((f, i) => ctx.out(`  ${i + 1}. ${f.product.padEnd(30)} ${f.type.padEnd(11)} ${f.free} of ${f.total} free, up to ${f.borrow.maxHours} h`));
-    const machines: Array<{ feature: string; machines: number }> = [];
-    for (const f of borrowable) {
-      const n = await askUntil(ctx, rl, `  seats on this machine for ${f.product}`, '0', (x) => checkCount(x, f.free, f.product));
+    const counts = new Map<ProductNeed, number>(offered.map((p) => [p, 0]));
+    // What this user may borrow of each feature (free seats and the admin's limits), before any choice.
+    let preview = await ask(counts);
+    const item = (f: string): PreviewItem | undefined => preview.items.find((i) => i.feature === f);
+    const chosen = () => [...counts].map(([product, machines]) => ({ product, machines }));
+    /** A product's count, or why not: over what the user may borrow, given the other products' counts. */
+    const checkProduct = (p: ProductNeed, answer: string): { ok: number } | string => {
+      if (!/^\d+$/.test(answer)) return `${JSON.stringify(answer)} is not a number: give a whole number from 0 to ${mostOf(p)}`;
+      const n = Number(answer);
+      const totals = featureTotals(chosen().map((x) => (x.product === p ? { product: p, machines: n } : x)));
+      const over = overLimits(totals, preview).filter((o) => p.licenses.some((l) => o.features.includes(l.feature)));
+      if (over.length > 0) return `${n} of ${p.name} (${needText(p)} each) is more than you may borrow now: ${over.map((o) => o.text).join('; ')}; give 0 to ${mostOf(p)}`;
+      return { ok: n };
+    };
+    /** The most of a product that fits beside the other products' counts. */
+    const mostOf = (p: ProductNeed): number => {
+      let n = 0;
+      while (n < 10_000) {
+        const totals = featureTotals(chosen().map((x) => (x.product === p ? { product: p, machines: n + 1 } : x)));
+        if (overLimits(totals, preview).some((o) => p.licenses.some((l) => o.features.includes(l.feature)))) break;
+        n++;
+      }
+      return n;
+    };
+
+    ctx.out(`Borrow licenses for offline use (${cell(user)}@${cell(b.identity.hostName)})\n`);
+    // One token is bound to this host: a count is how many run here at once (licctl run enforces
+    // it), not a number of machines (docs/borrowing.md).
+    ctx.out('Step 1/4: select products and how many of each to run at once on this machine');
+    offered.forEach((p, k) => ctx.out(`  ${`${k + 1}. ${cell(p.name)}`.padEnd(30)} ${`${needText(p)} each`.padEnd(28)} up to ${mostOf(p)} now`));
+    for (const p of offered) {
+      const n = await askUntil(ctx, rl, `  how many of ${cell(p.name)} at once`, '0', (x) => checkProduct(p, x));
       // Every product goes to the preview, those left at 0 too: they can still be added there.
-      machines.push({ feature: f.feature, machines: n });
+      counts.set(p, n);
     }
-    const preview = await c.request<{ items: Array<{ feature: string; product: string; type: string; machines: number; count: number; free: number; total: number; borrow: { maxHours: number } }> }>('borrow.preview', { products: machines });
-    // The counts are the user's answers, never the preview's capped ones: a count above what is
-    // free now (seats taken since step 1) is shown and must be changed before going on.
-    const counts = new Map(preview.items.map((i) => [i.feature, i.machines]));
+
     for (;;) {
+      preview = await ask(counts);
+      const totals = featureTotals(chosen());
       ctx.out('\nStep 2/4: preview and adjust the licenses to borrow');
-      ctx.out(`  ${'PRODUCT'.padEnd(30)} ${'TYPE'.padEnd(11)} LICENSES`);
-      preview.items.forEach((i, k) => ctx.out(`  ${k + 1}. ${i.product.padEnd(27)} ${i.type.padEnd(11)} ${counts.get(i.feature)} / ${i.free} free  (${i.feature})`));
-      const over = preview.items.filter((i) => counts.get(i.feature)! > i.free);
-      for (const i of over) ctx.out(`  ${i.feature}: ${counts.get(i.feature)} asked for, but only ${i.free} free now; change it with ${i.feature}=N (0 to ${i.free})`);
-      const adj = (await rl.question('  change or add a product with FEATURE=N (or its number=N), or press Enter to go on: ')).trim();
+      ctx.out(`  ${'PRODUCT'.padEnd(30)} ${'AT ONCE'.padStart(7)} ${'INTERFACE'.padStart(9)} ${'RENDER'.padStart(7)} ${'DISTRIBUTED'.padStart(11)}`);
+      offered.forEach((p, k) => ctx.out(`  ${`${k + 1}. ${cell(p.name)}`.padEnd(30)} ${String(counts.get(p)).padStart(7)} ${typeColumns(byType(p, counts.get(p)!))}  (${cell(p.id)})`));
+      ctx.out(`  ${'LICENSE'.padEnd(18)} ${'TYPE'.padEnd(11)} ${'BORROW'.padStart(6)}  YOU MAY BORROW NOW`);
+      for (const i of preview.items) {
+        ctx.out(`  ${cell(i.feature).padEnd(18)} ${i.type.padEnd(11)} ${String(totals.get(i.feature) ?? 0).padStart(6)}  ${i.maxSeats} (${cell(i.seatsWhy)}), up to ${i.maxHours} h`);
+      }
+      for (const l of preview.limits) {
+        const n = l.features.reduce((sum, f) => sum + (totals.get(f) ?? 0), 0);
+        ctx.out(`  together: ${cell(l.limit)} allows ${l.maxSeats} borrowed seats and ${l.borrowed} are borrowed; these products need ${n}`);
+      }
+      const over = overLimits(totals, preview);
+      for (const o of over) ctx.out(`  ${cell(o.text)}; lower a product with NUMBER=N or PRODUCT=N`);
+      const adj = (await rl.question('  change or add a product with NUMBER=N or PRODUCT=N, or press Enter to go on: ')).trim();
       if (adj === '') {
         if (over.length === 0) break;
         continue;
       }
       const eq = adj.indexOf('=');
       const key = eq < 0 ? adj : adj.slice(0, eq).trim();
-      const item = /^\d+$/.test(key) ? preview.items[Number(key) - 1] : preview.items.find((i) => i.feature === key);
-      if (eq < 0 || !item) {
-        ctx.out(`  ${JSON.stringify(adj)}: give FEATURE=N or NUMBER=N for a product listed above, e.g. ${preview.items[0]!.feature}=1`);
+      const p = /^\d+$/.test(key) ? offered[Number(key) - 1] : offered.find((x) => x.id === key);
+      if (eq < 0 || !p) {
+        const needs = offered.filter((x) => x.licenses.some((l) => l.feature === key));
+        if (needs.length > 0 && !offered.some((x) => x.id === key)) ctx.out(`  ${JSON.stringify(key)} is a license, not a product: ${needs.map((x) => `${cell(x.name)} (${cell(x.id)})`).join(', ')} ${needs.length > 1 ? 'need' : 'needs'} it; give NUMBER=N or PRODUCT=N, e.g. ${cell(needs[0]!.id)}=1`);
+        else ctx.out(`  ${JSON.stringify(adj)}: give NUMBER=N or PRODUCT=N for a product listed above, e.g. ${cell(offered[0]!.id)}=1`);
         continue;
       }
-      const r = checkCount(adj.slice(eq + 1).trim(), item.free, item.feature);
-      if (typeof r === 'string') ctx.out(`  ${r}`);
-      else counts.set(item.feature, r.ok);
+      const r = checkProduct(p, adj.slice(eq + 1).trim());
+      if (typeof r === 'string') ctx.out(`  ${cell(r)}`);
+      else counts.set(p, r.ok);
     }
-    const items = [...counts].filter(([, n]) => n > 0).map(([feature, count]) => ({ feature, count }));
+    const totals = featureTotals(chosen());
+    const items = [...totals].filter(([, n]) => n > 0).map(([f, count]) => ({ feature: f, count }));
     if (items.length === 0) {
       ctx.out('nothing selected; nothing borrowed');
       return null;
     }
     const now = Date.now();
-    const limits = items.map((i) => ({ feature: i.feature, ...hoursAllowed(s.features.find((f) => f.feature === i.feature) ?? preview.items.find((p) => p.feature === i.feature)!, now, ctx.time ?? localTime) }));
+    const time = ctx.time ?? localTime;
+    // The hours each feature allows this user (the server's answer, with the license's own end
+    // said in local time when it is what sets them).
+    const limits = items.map((i) => {
+      const p = item(i.feature)!;
+      const f = feature(i.feature);
+      const local = f ? hoursAllowed(f, now, time) : null;
+      return local && local.max <= p.maxHours ? { feature: i.feature, ...local } : { feature: i.feature, max: p.maxHours, why: p.hoursWhy };
+    });
     const tightest = limits.reduce((m, l) => (l.max < m.max ? l : m));
     const maxHours = tightest.max;
     if (maxHours < 1) {
       ctx.out(`${tightest.feature}: ${tightest.why}, so it cannot be borrowed now; nothing borrowed`);
       return null;
     }
-    const hours = await askUntil(ctx, rl, `\nStep 3/4: hours to borrow (at most ${maxHours})`, String(intFlag(a, 'hours', 1, 8760) ?? Math.min(maxHours, 336)), (x) => {
+    const hours = await askUntil(ctx, rl, `\nStep 3/4: hours to borrow (at most ${maxHours})`, String(Math.min(intFlag(a, 'hours', 1, 8760) ?? 336, maxHours)), (x) => {
       if (!/^\d+$/.test(x) || Number(x) < 1) return `${JSON.stringify(x)} is not a number of hours: give a whole number from 1 to ${maxHours}`;
       const h = Number(x);
       if (h > maxHours) return `${h} h is more than can be borrowed: ${tightest.feature}: ${tightest.why}; give 1 to ${maxHours}`;
       return { ok: h };
     });
     const autoRenew = await askUntil(ctx, rl, '  auto-renew when this machine can reach the license server? (y/n)', has(a, 'auto-renew') ? 'y' : 'n', checkYesNo);
-    const go = await askUntil(ctx, rl, `  borrow ${items.map((i) => `${i.count} ${i.feature}`).join(', ')} for ${hours} h? (y/n)`, 'y', checkYesNo);
+    const products = chosen().filter((x) => x.machines > 0);
+    const go = await askUntil(ctx, rl, `  borrow ${products.map((x) => `${x.machines} ${cell(x.product.name)}`).join(', ')} (${items.map((i) => `${i.count} ${i.feature}`).join(', ')}) for ${hours} h? (y/n)`, 'y', checkYesNo);
     if (!go) {
       ctx.out('cancelled; nothing borrowed');
       return null;
     }
-    return { items, hours, autoRenew };
+    return { items, hours, autoRenew, products: products.map((x) => ({ ...x.product, machines: x.machines })) };
   } finally {
     rl.close();
   }
+}
+
+/** What a borrow takes: the features (summed), and the products they were chosen as, for the summary. */
+interface BorrowPlan {
+  items: Array<{ feature: string; count: number }>;
+  hours: number;
+  autoRenew: boolean;
+  products: Array<ProductNeed & { machines: number }>;
+}
+
+/** --product ID[=N] (repeatable): N of that product (default 1), resolved against the server's products. */
+function parseProducts(a: ParsedArgs, s: StatusResult | null): Array<ProductNeed & { machines: number }> {
+  const specs = a.flags.get('product') ?? [];
+  if (specs.length === 0) return [];
+  const known = s ? productsOf(s) : [];
+  const out: Array<ProductNeed & { machines: number }> = [];
+  for (const spec of specs) {
+    const [id, n] = spec.split('=');
+    const machines = n === undefined ? 1 : Number(n);
+    if (!id || !Number.isInteger(machines) || machines < 1 || machines > 10_000) throw new UsageError(`--product ${JSON.stringify(spec)}: use PRODUCT or PRODUCT=COUNT (a whole number from 1 to 10000)`);
+    const p = known.find((x) => x.id === id);
+    if (!p) throw new LicdError('UNKNOWN_PRODUCT', `--product ${id}: no such product on this server; products: ${known.map((x) => x.id).join(', ')} (licctl status lists them)`, { product: id });
+    const same = out.find((x) => x.id === id);
+    if (same) same.machines += machines;
+    else out.push({ ...p, machines });
+  }
+  return out;
 }
 
 export async function borrowCommand(ctx: CmdContext, a: ParsedArgs): Promise<number> {
@@ -241,6 +388,8 @@ export async function borrowCommand(ctx: CmdContext, a: ParsedArgs): Promise<num
     const outFile = flag(a, 'out');
     const items = parseItems(a);
     const hours = intFlag(a, 'hours', 1, 8760);
+    // The request is made offline: which licenses a product needs is the server's to say.
+    if (has(a, 'product')) throw new UsageError('licctl borrow request takes --feature F[=N], not --product: a product\'s licenses are known to the license server, which this machine does not reach. licctl status on a machine that does lists each product\'s licenses');
     if (!outFile || items.length === 0 || !hours) throw new UsageError('usage: licctl borrow request --feature F[=N] ... --hours H --out FILE [--auto-renew]');
     checkOutFile(outFile);
     b().writeRequestFile(outFile, items, hours, { autoRenew: has(a, 'auto-renew') });
@@ -313,27 +462,39 @@ export async function borrowCommand(ctx: CmdContext, a: ParsedArgs): Promise<num
   const c = await ctx.connect();
   try {
     await ctx.settleVendorKey?.(c);
-    let plan: { items: Array<{ feature: string; count: number }>; hours: number; autoRenew: boolean } | null;
-    const items = parseItems(a);
-    if (items.length > 0) {
+    let plan: BorrowPlan | null;
+    const given = parseItems(a);
+    if (given.length > 0 || has(a, 'product')) {
       const s = await c.status();
-      const hours = intFlag(a, 'hours', 1, 8760) ?? Math.min(336, ...items.map((i) => s.features.find((f) => f.feature === i.feature)?.borrow.maxHours ?? 336));
-      plan = { items, hours, autoRenew: has(a, 'auto-renew') };
+      // --product adds the licenses each product needs; with --feature they are summed per feature.
+      const products = parseProducts(a, s);
+      const totals = featureTotals(products.map((p) => ({ product: p, machines: p.machines })));
+      for (const i of given) totals.set(i.feature, (totals.get(i.feature) ?? 0) + i.count);
+      const items = [...totals].map(([feature, count]) => ({ feature, count }));
+      // Without --hours: the most this user may borrow these for (the preview applies the admin's
+      // limits too), at most 14 days; an older server's preview lacks maxHours: the license's then.
+      let hours = intFlag(a, 'hours', 1, 8760);
+      if (hours === undefined) {
+        const p = await c.request<BorrowPreview>('borrow.preview', { user: client.identity.user, products: items.map((i) => ({ feature: i.feature, machines: i.count })) });
+        hours = Math.max(1, Math.min(336, ...p.items.map((i) => i.maxHours ?? s.features.find((f) => f.feature === i.feature)?.borrow.maxHours ?? 336)));
+      }
+      plan = { items, hours, autoRenew: has(a, 'auto-renew'), products };
       if (!has(a, 'yes') && !has(a, 'json')) {
-        ctx.out(`would borrow ${items.map((i) => `${i.count} ${i.feature}`).join(', ')} for ${hours} h; add --yes to borrow`);
+        const licenses = items.map((i) => `${i.count} ${i.feature}`).join(', ');
+        ctx.out(`would borrow ${products.length > 0 ? `${products.map((p) => `${p.machines} ${cell(p.name)}`).join(', ')} (${licenses})` : licenses} for ${hours} h; add --yes to borrow`);
         return 1;
       }
     } else {
-      if (!process.stdin.isTTY && !has(a, 'interactive')) throw new UsageError('not a terminal: give --feature F[=N] (repeatable), --hours H and --yes');
+      if (!process.stdin.isTTY && !has(a, 'interactive')) throw new UsageError('not a terminal: give --product P[=N] or --feature F[=N] (both repeatable), --hours H and --yes');
       plan = await wizard(ctx, c, client, a);
       if (!plan) return 1;
     }
     const r: BorrowResultView = await client.borrow(c, plan.items, plan.hours, { autoRenew: plan.autoRenew });
     const s = await c.status().catch(() => null);
-    if (has(a, 'json')) ctx.out(JSON.stringify({ borrows: r.borrows, tokens: r.tokens.length, store: client.tokenDir }, null, 2));
+    if (has(a, 'json')) ctx.out(JSON.stringify({ borrows: r.borrows, tokens: r.tokens.length, store: client.tokenDir, products: plan.products.map((p) => ({ product: p.id, name: p.name, machines: p.machines })) }, null, 2));
     else {
-      if (items.length === 0) ctx.out('\nStep 4/4: summary');
-      ctx.out(summary(r.borrows, s, ctx.time));
+      if (given.length === 0 && !has(a, 'product')) ctx.out('\nStep 4/4: summary');
+      ctx.out(summary(r.borrows, s, ctx.time, plan.products));
       ctx.out(`\ntokens stored in ${client.tokenDir}${plan.autoRenew ? '; they renew when this machine reaches the server near expiry' : ''}`);
     }
   } finally {

@@ -59,6 +59,33 @@ export interface BorrowingDeps {
   guard?: (now: number) => void;
 }
 
+/** The answer to borrow.preview (docs/protocol.md). */
+export interface BorrowPreview {
+  /** Whose limits the answer applies (the login, or the request's `user`); null: nobody's in particular. */
+  user: string | null;
+  /** Per feature needed (summed over the entries): what this user may borrow now. */
+  items: Array<{
+    feature: string;
+    product: string;
+    type: string;
+    /** Seats needed (machines x the product's count, summed). */
+    machines: number;
+    /** min(machines, maxSeats). */
+    count: number;
+    free: number;
+    total: number;
+    borrow: { allowed: boolean; maxHours: number };
+    maxSeats: number;
+    seatsWhy: string;
+    maxHours: number;
+    hoursWhy: string;
+  }>;
+  /** The product entries, each with the licenses it needs per machine (count) and in all (seats). */
+  products: Array<{ product: string; name: string; machines: number; licenses: Array<{ feature: string; type: string; count: number; seats: number }> }>;
+  /** Per-user and per-group seat limits: the seats borrowed of all these features together stay within maxSeats - borrowed. */
+  limits: Array<{ limit: string; maxSeats: number; borrowed: number; features: string[] }>;
+}
+
 export interface BorrowResult {
   tokens: TokenBundle[];
   borrows: BorrowView[];
@@ -382,17 +409,112 @@ export class Borrowing {
     return { borrow: borrowView(updated) };
   }
 
-  private preview(ctx: RequestContext, f: Fields): { items: Array<Record<string, unknown>> } {
-    const products = f.array('products', { max: 64 });
-    return {
-      items: products.map((raw, i) => {
-        const x = f.element(i, raw, 'products');
+  /**
+   * What a borrow would get, for the wizard: per product asked for (by id, with a number of
+   * machines) the licenses it needs, and per feature, summed, what THIS user may borrow now (free
+   * seats and every limit that applies to them) and for how many hours. Older clients send
+   * `{feature, machines}` entries; both kinds may be mixed.
+   */
+  private preview(ctx: RequestContext, f: Fields): BorrowPreview {
+    const user = ctx.identity ?? f.optString('user', { max: 64 }) ?? null;
+    // The wizard previews every product the entitlement lists (at most MAX_PRODUCTS) at once.
+    const entries = f.array('products', { max: 256 });
+    const catalogue = this.d.entitlement.products;
+    const need = new Map<string, number>();
+    const products: BorrowPreview['products'] = [];
+    for (const [i, raw] of entries.entries()) {
+      const x = f.element(i, raw, 'products');
+      const machines = x.int('machines', { min: 0, max: 10_000 });
+      if (x.has('product')) {
+        if (x.has('feature')) x.fail('feature', 'cannot go with product: give {"product": ID, "machines": N} or {"feature": NAME, "machines": N}');
+        const id = x.string('product', { max: 64, pattern: FEATURE_PATTERN, patternHelp: FEATURE_HELP });
+        const p = catalogue.find((c) => c.id === id);
+        if (!p) {
+          throw new LicdError('UNKNOWN_PRODUCT', `no product ${JSON.stringify(id)} on this server; products: ${catalogue.map((c) => c.id).join(', ')} (licctl status lists them)`, { product: id });
+        }
+        const licenses = p.licenses.map((l) => ({ feature: l.feature, type: this.table.license(l.feature)?.type ?? 'render', count: l.count, seats: l.count * machines }));
+        for (const l of licenses) need.set(l.feature, (need.get(l.feature) ?? 0) + l.seats);
+        products.push({ product: p.id, name: p.name, machines, licenses });
+      } else {
         const feature = x.string('feature', { max: 64, pattern: FEATURE_PATTERN, patternHelp: FEATURE_HELP });
-        const machines = x.int('machines', { min: 0, max: 10_000 });
-        const a = this.table.availability(feature, ctx.now);
-        return { feature, product: a.product, type: a.type, machines, count: Math.min(machines, a.free), free: a.free, total: a.total, borrow: a.borrow };
-      }),
+        this.table.availability(feature, ctx.now); // UNKNOWN_FEATURE if it is not licensed
+        need.set(feature, (need.get(feature) ?? 0) + machines);
+      }
+    }
+    const items = [...need].map(([feature, machines]) => {
+      const a = this.table.availability(feature, ctx.now);
+      const most = this.mayBorrow(feature, user, a.free, a.borrow, ctx.now);
+      return {
+        feature,
+        product: a.product,
+        type: a.type,
+        machines,
+        count: Math.min(machines, most.seats),
+        free: a.free,
+        total: a.total,
+        borrow: a.borrow,
+        maxSeats: most.seats,
+        seatsWhy: most.seatsWhy,
+        maxHours: most.hours,
+        hoursWhy: most.hoursWhy,
+      };
+    });
+    return { user, items, products, limits: this.sharedLimits([...need.keys()], user) };
+  }
+
+  /**
+   * The most seats of `feature` this user may borrow now and for how long, each with the reason
+   * that sets it (the same rules borrow() applies: license, expiry, free seats, admin limits).
+   * Without a user, only the rules that apply to everyone (the license and per-feature limits).
+   */
+  private mayBorrow(feature: string, user: string | null, free: number, rule: { allowed: boolean; maxHours: number }, now: number): { seats: number; seatsWhy: string; hours: number; hoursWhy: string } {
+    const lic = this.table.license(feature)!;
+    if (!rule.allowed) return { seats: 0, seatsWhy: 'the license does not allow borrowing', hours: 0, hoursWhy: 'the license does not allow borrowing' };
+    let seats = free;
+    let seatsWhy = `${free} free`;
+    let hours = rule.maxHours;
+    let hoursWhy = `the license allows at most ${hours} h`;
+    if (lic.expires !== null) {
+      const left = Math.max(0, Math.floor((lic.expires - now) / 3600_000));
+      if (left < hours) {
+        hours = left;
+        hoursWhy = `the license ends at ${iso(lic.expires)}`;
+      }
+    }
+    const all = this.table.allBorrows();
+    for (const [scope, r, counts] of this.rulesFor(feature, user ?? '\0')) {
+      if (user === null && !scope.startsWith('limits.features.')) continue;
+      if (r.maxSeats !== undefined) {
+        const borrowed = all.filter(counts).reduce((n, b) => n + b.count, 0);
+        const left = Math.max(0, r.maxSeats - borrowed);
+        if (left < seats) {
+          seats = left;
+          seatsWhy = `${scope} allows ${r.maxSeats} borrowed seats and ${borrowed} are borrowed`;
+        }
+      }
+      if (r.maxHours !== undefined && r.maxHours < hours) {
+        hours = r.maxHours;
+        hoursWhy = `${scope} allows at most ${r.maxHours} h`;
+      }
+    }
+    return { seats, seatsWhy, hours, hoursWhy };
+  }
+
+  /** Seat limits that span features (per user, per group): the sum over their features must stay within. */
+  private sharedLimits(features: string[], user: string | null): BorrowPreview['limits'] {
+    if (user === null) return [];
+    const all = this.table.allBorrows();
+    const out: BorrowPreview['limits'] = [];
+    const add = (limit: string, maxSeats: number | undefined, counts: (b: Borrow) => boolean) => {
+      if (maxSeats === undefined) return;
+      out.push({ limit, maxSeats, borrowed: all.filter(counts).reduce((n, b) => n + b.count, 0), features });
     };
+    const u = this.limits.users?.[user];
+    if (u) add(`limits.users.${user}`, u.maxSeats, (b) => b.user === user);
+    for (const [name, g] of Object.entries(this.limits.groups ?? {})) {
+      if (g.members.includes(user)) add(`limits.groups.${name}`, g.maxSeats, (b) => g.members.includes(b.user));
+    }
+    return out;
   }
 
   private async setLimits(ctx: RequestContext, f: Fields): Promise<{ limits: BorrowLimits }> {

@@ -1,6 +1,7 @@
 import { LicdError } from './errors.ts';
 import { equalBytes, fromHex, toHex } from './bytes.ts';
 import type { Ed25519 } from './ports.ts';
+import type { ProductView } from './protocol.ts';
 import { FORMATS, verifyEnvelope } from './signed.ts';
 import { Fields, FEATURE_HELP, FEATURE_PATTERN, VERSION_PATTERN } from './validate.ts';
 
@@ -21,6 +22,23 @@ export interface FeatureLicense {
   borrow: { allowed: boolean; maxHours: number };
 }
 
+/** One license a product needs: `count` seats of `feature` per machine (its type is the feature's). */
+export interface ProductLicense {
+  feature: string;
+  count: number;
+}
+
+/**
+ * A product as people choose it (V-Ray's wizard: "V-Ray for Modo", "V-Ray Render Node"): the
+ * licenses, by feature, one machine running it needs. Absent from an entitlement, each feature is
+ * its own product (id = the feature name, name = its `product`, one seat of it).
+ */
+export interface Product {
+  id: string;
+  name: string;
+  licenses: ProductLicense[];
+}
+
 export interface DongleBinding {
   serial: string;
   publicKey: Uint8Array;
@@ -34,6 +52,10 @@ export interface Entitlement {
   development: boolean;
   dongle: DongleBinding;
   features: FeatureLicense[];
+  /** The products, as listed in the body or (when it lists none) one per feature. */
+  products: Product[];
+  /** Whether the body listed the products (false: derived one per feature, and not written back). */
+  productsListed: boolean;
   /** The signed document as issued, kept so it can be forwarded to clients for offline checks. */
   envelope: unknown;
 }
@@ -54,6 +76,61 @@ export interface EntitlementBody {
     product?: string;
     borrow: { allowed: boolean; maxHours: number };
   }>;
+  /** Optional (docs/borrowing.md, "Products"); absent: one product per feature. */
+  products?: Array<{ id: string; name: string; licenses: Array<{ feature: string; count: number }> }>;
+}
+
+/** Each feature as its own product: what an entitlement without a products list offers. */
+export function productsOfFeatures(features: readonly FeatureLicense[]): Product[] {
+  return features.map((f) => ({ id: f.name, name: f.product, licenses: [{ feature: f.name, count: 1 }] }));
+}
+
+export const MAX_LICENSE_COUNT = 1000;
+/** Kept small enough that status and a preview of every product stay far below the answer limit. */
+export const MAX_PRODUCTS = 200;
+
+/**
+ * Products as status shows them, each license with its feature's type; with `only`, the products
+ * that need that feature.
+ */
+export function productViews(products: readonly Product[], license: (feature: string) => FeatureLicense | undefined, only?: string): ProductView[] {
+  return products
+    .filter((p) => only === undefined || p.licenses.some((l) => l.feature === only))
+    .map((p) => ({ id: p.id, name: p.name, licenses: p.licenses.map((l) => ({ feature: l.feature, type: license(l.feature)?.type ?? 'render', count: l.count })) }));
+}
+
+function parseProducts(f: Fields, features: readonly FeatureLicense[]): Product[] {
+  const list = f.array('products', { max: MAX_PRODUCTS });
+  if (list.length === 0) f.fail('products', 'must list at least one product, or be left out (then each feature is its own product)');
+  const known = new Set(features.map((x) => x.name));
+  const ids = new Set<string>();
+  const names = new Set<string>();
+  return list.map((raw, i) => {
+    const x = f.element(i, raw, 'products');
+    x.only(['id', 'name', 'licenses']);
+    const id = x.string('id', { max: 64, pattern: FEATURE_PATTERN, patternHelp: FEATURE_HELP });
+    if (ids.has(id)) x.fail('id', `${id} is used by two products; give each product its own id`);
+    ids.add(id);
+    const name = x.string('name', { max: 128 });
+    if (names.has(name)) x.fail('name', `${JSON.stringify(name)} is the name of two products; people choose products by name, so give each its own`);
+    names.add(name);
+    const licenses = x.array('licenses', { max: 16 });
+    if (licenses.length === 0) x.fail('licenses', 'must list at least one license the product needs, as {"feature": "...", "count": 1}');
+    const seen = new Set<string>();
+    return {
+      id,
+      name,
+      licenses: licenses.map((rawL, k) => {
+        const l = x.element(k, rawL, 'licenses');
+        l.only(['feature', 'count']);
+        const feature = l.string('feature', { max: 64, pattern: FEATURE_PATTERN, patternHelp: FEATURE_HELP });
+        if (!known.has(feature)) l.fail('feature', `${feature} is not a feature of this entitlement (features: ${[...known].join(', ')})`);
+        if (seen.has(feature)) l.fail('feature', `${feature} is listed twice in product ${id}; list it once with the total count`);
+        seen.add(feature);
+        return { feature, count: l.int('count', { min: 1, max: MAX_LICENSE_COUNT }) };
+      }),
+    };
+  });
 }
 
 function parseTime(f: Fields, field: string): number {
@@ -93,6 +170,8 @@ export function parseEntitlementBody(json: unknown): Omit<Entitlement, 'envelope
     });
   });
   if (features.length === 0) f.fail('features', 'must list at least one feature');
+  const productsListed = f.has('products');
+  const products = productsListed ? parseProducts(f, features) : productsOfFeatures(features);
   return {
     id: f.string('id', { max: 128 }),
     issuedAt: parseTime(f, 'issuedAt'),
@@ -100,6 +179,8 @@ export function parseEntitlementBody(json: unknown): Omit<Entitlement, 'envelope
     development: f.optBool('development') ?? false,
     dongle: { serial: d.string('serial', { max: 64 }), publicKey, emulated: d.bool('emulated') },
     features,
+    products,
+    productsListed,
   };
 }
 
@@ -147,5 +228,6 @@ export function entitlementBodyOf(e: Omit<Entitlement, 'envelope'>): Entitlement
       product: x.product,
       borrow: { ...x.borrow },
     })),
+    ...(e.productsListed ? { products: e.products.map((p) => ({ id: p.id, name: p.name, licenses: p.licenses.map((l) => ({ ...l })) })) } : {}),
   };
 }

@@ -12,6 +12,7 @@ export const ErrorCodes = [
   'FORBIDDEN',
   // licensing rules
   'UNKNOWN_FEATURE',
+  'UNKNOWN_PRODUCT',
   'VERSION_NOT_LICENSED',
   'FEATURE_EXPIRED',
   'NO_SEATS',

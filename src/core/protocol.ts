@@ -117,9 +117,18 @@ export interface FeatureStatus extends Availability {
   more?: { leases: number; borrows: number };
 }
 
+/** A product (docs/borrowing.md, "Products"): the licenses one machine running it needs, by feature. */
+export interface ProductView {
+  id: string;
+  name: string;
+  licenses: Array<{ feature: string; type: string; count: number }>;
+}
+
 export interface StatusResult {
   server: ServerState;
   features: FeatureStatus[];
+  /** The entitlement's products (one per feature when it lists none); with `feature`, those that need it. */
+  products: ProductView[];
   quarantine: Array<{ feature: string; seats: number; until: string }>;
   /**
    * While a quarantine holds seats: the dongle serial and counter value a vendor release must

@@ -1,5 +1,5 @@
 import { LicdError, isLicdError, type ErrorCode } from './errors.ts';
-import type { Entitlement } from './entitlement.ts';
+import { productsOfFeatures, productViews, type Entitlement } from './entitlement.ts';
 import type { Borrow, Change, Lease } from './model.ts';
 import type { Clock, HolderHash, StateStore } from './ports.ts';
 import {
@@ -629,9 +629,11 @@ export class LicenseService {
       return fs;
     });
     const quarantine = this.table.holds(now).map((h) => ({ feature: h.feature, seats: h.seats, until: iso(h.until) }));
+    const catalogue = this.deps.entitlement?.products ?? productsOfFeatures(this.table.featureNames().flatMap((n) => this.table.license(n) ?? []));
     return {
       server: this.serverState(),
       features,
+      products: productViews(catalogue, (n) => this.table.license(n), o.feature),
       quarantine,
       ...(quarantine.length > 0 && this.quarantineBinding ? { quarantineBinding: this.quarantineBinding } : {}),
       ...blocksOf(this.table, now, o.feature),

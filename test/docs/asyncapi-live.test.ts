@@ -111,6 +111,8 @@ test('a real daemon sends and takes what docs/asyncapi.yaml says', async (t) => 
   const cut = ok(await ask(client, req, { op: 'status', feature: 'vray_render', limit: 0 }));
   t.deepEqual((cut.features as Node[])[0]!.more, { leases: 1, borrows: 0 }, 'a status cut by its limit says how much it left out');
   ok(await ask(client, req, { op: 'borrow.preview', products: [{ feature: 'vray_render', machines: 2 }] }));
+  const byProduct = ok(await ask(client, req, { op: 'borrow.preview', user: 'alice', products: [{ product: 'vray_maya', machines: 1 }, { feature: 'nuke_i', machines: 1 }] }));
+  t.deepEqual((byProduct.items as Node[]).map((i) => i.feature), ['vray_interface', 'vray_render', 'nuke_i'], 'a preview by product lists the licenses it needs');
 
   const ed = naclEd25519();
   const seed = new Uint8Array(randomBytes(32));

@@ -181,7 +181,7 @@ test('on a terminal, the first borrow shows the fingerprint and asks; yes pins i
   t.true(out.includes(printed), out);
   t.false(existsSync(join(home, 'known-vendors.json')), 'nothing pinned before the answer');
   p.stdin.write('yes\n');
-  await waitFor(/seats on this machine for V-Ray Render Node/);
+  await waitFor(/how many of V-Ray for Maya at once/);
   t.regex(out, new RegExp(`pinned vendor key ${printed}`));
   p.stdin.end();
   p.kill();

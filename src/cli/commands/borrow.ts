@@ -11,12 +11,13 @@ export const borrowCommands: Command[] = [
   {
     path: 'borrow',
     section: 'borrow',
-    synopsis: 'borrow [--feature F[=N] ... [--hours H] [--auto-renew] --yes]',
-    summary: 'borrow seats for offline use: the wizard on a terminal, or the features given',
+    synopsis: 'borrow [--product ID[=N] ... | --feature F[=N] ...] [--hours H] [--auto-renew] [--yes]',
+    summary: 'borrow for offline use: the wizard on a terminal, or the products and features given',
     details:
-      'Without --feature, on a terminal: the wizard (products, seats on this machine, preview, borrow, summary).\nWith --feature: borrows those seats; without --yes it only says what it would borrow.\nThe first borrow from a server pins its vendor key (the fingerprint is shown and asked for; --trust-vendor-key FP answers it).\nAdmins, for a machine without network: licctl borrow --request REQ.json --out TOKENS.json.',
+      'Without --product or --feature, on a terminal: the wizard (products and how many of each run here at once; a preview of the licenses by type with what you may borrow; hours; borrow; a summary per product).\nWith --product (what N of a product need, summed per feature) and/or --feature: borrows those seats; without --yes it only says what it would borrow. licctl status --json lists the products.\nThe first borrow from a server pins its vendor key (the fingerprint is shown and asked for; --trust-vendor-key FP answers it).\nAdmins, for a machine without network: licctl borrow --request REQ.json --out TOKENS.json.',
     connects: true,
     options: {
+      product: { type: 'string', multiple: true, arg: 'ID[=N]', help: 'a product (licctl status --json lists them) and how many of it run here at once (default 1); repeat for several' },
       feature: FEATURE,
       hours: HOURS,
       'auto-renew': AUTO_RENEW,
@@ -25,8 +26,8 @@ export const borrowCommands: Command[] = [
       request: { type: 'string', arg: 'REQ.json', help: 'admin: turn an air-gapped borrow request into a token file (with --out)' },
       out: { type: 'string', arg: 'FILE', help: 'with --request: where to write the token file' },
     },
-    json: '{borrows: [...], tokens, store}; with --request {request, out, borrows}',
-    examples: ['licctl borrow', 'licctl borrow --feature vray_render=2 --hours 48 --yes', 'licctl borrow --request req.json --out tokens.json --user admin --password-file admin.password'],
+    json: '{borrows: [...], products, tokens, store}; with --request {request, out, borrows}',
+    examples: ['licctl borrow', 'licctl borrow --product vray_maya --product vray_render_node=2 --hours 72 --yes', 'licctl borrow --feature vray_render=2 --hours 48 --yes', 'licctl borrow --request req.json --out tokens.json --user admin --password-file admin.password'],
     run: (a) => borrowCommand(cmdContext(a), a),
   },
   {
