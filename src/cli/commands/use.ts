@@ -42,6 +42,12 @@ export function formatStatus(s: StatusResult, only?: string, time: (t: string | 
     }
   }
   for (const f of features) if (f.more && f.more.borrows > 0) lines.push(`(${cell(f.feature)}: ${f.more.borrows} more borrows not listed)`);
+  // Products, when the license groups features into them (one product per feature says nothing new).
+  const grouped = (s.products ?? []).filter((p) => p.licenses.length > 1 || p.licenses[0]?.count !== 1 || p.id !== p.licenses[0]?.feature);
+  if (grouped.length > 0) {
+    lines.push('', `${'PRODUCT'.padEnd(18)} ${'NAME'.padEnd(30)} LICENSES (per machine)`);
+    for (const p of grouped) lines.push(`${cell(p.id).padEnd(18)} ${cell(p.name).padEnd(30)} ${p.licenses.map((l) => `${l.count} ${cell(l.feature)} (${cell(l.type)})`).join(' + ')}`);
+  }
   if (only && features.length === 0) lines.push(`(no feature ${cell(only)}; features: ${s.features.map((f) => cell(f.feature)).join(', ')})`);
   return lines.join('\n');
 }
