@@ -1,0 +1,184 @@
+/**
+ * The maintenance console (issue 13) through a real pseudo-terminal pair (socat): licd-console
+ * serves one end as its serial line; the test is the admin's terminal on the other end (a program
+ * that types and reads the screen, through serialport as screen or minicom would open it). Against a
+ * real licd on its development defaults; box operations on the dry-run backend.
+ */
+import test from 'ava';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { SerialPort } from 'serialport';
+import { devDaemonProcess } from '../helpers/dev-daemon.ts';
+import { tempDir } from '../helpers/daemon.ts';
+import { killAll, licctl, ROOT, start, type Proc } from '../helpers/procs.ts';
+
+test.after.always(killAll);
+
+async function ptyPair(dir: string, name = 'line'): Promise<{ device: string; term: string; socat: ChildProcess }> {
+  const device = join(dir, `${name}-console`);
+  const term = join(dir, `${name}-term`);
+  const socat = spawn('socat', ['-d', '-d', `pty,raw,echo=0,link=${device}`, `pty,raw,echo=0,link=${term}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  for (let i = 0; i < 200 && !(existsSync(device) && existsSync(term)); i++) await new Promise((r) => setTimeout(r, 25));
+  return { device, term, socat };
+}
+
+/** The admin's terminal: types, and reads the screen from the last thing it expected. */
+async function terminal(path: string) {
+  const port = new SerialPort({ path, baudRate: 115200, autoOpen: false });
+  await new Promise<void>((res, rej) => port.open((e) => (e ? rej(e) : res())));
+  let screen = '';
+  let seen = 0;
+  port.on('data', (d: Buffer) => (screen += d.toString('latin1')));
+  return {
+    get screen() {
+      return screen;
+    },
+    type(s: string) {
+      port.write(Buffer.from(s, 'latin1'));
+    },
+    line(s: string) {
+      port.write(Buffer.from(s + '\r', 'latin1'));
+    },
+    async expect(re: RegExp, timeoutMs = 20_000): Promise<string> {
+      const end = Date.now() + timeoutMs;
+      for (;;) {
+        const m = re.exec(screen.slice(seen));
+        if (m) {
+          const between = screen.slice(seen, seen + m.index + m[0].length);
+          seen += m.index + m[0].length;
+          return between;
+        }
+        if (Date.now() > end) throw new Error(`the console never showed ${re} after:\n${JSON.stringify(screen.slice(seen))}`);
+        await new Promise((r) => setTimeout(r, 30));
+      }
+    },
+    close: () => new Promise<void>((res) => (port.isOpen ? port.close(() => res()) : res())),
+  };
+}
+
+function consoleProcess(tty: string, dir: string, env: Record<string, string>, extra: string[] = []): Proc {
+  return start(process.execPath, [join(ROOT, 'bin', 'licd-console.mjs'), '--tty', tty, '--dry-run', '--state-dir', join(dir, 'state'), ...extra], env);
+}
+
+test('login: nothing typed is echoed, wrong passwords wait longer each time, also after the console restarts', async (t) => {
+  t.timeout(120_000);
+  const dir = tempDir('licd-console-');
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const pw = join(dir, 'admin.password');
+  writeFileSync(pw, 'correct horse battery\n', { mode: 0o600 });
+  const { device, term, socat } = await ptyPair(dir);
+  t.teardown(() => socat.kill());
+  let c = consoleProcess(device, dir, {}, ['--admin-password-file', pw, '--broker', 'mqtt://127.0.0.1:1', '--idle', '10']);
+  await c.waitFor(/serving/);
+  const tty = await terminal(term);
+  t.teardown(() => tty.close());
+  tty.line('');
+  await tty.expect(/console password: $/);
+  tty.line('hunter2');
+  const said = await tty.expect(/wrong password; wait 1 s/);
+  t.false(said.includes('hunter2'), 'the password is not echoed');
+  await tty.expect(/console password: $/);
+  tty.line('hunter3');
+  await tty.expect(/wrong password; wait 2 s/);
+  // A dropped line restarts the console: the wait still holds.
+  c.child.kill('SIGTERM');
+  await c.exited;
+  tty.line('hunter4');
+  c = consoleProcess(device, dir, {}, ['--admin-password-file', pw, '--broker', 'mqtt://127.0.0.1:1', '--idle', '10']);
+  await c.waitFor(/serving/);
+  await tty.expect(/too many wrong passwords: the next try is possible in \d s|console password: $/);
+  await tty.expect(/console password: $/, 10_000);
+  tty.line('correct horse battery');
+  const ok = await tty.expect(/logged in/);
+  t.false(ok.includes('correct horse'), 'the password is not echoed');
+  await tty.expect(/> $/);
+  // licd is down (nothing on port 1): its commands say so; the box's still work.
+  tty.line('status');
+  await tty.expect(/error: licd is not answering at mqtt:\/\/127\.0\.0\.1:1 .*logs, service, network and reboot still work/);
+  tty.line('logs 5 err');
+  await tty.expect(/\(dry run\) journalctl -u licd -u mosquitto -n 5 -p err/);
+  // No input for --idle 10 s: logged out.
+  await tty.expect(/logged out after 10 seconds without input[\s\S]*console password: $/, 40_000);
+  const audit = readFileSync(join(dir, 'state', 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { event: string; ok: boolean; detail?: string });
+  t.deepEqual(audit.filter((a) => a.event === 'login').map((a) => a.ok), [false, false, true]);
+  t.true(audit.some((a) => a.event === 'command' && a.detail === 'logs 5 err' && a.ok));
+  t.true(audit.some((a) => a.event === 'logout' && a.detail === 'logged out after 10 seconds without input'));
+  t.false(JSON.stringify(audit).includes('hunter'), 'no password in the audit log');
+});
+
+test('commands through the admin API: status, leases, revoke with confirmation; editing, completion, garbage, Ctrl-C, Ctrl-D, idle logout, a dropped line', async (t) => {
+  t.timeout(180_000);
+  const s = await devDaemonProcess(t, { LICD_USER: 'anna', LICD_HOST: 'ws-7' });
+  const dir = tempDir('licd-console-');
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  let pair = await ptyPair(dir);
+  t.teardown(() => pair.socat.kill());
+  const c = consoleProcess(pair.device, dir, {}, ['--admin-password-file', join(s.dir, 'admin.password'), '--broker', s.url]);
+  await c.waitFor(/serving/);
+  let tty = await terminal(pair.term);
+  t.teardown(() => tty.close());
+  tty.line('');
+  await tty.expect(/console password: $/);
+  tty.line(readFileSync(join(s.dir, 'admin.password'), 'utf8').trim());
+  await tty.expect(/> $/);
+
+  // Tab completion and line editing: "sta<Tab>" completes; a typo fixed with Backspace.
+  tty.type('sta\t');
+  await tty.expect(/status \x1b\[K$/);
+  tty.type('\x15'); // Ctrl-U clears it
+  tty.type('statuz\x7fs\r');
+  await tty.expect(/FEATURE +VERSION[\s\S]*nuke_i[\s\S]*> $/);
+
+  // A seat held by a render node, revoked from the console after a confirmation.
+  const holder = licctl(['checkout', 'nuke_i'], s.env);
+  await holder.waitFor(/holding/);
+  tty.line('leases nuke_i');
+  const leaseId = /(\S+) {2}nuke_i x1 {2}anna@ws-7/.exec(await tty.expect(/anna@ws-7.*\n/))?.[1];
+  t.truthy(leaseId);
+  await tty.expect(/> $/);
+  tty.line(`revoke ${leaseId}`);
+  await tty.expect(/revoke lease .*\? \(y\/n\) $/);
+  tty.line('n');
+  await tty.expect(/nothing done/);
+  tty.line(`revoke ${leaseId} 30m`);
+  await tty.expect(/\(y\/n\) $/);
+  tty.line('y');
+  await tty.expect(/revoked nuke_i held by anna@ws-7; blocked until/);
+  t.is((await holder.exited).code, 5, 'the holder was told and exits with 5');
+
+  // Binary garbage and broken escape sequences: no crash, a fresh prompt, commands still work.
+  tty.type(Buffer.from([0x00, 0xff, 0xfe, 0x1b, 0x5b, 0x39, 0x39, 0x39, 0x7a, 0x80, 0x9b, 0x1b, 0x1b, 0x07, 0x0e]).toString('latin1'));
+  tty.type('\x03');
+  await tty.expect(/\^C\r\n.*> $/);
+  tty.line('help tls');
+  await tty.expect(/tls +the box's TLS certificate fingerprint/);
+
+  // Ctrl-C cancels a paste; a service restart asks first and runs on the dry-run backend.
+  tty.line('quarantine release');
+  await tty.expect(/paste the release file/);
+  tty.line('{"half": ');
+  tty.type('\x03');
+  await tty.expect(/cancelled/);
+  tty.line('service restart licd');
+  await tty.expect(/restart licd\? \(y\/n\) $/);
+  tty.line('yes');
+  await tty.expect(/\(dry run\) systemctl restart licd\.service/);
+
+  // Ctrl-D logs out.
+  tty.type('\x04');
+  await tty.expect(/logged out[\s\S]*console password: $/);
+
+  // The line drops (the cable is pulled) and comes back: the console serves it again.
+  await tty.close();
+  pair.socat.kill('SIGKILL');
+  await c.waitFor(/closed; reopening/);
+  pair = await ptyPair(dir);
+  tty = await terminal(pair.term);
+  await c.waitFor(/serving[\s\S]*serving/, 20_000);
+  tty.line('');
+  await tty.expect(/console password: $/);
+  const audit = readFileSync(join(dir, 'state', 'audit.log'), 'utf8');
+  t.regex(audit, /"event":"command","ok":true,"detail":"revoke \S+ 30m"/);
+  t.regex(audit, /"event":"logout","ok":true,"detail":"logged out"/);
+});
