@@ -16,6 +16,7 @@ import { borrowCommand, borrowsCommand, renewCommand, returnCommand, tokensComma
 import { readJsonFile } from '../files.ts';
 import { generateVendorKey, issueEntitlement, readVendorKey, writeFileAtomic } from '../vendor.ts';
 import { flag, has, intFlag, parseArgs, UsageError, type ParsedArgs } from './args.ts';
+import { activateCommand, vendorActivationCommand } from './activate-cmds.ts';
 import { formatTime, timeFormatter, utcWanted } from './time.ts';
 import { checkinHeld, checkinLines, EXIT_SEAT_LOST, lossLine, normaliseServer, parseDuration, recordHeld, startChild, watchLoss } from './holding.ts';
 import { issueQuarantineRelease } from '../vendor.ts';
@@ -318,6 +319,7 @@ function parseFeatureSpec(spec: string): EntitlementBody['features'][number] {
 async function vendor(a: ParsedArgs): Promise<number> {
   const sub = a.positional[1];
   const ed = nodeEd25519();
+  if (sub === 'activate' || sub === 'serve') return vendorActivationCommand(cmdContext(a), a);
   if (sub === 'keygen') {
     const file = flag(a, 'out');
     if (!file) throw new UsageError('vendor keygen needs --out FILE');
@@ -415,8 +417,8 @@ export async function licctl(argv: string[]): Promise<number> {
   }
   if (cmd === 'dongle' && argv[1] === 'emulate') return dongle({ positional: ['dongle', 'emulate'], flags: new Map(), rest: [] }, argv);
   const a = parseArgs(argv, {
-    boolean: ['json', 'dev', 'emulated', 'yes', 'auto-renew', 'all', 'interactive', 'online', 'utc'],
-    value: [...CONN_FLAGS, 'feature', 'version', 'count', 'ttl', 'out', 'key', 'spec', 'dongle-serial', 'dongle-key', 'customer', 'id', 'dongle', 'hours', 'request', 'process', 'set', 'limit', 'on-loss', 'grace', 'warn-every', 'block', 'serial', 'counter', 'days', 'trust-vendor-key'],
+    boolean: ['json', 'dev', 'emulated', 'yes', 'auto-renew', 'all', 'interactive', 'online', 'utc', 'allow-emulated'],
+    value: [...CONN_FLAGS, 'feature', 'version', 'count', 'ttl', 'out', 'key', 'spec', 'dongle-serial', 'dongle-key', 'customer', 'id', 'dongle', 'hours', 'request', 'process', 'set', 'limit', 'on-loss', 'grace', 'warn-every', 'block', 'serial', 'counter', 'days', 'trust-vendor-key', 'specs', 'listen', 'url'],
   });
   const time = timeOf(a);
   switch (cmd) {
@@ -579,6 +581,8 @@ export async function licctl(argv: string[]): Promise<number> {
       }
       return 0;
     }
+    case 'activate':
+      return activateCommand(cmdContext(a), a);
     case 'vendor':
       return vendor(a);
     case 'dongle':
