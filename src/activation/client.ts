@@ -19,7 +19,13 @@ export async function postActivation(base: string, request: unknown, timeoutMs =
     res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request), signal: AbortSignal.timeout(timeoutMs) });
   } catch (e) {
     const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-    const why = (e as Error).name === 'TimeoutError' ? `no answer within ${timeoutMs / 1000} s` : (cause?.code ?? cause?.message ?? (e as Error).message);
+    const code = cause?.code;
+    const why =
+      (e as Error).name === 'TimeoutError'
+        ? `no answer within ${timeoutMs / 1000} s`
+        : code === 'UND_ERR_SOCKET'
+          ? 'the connection was closed before an answer'
+          : (code ?? cause?.message ?? (e as Error).message);
     throw new LicdError('ACTIVATION_FAILED', `the activation service at ${url} cannot be reached (${why}); check the box's network and activation.url (LICD_ACTIVATION_URL), or activate by file: licctl activate request --out FILE`, {
       url,
       reason: 'unreachable',
