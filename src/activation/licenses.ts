@@ -42,7 +42,8 @@ export function chooseStartLicense(o: {
   if (!record) return { entitlement: o.file, record: fileRecord, mutations: [recordMutation(fileRecord)] };
   let verdict: 'newer' | 'same' | 'older';
   try {
-    verdict = o.madeDemo ? 'older' : judgeLicense(fileRecord, record);
+    // The record binds per dongle: a license for another (replacement) dongle starts afresh.
+    verdict = record.dongleSerial !== '' && record.dongleSerial !== o.file.dongle.serial ? 'newer' : o.madeDemo ? 'older' : judgeLicense(fileRecord, record);
   } catch {
     verdict = 'older';
   }
@@ -55,6 +56,9 @@ export function chooseStartLicense(o: {
   try {
     installed = verifyEntitlement(record.envelope, { vendorPublicKey: o.vendorPublicKey, dongle: o.dongle, now: o.now, ed: o.ed });
   } catch (e) {
+    // Development mode made a demo because the file was unusable: if the installed license cannot
+    // be used either (it expired), the demo serves.
+    if (o.madeDemo) return { entitlement: o.file, record: fileRecord, mutations: [recordMutation(fileRecord)] };
     throw new LicdError(
       'LICENSE_DOWNGRADE',
       `the license file ${o.licenseFile} (${describeOrder(fileRecord)}) is older than the license installed before (${describeOrder(record)}), and that one cannot be used (${(e as Error).message}); put the newest license from the vendor in ${o.licenseFile}`,
