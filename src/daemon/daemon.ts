@@ -541,6 +541,13 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         await store.commit([{ kind: 'meta.put', key: META_COUNTER, value: identity.counter.toString() }, ...serialMeta]);
         if (verdict.kind === 'adopt') log.info('counter adopted', { why: verdict.why, counter: identity.counter.toString() });
       }
+      // A database behind the dongle's counter may also hold an older license record (docs/threat-model.md).
+      if (verdict.kind === 'restored' || verdict.kind === 'wiped') {
+        service.setWarning(
+          'license',
+          `the database is behind the dongle's counter (restored or wiped), so licd cannot tell whether license ${licenseRecord.id} is the newest one installed on this box; activate again (licctl activate online, or licctl activate request) to get the current license from the vendor`,
+        );
+      }
       counterMeta.set(META_COUNTER_SERIAL, identity.serial);
       if (gate) gate.adopt(identity.counter);
       else gate = new CounterGate(store, stepCounter, identity.counter, readCounter);
