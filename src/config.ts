@@ -72,10 +72,12 @@ export interface Config {
     /** Embedded broker: the render-node logins, a mosquitto password file (mosquitto_passwd). */
     usersFile: string | null;
   };
+  /** Online activation (docs/activation.md): the vendor's activation service, e.g. https://licenses.example.com. */
+  activation: { url: string | null };
 }
 
 /** Settings and whether changing them needs a restart (all do today; documented in README). */
-export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'borrow', 'limits', 'clock', 'log', 'identity'] as const;
+export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'borrow', 'limits', 'clock', 'log', 'identity', 'activation'] as const;
 
 function bad(field: string, message: string): never {
   throw new LicdError('CONFIG_INVALID', `config: ${field} ${message}`, { field });
@@ -188,6 +190,12 @@ function parseConfigFields(raw: unknown, env: NodeJS.ProcessEnv, base: string): 
   if (usersFile && brokerKind === 'external') {
     bad('identity.usersFile', "is for the embedded broker; with an external broker add the render nodes' users to its own password file (mosquitto: password_file, see systemd/README.md)");
   }
+  const ac = f.optObject('activation') ?? Fields.of({}, 'activation', 'CONFIG_INVALID');
+  ac.only(['url']);
+  const activationUrl = env.LICD_ACTIVATION_URL ?? ac.optString('url', { max: 2048 }) ?? null;
+  if (activationUrl !== null && !/^https?:\/\/[^\s/]+/.test(activationUrl)) {
+    bad(env.LICD_ACTIVATION_URL !== undefined ? 'LICD_ACTIVATION_URL' : 'activation.url', `must be an http:// or https:// URL of the vendor's activation service, got ${JSON.stringify(activationUrl)}`);
+  }
   const envLevel = env.LICD_LOG_LEVEL;
   if (envLevel !== undefined && !['debug', 'info', 'warn', 'error'].includes(envLevel)) {
     throw new LicdError('CONFIG_INVALID', `LICD_LOG_LEVEL must be one of debug, info, warn, error, got ${JSON.stringify(envLevel)}`, { field: 'LICD_LOG_LEVEL' });
@@ -230,6 +238,7 @@ function parseConfigFields(raw: unknown, env: NodeJS.ProcessEnv, base: string): 
       format: lg.optOneOf('format', ['text', 'json'] as const) ?? 'text',
     },
     identity: { requireLogin: id.optBool('requireLogin') ?? false, usersFile: usersFile ? path(usersFile) : null },
+    activation: { url: activationUrl },
   };
 }
 

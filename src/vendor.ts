@@ -9,6 +9,7 @@ import { parseEntitlementBody, type EntitlementBody } from './core/entitlement.t
 import type { DongleIdentity, Ed25519, Random } from './core/ports.ts';
 import { FORMATS, sealEnvelope, type SignedEnvelope } from './core/signed.ts';
 import { parseReleaseBody, type ReleaseBody } from './core/integrity.ts';
+import { activationEntitlementBody, selectSpec, verifyActivationRequest, type ActivationEntitlementBody, type ActivationRequest, type ActivationSpec } from './core/activation.ts';
 
 export interface VendorKeyFile {
   kind: 'licd-vendor-key';
@@ -95,4 +96,30 @@ export function devVendorKey(path: string, ed: Ed25519, random: Random): VendorK
   const key = generateVendorKey(ed, random, true);
   writeFileAtomic(path, JSON.stringify(key, null, 2) + '\n', 0o600);
   return key;
+}
+
+/**
+ * The vendor's answer to an activation request (`licctl vendor activate`, `licctl vendor serve`,
+ * docs/activation.md): checks that the dongle it names signed it, and signs an entitlement bound
+ * to that dongle with the features of the spec that applies. A request from an emulated dongle
+ * is refused unless the key is a development key or allowEmulated is set.
+ */
+export function issueActivationLicense(
+  request: unknown,
+  specs: { bySerial: ReadonlyMap<string, ActivationSpec>; fallback: ActivationSpec | null },
+  key: VendorKeyFile,
+  ed: Ed25519,
+  o: { now: number; allowEmulated?: boolean },
+): { license: SignedEnvelope; request: ActivationRequest; body: ActivationEntitlementBody } {
+  const req = verifyActivationRequest(request, ed);
+  if (req.dongle.emulated && !key.development && !o.allowEmulated) {
+    throw new LicdError(
+      'ACTIVATION_INVALID',
+      `the request comes from an emulated dongle (${req.dongle.serial}); a production vendor key does not license emulated dongles. Use a hardware dongle, or --allow-emulated for a test`,
+      { reason: 'emulated', serial: req.dongle.serial },
+    );
+  }
+  const spec = selectSpec(specs, req.dongle.serial);
+  const body = activationEntitlementBody(req, spec, { now: o.now, development: key.development });
+  return { license: issueEntitlement(body, key, ed), request: req, body };
 }

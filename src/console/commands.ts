@@ -6,7 +6,7 @@
  * does not name in its help.
  */
 import { isLicdError } from '../core/errors.ts';
-import type { BorrowView, QuarantineReleaseResult, RevokeResult, StatusResult } from '../core/protocol.ts';
+import type { ActivationRequestResult, BorrowView, LicenseInstallResult, QuarantineReleaseResult, RevokeResult, StatusResult } from '../core/protocol.ts';
 import { formatStatus } from '../cli/commands/use.ts';
 import { parseDuration } from '../cli/holding.ts';
 import { formatTime } from '../cli/time.ts';
@@ -49,6 +49,17 @@ function parseJson(text: string, what: string): unknown {
   } catch (e) {
     throw new Error(`the pasted ${what} is not valid JSON (${(e as Error).message}); paste the whole file, then a line with a single "."`);
   }
+}
+
+function installed(r: LicenseInstallResult): string {
+  if (r.unchanged) return `license ${r.installed.id} is installed already; nothing changed`;
+  const parts = [`license ${r.installed.id} for ${r.installed.customer} installed (was ${r.was.id})`];
+  if (r.added.length) parts.push(`added: ${r.added.join(', ')}`);
+  if (r.changed.length) parts.push(`changed: ${r.changed.join(', ')}`);
+  if (r.removed.length) parts.push(`removed: ${r.removed.join(', ')}`);
+  if (r.ended.length) parts.push(`${r.ended.length} lease(s) ended (fewer seats): ${r.ended.map((e) => `${e.feature} ${e.user}@${e.host}`).join(', ')}`);
+  if (r.warning) parts.push(`warning: ${r.warning}`);
+  return parts.join('\n');
 }
 
 export function consoleCommands(o: { api: AdminApi; system: SystemOps; utc?: boolean; features?: () => string[] }): ConsoleCommand[] {
@@ -160,8 +171,26 @@ export function consoleCommands(o: { api: AdminApi; system: SystemOps; utc?: boo
         const text = await io.paste('the license file (JSON)');
         const license = parseJson(text, 'license');
         if (!(await io.confirm('install this license?'))) return io.print('nothing done');
-        const r = await admin<Record<string, unknown>>(o.api, 'license.install', { license });
-        io.print(`license installed${typeof r.id === 'string' ? `: ${r.id}` : ''}`);
+        io.print(installed(await admin<LicenseInstallResult>(o.api, 'license.install', { license })));
+      },
+    },
+    {
+      name: 'license request',
+      summary: 'an activation request signed by the dongle, printed to copy to the vendor (offline activation)',
+      run: async (io) => {
+        const r = await admin<ActivationRequestResult>(o.api, 'activation.request');
+        io.print(`activation request for dongle ${r.dongle} (counter ${r.counter}); copy everything between the lines into a file for the vendor:`);
+        io.print('-----');
+        io.print(JSON.stringify(r.request));
+        io.print('-----');
+      },
+    },
+    {
+      name: 'license online',
+      summary: "activate online: the box asks the vendor's activation service (activation.url) and installs the answer",
+      run: async (io) => {
+        if (!(await io.confirm('ask the vendor for this box\'s license now and install it?'))) return io.print('nothing done');
+        io.print(installed(await admin<LicenseInstallResult>(o.api, 'activation.online')));
       },
     },
     {

@@ -149,6 +149,11 @@ export class Borrowing {
   private limits: BorrowLimits;
   private readonly table: SeatTable;
 
+  /** A new license installed at runtime: tokens from now on name it (docs/activation.md). */
+  setEntitlement(e: Entitlement): void {
+    this.d.entitlement = e;
+  }
+
   constructor(private readonly d: BorrowingDeps) {
     this.limits = d.limits;
     this.table = d.service.table;

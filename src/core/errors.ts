@@ -46,6 +46,12 @@ export const ErrorCodes = [
   // the vendor key a client verifies a server's tokens with: not pinned / wrong fingerprint; pinned key changed
   'VENDOR_KEY_UNTRUSTED',
   'VENDOR_KEY_CHANGED',
+  // licenses changed at runtime (docs/activation.md): a lease ended because the new license has
+  // fewer seats or lacks its feature; a license older than the one installed; an activation refused
+  'LICENSE_REDUCED',
+  'LICENSE_DOWNGRADE',
+  'ACTIVATION_INVALID',
+  'ACTIVATION_FAILED',
 ] as const;
 
 export type ErrorCode = (typeof ErrorCodes)[number];

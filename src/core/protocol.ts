@@ -195,7 +195,7 @@ export interface RevokeResult {
 export const NOTICE_OPS = ['lease.lost'] as const;
 export type NoticeOp = (typeof NOTICE_OPS)[number];
 
-/** lease.lost: the holder's lease was taken back (error.code REVOKED); details say which. */
+/** lease.lost: the holder's lease was taken back (error.code REVOKED, or LICENSE_REDUCED by a new license); details say which. */
 export interface LeaseLostNotice {
   id: null;
   ok: false;
@@ -213,6 +213,39 @@ export interface QuarantineReleaseResult {
   released: Array<{ feature: string; seats: number }>;
   /** Holds still in force (features the release did not name). */
   remaining: Array<{ feature: string; seats: number; until: string }>;
+}
+
+/** Result of the admin op activation.request: a request signed by the dongle (docs/activation.md). */
+export interface ActivationRequestResult {
+  request: SignedEnvelope;
+  dongle: string;
+  counter: string;
+}
+
+/** Parameters of the admin op license.install: a vendor-signed entitlement (the license file). */
+export interface LicenseInstallParams {
+  license: SignedEnvelope;
+}
+
+/** Parameters of the admin op activation.online: optionally a service URL other than activation.url. */
+export interface ActivationOnlineParams {
+  url?: string;
+}
+
+/** Result of license.install and activation.online (this one adds `url`). */
+export interface LicenseInstallResult {
+  installed: { id: string; issuedAt: string; sequence: number | null; customer: string };
+  was: { id: string; issuedAt: string; sequence: number | null };
+  /** The same license was installed already: nothing changed. */
+  unchanged: boolean;
+  added: string[];
+  removed: string[];
+  changed: string[];
+  /** Leases ended because the new license has fewer seats or lacks their feature (LICENSE_REDUCED). */
+  ended: Array<{ lease: string; feature: string; user: string; host: string }>;
+  file: string;
+  warning?: string;
+  url?: string;
 }
 
 export interface CheckinParams {
@@ -247,7 +280,21 @@ export const CLIENT_OPS = [
   'borrow.preview',
 ] as const;
 
-export const ADMIN_OPS = ['lease.revoke', 'borrows', 'borrow.lost', 'borrow.file', 'return.file', 'limits.get', 'limits.set', 'clock.accept', 'quarantine.release', 'lease.unblock'] as const;
+export const ADMIN_OPS = [
+  'lease.revoke',
+  'borrows',
+  'borrow.lost',
+  'borrow.file',
+  'return.file',
+  'limits.get',
+  'limits.set',
+  'clock.accept',
+  'quarantine.release',
+  'lease.unblock',
+  'activation.request',
+  'license.install',
+  'activation.online',
+] as const;
 
 export type ClientOp = (typeof CLIENT_OPS)[number];
 export type AdminOp = (typeof ADMIN_OPS)[number];

@@ -51,6 +51,9 @@ export interface Revoked {
   /** Remembered until then (an hour, or the block's end if later). */
   keepUntil: number;
   blockedUntil: number | null;
+  /** Why it ended when not by an admin: LICENSE_REDUCED (a new license, see replaceLicenses), and the words its holder is told. */
+  code?: 'LICENSE_REDUCED';
+  message?: string;
 }
 
 /** Meta key of the blocks and revoked leases (docs/storage.md): `{blocks, revoked}`. */
@@ -656,6 +659,85 @@ export class SeatTable {
       set.delete(key);
       if (set.size === 0) this.wheel.delete(s);
     }
+  }
+
+  // ---- a new license at runtime (docs/activation.md) ----------------------------------------
+
+  /**
+   * Replaces the licensed features with a new license's. Features still licensed keep their
+   * leases, borrows and holds; a feature with fewer seats than leased + borrowed loses its NEWEST
+   * leases until the rest fit; a feature no longer licensed loses every lease. Borrows are never
+   * ended here (their tokens stay valid offline until they expire): a removed feature with borrows
+   * out stays as an orphan (0 seats) until they end. Each ended lease is remembered as revoked
+   * with code LICENSE_REDUCED, so its holder's next heartbeat is told why; all in one change.
+   */
+  replaceLicenses(
+    licenses: readonly FeatureLicense[],
+    now: number,
+  ): Change<{ ended: Array<{ lease: Lease; message: string }>; added: string[]; removed: string[]; changed: string[] }> {
+    const next = new Map(licenses.map((l) => [l.name, l]));
+    const ended: Array<{ lease: Lease; message: string }> = [];
+    const newestFirst = (m: Map<string, Lease>) => [...m.values()].sort((a, b) => b.since - a.since || (a.id < b.id ? 1 : -1));
+    for (const [name, f] of this.features) {
+      const lic = next.get(name);
+      if (!lic) {
+        for (const l of newestFirst(f.leases)) {
+          ended.push({ lease: l, message: `${name} is no longer in the license installed on the server (license changed at ${new Date(now).toISOString()}); its seats ended` });
+        }
+        continue;
+      }
+      let over = f.leased + f.borrowed - lic.seats;
+      for (const l of newestFirst(f.leases)) {
+        if (over <= 0) break;
+        over -= l.count;
+        ended.push({
+          lease: l,
+          message: `${name}: the new license has ${lic.seats} seat(s) where ${f.leased} were leased and ${f.borrowed} borrowed; the newest leases ended (license changed at ${new Date(now).toISOString()})`,
+        });
+      }
+    }
+    const revokedWere = new Map(this.revoked);
+    for (const { lease, message } of ended) {
+      this.revoked.set(lease.id, { lease: lease.id, clientId: lease.clientId, feature: lease.feature, at: now, keepUntil: now + REVOKED_MEMORY_MS, blockedUntil: null, code: 'LICENSE_REDUCED', message });
+    }
+    const mutations: Mutation[] = ended.map(({ lease }) => ({ kind: 'lease.del', id: lease.id }) as const);
+    if (ended.length > 0) mutations.push(this.revocationsMutation(now));
+    const change = this.change({ ended, added: [] as string[], removed: [] as string[], changed: [] as string[] }, mutations);
+    // The licenses themselves: kept aside so the change can be undone.
+    const featuresWere = new Map([...this.features].map(([k, f]) => [k, { state: f, license: f.license, orphan: f.orphan }]));
+    for (const [name, f] of [...this.features]) {
+      const lic = next.get(name);
+      if (lic) {
+        if (f.orphan || JSON.stringify(f.license) !== JSON.stringify(lic)) change.result.changed.push(name);
+        f.license = lic;
+        delete f.orphan;
+      } else {
+        change.result.removed.push(name);
+        if (f.borrows.size > 0) {
+          f.license = { ...f.license, seats: 0, borrow: { allowed: false, maxHours: 0 } };
+          f.orphan = true;
+        } else this.features.delete(name);
+      }
+    }
+    for (const lic of licenses) {
+      if (this.features.has(lic.name)) continue;
+      this.features.set(lic.name, { license: lic, leased: 0, borrowed: 0, leases: new Map(), borrows: new Map(), hold: null });
+      change.result.added.push(lic.name);
+    }
+    const undo = change.undo;
+    change.undo = () => {
+      this.features.clear();
+      for (const [k, w] of featuresWere) {
+        w.state.license = w.license;
+        if (w.orphan) w.state.orphan = true;
+        else delete w.state.orphan;
+        this.features.set(k, w.state);
+      }
+      undo();
+      this.revoked.clear();
+      for (const [k, r] of revokedWere) this.revoked.set(k, r);
+    };
+    return change;
   }
 
   // ---- clock steps (docs/threat-model.md) ---------------------------------------------------

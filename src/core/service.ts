@@ -1,6 +1,6 @@
 import { LicdError, isLicdError, type ErrorCode } from './errors.ts';
 import { productsOfFeatures, productViews, type Entitlement } from './entitlement.ts';
-import type { Borrow, Change, Lease } from './model.ts';
+import type { Borrow, Change, Lease, Mutation } from './model.ts';
 import type { Clock, HolderHash, StateStore } from './ports.ts';
 import {
   ADMIN_OPS,
@@ -422,7 +422,7 @@ export class LicenseService {
     const result: HeartbeatResult = { renewed: renewed.map((l) => ({ id: l.id, until: iso(l.expiresAt) })), unknown };
     for (const id of unknown) {
       const r = this.table.revokedLease(id, ctx.clientId, ctx.now);
-      if (r) (result.gone ??= {})[id] = { code: 'REVOKED', message: revokedMessage(r.feature, id, r.blockedUntil) };
+      if (r) (result.gone ??= {})[id] = r.code ? { code: r.code, message: r.message ?? `lease ${id} of ${r.feature} ended: ${r.code}` } : { code: 'REVOKED', message: revokedMessage(r.feature, id, r.blockedUntil) };
     }
     return result;
   }
@@ -649,6 +649,37 @@ export class LicenseService {
     this.serverDirty = false;
     return { features, server };
   }
+
+  /**
+   * A new license, at runtime (docs/activation.md): the seat table takes its features (ending the
+   * newest leases where seats are fewer, and those of features no longer licensed), and the change
+   * is written with `extra` (the installed-license record) in one batch bound to the dongle's
+   * counter. The holders of ended leases are told at once (lease.lost, LICENSE_REDUCED) and again
+   * at their next heartbeat. Borrows stay until their tokens end.
+   */
+  async replaceEntitlement(entitlement: Entitlement, extra: Mutation[]): Promise<ReturnType<SeatTable['replaceLicenses']>['result']> {
+    const now = this.deps.clock.now();
+    const before = this.table.featureNames();
+    const change = this.table.replaceLicenses(entitlement.features, now);
+    const r = await this.commit({ ...change, mutations: [...change.mutations, ...extra] }, [...before, ...this.table.featureNames()], { bindCounter: true });
+    this.deps.entitlement = entitlement;
+    for (const name of before) if (!this.table.license(name)) this.removedFeatures.add(name);
+    for (const { lease, message } of r.ended) {
+      this.deps.log.warn('lease ended: the new license has fewer seats or lacks the feature', { lease: lease.id, feature: lease.feature, user: lease.user, host: lease.host });
+      this.deps.notify?.(lease.clientId, { id: null, ok: false, op: 'lease.lost', error: { code: 'LICENSE_REDUCED', message, details: { lease: lease.id, feature: lease.feature } } });
+    }
+    this.markAllDirty();
+    return r;
+  }
+
+  /** Features no longer licensed since the last call: their retained availability is cleared. */
+  takeRemoved(): string[] {
+    const out = [...this.removedFeatures];
+    this.removedFeatures.clear();
+    return out;
+  }
+
+  private readonly removedFeatures = new Set<string>();
 
   markAllDirty(): void {
     for (const f of this.table.featureNames()) this.dirty.add(f);

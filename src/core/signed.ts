@@ -24,6 +24,8 @@ export const FORMATS = {
   borrowRequest: 'licd-borrow-request/1',
   borrowReturn: 'licd-borrow-return/1',
   quarantineRelease: 'licd-quarantine-release/1',
+  /** Signed by the dongle (not the vendor): docs/activation.md. */
+  activationRequest: 'licd-activation-request/1',
 } as const;
 
 export function envelopeSignedBytes(format: string, body: Uint8Array): Uint8Array {

@@ -52,6 +52,10 @@ import { SteadyClock } from './steady-clock.ts';
 import { readPasswordFile } from '../mqtt/passwd.ts';
 import { LevelStore } from '../store/level-store.ts';
 import { demoEntitlementBody, devVendorKey, issueEntitlement, writeFileAtomic } from '../vendor.ts';
+import { ACTIVATION_DOMAIN, activationNonceOf, activationRequestBody, describeOrder, judgeLicense, META_LICENSE } from '../core/activation.ts';
+import { boxIdentity } from '../activation/box.ts';
+import { activateUrl, postActivation } from '../activation/client.ts';
+import { chooseStartLicense, licenseRecordOf, recordMutation } from '../activation/licenses.ts';
 
 export const LICD_VERSION = '0.1.0';
 
@@ -164,6 +168,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
 
     // 2. The entitlement, verified against the vendor key and the dongle.
     let vendorPublicKey: Uint8Array;
+    let madeDemo = false;
     let envelope: unknown;
     if (config.development) {
       const key = devVendorKey(join(config.dataDir, 'dev', 'vendor.key'), ed, random);
@@ -172,6 +177,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       const file = config.entitlementFile ?? join(config.dataDir, 'dev', 'entitlement.json');
       envelope = existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : null;
       let usable = false;
+      madeDemo = false;
       if (envelope) {
         try {
           verifyEntitlement(envelope, { vendorPublicKey, dongle: dongleView, now: clock.now(), ed });
@@ -182,6 +188,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       }
       if (!usable) {
         envelope = issueEntitlement(demoEntitlementBody(dongleView, clock.now()), key, ed);
+        madeDemo = true;
         writeFileAtomic(file, JSON.stringify(envelope, null, 2) + '\n');
         log.warn('DEVELOPMENT MODE: made a development vendor key and a demo entitlement (not a license)', { file });
       }
@@ -191,12 +198,13 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     }
     // Without the dongle at start, the license file still says which dongle to wait for.
     const named = peekDongle(envelope);
-    const entitlement = verifyEntitlement(envelope, {
+    let entitlement = verifyEntitlement(envelope, {
       vendorPublicKey,
       dongle: dongleView ?? named,
       now: clock.now(),
       ed,
     });
+    const licenseFile = config.entitlementFile ?? join(config.dataDir, 'dev', 'entitlement.json');
     dongle.setExpected({ serial: entitlement.dongle.serial, publicKey: entitlement.dongle.publicKey });
     if (!dongleView) log.warn('starting without the dongle: no seats are granted until it is plugged in', { expected: entitlement.dongle.serial, reason: dongle.reason });
 
@@ -204,8 +212,13 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     const store = deps.store ?? (await LevelStore.open(join(config.dataDir, 'db')));
     cleanups.push(() => store.close());
     const idBytes = () => toBase64url(random.bytes(9));
-    const table = new SeatTable(entitlement.features, idBytes);
     const loaded = await store.load();
+    // The license installed last (docs/activation.md): a license file older than it, put back
+    // while licd was stopped, is refused and the installed one served from the database.
+    const startLicense = chooseStartLicense({ loaded: loaded.meta.get(META_LICENSE), file: entitlement, madeDemo, vendorPublicKey, dongle: dongleView ?? named, now: clock.now(), ed, log, licenseFile });
+    entitlement = startLicense.entitlement;
+    let licenseRecord = startLicense.record;
+    const table = new SeatTable(entitlement.features, idBytes);
     // A clock far past the last time seen (its high-water mark): a long stop, or a clock set
     // forward while stopped. Without a trusted time, what only the gap would end is kept.
     const hwmMeta = loaded.meta.get(META_CLOCK) as { hwm?: number; last?: number } | undefined;
@@ -236,7 +249,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     }
     const restored = table.restore(startLeases, startBorrows, clock.now());
     table.restoreRevocations(loaded.meta.get(META_REVOCATIONS), clock.now());
-    await store.commit([...gapMutations, ...restored.mutations]);
+    await store.commit([...gapMutations, ...restored.mutations, ...startLicense.mutations]);
     for (const problem of table.checkInvariants(clock.now())) {
       log.error('the stored state breaks a seat invariant (no new seats are granted for it until it is back within the count)', { problem });
     }
@@ -425,6 +438,91 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       log.warn('quarantine released by a vendor release', { admin: ctx.clientId, lifted, nonce: body.nonce, counter: body.counter });
       return { released: lifted, remaining: left!.holds.filter((h) => h.until > ctx.now).map((h) => ({ feature: h.feature, seats: h.seats, until: new Date(h.until).toISOString() })) };
     });
+    if (startLicense.refused) service.setWarning('license', startLicense.refused);
+
+    // Activation and licenses at runtime (docs/activation.md).
+    const activationRequest = async (): Promise<{ request: SignedEnvelope; nonce: string; serial: string; counter: string }> => {
+      const cur = dongle.current();
+      if (!cur) throw new LicdError('DONGLE_ABSENT', `an activation request is signed by the dongle, and it is absent (${dongle.reason}); plug it in and try again`);
+      const info = await cur.link.info();
+      const nonce = toBase64url(random.bytes(16));
+      const body = utf8(
+        JSON.stringify(
+          activationRequestBody({
+            dongle: cur.identity,
+            counter: info.counter,
+            box: boxIdentity(),
+            nonce,
+            now: clock.now(),
+            installed: { id: licenseRecord.id, issuedAt: licenseRecord.issuedAt, sequence: licenseRecord.sequence },
+          }),
+        ),
+      );
+      const sig = await cur.link.sign(ACTIVATION_DOMAIN, body);
+      return { request: { format: FORMATS.activationRequest, body: toBase64url(body), sig: toBase64url(sig) }, nonce, serial: cur.identity.serial, counter: info.counter.toString() };
+    };
+    // One install at a time: each is judged against the one installed before it.
+    let installs: Promise<unknown> = Promise.resolve();
+    const installLicense = (value: unknown, admin: string, expectNonce?: string) => {
+      const run = installs.then(() => installNow(value, admin, expectNonce));
+      installs = run.catch(() => {});
+      return run;
+    };
+    const installNow = async (value: unknown, admin: string, expectNonce?: string) => {
+      const cur = dongle.current();
+      const next = verifyEntitlement(value, { vendorPublicKey, dongle: cur?.identity ?? entitlement.dongle, now: clock.now(), ed });
+      if (expectNonce !== undefined && activationNonceOf(next) !== expectNonce) {
+        throw new LicdError('ACTIVATION_FAILED', `the activation service answered with license ${next.id}, which does not answer this box's request (another nonce); check activation.url names the vendor's service`, { reason: 'nonce' });
+      }
+      const order = licenseRecordOf(next, clock.now());
+      const was = { id: licenseRecord.id, issuedAt: new Date(licenseRecord.issuedAt).toISOString(), sequence: licenseRecord.sequence };
+      const summary = { id: next.id, issuedAt: new Date(next.issuedAt).toISOString(), sequence: order.sequence, customer: next.customer };
+      if (judgeLicense(order, licenseRecord) === 'same') return { installed: summary, was, unchanged: true, added: [], removed: [], changed: [], ended: [], file: licenseFile };
+      // The table, the record and a counter step in one batch: the install is bound to the counter.
+      const r = await service.replaceEntitlement(next, [recordMutation(order)]);
+      licenseRecord = order;
+      entitlement = next;
+      borrowing.setEntitlement(next);
+      service.setWarning('license', null);
+      let fileWarning: string | undefined;
+      try {
+        writeFileAtomic(licenseFile, JSON.stringify(value, null, 2) + '\n');
+      } catch (e) {
+        fileWarning = `the license file ${licenseFile} could not be written (${(e as NodeJS.ErrnoException).code ?? e}); licd serves the new license from its database and writes it to the file at its next start`;
+        log.warn(fileWarning);
+      }
+      link?.publishChain();
+      log.warn('license installed at runtime', { admin, license: describeOrder(order), was: was.id, added: r.added, removed: r.removed, changed: r.changed, leasesEnded: r.ended.length });
+      return {
+        installed: summary,
+        was,
+        unchanged: false,
+        added: r.added,
+        removed: r.removed,
+        changed: r.changed,
+        ended: r.ended.map((x) => ({ lease: x.lease.id, feature: x.lease.feature, user: x.lease.user, host: x.lease.host })),
+        file: licenseFile,
+        ...(fileWarning ? { warning: fileWarning } : {}),
+      };
+    };
+    service.register('activation.request', true, async () => {
+      const r = await activationRequest();
+      log.info('activation request made', { dongle: r.serial, counter: r.counter });
+      return { request: r.request, dongle: r.serial, counter: r.counter };
+    });
+    service.register('license.install', true, async (ctx, f) => installLicense(f.raw('license'), ctx.clientId));
+    service.register('activation.online', true, async (ctx, f) => {
+      const url = f.optString('url', { max: 2048, pattern: /^https?:\/\/[^\s/]+/, patternHelp: 'an http:// or https:// URL' }) ?? config.activation.url;
+      if (!url) {
+        throw new LicdError('CONFIG_INVALID', "no activation service is set: give its URL in the config (activation.url) or LICD_ACTIVATION_URL and restart licd, or activate by file (licctl activate request --out FILE)", {
+          field: 'activation.url',
+        });
+      }
+      const r = await activationRequest();
+      const license = await postActivation(url, r.request);
+      return { url: activateUrl(url), ...(await installLicense(license, ctx.clientId, r.nonce)) };
+    });
+
     const counterMeta = new Map(loaded.meta);
     const judge = async (identity: DongleIdentity) => {
       const verdict = gate ? (identity.counter > gate.value + (gate.uncertain ? 1n : 0n) ? { kind: 'restored' as const, stored: gate.value, dongle: identity.counter } : { kind: 'ok' as const }) : judgeCounter(counterMeta, identity.counter, identity.serial);
@@ -442,6 +540,13 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       } else if (verdict.kind !== 'ok' || serialMeta.length > 0) {
         await store.commit([{ kind: 'meta.put', key: META_COUNTER, value: identity.counter.toString() }, ...serialMeta]);
         if (verdict.kind === 'adopt') log.info('counter adopted', { why: verdict.why, counter: identity.counter.toString() });
+      }
+      // A database behind the dongle's counter may also hold an older license record (docs/threat-model.md).
+      if (verdict.kind === 'restored' || verdict.kind === 'wiped') {
+        service.setWarning(
+          'license',
+          `the database is behind the dongle's counter (restored or wiped), so licd cannot tell whether license ${licenseRecord.id} is the newest one installed on this box; activate again (licctl activate online, or licctl activate request) to get the current license from the vendor`,
+        );
       }
       counterMeta.set(META_COUNTER_SERIAL, identity.serial);
       if (gate) gate.adopt(identity.counter);
@@ -658,7 +763,9 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       service,
       borrowing,
       dongle,
-      entitlement,
+      get entitlement() {
+        return entitlement;
+      },
       vendorPublicKey,
       url,
       broker,

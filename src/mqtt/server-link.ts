@@ -177,6 +177,12 @@ export class ServerLink {
     // After close() has published "offline", a late flush must not publish "online" over it.
     if (this.closed || !this.client.connected) return;
     const { features, server } = this.service.takeDirty();
+    // A feature a new license no longer has: its retained availability is cleared (docs/activation.md).
+    for (const name of this.service.takeRemoved()) {
+      if (this.service.table.license(name)) continue;
+      this.knownFeatures.delete(name);
+      this.client.publish(topics.feature(name), '', { qos: 1, retain: true });
+    }
     if (server) this.client.publish(topics.serverState, JSON.stringify(server), { qos: 1, retain: true });
     const now = new Date(this.service.clock.now()).toISOString();
     for (const a of features) {

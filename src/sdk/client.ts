@@ -443,6 +443,7 @@ export class LicdClient extends EventEmitter {
  * A held seat. Events:
  * - 'lost' (error: LicdError, info: {retrying: boolean}): the seat is no longer ours. error.code
  *   says why: REVOKED or BLOCKED (an admin; retrying false: the SDK does not take it again),
+ *   LICENSE_REDUCED (a new license has fewer seats or lacks the feature; retrying false too),
  *   DONGLE_ABSENT (the server's dongle grace ended), NO_SEATS or QUARANTINE (it expired and could
  *   not be taken again), TIMEOUT. With retrying true the SDK checks it out again at every heartbeat.
  * - 'regained' (view): it is held again (possibly under a new lease id).

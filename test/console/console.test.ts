@@ -134,7 +134,7 @@ test('commands through the admin API: status, leases, revoke with confirmation; 
   const holder = licctl(['checkout', 'nuke_i'], s.env);
   await holder.waitFor(/holding/);
   tty.line('leases nuke_i');
-  const leaseId = /(\S+) {2}nuke_i x1 {2}anna@ws-7/.exec(await tty.expect(/anna@ws-7.*\n/))?.[1];
+  const leaseId = /(\S+) {2}nuke_i x1 {2}anna@ws-7/.exec(await tty.expect(/anna@ws-7[^\n]*\n/))?.[1];
   t.truthy(leaseId);
   await tty.expect(/> $/);
   tty.line(`revoke ${leaseId}`);

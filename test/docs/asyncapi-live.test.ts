@@ -16,6 +16,8 @@ import { NOTICE_OPS, topics } from '../../src/core/protocol.ts';
 import { naclEd25519 } from '../../src/crypto/ed25519.ts';
 import { sealBorrowRequest, sealReturn, type BorrowRequestBody } from '../../src/core/tokens.ts';
 import { startTestDaemon, tempDir } from '../helpers/daemon.ts';
+import { issueActivationLicense, readVendorKey } from '../../src/vendor.ts';
+import { parseActivationSpec } from '../../src/core/activation.ts';
 import { mosquittoBinaries } from '../helpers/mosquitto.ts';
 import { check, deref, doc, obj, type Node } from './asyncapi-doc.ts';
 
@@ -149,6 +151,16 @@ test('a real daemon sends and takes what docs/asyncapi.yaml says', async (t) => 
   t.is((ok(await ask(client, req, { op: 'status' })).blocks as Node[]).length, 1, 'status lists the block in force');
   ok(await ask(admin, adm, { op: 'lease.unblock', feature: 'vray_render', user: 'alice', host: 'node-17' }));
   ok(await ask(admin, adm, { op: 'clock.accept' }));
+  // Activation (docs/activation.md): a request signed by the dongle, the vendor's answer installed.
+  const activation = ok(await ask(admin, adm, { op: 'activation.request' }));
+  // Every feature kept (a removed one's retained topic is cleared with an empty payload), one with more seats.
+  const spec = {
+    customer: 'Live',
+    features: ['vray_render', 'vray_interface', 'vray_distributed', 'nuke_i'].map((name) => ({ name, version: '16.0', seats: name === 'vray_render' ? 6 : 4, days: 30, type: 'render', borrow: { allowed: true, maxHours: 72 } })),
+  };
+  const issued = issueActivationLicense(activation.request, { bySerial: new Map(), fallback: parseActivationSpec(spec, 'spec') }, readVendorKey(join(d.config.dataDir, 'dev', 'vendor.key')), ed, { now: Date.now() });
+  ok(await ask(admin, adm, { op: 'license.install', license: issued.license }));
+  t.is(((await ask(admin, adm, { op: 'activation.online', url: 'http://127.0.0.1:1' })).error as Node | undefined)?.code, 'ACTIVATION_FAILED');
 
   // Refusals: an unknown op, no seats, a release that does not verify, an admin op on a client topic.
   const refusals = [
@@ -189,6 +201,8 @@ test('a real daemon sends and takes what docs/asyncapi.yaml says', async (t) => 
     ...['status', 'checkout', 'heartbeat', 'checkin', 'borrow', 'borrow.renew', 'borrow.return', 'borrow.list', 'borrow.preview'].flatMap((op) => [`clientRequest/request.${op}`, `clientResponse/answer.${op}`]),
     ...['lease.revoke', 'borrows', 'borrow.lost', 'borrow.file', 'return.file', 'limits.get', 'limits.set', 'clock.accept', 'lease.unblock'].flatMap((op) => [`adminRequest/request.${op}`, `clientResponse/answer.${op}`]),
     'adminRequest/request.quarantine.release',
+    ...['activation.request', 'license.install'].flatMap((op) => [`adminRequest/request.${op}`, `clientResponse/answer.${op}`]),
+    'adminRequest/request.activation.online',
     ...['status', 'checkout', 'heartbeat', 'borrow.preview', 'checkin'].map((op) => `loginRequest/request.${op}`),
     ...['status', 'checkout', 'heartbeat', 'checkin', 'refused'].map((op) => `loginResponse/answer.${op}`),
     'loginWill/will',
