@@ -7,7 +7,7 @@
  */
 import { isLicdError } from '../core/errors.ts';
 import type { ActivationRequestResult, BorrowView, LicenseInstallResult, QuarantineReleaseResult, RevokeResult, StatusResult } from '../core/protocol.ts';
-import { formatStatus } from '../cli/commands/use.ts';
+import { wrap } from '../cli/command.ts';
 import { parseDuration } from '../cli/holding.ts';
 import { formatTime } from '../cli/time.ts';
 import type { CommandIO, ConsoleCommand } from './session.ts';
@@ -51,6 +51,24 @@ function parseJson(text: string, what: string): unknown {
   }
 }
 
+/** Status in 80 columns (the console's terminal): the server, then per feature its counts and holders. */
+function compactStatus(s: StatusResult, time: (t: string | number | Date) => string): string {
+  const srv = s.server;
+  const lines = [`licd ${srv.version}: ${srv.state}, ${srv.dongle.present ? `dongle ${srv.dongle.serial ?? '?'}${srv.dongle.emulated ? ' (emulated)' : ''}` : `DONGLE ABSENT (${srv.dongle.reason ?? 'not answering'})`}${srv.development ? ', DEVELOPMENT' : ''}`];
+  if (srv.entitlement) lines.push(`license ${srv.entitlement.id} for ${srv.entitlement.customer}`);
+  for (const w of srv.warnings) lines.push(wrap(w, 'warning: ', 2));
+  for (const q of s.quarantine) lines.push(`quarantine: ${q.feature} ${q.seats} seats until ${time(q.until)}`);
+  lines.push('', `${'FEATURE'.padEnd(20)} ${'TOTAL'.padStart(5)} ${'LEASED'.padStart(6)} ${'BORROWED'.padStart(8)} ${'FREE'.padStart(5)}  EXPIRES`);
+  const now = Date.now();
+  for (const f of s.features) {
+    const expired = f.expires !== null && Date.parse(f.expires) <= now;
+    lines.push(`${f.feature.slice(0, 20).padEnd(20)} ${String(f.total).padStart(5)} ${String(f.leased).padStart(6)} ${String(f.borrowed).padStart(8)} ${String(expired ? 0 : f.free).padStart(5)}  ${f.expires ? `${expired ? 'expired ' : ''}${time(f.expires).slice(0, 10)}` : 'permanent'}`);
+    for (const l of f.leases) lines.push(`  leased   ${`${l.count > 1 ? `${l.count}x ` : ''}${l.user}@${l.host}`.slice(0, 34).padEnd(34)} until ${time(l.until).slice(11, 19)} ${l.id}`);
+    for (const b of f.borrows) lines.push(`  borrowed ${`${b.count > 1 ? `${b.count}x ` : ''}${b.user}@${b.hostName}`.slice(0, 34).padEnd(34)} until ${time(b.until).slice(0, 10)} ${b.id}`);
+  }
+  return lines.join('\n');
+}
+
 function installed(r: LicenseInstallResult): string {
   if (r.unchanged) return `license ${r.installed.id} is installed already; nothing changed`;
   const parts = [`license ${r.installed.id} for ${r.installed.customer} installed (was ${r.was.id})`];
@@ -76,15 +94,18 @@ export function consoleCommands(o: { api: AdminApi; system: SystemOps; utc?: boo
         const which = args.join(' ');
         const list = which ? commands.filter((c) => c.name === which || c.name.startsWith(`${which} `)) : commands;
         if (list.length === 0) throw new ConsoleUsage(`no command ${JSON.stringify(which)}`);
-        const w = Math.min(34, Math.max(...list.map((c) => `${c.name} ${c.args ?? ''}`.length)));
-        for (const c of list) io.print(`  ${`${c.name} ${c.args ?? ''}`.trimEnd().padEnd(w)}  ${c.summary}`);
+        const w = Math.min(30, Math.max(...list.map((c) => `${c.name} ${c.args ?? ''}`.length)));
+        for (const c of list) {
+          const head = `${c.name} ${c.args ?? ''}`.trimEnd();
+          io.print(head.length > w ? `  ${head}\n${wrap(c.summary, ''.padEnd(w + 4))}` : wrap(c.summary, `  ${head.padEnd(w)}  `));
+        }
         if (!which) io.print('Tab completes, Up/Down recall, Ctrl-C cancels a command, Ctrl-D logs out.');
       },
     },
     {
       name: 'status',
       summary: 'server state, dongle, features and who holds them',
-      run: async (io) => io.print(formatStatus(await status(), undefined, time)),
+      run: async (io) => io.print(compactStatus(await status(), time)),
     },
     {
       name: 'leases',

@@ -165,12 +165,12 @@ export class ConsoleSession {
     }, secs * 1000);
   }
 
-  private loginPrompt(): void {
+  private loginPrompt(quiet = false): void {
     const s = this.o.lockout.load();
     const wait = s.until - this.clock.now();
     if (wait > 0) {
       this.ed.pause();
-      this.out(`too many wrong passwords: the next try is possible in ${Math.ceil(wait / 1000)} s\n`);
+      if (!quiet) this.out(`too many wrong passwords: the next try is possible in ${Math.ceil(wait / 1000)} s\n`);
       this.waitTimer?.cancel();
       this.waitTimer = this.clock.setTimeout(() => this.loginPrompt(), wait);
       return;
@@ -189,7 +189,7 @@ export class ConsoleSession {
       this.o.lockout.save({ failures, until: this.clock.now() + delay * 1000 });
       this.o.audit({ event: 'login', ok: false, detail: `wrong password (${failures} in a row)` });
       this.out(`wrong password; wait ${delay} s before the next try\n`);
-      return this.loginPrompt();
+      return this.loginPrompt(true);
     }
     this.o.lockout.save({ failures: 0, until: 0 });
     this.role = role;
