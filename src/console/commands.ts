@@ -55,7 +55,7 @@ function parseJson(text: string, what: string): unknown {
 function compactStatus(s: StatusResult, time: (t: string | number | Date) => string): string {
   const srv = s.server;
   const lines = [`licd ${srv.version}: ${srv.state}, ${srv.dongle.present ? `dongle ${srv.dongle.serial ?? '?'}${srv.dongle.emulated ? ' (emulated)' : ''}` : `DONGLE ABSENT (${srv.dongle.reason ?? 'not answering'})`}${srv.development ? ', DEVELOPMENT' : ''}`];
-  if (srv.entitlement) lines.push(`license ${srv.entitlement.id} for ${srv.entitlement.customer}`);
+  if (srv.entitlement) lines.push(wrap(`${srv.entitlement.id} for ${srv.entitlement.customer}`, 'license ', 2));
   for (const w of srv.warnings) lines.push(wrap(w, 'warning: ', 2));
   for (const q of s.quarantine) lines.push(`quarantine: ${q.feature} ${q.seats} seats until ${time(q.until)}`);
   lines.push('', `${'FEATURE'.padEnd(20)} ${'TOTAL'.padStart(5)} ${'LEASED'.padStart(6)} ${'BORROWED'.padStart(8)} ${'FREE'.padStart(5)}  EXPIRES`);
@@ -119,7 +119,7 @@ export function consoleCommands(o: { api: AdminApi; system: SystemOps; utc?: boo
         for (const f of s.features.filter((x) => !args[0] || x.feature === args[0])) {
           for (const l of f.leases) {
             n++;
-            io.print(`${l.id}  ${f.feature} x${l.count}  ${l.user}@${l.host} pid ${l.pid}  until ${time(l.until)}`);
+            io.print(`${l.id}  ${f.feature} x${l.count}  ${l.user}@${l.host}  pid ${l.pid}  until ${time(l.until).slice(11, 19)}`);
           }
         }
         if (n === 0) io.print('no leases');
@@ -130,7 +130,7 @@ export function consoleCommands(o: { api: AdminApi; system: SystemOps; utc?: boo
       summary: 'every borrow: user, host, feature, until, state',
       run: async (io) => {
         const r = await admin<{ borrows: BorrowView[] }>(o.api, 'borrows');
-        for (const b of r.borrows) io.print(`${b.id}  ${b.feature} x${b.count}  ${b.user}@${b.hostName}  until ${time(b.until)}  ${b.state}`);
+        for (const b of r.borrows) io.print(`${b.id}  ${b.feature} x${b.count}  ${b.user}@${b.hostName}  until ${time(b.until).slice(0, 16)}  ${b.state}`);
         if (r.borrows.length === 0) io.print('no borrows');
       },
     },
