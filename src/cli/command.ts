@@ -168,11 +168,12 @@ export function wantsHelp(argv: string[]): boolean {
   return (dd < 0 ? argv : argv.slice(0, dd)).some((t) => t === '-h' || t === '--help');
 }
 
-/** Splits text into lines of at most `width` columns at spaces (a longer word stays whole). */
-export function wrapWords(text: string, width: number): string[] {
+/** Splits text into lines at spaces: the first at most `first` columns, the others `rest` (a longer word stays whole). */
+export function wrapWords(text: string, first: number, rest = first): string[] {
   const lines: string[] = [];
   let line = '';
   for (const w of text.trim().split(/\s+/)) {
+    const width = lines.length === 0 ? first : rest;
     if (line !== '' && line.length + 1 + w.length > width) {
       lines.push(line);
       line = w;
@@ -184,10 +185,11 @@ export function wrapWords(text: string, width: number): string[] {
 
 /** `prefix` then `text` wrapped to 78 columns, continuation lines indented by `indent` spaces. */
 export function wrap(text: string, prefix = '', indent = prefix.length): string {
-  const width = Math.max(30, 78 - indent);
+  const rest = Math.max(30, 78 - indent);
+  const first = Math.max(20, 78 - prefix.length);
   return text
     .split('\n')
-    .map((para, k) => wrapWords(para, width).map((l, i) => (i === 0 && k === 0 ? prefix : ''.padEnd(indent)) + l).join('\n'))
+    .map((para, k) => wrapWords(para, k === 0 ? first : rest, rest).map((l, i) => (i === 0 && k === 0 ? prefix : ''.padEnd(indent)) + l).join('\n'))
     .join('\n');
 }
 
