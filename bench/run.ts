@@ -17,7 +17,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { BORROW_HOURS, measureVerify, probeBorrow } from './lib/borrow.ts';
 import type { TokenBundle } from '../src/core/tokens.ts';
-import { FEATURE, logTimes, makeLicense, makeVendorKey, spawnDaemon, staleBuild, waitServing, type BrokerSpec, type DaemonBuild, type DaemonProc } from './lib/daemon.ts';
+import { FEATURE, logTimes, makeLicense, makeVendorKey, spawnDaemon, staleBuild, unitNodeFlags, waitServing, type BrokerSpec, type DaemonBuild, type DaemonProc } from './lib/daemon.ts';
 import type { VendorKeyFile } from '../src/vendor.ts';
 import type { InstrumentDump } from './lib/instrument-dump.ts';
 import { Figures } from './lib/figures.ts';
@@ -696,7 +696,7 @@ async function main(): Promise<number> {
     mosquitto: mosquittoVersion(),
     openFiles: limits,
     loadBefore: busy0,
-    daemon: P.daemon === 'compiled' ? 'compiled build (node dist/src/main.js)' : 'sources through tsx (node --import tsx src/main.ts)',
+    daemon: P.daemon === 'compiled' ? `compiled build, as licd.service runs it (node ${[...unitNodeFlags(), 'dist/src/main.js'].join(' ')})` : 'sources through tsx (node --import tsx src/main.ts)',
     params: { ...P, json: undefined, phases: [...P.phases] },
   };
   log(`licd bench${P.quick ? ' --quick' : ''}: ${meta.cpus} cores, node ${meta.node}, ${meta.mosquitto}, open files ${limits.soft}/${limits.hard}; daemon: ${meta.daemon}; work dir ${root}`);

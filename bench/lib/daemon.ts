@@ -24,10 +24,26 @@ export const FEATURE = 'bench';
 /** How the daemon runs: the compiled build (production), or the TypeScript sources through tsx. */
 export type DaemonBuild = 'compiled' | 'tsx';
 
-/** node's arguments before `--config` for each build, and where its modules are (for instrument.mjs). */
+/**
+ * The node options licd.service gives the daemon (the V8 heap flags between `/usr/bin/node` and
+ * the entry point on its ExecStart line), so the bench runs the compiled daemon as the appliance does.
+ */
+export function unitNodeFlags(): string[] {
+  const unit = readFileSync(join(REPO, 'systemd', 'licd.service'), 'utf8');
+  const line = unit.split('\n').find((l) => l.startsWith('ExecStart='));
+  const words = line?.slice('ExecStart='.length).trim().split(/\s+/) ?? [];
+  const main = words.findIndex((w) => w.endsWith('/dist/src/main.js'));
+  if (words[0] !== '/usr/bin/node' || main < 0) throw new Error(`systemd/licd.service: no ExecStart=/usr/bin/node [FLAGS] .../dist/src/main.js line`);
+  return words.slice(1, main);
+}
+
+/**
+ * node's arguments before `--config` for each build, and where its modules are (for instrument.mjs).
+ * The compiled build gets the unit's V8 flags; the tsx build runs as `npm start` does, without them.
+ */
 export function daemonEntry(build: DaemonBuild): { args: string[]; modules: string; ext: string } {
   return build === 'compiled'
-    ? { args: [join(REPO, 'dist', 'src', 'main.js')], modules: join(REPO, 'dist', 'src'), ext: '.js' }
+    ? { args: [...unitNodeFlags(), join(REPO, 'dist', 'src', 'main.js')], modules: join(REPO, 'dist', 'src'), ext: '.js' }
     : { args: ['--import', 'tsx', join(REPO, 'src', 'main.ts')], modules: join(REPO, 'src'), ext: '.ts' };
 }
 
