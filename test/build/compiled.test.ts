@@ -121,9 +121,17 @@ interface Child {
   waitFor(re: RegExp, ms?: number): Promise<RegExpMatchArray>;
 }
 
-/** node FILE ARGS, and nothing else: no --import, no NODE_OPTIONS (so no tsx). */
-function node(file: string, args: string[], env: Record<string, string>): Child {
-  const child = spawn(process.execPath, [file, ...args], { cwd: top, env: { ...process.env, NODE_OPTIONS: '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+/** The node options licd.service puts before the entry point (V8 heap flags), as the appliance runs licd. */
+function unitNodeFlags(): string[] {
+  const unit = readFileSync(join(ROOT, 'systemd', 'licd.service'), 'utf8');
+  const words = unit.match(/^ExecStart=(.*)$/m)?.[1]?.trim().split(/\s+/) ?? [];
+  const main = words.indexOf('/opt/licd/dist/src/main.js');
+  return main > 0 ? words.slice(1, main) : [];
+}
+
+/** node [NODE FLAGS] FILE ARGS, and nothing else: no --import, no NODE_OPTIONS (so no tsx). */
+function node(file: string, args: string[], env: Record<string, string>, flags: string[] = []): Child {
+  const child = spawn(process.execPath, [...flags, file, ...args], { cwd: top, env: { ...process.env, NODE_OPTIONS: '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   let text = '';
   const waiters = new Set<() => void>();
@@ -196,7 +204,7 @@ test('the compiled daemon and licctl serve a license with node alone', async (t)
   const is = await licctl(['vendor', 'issue', '--key', keyFile, '--dongle-serial', serial!, '--dongle-key', dongleKey!, '--emulated', '--customer', 'Build test', '--feature', 'name=nuke_i,version=15.0,seats=1,type=interface', '--out', entFile]);
   t.is(is.code, 0, is.out);
 
-  // The daemon, as the appliance runs it (non-development config), on the embedded broker.
+  // The daemon, as the appliance runs it (non-development config, the unit's node flags), on the embedded broker.
   const configFile = join(work, 'licd.json');
   writeFileSync(
     configFile,
@@ -209,7 +217,7 @@ test('the compiled daemon and licctl serve a license with node alone', async (t)
       dongle: { transport: 'tcp', host: '127.0.0.1', port },
     }),
   );
-  const licd = node(join(dist, 'src', 'main.js'), ['--config', configFile], {});
+  const licd = node(join(dist, 'src', 'main.js'), ['--config', configFile], {}, unitNodeFlags());
   const url = (await licd.waitFor(/listening on (mqtt:\/\/127\.0\.0\.1:\d+)/))[1]!;
   const client = { LICD_BROKER: url, LICD_VENDOR_KEY: vendorPublicKey, LICD_USER: 'builder' };
 
