@@ -696,7 +696,7 @@ async function main(): Promise<number> {
     mosquitto: mosquittoVersion(),
     openFiles: limits,
     loadBefore: busy0,
-    daemon: P.daemon === 'compiled' ? `compiled build, as licd.service runs it (node ${[...unitNodeFlags(), 'dist/src/main.js'].join(' ')})` : 'sources through tsx (node --import tsx src/main.ts)',
+    daemon: P.daemon === 'compiled' ? `compiled build, ${process.env.LICD_BENCH_NODE_FLAGS !== undefined ? 'with LICD_BENCH_NODE_FLAGS' : 'as licd.service runs it'} (node ${[...unitNodeFlags(), 'dist/src/main.js'].join(' ')})` : 'sources through tsx (node --import tsx src/main.ts)',
     params: { ...P, json: undefined, phases: [...P.phases] },
   };
   log(`licd bench${P.quick ? ' --quick' : ''}: ${meta.cpus} cores, node ${meta.node}, ${meta.mosquitto}, open files ${limits.soft}/${limits.hard}; daemon: ${meta.daemon}; work dir ${root}`);

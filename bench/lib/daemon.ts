@@ -27,8 +27,12 @@ export type DaemonBuild = 'compiled' | 'tsx';
 /**
  * The node options licd.service gives the daemon (the V8 heap flags between `/usr/bin/node` and
  * the entry point on its ExecStart line), so the bench runs the compiled daemon as the appliance does.
+ * LICD_BENCH_NODE_FLAGS, when set, replaces them (e.g. "" to measure without).
  */
 export function unitNodeFlags(): string[] {
+  // LICD_BENCH_NODE_FLAGS replaces them for a comparison ("" for none).
+  const override = process.env.LICD_BENCH_NODE_FLAGS;
+  if (override !== undefined) return override.split(' ').filter(Boolean);
   const unit = readFileSync(join(REPO, 'systemd', 'licd.service'), 'utf8');
   const line = unit.split('\n').find((l) => l.startsWith('ExecStart='));
   const words = line?.slice('ExecStart='.length).trim().split(/\s+/) ?? [];
