@@ -124,6 +124,10 @@ if [ "$ARCH" != "$HOST_ARCH" ]; then
 fi
 # npm: the host's npm runs inside the chroot with the target's node (see "licd" below).
 command -v npm >/dev/null || die "needs node and npm (11, as the project's CI uses) on the build machine"
+# tsc: licd's TypeScript is compiled on this machine with the checkout's own compiler (a dev
+# dependency); the image gets the JavaScript and no compiler.
+TSC=$REPO/node_modules/typescript/bin/tsc
+[ -f "$TSC" ] || die "needs the project's dev dependencies on the build machine to compile licd: run npm ci in $REPO first"
 NPM_DIR=$(dirname "$(readlink -f "$(command -v npm)")")/..
 NPM_DIR=$(cd "$NPM_DIR" && pwd)
 [ -f "$NPM_DIR/bin/npm-cli.js" ] || die "cannot find npm's npm-cli.js (looked in $NPM_DIR/bin)"
@@ -223,8 +227,22 @@ chown -R root:root "$ROOT/opt/licd"
 chmod -R u+rwX,go+rX,go-w "$ROOT/opt/licd"
 printf '%s%s\n' "$GIT_REV" "$([ "$GIT_DIRTY" != 0 ] && echo ' (with uncommitted changes)' || true)" >"$ROOT/opt/licd/REVISION"
 
+# The production form (npm run build): tsc compiles the copied sources (src/, firmware-bridge/)
+# into /opt/licd/dist with this machine's node and the checkout's compiler and type packages
+# (node_modules linked in for the compile only). JavaScript is the same for every architecture.
+step "tsc: licd's sources -> /opt/licd/dist"
+ln -s "$REPO/node_modules" "$ROOT/opt/licd/node_modules"
+if ! node "$TSC" -p "$ROOT/opt/licd/tsconfig.build.json" >>"$LOG" 2>&1; then
+  rm -f "$ROOT/opt/licd/node_modules"
+  tail -n 30 "$LOG" >&2
+  die "tsc failed (see above; npm run build in the checkout shows the same)"
+fi
+rm "$ROOT/opt/licd/node_modules"
+[ -f "$ROOT/opt/licd/dist/src/main.js" ] && [ -f "$ROOT/opt/licd/dist/src/cli/licctl-main.js" ] || die "tsc made no dist/src/main.js or dist/src/cli/licctl-main.js"
+chmod -R u+rwX,go+rX,go-w "$ROOT/opt/licd/dist"
+
 # npm ci runs inside the chroot, with the target's node, so that native modules (classic-level,
-# serialport, node-hid) and esbuild's platform package are the target's. The npm is the host's
+# serialport, node-hid) are the target's. --omit=dev: no compiler, no tsx or esbuild. The npm is the host's
 # (bind-mounted, not installed in the image): package.json's allowScripts is read by npm 11; Debian
 # 13's own npm is 9.2, and installing it would add some 370 packages to the image.
 step "npm ci --omit=dev in the chroot (npm $(node "$NPM_DIR/bin/npm-cli.js" --version 2>/dev/null), node $NODE_VERSION)"
@@ -246,6 +264,10 @@ in_root sh -c 'cd /opt/licd && node -e "
   require(\"node-gyp-build\")(require(\"path\").dirname(require.resolve(\"@serialport/bindings-cpp/package.json\")));
   require(\"node-hid\").devices();
   console.log(\"native modules load: classic-level, serialport, node-hid\")"'
+# No development tool in the image: the daemon and licctl run the compiled JavaScript.
+for dev in tsx esbuild typescript; do
+  [ ! -e "$ROOT/opt/licd/node_modules/$dev" ] || die "npm ci --omit=dev installed $dev: it must be a devDependency in package.json"
+done
 umount "$ROOT/tmp/npm-cache" "$ROOT/tmp/npm"
 MOUNTS=("${MOUNTS[@]:0:${#MOUNTS[@]}-2}")
 rmdir "$ROOT/tmp/npm" "$ROOT/tmp/npm-cache"
@@ -269,13 +291,15 @@ in_root systemd-sysusers
 in_root getent passwd licd
 in_root getent group mosquitto
 
-# tsx transpiles the TypeScript sources on licd's first start and caches the result under TMPDIR
-# (the unit's /var/cache/licd). Fill that cache now, as licd: `licd --help` loads the daemon's
-# whole module graph and exits. Under qemu's software emulation (images/boot-test.sh) this cut
-# licd's first start from about 80 s to about 30 s.
-step "tsx cache for licd's first start"
-in_root install -d -m 0750 -o licd -g licd /var/cache/licd
-in_root runuser -u licd -- env TMPDIR=/var/cache/licd node /opt/licd/bin/licd.mjs --help
+# The compiled daemon and licctl load with the target's node and the installed node_modules, as
+# user licd: `--help` loads each one's whole static module graph, then prints its usage and exits.
+step "compiled licd and licctl load"
+in_root runuser -u licd -- node /opt/licd/dist/src/main.js --help
+in_root runuser -u licd -- node /opt/licd/dist/src/cli/licctl-main.js --help
+# licctl for the admin on the box's console: the compiled licctl.
+install -d "$ROOT/usr/local/bin"
+printf '#!/bin/sh\nexec /usr/bin/node /opt/licd/dist/src/cli/licctl-main.js "$@"\n' >"$ROOT/usr/local/bin/licctl"
+chmod 0755 "$ROOT/usr/local/bin/licctl"
 
 # --- /etc/licd ----------------------------------------------------------------------------------
 install -d -m 0755 "$ROOT/etc/licd"

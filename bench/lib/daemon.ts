@@ -1,10 +1,11 @@
 /**
  * The license material for the benchmark (a vendor key of its own, an emulated dongle, an
  * entitlement with many seats) and the daemon as a child process, exactly as it runs in
- * production: src/main.ts with a config file, in non-development mode.
+ * production: the compiled build (`npm run build`: node dist/src/main.js) with a config file, in
+ * non-development mode; or, for comparison, the sources through tsx (`--daemon tsx`).
  */
 import type { ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { EmulatedDongle } from '../../firmware-bridge/emulator/emulated-dongle.ts';
 import { toHex } from '../../src/core/bytes.ts';
@@ -12,13 +13,61 @@ import { topics } from '../../src/core/protocol.ts';
 import type { EntitlementBody } from '../../src/core/entitlement.ts';
 import { nodeEd25519, systemRandom } from '../../src/crypto/ed25519.ts';
 import { generateVendorKey, issueEntitlement, writeFileAtomic, type VendorKeyFile } from '../../src/vendor.ts';
-import type { InstrumentDump } from '../instrument.ts';
+import type { InstrumentDump } from './instrument-dump.ts';
 import { cpuMs, nowMs, rssMiB, sleep, spawnTracked, stopChild, withFileLimit } from './proc.ts';
 import { WireClient } from './wire.ts';
 
 export const REPO = resolve(import.meta.dirname, '../..');
-const INSTRUMENT = resolve(import.meta.dirname, '../instrument.ts');
+const INSTRUMENT = resolve(import.meta.dirname, '../instrument.mjs');
 export const FEATURE = 'bench';
+
+/** How the daemon runs: the compiled build (production), or the TypeScript sources through tsx. */
+export type DaemonBuild = 'compiled' | 'tsx';
+
+/**
+ * The node options licd.service gives the daemon (the V8 heap flags between `/usr/bin/node` and
+ * the entry point on its ExecStart line), so the bench runs the compiled daemon as the appliance does.
+ * LICD_BENCH_NODE_FLAGS, when set, replaces them (e.g. "" to measure without).
+ */
+export function unitNodeFlags(): string[] {
+  // LICD_BENCH_NODE_FLAGS replaces them for a comparison ("" for none).
+  const override = process.env.LICD_BENCH_NODE_FLAGS;
+  if (override !== undefined) return override.split(' ').filter(Boolean);
+  const unit = readFileSync(join(REPO, 'systemd', 'licd.service'), 'utf8');
+  const line = unit.split('\n').find((l) => l.startsWith('ExecStart='));
+  const words = line?.slice('ExecStart='.length).trim().split(/\s+/) ?? [];
+  const main = words.findIndex((w) => w.endsWith('/dist/src/main.js'));
+  if (words[0] !== '/usr/bin/node' || main < 0) throw new Error(`systemd/licd.service: no ExecStart=/usr/bin/node [FLAGS] .../dist/src/main.js line`);
+  return words.slice(1, main);
+}
+
+/**
+ * node's arguments before `--config` for each build, and where its modules are (for instrument.mjs).
+ * The compiled build gets the unit's V8 flags; the tsx build runs as `npm start` does, without them.
+ */
+export function daemonEntry(build: DaemonBuild): { args: string[]; modules: string; ext: string } {
+  return build === 'compiled'
+    ? { args: [...unitNodeFlags(), join(REPO, 'dist', 'src', 'main.js')], modules: join(REPO, 'dist', 'src'), ext: '.js' }
+    : { args: ['--import', 'tsx', join(REPO, 'src', 'main.ts')], modules: join(REPO, 'src'), ext: '.ts' };
+}
+
+/**
+ * Why the compiled build cannot be benchmarked as it is (null if it can): dist/ missing, or a
+ * source file newer than its compiled form. `npm run bench` builds first.
+ */
+export function staleBuild(): string | null {
+  const fix = 'run npm run build (npm run bench does it before the bench), or measure the sources with --daemon tsx';
+  if (!existsSync(join(REPO, 'dist', 'src', 'main.js'))) return `no compiled build in dist/: ${fix}`;
+  for (const top of ['src', 'firmware-bridge']) {
+    for (const e of readdirSync(join(REPO, top), { withFileTypes: true, recursive: true })) {
+      if (!e.isFile() || !e.name.endsWith('.ts')) continue;
+      const src = join(e.parentPath, e.name);
+      const js = join(REPO, 'dist', src.slice(REPO.length + 1).replace(/\.ts$/, '.js'));
+      if (!existsSync(js) || statSync(js).mtimeMs < statSync(src).mtimeMs) return `dist/ is older than ${src.slice(REPO.length + 1)}: ${fix}`;
+    }
+  }
+  return null;
+}
 
 export interface License {
   dir: string;
@@ -72,8 +121,10 @@ export interface DaemonOptions {
   maxSockets?: number;
   /** The daemon's log level; info (the default) logs every grant. */
   logLevel?: 'debug' | 'info' | 'warn' | 'error';
-  /** Load bench/instrument.ts into the daemon, for probe(). */
+  /** Load bench/instrument.mjs into the daemon, for probe(). */
   instrument?: boolean;
+  /** The compiled build (default) or the sources through tsx. */
+  build?: DaemonBuild;
   /** JSON log lines carry a time, for startup timings (logTimes). */
   logFormat?: 'text' | 'json';
 }
@@ -92,7 +143,7 @@ export interface DaemonProc {
   stop(): Promise<void>;
 }
 
-/** Writes the config and spawns `node --import tsx src/main.ts` (node itself, so the pid is the daemon's). */
+/** Writes the config and spawns `node dist/src/main.js` (or `node --import tsx src/main.ts`): node itself, so the pid is the daemon's. */
 export function spawnDaemon(o: DaemonOptions): DaemonProc {
   mkdirSync(o.dataDir, { recursive: true });
   const config = {
@@ -115,12 +166,15 @@ export function spawnDaemon(o: DaemonOptions): DaemonProc {
   // LICD_BENCH_DAEMON_ARGS adds node options to the daemon, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   const extra = (process.env.LICD_BENCH_DAEMON_ARGS ?? '').split(' ').filter(Boolean);
   const probeFile = join(o.dataDir, 'instrument.json');
+  const entry = daemonEntry(o.build ?? 'compiled');
+  // tsx's hooks first (the tsx build), then the probes, then the daemon.
+  const [pre, main] = [entry.args.slice(0, -1), entry.args.at(-1)!];
   if (o.instrument) extra.push('--import', INSTRUMENT);
-  const { cmd, args } = withFileLimit(process.execPath, ['--import', 'tsx', ...extra, join(REPO, 'src/main.ts'), '--config', configFile], (o.maxSockets ?? 1000) + 256);
+  const { cmd, args } = withFileLimit(process.execPath, [...pre, ...extra, main, '--config', configFile], (o.maxSockets ?? 1000) + 256);
   const spawnedAt = nowMs();
   const child = spawnTracked(cmd, args, {
     cwd: REPO,
-    env: { ...process.env, LICD_DATA_DIR: o.dataDir, LICD_LOG_LEVEL: o.logLevel ?? 'info', ...(o.instrument ? { LICD_BENCH_INSTRUMENT_OUT: probeFile } : {}) },
+    env: { ...process.env, LICD_DATA_DIR: o.dataDir, LICD_LOG_LEVEL: o.logLevel ?? 'info', ...(o.instrument ? { LICD_BENCH_INSTRUMENT_OUT: probeFile, LICD_BENCH_MODULES: entry.modules, LICD_BENCH_MODULE_EXT: entry.ext } : {}) },
     stdio: ['ignore', fd, fd],
   });
   closeSync(fd);

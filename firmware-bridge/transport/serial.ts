@@ -1,5 +1,7 @@
 /** Serial transport (USB CDC-ACM, a UART bridge, or one end of a pseudo-terminal) via serialport. */
-import { SerialPort } from 'serialport';
+// Type only: serialport (and its native binding) is loaded when a serial port is opened, so a
+// daemon on another transport does not carry it (docs/performance.md, memory).
+import type { SerialPort } from 'serialport';
 import { DongleError, DongleErrorCode } from '../errors.ts';
 import { DEFAULT_BAUD_RATE } from '../usb-ids.ts';
 import { TransportBase } from './transport.ts';
@@ -40,6 +42,7 @@ export class SerialTransport extends TransportBase {
 }
 
 export async function openSerialTransport(spec: SerialSpec): Promise<SerialTransport> {
+  const { SerialPort } = await import('serialport');
   const port = new SerialPort({ path: spec.path, baudRate: spec.baudRate ?? DEFAULT_BAUD_RATE, autoOpen: false });
   await new Promise<void>((resolve, reject) => {
     port.open((error) => {

@@ -1,4 +1,6 @@
-import { Aedes, type AuthenticateError, type Client } from 'aedes';
+// Type only: aedes is loaded when the embedded broker starts, so a daemon on an external broker
+// (mosquitto) does not carry it (docs/performance.md, memory).
+import type { Aedes, AuthenticateError, Client } from 'aedes';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, TLSSocket } from 'node:tls';
@@ -206,7 +208,8 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     return true;
   };
 
-  const aedes = await Aedes.createBroker({
+  const { Aedes: AedesBroker } = await import('aedes');
+  const aedes = await AedesBroker.createBroker({
     // Backstop only: with the buffer below, a write waits for a drain only on the daemon's own
     // connection. aedes' default (60 s) let one stuck socket hold every answer that long.
     drainTimeout: DRAIN_TIMEOUT_MS,

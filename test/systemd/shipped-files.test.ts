@@ -47,11 +47,14 @@ test('the udev rule matches the dongle ids of firmware-bridge/usb-ids.ts and nam
   t.true(bySubsystem.get('tty')!.includes('SYMLINK+="licd-dongle-tty"'));
 });
 
-test('the unit runs the shipped entry point with the shipped config path', (t) => {
+test('the unit runs the compiled entry point with the shipped config path', (t) => {
   const unit = read('licd.service');
-  const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../../package.json', import.meta.url)), 'utf8')) as { bin: Record<string, string> };
-  t.is(pkg.bin.licd, './bin/licd.mjs');
-  t.regex(unit, /^ExecStart=\/usr\/bin\/node \/opt\/licd\/bin\/licd\.mjs --config \/etc\/licd\/licd\.json$/m);
+  // The compiled build (npm run build, images/build.sh): src/main.ts compiled into dist/ by tsconfig.build.json.
+  const build = JSON.parse(readFileSync(fileURLToPath(new URL('../../tsconfig.build.json', import.meta.url)), 'utf8')) as { compilerOptions: { outDir: string }; include: string[] };
+  t.is(build.compilerOptions.outDir, 'dist');
+  t.true(build.include.includes('src'));
+  // node [V8 flags] the compiled entry point --config the shipped config (bench/lib/daemon.ts reads the flags).
+  t.regex(unit, /^ExecStart=\/usr\/bin\/node (--[a-z-]+(=\d+)? )*\/opt\/licd\/dist\/src\/main\.js --config \/etc\/licd\/licd\.json$/m);
   t.regex(unit, /^Type=notify$/m);
   t.regex(unit, /^NotifyAccess=all$/m);
   t.regex(unit, /^User=licd$/m);

@@ -1,67 +1,57 @@
 /**
- * Timing probes inside the daemon, for the benchmark only: loaded with `node --import` before
- * src/main.ts when LICD_BENCH_INSTRUMENT_OUT names a file (bench/lib/daemon.ts does it). It wraps
- * methods on their prototypes, without changing src/:
+ * Timing probes inside the daemon, for the benchmark only: loaded with `node --import` before the
+ * daemon's entry point when LICD_BENCH_INSTRUMENT_OUT names a file (bench/lib/daemon.ts does it).
+ * Plain JavaScript, so that it needs no tsx in the compiled daemon: it imports the daemon's own
+ * modules from LICD_BENCH_MODULES (dist/src of the compiled build, or src/ when the daemon runs
+ * through tsx; same files, so the same module instances the daemon uses) and wraps methods on
+ * their prototypes, without changing src/:
  *
  *   LevelStore.commit      queue wait + batch + fsync of one change (the group commit), and the
  *                          store's stats: synced batches and the changes they carried
  *   LicenseService.handle  one request from parse to answer (commit included)
  *   CounterGate.commit     only to find the gate and read its stats: dongle counter steps
  *
- * and samples event-loop lag every 10 ms. On SIGUSR2 it writes a summary of what it saw since the
- * last signal to the file and starts over, so the bench can bracket a measuring window.
+ * and samples event-loop lag every 10 ms. On SIGUSR2 it writes a summary (InstrumentDump in
+ * bench/lib/instrument-dump.ts) of what it saw since the last signal to the file and starts over,
+ * so the bench can bracket a measuring window.
  */
 import { renameSync, writeFileSync } from 'node:fs';
-import { CounterGate } from '../src/core/integrity.ts';
-import { LicenseService } from '../src/core/service.ts';
-import { LevelStore } from '../src/store/level-store.ts';
-
-export interface Dist {
-  n: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  max: number;
-}
-
-export interface InstrumentDump {
-  commit: Dist;
-  handle: Dist;
-  loopLag: Dist;
-  /** Group commit: synced batches written and changes they carried (LevelStore.stats). */
-  batches: number;
-  changes: number;
-  /** Borrow changes: dongle counter steps and the changes they bound (CounterGate.stats). */
-  counterSteps: number;
-  counterChanges: number;
-}
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 const out = process.env.LICD_BENCH_INSTRUMENT_OUT;
+const modules = process.env.LICD_BENCH_MODULES;
+// .js for the compiled build, .ts for the sources (tsx).
+const ext = process.env.LICD_BENCH_MODULE_EXT ?? '.js';
+const load = (p) => import(pathToFileURL(join(modules, p + ext)).href);
 
-function dist(a: number[]): Dist {
+function dist(a) {
   const s = Float64Array.from(a).sort();
-  const q = (p: number) => (s.length ? s[Math.min(s.length - 1, Math.ceil(p * s.length) - 1)]! : NaN);
-  return { n: s.length, p50: q(0.5), p90: q(0.9), p99: q(0.99), max: s.length ? s[s.length - 1]! : NaN };
+  const q = (p) => (s.length ? s[Math.min(s.length - 1, Math.ceil(p * s.length) - 1)] : NaN);
+  return { n: s.length, p50: q(0.5), p90: q(0.9), p99: q(0.99), max: s.length ? s[s.length - 1] : NaN };
 }
 
-if (out) {
-  let commits: number[] = [];
-  let handles: number[] = [];
-  let lags: number[] = [];
+if (out && modules) {
+  const { CounterGate } = await load('core/integrity');
+  const { LicenseService } = await load('core/service');
+  const { LevelStore } = await load('store/level-store');
+  let commits = [];
+  let handles = [];
+  let lags = [];
 
-  let store: LevelStore | null = null;
-  let gate: CounterGate | null = null;
+  let store = null;
+  let gate = null;
   let base = { batches: 0, changes: 0, steps: 0, gateChanges: 0 };
   const totals = () => ({ batches: store?.stats.batches ?? 0, changes: store?.stats.changes ?? 0, steps: gate?.stats.steps ?? 0, gateChanges: gate?.stats.changes ?? 0 });
 
   const gateCommit = CounterGate.prototype.commit;
-  CounterGate.prototype.commit = function (this: CounterGate, mutations) {
+  CounterGate.prototype.commit = function (mutations) {
     gate = this;
     return gateCommit.call(this, mutations);
   };
 
   const commit = LevelStore.prototype.commit;
-  LevelStore.prototype.commit = function (this: LevelStore, mutations) {
+  LevelStore.prototype.commit = function (mutations) {
     store = this;
     const t0 = performance.now();
     const p = commit.call(this, mutations);
@@ -73,7 +63,7 @@ if (out) {
   };
 
   const handle = LicenseService.prototype.handle;
-  LicenseService.prototype.handle = function (this: LicenseService, ...args: Parameters<typeof handle>) {
+  LicenseService.prototype.handle = function (...args) {
     const t0 = performance.now();
     const p = handle.apply(this, args);
     void p.then(() => handles.push(performance.now() - t0));
@@ -90,7 +80,7 @@ if (out) {
 
   process.on('SIGUSR2', () => {
     const t = totals();
-    const dump: InstrumentDump = {
+    const dump = {
       commit: dist(commits),
       handle: dist(handles),
       loopLag: dist(lags),
