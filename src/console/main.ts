@@ -4,7 +4,6 @@
  * without licd or the broker for everything that does not need them (docs/console.md).
  */
 import { hostname } from 'node:os';
-import { pathToFileURL } from 'node:url';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SerialPort } from 'serialport';
@@ -122,6 +121,3 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     });
   while (!stopping) await openOnce();
 }
-
-// `node dist/src/console/main.js --tty /dev/ttyGS0` (the compiled build, as the unit runs it).
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();
