@@ -116,7 +116,8 @@ test.serial('an entitlement without products still works: each feature is its ow
   // The license file as issued before products existed: the same features, no products list.
   const file = join(dev.dir, 'dev', 'entitlement.json');
   const { json } = parseEnvelope(JSON.parse(readFileSync(file, 'utf8')), FORMATS.entitlement, 'ENTITLEMENT_INVALID');
-  const body = { ...(json as EntitlementBody) };
+  // Issued after the installed one (licd refuses a license file that is not newer: docs/activation.md).
+  const body = { ...(json as EntitlementBody), id: `${(json as EntitlementBody).id}-NOPRODUCTS`, issuedAt: new Date(Date.now() + 1000).toISOString() };
   delete body.products;
   writeFileSync(file, JSON.stringify(issueEntitlement(body, readVendorKey(join(dev.dir, 'dev', 'vendor.key')), nodeEd25519())));
   const d = startDaemonProcess({ LICD_DATA_DIR: dev.dir, LICD_MQTT_PORT: '0' });
