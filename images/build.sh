@@ -8,8 +8,8 @@
 #
 # Output in images/build/<name>/ (git-ignored): root.img (ext4, the root filesystem, root=/dev/vda
 # under qemu), vmlinuz and initrd.img (Debian's kernel and initrd from the image, for qemu -kernel
-# and -initrd), cmdline (the kernel command line), admin.password (the mosquitto "admin" password),
-# build.log (every command's output) and image.txt (what went in).
+# and -initrd), cmdline (the kernel command line), build.log (every command's output) and
+# image.txt (what went in). No per-box secret: each box makes its own at its first boot.
 set -euo pipefail
 
 usage() {
@@ -24,8 +24,6 @@ usage: images/build.sh [options]
   --dongle hid|serial      the dongle's transport without --dev (default hid)
   --arch amd64|arm64       target architecture (default amd64; arm64 needs qemu-user-static)
   --hostname NAME          the appliance's hostname (default licd)
-  --admin-password-file F  the mosquitto "admin" password (one line); default: a random one,
-                           written to the output directory as admin.password (mode 0600)
   --mirror URL             Debian mirror (default http://deb.debian.org/debian)
   --name NAME              output directory under images/build/ (default <arch>[-dev])
 EOF
@@ -37,11 +35,11 @@ ENTITLEMENT=
 VENDOR_KEY=
 DONGLE=hid
 HOST_NAME=licd
-ADMIN_PW_FILE=
 MIRROR=http://deb.debian.org/debian
 NAME=
 SUITE=trixie
 
+die_early() { echo "build.sh: $*" >&2; exit 64; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --dev) DEV=1 ;;
@@ -50,7 +48,7 @@ while [ $# -gt 0 ]; do
     --dongle) DONGLE=${2:?}; shift ;;
     --arch) ARCH=${2:?}; shift ;;
     --hostname) HOST_NAME=${2:?}; shift ;;
-    --admin-password-file) ADMIN_PW_FILE=${2:?}; shift ;;
+    --admin-password-file) die_early "--admin-password-file is gone: every box makes its own admin password at its first boot (images/README.md, \"First boot\")" ;;
     --mirror) MIRROR=${2:?}; shift ;;
     --name) NAME=${2:?}; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -74,7 +72,6 @@ if [ "$DEV" = 0 ]; then
   [[ "$VENDOR_KEY" =~ ^[0-9a-fA-F]{64}$ ]] || die "--vendor-key must be 64 hex digits"
 fi
 [[ "$HOST_NAME" =~ ^[a-zA-Z0-9]([a-zA-Z0-9-]{0,62})$ ]] || die "--hostname must be a plain host name"
-if [ -n "$ADMIN_PW_FILE" ]; then [ -r "$ADMIN_PW_FILE" ] || die "cannot read $ADMIN_PW_FILE"; fi
 [ "$(id -u)" = 0 ] || die "run as root (debootstrap, chroot and mounts need it)"
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -179,6 +176,9 @@ rm -f "$ROOT/etc/apt/sources.list"
 # second partition: found by its label either way. Written before the kernel is installed, so that
 # the initrd gets fsck for it.
 echo 'LABEL=licd-root / ext4 defaults,noatime,errors=remount-ro 0 1' >"$ROOT/etc/fstab"
+# The box's own files from systemd/ (first boot, network, journal, watchdog, modules, mosquitto's
+# sandbox, the initrd's FSTYPE): before the kernel package makes the initrd.
+run "$REPO/images/box-files.sh" "$ROOT"
 # No service starts inside the chroot.
 printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
 chmod 0755 "$ROOT/usr/sbin/policy-rc.d"
@@ -203,6 +203,19 @@ in_root apt-get update -qq
 in_root apt-get install -y -qq --no-install-recommends "${PKGS[@]}"
 # systemd-networkd is part of the systemd package up to Debian 13; later releases split it out.
 if [ ! -e "$ROOT/usr/lib/systemd/systemd-networkd" ]; then in_root apt-get install -y -qq --no-install-recommends systemd-networkd; fi
+
+# --- the box: DNS from DHCP, mosquitto logging to the journal --------------------------------------
+# systemd-resolved takes the DNS servers from systemd-networkd (DHCP); its package points
+# /etc/resolv.conf at its stub resolver, which does not run in the chroot: the build keeps the
+# host's resolv.conf until "clean up", which puts the link back.
+step "the box: systemd-resolved; mosquitto logs to the journal"
+in_root apt-get install -y -qq --no-install-recommends systemd-resolved
+rm -f "$ROOT/etc/resolv.conf"
+cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+# log_dest lines add up and a conf.d file cannot remove one: Debian's file destination goes here
+# (conf.d/licd.conf says log_dest syslog; the sandbox gives mosquitto no writable /var/log).
+sed -i 's|^log_dest file |# licd: to the journal instead (conf.d/licd.conf). log_dest file |' "$ROOT/etc/mosquitto/mosquitto.conf"
+if grep -q '^log_dest file' "$ROOT/etc/mosquitto/mosquitto.conf"; then die "mosquitto.conf still logs to a file"; fi
 
 NODE_VERSION=$(chroot "$ROOT" /usr/bin/node --version)
 step "target node $NODE_VERSION"
@@ -313,28 +326,18 @@ else
 fi
 chmod 0644 "$ROOT/etc/licd/licd.json"
 
-# --- mosquitto passwords: licd (plain for licd, hashed for mosquitto) and admin -----------------
-step "mosquitto password file for licd and admin"
-randpw() { head -c 18 /dev/urandom | base64 | tr '+/' '-_'; }
-(
-  umask 077
-  licd_pw=$(randpw)
-  if [ -n "$ADMIN_PW_FILE" ]; then admin_pw=$(head -n 1 "$ADMIN_PW_FILE"); else admin_pw=$(randpw); fi
-  [ -n "$admin_pw" ] || die "the admin password is empty"
-  case "$admin_pw" in *:*) die "the admin password must not contain ':'" ;; esac
-  printf '%s\n' "$licd_pw" >"$ROOT/etc/licd/mqtt.password"
-  printf 'licd:%s\nadmin:%s\n' "$licd_pw" "$admin_pw" >"$ROOT/etc/mosquitto/licd.passwd"
-  if [ -z "$ADMIN_PW_FILE" ]; then printf '%s\n' "$admin_pw" >"$OUT/admin.password"; else cp "$ADMIN_PW_FILE" "$OUT/admin.password"; fi
-)
-chmod 0600 "$OUT/admin.password"
-in_root mosquitto_passwd -U /etc/mosquitto/licd.passwd
-grep -q '^admin:\$7\$' "$ROOT/etc/mosquitto/licd.passwd" || die "mosquitto_passwd -U did not hash the password file"
-# The plain listener's password file: licd only, so admins log in over TLS (8883) only.
-grep '^licd:' "$ROOT/etc/mosquitto/licd.passwd" >"$ROOT/etc/mosquitto/licd-plain.passwd"
+# --- per-box secrets: none in the image ------------------------------------------------------------
+# The admin and licd broker passwords, mosquitto's password files and the TLS key are made at each
+# box's first boot by licd-firstboot.service (systemd/licd-firstboot), so that no two boxes
+# flashed from this image share one.
+step "no per-box secret in the image (licd-firstboot.service makes them at first boot)"
+for f in /etc/licd/admin.password /etc/licd/mqtt.password /etc/mosquitto/licd.passwd /etc/mosquitto/licd-plain.passwd \
+         /etc/licd/tls/key.pem /etc/licd/label.txt /etc/issue.d/licd.issue /etc/licd/firstboot.done; do
+  [ ! -e "$ROOT$f" ] || die "the image must not carry $f (licd-firstboot makes it per box)"
+done
 # Owners and modes from licd.tmpfiles.conf (applied again at every boot).
 in_root systemd-tmpfiles --create /usr/lib/tmpfiles.d/licd.conf
 # tmpfiles.d leaves unlisted files alone: the emulated-dongle image has no entitlement.json.
-in_root stat -c "%U:%G %a %n" /etc/licd/mqtt.password /etc/mosquitto/licd.passwd /etc/mosquitto/licd-plain.passwd
 [ ! -e "$ROOT/etc/licd/tls/key.pem" ] || die "the image must not carry a TLS key (licd-tls-setup makes one per box)"
 
 # --- the rest of the system ------------------------------------------------------------------------
@@ -345,22 +348,20 @@ cat >"$ROOT/etc/hosts" <<EOF
 127.0.1.1	$HOST_NAME
 ::1		localhost ip6-localhost ip6-loopback
 EOF
-cat >"$ROOT/etc/systemd/network/50-wired.network" <<'EOF'
-# The appliance's LAN port: DHCP (give it a fixed lease on the DHCP server, or replace DHCP=
-# with Address= and Gateway= for a static address).
-[Match]
-Name=en* eth*
-
-[Network]
-DHCP=yes
-EOF
+# The LAN port (DHCP, with DNS and NTP from it): systemd/network/50-wired.network, installed by
+# box-files.sh.
 ln -sf /usr/share/zoneinfo/Etc/UTC "$ROOT/etc/localtime"
 echo Etc/UTC >"$ROOT/etc/timezone"
 # An empty machine-id: each appliance makes its own on first boot. systemd-firstboot would ask on
 # the console for a locale and time zone then and hold up the boot: it has nothing to ask.
 : >"$ROOT/etc/machine-id"
 ln -sf /dev/null "$ROOT/etc/systemd/system/systemd-firstboot.service"
-in_root systemctl enable systemd-networkd.service licd-tls-setup.service mosquitto.service licd.service
+in_root systemctl enable systemd-networkd.service systemd-resolved.service systemd-timesyncd.service licd-firstboot.service mosquitto.service licd.service
+# mosquitto's unit waits for network-online.target (a dependency a drop-in cannot remove): without
+# systemd-networkd-wait-online nothing holds that target up, so a box without its cable starts
+# mosquitto and licd at once instead of after wait-online's 2-minute timeout. mosquitto listens on
+# the wildcard address, so the LAN address is served as soon as DHCP gives it.
+ln -sf /dev/null "$ROOT/etc/systemd/system/systemd-networkd-wait-online.service"
 if [ "$DEV" = 1 ]; then
   # The development image shows the journal on the serial console, so a failed boot test shows why.
   install -d "$ROOT/etc/systemd/journald.conf.d"
@@ -384,6 +385,8 @@ fi
 step "clean up"
 in_root apt-get clean
 rm -f "$ROOT/usr/sbin/policy-rc.d" "$ROOT/etc/resolv.conf"
+# DNS through systemd-resolved (see "the box" above).
+ln -s ../run/systemd/resolve/stub-resolv.conf "$ROOT/etc/resolv.conf"
 rm -rf "$ROOT/var/lib/apt/lists/"* "$ROOT/tmp/"* "$ROOT/root/.npm" "$ROOT/var/log/"*.log
 cleanup
 {
@@ -401,5 +404,5 @@ step "mkfs.ext4 root.img (${SIZE_MB} MiB for ${USED_MB} MiB of files)"
 rm -f "$OUT/root.img"
 run mkfs.ext4 -q -F -L licd-root -d "$ROOT" "$OUT/root.img" "${SIZE_MB}M"
 
-step "done in $(( $(date +%s) - T0 )) s: $OUT/{root.img,vmlinuz,initrd.img,cmdline,admin.password}"
+step "done in $(( $(date +%s) - T0 )) s: $OUT/{root.img,vmlinuz,initrd.img,cmdline}"
 cat "$OUT/image.txt"
