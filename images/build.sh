@@ -375,6 +375,9 @@ KVER=$(ls "$ROOT/lib/modules" | sort -V | tail -n 1)
 [ -f "$ROOT/boot/initrd.img-$KVER" ] || in_root update-initramfs -c -k "$KVER"
 cp "$ROOT/boot/vmlinuz-$KVER" "$OUT/vmlinuz"
 cp "$ROOT/boot/initrd.img-$KVER" "$OUT/initrd.img"
+# fsck of the root in the initrd (initramfs-tools/conf.d/licd-fstype: FSTYPE=ext4).
+chroot "$ROOT" lsinitramfs "/boot/initrd.img-$KVER" | grep -q 'sbin/fsck\.ext4$' \
+  || die "the initrd has no fsck.ext4 (FSTYPE=ext4 in /etc/initramfs-tools/conf.d/licd-fstype)"
 if [ "$ARCH" = amd64 ]; then
   echo "root=LABEL=licd-root ro console=ttyS0 panic=-1" >"$OUT/cmdline"
 else
