@@ -53,6 +53,16 @@ command -v node >/dev/null || { echo "boot-test.sh: needs node (the host runs li
 
 rm -rf "$RUN"
 mkdir -p "$RUN/home"
+# The disk: the root file system, or for a Raspberry Pi build (build.sh --board rpi) the whole SD
+# card (MBR, the FAT boot partition, the root partition found by its label), 1 GiB larger than the
+# image as a bigger card would be, so that licd-growroot grows the root at this first boot. qemu's
+# virt machine boots Debian's arm64 kernel on it; the Pi's own firmware does not run under qemu.
+DISK=$IMG/root.img
+if [ -f "$IMG/sdcard.img" ]; then
+  cp --sparse=always "$IMG/sdcard.img" "$RUN/sdcard.img"
+  truncate -s +1G "$RUN/sdcard.img"
+  DISK=$RUN/sdcard.img
+fi
 CONSOLE=$RUN/console.log
 # licctl on the host: its own home (identity, held seats), no client config from this machine.
 export HOME=$RUN/home LICD_HOME=$RUN/home/licd
@@ -103,7 +113,7 @@ trap cleanup EXIT
 echo "booting $IMG ($QEMU TCG, $SMP CPUs, 1024 MiB), MQTT forwarded to 127.0.0.1:$PORT"
 "$QEMU" "${MACHINE[@]}" -accel tcg -m 1024 -smp "$SMP" -nographic -no-reboot \
   -kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.img" -append "$(cat "$IMG/cmdline")" \
-  -drive "file=$IMG/root.img,format=raw,if=virtio" -snapshot \
+  -drive "file=$DISK,format=raw,if=virtio" -snapshot \
   -netdev "user,id=lan,restrict=on,hostfwd=tcp:127.0.0.1:$PORT-:1883,hostfwd=tcp:127.0.0.1:$TLS_PORT-:8883" -device virtio-net-pci,netdev=lan \
   -monitor "unix:$RUN/monitor.sock,server,nowait" \
   </dev/null >"$CONSOLE" 2>&1 &
@@ -213,6 +223,10 @@ if [ "$ARCH" = amd64 ]; then
   grep -aqi 'hardware watchdog' "$CONSOLE" || fail "systemd does not use the hardware watchdog (RuntimeWatchdogSec=)"
 fi
 echo "journal: mosquitto and licd log there; watchdog: $(grep -aio 'using hardware watchdog[^,]*' "$CONSOLE" | head -n 1)"
+if [ "$DISK" = "$RUN/sdcard.img" ]; then
+  grep -aq 'licd-growroot: grew partition 2' "$CONSOLE" || fail "the root partition was not grown to the card (licd-growroot.service)"
+  echo "SD card: $(grep -ao 'licd-growroot: root file system: [^ ]*' "$CONSOLE" | tail -n 1)"
+fi
 # Two first boots of one image make different secrets: every run of this test is a first boot
 # (-snapshot); the certificates seen so far are kept next to the image.
 if [ -f "$IMG/first-boot-certificates.txt" ] && grep -qx "$FP" "$IMG/first-boot-certificates.txt"; then
