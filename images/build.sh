@@ -5,6 +5,7 @@
 #
 #   images/build.sh --dev                       # x86_64 test image (emulated dongle), for boot-test.sh
 #   images/build.sh --arch arm64 --entitlement FILE --vendor-key HEX   # the appliance (see README)
+#   images/build.sh --board rpi --entitlement FILE --vendor-key HEX    # a Raspberry Pi SD card
 #
 # Output in images/build/<name>/ (git-ignored): root.img (ext4, the root filesystem, root=/dev/vda
 # under qemu), vmlinuz and initrd.img (Debian's kernel and initrd from the image, for qemu -kernel
@@ -23,6 +24,9 @@ usage: images/build.sh [options]
   --vendor-key HEX         the vendor's Ed25519 public key, 64 hex digits (required without --dev)
   --dongle hid|serial      the dongle's transport without --dev (default hid)
   --arch amd64|arm64       target architecture (default amd64; arm64 needs qemu-user-static)
+  --board rpi              a Raspberry Pi SD-card image (arm64): sdcard.img with the boot firmware
+                           (Debian's raspi-firmware) on a FAT partition, the root grown to the card
+                           at first boot, consoles on the serial pins and on USB (gadget)
   --hostname NAME          the appliance's hostname (default licd)
   --mirror URL             Debian mirror (default http://deb.debian.org/debian)
   --name NAME              output directory under images/build/ (default <arch>[-dev])
@@ -38,6 +42,7 @@ HOST_NAME=licd
 MIRROR=http://deb.debian.org/debian
 NAME=
 SUITE=trixie
+BOARD=
 
 die_early() { echo "build.sh: $*" >&2; exit 64; }
 while [ $# -gt 0 ]; do
@@ -48,6 +53,7 @@ while [ $# -gt 0 ]; do
     --dongle) DONGLE=${2:?}; shift ;;
     --arch) ARCH=${2:?}; shift ;;
     --hostname) HOST_NAME=${2:?}; shift ;;
+    --board) BOARD=${2:?}; shift ;;
     --admin-password-file) die_early "--admin-password-file is gone: every box makes its own admin password at its first boot (images/README.md, \"First boot\")" ;;
     --mirror) MIRROR=${2:?}; shift ;;
     --name) NAME=${2:?}; shift ;;
@@ -58,6 +64,13 @@ while [ $# -gt 0 ]; do
 done
 
 die() { echo "build.sh: $*" >&2; exit 1; }
+
+# --board rpi: the Raspberry Pi is arm64 (Debian's kernel runs the Pi 3, 4, Zero 2 W; see README).
+case "$BOARD" in
+  '') ;;
+  rpi) ARCH=arm64 ;;
+  *) die "--board must be rpi (or left out for a qemu/PC image)" ;;
+esac
 
 case "$ARCH" in
   amd64) KERNEL_PKG=linux-image-amd64 ;;
@@ -75,6 +88,7 @@ fi
 [ "$(id -u)" = 0 ] || die "run as root (debootstrap, chroot and mounts need it)"
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
+[ -n "$NAME" ] || [ -z "$BOARD" ] || NAME=$BOARD$([ "$DEV" = 1 ] && echo -dev || true)
 [ -n "$NAME" ] || NAME=$ARCH$([ "$DEV" = 1 ] && echo -dev || true)
 [[ "$NAME" =~ ^[A-Za-z0-9._-]+$ ]] || die "--name must be a plain directory name"
 BUILD=$REPO/images/build
@@ -107,6 +121,12 @@ case "$ARCH" in amd64) QEMU_ARCH=x86_64 ;; arm64) QEMU_ARCH=aarch64 ;; esac
 if [ "$ARCH" != "$HOST_ARCH" ]; then
   [ -e "/usr/bin/qemu-$QEMU_ARCH-static" ] || [ -e "/usr/libexec/qemu-binfmt/$QEMU_ARCH-binfmt-P" ] || need_pkgs+=(qemu-user-static binfmt-support)
 fi
+# The SD card: sfdisk (fdisk), mkfs.vfat (dosfstools), mcopy (mtools).
+if [ "$BOARD" = rpi ]; then
+  command -v sfdisk >/dev/null || need_pkgs+=(fdisk)
+  command -v mkfs.vfat >/dev/null || need_pkgs+=(dosfstools)
+  command -v mcopy >/dev/null || need_pkgs+=(mtools)
+fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   step "installing host tools: ${need_pkgs[*]}"
   run apt-get update -qq
@@ -138,6 +158,92 @@ mnt() { # mnt TARGET ARGS...: mount, and remember it for cleanup
   mkdir -p "$target"
   mount "$@" "$target"
   MOUNTS+=("$target")
+}
+
+# --- Raspberry Pi (--board rpi) -------------------------------------------------------------------
+# Debian's raspi-firmware (component non-free-firmware) puts the Pi's boot firmware, the kernel, the
+# initrd and the device trees in /boot/firmware, with config.txt and cmdline.txt made from
+# /etc/default/raspi-firmware (and raspi-firmware-custom), again at every kernel update.
+RPI_BOOT_LABEL=LICDBOOT
+RPI_BOOT_MB=256
+rpi_install() {
+  step "Raspberry Pi: raspi-firmware, growpart, USB gadget"
+  cat >"$ROOT/etc/apt/sources.list.d/debian-non-free-firmware.sources" <<EOF
+Types: deb
+URIs: $MIRROR
+Suites: $SUITE $SUITE-updates
+Components: non-free-firmware
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+  echo "LABEL=$RPI_BOOT_LABEL /boot/firmware vfat defaults,noatime,umask=0077 0 2" >>"$ROOT/etc/fstab"
+  mkdir -p "$ROOT/boot/firmware"
+  in_root apt-get update -qq
+  # cloud-guest-utils: growpart (the root grown to the card); dosfstools: fsck of the FAT partition.
+  in_root apt-get install -y -qq --no-install-recommends raspi-firmware cloud-guest-utils dosfstools
+  # The root by its label; the console on the serial pins (serial0: the firmware puts the right
+  # UART there, ttyS0 or ttyAMA0, per board) and on a screen (tty1).
+  local d=$ROOT/etc/default/raspi-firmware
+  [ -f "$d" ] || die "raspi-firmware installed no $d"
+  if grep -q '^#\?ROOTPART=' "$d"; then sed -i 's|^#\?ROOTPART=.*|ROOTPART=LABEL=licd-root|' "$d"; else echo 'ROOTPART=LABEL=licd-root' >>"$d"; fi
+  if grep -q '^#\?CONSOLES=' "$d"; then sed -i 's|^#\?CONSOLES=.*|CONSOLES="tty1 serial0,115200"|' "$d"; else echo 'CONSOLES="tty1 serial0,115200"' >>"$d"; fi
+  # The UART on the pins (GPIO 14/15); the USB port with device mode as a device: the Pi 4's USB-C
+  # port (the dongle goes in a USB-A port, on another controller), the Zero 2 W's only data port
+  # in OTG mode (an OTG adapter makes it a host for the dongle). Not on the Pi 3, whose USB ports
+  # and Ethernet hang off the same controller.
+  cat >"$ROOT/etc/default/raspi-firmware-custom" <<'EOF'
+# licd (images/build.sh --board rpi)
+enable_uart=1
+[pi4]
+dtoverlay=dwc2,dr_mode=peripheral
+[pi02]
+dtoverlay=dwc2,dr_mode=otg
+[all]
+EOF
+  local S=$REPO/systemd/rpi
+  install -m 0644 "$S/licd-growroot.service" "$S/licd-usb-gadget.service" "$ROOT/etc/systemd/system/"
+  install -m 0644 "$S/licd-gadget-modules.conf" "$ROOT/etc/modules-load.d/licd-gadget.conf"
+  in_root systemctl enable licd-growroot.service licd-usb-gadget.service
+  # The boot files for the kernel already installed (the package's hooks do it on updates).
+  local kver
+  kver=$(ls "$ROOT/lib/modules" | sort -V | tail -n 1)
+  in_root /etc/kernel/postinst.d/z50-raspi-firmware "$kver"
+  rpi_check_boot_files
+}
+rpi_check_boot_files() {
+  local b=$ROOT/boot/firmware f
+  for f in config.txt cmdline.txt bootcode.bin start4.elf fixup4.dat bcm2711-rpi-4-b.dtb bcm2837-rpi-3-b.dtb; do
+    [ -e "$b/$f" ] || die "raspi-firmware left no /boot/firmware/$f (see $LOG; it has: $(ls "$b" | tr '\n' ' '))"
+  done
+  ls "$b" | grep -q '^vmlinuz' || die "no kernel in /boot/firmware"
+  ls "$b" | grep -q '^initrd' || die "no initrd in /boot/firmware"
+  grep -q 'root=LABEL=licd-root' "$b/cmdline.txt" || die "cmdline.txt does not name root=LABEL=licd-root: $(cat "$b/cmdline.txt")"
+  grep -q 'console=serial0,115200' "$b/cmdline.txt" || die "cmdline.txt has no serial console: $(cat "$b/cmdline.txt")"
+  grep -q '^enable_uart=1' "$b/config.txt" || die "config.txt does not enable the UART"
+  step "Raspberry Pi boot files: cmdline.txt: $(tr '\n' ' ' <"$b/cmdline.txt")"
+}
+rpi_stage_firmware() {
+  rm -rf "$OUT/firmware"
+  mv "$ROOT/boot/firmware" "$OUT/firmware"
+  mkdir "$ROOT/boot/firmware"
+}
+rpi_sdcard() {
+  # MBR: the Pi's boot ROM and firmware read the first FAT partition of an MBR disk. No loop
+  # device: each file system is made in its own file and copied into the card image.
+  step "sdcard.img: MBR, FAT $RPI_BOOT_LABEL (${RPI_BOOT_MB} MiB) + root.img"
+  local boot=$OUT/boot.vfat root_mb start=8192 boot_sectors root_sectors
+  rm -f "$boot" "$OUT/sdcard.img"
+  run mkfs.vfat -F 32 -n "$RPI_BOOT_LABEL" -C "$boot" $(( RPI_BOOT_MB * 1024 ))
+  run mcopy -s -p -i "$boot" "$OUT/firmware"/* ::/
+  root_mb=$(( $(stat -c %s "$OUT/root.img") / 1048576 ))
+  boot_sectors=$(( RPI_BOOT_MB * 2048 ))
+  root_sectors=$(( root_mb * 2048 ))
+  truncate -s $(( (start + boot_sectors + root_sectors) * 512 )) "$OUT/sdcard.img"
+  printf 'label: dos\nstart=%d, size=%d, type=c, bootable\nstart=%d, size=%d, type=83\n' \
+    "$start" "$boot_sectors" $(( start + boot_sectors )) "$root_sectors" | run sfdisk -q "$OUT/sdcard.img"
+  run dd if="$boot" of="$OUT/sdcard.img" bs=1M seek=$(( start / 2048 )) conv=notrunc,sparse status=none
+  run dd if="$OUT/root.img" of="$OUT/sdcard.img" bs=1M seek=$(( (start + boot_sectors) / 2048 )) conv=notrunc,sparse status=none
+  rm -f "$boot"
+  echo "board: Raspberry Pi (sdcard.img: $(( (start + boot_sectors + root_sectors) / 2048 )) MiB; the root grows to the card at first boot)" >>"$OUT/image.txt"
 }
 
 # --- base system --------------------------------------------------------------------------------
@@ -216,6 +322,9 @@ cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 # (conf.d/licd.conf says log_dest syslog; the sandbox gives mosquitto no writable /var/log).
 sed -i 's|^log_dest file |# licd: to the journal instead (conf.d/licd.conf). log_dest file |' "$ROOT/etc/mosquitto/mosquitto.conf"
 if grep -q '^log_dest file' "$ROOT/etc/mosquitto/mosquitto.conf"; then die "mosquitto.conf still logs to a file"; fi
+
+# --- Raspberry Pi: boot firmware, growing the root, serial and USB consoles ----------------------
+if [ "$BOARD" = rpi ]; then rpi_install; fi
 
 NODE_VERSION=$(chroot "$ROOT" /usr/bin/node --version)
 step "target node $NODE_VERSION"
@@ -401,11 +510,15 @@ cleanup
   echo "hostname: $HOST_NAME"
 } >"$OUT/image.txt"
 
+# The Pi's boot files go to the FAT partition (mounted on /boot/firmware), not into root.img.
+if [ "$BOARD" = rpi ]; then rpi_stage_firmware; fi
 USED_MB=$(du -sm "$ROOT" | cut -f1)
 SIZE_MB=$(( USED_MB * 5 / 4 + 512 ))
 step "mkfs.ext4 root.img (${SIZE_MB} MiB for ${USED_MB} MiB of files)"
 rm -f "$OUT/root.img"
 run mkfs.ext4 -q -F -L licd-root -d "$ROOT" "$OUT/root.img" "${SIZE_MB}M"
 
-step "done in $(( $(date +%s) - T0 )) s: $OUT/{root.img,vmlinuz,initrd.img,cmdline}"
+if [ "$BOARD" = rpi ]; then rpi_sdcard; fi
+
+step "done in $(( $(date +%s) - T0 )) s: $OUT/{root.img,vmlinuz,initrd.img,cmdline}$([ "$BOARD" = rpi ] && echo ' and sdcard.img' || true)"
 cat "$OUT/image.txt"
