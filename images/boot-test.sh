@@ -196,7 +196,8 @@ echo "console banner: admin password ${ADMIN_PW%%-*}-..., TLS $BANNER_FP"
 FP=$(node -e 'const s=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); console.log(s.server.tls?.fingerprint ?? "")' "$RUN/status.json")
 [ -n "$FP" ] || fail "the server state shows no TLS fingerprint (licd-firstboot.service, mqtt.brokerCertFile)"
 [ "$FP" = "$BANNER_FP" ] || fail "the console banner shows TLS $BANNER_FP, licd shows $FP"
-licctl borrows --broker "mqtts://127.0.0.1:$TLS_PORT" --fingerprint "$FP" --user admin --password-file "$RUN/admin.password" >"$RUN/admin.out" 2>&1 \
+# (licctl itself, not the function above: it would add a second --broker, which licctl refuses)
+node "$REPO/bin/licctl.mjs" borrows --broker "mqtts://127.0.0.1:$TLS_PORT" --fingerprint "$FP" --user admin --password-file "$RUN/admin.password" >"$RUN/admin.out" 2>&1 \
   || { cat "$RUN/admin.out" >&2; fail "admin request over TLS (licctl borrows as admin)"; }
 echo "admin: licctl borrows answered over mqtts ($FP)"
 # The plain listener does not take the admin login (its password file has only licd).
