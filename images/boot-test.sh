@@ -5,11 +5,11 @@
 # with the project's own licctl, then powers the guest off. Exit 0 on success; otherwise non-zero
 # with the tail of the guest's console log. Not part of `npm test` (minutes): see images/README.md.
 #
-#   images/boot-test.sh [--name amd64-dev] [--timeout 240] [--port N] [--smp 2]
+#   images/boot-test.sh [--name amd64-dev] [--timeout 360] [--port N] [--smp 2]
 set -euo pipefail
 
 NAME=amd64-dev
-TIMEOUT=240
+TIMEOUT=360
 PORT=
 SMP=2
 while [ $# -gt 0 ]; do
