@@ -180,12 +180,18 @@ EOF
   in_root apt-get update -qq
   # cloud-guest-utils: growpart (the root grown to the card); dosfstools: fsck of the FAT partition.
   in_root apt-get install -y -qq --no-install-recommends raspi-firmware cloud-guest-utils dosfstools
-  # The root by its label; the console on the serial pins (serial0: the firmware puts the right
-  # UART there, ttyS0 or ttyAMA0, per board) and on a screen (tty1).
+  # The root by its label; the console on the serial pins and on a screen (tty1). With Debian's
+  # kernel the Pi 3, 4 and Zero 2 W show the pins' UART (the mini UART) as ttyS1 (the comment in
+  # /etc/default/raspi-firmware says so), not as the ttyS0 that Raspberry Pi OS's "serial0" names.
+  # GPU_FREQ=360: the mini UART is clocked by the Pi 4's GPU; other GPU frequencies garble it.
   local d=$ROOT/etc/default/raspi-firmware
   [ -f "$d" ] || die "raspi-firmware installed no $d"
   if grep -q '^#\?ROOTPART=' "$d"; then sed -i 's|^#\?ROOTPART=.*|ROOTPART=LABEL=licd-root|' "$d"; else echo 'ROOTPART=LABEL=licd-root' >>"$d"; fi
-  if grep -q '^#\?CONSOLES=' "$d"; then sed -i 's|^#\?CONSOLES=.*|CONSOLES="tty1 serial0,115200"|' "$d"; else echo 'CONSOLES="tty1 serial0,115200"' >>"$d"; fi
+  if grep -q '^#\?CONSOLES=' "$d"; then sed -i 's|^#\?CONSOLES=.*|CONSOLES="tty0 ttyS1,115200"|' "$d"; else echo 'CONSOLES="tty0 ttyS1,115200"' >>"$d"; fi
+  # CMA=0: a headless box needs no contiguous memory for video, and the package's default cma=64M
+  # (added when the build machine is not a Pi 4) can keep a Pi 4 from booting.
+  if grep -q '^#\?CMA=' "$d"; then sed -i 's|^#\?CMA=.*|CMA=0|' "$d"; else echo 'CMA=0' >>"$d"; fi
+  if grep -q '^#\?GPU_FREQ=' "$d"; then sed -i 's|^#\?GPU_FREQ=.*|GPU_FREQ=360|' "$d"; else echo 'GPU_FREQ=360' >>"$d"; fi
   # The UART on the pins (GPIO 14/15); the USB port with device mode as a device: the Pi 4's USB-C
   # port (the dongle goes in a USB-A port, on another controller), the Zero 2 W's only data port
   # in OTG mode (an OTG adapter makes it a host for the dongle). Not on the Pi 3, whose USB ports
@@ -206,7 +212,8 @@ EOF
   # The boot files for the kernel already installed (the package's hooks do it on updates).
   local kver
   kver=$(ls "$ROOT/lib/modules" | sort -V | tail -n 1)
-  in_root /etc/kernel/postinst.d/z50-raspi-firmware "$kver"
+  # (The hook does nothing unless DEB_MAINT_PARAMS says configure, as the kernel package's does.)
+  in_root env DEB_MAINT_PARAMS=configure /etc/kernel/postinst.d/z50-raspi-firmware "$kver"
   rpi_check_boot_files
 }
 rpi_check_boot_files() {
@@ -217,7 +224,7 @@ rpi_check_boot_files() {
   ls "$b" | grep -q '^vmlinuz' || die "no kernel in /boot/firmware"
   ls "$b" | grep -q '^initrd' || die "no initrd in /boot/firmware"
   grep -q 'root=LABEL=licd-root' "$b/cmdline.txt" || die "cmdline.txt does not name root=LABEL=licd-root: $(cat "$b/cmdline.txt")"
-  grep -q 'console=serial0,115200' "$b/cmdline.txt" || die "cmdline.txt has no serial console: $(cat "$b/cmdline.txt")"
+  grep -q 'console=ttyS1,115200' "$b/cmdline.txt" || die "cmdline.txt has no serial console: $(cat "$b/cmdline.txt")"
   grep -q '^enable_uart=1' "$b/config.txt" || die "config.txt does not enable the UART"
   step "Raspberry Pi boot files: cmdline.txt: $(tr '\n' ' ' <"$b/cmdline.txt")"
 }
