@@ -5,11 +5,11 @@
 # with the project's own licctl, then powers the guest off. Exit 0 on success; otherwise non-zero
 # with the tail of the guest's console log. Not part of `npm test` (minutes): see images/README.md.
 #
-#   images/boot-test.sh [--name amd64-dev] [--timeout 240] [--port N] [--smp 2]
+#   images/boot-test.sh [--name amd64-dev] [--timeout 360] [--port N] [--smp 2]
 set -euo pipefail
 
 NAME=amd64-dev
-TIMEOUT=240
+TIMEOUT=360
 PORT=
 SMP=2
 while [ $# -gt 0 ]; do
@@ -27,14 +27,15 @@ done
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 IMG=$REPO/images/build/$NAME
 RUN=$IMG/boot-test
-for f in root.img vmlinuz initrd.img cmdline admin.password; do
+for f in root.img vmlinuz initrd.img cmdline; do
   [ -e "$IMG/$f" ] || { echo "boot-test.sh: $IMG/$f is missing: run images/build.sh --dev first" >&2; exit 2; }
 done
 
 # The image's architecture (build.sh writes "debian: SUITE ARCH, ..." into image.txt).
 ARCH=$(sed -n 's/^debian: [a-z]* \([a-z0-9]*\),.*/\1/p' "$IMG/image.txt")
 case "$ARCH" in
-  amd64) QEMU=qemu-system-x86_64; QEMU_PKG=qemu-system-x86; MACHINE=(-machine q35) ;;
+  # i6300esb: a hardware watchdog for systemd's RuntimeWatchdogSec= (system.conf.d/10-licd-watchdog.conf).
+  amd64) QEMU=qemu-system-x86_64; QEMU_PKG=qemu-system-x86; MACHINE=(-machine q35 -device i6300esb) ;;
   # The arm64 image under emulation (not the Pi: see README.md); slower than the x86_64 one.
   arm64) QEMU=qemu-system-aarch64; QEMU_PKG=qemu-system-arm; MACHINE=(-machine virt -cpu cortex-a72) ;;
   *) echo "boot-test.sh: cannot tell the image's architecture from $IMG/image.txt" >&2; exit 2 ;;
@@ -52,6 +53,16 @@ command -v node >/dev/null || { echo "boot-test.sh: needs node (the host runs li
 
 rm -rf "$RUN"
 mkdir -p "$RUN/home"
+# The disk: the root file system, or for a Raspberry Pi build (build.sh --board rpi) the whole SD
+# card (MBR, the FAT boot partition, the root partition found by its label), 1 GiB larger than the
+# image as a bigger card would be, so that licd-growroot grows the root at this first boot. qemu's
+# virt machine boots Debian's arm64 kernel on it; the Pi's own firmware does not run under qemu.
+DISK=$IMG/root.img
+if [ -f "$IMG/sdcard.img" ]; then
+  cp --sparse=always "$IMG/sdcard.img" "$RUN/sdcard.img"
+  truncate -s +1G "$RUN/sdcard.img"
+  DISK=$RUN/sdcard.img
+fi
 CONSOLE=$RUN/console.log
 # licctl on the host: its own home (identity, held seats), no client config from this machine.
 export HOME=$RUN/home LICD_HOME=$RUN/home/licd
@@ -102,7 +113,7 @@ trap cleanup EXIT
 echo "booting $IMG ($QEMU TCG, $SMP CPUs, 1024 MiB), MQTT forwarded to 127.0.0.1:$PORT"
 "$QEMU" "${MACHINE[@]}" -accel tcg -m 1024 -smp "$SMP" -nographic -no-reboot \
   -kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.img" -append "$(cat "$IMG/cmdline")" \
-  -drive "file=$IMG/root.img,format=raw,if=virtio" -snapshot \
+  -drive "file=$DISK,format=raw,if=virtio" -snapshot \
   -netdev "user,id=lan,restrict=on,hostfwd=tcp:127.0.0.1:$PORT-:1883,hostfwd=tcp:127.0.0.1:$TLS_PORT-:8883" -device virtio-net-pci,netdev=lan \
   -monitor "unix:$RUN/monitor.sock,server,nowait" \
   </dev/null >"$CONSOLE" 2>&1 &
@@ -170,15 +181,27 @@ node -e 'const s=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));
   || fail "nuke_i not free after check-in"
 echo "checkin: nuke_i free again"
 
+# The admin password: made by licd-firstboot at this first boot (the image carries none) and shown
+# on the console's login banner (/etc/issue.d/licd.issue), which the serial getty prints; the
+# banner's certificate fingerprint must be the one licd shows.
+for _ in $(seq 60); do grep -q 'admin password: ' "$CONSOLE" && break; sleep 1; done
+ADMIN_PW=$(tr -d '\r' <"$CONSOLE" | sed -n 's/.*admin password: \([A-Z0-9-]*\).*/\1/p' | tail -n 1)
+[ -n "$ADMIN_PW" ] || fail "the console shows no admin password (licd-firstboot.service, /etc/issue.d/licd.issue)"
+( umask 077; printf '%s\n' "$ADMIN_PW" >"$RUN/admin.password" )
+BANNER_FP=$(tr -d '\r' <"$CONSOLE" | sed -n 's/.*TLS certificate: \(SHA256:[0-9A-F:]*\).*/\1/p' | tail -n 1)
+echo "console banner: admin password ${ADMIN_PW%%-*}-..., TLS $BANNER_FP"
+
 # An admin request through mosquitto's TLS listener, password file and ACL, trusting the
 # certificate the box made at its first boot by the fingerprint licd shows in its state.
 FP=$(node -e 'const s=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); console.log(s.server.tls?.fingerprint ?? "")' "$RUN/status.json")
-[ -n "$FP" ] || fail "the server state shows no TLS fingerprint (licd-tls-setup.service, mqtt.brokerCertFile)"
-licctl borrows --broker "mqtts://127.0.0.1:$TLS_PORT" --fingerprint "$FP" --user admin --password-file "$IMG/admin.password" >"$RUN/admin.out" 2>&1 \
+[ -n "$FP" ] || fail "the server state shows no TLS fingerprint (licd-firstboot.service, mqtt.brokerCertFile)"
+[ "$FP" = "$BANNER_FP" ] || fail "the console banner shows TLS $BANNER_FP, licd shows $FP"
+# (licctl itself, not the function above: it would add a second --broker, which licctl refuses)
+node "$REPO/bin/licctl.mjs" borrows --broker "mqtts://127.0.0.1:$TLS_PORT" --fingerprint "$FP" --user admin --password-file "$RUN/admin.password" >"$RUN/admin.out" 2>&1 \
   || { cat "$RUN/admin.out" >&2; fail "admin request over TLS (licctl borrows as admin)"; }
 echo "admin: licctl borrows answered over mqtts ($FP)"
 # The plain listener does not take the admin login (its password file has only licd).
-if licctl borrows --user admin --password-file "$IMG/admin.password" >"$RUN/admin-plain.out" 2>&1; then
+if licctl borrows --user admin --password-file "$RUN/admin.password" >"$RUN/admin-plain.out" 2>&1; then
   fail "the admin logged in on plain MQTT"
 fi
 echo "admin: refused on plain MQTT"
@@ -192,6 +215,26 @@ licctl status --json >"$RUN/status-later.json" || fail "status 45 s after licd s
 SINCE2=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")).server.since)' "$RUN/status-later.json")
 [ "$SINCE" = "$SINCE2" ] || fail "licd restarted (up since $SINCE, now since $SINCE2): watchdog?"
 echo "watchdog: licd still up since $SINCE"
+
+# The box as a box (issue 12): the journal (forwarded to the development image's console) shows
+# mosquitto logging through syslog, licd under its own name, and systemd using the watchdog.
+grep -aq 'mosquitto\[[0-9]*\]: .*running' "$CONSOLE" || fail "no mosquitto log line in the journal (log_dest syslog)"
+grep -aq ' licd\[[0-9]*\]: ' "$CONSOLE" || fail "no journal line from licd under its own name (SyslogIdentifier=licd)"
+if [ "$ARCH" = amd64 ]; then
+  grep -aqi 'hardware watchdog' "$CONSOLE" || fail "systemd does not use the hardware watchdog (RuntimeWatchdogSec=)"
+fi
+echo "journal: mosquitto and licd log there; watchdog: $(grep -aio 'using hardware watchdog[^,]*' "$CONSOLE" | head -n 1)"
+if [ "$DISK" = "$RUN/sdcard.img" ]; then
+  grep -aq 'licd-growroot: grew partition 2' "$CONSOLE" || fail "the root partition was not grown to the card (licd-growroot.service)"
+  echo "SD card: $(grep -ao 'licd-growroot: root file system: [^ ]*' "$CONSOLE" | tail -n 1)"
+fi
+# Two first boots of one image make different secrets: every run of this test is a first boot
+# (-snapshot); the certificates seen so far are kept next to the image.
+if [ -f "$IMG/first-boot-certificates.txt" ] && grep -qx "$FP" "$IMG/first-boot-certificates.txt"; then
+  fail "this first boot made the certificate $FP that an earlier first boot of the same image made"
+fi
+echo "$FP" >>"$IMG/first-boot-certificates.txt"
+echo "first boot: certificate $FP is new ($(wc -l <"$IMG/first-boot-certificates.txt") first boots of this image so far)"
 
 # --- power off -------------------------------------------------------------------------------------
 T1=$(date +%s)

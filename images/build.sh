@@ -5,11 +5,12 @@
 #
 #   images/build.sh --dev                       # x86_64 test image (emulated dongle), for boot-test.sh
 #   images/build.sh --arch arm64 --entitlement FILE --vendor-key HEX   # the appliance (see README)
+#   images/build.sh --board rpi --entitlement FILE --vendor-key HEX    # a Raspberry Pi SD card
 #
 # Output in images/build/<name>/ (git-ignored): root.img (ext4, the root filesystem, root=/dev/vda
 # under qemu), vmlinuz and initrd.img (Debian's kernel and initrd from the image, for qemu -kernel
-# and -initrd), cmdline (the kernel command line), admin.password (the mosquitto "admin" password),
-# build.log (every command's output) and image.txt (what went in).
+# and -initrd), cmdline (the kernel command line), build.log (every command's output) and
+# image.txt (what went in). No per-box secret: each box makes its own at its first boot.
 set -euo pipefail
 
 usage() {
@@ -23,9 +24,10 @@ usage: images/build.sh [options]
   --vendor-key HEX         the vendor's Ed25519 public key, 64 hex digits (required without --dev)
   --dongle hid|serial      the dongle's transport without --dev (default hid)
   --arch amd64|arm64       target architecture (default amd64; arm64 needs qemu-user-static)
+  --board rpi              a Raspberry Pi SD-card image (arm64): sdcard.img with the boot firmware
+                           (Debian's raspi-firmware) on a FAT partition, the root grown to the card
+                           at first boot, consoles on the serial pins and on USB (gadget)
   --hostname NAME          the appliance's hostname (default licd)
-  --admin-password-file F  the mosquitto "admin" password (one line); default: a random one,
-                           written to the output directory as admin.password (mode 0600)
   --mirror URL             Debian mirror (default http://deb.debian.org/debian)
   --name NAME              output directory under images/build/ (default <arch>[-dev])
 EOF
@@ -37,11 +39,12 @@ ENTITLEMENT=
 VENDOR_KEY=
 DONGLE=hid
 HOST_NAME=licd
-ADMIN_PW_FILE=
 MIRROR=http://deb.debian.org/debian
 NAME=
 SUITE=trixie
+BOARD=
 
+die_early() { echo "build.sh: $*" >&2; exit 64; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --dev) DEV=1 ;;
@@ -50,7 +53,8 @@ while [ $# -gt 0 ]; do
     --dongle) DONGLE=${2:?}; shift ;;
     --arch) ARCH=${2:?}; shift ;;
     --hostname) HOST_NAME=${2:?}; shift ;;
-    --admin-password-file) ADMIN_PW_FILE=${2:?}; shift ;;
+    --board) BOARD=${2:?}; shift ;;
+    --admin-password-file) die_early "--admin-password-file is gone: every box makes its own admin password at its first boot (images/README.md, \"First boot\")" ;;
     --mirror) MIRROR=${2:?}; shift ;;
     --name) NAME=${2:?}; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -60,6 +64,13 @@ while [ $# -gt 0 ]; do
 done
 
 die() { echo "build.sh: $*" >&2; exit 1; }
+
+# --board rpi: the Raspberry Pi is arm64 (Debian's kernel runs the Pi 3, 4, Zero 2 W; see README).
+case "$BOARD" in
+  '') ;;
+  rpi) ARCH=arm64 ;;
+  *) die "--board must be rpi (or left out for a qemu/PC image)" ;;
+esac
 
 case "$ARCH" in
   amd64) KERNEL_PKG=linux-image-amd64 ;;
@@ -74,10 +85,10 @@ if [ "$DEV" = 0 ]; then
   [[ "$VENDOR_KEY" =~ ^[0-9a-fA-F]{64}$ ]] || die "--vendor-key must be 64 hex digits"
 fi
 [[ "$HOST_NAME" =~ ^[a-zA-Z0-9]([a-zA-Z0-9-]{0,62})$ ]] || die "--hostname must be a plain host name"
-if [ -n "$ADMIN_PW_FILE" ]; then [ -r "$ADMIN_PW_FILE" ] || die "cannot read $ADMIN_PW_FILE"; fi
 [ "$(id -u)" = 0 ] || die "run as root (debootstrap, chroot and mounts need it)"
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
+[ -n "$NAME" ] || [ -z "$BOARD" ] || NAME=$BOARD$([ "$DEV" = 1 ] && echo -dev || true)
 [ -n "$NAME" ] || NAME=$ARCH$([ "$DEV" = 1 ] && echo -dev || true)
 [[ "$NAME" =~ ^[A-Za-z0-9._-]+$ ]] || die "--name must be a plain directory name"
 BUILD=$REPO/images/build
@@ -109,6 +120,12 @@ HOST_ARCH=$(dpkg --print-architecture)
 case "$ARCH" in amd64) QEMU_ARCH=x86_64 ;; arm64) QEMU_ARCH=aarch64 ;; esac
 if [ "$ARCH" != "$HOST_ARCH" ]; then
   [ -e "/usr/bin/qemu-$QEMU_ARCH-static" ] || [ -e "/usr/libexec/qemu-binfmt/$QEMU_ARCH-binfmt-P" ] || need_pkgs+=(qemu-user-static binfmt-support)
+fi
+# The SD card: sfdisk (fdisk), mkfs.vfat (dosfstools), mcopy (mtools).
+if [ "$BOARD" = rpi ]; then
+  command -v sfdisk >/dev/null || need_pkgs+=(fdisk)
+  command -v mkfs.vfat >/dev/null || need_pkgs+=(dosfstools)
+  command -v mcopy >/dev/null || need_pkgs+=(mtools)
 fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   step "installing host tools: ${need_pkgs[*]}"
@@ -147,6 +164,99 @@ mnt() { # mnt TARGET ARGS...: mount, and remember it for cleanup
   MOUNTS+=("$target")
 }
 
+# --- Raspberry Pi (--board rpi) -------------------------------------------------------------------
+# Debian's raspi-firmware (component non-free-firmware) puts the Pi's boot firmware, the kernel, the
+# initrd and the device trees in /boot/firmware, with config.txt and cmdline.txt made from
+# /etc/default/raspi-firmware (and raspi-firmware-custom), again at every kernel update.
+RPI_BOOT_LABEL=LICDBOOT
+RPI_BOOT_MB=256
+rpi_install() {
+  step "Raspberry Pi: raspi-firmware, growpart, USB gadget"
+  cat >"$ROOT/etc/apt/sources.list.d/debian-non-free-firmware.sources" <<EOF
+Types: deb
+URIs: $MIRROR
+Suites: $SUITE $SUITE-updates
+Components: non-free-firmware
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+  echo "LABEL=$RPI_BOOT_LABEL /boot/firmware vfat defaults,noatime,umask=0077 0 2" >>"$ROOT/etc/fstab"
+  mkdir -p "$ROOT/boot/firmware"
+  in_root apt-get update -qq
+  # cloud-guest-utils: growpart (the root grown to the card); dosfstools: fsck of the FAT partition.
+  in_root apt-get install -y -qq --no-install-recommends raspi-firmware cloud-guest-utils dosfstools
+  # The root by its label; the console on the serial pins and on a screen (tty1). With Debian's
+  # kernel the Pi 3, 4 and Zero 2 W show the pins' UART (the mini UART) as ttyS1 (the comment in
+  # /etc/default/raspi-firmware says so), not as the ttyS0 that Raspberry Pi OS's "serial0" names.
+  # GPU_FREQ=360: the mini UART is clocked by the Pi 4's GPU; other GPU frequencies garble it.
+  local d=$ROOT/etc/default/raspi-firmware
+  [ -f "$d" ] || die "raspi-firmware installed no $d"
+  if grep -q '^#\?ROOTPART=' "$d"; then sed -i 's|^#\?ROOTPART=.*|ROOTPART=LABEL=licd-root|' "$d"; else echo 'ROOTPART=LABEL=licd-root' >>"$d"; fi
+  if grep -q '^#\?CONSOLES=' "$d"; then sed -i 's|^#\?CONSOLES=.*|CONSOLES="tty0 ttyS1,115200"|' "$d"; else echo 'CONSOLES="tty0 ttyS1,115200"' >>"$d"; fi
+  # CMA=0: a headless box needs no contiguous memory for video, and the package's default cma=64M
+  # (added when the build machine is not a Pi 4) can keep a Pi 4 from booting.
+  if grep -q '^#\?CMA=' "$d"; then sed -i 's|^#\?CMA=.*|CMA=0|' "$d"; else echo 'CMA=0' >>"$d"; fi
+  if grep -q '^#\?GPU_FREQ=' "$d"; then sed -i 's|^#\?GPU_FREQ=.*|GPU_FREQ=360|' "$d"; else echo 'GPU_FREQ=360' >>"$d"; fi
+  # The UART on the pins (GPIO 14/15); the USB port with device mode as a device: the Pi 4's USB-C
+  # port (the dongle goes in a USB-A port, on another controller), the Zero 2 W's only data port
+  # in OTG mode (an OTG adapter makes it a host for the dongle). Not on the Pi 3, whose USB ports
+  # and Ethernet hang off the same controller.
+  cat >"$ROOT/etc/default/raspi-firmware-custom" <<'EOF'
+# licd (images/build.sh --board rpi)
+enable_uart=1
+[pi4]
+dtoverlay=dwc2,dr_mode=peripheral
+[pi02]
+dtoverlay=dwc2,dr_mode=otg
+[all]
+EOF
+  local S=$REPO/systemd/rpi
+  install -m 0644 "$S/licd-growroot.service" "$S/licd-usb-gadget.service" "$ROOT/etc/systemd/system/"
+  install -m 0644 "$S/licd-gadget-modules.conf" "$ROOT/etc/modules-load.d/licd-gadget.conf"
+  in_root systemctl enable licd-growroot.service licd-usb-gadget.service
+  # The boot files for the kernel already installed (the package's hooks do it on updates).
+  local kver
+  kver=$(ls "$ROOT/lib/modules" | sort -V | tail -n 1)
+  # (The hook does nothing unless DEB_MAINT_PARAMS says configure, as the kernel package's does.)
+  in_root env DEB_MAINT_PARAMS=configure /etc/kernel/postinst.d/z50-raspi-firmware "$kver"
+  rpi_check_boot_files
+}
+rpi_check_boot_files() {
+  local b=$ROOT/boot/firmware f
+  for f in config.txt cmdline.txt bootcode.bin start4.elf fixup4.dat bcm2711-rpi-4-b.dtb bcm2837-rpi-3-b.dtb; do
+    [ -e "$b/$f" ] || die "raspi-firmware left no /boot/firmware/$f (see $LOG; it has: $(ls "$b" | tr '\n' ' '))"
+  done
+  ls "$b" | grep -q '^vmlinuz' || die "no kernel in /boot/firmware"
+  ls "$b" | grep -q '^initrd' || die "no initrd in /boot/firmware"
+  grep -q 'root=LABEL=licd-root' "$b/cmdline.txt" || die "cmdline.txt does not name root=LABEL=licd-root: $(cat "$b/cmdline.txt")"
+  grep -q 'console=ttyS1,115200' "$b/cmdline.txt" || die "cmdline.txt has no serial console: $(cat "$b/cmdline.txt")"
+  grep -q '^enable_uart=1' "$b/config.txt" || die "config.txt does not enable the UART"
+  step "Raspberry Pi boot files: cmdline.txt: $(tr '\n' ' ' <"$b/cmdline.txt")"
+}
+rpi_stage_firmware() {
+  rm -rf "$OUT/firmware"
+  mv "$ROOT/boot/firmware" "$OUT/firmware"
+  mkdir "$ROOT/boot/firmware"
+}
+rpi_sdcard() {
+  # MBR: the Pi's boot ROM and firmware read the first FAT partition of an MBR disk. No loop
+  # device: each file system is made in its own file and copied into the card image.
+  step "sdcard.img: MBR, FAT $RPI_BOOT_LABEL (${RPI_BOOT_MB} MiB) + root.img"
+  local boot=$OUT/boot.vfat root_mb start=8192 boot_sectors root_sectors
+  rm -f "$boot" "$OUT/sdcard.img"
+  run mkfs.vfat -F 32 -n "$RPI_BOOT_LABEL" -C "$boot" $(( RPI_BOOT_MB * 1024 ))
+  run mcopy -s -p -i "$boot" "$OUT/firmware"/* ::/
+  root_mb=$(( $(stat -c %s "$OUT/root.img") / 1048576 ))
+  boot_sectors=$(( RPI_BOOT_MB * 2048 ))
+  root_sectors=$(( root_mb * 2048 ))
+  truncate -s $(( (start + boot_sectors + root_sectors) * 512 )) "$OUT/sdcard.img"
+  printf 'label: dos\nstart=%d, size=%d, type=c, bootable\nstart=%d, size=%d, type=83\n' \
+    "$start" "$boot_sectors" $(( start + boot_sectors )) "$root_sectors" | run sfdisk -q "$OUT/sdcard.img"
+  run dd if="$boot" of="$OUT/sdcard.img" bs=1M seek=$(( start / 2048 )) conv=notrunc,sparse status=none
+  run dd if="$OUT/root.img" of="$OUT/sdcard.img" bs=1M seek=$(( (start + boot_sectors) / 2048 )) conv=notrunc,sparse status=none
+  rm -f "$boot"
+  echo "board: Raspberry Pi (sdcard.img: $(( (start + boot_sectors + root_sectors) / 2048 )) MiB; the root grows to the card at first boot)" >>"$OUT/image.txt"
+}
+
 # --- base system --------------------------------------------------------------------------------
 if [ -d "$ROOT" ]; then
   step "removing the previous root filesystem"
@@ -183,6 +293,9 @@ rm -f "$ROOT/etc/apt/sources.list"
 # second partition: found by its label either way. Written before the kernel is installed, so that
 # the initrd gets fsck for it.
 echo 'LABEL=licd-root / ext4 defaults,noatime,errors=remount-ro 0 1' >"$ROOT/etc/fstab"
+# The box's own files from systemd/ (first boot, network, journal, watchdog, modules, mosquitto's
+# sandbox, the initrd's FSTYPE): before the kernel package makes the initrd.
+run "$REPO/images/box-files.sh" "$ROOT"
 # No service starts inside the chroot.
 printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
 chmod 0755 "$ROOT/usr/sbin/policy-rc.d"
@@ -207,6 +320,22 @@ in_root apt-get update -qq
 in_root apt-get install -y -qq --no-install-recommends "${PKGS[@]}"
 # systemd-networkd is part of the systemd package up to Debian 13; later releases split it out.
 if [ ! -e "$ROOT/usr/lib/systemd/systemd-networkd" ]; then in_root apt-get install -y -qq --no-install-recommends systemd-networkd; fi
+
+# --- the box: DNS from DHCP, mosquitto logging to the journal --------------------------------------
+# systemd-resolved takes the DNS servers from systemd-networkd (DHCP); its package points
+# /etc/resolv.conf at its stub resolver, which does not run in the chroot: the build keeps the
+# host's resolv.conf until "clean up", which puts the link back.
+step "the box: systemd-resolved; mosquitto logs to the journal"
+in_root apt-get install -y -qq --no-install-recommends systemd-resolved
+rm -f "$ROOT/etc/resolv.conf"
+cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+# log_dest lines add up and a conf.d file cannot remove one: Debian's file destination goes here
+# (conf.d/licd.conf says log_dest syslog; the sandbox gives mosquitto no writable /var/log).
+sed -i 's|^log_dest file |# licd: to the journal instead (conf.d/licd.conf). log_dest file |' "$ROOT/etc/mosquitto/mosquitto.conf"
+if grep -q '^log_dest file' "$ROOT/etc/mosquitto/mosquitto.conf"; then die "mosquitto.conf still logs to a file"; fi
+
+# --- Raspberry Pi: boot firmware, growing the root, serial and USB consoles ----------------------
+if [ "$BOARD" = rpi ]; then rpi_install; fi
 
 NODE_VERSION=$(chroot "$ROOT" /usr/bin/node --version)
 step "target node $NODE_VERSION"
@@ -337,28 +466,18 @@ else
 fi
 chmod 0644 "$ROOT/etc/licd/licd.json"
 
-# --- mosquitto passwords: licd (plain for licd, hashed for mosquitto) and admin -----------------
-step "mosquitto password file for licd and admin"
-randpw() { head -c 18 /dev/urandom | base64 | tr '+/' '-_'; }
-(
-  umask 077
-  licd_pw=$(randpw)
-  if [ -n "$ADMIN_PW_FILE" ]; then admin_pw=$(head -n 1 "$ADMIN_PW_FILE"); else admin_pw=$(randpw); fi
-  [ -n "$admin_pw" ] || die "the admin password is empty"
-  case "$admin_pw" in *:*) die "the admin password must not contain ':'" ;; esac
-  printf '%s\n' "$licd_pw" >"$ROOT/etc/licd/mqtt.password"
-  printf 'licd:%s\nadmin:%s\n' "$licd_pw" "$admin_pw" >"$ROOT/etc/mosquitto/licd.passwd"
-  if [ -z "$ADMIN_PW_FILE" ]; then printf '%s\n' "$admin_pw" >"$OUT/admin.password"; else cp "$ADMIN_PW_FILE" "$OUT/admin.password"; fi
-)
-chmod 0600 "$OUT/admin.password"
-in_root mosquitto_passwd -U /etc/mosquitto/licd.passwd
-grep -q '^admin:\$7\$' "$ROOT/etc/mosquitto/licd.passwd" || die "mosquitto_passwd -U did not hash the password file"
-# The plain listener's password file: licd only, so admins log in over TLS (8883) only.
-grep '^licd:' "$ROOT/etc/mosquitto/licd.passwd" >"$ROOT/etc/mosquitto/licd-plain.passwd"
+# --- per-box secrets: none in the image ------------------------------------------------------------
+# The admin and licd broker passwords, mosquitto's password files and the TLS key are made at each
+# box's first boot by licd-firstboot.service (systemd/licd-firstboot), so that no two boxes
+# flashed from this image share one.
+step "no per-box secret in the image (licd-firstboot.service makes them at first boot)"
+for f in /etc/licd/admin.password /etc/licd/mqtt.password /etc/mosquitto/licd.passwd /etc/mosquitto/licd-plain.passwd \
+         /etc/licd/tls/key.pem /etc/licd/label.txt /etc/issue.d/licd.issue /etc/licd/firstboot.done; do
+  [ ! -e "$ROOT$f" ] || die "the image must not carry $f (licd-firstboot makes it per box)"
+done
 # Owners and modes from licd.tmpfiles.conf (applied again at every boot).
 in_root systemd-tmpfiles --create /usr/lib/tmpfiles.d/licd.conf
 # tmpfiles.d leaves unlisted files alone: the emulated-dongle image has no entitlement.json.
-in_root stat -c "%U:%G %a %n" /etc/licd/mqtt.password /etc/mosquitto/licd.passwd /etc/mosquitto/licd-plain.passwd
 [ ! -e "$ROOT/etc/licd/tls/key.pem" ] || die "the image must not carry a TLS key (licd-tls-setup makes one per box)"
 
 # --- the rest of the system ------------------------------------------------------------------------
@@ -369,22 +488,20 @@ cat >"$ROOT/etc/hosts" <<EOF
 127.0.1.1	$HOST_NAME
 ::1		localhost ip6-localhost ip6-loopback
 EOF
-cat >"$ROOT/etc/systemd/network/50-wired.network" <<'EOF'
-# The appliance's LAN port: DHCP (give it a fixed lease on the DHCP server, or replace DHCP=
-# with Address= and Gateway= for a static address).
-[Match]
-Name=en* eth*
-
-[Network]
-DHCP=yes
-EOF
+# The LAN port (DHCP, with DNS and NTP from it): systemd/network/50-wired.network, installed by
+# box-files.sh.
 ln -sf /usr/share/zoneinfo/Etc/UTC "$ROOT/etc/localtime"
 echo Etc/UTC >"$ROOT/etc/timezone"
 # An empty machine-id: each appliance makes its own on first boot. systemd-firstboot would ask on
 # the console for a locale and time zone then and hold up the boot: it has nothing to ask.
 : >"$ROOT/etc/machine-id"
 ln -sf /dev/null "$ROOT/etc/systemd/system/systemd-firstboot.service"
-in_root systemctl enable systemd-networkd.service licd-tls-setup.service mosquitto.service licd.service
+in_root systemctl enable systemd-networkd.service systemd-resolved.service systemd-timesyncd.service licd-firstboot.service mosquitto.service licd.service
+# mosquitto's unit waits for network-online.target (a dependency a drop-in cannot remove): without
+# systemd-networkd-wait-online nothing holds that target up, so a box without its cable starts
+# mosquitto and licd at once instead of after wait-online's 2-minute timeout. mosquitto listens on
+# the wildcard address, so the LAN address is served as soon as DHCP gives it.
+ln -sf /dev/null "$ROOT/etc/systemd/system/systemd-networkd-wait-online.service"
 if [ "$DEV" = 1 ]; then
   # The development image shows the journal on the serial console, so a failed boot test shows why.
   install -d "$ROOT/etc/systemd/journald.conf.d"
@@ -398,6 +515,9 @@ KVER=$(ls "$ROOT/lib/modules" | sort -V | tail -n 1)
 [ -f "$ROOT/boot/initrd.img-$KVER" ] || in_root update-initramfs -c -k "$KVER"
 cp "$ROOT/boot/vmlinuz-$KVER" "$OUT/vmlinuz"
 cp "$ROOT/boot/initrd.img-$KVER" "$OUT/initrd.img"
+# fsck of the root in the initrd (initramfs-tools/conf.d/licd-fstype: FSTYPE=ext4).
+chroot "$ROOT" lsinitramfs "/boot/initrd.img-$KVER" | grep -q 'sbin/fsck\.ext4$' \
+  || die "the initrd has no fsck.ext4 (FSTYPE=ext4 in /etc/initramfs-tools/conf.d/licd-fstype)"
 if [ "$ARCH" = amd64 ]; then
   echo "root=LABEL=licd-root ro console=ttyS0 panic=-1" >"$OUT/cmdline"
 else
@@ -408,6 +528,8 @@ fi
 step "clean up"
 in_root apt-get clean
 rm -f "$ROOT/usr/sbin/policy-rc.d" "$ROOT/etc/resolv.conf"
+# DNS through systemd-resolved (see "the box" above).
+ln -s ../run/systemd/resolve/stub-resolv.conf "$ROOT/etc/resolv.conf"
 rm -rf "$ROOT/var/lib/apt/lists/"* "$ROOT/tmp/"* "$ROOT/root/.npm" "$ROOT/var/log/"*.log
 cleanup
 {
@@ -419,11 +541,15 @@ cleanup
   echo "hostname: $HOST_NAME"
 } >"$OUT/image.txt"
 
+# The Pi's boot files go to the FAT partition (mounted on /boot/firmware), not into root.img.
+if [ "$BOARD" = rpi ]; then rpi_stage_firmware; fi
 USED_MB=$(du -sm "$ROOT" | cut -f1)
 SIZE_MB=$(( USED_MB * 5 / 4 + 512 ))
 step "mkfs.ext4 root.img (${SIZE_MB} MiB for ${USED_MB} MiB of files)"
 rm -f "$OUT/root.img"
 run mkfs.ext4 -q -F -L licd-root -d "$ROOT" "$OUT/root.img" "${SIZE_MB}M"
 
-step "done in $(( $(date +%s) - T0 )) s: $OUT/{root.img,vmlinuz,initrd.img,cmdline,admin.password}"
+if [ "$BOARD" = rpi ]; then rpi_sdcard; fi
+
+step "done in $(( $(date +%s) - T0 )) s: $OUT/{root.img,vmlinuz,initrd.img,cmdline}$([ "$BOARD" = rpi ] && echo ' and sdcard.img' || true)"
 cat "$OUT/image.txt"

@@ -73,7 +73,10 @@ test('TLS: the first-boot unit runs the shipped script; mosquitto, licd and the 
   t.regex(conf, /^keyfile \/etc\/licd\/tls\/key\.pem$/m);
   t.is(parseConfig(JSON.parse(read('licd.json.example')), {}, '/etc/licd').mqtt.brokerCertFile, '/etc/licd/tls/cert.pem');
   const build = readFileSync(fileURLToPath(new URL('../../images/build.sh', import.meta.url)), 'utf8');
-  t.regex(build, /systemctl enable [^\n]*licd-tls-setup\.service/);
+  // The image makes the certificate at first boot through licd-firstboot, which runs licd-tls-setup.
+  t.regex(build, /systemctl enable [^\n]*licd-firstboot\.service/);
+  t.regex(read('licd-firstboot'), /"\$TLS_SETUP" "\$ETC\/licd\/tls"/);
+  t.regex(read('licd-firstboot.service'), /^Before=mosquitto\.service licd\.service/m);
   t.regex(build, /PKGS=\([^)]*\bopenssl\b/);
   t.notRegex(build, /licd-tls-setup \/|openssl req/, 'the image build does not make a certificate');
 });
