@@ -412,6 +412,8 @@ install -D -m 0644 "$S/udev/99-licd-dongle.rules" "$ROOT/etc/udev/rules.d/99-lic
 install -m 0644 "$S/mosquitto/licd.conf" "$ROOT/etc/mosquitto/conf.d/licd.conf"
 install -m 0644 "$S/mosquitto/licd.acl" "$ROOT/etc/mosquitto/licd.acl"
 install -m 0644 "$S/licd.service" "$ROOT/etc/systemd/system/licd.service"
+# The maintenance console (docs/console.md): one instance per serial line, started where the line is.
+install -m 0644 "$S/licd-console@.service" "$ROOT/etc/systemd/system/licd-console@.service"
 # The broker's TLS key and certificate are made at each box's first boot, never here: every box
 # has its own key, and an image carries none.
 install -m 0644 "$S/licd-tls-setup.service" "$ROOT/etc/systemd/system/licd-tls-setup.service"

@@ -62,7 +62,7 @@ export async function connect(a: ParsedArgs, admin = false, o: { maintain?: bool
       const dev = join(process.cwd(), process.env.LICD_DATA_DIR ?? 'data', 'admin.password');
       throw new LicdError(
         'FORBIDDEN',
-        `the broker at ${conn.url} refused user ${JSON.stringify(conn.username)}: no admin password was given, and ${dev} does not exist. licd keeps the admin password of a development daemon in DATA_DIR/admin.password, DATA_DIR being the daemon's data dir (its LICD_DATA_DIR, ./data by default); give --password-file DATA_DIR/admin.password, or set LICD_DATA_DIR=DATA_DIR in this shell (or LICD_MQTT_USER and LICD_MQTT_PASSWORD, or "passwordFile" in the client config)`,
+        `the broker at ${conn.url} refused user ${JSON.stringify(conn.username)}: no admin password was given, and ${dev} does not exist. licd keeps the admin password of a development daemon in DATA_DIR/admin.password, DATA_DIR being the daemon's data dir (its LICD_DATA_DIR, ./data by default); give --password-file DATA_DIR/admin.password, or set LICD_DATA_DIR=DATA_DIR in this shell (or LICD_MQTT_USER and LICD_MQTT_PASSWORD, or "passwordFile" in the client config). On the licd appliance the admin password is in /etc/licd/admin.password (root only; also on the console's login banner and from licd-firstboot --label): as root, licctl ... --user admin --password-file /etc/licd/admin.password`,
       );
     }
     throw e;
