@@ -234,11 +234,14 @@ async function watch(a: ParsedArgs): Promise<number> {
     c.on('server', (s) => out(`${time(Date.now())}  server: ${s.state}${s.dongle.present ? '' : ' DONGLE ABSENT'}${s.warnings.length ? ' - ' + s.warnings.join('; ') : ''}`));
     c.on('availability', (x) => out(`${time(Date.now())}  ${x.feature}: ${x.free} of ${x.total} free (${x.leased} leased, ${x.borrowed} borrowed)`));
   }
-  await c.watch();
-  await new Promise<void>((resolve) => {
+  // The signal handlers first: lines print as soon as the subscription delivers the retained
+  // state, and a Ctrl-C right then must still end the watch cleanly.
+  const stopped = new Promise<void>((resolve) => {
     process.once('SIGINT', () => resolve());
     process.once('SIGTERM', () => resolve());
   });
+  await c.watch();
+  await stopped;
   await c.close();
   return 0;
 }
