@@ -2,12 +2,13 @@
 import { spawn } from 'node:child_process';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { LicdError } from '../core/errors.ts';
 import { escapeText } from '../core/validate.ts';
 import { LicdClient } from '../sdk/client.ts';
 import { writeFileAtomic } from '../vendor.ts';
 import type { AdminApi, SystemOps } from './commands.ts';
+import { describeNetwork, networkFile } from './network.ts';
 import type { AuditSink, Credentials, LockoutStore } from './session.ts';
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
@@ -97,8 +98,14 @@ function exec(cmd: string, args: string[], input?: string): Promise<string> {
 }
 
 /** The appliance: journalctl, systemctl, ip, resolvectl, mosquitto_passwd; fixed argument lists, no shell. */
-export function systemdOps(o: { adminPasswordFile: string; mosquittoPasswordFile: string; setupCodeFile?: string | undefined }): SystemOps {
+export function systemdOps(o: { adminPasswordFile: string; mosquittoPasswordFile: string; setupCodeFile?: string | undefined; networkDir?: string }): SystemOps {
   return {
+    setNetwork: async (c) => {
+      writeFileAtomic(join(o.networkDir ?? '/etc/systemd/network', '50-wired.network'), networkFile(c), 0o644);
+      await exec('networkctl', ['reload']);
+      await exec('networkctl', ['reconfigure', '--', ...(await lanPorts())]).catch(() => undefined);
+      return `network set: ${describeNetwork(c)}`;
+    },
     logs: ({ lines, level }) => exec('journalctl', ['-u', 'licd', '-u', 'mosquitto', '-n', String(lines), '--no-pager', '-o', 'short-iso', ...(level ? ['-p', level] : [])]),
     restart: async (s) => {
       await exec('systemctl', ['restart', `${s}.service`]);
@@ -119,8 +126,14 @@ export function systemdOps(o: { adminPasswordFile: string; mosquittoPasswordFile
   };
 }
 
+/** The wired ports networkd manages (en*, eth*), as `networkctl list` names them. */
+async function lanPorts(): Promise<string[]> {
+  const out = await exec('networkctl', ['list', '--no-legend', '--no-pager']);
+  return out.split('\n').map((l) => l.trim().split(/\s+/)[1] ?? '').filter((n) => /^(en|eth)/.test(n));
+}
+
 /** Does nothing but say what it would do, and remember it (tests, and a console on a development machine). */
-export function dryRunOps(o: { adminPasswordFile?: string } = {}): SystemOps & { calls: string[] } {
+export function dryRunOps(o: { adminPasswordFile?: string; networkDir?: string } = {}): SystemOps & { calls: string[] } {
   const calls: string[] = [];
   const note = (s: string) => {
     calls.push(s);
@@ -132,6 +145,11 @@ export function dryRunOps(o: { adminPasswordFile?: string } = {}): SystemOps & {
     restart: async (s) => note(`systemctl restart ${s}.service`),
     power: async (a) => note(`systemctl ${a}`),
     network: async () => note('ip -brief address; ip route; resolvectl dns'),
+    setNetwork: async (c) => {
+      // The file is written (into --network-dir) so that what would be applied can be read back.
+      if (o.networkDir) writeFileAtomic(join(o.networkDir, '50-wired.network'), networkFile(c), 0o644);
+      return note(`networkctl reload (network: ${describeNetwork(c)})`);
+    },
     setAdminPassword: async (pw) => {
       if (o.adminPasswordFile) writeFileAtomic(o.adminPasswordFile, pw + '\n', 0o600);
       return note('mosquitto_passwd -b ... admin ***; systemctl reload-or-restart mosquitto.service');

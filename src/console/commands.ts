@@ -10,6 +10,7 @@ import type { ActivationRequestResult, BorrowView, LicenseInstallResult, Quarant
 import { wrap } from '../cli/command.ts';
 import { parseDuration } from '../cli/holding.ts';
 import { formatTime } from '../cli/time.ts';
+import { describeNetwork, NetworkUsage, parseStatic, type NetworkConfig } from './network.ts';
 import type { CommandIO, ConsoleCommand } from './session.ts';
 
 /** licd's admin API (src/console/backends.ts connects it as the admin user). */
@@ -24,6 +25,8 @@ export interface SystemOps {
   power(action: 'reboot' | 'poweroff'): Promise<string>;
   setAdminPassword(password: string): Promise<string>;
   network(): Promise<string>;
+  /** Writes the LAN port's settings and applies them. */
+  setNetwork(c: NetworkConfig): Promise<string>;
 }
 
 export class ConsoleUsage extends Error {}
@@ -67,6 +70,12 @@ function compactStatus(s: StatusResult, time: (t: string | number | Date) => str
     for (const b of f.borrows) lines.push(`  borrowed ${`${b.count > 1 ? `${b.count}x ` : ''}${b.user}@${b.hostName}`.slice(0, 34).padEnd(34)} until ${time(b.until).slice(0, 10)} ${b.id}`);
   }
   return lines.join('\n');
+}
+
+async function applyNetwork(io: CommandIO, system: SystemOps, c: NetworkConfig): Promise<void> {
+  io.print(`new network settings: ${describeNetwork(c)}`);
+  if (!(await io.confirm('apply them now? A wrong address cuts the box off the LAN until it is fixed here'))) return io.print('nothing changed');
+  io.print(await system.setNetwork(c));
 }
 
 function installed(r: LicenseInstallResult): string {
@@ -265,6 +274,29 @@ export function consoleCommands(o: { api: AdminApi; system: SystemOps; utc?: boo
       name: 'network show',
       summary: 'addresses, routes and DNS servers',
       run: async (io) => io.print(await o.system.network()),
+    },
+    {
+      name: 'network dhcp',
+      summary: 'take the address, DNS and NTP servers from DHCP (the default)',
+      run: async (io, args) => {
+        needArgs(args, 0, 0, 'network dhcp');
+        await applyNetwork(io, o.system, { mode: 'dhcp' });
+      },
+    },
+    {
+      name: 'network static',
+      args: 'ADDR/PREFIX GATEWAY [dns IP...] [ntp HOST...]',
+      summary: 'a fixed address, e.g. network static 192.168.10.2/24 192.168.10.1 dns 192.168.10.1',
+      run: async (io, args) => {
+        let c: NetworkConfig;
+        try {
+          c = parseStatic(args);
+        } catch (e) {
+          if (e instanceof NetworkUsage) throw new ConsoleUsage(`${e.message}; nothing changed`);
+          throw e;
+        }
+        await applyNetwork(io, o.system, c);
+      },
     },
     {
       name: 'password',

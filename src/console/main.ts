@@ -24,7 +24,9 @@ usage: licd-console --tty PATH [options]
                               (default /etc/mosquitto/licd.passwd)
   --state-dir DIR             lock-out state and the audit log (default /var/lib/licd-console)
   --idle S                    log out after S seconds without input (default 600)
+  --network-dir DIR           where the LAN port's networkd file is written (default /etc/systemd/network)
   --dry-run                   service, reboot, network and password changes only say what they would do
+                              (the network file is still written when --network-dir is given)
   --utc                       times in UTC
 `;
 
@@ -41,6 +43,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
         'setup-code-file': { type: 'string' },
         'mosquitto-password-file': { type: 'string' },
         'state-dir': { type: 'string' },
+        'network-dir': { type: 'string' },
         idle: { type: 'string' },
         'dry-run': { type: 'boolean' },
         utc: { type: 'boolean' },
@@ -71,7 +74,10 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   const setupCodeFile = v['setup-code-file'] as string | undefined;
   const stateDir = (v['state-dir'] as string | undefined) ?? '/var/lib/licd-console';
   const line = tty.replace(/^\/dev\//, '');
-  const system = v['dry-run'] ? dryRunOps({ adminPasswordFile }) : systemdOps({ adminPasswordFile, setupCodeFile, mosquittoPasswordFile: (v['mosquitto-password-file'] as string | undefined) ?? '/etc/mosquitto/licd.passwd' });
+  const networkDir = v['network-dir'] as string | undefined;
+  const system = v['dry-run']
+    ? dryRunOps({ adminPasswordFile, ...(networkDir ? { networkDir } : {}) })
+    : systemdOps({ adminPasswordFile, setupCodeFile, mosquittoPasswordFile: (v['mosquitto-password-file'] as string | undefined) ?? '/etc/mosquitto/licd.passwd', ...(networkDir ? { networkDir } : {}) });
   const api = mqttAdmin({ url: (v.broker as string | undefined) ?? 'mqtt://127.0.0.1:1883', adminPasswordFile });
   const audit = fileAudit(join(stateDir, 'audit.log'), line);
   const lockout = fileLockout(join(stateDir, 'lockout.json'));

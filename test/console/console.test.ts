@@ -188,3 +188,46 @@ test('commands through the admin API: status, leases, revoke with confirmation; 
   t.regex(audit, /"event":"command","ok":true,"detail":"revoke \S+ 30m"/);
   t.regex(audit, /"event":"logout","ok":true,"detail":"logged out"/);
 });
+
+test('network: a static address and back to DHCP, each value checked, written as networkd\'s file after a confirmation', async (t) => {
+  t.timeout(120_000);
+  const dir = tempDir('licd-console-');
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const pw = join(dir, 'admin.password');
+  writeFileSync(pw, 'correct horse battery\n', { mode: 0o600 });
+  const netDir = join(dir, 'network');
+  const file = join(netDir, '50-wired.network');
+  const { device, term, socat } = await ptyPair(dir);
+  t.teardown(() => socat.kill());
+  const c = consoleProcess(device, dir, {}, ['--admin-password-file', pw, '--broker', 'mqtt://127.0.0.1:1', '--network-dir', netDir]);
+  await c.waitFor(/serving/);
+  const tty = await terminal(term);
+  t.teardown(() => tty.close());
+  tty.line('');
+  await tty.expect(/console password: $/);
+  tty.line('correct horse battery');
+  await tty.expect(/> $/);
+  for (const [line, error] of [
+    ['network static 192.168.10.2/33 192.168.10.1', /the prefix \/33 does not fit an IPv4 address \(1 to 32\); nothing changed/],
+    ['network static 192.168.10.300/24 192.168.10.1', /"192\.168\.10\.300" is not an IPv4 or IPv6 address; nothing changed/],
+    ['network static 192.168.10.2/24 fe80::1', /the gateway "fe80::1" is not an IPv4 address like 192\.168\.10\.2; nothing changed/],
+    ['network static 192.168.10.2/24 192.168.10.1 dns ntp.studio.lan', /the DNS server "ntp\.studio\.lan" is not an IP address; nothing changed/],
+  ] as const) {
+    tty.line(line);
+    await tty.expect(error);
+    await tty.expect(/> $/);
+  }
+  t.false(existsSync(file), 'nothing written for a refused setting');
+  tty.line('network static 192.168.10.2/24 192.168.10.1 dns 192.168.10.1 ntp ntp.studio.lan');
+  await tty.expect(/new network settings: static 192\.168\.10\.2\/24, gateway 192\.168\.10\.1, DNS 192\.168\.10\.1, NTP ntp\.studio\.lan[\s\S]*\(y\/n\) $/);
+  tty.line('y');
+  await tty.expect(/\(dry run\) networkctl reload/);
+  t.deepEqual(readFileSync(file, 'utf8').split('\n').filter((l) => /=/.test(l) && !l.startsWith('#')), ['Name=en* eth*', 'Address=192.168.10.2/24', 'Gateway=192.168.10.1', 'DNS=192.168.10.1', 'NTP=ntp.studio.lan']);
+  tty.line('network dhcp');
+  await tty.expect(/\(y\/n\) $/);
+  tty.line('y');
+  await tty.expect(/\(dry run\) networkctl reload \(network: DHCP/);
+  // Back to DHCP is the file the image ships.
+  const settings = (text: string) => text.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#'));
+  t.deepEqual(settings(readFileSync(file, 'utf8')), settings(readFileSync(join(ROOT, 'systemd', 'network', '50-wired.network'), 'utf8')));
+});
