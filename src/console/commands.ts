@@ -196,9 +196,13 @@ export function consoleCommands(o: { api: AdminApi; system: SystemOps; utc?: boo
     },
     {
       name: 'license import',
-      summary: 'install a license file by pasting it (takes effect at once)',
-      run: async (io) => {
-        const text = await io.paste('the license file (JSON)');
+      args: '[ymodem]',
+      summary: 'install a license file, pasted or sent by YMODEM (takes effect at once)',
+      complete: () => ['ymodem'],
+      run: async (io, args) => {
+        needArgs(args, 0, 1, 'license import [ymodem]');
+        if (args[0] !== undefined && args[0] !== 'ymodem') throw new ConsoleUsage('license import [ymodem]: paste the file, or send it by YMODEM');
+        const text = args[0] === 'ymodem' ? (await io.ymodem()).data.toString('utf8') : await io.paste('the license file (JSON)');
         const license = parseJson(text, 'license');
         if (!(await io.confirm('install this license?'))) return io.print('nothing done');
         io.print(installed(await admin<LicenseInstallResult>(o.api, 'license.install', { license })));

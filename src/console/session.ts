@@ -8,6 +8,7 @@
  */
 import { escapeText } from '../core/validate.ts';
 import { LineEditor } from './line-editor.ts';
+import { YmodemReceiver, type YmodemResult } from './ymodem.ts';
 
 export interface ConsoleClock {
   now(): number;
@@ -48,6 +49,8 @@ export interface CommandIO {
   ask(question: string, o?: { masked?: boolean }): Promise<string>;
   /** Takes pasted text until a line with a single "." (or Ctrl-D); at most `maxBytes`. */
   paste(what: string, maxBytes?: number): Promise<string>;
+  /** Receives one file by YMODEM (the terminal program sends it); Ctrl-C before it starts cancels. */
+  ymodem(maxBytes?: number): Promise<YmodemResult>;
   /** Aborted by Ctrl-C. */
   signal: AbortSignal;
   /** Who logged in. */
@@ -102,6 +105,8 @@ export class ConsoleSession {
   private idleTimer: { cancel(): void } | null = null;
   private waitTimer: { cancel(): void } | null = null;
   private closed = false;
+  /** While a file transfer runs, the line's bytes go to it, not to the line editor. */
+  private raw: ((data: Uint8Array) => void) | null = null;
 
   constructor(private readonly o: SessionOptions) {
     this.clock = o.clock ?? systemClock;
@@ -117,6 +122,10 @@ export class ConsoleSession {
   feed(data: Uint8Array | string): void {
     if (this.closed) return;
     this.touch();
+    if (this.raw) {
+      this.raw(typeof data === 'string' ? Buffer.from(data, 'latin1') : data);
+      return;
+    }
     for (const ev of this.ed.feed(data)) {
       if (ev.kind === 'cancel') {
         if (this.running) this.running.abort();
@@ -270,6 +279,27 @@ export class ConsoleSession {
         }
         this.out(`(${lines.length} lines, ${size} bytes received)\n`);
         return lines.join('\n');
+      },
+      ymodem: async (maxBytes = 256 * 1024) => {
+        this.out('start the YMODEM send in your terminal program now (minicom: Ctrl-A S, ymodem; sz --ymodem FILE); Ctrl-C cancels\n');
+        const rx = new YmodemReceiver({ send: (b) => this.o.write(b.toString('latin1')), clock: this.clock, maxBytes });
+        const onAbort = () => rx.cancel('cancelled');
+        ac.signal.addEventListener('abort', onAbort, { once: true });
+        this.raw = (d) => {
+          if (!rx.started && d.includes(0x03)) rx.cancel('cancelled');
+          else rx.feed(d);
+        };
+        try {
+          const r = await rx.result;
+          // The sender (sz under minicom) still holds the line for a moment after the last ACK:
+          // text sent now would go to it, not to the screen.
+          await new Promise<void>((res) => this.clock.setTimeout(res, 1500));
+          this.out(`\nreceived ${r.name} (${r.data.length} bytes)\n`);
+          return r;
+        } finally {
+          this.raw = null;
+          ac.signal.removeEventListener('abort', onAbort);
+        }
       },
       signal: ac.signal,
       role: this.role!,

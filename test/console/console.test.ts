@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { SerialPort } from 'serialport';
 import { devDaemonProcess } from '../helpers/dev-daemon.ts';
 import { tempDir } from '../helpers/daemon.ts';
-import { killAll, licctl, ROOT, start, type Proc } from '../helpers/procs.ts';
+import { killAll, licctl, ROOT, run, start, type Proc } from '../helpers/procs.ts';
+import { box, feature, spec } from '../helpers/activation-box.ts';
 
 test.after.always(killAll);
 
@@ -230,4 +231,54 @@ test('network: a static address and back to DHCP, each value checked, written as
   // Back to DHCP is the file the image ships.
   const settings = (text: string) => text.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#'));
   t.deepEqual(settings(readFileSync(file, 'utf8')), settings(readFileSync(join(ROOT, 'systemd', 'network', '50-wired.network'), 'utf8')));
+});
+
+test('license import by YMODEM: sz sends the license file, the box installs it without a restart', async (t) => {
+  t.timeout(180_000);
+  const b = await box(t);
+  await b.start();
+  const dir = tempDir('licd-console-');
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  // The vendor answers this box's activation request with a license for a new feature.
+  const req = join(dir, 'request.json');
+  const r1 = await run(['activate', 'request', '--out', req, ...b.admin()]);
+  t.is(r1.code, 0, r1.stderr);
+  const specFile = join(dir, 'spec.json');
+  writeFileSync(specFile, JSON.stringify(spec([{ name: 'houdini_engine', seats: 3 }])));
+  const lic = join(dir, 'license.json');
+  const v = await run(['vendor', 'activate', req, '--key', b.key, '--spec', specFile, '--out', lic]);
+  t.is(v.code, 0, v.stderr);
+
+  const { device, term, socat } = await ptyPair(dir);
+  t.teardown(() => socat.kill());
+  const c = consoleProcess(device, dir, {}, ['--admin-password-file', join(b.dir, 'admin.password'), '--broker', b.state.url]);
+  await c.waitFor(/serving/);
+  let tty = await terminal(term);
+  t.teardown(() => tty.close());
+  tty.line('');
+  await tty.expect(/console password: $/);
+  tty.line(readFileSync(join(b.dir, 'admin.password'), 'utf8').trim());
+  await tty.expect(/> $/);
+  tty.line('license import ymodem');
+  await tty.expect(/start the YMODEM send/);
+  // The terminal program hands the line to sz, as minicom does for Ctrl-A S.
+  await tty.close();
+  const sz = spawn('sh', ['-c', 'sz --ymodem "$1" < "$2" > "$2"', 'sz', lic, term], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let szErr = '';
+  sz.stderr.on('data', (d) => (szErr += d));
+  const szCode = await new Promise<number | null>((r) => sz.on('exit', (code) => r(code)));
+  t.is(szCode, 0, szErr);
+  tty = await terminal(term);
+  await tty.expect(/received license\.json \(\d+ bytes\)[\s\S]*install this license\? \(y\/n\) $/);
+  tty.line('y');
+  await tty.expect(/license ACT-\S+ for ACME Studio installed/);
+  t.is(feature(await b.status(), 'houdini_engine')?.total, 3, 'the new feature is served without a restart');
+
+  // A sender that never starts: Ctrl-C cancels, and the console takes commands again.
+  tty.line('license import ymodem');
+  await tty.expect(/start the YMODEM send/);
+  tty.type('\x03');
+  await tty.expect(/error: cancelled|cancelled/);
+  tty.line('tls');
+  await tty.expect(/TLS is off/);
 });

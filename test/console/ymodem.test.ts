@@ -1,0 +1,86 @@
+/** The YMODEM receiver's rules with a scripted sender: broken blocks asked again, repeats, limits, cancels. */
+import test from 'ava';
+import { crc16 } from '../../firmware-bridge/protocol/crc16.ts';
+import type { ConsoleClock } from '../../src/console/session.ts';
+import { YmodemReceiver } from '../../src/console/ymodem.ts';
+
+const manualClock = (): ConsoleClock & { advance(ms: number): void } => {
+  let now = 0;
+  const timers: Array<{ at: number; f: () => void; live: boolean }> = [];
+  return {
+    now: () => now,
+    setTimeout(f, ms) {
+      const t = { at: now + ms, f, live: true };
+      timers.push(t);
+      return { cancel: () => (t.live = false) };
+    },
+    advance(ms) {
+      now += ms;
+      for (const t of timers.filter((x) => x.live && x.at <= now)) {
+        t.live = false;
+        t.f();
+      }
+    },
+  };
+};
+
+function block(num: number, payload: Buffer, size = 128): Buffer {
+  const data = Buffer.alloc(size, num === 0 ? 0 : 0x1a);
+  payload.copy(data);
+  const crc = Buffer.alloc(2);
+  crc.writeUInt16BE(crc16(data, 0, data.length, 0));
+  return Buffer.concat([Buffer.from([size === 128 ? 0x01 : 0x02, num & 0xff, 0xff - (num & 0xff)]), data, crc]);
+}
+
+function receiver(maxBytes = 4096) {
+  const sent: number[] = [];
+  const clock = manualClock();
+  const rx = new YmodemReceiver({ send: (b) => sent.push(...b), clock, maxBytes });
+  return { rx, sent, clock };
+}
+
+test('a file in two blocks, one broken on the way: NAK, resent, ACK; the size from block 0 trims the padding', async (t) => {
+  const { rx, sent } = receiver();
+  t.deepEqual(sent, [0x43], "the receiver asks with 'C'");
+  const text = Buffer.from('x'.repeat(200));
+  rx.feed(block(0, Buffer.from('license.json\x00200 0\x00')));
+  t.deepEqual(sent.slice(1), [0x06, 0x43]);
+  const b1 = block(1, text.subarray(0, 128));
+  const broken = Buffer.from(b1);
+  broken[10] = broken[10]! ^ 0xff;
+  rx.feed(broken);
+  t.is(sent.at(-1), 0x15, 'a CRC error is answered with NAK');
+  rx.feed(b1);
+  t.is(sent.at(-1), 0x06);
+  rx.feed(b1);
+  t.is(sent.at(-1), 0x06, 'a repeated block (a lost ACK) is acknowledged and dropped');
+  // Split across reads, as a serial line delivers it.
+  const b2 = block(2, text.subarray(128));
+  rx.feed(b2.subarray(0, 50));
+  rx.feed(b2.subarray(50));
+  rx.feed(Buffer.from([0x04]));
+  t.is(sent.at(-1), 0x15, 'the first EOT is answered with NAK');
+  rx.feed(Buffer.from([0x04]));
+  t.deepEqual(sent.slice(-2), [0x06, 0x43]);
+  rx.feed(block(0, Buffer.alloc(0)));
+  const r = await rx.result;
+  t.is(r.name, 'license.json');
+  t.is(r.data.toString(), text.toString());
+});
+
+test('a file over the limit, a sender that cancels, and one that never starts end the transfer with the reason', async (t) => {
+  const big = receiver(100);
+  big.rx.feed(block(0, Buffer.from('huge.bin\x00999999 0\x00')));
+  await t.throwsAsync(big.rx.result, { message: 'huge.bin is 999999 bytes; at most 100 are taken' });
+  t.deepEqual(big.sent.slice(-2), [0x18, 0x18], 'the sender is told with CAN');
+
+  const can = receiver();
+  can.rx.feed(block(0, Buffer.from('a.json\x0010 0\x00')));
+  can.rx.feed(Buffer.from([0x18, 0x18]));
+  await t.throwsAsync(can.rx.result, { message: 'the sender cancelled the transfer' });
+
+  const idle = receiver();
+  for (let i = 0; i < 25; i++) idle.clock.advance(3000);
+  await t.throwsAsync(idle.rx.result, { message: 'no YMODEM sender started within 60 s' });
+  t.true(idle.sent.filter((b) => b === 0x43).length >= 19, "it kept asking with 'C' every 3 s");
+});
