@@ -58,19 +58,22 @@ async function terminal(path: string) {
   };
 }
 
-function consoleProcess(tty: string, dir: string, env: Record<string, string>, extra: string[] = []): Proc {
-  return start(process.execPath, [join(ROOT, 'bin', 'licd-console.mjs'), '--tty', tty, '--dry-run', '--state-dir', join(dir, 'state'), ...extra], env);
+/** The console as a process; stopped when its test ends (before its temp dir is removed: it writes its audit log there). */
+function consoleProcess(t: { teardown(f: () => void): void }, tty: string, dir: string, env: Record<string, string>, extra: string[] = []): Proc {
+  const p = start(process.execPath, [join(ROOT, 'bin', 'licd-console.mjs'), '--tty', tty, '--dry-run', '--state-dir', join(dir, 'state'), ...extra], env);
+  t.teardown(() => p.child.kill('SIGKILL'));
+  return p;
 }
 
 test('login: nothing typed is echoed, wrong passwords wait longer each time, also after the console restarts', async (t) => {
   t.timeout(120_000);
   const dir = tempDir('licd-console-');
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }));
   const pw = join(dir, 'admin.password');
   writeFileSync(pw, 'correct horse battery\n', { mode: 0o600 });
   const { device, term, socat } = await ptyPair(dir);
   t.teardown(() => socat.kill());
-  let c = consoleProcess(device, dir, {}, ['--admin-password-file', pw, '--broker', 'mqtt://127.0.0.1:1', '--idle', '10']);
+  let c = consoleProcess(t, device, dir, {}, ['--admin-password-file', pw, '--broker', 'mqtt://127.0.0.1:1', '--idle', '10']);
   await c.waitFor(/serving/);
   let tty = await terminal(term);
   t.teardown(() => tty.close());
@@ -88,7 +91,7 @@ test('login: nothing typed is echoed, wrong passwords wait longer each time, als
   socat.kill();
   const again = await ptyPair(dir, 'line2');
   t.teardown(() => again.socat.kill());
-  c = consoleProcess(again.device, dir, {}, ['--admin-password-file', pw, '--broker', 'mqtt://127.0.0.1:1', '--idle', '10']);
+  c = consoleProcess(t, again.device, dir, {}, ['--admin-password-file', pw, '--broker', 'mqtt://127.0.0.1:1', '--idle', '10']);
   await c.waitFor(/serving/);
   tty = await terminal(again.term);
   tty.line('');
@@ -118,10 +121,10 @@ test('commands through the admin API: status, leases, revoke with confirmation; 
   t.timeout(180_000);
   const s = await devDaemonProcess(t, { LICD_USER: 'anna', LICD_HOST: 'ws-7' });
   const dir = tempDir('licd-console-');
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }));
   let pair = await ptyPair(dir);
   t.teardown(() => pair.socat.kill());
-  const c = consoleProcess(pair.device, dir, {}, ['--admin-password-file', join(s.dir, 'admin.password'), '--broker', s.url]);
+  const c = consoleProcess(t, pair.device, dir, {}, ['--admin-password-file', join(s.dir, 'admin.password'), '--broker', s.url]);
   await c.waitFor(/serving/);
   let tty = await terminal(pair.term);
   t.teardown(() => tty.close());
@@ -193,14 +196,14 @@ test('commands through the admin API: status, leases, revoke with confirmation; 
 test('network: a static address and back to DHCP, each value checked, written as networkd\'s file after a confirmation', async (t) => {
   t.timeout(120_000);
   const dir = tempDir('licd-console-');
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }));
   const pw = join(dir, 'admin.password');
   writeFileSync(pw, 'correct horse battery\n', { mode: 0o600 });
   const netDir = join(dir, 'network');
   const file = join(netDir, '50-wired.network');
   const { device, term, socat } = await ptyPair(dir);
   t.teardown(() => socat.kill());
-  const c = consoleProcess(device, dir, {}, ['--admin-password-file', pw, '--broker', 'mqtt://127.0.0.1:1', '--network-dir', netDir]);
+  const c = consoleProcess(t, device, dir, {}, ['--admin-password-file', pw, '--broker', 'mqtt://127.0.0.1:1', '--network-dir', netDir]);
   await c.waitFor(/serving/);
   const tty = await terminal(term);
   t.teardown(() => tty.close());
@@ -238,7 +241,7 @@ test('license import by YMODEM: sz sends the license file, the box installs it w
   const b = await box(t);
   await b.start();
   const dir = tempDir('licd-console-');
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }));
   // The vendor answers this box's activation request with a license for a new feature.
   const req = join(dir, 'request.json');
   const r1 = await run(['activate', 'request', '--out', req, ...b.admin()]);
@@ -251,7 +254,7 @@ test('license import by YMODEM: sz sends the license file, the box installs it w
 
   const { device, term, socat } = await ptyPair(dir);
   t.teardown(() => socat.kill());
-  const c = consoleProcess(device, dir, {}, ['--admin-password-file', join(b.dir, 'admin.password'), '--broker', b.state.url]);
+  const c = consoleProcess(t, device, dir, {}, ['--admin-password-file', join(b.dir, 'admin.password'), '--broker', b.state.url]);
   await c.waitFor(/serving/);
   let tty = await terminal(term);
   t.teardown(() => tty.close());
