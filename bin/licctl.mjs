@@ -1,18 +1,6 @@
 #!/usr/bin/env node
-// Runs licctl's TypeScript source through tsx, so a checkout needs no build step. tsx is a
-// development dependency: the production form is the compiled build (`npm run build`, then
-// `node dist/src/cli/licctl-main.js`), which the appliance image installs as licctl.
-let register;
-try {
-  ({ register } = await import('tsx/esm/api'));
-} catch (e) {
-  if (e?.code !== 'ERR_MODULE_NOT_FOUND' || !String(e.message).includes("'tsx'")) throw e;
-  process.stderr.write(
-    'licctl: bin/licctl.mjs runs the TypeScript sources and needs tsx, a development dependency, which is not installed here.\n' +
-      'A production install runs the compiled build instead: npm run build (on a machine with the dev dependencies), then node dist/src/cli/licctl-main.js ARGS.\n',
-  );
-  process.exit(1);
-}
-register();
+// licctl from its TypeScript sources (bin/source.mjs); compiled: node dist/src/cli/licctl-main.js.
+import { tsxOrExplain } from './source.mjs';
+await tsxOrExplain('licctl', 'dist/src/cli/licctl-main.js ARGS');
 const { main } = await import('../src/cli/licctl.ts');
 await main(process.argv.slice(2));

@@ -1,17 +1,5 @@
 #!/usr/bin/env node
-// Runs the daemon's TypeScript source through tsx, so a checkout needs no build step. tsx is a
-// development dependency: the production form is the compiled build (`npm run build`, then
-// `node dist/src/main.js`), which is what the appliance image and the bench run.
-let register;
-try {
-  ({ register } = await import('tsx/esm/api'));
-} catch (e) {
-  if (e?.code !== 'ERR_MODULE_NOT_FOUND' || !String(e.message).includes("'tsx'")) throw e;
-  process.stderr.write(
-    'licd: bin/licd.mjs runs the TypeScript sources and needs tsx, a development dependency, which is not installed here.\n' +
-      'A production install runs the compiled build instead: npm run build (on a machine with the dev dependencies), then node dist/src/main.js --config FILE.\n',
-  );
-  process.exit(1);
-}
-register();
+// The daemon from its TypeScript sources (bin/source.mjs); compiled: node dist/src/main.js.
+import { tsxOrExplain } from './source.mjs';
+await tsxOrExplain('licd', 'dist/src/main.js --config FILE');
 await import('../src/main.ts');

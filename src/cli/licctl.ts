@@ -30,9 +30,17 @@ const EXIT_CODES = `Exit codes: 0 ok, 1 unexpected error, 2 refused (the message
   this machine is in use, 64 bad command line (README: "licctl exit codes").
 Times print in local time with the UTC offset (TZ sets the zone); --utc or LICD_UTC=1 prints UTC.`;
 
+/** licd's version, from package.json: two levels up in a checkout (src/cli), three in the compiled build (dist/src/cli). */
 export function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
+  for (const up of ['../../package.json', '../../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'licd' && pkg.version) return pkg.version;
+    } catch {
+      // not there: the other layout
+    }
+  }
+  return 'unknown';
 }
 
 /** Runs one licctl command line; returns the exit code (throws UsageError or LicdError). */

@@ -33,6 +33,7 @@ const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) a
 
 let top = '';
 let dist = '';
+const PKG_VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 const children = new Set<ChildProcess>();
 
 test.before(async (t) => {
@@ -41,7 +42,7 @@ test.before(async (t) => {
   dist = join(top, 'dist');
   // The build script's own config, into the temp tree (the checkout's dist/ is left alone).
   await run(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', dist], { cwd: ROOT });
-  writeFileSync(join(top, 'package.json'), JSON.stringify({ name: 'licd', type: 'module', private: true }) + '\n');
+  writeFileSync(join(top, 'package.json'), JSON.stringify({ name: 'licd', version: PKG_VERSION, type: 'module', private: true }) + '\n');
   // node_modules as `npm ci --omit=dev` leaves it: every top-level package the lock does not mark dev.
   for (const [path, meta] of Object.entries(lock.packages)) {
     if (!/^node_modules\/(@[^/]+\/)?[^/]+$/.test(path) || meta.dev) continue;
@@ -186,6 +187,11 @@ test('the compiled daemon and licctl serve a license with node alone', async (t)
     return { code, out: p.out() };
   };
 
+  // licctl --version finds package.json from dist/src/cli (one level deeper than in a checkout).
+  const ver = await licctl(['--version']);
+  t.is(ver.code, 0, ver.out);
+  t.is(ver.out.trim(), `licctl ${PKG_VERSION}`);
+
   // The dongle: the compiled emulator (licctl dongle emulate loads firmware-bridge/cli.js lazily).
   const emu = node(licctlJs, ['dongle', 'emulate', '--tcp', '127.0.0.1:0', '--state', join(work, 'dongle.json')], env);
   const [, address, serial, dongleKey] = (await emu.waitFor(/serving tcp:\/\/(\S+) serial (\S+) public-key ([0-9a-f]{64})/))!;
@@ -250,6 +256,7 @@ test('bin/licd.mjs in an install without tsx says to run the compiled build', as
   mkdirSync(bin, { recursive: true });
   cpSync(join(ROOT, 'bin', 'licd.mjs'), join(bin, 'licd.mjs'));
   cpSync(join(ROOT, 'bin', 'licctl.mjs'), join(bin, 'licctl.mjs'));
+  cpSync(join(ROOT, 'bin', 'source.mjs'), join(bin, 'source.mjs'));
   for (const [name, entry] of [
     ['licd', 'node dist/src/main.js'],
     ['licctl', 'node dist/src/cli/licctl-main.js'],
