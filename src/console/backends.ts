@@ -64,6 +64,13 @@ export function fileAudit(file: string, line: string): AuditSink {
   };
 }
 
+/** The last `n` lines of the audit log (what `export audit` prints). */
+export function readAuditTail(file: string, n: number): string[] {
+  if (!existsSync(file)) return [];
+  const lines = readFileSync(file, 'utf8').split('\n').filter((l) => l !== '');
+  return lines.slice(-n);
+}
+
 /** licd's admin API through the broker, connecting for each request (licd may be down; the console still works). */
 export function mqttAdmin(o: { url: string; adminPasswordFile: string; timeoutMs?: number }): AdminApi {
   return {

@@ -89,7 +89,7 @@ function installed(r: LicenseInstallResult): string {
   return parts.join('\n');
 }
 
-export function consoleCommands(o: { api: AdminApi; system: SystemOps; utc?: boolean; features?: () => string[] }): ConsoleCommand[] {
+export function consoleCommands(o: { api: AdminApi; system: SystemOps; utc?: boolean; features?: () => string[]; auditLog?: (lines: number) => string[] }): ConsoleCommand[] {
   const time = (t: string | number | Date) => formatTime(t, { utc: o.utc ?? false });
   const features = o.features ?? (() => []);
   const status = () => admin<StatusResult>(o.api, 'status', {});
@@ -311,6 +311,19 @@ export function consoleCommands(o: { api: AdminApi; system: SystemOps; utc?: boo
         const b = await io.ask('again: ', { masked: true });
         if (a !== b) throw new ConsoleUsage('the two passwords differ; nothing changed');
         io.print(await o.system.setAdminPassword(a));
+      },
+    },
+    {
+      name: 'export audit',
+      args: '[LINES]',
+      summary: "the console's audit log (the last LINES, 200 by default), printed between two lines of dashes to copy",
+      run: async (io, args) => {
+        needArgs(args, 0, 1, 'export audit [LINES]');
+        const n = args[0] === undefined ? 200 : Number(args[0]);
+        if (!Number.isInteger(n) || n < 1 || n > 100_000) throw new ConsoleUsage(`export audit: LINES must be a whole number from 1 to 100000, got ${JSON.stringify(args[0])}`);
+        const lines = o.auditLog?.(n) ?? [];
+        io.print(`audit log: ${lines.length} line(s), one JSON object each; copy everything between the lines:`);
+        io.print(['-----', ...lines, '-----'].join('\n'));
       },
     },
     {

@@ -7,7 +7,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SerialPort } from 'serialport';
-import { dryRunOps, fileAudit, fileCredentials, fileLockout, mqttAdmin, systemdOps } from './backends.ts';
+import { dryRunOps, fileAudit, fileCredentials, fileLockout, mqttAdmin, readAuditTail, systemdOps } from './backends.ts';
 import { consoleCommands } from './commands.ts';
 import { ConsoleSession } from './session.ts';
 
@@ -79,7 +79,8 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     ? dryRunOps({ adminPasswordFile, ...(networkDir ? { networkDir } : {}) })
     : systemdOps({ adminPasswordFile, setupCodeFile, mosquittoPasswordFile: (v['mosquitto-password-file'] as string | undefined) ?? '/etc/mosquitto/licd.passwd', ...(networkDir ? { networkDir } : {}) });
   const api = mqttAdmin({ url: (v.broker as string | undefined) ?? 'mqtt://127.0.0.1:1883', adminPasswordFile });
-  const audit = fileAudit(join(stateDir, 'audit.log'), line);
+  const auditFile = join(stateDir, 'audit.log');
+  const audit = fileAudit(auditFile, line);
   const lockout = fileLockout(join(stateDir, 'lockout.json'));
   const credentials = fileCredentials({ adminPasswordFile, setupCodeFile });
   const host = hostname();
@@ -105,7 +106,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
           credentials,
           lockout,
           audit,
-          commands: consoleCommands({ api, system, utc: Boolean(v.utc) }),
+          commands: consoleCommands({ api, system, utc: Boolean(v.utc), auditLog: (n) => readAuditTail(auditFile, n) }),
           idleSeconds: idle,
           hostName: host,
           banner: () => `\nlicd maintenance console on ${host} (${line})`,

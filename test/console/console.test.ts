@@ -110,8 +110,15 @@ test('login: nothing typed is echoed, wrong passwords wait longer each time, als
   await tty.expect(/\(dry run\) journalctl -u licd -u mosquitto -n 5 -p err/);
   // No input for --idle 10 s: logged out.
   await tty.expect(/logged out after 10 seconds without input[\s\S]*console password: $/, 40_000);
+  // The audit log, printed for copying: one JSON object per line, the wrong tries included.
+  tty.line(readFileSync(pw, 'utf8').trim());
+  await tty.expect(/> $/);
+  tty.line('export audit 50');
+  const exported = (await tty.expect(/-----\r\n([\s\S]*?)-----\r\n/)).split('-----\r\n')[1]!.trim().split('\r\n');
+  t.true(exported.length >= 5);
+  t.deepEqual(exported.map((l) => (JSON.parse(l) as { event: string }).event).slice(0, 4), ['login', 'login', 'login', 'login']);
   const audit = readFileSync(join(dir, 'state', 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { event: string; ok: boolean; detail?: string });
-  t.deepEqual(audit.filter((a) => a.event === 'login').map((a) => a.ok), [false, false, false, true]);
+  t.deepEqual(audit.filter((a) => a.event === 'login').map((a) => a.ok), [false, false, false, true, true]);
   t.true(audit.some((a) => a.event === 'command' && a.detail === 'logs 5 err' && a.ok));
   t.true(audit.some((a) => a.event === 'logout' && a.detail === 'logged out after 10 seconds without input'));
   t.false(JSON.stringify(audit).includes('hunter'), 'no password in the audit log');
