@@ -8,6 +8,7 @@
 import { isLicdError } from '../core/errors.ts';
 import type { ActivationRequestResult, BorrowView, LicenseInstallResult, QuarantineReleaseResult, RevokeResult, StatusResult } from '../core/protocol.ts';
 import { wrap } from '../cli/command.ts';
+import { featureExpired } from '../cli/commands/use.ts';
 import { parseDuration } from '../cli/holding.ts';
 import { formatTime } from '../cli/time.ts';
 import { describeNetwork, NetworkUsage, parseStatic, type NetworkConfig } from './network.ts';
@@ -64,7 +65,7 @@ function compactStatus(s: StatusResult, time: (t: string | number | Date) => str
   lines.push('', `${'FEATURE'.padEnd(20)} ${'TOTAL'.padStart(5)} ${'LEASED'.padStart(6)} ${'BORROWED'.padStart(8)} ${'FREE'.padStart(5)}  EXPIRES`);
   const now = Date.now();
   for (const f of s.features) {
-    const expired = f.expires !== null && Date.parse(f.expires) <= now;
+    const expired = featureExpired(f, now);
     lines.push(`${f.feature.slice(0, 20).padEnd(20)} ${String(f.total).padStart(5)} ${String(f.leased).padStart(6)} ${String(f.borrowed).padStart(8)} ${String(expired ? 0 : f.free).padStart(5)}  ${f.expires ? `${expired ? 'expired ' : ''}${time(f.expires).slice(0, 10)}` : 'permanent'}`);
     for (const l of f.leases) lines.push(`  leased   ${`${l.count > 1 ? `${l.count}x ` : ''}${l.user}@${l.host}`.slice(0, 34).padEnd(34)} until ${time(l.until).slice(11, 19)} ${l.id}`);
     for (const b of f.borrows) lines.push(`  borrowed ${`${b.count > 1 ? `${b.count}x ` : ''}${b.user}@${b.hostName}`.slice(0, 34).padEnd(34)} until ${time(b.until).slice(0, 10)} ${b.id}`);

@@ -10,7 +10,7 @@ import { checkinHeld, checkinLines, EXIT_SEAT_LOST, lossLine, normaliseServer, r
 import { formatTime } from '../time.ts';
 
 /** A feature whose license has ended: no seat of it can be checked out, whatever the counts say. */
-function featureExpired(f: FeatureStatus, now: number): boolean {
+export function featureExpired(f: FeatureStatus, now: number): boolean {
   return f.expires !== null && Date.parse(f.expires) <= now;
 }
 
