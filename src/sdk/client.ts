@@ -144,6 +144,11 @@ export class LicdClient extends EventEmitter {
     this.mqtt.on('error', (e) => this.emit('mqtt-error', e));
   }
 
+  /** Whether the broker connection is up now (it reconnects by itself when it drops). */
+  get connected(): boolean {
+    return this.mqtt.connected;
+  }
+
   static async connect(opts: ClientOptions): Promise<LicdClient> {
     const c = new LicdClient(opts);
     try {

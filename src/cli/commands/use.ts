@@ -99,7 +99,18 @@ async function holdUntilSignal(client: LicdClient, lease: Lease, server: string 
     else out(`no longer holding ${feature}: ${code}`);
     return EXIT_SEAT_LOST;
   }
-  // Held, or lost for a while (the server may still keep it): give it back either way.
+  // Held, or lost for a while (the server may still keep it): give it back either way. A client
+  // that is reconnecting (licd or the broker just restarted) is given the longest reconnect delay
+  // (CLIENT_BACKOFF, about 6 s) to come back first, or its check-in could not be sent at all.
+  if (!client.connected) {
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 7000);
+      client.once('connect', () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
   try {
     // A short wait: with the server gone the check-in cannot arrive, and the lease ends by itself.
     await client.request('checkin', { leases: [lease.id] }, { timeoutMs: 3000 });
