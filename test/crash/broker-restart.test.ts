@@ -11,7 +11,7 @@ import { randomSeed } from './rng.ts';
 test.after.always(() => killAll());
 
 test('fault broker-restart: no live holder loses its lease, no seat over the count', async (t) => {
-  t.timeout(120_000);
+  t.timeout(180_000);
   const seed = process.env.LICD_CRASH_SEED ? Number(process.env.LICD_CRASH_SEED) >>> 0 : randomSeed();
   t.log(`seed ${seed}`);
   const r = await fault.run({ seed, rounds: 3, log: (s) => t.log(s) });
