@@ -4,7 +4,8 @@
  * The handlers plug into LicenseService; every seat change goes through the seat table and is
  * durable before the tokens are handed out.
  */
-import { LicdError } from './errors.ts';
+import { LicdError, isLicdError } from './errors.ts';
+import type { SeatEvent } from './events.ts';
 import type { Entitlement } from './entitlement.ts';
 import type { Borrow, Change, Mutation } from './model.ts';
 import type { Ed25519 } from './ports.ts';
@@ -158,14 +159,14 @@ export class Borrowing {
     this.limits = d.limits;
     this.table = d.service.table;
     const s = d.service;
-    s.register('borrow', false, (ctx, f) => this.borrow(ctx, f.raw('request'), 'online'));
+    s.register('borrow', false, (ctx, f) => this.borrowNoting(ctx, f.raw('request'), 'online'));
     s.register('borrow.renew', false, (ctx, f) => this.renew(ctx, f.raw('request')));
     s.register('borrow.return', false, (ctx, f) => this.giveBack(ctx, f.raw('return')));
     s.register('borrow.list', false, async (_ctx, f) => this.list(f.optString('clientKey', { max: 64 })));
     s.register('borrow.preview', false, async (ctx, f) => this.preview(ctx, f));
     s.register('borrows', true, async () => this.list(undefined));
     s.register('borrow.lost', true, (ctx, f) => this.markLost(ctx, f));
-    s.register('borrow.file', true, (ctx, f) => this.borrow(ctx, f.raw('request'), 'file'));
+    s.register('borrow.file', true, (ctx, f) => this.borrowNoting(ctx, f.raw('request'), 'file'));
     s.register('return.file', true, (ctx, f) => this.giveBack(ctx, f.raw('return')));
     s.register('limits.get', true, async () => ({ limits: this.limits }));
     s.register('limits.set', true, (ctx, f) => this.setLimits(ctx, f));
@@ -272,8 +273,22 @@ export class Borrowing {
   /** Borrow requests whose change is being written: a repeat waits for it (see borrow()). */
   private readonly inFlight = new Map<string, Promise<unknown>>();
 
-  private async borrow(ctx: RequestContext, raw: unknown, via: 'online' | 'file'): Promise<BorrowResult> {
+  /** borrow(), and the refusal of a well-formed request told to the event sinks (borrow.denied). */
+  private async borrowNoting(ctx: RequestContext, raw: unknown, via: 'online' | 'file'): Promise<BorrowResult> {
     const req = this.open(raw);
+    try {
+      return await this.borrow(ctx, req, via);
+    } catch (e) {
+      if (isLicdError(e)) {
+        for (const item of req.items) {
+          this.d.service.note({ type: 'borrow.denied', at: ctx.now, feature: item.feature, user: ctx.identity ?? req.user, host: req.hostName, client: ctx.clientId, code: e.code, message: e.message });
+        }
+      }
+      throw e;
+    }
+  }
+
+  private async borrow(ctx: RequestContext, req: BorrowRequest, via: 'online' | 'file'): Promise<BorrowResult> {
     if (req.renew) throw new LicdError('BAD_REQUEST', 'this request renews borrows: send it as borrow.renew', { field: 'renew' });
     requireIdentity(ctx, req.user);
     const now = ctx.now;
@@ -321,7 +336,8 @@ export class Borrowing {
       for (const c of changes.reverse()) c.undo();
       throw e;
     }
-    const written = this.d.service.commit(merge(changes), req.items.map((i) => i.feature), { bindCounter: true });
+    const events = changes.map((c): SeatEvent => ({ type: 'borrow.granted', at: now, borrow: c.result }));
+    const written = this.d.service.commit(merge(changes), req.items.map((i) => i.feature), { bindCounter: true, events });
     this.inFlight.set(key, written);
     let borrows: Borrow[];
     try {
@@ -373,7 +389,7 @@ export class Borrowing {
       for (const c of changes.reverse()) c.undo();
       throw e;
     }
-    const renewed = await this.d.service.commit(merge(changes), [], { bindCounter: true });
+    const renewed = await this.d.service.commit(merge(changes), [], { bindCounter: true, events: changes.map((c): SeatEvent => ({ type: 'borrow.renewed', at: now, borrow: c.result })) });
     for (const b of renewed) this.d.service.log.info(req.refresh ? 'borrow refreshed on reconnect' : 'borrow renewed', { borrow: b.id, feature: b.feature, user: b.user, until: iso(b.expiresAt) });
     const all = [...renewed, ...unchanged];
     return {
@@ -396,7 +412,9 @@ export class Borrowing {
       }
       changes.push(this.table.returnBorrow(id));
     }
-    const returned = await this.d.service.commit(merge(changes), changes.map((c) => c.result.feature));
+    const at = this.d.service.clock.now();
+    const events = changes.map((c): SeatEvent => ({ type: 'borrow.ended', at, borrow: c.result, reason: 'returned' }));
+    const returned = await this.d.service.commit(merge(changes), changes.map((c) => c.result.feature), { events });
     for (const b of returned) this.d.service.log.info('borrow returned early', { borrow: b.id, feature: b.feature, user: b.user });
     return { returned: returned.map((b) => b.id), unknown };
   }
@@ -409,7 +427,8 @@ export class Borrowing {
     const id = f.string('borrow', { max: 64 });
     const b = this.table.getBorrow(id);
     if (!b) throw new LicdError('UNKNOWN_BORROW', `no borrow ${JSON.stringify(id)}; licctl borrows lists them`, { borrow: id });
-    const updated = await this.d.service.commit(this.table.updateBorrow({ ...b, lost: true, autoRenew: false }), [b.feature]);
+    const change = this.table.updateBorrow({ ...b, lost: true, autoRenew: false });
+    const updated = await this.d.service.commit(change, [b.feature], { events: [{ type: 'borrow.lost', at: ctx.now, borrow: change.result, by: ctx.clientId }] });
     this.d.service.log.warn('borrow marked lost: its seat stays reserved until the token expires', { borrow: id, admin: ctx.clientId, until: iso(b.expiresAt) });
     return { borrow: borrowView(updated) };
   }

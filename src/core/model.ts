@@ -62,7 +62,16 @@ export type Mutation =
   | { kind: 'lease.del'; id: string }
   | { kind: 'borrow.put'; borrow: Borrow }
   | { kind: 'borrow.del'; id: string }
-  | { kind: 'meta.put'; key: string; value: unknown };
+  | { kind: 'meta.put'; key: string; value: unknown }
+  /**
+   * A record of a space kept beside the seat state (usage history, the audit log): written in the
+   * same batch, never loaded at start (read with StateStore.scan). Keys sort as strings.
+   */
+  | { kind: 'rec.put'; space: RecordSpace; key: string; value: unknown }
+  | { kind: 'rec.del'; space: RecordSpace; key: string };
+
+/** The record spaces (docs/storage.md). */
+export type RecordSpace = 'history' | 'audit';
 
 export interface Change<T> {
   result: T;

@@ -29,7 +29,7 @@ export type HolderHash = (secret: string) => string;
 
 export const systemClock: Clock = { now: () => Date.now() };
 
-import type { Borrow, Lease, Mutation } from './model.ts';
+import type { Borrow, Lease, Mutation, RecordSpace } from './model.ts';
 
 export interface StoredState {
   leases: Lease[];
@@ -50,10 +50,22 @@ export interface StateStore {
   commit(mutations: readonly Mutation[], opts?: { lazy?: boolean }): Promise<void>;
   close(): Promise<void>;
   /**
+   * The records of a space (rec.put), in key order (reverse: descending), within [gte, lt),
+   * at most limit of them. Records are never part of load().
+   */
+  scan(space: RecordSpace, range?: RecordRange): AsyncIterable<[string, unknown]>;
+  /**
    * Optional (LevelStore): after a failed write the store refuses every commit until it has
    * reopened its database and made the disk match what was answered (docs/storage.md).
    */
   setRecovery?(recovery: StoreRecovery): void;
+}
+
+export interface RecordRange {
+  gte?: string;
+  lt?: string;
+  limit?: number;
+  reverse?: boolean;
 }
 
 /** How the composition root helps a store recover from a failed write. */
@@ -73,6 +85,7 @@ export class MemoryStore implements StateStore {
   readonly leases = new Map<string, Lease>();
   readonly borrows = new Map<string, Borrow>();
   readonly meta = new Map<string, unknown>();
+  readonly records = new Map<string, unknown>();
   commits = 0;
   failNext = 0;
   async load(): Promise<StoredState> {
@@ -89,8 +102,18 @@ export class MemoryStore implements StateStore {
       else if (m.kind === 'lease.del') this.leases.delete(m.id);
       else if (m.kind === 'borrow.put') this.borrows.set(m.borrow.id, structuredClone(m.borrow));
       else if (m.kind === 'borrow.del') this.borrows.delete(m.id);
+      else if (m.kind === 'rec.put') this.records.set(`${m.space}!${m.key}`, structuredClone(m.value));
+      else if (m.kind === 'rec.del') this.records.delete(`${m.space}!${m.key}`);
       else this.meta.set(m.key, structuredClone(m.value));
     }
+  }
+  async *scan(space: RecordSpace, range: RecordRange = {}): AsyncIterable<[string, unknown]> {
+    const prefix = `${space}!`;
+    let keys = [...this.records.keys()].filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length));
+    keys = keys.filter((k) => (range.gte === undefined || k >= range.gte) && (range.lt === undefined || k < range.lt)).sort();
+    if (range.reverse) keys.reverse();
+    if (range.limit !== undefined) keys = keys.slice(0, range.limit);
+    for (const k of keys) yield [k, structuredClone(this.records.get(prefix + k))];
   }
   async close(): Promise<void> {}
 }

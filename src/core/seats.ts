@@ -586,6 +586,9 @@ export class SeatTable {
         return { kind: 'borrow.put', borrow: old };
       }
       case 'meta.put':
+      case 'rec.put':
+      case 'rec.del':
+        // Not seat state: nothing in the table to change.
         return m;
     }
   }

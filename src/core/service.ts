@@ -1,6 +1,7 @@
 import { LicdError, isLicdError, type ErrorCode } from './errors.ts';
 import { productsOfFeatures, productViews, type Entitlement } from './entitlement.ts';
 import type { Borrow, Change, Lease, Mutation } from './model.ts';
+import type { EventBus, SeatEvent } from './events.ts';
 import type { Clock, HolderHash, StateStore } from './ports.ts';
 import {
   ADMIN_OPS,
@@ -104,6 +105,8 @@ export interface ServiceDeps {
    * user of leases and borrows is the login, not what the request says.
    */
   requireLogin?: boolean;
+  /** Told what happens to seats (usage history, audit, metrics, alerts: src/core/events.ts). */
+  events?: EventBus;
 }
 
 /**
@@ -277,8 +280,10 @@ export class LicenseService {
       }
       if (this.stopping) throw new LicdError('SHUTTING_DOWN', 'the license server is shutting down; retry in a few seconds');
       const result = await h.run({ clientId, admin, now: this.deps.clock.now(), identity }, f);
+      if (admin) this.note({ type: 'admin', at: this.deps.clock.now(), op: opName, client: clientId, ok: true, ...subjectOf(json) });
       return { id, ok: true, op: opName, result };
     } catch (e) {
+      if (admin && op !== null) this.note({ type: 'admin', at: this.deps.clock.now(), op, client: clientId, ok: false, code: isLicdError(e) ? e.code : 'INTERNAL', ...subjectOf(undefined) });
       if (isLicdError(e)) {
         // STORE_FAILED: the cause is logged once when writes start failing, not per request.
         const level = e.code === 'NO_SEATS' || e.code === 'DONGLE_ABSENT' ? 'info' : e.code === 'STORE_FAILED' ? 'debug' : 'warn';
@@ -306,7 +311,7 @@ export class LicenseService {
    * With bindCounter, the change goes through the counter gate: the dongle's counter steps first
    * and its new value is written in the same batch (anti-rollback for borrows).
    */
-  async commit<T>(change: Change<T>, touched: Iterable<string>, opts: { bindCounter?: boolean; lazy?: boolean } = {}): Promise<T> {
+  async commit<T>(change: Change<T>, touched: Iterable<string>, opts: CommitOptions = {}): Promise<T> {
     if (change.mutations.length === 0) return change.result;
     // Counted from here (the change is already in memory) until it is written or undone: a
     // store recovering from a failed write snapshots memory only when nothing is in flight.
@@ -335,7 +340,22 @@ export class LicenseService {
     return this.inFlight;
   }
 
-  private async commitNow<T>(change: Change<T>, touched: Iterable<string>, opts: { bindCounter?: boolean; lazy?: boolean }): Promise<T> {
+  /** The event sinks (src/core/events.ts), for parts outside the service that emit events. */
+  get events(): EventBus | undefined {
+    return this.deps.events;
+  }
+
+  /** Tells the sinks of an event that changed no stored state. */
+  note(event: SeatEvent): void {
+    this.deps.events?.note(event);
+  }
+
+  private async commitNow<T>(change: Change<T>, touched: Iterable<string>, opts: CommitOptions): Promise<T> {
+    // The sinks' records (history, audit) go in the same batch as the change they describe.
+    const events = opts.events ?? [];
+    const bus = events.length > 0 ? this.deps.events : undefined;
+    const extra = bus ? bus.prepare(events) : [];
+    const mutations = extra.length > 0 ? [...change.mutations, ...extra] : change.mutations;
     // Changes to borrow records keep one write order with the counter-bound ones (which wait for
     // a dongle step): a return decided after a renewal must not reach the disk before it.
     // And while the gate holds anything, every change queues behind it: a checkout that takes the
@@ -344,10 +364,11 @@ export class LicenseService {
     const g = this.deps.counterGate;
     const gate = g && (opts.bindCounter || touchesBorrows || g.active) ? g : undefined;
     try {
-      if (gate) await gate.commit(change.mutations, { step: opts.bindCounter === true });
-      else await this.deps.store.commit(change.mutations, opts.lazy ? { lazy: true } : {});
+      if (gate) await gate.commit(mutations, { step: opts.bindCounter === true });
+      else await this.deps.store.commit(mutations, opts.lazy ? { lazy: true } : {});
     } catch (e) {
       change.undo();
+      bus?.settle(events, false);
       // A store that names the cause (LevelStore: "no space left on <dir> ...") has logged it
       // once and put it in the server's warnings; its message goes to the client as it is.
       if (isLicdError(e) && e.code === 'STORE_FAILED') throw new LicdError('STORE_FAILED', `nothing was changed: ${e.message}`, e.details);
@@ -360,6 +381,7 @@ export class LicenseService {
       this.deps.log.error('store write failed; change undone', { error: String(e) });
       throw new LicdError('STORE_FAILED', 'the license database could not be written; nothing was changed. The server log says why (disk full or failing?)');
     }
+    bus?.settle(events, true);
     for (const f of touched) this.dirty.add(f);
     if (this.dirty.size > 0) this.deps.onDirty?.();
     return change.result;
@@ -398,9 +420,17 @@ export class LicenseService {
     const pid = f.int('pid', { min: 0, max: 2 ** 31 });
     const holder = this.holder(f);
     const ttlMs = this.ttlFrom(f);
-    this.requireDongle();
-    const change = this.table.checkout({ clientId: ctx.clientId, holder, pid, user, host, feature, version, count, ttlMs }, ctx.now);
-    const { status, lease } = await this.commit(change, [feature]);
+    let status: 'granted' | 'extended';
+    let lease: Lease;
+    try {
+      this.requireDongle();
+      const change = this.table.checkout({ clientId: ctx.clientId, holder, pid, user, host, feature, version, count, ttlMs }, ctx.now);
+      const events: SeatEvent[] = change.result.status === 'granted' ? [{ type: 'lease.granted', at: ctx.now, lease: change.result.lease }] : [];
+      ({ status, lease } = await this.commit(change, [feature], { events }));
+    } catch (e) {
+      if (isLicdError(e)) this.note({ type: 'checkout.denied', at: ctx.now, feature, user, host, client: ctx.clientId, count, code: e.code, message: e.message });
+      throw e;
+    }
     this.deps.log.info(status === 'granted' ? 'lease granted' : 'lease extended', { feature, count, user, host, client: ctx.clientId, lease: lease.id });
     const result: CheckoutResult = { status, lease: leaseView(lease), heartbeat: Math.max(1, Math.floor(lease.ttlMs / 3000)) };
     if (this.deps.signGrant) result.grant = this.deps.signGrant(lease);
@@ -432,7 +462,8 @@ export class LicenseService {
     const feature = f.optString('feature', { max: 64, pattern: FEATURE_PATTERN, patternHelp: FEATURE_HELP });
     const pid = f.optInt('pid', { min: 0, max: 2 ** 31 });
     const change = this.table.checkin(ctx.clientId, this.holder(f), { ids, feature, pid });
-    const { released, unknown } = await this.commit(change, change.result.released.map((l) => l.feature));
+    const events = change.result.released.map((lease): SeatEvent => ({ type: 'lease.ended', at: ctx.now, lease, reason: 'checkin' }));
+    const { released, unknown } = await this.commit(change, change.result.released.map((l) => l.feature), { events });
     for (const l of released) this.deps.log.info('lease checked in', { feature: l.feature, user: l.user, host: l.host, lease: l.id });
     return { released: released.map((l) => l.id), unknown };
   }
@@ -441,7 +472,7 @@ export class LicenseService {
     const id = f.string('lease', { max: 64 });
     const block = f.optInt('block', { min: 1, max: 366 * 86400 });
     const change = this.table.revokeLease(id, { now: ctx.now, by: ctx.clientId, ...(block !== undefined ? { blockMs: block * 1000 } : {}) });
-    const lease = await this.commit(change, [change.result.feature]);
+    const lease = await this.commit(change, [change.result.feature], { events: [{ type: 'lease.ended', at: ctx.now, lease: change.result, reason: 'revoked', by: ctx.clientId }] });
     const blockedUntil = block !== undefined ? ctx.now + block * 1000 : null;
     this.deps.log.warn('lease revoked by admin', { lease: id, admin: ctx.clientId, user: lease.user, host: lease.host, ...(blockedUntil !== null ? { blockedUntil: iso(blockedUntil) } : {}) });
     // Tell the holder at once, on its answer topic; its heartbeat would also learn it (gone).
@@ -578,8 +609,12 @@ export class LicenseService {
     const change = this.table.reap(now);
     if (change.mutations.length === 0) return change.result;
     const touched = [...change.result.leases.map((l) => l.feature), ...change.result.borrows.map((b) => b.feature)];
+    const events: SeatEvent[] = [
+      ...change.result.leases.map((lease): SeatEvent => ({ type: 'lease.ended', at: now, lease, reason: lease.disconnectedAt !== null ? 'client-gone' : 'expired' })),
+      ...change.result.borrows.map((borrow): SeatEvent => ({ type: 'borrow.ended', at: now, borrow, reason: 'expired' })),
+    ];
     try {
-      await this.commit(change, touched);
+      await this.commit(change, touched, { events });
     } catch (e) {
       // Undone in memory: the next tick tries again.
       return { leases: [], borrows: [] };
@@ -657,11 +692,15 @@ export class LicenseService {
    * counter. The holders of ended leases are told at once (lease.lost, LICENSE_REDUCED) and again
    * at their next heartbeat. Borrows stay until their tokens end.
    */
-  async replaceEntitlement(entitlement: Entitlement, extra: Mutation[]): Promise<ReturnType<SeatTable['replaceLicenses']>['result']> {
+  async replaceEntitlement(entitlement: Entitlement, extra: Mutation[], by = ''): Promise<ReturnType<SeatTable['replaceLicenses']>['result']> {
     const now = this.deps.clock.now();
     const before = this.table.featureNames();
     const change = this.table.replaceLicenses(entitlement.features, now);
-    const r = await this.commit({ ...change, mutations: [...change.mutations, ...extra] }, [...before, ...this.table.featureNames()], { bindCounter: true });
+    const events: SeatEvent[] = [
+      ...change.result.ended.map(({ lease }): SeatEvent => ({ type: 'lease.ended', at: now, lease, reason: 'license-reduced' })),
+      { type: 'license.changed', at: now, serial: entitlement.id, issued: entitlement.issuedAt, features: entitlement.features.map((x) => x.name), ended: change.result.ended.length, by },
+    ];
+    const r = await this.commit({ ...change, mutations: [...change.mutations, ...extra] }, [...before, ...this.table.featureNames()], { bindCounter: true, events });
     this.deps.entitlement = entitlement;
     for (const name of before) if (!this.table.license(name)) this.removedFeatures.add(name);
     for (const { lease, message } of r.ended) {
@@ -686,6 +725,26 @@ export class LicenseService {
     this.serverDirty = true;
     this.deps.onDirty?.();
   }
+}
+
+export interface CommitOptions {
+  /** Bind the change to the dongle's monotonic counter (anti-rollback). */
+  bindCounter?: boolean;
+  /** The change may wait a few milliseconds to share a sync (heartbeats). */
+  lazy?: boolean;
+  /** What the change means, for the event sinks; their records go in the same batch. */
+  events?: SeatEvent[];
+}
+
+/** What an admin request acted on (its lease, borrow or feature field), for the admin event. */
+function subjectOf(json: unknown): { subject?: string } {
+  if (typeof json !== 'object' || json === null) return {};
+  const o = json as Record<string, unknown>;
+  for (const k of ['lease', 'borrow', 'feature']) {
+    const v = o[k];
+    if (typeof v === 'string' && v.length <= 64) return { subject: v };
+  }
+  return {};
 }
 
 function blocksOf(table: SeatTable, now: number, feature: string | undefined): { blocks?: NonNullable<StatusResult['blocks']> } {

@@ -41,6 +41,7 @@ import {
   type Quarantine,
 } from '../core/integrity.ts';
 import { reconcileMeta, reconcileRecords } from '../core/reconcile.ts';
+import { EventBus } from '../core/events.ts';
 import { sealToken } from '../core/tokens.ts';
 import { nodeEd25519, systemRandom } from '../crypto/ed25519.ts';
 import { sha256HolderHash } from '../crypto/holder.ts';
@@ -86,6 +87,8 @@ export interface Daemon {
   broker: EmbeddedBroker | null;
   link: ServerLink;
   store: StateStore;
+  /** What happens to seats, for the parts that keep records of it (src/core/events.ts): add a sink. */
+  events: EventBus;
   /** Credentials of the embedded broker's admin user. */
   adminCredentials: { username: string; password: string } | null;
   /** The broker's TLS certificate fingerprint; url when licd runs the listener; made: at this start. */
@@ -320,8 +323,10 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     const tlsView: { fingerprint: string; port?: number } | undefined = tlsMaterial ? { fingerprint: tlsMaterial.fingerprint } : undefined;
 
     let link!: ServerLink;
+    const events = new EventBus((i, e) => log.error('an event sink failed; the request goes on', { sink: i, error: String((e as Error)?.stack ?? e) }));
     const service = new LicenseService({
       ...(tlsView ? { tls: tlsView } : {}),
+      events,
       counterGate: gateProxy,
       clockGuard,
       clock,
@@ -388,7 +393,8 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       for (const k of clockGap?.borrows ?? []) {
         const b = table.getBorrow(k.id);
         if (b && b.tokenId === k.token && b.expiresAt > k.until && k.until <= ctx.now) {
-          await service.commit(table.returnBorrow(b.id), [b.feature]);
+          const change = table.returnBorrow(b.id);
+          await service.commit(change, [b.feature], { events: [{ type: 'borrow.ended', at: ctx.now, borrow: change.result, reason: 'expired' }] });
           released.push(b.id);
           log.info('borrow ended: the admin confirmed the clock, and its token ended before now', { borrow: b.id, feature: b.feature, user: b.user, until: new Date(k.until).toISOString() });
         }
@@ -479,7 +485,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       const summary = { id: next.id, issuedAt: new Date(next.issuedAt).toISOString(), sequence: order.sequence, customer: next.customer };
       if (judgeLicense(order, licenseRecord) === 'same') return { installed: summary, was, unchanged: true, added: [], removed: [], changed: [], ended: [], file: licenseFile };
       // The table, the record and a counter step in one batch: the install is bound to the counter.
-      const r = await service.replaceEntitlement(next, [recordMutation(order)]);
+      const r = await service.replaceEntitlement(next, [recordMutation(order)], admin);
       licenseRecord = order;
       entitlement = next;
       borrowing.setEntitlement(next);
@@ -771,6 +777,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       broker,
       link,
       store,
+      events,
       adminCredentials: admin,
       tls: tlsView ? { fingerprint: tlsView.fingerprint, url: broker?.tls?.url ?? null, made: tlsMaterial!.made } : null,
       chain: () => ({ entitlement: entitlement.envelope, delegation }),

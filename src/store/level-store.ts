@@ -1,8 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import { Level } from 'level';
 import type { LicdError } from '../core/errors.ts';
-import type { Borrow, Lease, Mutation } from '../core/model.ts';
-import type { StateStore, StoreRecovery, StoredState } from '../core/ports.ts';
+import type { Borrow, Lease, Mutation, RecordSpace } from '../core/model.ts';
+import type { RecordRange, StateStore, StoreRecovery, StoredState } from '../core/ports.ts';
 import { storeFaultError } from './faults.ts';
 
 /**
@@ -11,6 +11,8 @@ import { storeFaultError } from './faults.ts';
  *   meta!<name>        daemon metadata (JSON)
  *   lease!<id>         one Lease (JSON)
  *   borrow!<id>        one Borrow (JSON)
+ *   rec!<space>!<key>  a record of a space (usage history, audit log): written with the seat
+ *                      changes it describes, never loaded at start, read by scan()
  * Each change is one batch written with sync: true. Changes that arrive while a batch is being
  * synced wait and go out together in the next batch (group commit), so a burst of concurrent
  * requests shares one fsync instead of queueing one each. Heartbeats are "lazy": they wait up to
@@ -119,6 +121,17 @@ export class LevelStore implements StateStore {
 
   async load(): Promise<StoredState> {
     return loadFrom(this.db);
+  }
+
+  async *scan(space: RecordSpace, range: RecordRange = {}): AsyncIterable<[string, unknown]> {
+    const prefix = `rec!${space}!`;
+    const opts: { gte: string; lt: string; limit?: number; reverse?: boolean } = {
+      gte: prefix + (range.gte ?? ''),
+      lt: range.lt !== undefined ? prefix + range.lt : `rec!${space}"`,
+    };
+    if (range.limit !== undefined) opts.limit = range.limit;
+    if (range.reverse) opts.reverse = true;
+    for await (const [key, value] of this.db.iterator(opts)) yield [key.slice(prefix.length), value];
   }
 
   /** How long a lazy change (a heartbeat) may wait for others to share its sync. */
@@ -250,7 +263,8 @@ async function loadFrom(db: Level<string, unknown>): Promise<StoredState> {
   const leases: Lease[] = [];
   const borrows: Borrow[] = [];
   const meta = new Map<string, unknown>();
-  for await (const [key, value] of db.iterator()) {
+  // Records (rec!...) sort after the seat state and are read with scan(), never at start.
+  for await (const [key, value] of db.iterator({ lt: 'rec!' })) {
     if (key.startsWith('lease!')) leases.push(value as Lease);
     else if (key.startsWith('borrow!')) borrows.push(value as Borrow);
     else if (key.startsWith('meta!')) meta.set(key.slice(5), value);
@@ -270,5 +284,9 @@ function toOp(m: Mutation): Op {
       return { type: 'del', key: `borrow!${m.id}` };
     case 'meta.put':
       return { type: 'put', key: `meta!${m.key}`, value: m.value };
+    case 'rec.put':
+      return { type: 'put', key: `rec!${m.space}!${m.key}`, value: m.value };
+    case 'rec.del':
+      return { type: 'del', key: `rec!${m.space}!${m.key}` };
   }
 }
