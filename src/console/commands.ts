@@ -316,13 +316,17 @@ export function consoleCommands(o: { api: AdminApi; system: SystemOps; utc?: boo
     },
     {
       name: 'export audit',
-      args: '[LINES]',
-      summary: "the console's audit log (the last LINES, 200 by default), printed between two lines of dashes to copy",
+      args: '[LINES] [ymodem]',
+      summary: "the console's audit log (the last LINES, 200 by default): printed between two lines of dashes to copy, or sent by YMODEM",
       run: async (io, args) => {
-        needArgs(args, 0, 1, 'export audit [LINES]');
-        const n = args[0] === undefined ? 200 : Number(args[0]);
-        if (!Number.isInteger(n) || n < 1 || n > 100_000) throw new ConsoleUsage(`export audit: LINES must be a whole number from 1 to 100000, got ${JSON.stringify(args[0])}`);
+        needArgs(args, 0, 2, 'export audit [LINES] [ymodem]');
+        const ymodem = args.at(-1) === 'ymodem';
+        const rest = ymodem ? args.slice(0, -1) : args;
+        if (rest.length > 1) throw new ConsoleUsage('export audit [LINES] [ymodem]');
+        const n = rest[0] === undefined ? 200 : Number(rest[0]);
+        if (!Number.isInteger(n) || n < 1 || n > 100_000) throw new ConsoleUsage(`export audit: LINES must be a whole number from 1 to 100000, got ${JSON.stringify(rest[0])}`);
         const lines = o.auditLog?.(n) ?? [];
+        if (ymodem) return io.ymodemSend('licd-console-audit.jsonl', Buffer.from(lines.map((l) => l + '\n').join(''), 'utf8'));
         io.print(`audit log: ${lines.length} line(s), one JSON object each; copy everything between the lines:`);
         io.print(['-----', ...lines, '-----'].join('\n'));
       },

@@ -8,7 +8,7 @@
  */
 import { escapeText } from '../core/validate.ts';
 import { LineEditor } from './line-editor.ts';
-import { YmodemReceiver, type YmodemResult } from './ymodem.ts';
+import { YmodemReceiver, YmodemSender, type YmodemResult } from './ymodem.ts';
 
 export interface ConsoleClock {
   now(): number;
@@ -51,6 +51,8 @@ export interface CommandIO {
   paste(what: string, maxBytes?: number): Promise<string>;
   /** Receives one file by YMODEM (the terminal program sends it); Ctrl-C before it starts cancels. */
   ymodem(maxBytes?: number): Promise<YmodemResult>;
+  /** Sends one file by YMODEM (the terminal program receives it); Ctrl-C before it starts cancels. */
+  ymodemSend(name: string, data: Buffer): Promise<void>;
   /** Aborted by Ctrl-C. */
   signal: AbortSignal;
   /** Who logged in. */
@@ -296,6 +298,25 @@ export class ConsoleSession {
           await new Promise<void>((res) => this.clock.setTimeout(res, 1500));
           this.out(`\nreceived ${r.name} (${r.data.length} bytes)\n`);
           return r;
+        } finally {
+          this.raw = null;
+          ac.signal.removeEventListener('abort', onAbort);
+        }
+      },
+      ymodemSend: async (name, data) => {
+        this.out(`start the YMODEM receive in your terminal program now (minicom: Ctrl-A R, ymodem; rz --ymodem); ${name}, ${data.length} bytes; Ctrl-C cancels\n`);
+        const tx = new YmodemSender({ send: (b) => this.o.write(b.toString('latin1')), clock: this.clock, name, data });
+        const onAbort = () => tx.cancel('cancelled');
+        ac.signal.addEventListener('abort', onAbort, { once: true });
+        this.raw = (d) => {
+          if (!tx.started && d.includes(0x03)) tx.cancel('cancelled');
+          else tx.feed(d);
+        };
+        try {
+          await tx.result;
+          // The receiver (rz under minicom) still holds the line for a moment after its last ACK.
+          await new Promise<void>((res) => this.clock.setTimeout(res, 1500));
+          this.out(`\nsent ${name} (${data.length} bytes)\n`);
         } finally {
           this.raw = null;
           ac.signal.removeEventListener('abort', onAbort);

@@ -201,3 +201,164 @@ export class YmodemReceiver {
     this.reject(new YmodemError(why));
   }
 }
+
+/**
+ * A YMODEM sender of one file, for the console's exports (a terminal program receives it: minicom
+ * Ctrl-A R, Tera Term, `rz --ymodem`). No I/O, like the receiver. It waits for the receiver's 'C',
+ * sends block 0 (name and size), 1024-byte blocks (each again on NAK, up to 10 times), EOT until it
+ * is acknowledged, and on the next 'C' the empty block 0 that ends the batch. CAN CAN from the
+ * receiver, too many NAKs or too long a silence end it with a reason.
+ */
+export class YmodemSender {
+  private buf = Buffer.alloc(0);
+  private state: 'wait' | 'block0' | 'data' | 'eot' | 'end' | 'done' = 'wait';
+  private block = 0;
+  private readonly blocks: Buffer[] = [];
+  private tries = 0;
+  private cans = 0;
+  private timer: { cancel(): void } | null = null;
+  private resolve!: () => void;
+  private reject!: (e: Error) => void;
+  readonly result: Promise<void>;
+
+  constructor(
+    private readonly o: {
+      send(bytes: Buffer): void;
+      clock: ConsoleClock;
+      name: string;
+      data: Buffer;
+      /** How long to wait for the receiver to start, in seconds. */
+      startSeconds?: number;
+    },
+  ) {
+    for (let at = 0; at < o.data.length; at += 1024) {
+      const b = Buffer.alloc(1024, 0x1a);
+      o.data.copy(b, 0, at, Math.min(o.data.length, at + 1024));
+      this.blocks.push(b);
+    }
+    this.result = new Promise((res, rej) => {
+      this.resolve = res;
+      this.reject = rej;
+    });
+    this.result.catch(() => undefined);
+    this.wait((o.startSeconds ?? 60) * 1000, `no YMODEM receiver started within ${o.startSeconds ?? 60} s`);
+  }
+
+  /** Whether the receiver has asked for the file. */
+  get started(): boolean {
+    return this.state !== 'wait';
+  }
+
+  private get finished(): boolean {
+    return this.state === 'done';
+  }
+
+  cancel(why: string): void {
+    if (this.state === 'done') return;
+    this.o.send(Buffer.from([CAN, CAN, CAN, CAN, CAN]));
+    this.fail(why);
+  }
+
+  feed(data: Uint8Array): void {
+    if (this.state === 'done') return;
+    this.buf = Buffer.concat([this.buf, Buffer.from(data)]);
+    while (this.buf.length > 0 && !this.finished) {
+      const b = this.buf[0]!;
+      this.buf = this.buf.subarray(1);
+      if (b === CAN) {
+        if (++this.cans >= 2) return this.fail('the receiver cancelled the transfer');
+        continue;
+      }
+      this.cans = 0;
+      this.onByte(b);
+    }
+  }
+
+  private wait(ms: number, why: string): void {
+    this.timer?.cancel();
+    this.timer = this.o.clock.setTimeout(() => this.cancel(why), ms);
+  }
+
+  private frame(num: number, payload: Buffer): Buffer {
+    const head = Buffer.from([payload.length === 128 ? SOH : STX, num & 0xff, 0xff - (num & 0xff)]);
+    const crc = Buffer.alloc(2);
+    crc.writeUInt16BE(crc16(payload, 0, payload.length, 0));
+    return Buffer.concat([head, payload, crc]);
+  }
+
+  private block0(): Buffer {
+    const b = Buffer.alloc(128);
+    // Name, then size, modification time (octal seconds) and mode (octal), as sz sends them.
+    b.write(`${this.o.name}\0${this.o.data.length} ${Math.floor(this.o.clock.now() / 1000).toString(8)} 100600`, 'latin1');
+    return this.frame(0, b);
+  }
+
+  private sendCurrent(): void {
+    if (++this.tries > 10) return this.cancel('the receiver refused a block 10 times');
+    if (this.state === 'block0') this.o.send(this.block0());
+    else if (this.state === 'data') this.o.send(this.frame(this.block + 1, this.blocks[this.block]!));
+    else if (this.state === 'eot') this.o.send(Buffer.from([EOT]));
+    else if (this.state === 'end') {
+      // The empty block 0 ends the batch; receivers (rz) end there without an ACK.
+      this.o.send(this.frame(0, Buffer.alloc(128)));
+      return this.finish();
+    }
+    this.wait(15_000, 'the receiver went silent');
+  }
+
+  private next(state: YmodemSender['state']): void {
+    this.state = state;
+    this.tries = 0;
+  }
+
+  /** After block 0's ACK the receiver asks again with 'C' before the data starts. */
+  private armed = false;
+
+  private onByte(b: number): void {
+    const st = this.state as YmodemSender['state'];
+    if (st === 'wait') {
+      if (b === C) {
+        this.next('block0');
+        this.sendCurrent();
+      }
+    } else if (st === 'block0') {
+      if (b === ACK) {
+        this.next(this.blocks.length > 0 ? 'data' : 'eot');
+        this.block = 0;
+        this.armed = true;
+        this.wait(15_000, 'the receiver did not ask for the data');
+      } else if (b === NAK || b === C) this.sendCurrent();
+    } else if (st === 'data' || st === 'eot') {
+      if (this.armed) {
+        if (b === C || b === NAK) {
+          this.armed = false;
+          this.sendCurrent();
+        }
+        return;
+      }
+      if (b === NAK) return this.sendCurrent();
+      if (b !== ACK) return;
+      if (st === 'eot') {
+        this.next('end');
+        this.armed = true;
+        this.wait(15_000, 'the receiver did not ask for the end of the batch');
+        return;
+      }
+      this.block++;
+      this.next(this.block < this.blocks.length ? 'data' : 'eot');
+      this.sendCurrent();
+    } else if (st === 'end' && (b === C || b === NAK)) this.sendCurrent();
+  }
+
+  private finish(): void {
+    this.state = 'done';
+    this.timer?.cancel();
+    this.resolve();
+  }
+
+  private fail(why: string): void {
+    this.state = 'done';
+    this.timer?.cancel();
+    this.reject(new YmodemError(why));
+  }
+}

@@ -6,7 +6,7 @@
  */
 import test from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SerialPort } from 'serialport';
 import { devDaemonProcess } from '../helpers/dev-daemon.ts';
@@ -241,6 +241,42 @@ test('network: a static address and back to DHCP, each value checked, written as
   // Back to DHCP is the file the image ships.
   const settings = (text: string) => text.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#'));
   t.deepEqual(settings(readFileSync(file, 'utf8')), settings(readFileSync(join(ROOT, 'systemd', 'network', '50-wired.network'), 'utf8')));
+});
+
+test('export audit ymodem: rz receives the console audit log in a file', async (t) => {
+  t.timeout(120_000);
+  const dir = tempDir('licd-console-');
+  t.teardown(() => rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }));
+  const pw = join(dir, 'admin.password');
+  writeFileSync(pw, 'correct horse battery\n', { mode: 0o600 });
+  const { device, term, socat } = await ptyPair(dir);
+  t.teardown(() => socat.kill());
+  const c = consoleProcess(t, device, dir, {}, ['--admin-password-file', pw, '--broker', 'mqtt://127.0.0.1:1']);
+  await c.waitFor(/serving/);
+  let tty = await terminal(term);
+  t.teardown(() => tty.close());
+  tty.line('');
+  await tty.expect(/console password: $/);
+  tty.line('wrong one');
+  await tty.expect(/wrong password; wait 1 s[\s\S]*console password: $/);
+  tty.line('correct horse battery');
+  await tty.expect(/> $/);
+  tty.line('export audit ymodem');
+  await tty.expect(/start the YMODEM receive/);
+  // The terminal program hands the line to rz, as minicom does for Ctrl-A R.
+  await tty.close();
+  const into = join(dir, 'received');
+  mkdirSync(into);
+  const rz = spawn('sh', ['-c', 'cd "$1" && rz --ymodem < "$2" > "$2"', 'rz', into, term], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let rzErr = '';
+  rz.stderr.on('data', (d) => (rzErr += d));
+  const rzCode = await new Promise<number | null>((r) => rz.on('exit', (code) => r(code)));
+  t.is(rzCode, 0, rzErr);
+  tty = await terminal(term);
+  await tty.expect(/sent licd-console-audit\.jsonl \(\d+ bytes\)[\s\S]*> $/);
+  const got = readFileSync(join(into, 'licd-console-audit.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { event: string; ok: boolean });
+  t.deepEqual(got.slice(0, 2).map((e) => [e.event, e.ok]), [['login', false], ['login', true]], 'the wrong try and the login are in the file');
+  t.is(got.length, readFileSync(join(dir, 'state', 'audit.log'), 'utf8').trim().split('\n').length - 1, 'every line of the audit log before the export itself');
 });
 
 test('license import by YMODEM: sz sends the license file, the box installs it without a restart', async (t) => {

@@ -2,7 +2,7 @@
 import test from 'ava';
 import { crc16 } from '../../firmware-bridge/protocol/crc16.ts';
 import type { ConsoleClock } from '../../src/console/session.ts';
-import { YmodemReceiver } from '../../src/console/ymodem.ts';
+import { YmodemReceiver, YmodemSender } from '../../src/console/ymodem.ts';
 
 const manualClock = (): ConsoleClock & { advance(ms: number): void } => {
   let now = 0;
@@ -83,4 +83,43 @@ test('a file over the limit, a sender that cancels, and one that never starts en
   for (let i = 0; i < 25; i++) idle.clock.advance(3000);
   await t.throwsAsync(idle.rx.result, { message: 'no YMODEM sender started within 60 s' });
   t.true(idle.sent.filter((b) => b === 0x43).length >= 19, "it kept asking with 'C' every 3 s");
+});
+
+test('the sender and the receiver move a file of 3000 bytes, a corrupted block resent on NAK', async (t) => {
+  const clock = manualClock();
+  const data = Buffer.from(Array.from({ length: 3000 }, (_, i) => (i * 7) % 251));
+  let corrupt = true;
+  // eslint-disable-next-line prefer-const
+  let rx: YmodemReceiver;
+  const tx = new YmodemSender({
+    name: 'audit.jsonl',
+    data,
+    clock,
+    send: (b) => {
+      const copy = Buffer.from(b);
+      // The first data block is damaged on the line once: the receiver NAKs, the sender resends it.
+      if (corrupt && copy[0] === 0x02 && copy[1] === 1) {
+        corrupt = false;
+        copy[100] = copy[100]! ^ 0x55;
+      }
+      queueMicrotask(() => rx.feed(copy));
+    },
+  });
+  rx = new YmodemReceiver({ send: (b) => queueMicrotask(() => tx.feed(b)), clock, maxBytes: 10_000 });
+  const got = await rx.result;
+  await tx.result;
+  t.is(got.name, 'audit.jsonl');
+  t.deepEqual(got.data, data);
+  t.false(corrupt, 'the damaged block was sent again');
+});
+
+test('the sender gives up when nobody receives, and stops on CAN CAN', async (t) => {
+  const clock = manualClock();
+  const sent: number[] = [];
+  const tx = new YmodemSender({ name: 'a', data: Buffer.from('x'), clock, send: (b) => sent.push(...b), startSeconds: 30 });
+  clock.advance(31_000);
+  await t.throwsAsync(tx.result, { message: /no YMODEM receiver started within 30 s/ });
+  const tx2 = new YmodemSender({ name: 'a', data: Buffer.from('x'), clock, send: () => {} });
+  tx2.feed(Buffer.from([0x43, 0x18, 0x18]));
+  await t.throwsAsync(tx2.result, { message: /receiver cancelled/ });
 });
