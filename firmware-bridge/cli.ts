@@ -7,6 +7,7 @@
  *   --serial S            serial for a new state file (must match an existing one)
  *   --tcp HOST:PORT       serve on TCP (port 0 picks a free one)
  *   --pty PATH            serve on a serial device, e.g. one end of a socat pty pair
+ *   --hidg PATH           serve as a USB HID device through a Linux gadget's /dev/hidgN
  *   --fault NAME[=VALUE]  unplugged, slowMs=MS, corruptFrames=N|P%, wrongSignature, counterFailure
  *   --clock[=OFFSET_MS]   give it a battery-backed clock (TIME): the host's time plus the offset
  *                         (default: the offset in the state file, else 0)
@@ -24,6 +25,7 @@ export interface EmulatorCliOptions {
   serial?: string;
   tcp?: { host: string; port: number };
   pty?: string;
+  hidg?: string;
   faults: Partial<DongleFaults>;
   clock?: { offsetMs?: number };
   /** --help / -h: print EMULATOR_CLI_HELP and exit 0 without serving. */
@@ -31,17 +33,19 @@ export interface EmulatorCliOptions {
 }
 
 export const EMULATOR_CLI_USAGE =
-  'usage: licctl dongle emulate (--tcp HOST:PORT | --pty PATH) [--state FILE] [--serial S] [--fault NAME[=VALUE]]... [--clock[=OFFSET_MS]]\n(licctl dongle emulate --help says more)';
+  'usage: licctl dongle emulate (--tcp HOST:PORT | --pty PATH | --hidg PATH) [--state FILE] [--serial S] [--fault NAME[=VALUE]]... [--clock[=OFFSET_MS]]\n(licctl dongle emulate --help says more)';
 
 /** What `licctl dongle emulate --help` prints (stdout, exit 0). */
 export const EMULATOR_CLI_HELP = `licctl dongle emulate: run an emulated licd dongle in this process (development and tests only)
 
-usage: licctl dongle emulate (--tcp HOST:PORT | --pty PATH) [--state FILE] [--serial S]
+usage: licctl dongle emulate (--tcp HOST:PORT | --pty PATH | --hidg PATH) [--state FILE] [--serial S]
                              [--fault NAME[=VALUE]]... [--clock[=OFFSET_MS]]
 
   --tcp HOST:PORT       serve on TCP; port 0 picks a free one (printed in the ready line)
   --pty PATH            serve on a serial device, e.g. one end of a socat pty pair:
                           socat -d -d pty,raw,echo=0,link=/tmp/dongle pty,raw,echo=0,link=/tmp/host
+  --hidg PATH           serve as a USB HID device through a Linux USB gadget's /dev/hidgN (configfs
+                        f_hid, 64-byte reports; images/boot-test.sh makes one with dummy_hcd)
   --state FILE          state file (key seed, serial, counter, slots), created if absent; the same
                         file is the same dongle. Without it the dongle forgets everything on exit
   --serial S            serial for a new state file (must match an existing one)
@@ -92,6 +96,9 @@ export function parseEmulatorArgs(argv: string[]): EmulatorCliOptions {
       case '--pty':
         options.pty = value();
         break;
+      case '--hidg':
+        options.hidg = value();
+        break;
       case '--clock': {
         const off = inline === undefined ? undefined : Number(inline);
         if (off !== undefined && !Number.isSafeInteger(off)) throw new Error(`--clock wants an offset in whole milliseconds, e.g. --clock=-60000, got ${JSON.stringify(inline)}`);
@@ -108,7 +115,7 @@ export function parseEmulatorArgs(argv: string[]): EmulatorCliOptions {
         throw new Error(`unknown argument ${JSON.stringify(arg)}\n${EMULATOR_CLI_USAGE}`);
     }
   }
-  if (!options.tcp === !options.pty) throw new Error(`give exactly one of --tcp and --pty\n${EMULATOR_CLI_USAGE}`);
+  if ([options.tcp, options.pty, options.hidg].filter((x) => x !== undefined).length !== 1) throw new Error(`give exactly one of --tcp, --pty and --hidg\n${EMULATOR_CLI_USAGE}`);
   return options;
 }
 
@@ -134,7 +141,7 @@ export async function runDongleEmulatorCli(argv: string[], io: EmulatorCliIo = {
   });
   let handle: ServeHandle;
   try {
-    handle = options.tcp ? await dongle.serveTcp(options.tcp.host, options.tcp.port) : await dongle.serveSerial(options.pty!);
+    handle = options.tcp ? await dongle.serveTcp(options.tcp.host, options.tcp.port) : options.hidg ? await dongle.serveHidGadget(options.hidg) : await dongle.serveSerial(options.pty!);
   } catch (error) {
     await dongle.close();
     throw error;

@@ -4,6 +4,7 @@
  * rest. Everything it signs carries class byte 'E', and INFO sets the emulated flag, so a
  * production verifier can tell it from hardware.
  */
+import { HidGadgetTransport } from './hidg-transport.ts';
 import { createHash, randomBytes, type KeyObject } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
@@ -324,6 +325,25 @@ export class EmulatedDongle extends EventEmitter {
     this.attach(transport, { closeOnUnplug: false });
     const handle: ServeHandle = {
       address: `serial:${path}`,
+      close: async () => {
+        this.servers.delete(handle);
+        await transport.close();
+      },
+    };
+    this.servers.add(handle);
+    return handle;
+  }
+
+  /**
+   * Serves as a USB HID device through a Linux gadget's /dev/hidgN (configfs f_hid, 64-byte
+   * reports, no report id): the host sees a real HID dongle (images/boot-test.sh does this with
+   * dummy_hcd inside the VM).
+   */
+  async serveHidGadget(path: string): Promise<ServeHandle> {
+    const transport = await HidGadgetTransport.open(path);
+    this.attach(transport, { closeOnUnplug: false });
+    const handle: ServeHandle = {
+      address: `hidg:${path}`,
       close: async () => {
         this.servers.delete(handle);
         await transport.close();

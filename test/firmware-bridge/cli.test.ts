@@ -116,7 +116,7 @@ test('parseEmulatorArgs', (t) => {
     statePath: '/x.json',
   });
   t.deepEqual(parseEmulatorArgs(['--tcp', '[::1]:0']).tcp, { host: '::1', port: 0 });
-  t.throws(() => parseEmulatorArgs([]), { message: /exactly one of --tcp and --pty/ });
+  t.throws(() => parseEmulatorArgs([]), { message: /exactly one of --tcp, --pty and --hidg/ });
   t.throws(() => parseEmulatorArgs(['--tcp', 'a:1', '--pty', '/dev/x']), { message: /exactly one/ });
   t.throws(() => parseEmulatorArgs(['--pty', '/dev/x', '--bogus']), { message: /unknown argument "--bogus"/ });
   t.throws(() => parseEmulatorArgs(['--pty']), { message: /--pty needs a value/ });

@@ -28,7 +28,7 @@ export const dongleCommands: Command[] = [
   {
     path: 'dongle emulate',
     section: 'dongle',
-    synopsis: 'dongle emulate (--tcp HOST:PORT | --pty PATH) [--state FILE] [--serial S] [--fault NAME[=V]] [--clock[=MS]]',
+    synopsis: 'dongle emulate (--tcp HOST:PORT | --pty PATH | --hidg PATH) [--state FILE] [--serial S] [--fault NAME[=V]] [--clock[=MS]]',
     summary: 'run an emulated dongle (development and tests); SIGUSR1 pulls it out and plugs it back',
     examples: ['licctl dongle emulate --tcp 127.0.0.1:0 --state dongle.json'],
     raw: true,
