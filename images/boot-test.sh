@@ -110,10 +110,24 @@ trap cleanup EXIT
 # -snapshot: the guest's writes go to a temporary file, so every run is the appliance's first boot
 # and root.img stays as built. restrict=on: the guest reaches nothing outside (no NTP, no DNS);
 # only the forwarded port connects in.
+# The test agent (images/boot-agent.sh) reaches the guest as a second virtio disk (/dev/vdb) and is
+# started from the kernel command line given here, never from the image: systemd.run= makes it a
+# service, systemd.unit= keeps the normal boot. dummy_hcd gives the guest two USB device controllers
+# looped back to its own USB host side: one for the box's console gadget (licd-usb-gadget, Pi
+# image), one for a HID dongle the agent plugs in (images/boot-checks.ts).
+cp "$REPO/images/boot-agent.sh" "$RUN/agent.img"
+truncate -s 64K "$RUN/agent.img"
+AGENT_CMDLINE='systemd.unit=multi-user.target systemd.wants=kernel-command-line.service systemd.run="/bin/sh /dev/vdb" systemd.run_success_action=none systemd.run_failure_action=none modules-load=dummy_hcd dummy_hcd.num=2'
+
 echo "booting $IMG ($QEMU TCG, $SMP CPUs, 1024 MiB), MQTT forwarded to 127.0.0.1:$PORT"
-"$QEMU" "${MACHINE[@]}" -accel tcg -m 1024 -smp "$SMP" -nographic -no-reboot \
-  -kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.img" -append "$(cat "$IMG/cmdline")" \
+# No -no-reboot: the console's reboot restarts the guest (boot-checks.ts); a power-off ends qemu.
+"$QEMU" "${MACHINE[@]}" -accel tcg -m 1024 -smp "$SMP" -nographic \
+  -kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.img" -append "$(cat "$IMG/cmdline") $AGENT_CMDLINE" \
   -drive "file=$DISK,format=raw,if=virtio" -snapshot \
+  -drive "file=$RUN/agent.img,format=raw,if=virtio,readonly=on" \
+  -device virtio-serial-pci \
+  -chardev "socket,id=agent,path=$RUN/agent.sock,server=on,wait=off" -device virtserialport,chardev=agent,name=licd-agent \
+  -chardev "socket,id=con,path=$RUN/console.sock,server=on,wait=off" -device virtserialport,chardev=con,name=licd-console \
   -netdev "user,id=lan,restrict=on,hostfwd=tcp:127.0.0.1:$PORT-:1883,hostfwd=tcp:127.0.0.1:$TLS_PORT-:8883" -device virtio-net-pci,netdev=lan \
   -monitor "unix:$RUN/monitor.sock,server,nowait" \
   </dev/null >"$CONSOLE" 2>&1 &
@@ -237,6 +251,14 @@ echo "$FP" >>"$IMG/first-boot-certificates.txt"
 echo "first boot: certificate $FP is new ($(wc -l <"$IMG/first-boot-certificates.txt") first boots of this image so far)"
 
 # --- power off -------------------------------------------------------------------------------------
+# Inside the box: systemd-analyze security, the root grown to the card, the console over the USB
+# gadget serial port (status, a license import, a reboot), a HID dongle plugged in after start.
+CHECK_ARGS=()
+if [ -f "$IMG/sdcard.img" ]; then
+  CHECK_ARGS+=(--console --root-min-mib $(( $(stat -c %s "$IMG/root.img") / 1048576 + 512 )))
+fi
+(cd "$REPO" && node --import tsx images/boot-checks.ts "$RUN" "$BROKER" "$RUN/admin.password" "${CHECK_ARGS[@]}") || fail "the checks inside the box (images/boot-checks.ts)"
+
 T1=$(date +%s)
 monitor system_powerdown || fail "cannot reach the qemu monitor"
 for _ in $(seq 120); do

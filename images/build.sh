@@ -30,6 +30,10 @@ usage: images/build.sh [options]
   --hostname NAME          the appliance's hostname (default licd)
   --mirror URL             Debian mirror (default http://deb.debian.org/debian)
   --name NAME              output directory under images/build/ (default <arch>[-dev])
+  --reuse-root             keep the Debian system of the previous build of this name (rootfs/ is
+                           left in images/build/NAME/) and redo licd and everything after it: for
+                           iterating on licd, since an arm64 build installs its packages under
+                           emulation (an hour on a loaded machine). Not for release images
 EOF
 }
 
@@ -43,6 +47,7 @@ MIRROR=http://deb.debian.org/debian
 NAME=
 SUITE=trixie
 BOARD=
+REUSE=0
 
 die_early() { echo "build.sh: $*" >&2; exit 64; }
 while [ $# -gt 0 ]; do
@@ -57,6 +62,7 @@ while [ $# -gt 0 ]; do
     --admin-password-file) die_early "--admin-password-file is gone: every box makes its own admin password at its first boot (images/README.md, \"First boot\")" ;;
     --mirror) MIRROR=${2:?}; shift ;;
     --name) NAME=${2:?}; shift ;;
+    --reuse-root) REUSE=1 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "build.sh: unknown option $1" >&2; usage >&2; exit 64 ;;
   esac
@@ -233,6 +239,8 @@ rpi_check_boot_files() {
   step "Raspberry Pi boot files: cmdline.txt: $(tr '\n' ' ' <"$b/cmdline.txt")"
 }
 rpi_stage_firmware() {
+  # (--reuse-root of a finished build: the boot files were staged then and are kept.)
+  [ -n "$(ls -A "$ROOT/boot/firmware")" ] || { [ -f "$OUT/firmware/config.txt" ] && return 0; }
   rm -rf "$OUT/firmware"
   mv "$ROOT/boot/firmware" "$OUT/firmware"
   mkdir "$ROOT/boot/firmware"
@@ -258,12 +266,28 @@ rpi_sdcard() {
 }
 
 # --- base system --------------------------------------------------------------------------------
-if [ -d "$ROOT" ]; then
+if [ "$REUSE" = 1 ]; then
+  [ -f "$ROOT/opt/licd/REVISION" ] && [ -x "$ROOT/usr/bin/node" ] || die "--reuse-root: no earlier build's root in $ROOT (its licd step was never reached); build without --reuse-root"
+  step "--reuse-root: the Debian system of the previous build in $ROOT; licd and what follows are redone"
+  mnt "$ROOT/proc" -t proc proc
+  mnt "$ROOT/sys" -t sysfs sysfs
+  mnt "$ROOT/dev" --bind /dev
+  mnt "$ROOT/dev/pts" --bind /dev/pts
+  mnt "$ROOT/var/cache/apt/archives" --bind "$CACHE/apt-$ARCH"
+  rm -f "$ROOT/etc/resolv.conf"
+  cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+  rm -rf "$ROOT/opt/licd"
+  printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
+  chmod 0755 "$ROOT/usr/sbin/policy-rc.d"
+  # The box's own files again (they may have changed with licd).
+  run "$REPO/images/box-files.sh" "$ROOT"
+elif [ -d "$ROOT" ]; then
   step "removing the previous root filesystem"
   # A previous run killed mid-way may have left mounts behind.
   for m in $(awk -v r="$ROOT" '$2 ~ "^"r {print $2}' /proc/mounts | sort -r); do umount -l "$m" || true; done
   rm -rf --one-file-system "$ROOT"
 fi
+if [ "$REUSE" = 0 ]; then
 step "debootstrap $SUITE $ARCH (minbase) from $MIRROR"
 run debootstrap --arch="$ARCH" --variant=minbase --cache-dir="$CACHE/debootstrap-$ARCH" \
   --include=ca-certificates "$SUITE" "$ROOT" "$MIRROR"
@@ -336,6 +360,7 @@ if grep -q '^log_dest file' "$ROOT/etc/mosquitto/mosquitto.conf"; then die "mosq
 
 # --- Raspberry Pi: boot firmware, growing the root, serial and USB consoles ----------------------
 if [ "$BOARD" = rpi ]; then rpi_install; fi
+fi # end of: not --reuse-root
 
 NODE_VERSION=$(chroot "$ROOT" /usr/bin/node --version)
 step "target node $NODE_VERSION"
