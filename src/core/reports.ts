@@ -52,7 +52,7 @@ export interface AdviceSettings {
 }
 
 const round = (x: number, digits = 2): number => Math.round(x * 10 ** digits) / 10 ** digits;
-const hours = (ms: number): number => round(ms / HOUR);
+const hours = (ms: number): number => round(ms / HOUR, 3);
 
 export interface UsageReportRow {
   feature: string;
@@ -250,7 +250,7 @@ export function borrowsReport(input: ReportInput, by: ReportBy): BorrowsReportRo
       let a = acc.get(k);
       if (!a) acc.set(k, (a = { key: k, borrows: 0, seatHours: 0, returned: 0, expired: 0, open: 0, renewed: 0, lost: 0, likelyUnused: 0 }));
       a.borrows++;
-      a.seatHours = round(a.seatHours + (ms * s.count) / HOUR);
+      a.seatHours = round(a.seatHours + (ms * s.count) / HOUR, 3);
       if (s.end === null || s.end > input.to) a.open++;
       else if (s.how === 'returned') a.returned++;
       else a.expired++;
