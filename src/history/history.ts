@@ -351,14 +351,15 @@ export class UsageHistory {
 
   private async advice(f: Fields, now: number) {
     const a = this.d.config.advice;
-    const { to, limit } = this.period(f, now, a.days);
-    const from = to - a.days * DAY;
+    // The period: `from` to `to` when given, else the advice.days before `to`.
+    const { from, to, limit } = this.period(f, now, a.days);
+    const days = (to - from) / DAY;
     const input = await this.read(from, to);
-    const items = adviceReport(input, { ...a, trueDenialMinutes: this.d.config.trueDenialMinutes, workingHours: this.d.config.workingHours, localTime: this.localTime });
+    const items = adviceReport(input, { ...a, days, trueDenialMinutes: this.d.config.trueDenialMinutes, workingHours: this.d.config.workingHours, localTime: this.localTime });
     return {
       from: iso(from),
       to: iso(to),
-      days: a.days,
+      days: Math.round(days * 10) / 10,
       workingHours: describeWorkingHours(this.d.config.workingHours),
       atLimitPercent: a.atLimitPercent,
       items: items.slice(0, limit),

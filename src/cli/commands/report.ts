@@ -113,7 +113,7 @@ const REPORTS: Record<string, { op: string; summary: string; by: string[] | null
       { head: 'ADVICE', field: 'text' },
     ],
     json: '{from, to, days, workingHours, atLimitPercent, items: [{feature, kind, text, licensed, k?, m?, atLimitPercent?, trueDenials?, borrows?, users?}], more}',
-    details: 'Over the history.advice.days (30) before --to: never above k of n seats: could drop to k; at the limit history.advice.atLimitPercent (20%) of working hours or more: short by m seats (m: the most seats truly denied to distinct users within one working hour).',
+    details: 'Over --from to --to (default: the history.advice.days, 30, before --to): never above k of n seats: could drop to k; at the limit history.advice.atLimitPercent (20%) of working hours or more: short by m seats (m: the most seats truly denied to distinct users within one working hour).',
   },
 };
 
