@@ -224,8 +224,12 @@ export class HistorySink {
 
   note(e: SeatEvent): void {
     if (e.type !== 'checkout.denied' && e.type !== 'borrow.denied') return;
-    const c = this.advance(e.feature, e.at);
-    c.row.denials[e.code] = (c.row.denials[e.code] ?? 0) + 1;
+    // A name nobody licenses (a typo, or a client making names up) gets a denial record but no
+    // rows of its own: the counters stay as many as the features.
+    if (this.counters.has(e.feature) || this.o.licensed(e.feature) > 0) {
+      const c = this.advance(e.feature, e.at);
+      c.row.denials[e.code] = (c.row.denials[e.code] ?? 0) + 1;
+    }
     const what = e.type === 'checkout.denied' ? 'checkout' : 'borrow';
     const count = e.type === 'checkout.denied' ? e.count : 1;
     const minute = floorTo(e.at, MINUTE);
@@ -315,7 +319,8 @@ export class HistorySink {
     if (to <= c.last) return c;
     while (to >= c.minute + MINUTE) {
       this.accrue(c, c.minute + MINUTE);
-      this.closed.push(c.row);
+      // A feature no longer licensed and idle has no rows.
+      if (c.licensed > 0 || c.row.heldMs > 0 || c.row.grants > 0 || Object.keys(c.row.denials).length > 0) this.closed.push(c.row);
       c.minute += MINUTE;
       c.row = emptyRow(feature, c.minute, MINUTE, c.licensed);
       c.row.peak = c.leased + c.borrowed;

@@ -155,3 +155,16 @@ test('a lease that ended while licd was stopped gets its session record at the n
   const m = sessionsEndedWhileStopped([l], []);
   t.deepEqual(m, [{ kind: 'rec.put', space: 'history', key: `s!${String(T0 + HOUR).padStart(13, '0')}!l!L1`, value: { kind: 'lease', id: 'L1', feature: 'render', user: 'ann', host: 'h', count: 1, start: T0, end: T0 + HOUR, how: 'expired' } }]);
 });
+
+test('a checkout of a feature nobody licenses is a denial record, but gets no usage rows of its own', async (t) => {
+  const { clock, store, history, ask } = setup();
+  await history.start(['render'], { timers: false });
+  for (let i = 0; i < 50; i++) t.false((await ask({ op: 'checkout', feature: `made_up_${i % 5}`, user: 'eve', host: 'h', pid: 1, holder: HOLDER })).ok);
+  clock.advance(2 * MINUTE);
+  await history.flush();
+  const keys = [...store.records.keys()].map((k) => k.slice('history!'.length));
+  t.deepEqual(new Set(keys.filter((k) => k.startsWith('m!')).map((k) => k.split('!')[2])), new Set(['render']));
+  const denials = [...store.records].filter(([k]) => k.startsWith('history!x!')).map(([, v]) => v as { feature: string; n: number; code: string });
+  t.is(denials.length, 5, 'one record per feature name and minute');
+  t.true(denials.every((d) => d.n === 10 && d.code === 'UNKNOWN_FEATURE'));
+});
