@@ -168,3 +168,32 @@ test('a checkout of a feature nobody licenses is a denial record, but gets no us
   t.is(denials.length, 5, 'one record per feature name and minute');
   t.true(denials.every((d) => d.n === 10 && d.code === 'UNKNOWN_FEATURE'));
 });
+
+test('roll-ups on a real LevelDB keep the totals, and a report reads the same before and after', async (t) => {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { LevelStore } = await import('../../src/store/level-store.ts');
+  const dir = mkdtempSync(join(tmpdir(), 'licd-hist-'));
+  const store = await LevelStore.open(join(dir, 'db'));
+  t.teardown(async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  // Two days of minutes of one feature: 1 seat held on even minutes, 2 on odd; a denial an hour.
+  const rows: UsageRow[] = Array.from({ length: 2 * 1440 }, (_, i) => {
+    const seats = 1 + (i % 2);
+    return { ...emptyRow('render', T0 + i * MINUTE, MINUTE, 2), cov: MINUTE, heldMs: seats * MINUTE, leasedMs: seats * MINUTE, peak: seats, atLimitMs: seats === 2 ? MINUTE : 0, denials: (i % 60 === 0 ? { NO_SEATS: 1 } : {}) as Record<string, number> };
+  });
+  await store.commit(rows.map((r) => ({ kind: 'rec.put' as const, space: 'history' as const, key: rowKey(r), value: r })));
+  const { clock, history, ask } = setup({ ...defaultHistoryConfig, retention: { ...defaultHistoryConfig.retention, minuteDays: 1, hourDays: 2 } }, store as unknown as MemoryStore, new ManualClock(T0 + 3 * DAY + HOUR));
+  const body = { op: 'report.usage', from: new Date(T0).toISOString(), to: new Date(T0 + 2 * DAY).toISOString() };
+  const before = ((await ask(body, true)) as { result?: { rows: unknown[] } }).result!.rows;
+  t.like(before[0], { feature: 'render', seatHours: 72, peak: 2, atLimitHours: 24, denials: 48, coveredHours: 48 });
+  for (let i = 0; i < 20; i++) if ((await history.maintain(clock.t)).rolled === 0) break;
+  const left: string[] = [];
+  for await (const [k] of store.scan('history')) left.push(k.slice(0, 2));
+  // Minutes past 1 day became hours; hours that start more than 2 days ago (day 0) became a day.
+  t.deepEqual([left.filter((k) => k === 'm!').length, left.filter((k) => k === 'h!').length, left.filter((k) => k === 'd!').length], [0, 24, 1]);
+  t.deepEqual(((await ask(body, true)) as { result?: { rows: unknown[] } }).result!.rows, before);
+});
