@@ -197,3 +197,15 @@ test('roll-ups on a real LevelDB keep the totals, and a report reads the same be
   t.deepEqual([left.filter((k) => k === 'm!').length, left.filter((k) => k === 'h!').length, left.filter((k) => k === 'd!').length], [0, 24, 1]);
   t.deepEqual(((await ask(body, true)) as { result?: { rows: unknown[] } }).result!.rows, before);
 });
+
+test('report ops refuse a bad period or by naming the field, and say when history is off', async (t) => {
+  const { ask } = setup();
+  const err = async (body: Record<string, unknown>, s = setup()) => ((await s.ask(body, true)) as { error?: { code: string; message: string } }).error;
+  t.like(await err({ op: 'report.usage', from: 'last week' }), { code: 'BAD_REQUEST', message: 'from must be an ISO 8601 time in UTC or with an offset (2026-11-01T00:00:00Z) or a date (2026-11-01, UTC midnight)' });
+  t.like(await err({ op: 'report.users', from: '2026-11-02', to: '2026-11-01' }), { code: 'BAD_REQUEST' });
+  t.regex((await err({ op: 'report.users', from: '2026-11-02', to: '2026-11-01' }))!.message, /^from must be before to \(2026-11-01T00:00:00.000Z\)/);
+  t.like(await err({ op: 'report.denials', by: 'planet' }), { code: 'BAD_REQUEST', message: 'by must be one of user, host, group, feature' });
+  t.like(await err({ op: 'report.usage' }, setup({ ...defaultHistoryConfig, enabled: false })), { code: 'CONFIG_INVALID' });
+  t.regex((await err({ op: 'report.usage' }, setup({ ...defaultHistoryConfig, enabled: false })))!.message, /history\.enabled is false in its config\); set it to true and restart licd/);
+  t.false((await ask({ op: 'report.usage' })).ok, 'admins only');
+});
