@@ -5,6 +5,7 @@ import { defaultLeasePolicy, type LeasePolicy } from './core/service.ts';
 import { defaultBorrowPolicy, parseLimits, type BorrowLimits, type BorrowPolicy } from './core/borrowing.ts';
 import { Fields } from './core/validate.ts';
 import { defaultTlsFiles, parseFingerprint } from './mqtt/tls.ts';
+import { defaultHistoryConfig, type HistoryConfig } from './history/history.ts';
 
 export type DongleConfig =
   | { transport: 'emulated'; stateFile: string | null; serial: string | null }
@@ -74,10 +75,12 @@ export interface Config {
   };
   /** Online activation (docs/activation.md): the vendor's activation service, e.g. https://licenses.example.com. */
   activation: { url: string | null };
+  /** Usage history and reports (docs/history.md): retention, working hours, advice, groups. */
+  history: HistoryConfig;
 }
 
 /** Settings and whether changing them needs a restart (all do today; documented in README). */
-export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'borrow', 'limits', 'clock', 'log', 'identity', 'activation'] as const;
+export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'borrow', 'limits', 'clock', 'log', 'identity', 'activation', 'history'] as const;
 
 function bad(field: string, message: string): never {
   throw new LicdError('CONFIG_INVALID', `config: ${field} ${message}`, { field });
@@ -239,6 +242,64 @@ function parseConfigFields(raw: unknown, env: NodeJS.ProcessEnv, base: string): 
     },
     identity: { requireLogin: id.optBool('requireLogin') ?? false, usersFile: usersFile ? path(usersFile) : null },
     activation: { url: activationUrl },
+    history: parseHistory(f.optObject('history') ?? Fields.of({}, 'history', 'CONFIG_INVALID')),
+  };
+}
+
+/** The `history` section (docs/history.md, "Settings"). */
+function parseHistory(h: Fields): HistoryConfig {
+  const d = defaultHistoryConfig;
+  h.only(['enabled', 'minuteDays', 'hourDays', 'dayDays', 'sessionDays', 'maxRows', 'trueDenialMinutes', 'workingHours', 'advice', 'groups', 'maxReportRows']);
+  const retention = {
+    minuteDays: h.optInt('minuteDays', { min: 1, max: 366 }) ?? d.retention.minuteDays,
+    hourDays: h.optInt('hourDays', { min: 1, max: 3660 }) ?? d.retention.hourDays,
+    dayDays: h.optInt('dayDays', { min: 1, max: 36600 }) ?? d.retention.dayDays,
+    sessionDays: h.optInt('sessionDays', { min: 1, max: 36600 }) ?? d.retention.sessionDays,
+    maxRows: h.optInt('maxRows', { min: 10_000, max: 100_000_000 }) ?? d.retention.maxRows,
+  };
+  if (retention.hourDays < retention.minuteDays) bad('history.hourDays', `(${retention.hourDays}) must not be below history.minuteDays (${retention.minuteDays}): minutes become hours first`);
+  if (retention.dayDays < retention.hourDays) bad('history.dayDays', `(${retention.dayDays}) must not be below history.hourDays (${retention.hourDays})`);
+  const clock = (x: Fields, k: string, dflt: number): number => {
+    const v = x.optString(k, { max: 5, pattern: /^([01]\d|2[0-4]):[0-5]\d$/, patternHelp: 'a local time HH:MM such as 09:00' });
+    if (v === undefined) return dflt;
+    const m = Number(v.slice(0, 2)) * 60 + Number(v.slice(3));
+    if (m > 1440) x.fail(k, 'must be 24:00 at the latest');
+    return m;
+  };
+  const w = h.optObject('workingHours') ?? Fields.of({}, 'history.workingHours', 'CONFIG_INVALID');
+  w.only(['days', 'start', 'end']);
+  const days = (w.optArray('days', { max: 7 }) ?? d.workingHours.days).map((x, i): number => {
+    if (typeof x !== 'number' || !Number.isInteger(x) || x < 1 || x > 7) w.fail(`days[${i}]`, 'must be a weekday number: 1 Monday ... 7 Sunday');
+    return x as number;
+  });
+  const workingHours = { days, start: clock(w, 'start', d.workingHours.start), end: clock(w, 'end', d.workingHours.end) };
+  if (workingHours.start >= workingHours.end) bad('history.workingHours.end', 'must be after history.workingHours.start (same day, local time)');
+  const a = h.optObject('advice') ?? Fields.of({}, 'history.advice', 'CONFIG_INVALID');
+  a.only(['days', 'atLimitPercent', 'minCoveragePercent']);
+  const advice = {
+    days: a.optInt('days', { min: 1, max: 366 }) ?? d.advice.days,
+    atLimitPercent: a.optNumber('atLimitPercent', { min: 0.1, max: 100 }) ?? d.advice.atLimitPercent,
+    minCoveragePercent: a.optNumber('minCoveragePercent', { min: 0, max: 100 }) ?? d.advice.minCoveragePercent,
+  };
+  let groups: Record<string, string[]> | null = null;
+  const g = h.optObject('groups');
+  if (g) {
+    groups = {};
+    for (const name of g.keys()) {
+      groups[name] = g.array(name, { max: 100_000 }).map((u, i): string => {
+        if (typeof u !== 'string' || u.length === 0 || u.length > 64) g.fail(`${name}[${i}]`, 'must be a user name (1 to 64 characters)');
+        return u as string;
+      });
+    }
+  }
+  return {
+    enabled: h.optBool('enabled') ?? d.enabled,
+    retention,
+    trueDenialMinutes: h.optInt('trueDenialMinutes', { min: 1, max: 1440 }) ?? d.trueDenialMinutes,
+    workingHours,
+    advice,
+    groups,
+    maxReportRows: h.optInt('maxReportRows', { min: 10, max: 100_000 }) ?? d.maxReportRows,
   };
 }
 

@@ -127,6 +127,8 @@ export interface DaemonOptions {
   build?: DaemonBuild;
   /** JSON log lines carry a time, for startup timings (logTimes). */
   logFormat?: 'text' | 'json';
+  /** false: usage history off (history.enabled), for the on/off figure (issue 14). */
+  history?: boolean;
 }
 
 export interface DaemonProc {
@@ -157,6 +159,7 @@ export function spawnDaemon(o: DaemonOptions): DaemonProc {
     dongle: { transport: 'emulated', stateFile: o.license.dongleStateFile },
     ...(o.leases ? { leases: o.leases } : {}),
     ...(o.logFormat ? { log: { format: o.logFormat } } : {}),
+    ...(o.history === false ? { history: { enabled: false } } : {}),
   };
   const configFile = join(o.dataDir, 'licd.json');
   writeFileSync(configFile, JSON.stringify(config, null, 2) + '\n');

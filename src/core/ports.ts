@@ -80,6 +80,18 @@ export interface StoreRecovery {
   health(state: { ok: false; error: Error } | { ok: true; brokenMs: number; fixed: number }): void;
 }
 
+/** The first index of a sorted list whose item is not below k. */
+function lowerBound(sorted: readonly string[], k: string): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid]! < k) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 /** An in-memory store for unit tests of the rules. */
 export class MemoryStore implements StateStore {
   readonly leases = new Map<string, Lease>();
@@ -102,15 +114,27 @@ export class MemoryStore implements StateStore {
       else if (m.kind === 'lease.del') this.leases.delete(m.id);
       else if (m.kind === 'borrow.put') this.borrows.set(m.borrow.id, structuredClone(m.borrow));
       else if (m.kind === 'borrow.del') this.borrows.delete(m.id);
-      else if (m.kind === 'rec.put') this.records.set(`${m.space}!${m.key}`, structuredClone(m.value));
-      else if (m.kind === 'rec.del') this.records.delete(`${m.space}!${m.key}`);
+      else if (m.kind === 'rec.put') {
+        const k = `${m.space}!${m.key}`;
+        if (!this.records.has(k) && this.sortedKeys) this.sortedKeys.splice(lowerBound(this.sortedKeys, k), 0, k);
+        this.records.set(k, structuredClone(m.value));
+      } else if (m.kind === 'rec.del') {
+        const k = `${m.space}!${m.key}`;
+        if (this.records.delete(k) && this.sortedKeys) this.sortedKeys.splice(lowerBound(this.sortedKeys, k), 1);
+      }
       else this.meta.set(m.key, structuredClone(m.value));
     }
   }
+  /** The record keys in order, kept between commits (month-long histories in tests scan often). */
+  private sortedKeys: string[] | null = null;
   async *scan(space: RecordSpace, range: RecordRange = {}): AsyncIterable<[string, unknown]> {
     const prefix = `${space}!`;
-    let keys = [...this.records.keys()].filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length));
-    keys = keys.filter((k) => (range.gte === undefined || k >= range.gte) && (range.lt === undefined || k < range.lt)).sort();
+    this.sortedKeys ??= [...this.records.keys()].sort();
+    const all = this.sortedKeys;
+    const lower = (k: string) => lowerBound(all, k);
+    const gte = prefix + (range.gte ?? '');
+    const end = range.lt !== undefined ? lower(prefix + range.lt) : lower(`${space}"`);
+    let keys = all.slice(lower(gte), end).map((k) => k.slice(prefix.length));
     if (range.reverse) keys.reverse();
     if (range.limit !== undefined) keys = keys.slice(0, range.limit);
     for (const k of keys) yield [k, structuredClone(this.records.get(prefix + k))];

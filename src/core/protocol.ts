@@ -294,6 +294,12 @@ export const ADMIN_OPS = [
   'activation.request',
   'license.install',
   'activation.online',
+  // usage history and reports (docs/history.md)
+  'report.usage',
+  'report.users',
+  'report.denials',
+  'report.borrows',
+  'report.advice',
 ] as const;
 
 export type ClientOp = (typeof CLIENT_OPS)[number];

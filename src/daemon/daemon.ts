@@ -42,6 +42,8 @@ import {
 } from '../core/integrity.ts';
 import { reconcileMeta, reconcileRecords } from '../core/reconcile.ts';
 import { EventBus } from '../core/events.ts';
+import { sessionsEndedWhileStopped } from '../core/history.ts';
+import { UsageHistory } from '../history/history.ts';
 import { sealToken } from '../core/tokens.ts';
 import { nodeEd25519, systemRandom } from '../crypto/ed25519.ts';
 import { sha256HolderHash } from '../crypto/holder.ts';
@@ -89,6 +91,8 @@ export interface Daemon {
   store: StateStore;
   /** What happens to seats, for the parts that keep records of it (src/core/events.ts): add a sink. */
   events: EventBus;
+  /** Usage history and reports (docs/history.md). */
+  history: UsageHistory;
   /** Credentials of the embedded broker's admin user. */
   adminCredentials: { username: string; password: string } | null;
   /** The broker's TLS certificate fingerprint; url when licd runs the listener; made: at this start. */
@@ -252,7 +256,9 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     }
     const restored = table.restore(startLeases, startBorrows, clock.now());
     table.restoreRevocations(loaded.meta.get(META_REVOCATIONS), clock.now());
-    await store.commit([...gapMutations, ...restored.mutations, ...startLicense.mutations]);
+    // The history's session records of what ended while licd was stopped go in the same batch.
+    const endedWhileStopped = config.history.enabled ? sessionsEndedWhileStopped(restored.result.dropped, restored.result.droppedBorrows) : [];
+    await store.commit([...gapMutations, ...restored.mutations, ...startLicense.mutations, ...endedWhileStopped]);
     for (const problem of table.checkInvariants(clock.now())) {
       log.error('the stored state breaks a seat invariant (no new seats are granted for it until it is back within the count)', { problem });
     }
@@ -377,6 +383,23 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         clockGuard.refuse('borrowing');
       },
     });
+    // Usage history (docs/history.md): a sink of the seat events, counting from the seats restored.
+    const history = new UsageHistory({
+      service,
+      store,
+      clock,
+      log,
+      config: config.history,
+      licensed: (f) => table.license(f)?.seats ?? 0,
+      leases: () => table.allLeases(),
+      borrows: () => table.allBorrows(),
+      limitGroups: () => Object.fromEntries(Object.entries(borrowing.currentLimits().groups ?? {}).map(([g, r]) => [g, r.members])),
+    });
+    if (config.history.enabled) {
+      events.add(history.sink);
+      await history.start(table.featureNames());
+      cleanups.push(() => history.stop());
+    }
     const gapWarning = (g: ClockGap) => {
       const until = Math.max(...g.borrows.map((k) => table.getBorrow(k.id)?.expiresAt ?? 0));
       service.setWarning(
@@ -778,6 +801,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       link,
       store,
       events,
+      history,
       adminCredentials: admin,
       tls: tlsView ? { fingerprint: tlsView.fingerprint, url: broker?.tls?.url ?? null, made: tlsMaterial!.made } : null,
       chain: () => ({ entitlement: entitlement.envelope, delegation }),
@@ -786,6 +810,8 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         stopped = true;
         service.shuttingDown();
         clearInterval(reaper);
+        // The minute in progress, as a partial row (a restart within it adds to it).
+        await history.stop();
         // The last time seen, so a restart can tell how long it was stopped.
         service.observeClock();
         await store.commit([{ kind: 'meta.put', key: META_CLOCK, value: { hwm: clockGuard.highWater, last: clock.now() } }]).catch(() => {});
