@@ -440,6 +440,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       const { left, lifted } = applyRelease(body, quarantine, entitlement.dongle.serial, ctx.now);
       await store.commit([{ kind: 'meta.put', key: META_QUARANTINE, value: serializeQuarantine(left!) }]);
       for (const h of lifted) table.setHold(h.feature, 0, 0);
+      service.note({ type: 'quarantine', at: ctx.now, action: 'released', reason: `a vendor release (nonce ${body.nonce}, counter ${body.counter})`, holds: lifted.map((h) => ({ ...h, until: ctx.now })), by: ctx.clientId });
       applyQuarantine(left!);
       log.warn('quarantine released by a vendor release', { admin: ctx.clientId, lifted, nonce: body.nonce, counter: body.counter });
       return { released: lifted, remaining: left!.holds.filter((h) => h.until > ctx.now).map((h) => ({ feature: h.feature, seats: h.seats, until: new Date(h.until).toISOString() })) };
@@ -542,6 +543,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
           ...serialMeta,
         ]);
         storedQuarantine = q;
+        service.note({ type: 'quarantine', at: clock.now(), action: 'set', reason: q.reason, holds: q.holds });
         applyQuarantine(q);
       } else if (verdict.kind !== 'ok' || serialMeta.length > 0) {
         await store.commit([{ kind: 'meta.put', key: META_COUNTER, value: identity.counter.toString() }, ...serialMeta]);
