@@ -52,6 +52,8 @@ import { certFingerprint, ensureSelfSignedCert, type TlsTrust } from '../mqtt/tl
 import { SteadyClock } from './steady-clock.ts';
 import { readPasswordFile } from '../mqtt/passwd.ts';
 import { LevelStore } from '../store/level-store.ts';
+import { AuditLog } from '../audit/audit-log.ts';
+import { sha256 } from '../crypto/sha256.ts';
 import { demoEntitlementBody, devVendorKey, issueEntitlement, writeFileAtomic } from '../vendor.ts';
 import { ACTIVATION_DOMAIN, activationNonceOf, activationRequestBody, describeOrder, judgeLicense, META_LICENSE } from '../core/activation.ts';
 import { boxIdentity } from '../activation/box.ts';
@@ -89,6 +91,8 @@ export interface Daemon {
   store: StateStore;
   /** What happens to seats, for the parts that keep records of it (src/core/events.ts): add a sink. */
   events: EventBus;
+  /** The tamper-evident audit log (docs/audit.md). */
+  audit: AuditLog;
   /** Credentials of the embedded broker's admin user. */
   adminCredentials: { username: string; password: string } | null;
   /** The broker's TLS certificate fingerprint; url when licd runs the listener; made: at this start. */
@@ -343,6 +347,18 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       onDirty: () => link?.scheduleFlush(),
       notify: (clientId, notice) => link?.notify(clientId, notice),
     });
+    // The audit log: a sink of the events, its head read back from the store (docs/audit.md).
+    const audit = await AuditLog.open({
+      store,
+      service,
+      clock,
+      log,
+      config: config.audit,
+      sha256,
+      sealer: () => (delegation ? { sessionKey: toHex(sessionKey), sign: (m: Uint8Array) => ed.sign(sessionSeed, m), delegation, entitlement: entitlement.envelope } : null),
+    });
+    cleanups.push(async () => audit.close());
+    if (config.audit.enabled) events.add(audit.chain);
     const grant = (lease: Lease): SignedEnvelope =>
       sealEnvelope(
         FORMATS.grant,
@@ -761,6 +777,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         }
       }
     };
+    audit.start({ version: LICD_VERSION, sessionKey: toHex(sessionKey), dongle: entitlement.dongle.serial, emulated: entitlement.dongle.emulated, license: entitlement.id });
     const reaper = setInterval(() => void tick(), 1000);
     reaper.unref?.();
     cleanups.push(async () => clearInterval(reaper));
@@ -780,6 +797,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       link,
       store,
       events,
+      audit,
       adminCredentials: admin,
       tls: tlsView ? { fingerprint: tlsView.fingerprint, url: broker?.tls?.url ?? null, made: tlsMaterial!.made } : null,
       chain: () => ({ entitlement: entitlement.envelope, delegation }),
@@ -792,6 +810,8 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         service.observeClock();
         await store.commit([{ kind: 'meta.put', key: META_CLOCK, value: { hwm: clockGuard.highWater, last: clock.now() } }]).catch(() => {});
         await link.close();
+        // No request comes any more: what waits is written and the head sealed.
+        await audit.stop();
         if (broker) await broker.close();
         await dongle.stop();
         await store.close();
