@@ -237,3 +237,36 @@ test('the head is read back from the store: a restarted chain goes on where the 
   t.true(v.ok, JSON.stringify(v.problem));
   t.is(v.sealedThrough, 13);
 });
+
+test('no signature on the request path: grants chain without signing; a seal per admin action and per interval', async (t) => {
+  const clock = new ManualClock();
+  const tr = trust(clock.now());
+  let signatures = 0;
+  const base = tr.sealer();
+  const sealer: Sealer = { ...base, sign: (m) => (signatures++, base.sign(m)) };
+  const store = new MemoryStore();
+  const chain = new AuditChain({ sha256, clock });
+  chain.resume(null);
+  for (let i = 1; i <= 200; i++) {
+    const events: SeatEvent[] = [{ type: 'lease.granted', at: clock.now(), lease: lease(i) }];
+    await store.commit(chain.prepare(events));
+    chain.settle(events, true);
+  }
+  t.is(signatures, 0, 'prepare never signs');
+  // The timer's flush with nothing urgent and no interval due: nothing to write, no signature.
+  t.is(chain.takeFlush(sealer, clock.now()), null);
+  // The interval: one seal over all 200.
+  let f = chain.takeFlush(sealer, clock.now(), { seal: true })!;
+  await store.commit(f.mutations);
+  chain.settleFlush(f.token, true);
+  t.is(signatures, 1);
+  // An admin action: one more.
+  chain.note({ type: 'admin', at: clock.now(), op: 'lease.revoke', client: 'a', ok: true });
+  f = chain.takeFlush(sealer, clock.now())!;
+  await store.commit(f.mutations);
+  chain.settleFlush(f.token, true);
+  t.is(signatures, 2);
+  const { records, certs } = await exported(store);
+  t.true(verify(records, certs, tr.vendorPublicKey).ok);
+  t.is(verify(records, certs, tr.vendorPublicKey).sealedThrough, 203);
+});
