@@ -122,8 +122,11 @@ export function readExport(file: string): { header: Record<string, unknown> | nu
 function verify(a: ParsedArgs): number {
   const file = a.positional[2]!;
   const key = vendorKeyOption(a);
-  const from = intFlag(a, 'from', 1, Number.MAX_SAFE_INTEGER);
-  const { records, certs } = readExport(file);
+  const { header, records, certs } = readExport(file);
+  // An export made with --from starts where it was asked to: its first record's link is taken as given.
+  const firstSeq = (records[0] as { seq?: unknown } | undefined)?.seq;
+  const partial = header !== null && (header.from !== undefined || header.since !== undefined) && typeof firstSeq === 'number' ? firstSeq : undefined;
+  const from = intFlag(a, 'from', 1, Number.MAX_SAFE_INTEGER) ?? partial;
   const v = verifyAudit(records, certs, { vendorPublicKey: key, ed: nodeEd25519(), sha256, ...(from !== undefined ? { from } : {}) });
   if (json(a)) outJson({ file, ...v });
   else report(a, file, v);
