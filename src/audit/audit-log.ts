@@ -148,6 +148,8 @@ export class AuditLog {
     };
     service.register('audit.head', true, async (): Promise<AuditHeadResult> => {
       need();
+      // What waits (denials, admin requests) is written first, so the answer includes it.
+      await this.flush();
       const h = this.chain.headState;
       const s = this.deps.sealer();
       return { head: { seq: h.seq, hash: h.hash }, sealed: h.sealed, unsealed: h.unsealed, sessionKey: s?.sessionKey ?? null, sealIntervalSeconds: this.deps.config.sealIntervalSeconds };
@@ -157,6 +159,7 @@ export class AuditLog {
       const from = f.optInt('from', { min: 1, max: Number.MAX_SAFE_INTEGER });
       const since = f.optString('since', { max: 40 });
       const limit = f.optInt('limit', { min: 1, max: PAGE_MAX }) ?? PAGE_DEFAULT;
+      await this.flush();
       let start = from ?? 1;
       if (since !== undefined) {
         const t = Date.parse(since);

@@ -252,7 +252,8 @@ export class AuditChain implements EventSink {
       return;
     }
     this.notes.push(event);
-    const urgent = event.type === 'admin' && !(this.deps.readOps?.has(event.op) ?? false);
+    // An admin action or a quarantine is sealed at once; denials ride with the next batch.
+    const urgent = (event.type === 'admin' && !(this.deps.readOps?.has(event.op) ?? false)) || event.type === 'quarantine';
     if (urgent) this.sealWanted = true;
     this.deps.onPending?.(urgent);
   }
