@@ -270,3 +270,17 @@ test('no signature on the request path: grants chain without signing; a seal per
   t.true(verify(records, certs, tr.vendorPublicKey).ok);
   t.is(verify(records, certs, tr.vendorPublicKey).sealedThrough, 203);
 });
+
+test('verify --from: a part of the log checks from its first record; without it the missing start is a deletion', async (t) => {
+  const { store, t: tr } = await written();
+  const { records, certs } = await exported(store);
+  const part = records.slice(5);
+  t.like(verify(part, certs, tr.vendorPublicKey).problem, { seq: 1, reason: 'deleted' });
+  const v = verifyAudit(part, certs, { vendorPublicKey: tr.vendorPublicKey, ed, sha256, from: 6 });
+  t.true(v.ok, JSON.stringify(v.problem));
+  t.is(v.first, 6);
+  t.is(v.sealedThrough, 11);
+  // A damaged line in the middle is malformed, named by the number it should have had.
+  const damaged = [...records.slice(0, 3), { line: 4, damaged: '{"seq":4,' }, ...records.slice(4)];
+  t.like(verify(damaged, certs, tr.vendorPublicKey).problem, { seq: 4, reason: 'malformed' });
+});

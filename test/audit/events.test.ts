@@ -53,15 +53,21 @@ test('borrows, a rollback\'s quarantine and its denial, admin requests: recorded
   const second = (await b.borrow(c, [{ feature: 'vray_render', count: 1 }], 24)).borrows[0]!.id;
   await b.giveBack(c, [second]);
   const before = await exportAll(d);
-  await d.halt();
   const kinds = before.records.map((r) => r.kind);
   t.true(kinds.includes('borrow.granted'), kinds.join(','));
   t.like(before.records.find((r) => r.kind === 'borrow.ended'), { borrow: second, reason: 'returned' });
   t.like(before.records.find((r) => r.kind === 'borrow.granted' && r.borrow === first), { user: 'alice', feature: 'vray_render', host: 'laptop' });
   t.is(kinds.filter((k) => k === 'start').length, 2, 'one start record per run');
+  // A page from a time: the first record at or after it.
+  const since = before.records[4]!.at;
+  const fromTime = await (await d.admin()).request<AuditExportResult>('audit.export', { since, limit: 3 }, { admin: true });
+  t.true(fromTime.records[0]!.seq <= 5 && fromTime.records[0]!.at >= since, JSON.stringify(fromTime.records[0]));
+  t.is(fromTime.records.length, 3);
+  t.is(fromTime.next, fromTime.records[2]!.seq + 1);
   const v1 = check(dataDir, before);
   t.true(v1.ok, JSON.stringify(v1.problem));
   t.is(v1.keys.length, 2, 'each run sealed with its own session key');
+  await d.halt();
 
   // Roll the database back to the copy: the log ends where the copy ends (and still verifies), and
   // the quarantine the dongle's counter causes is recorded, with the denial it brings.
