@@ -284,3 +284,19 @@ test('verify --from: a part of the log checks from its first record; without it 
   const damaged = [...records.slice(0, 3), { line: 4, damaged: '{"seq":4,' }, ...records.slice(4)];
   t.like(verify(damaged, certs, tr.vendorPublicKey).problem, { seq: 4, reason: 'malformed' });
 });
+
+test('events beyond audit.maxPending are counted in a dropped record, not kept in memory', async (t) => {
+  const clock = new ManualClock();
+  const tr = trust(clock.now());
+  const store = new MemoryStore();
+  const chain = new AuditChain({ sha256, clock, maxPending: 100 });
+  chain.resume(null);
+  for (let i = 0; i < 150; i++) chain.note({ type: 'checkout.denied', at: clock.now(), feature: 'render', user: 'u', host: 'h', client: 'c', count: 1, code: 'NO_SEATS', message: '' });
+  const f = chain.takeFlush(tr.sealer(), clock.now(), { seal: true })!;
+  await store.commit(f.mutations);
+  chain.settleFlush(f.token, true);
+  const { records, certs } = await exported(store);
+  t.is(records.filter((r) => r.kind === 'checkout.denied').length, 100);
+  t.like(records.find((r) => r.kind === 'dropped'), { count: 50 });
+  t.true(verify(records, certs, tr.vendorPublicKey).ok);
+});
