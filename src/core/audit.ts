@@ -216,12 +216,6 @@ export class AuditChain implements EventSink {
     this.deps.onPending?.(true);
   }
 
-  /** Asks for a seal at the next flush. */
-  wantSeal(): void {
-    this.sealWanted = true;
-    this.deps.onPending?.(true);
-  }
-
   /** Whether a flush has anything to write. */
   get hasPending(): boolean {
     return this.notes.length > 0 || this.voids.length > 0 || this.startRecord !== null || this.dropped > 0 || (this.sealWanted && this.sinceSeal + this.pendingRecords() > 0);
