@@ -161,7 +161,7 @@ async function head(a: ParsedArgs): Promise<number> {
   return 0;
 }
 
-const VENDOR_KEY = { type: 'string', arg: 'HEX|FILE', help: 'the vendor public key (64 hex digits, or a file with it: vendor.pub, or the vendor key JSON); or LICD_VENDOR_KEY' } as const;
+const VENDOR_KEY = { type: 'string', arg: 'HEX|FILE', help: 'the vendor public key: 64 hex digits, or a file holding them, or a JSON file with "publicKey" (as licctl vendor keygen writes; only the public key is read); or LICD_VENDOR_KEY' } as const;
 
 export const auditCommands: Command[] = [
   {
@@ -185,7 +185,7 @@ export const auditCommands: Command[] = [
     args: { min: 1, max: 1, names: 'the FILE licctl audit export wrote' },
     options: { from: { type: 'string', arg: 'SEQ', help: 'check from record SEQ on (its link to the record before is taken as given)' }, 'vendor-key': VENDOR_KEY },
     json: '{file, ok, records, first, last, seals, sealedThrough, unsealed: {from, to}|null, voided: [{from, to}], keys: [{sessionKey, dongle, emulated, entitlement}], problem: {seq, reason, message}|null}',
-    examples: ['licctl audit verify audit.jsonl --vendor-key vendor.pub', 'licctl audit verify audit.jsonl --from 5000 --vendor-key 3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29'],
+    examples: ['licctl audit verify audit.jsonl --vendor-key 3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29', 'licctl audit verify audit.jsonl --from 5000 --vendor-key data/dev/vendor.key'],
     run: verify,
   },
   {
