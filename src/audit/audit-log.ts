@@ -59,7 +59,8 @@ export class AuditLog {
     const a = new AuditLog(deps);
     const head = await readChainHead(deps.store);
     if (head.problem) deps.log.error(`${head.problem}: the audit chain goes on after it; licctl audit verify names what is wrong`);
-    a.chain.resume(head.last, head.lastSeal, head.sinceSeal);
+    if (head.gaps.length > 0) deps.log.warn('audit records missing after the last seal (a refused write, then a crash): voided', { gaps: head.gaps.map((g) => `${g.from}-${g.to}`) });
+    a.chain.resume(head.last, head.lastSeal, head.sinceSeal, head.gaps);
     a.registerOps();
     return a;
   }

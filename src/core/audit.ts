@@ -142,11 +142,13 @@ export interface AuditChainDeps {
   maxPending?: number;
 }
 
-interface Void {
+export interface Void {
   from: number;
   to: number;
   before: string;
   last: string;
+  /** 'write failed' (its batch was refused), or 'missing at start' (after the last seal, found at start). */
+  why: string;
 }
 
 interface Batch {
@@ -192,7 +194,8 @@ export class AuditChain implements EventSink {
   constructor(private readonly deps: AuditChainDeps) {}
 
   /** The last record on disk (null: none): the chain continues after it. */
-  resume(last: { seq: number; hash: string } | null, lastSeal: { seq: number; at: string } | null = null, sinceSeal = 0): void {
+  resume(last: { seq: number; hash: string } | null, lastSeal: { seq: number; at: string } | null = null, sinceSeal = 0, gaps: readonly Void[] = []): void {
+    for (const g of gaps) this.addVoid({ ...g });
     this.seq = last?.seq ?? 0;
     this.head = last?.hash ?? GENESIS;
     this.lastSeal = lastSeal;
@@ -301,7 +304,7 @@ export class AuditChain implements EventSink {
   /** Voids, the start record and waiting events first: they were decided before this batch. */
   private addQueued(b: Batch & { puts: Mutation[] }): void {
     for (const v of this.voids) {
-      this.append(b, 'void', this.nowIso(), { from: v.from, to: v.to, before: v.before, last: v.last });
+      this.append(b, 'void', this.nowIso(), { from: v.from, to: v.to, before: v.before, last: v.last, why: v.why });
       b.voids.push(v);
     }
     this.voids = [];
@@ -359,7 +362,7 @@ export class AuditChain implements EventSink {
     }
     // The batch did not reach the disk (or may have, if only its fsync failed): its numbers are
     // voided by the next batch; the events that happened anyway (denials, admin requests) go again.
-    this.addVoid({ from: b.first, to: b.last, before: b.before, last: b.lastHash });
+    this.addVoid({ from: b.first, to: b.last, before: b.before, last: b.lastHash, why: 'write failed' });
     for (const v of b.voids) this.addVoid(v);
     this.notes = [...b.notes, ...this.notes];
     if (b.start && !this.startRecord) this.startRecord = b.start;
@@ -388,12 +391,26 @@ export class AuditChain implements EventSink {
 }
 
 /** The last record on disk and the last seal before it (a bounded reverse scan), for `resume`. */
-export async function readChainHead(store: Pick<StateStore, 'scan'>, maxScan = 100_000): Promise<{ last: { seq: number; hash: string } | null; lastSeal: { seq: number; at: string } | null; sinceSeal: number; problem?: string }> {
+/**
+ * Numbers missing after the last seal are voided at start ('missing at start'): a batch whose write
+ * was refused, with a later one written before licd could say so (a failed counter step), then a
+ * crash. The unsealed tail is not protected anyway (docs/audit.md); a gap before a seal never is
+ * voided, and verify calls it a deletion.
+ */
+export async function readChainHead(
+  store: Pick<StateStore, 'scan'>,
+  maxScan = 100_000,
+): Promise<{ last: { seq: number; hash: string } | null; lastSeal: { seq: number; at: string } | null; sinceSeal: number; gaps: Void[]; problem?: string }> {
   let last: { seq: number; hash: string } | null = null;
   let problem: string | undefined;
   let n = 0;
+  const gaps: Void[] = [];
+  let above: { seq: number; prev: string } | null = null;
   for await (const [key, value] of store.scan('audit', { ...RECORD_RANGE, reverse: true, limit: maxScan })) {
     const r = value as Partial<AuditRecord> | null;
+    const wellFormed = r !== null && typeof r === 'object' && typeof r.seq === 'number' && r.seq === Number(key) && typeof r.hash === 'string' && typeof r.prev === 'string';
+    if (wellFormed && above && above.seq > r.seq! + 1) gaps.unshift({ from: r.seq! + 1, to: above.seq - 1, before: r.hash!, last: above.prev, why: 'missing at start' });
+    above = wellFormed ? { seq: r.seq!, prev: r.prev! } : null;
     if (last === null) {
       const seq = Number(key);
       if (r && typeof r.hash === 'string' && /^[0-9a-f]{64}$/.test(r.hash) && r.seq === seq) last = { seq, hash: r.hash };
@@ -404,10 +421,11 @@ export async function readChainHead(store: Pick<StateStore, 'scan'>, maxScan = 1
         last = { seq: Number.isSafeInteger(seq) ? seq : 0, hash: typeof r?.hash === 'string' ? r.hash : GENESIS };
       }
     }
-    if (r && r.kind === 'seal' && typeof r.seq === 'number' && typeof r.at === 'string') return { last, lastSeal: { seq: r.seq, at: r.at }, sinceSeal: n, ...(problem ? { problem } : {}) };
+    if (r && r.kind === 'seal' && typeof r.seq === 'number' && typeof r.at === 'string') return { last, lastSeal: { seq: r.seq, at: r.at }, sinceSeal: n, gaps, ...(problem ? { problem } : {}) };
     n++;
   }
-  return { last, lastSeal: null, sinceSeal: n, ...(problem ? { problem } : {}) };
+  if (above && above.seq > 1 && n < maxScan) gaps.unshift({ from: 1, to: above.seq - 1, before: GENESIS, last: above.prev, why: 'missing at start' });
+  return { last, lastSeal: null, sinceSeal: n, gaps, ...(problem ? { problem } : {}) };
 }
 
 // ---- verification -------------------------------------------------------------------------

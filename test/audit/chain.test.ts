@@ -300,3 +300,35 @@ test('events beyond audit.maxPending are counted in a dropped record, not kept i
   t.like(records.find((r) => r.kind === 'dropped'), { count: 50 });
   t.true(verify(records, certs, tr.vendorPublicKey).ok);
 });
+
+test('numbers missing after the last seal are voided at start; a gap before a seal stays a deletion', async (t) => {
+  const { store, t: tr, clock, sealer } = await written();
+  // Records after the last seal (11): 12 and 13, then 12 goes missing (a refused batch, a later one written, a crash).
+  const tail = new AuditChain({ sha256, clock });
+  const h0 = await readChainHead(store);
+  tail.resume(h0.last, h0.lastSeal, h0.sinceSeal, h0.gaps);
+  for (const n of [8, 9]) {
+    const events: SeatEvent[] = [{ type: 'lease.granted', at: clock.now(), lease: lease(n) }];
+    await store.commit(tail.prepare(events));
+    tail.settle(events, true);
+  }
+  store.records.delete('audit!000000000012');
+  const h = await readChainHead(store);
+  t.deepEqual(h.gaps.map((g) => [g.from, g.to, g.why]), [[12, 12, 'missing at start']]);
+  const again = new AuditChain({ sha256, clock });
+  again.resume(h.last, h.lastSeal, h.sinceSeal, h.gaps);
+  const f = again.takeFlush(sealer, clock.now(), { seal: true })!;
+  await store.commit(f.mutations);
+  again.settleFlush(f.token, true);
+  const { records, certs } = await exported(store);
+  const v = verify(records, certs, tr.vendorPublicKey);
+  t.true(v.ok, JSON.stringify(v.problem));
+  t.deepEqual(v.voided, [{ from: 12, to: 12 }]);
+
+  // A record before the last seal deleted: not voided at start, and verify names it.
+  store.records.delete('audit!000000000005');
+  const h2 = await readChainHead(store);
+  t.deepEqual(h2.gaps, []);
+  const { records: r2 } = await exported(store);
+  t.like(verify(r2, certs, tr.vendorPublicKey).problem, { seq: 5, reason: 'deleted' });
+});
