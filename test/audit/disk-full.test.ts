@@ -20,7 +20,7 @@ test.after.always(() => killAll());
 
 async function startLicd(dataDir: string, port: number): Promise<{ p: Proc; url: string }> {
   const p = startDaemonProcess({ LICD_DATA_DIR: dataDir, LICD_MQTT_PORT: String(port), LICD_MQTT_HOST: '127.0.0.1' });
-  const url = (await p.waitFor(/listening on (mqtt:\/\/[\d.]+:\d+)/, 30_000))[1]!;
+  const url = (await p.waitFor(/listening on (mqtt:\/\/[\d.]+:\d+)/, 60_000))[1]!;
   return { p, url };
 }
 
@@ -34,7 +34,7 @@ async function code(p: Promise<unknown>): Promise<string> {
 }
 
 test('writes refused on a full disk leave the audit chain verifiable; the refusals are recorded', async (t) => {
-  t.timeout(120_000); // a generous deadline: the machine is shared
+  t.timeout(150_000); // generous: the machine is shared
   const fs = mountSmallFs(6);
   t.teardown(() => fs.unmount());
   const dataDir = join(fs.dir, 'data');
