@@ -46,7 +46,7 @@ export type SeatEvent =
   | { type: 'license.changed'; at: number; serial: string; issued: number; features: string[]; ended: number; by: string }
   /**
    * Seats held back because the database is behind the dongle's counter (set), or such holds
-   * lifted by a vendor release (released). Written before it is told (note).
+   * lifted by a vendor release (released). Its change is written first; the event comes by note.
    */
   | { type: 'quarantine'; at: number; action: 'set' | 'released'; reason: string; holds: Array<{ feature: string; seats: number; until: number }>; by?: string }
   /**
