@@ -77,10 +77,16 @@ export interface Config {
   activation: { url: string | null };
   /** Usage history and reports (docs/history.md): retention, working hours, advice, groups. */
   history: HistoryConfig;
+  /**
+   * The tamper-evident audit log (docs/audit.md): on by default; its head is sealed (signed with
+   * the session key) every sealIntervalSeconds when something was appended, and at every admin
+   * action; at most maxPending events wait in memory for a write.
+   */
+  audit: { enabled: boolean; sealIntervalSeconds: number; maxPending: number };
 }
 
 /** Settings and whether changing them needs a restart (all do today; documented in README). */
-export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'borrow', 'limits', 'clock', 'log', 'identity', 'activation', 'history'] as const;
+export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'borrow', 'limits', 'clock', 'log', 'identity', 'activation', 'history', 'audit'] as const;
 
 function bad(field: string, message: string): never {
   throw new LicdError('CONFIG_INVALID', `config: ${field} ${message}`, { field });
@@ -199,6 +205,13 @@ function parseConfigFields(raw: unknown, env: NodeJS.ProcessEnv, base: string): 
   if (activationUrl !== null && !/^https?:\/\/[^\s/]+/.test(activationUrl)) {
     bad(env.LICD_ACTIVATION_URL !== undefined ? 'LICD_ACTIVATION_URL' : 'activation.url', `must be an http:// or https:// URL of the vendor's activation service, got ${JSON.stringify(activationUrl)}`);
   }
+  const au = f.optObject('audit') ?? Fields.of({}, 'audit', 'CONFIG_INVALID');
+  au.only(['enabled', 'sealIntervalSeconds', 'maxPending']);
+  const audit = {
+    enabled: au.optBool('enabled') ?? true,
+    sealIntervalSeconds: au.optInt('sealIntervalSeconds', { min: 1, max: 86400 }) ?? 60,
+    maxPending: au.optInt('maxPending', { min: 100, max: 1_000_000 }) ?? 10_000,
+  };
   const envLevel = env.LICD_LOG_LEVEL;
   if (envLevel !== undefined && !['debug', 'info', 'warn', 'error'].includes(envLevel)) {
     throw new LicdError('CONFIG_INVALID', `LICD_LOG_LEVEL must be one of debug, info, warn, error, got ${JSON.stringify(envLevel)}`, { field: 'LICD_LOG_LEVEL' });
@@ -243,6 +256,7 @@ function parseConfigFields(raw: unknown, env: NodeJS.ProcessEnv, base: string): 
     identity: { requireLogin: id.optBool('requireLogin') ?? false, usersFile: usersFile ? path(usersFile) : null },
     activation: { url: activationUrl },
     history: parseHistory(f.optObject('history') ?? Fields.of({}, 'history', 'CONFIG_INVALID')),
+    audit,
   };
 }
 

@@ -45,6 +45,11 @@ export type SeatEvent =
   /** A new entitlement took effect at runtime (activation, import). */
   | { type: 'license.changed'; at: number; serial: string; issued: number; features: string[]; ended: number; by: string }
   /**
+   * Seats held back because the database is behind the dongle's counter (set), or such holds
+   * lifted by a vendor release (released). Its change is written first; the event comes by note.
+   */
+  | { type: 'quarantine'; at: number; action: 'set' | 'released'; reason: string; holds: Array<{ feature: string; seats: number; until: number }>; by?: string }
+  /**
    * Every request on the admin topic, once answered: ok or the refusal's code. `subject` names what
    * it acted on when the request said (a lease id, a feature), never a secret.
    */

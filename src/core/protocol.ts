@@ -300,6 +300,8 @@ export const ADMIN_OPS = [
   'report.denials',
   'report.borrows',
   'report.advice',
+  'audit.head',
+  'audit.export',
 ] as const;
 
 export type ClientOp = (typeof CLIENT_OPS)[number];
@@ -308,3 +310,24 @@ export type AdminOp = (typeof ADMIN_OPS)[number];
 export const DEFAULT_MAX_PAYLOAD = 64 * 1024;
 /** Answers above this are replaced by an error: brokers cut larger packets (mosquitto: 1 MiB here). */
 export const MAX_ANSWER_BYTES = 512 * 1024;
+
+/** `audit.head` (docs/audit.md): the head of the audit chain in memory and the last seal written. */
+export interface AuditHeadResult {
+  head: { seq: number; hash: string };
+  sealed: { seq: number; at: string } | null;
+  /** Records written after the last seal (sealed at the next interval or admin action). */
+  unsealed: number;
+  /** The session key that seals now (null: no dongle has delegated one yet). */
+  sessionKey: string | null;
+  sealIntervalSeconds: number;
+}
+
+/** `audit.export`: one page of records in sequence order, and the certificates its seals name. */
+export interface AuditExportResult {
+  records: Array<{ seq: number; at: string; kind: string; prev: string; hash: string; [field: string]: unknown }>;
+  /** Entitlement and delegation envelopes by their sha-256 reference. */
+  certs: Record<string, unknown>;
+  /** The seq to ask for next (`from`), or null when this page reached the end. */
+  next: number | null;
+  head: { seq: number; hash: string };
+}

@@ -54,6 +54,8 @@ import { certFingerprint, ensureSelfSignedCert, type TlsTrust } from '../mqtt/tl
 import { SteadyClock } from './steady-clock.ts';
 import { readPasswordFile } from '../mqtt/passwd.ts';
 import { LevelStore } from '../store/level-store.ts';
+import { AuditLog } from '../audit/audit-log.ts';
+import { sha256 } from '../crypto/sha256.ts';
 import { demoEntitlementBody, devVendorKey, issueEntitlement, writeFileAtomic } from '../vendor.ts';
 import { ACTIVATION_DOMAIN, activationNonceOf, activationRequestBody, describeOrder, judgeLicense, META_LICENSE } from '../core/activation.ts';
 import { boxIdentity } from '../activation/box.ts';
@@ -93,6 +95,8 @@ export interface Daemon {
   events: EventBus;
   /** Usage history and reports (docs/history.md). */
   history: UsageHistory;
+  /** The tamper-evident audit log (docs/audit.md). */
+  audit: AuditLog;
   /** Credentials of the embedded broker's admin user. */
   adminCredentials: { username: string; password: string } | null;
   /** The broker's TLS certificate fingerprint; url when licd runs the listener; made: at this start. */
@@ -349,6 +353,18 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       onDirty: () => link?.scheduleFlush(),
       notify: (clientId, notice) => link?.notify(clientId, notice),
     });
+    // The audit log: a sink of the events, its head read back from the store (docs/audit.md).
+    const audit = await AuditLog.open({
+      store,
+      service,
+      clock,
+      log,
+      config: config.audit,
+      sha256,
+      sealer: () => (delegation ? { sessionKey: toHex(sessionKey), sign: (m: Uint8Array) => ed.sign(sessionSeed, m), delegation, entitlement: entitlement.envelope } : null),
+    });
+    cleanups.push(async () => audit.close());
+    if (config.audit.enabled) events.add(audit.chain);
     const grant = (lease: Lease): SignedEnvelope =>
       sealEnvelope(
         FORMATS.grant,
@@ -463,6 +479,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       const { left, lifted } = applyRelease(body, quarantine, entitlement.dongle.serial, ctx.now);
       await store.commit([{ kind: 'meta.put', key: META_QUARANTINE, value: serializeQuarantine(left!) }]);
       for (const h of lifted) table.setHold(h.feature, 0, 0);
+      service.note({ type: 'quarantine', at: ctx.now, action: 'released', reason: `a vendor release (nonce ${body.nonce}, counter ${body.counter})`, holds: lifted.map((h) => ({ ...h, until: ctx.now })), by: ctx.clientId });
       applyQuarantine(left!);
       log.warn('quarantine released by a vendor release', { admin: ctx.clientId, lifted, nonce: body.nonce, counter: body.counter });
       return { released: lifted, remaining: left!.holds.filter((h) => h.until > ctx.now).map((h) => ({ feature: h.feature, seats: h.seats, until: new Date(h.until).toISOString() })) };
@@ -565,6 +582,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
           ...serialMeta,
         ]);
         storedQuarantine = q;
+        service.note({ type: 'quarantine', at: clock.now(), action: 'set', reason: q.reason, holds: q.holds });
         applyQuarantine(q);
       } else if (verdict.kind !== 'ok' || serialMeta.length > 0) {
         await store.commit([{ kind: 'meta.put', key: META_COUNTER, value: identity.counter.toString() }, ...serialMeta]);
@@ -782,6 +800,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         }
       }
     };
+    audit.start({ version: LICD_VERSION, sessionKey: toHex(sessionKey), dongle: entitlement.dongle.serial, emulated: entitlement.dongle.emulated, license: entitlement.id });
     const reaper = setInterval(() => void tick(), 1000);
     reaper.unref?.();
     cleanups.push(async () => clearInterval(reaper));
@@ -802,6 +821,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       store,
       events,
       history,
+      audit,
       adminCredentials: admin,
       tls: tlsView ? { fingerprint: tlsView.fingerprint, url: broker?.tls?.url ?? null, made: tlsMaterial!.made } : null,
       chain: () => ({ entitlement: entitlement.envelope, delegation }),
@@ -816,6 +836,8 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         service.observeClock();
         await store.commit([{ kind: 'meta.put', key: META_CLOCK, value: { hwm: clockGuard.highWater, last: clock.now() } }]).catch(() => {});
         await link.close();
+        // No request comes any more: what waits is written and the head sealed.
+        await audit.stop();
         if (broker) await broker.close();
         await dongle.stop();
         await store.close();

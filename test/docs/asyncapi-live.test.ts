@@ -161,6 +161,9 @@ test('a real daemon sends and takes what docs/asyncapi.yaml says', async (t) => 
   const issued = issueActivationLicense(activation.request, { bySerial: new Map(), fallback: parseActivationSpec(spec, 'spec') }, readVendorKey(join(d.config.dataDir, 'dev', 'vendor.key')), ed, { now: Date.now() });
   ok(await ask(admin, adm, { op: 'license.install', license: issued.license }));
   t.is(((await ask(admin, adm, { op: 'activation.online', url: 'http://127.0.0.1:1' })).error as Node | undefined)?.code, 'ACTIVATION_FAILED');
+  // The audit log (docs/audit.md).
+  ok(await ask(admin, adm, { op: 'audit.head' }));
+  ok(await ask(admin, adm, { op: 'audit.export', from: 1, limit: 50 }));
 
   // Refusals: an unknown op, no seats, a release that does not verify, an admin op on a client topic.
   const refusals = [
@@ -203,6 +206,7 @@ test('a real daemon sends and takes what docs/asyncapi.yaml says', async (t) => 
     'adminRequest/request.quarantine.release',
     ...['activation.request', 'license.install'].flatMap((op) => [`adminRequest/request.${op}`, `clientResponse/answer.${op}`]),
     'adminRequest/request.activation.online',
+    ...['audit.head', 'audit.export'].flatMap((op) => [`adminRequest/request.${op}`, `clientResponse/answer.${op}`]),
     ...['status', 'checkout', 'heartbeat', 'borrow.preview', 'checkin'].map((op) => `loginRequest/request.${op}`),
     ...['status', 'checkout', 'heartbeat', 'checkin', 'refused'].map((op) => `loginResponse/answer.${op}`),
     'loginWill/will',

@@ -1,0 +1,568 @@
+/**
+ * The tamper-evident audit log (docs/audit.md): every grant, end, denial, borrow, license change,
+ * quarantine and admin request becomes a record chained to the one before it by a hash; the head
+ * of the chain is signed ("sealed") with the daemon's session key, which the dongle delegated and
+ * the vendor's entitlement certifies. `verifyAudit` checks an export offline with the vendor
+ * public key alone.
+ *
+ * Pure: the hash, the clock and the signature come in from outside; the store only through
+ * `StateStore.scan` (read) and the mutations this returns (written by the service's batches).
+ *
+ * How records reach the disk. A seat change's records are computed in `prepare` (in the order
+ * the changes are decided) and written in the same batch as the change. Events with no change of
+ * their own (denials, admin requests, quarantines) wait in memory and go with the next batch, or
+ * with a batch of their own that the daemon writes on a short timer (`takeFlush`). A batch that
+ * fails leaves its sequence numbers unused: the chain in memory does not roll back (batches
+ * prepared after it already chain on its records), so the next batch written carries a `void`
+ * record naming the numbers that never reached the disk and the hashes on either side of them.
+ */
+import { concat, toHex, utf8 } from './bytes.ts';
+import type { EventSink, SeatEvent } from './events.ts';
+import type { Mutation } from './model.ts';
+import type { Clock, Ed25519, RecordRange, StateStore } from './ports.ts';
+import { envelopeSignedBytes, type SignedEnvelope } from './signed.ts';
+import { verifyChain } from './trust.ts';
+
+/** Domain of a record's hash (docs/audit.md, "The hash"). */
+export const AUDIT_RECORD_DOMAIN = 'licd-audit/1';
+/** Format of a seal's signed body (an envelope-style signature: ASCII(format) || 0x00 || body). */
+export const AUDIT_SEAL_FORMAT = 'licd-audit-seal/1';
+/** The first line of an export file (JSON lines). */
+export const AUDIT_EXPORT_FORMAT = 'licd-audit-export/1';
+/** The `prev` of the first record. */
+export const GENESIS = '0'.repeat(64);
+/** Record keys are the sequence number in 12 digits; certificates are `k!<sha-256 hex>`. */
+export const SEQ_DIGITS = 12;
+export const CERT_PREFIX = 'k!';
+/** The key range of the records (digits sort before `:`, certificates after). */
+export const RECORD_RANGE: RecordRange = { gte: '0', lt: ':' };
+
+export type Sha256 = (data: Uint8Array) => Uint8Array;
+
+export interface AuditRecord {
+  seq: number;
+  /** ISO time the event happened (the seal: when it was signed). */
+  at: string;
+  kind: string;
+  prev: string;
+  hash: string;
+  [field: string]: unknown;
+}
+
+export function recordKey(seq: number): string {
+  return String(seq).padStart(SEQ_DIGITS, '0');
+}
+
+/** JSON with object keys sorted at every level, no spaces: the bytes that are hashed and signed. */
+export function canonicalJson(v: unknown): string {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
+  if (Array.isArray(v)) return `[${v.map((x) => canonicalJson(x === undefined ? null : x)).join(',')}]`;
+  const o = v as Record<string, unknown>;
+  const keys = Object.keys(o)
+    .filter((k) => o[k] !== undefined)
+    .sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
+}
+
+/** sha256(ASCII("licd-audit/1") || 0x00 || canonical JSON of the record without `hash`), hex. */
+export function recordHash(rec: Record<string, unknown>, sha256: Sha256): string {
+  const { hash: _omit, ...rest } = rec;
+  return toHex(sha256(concat(utf8(AUDIT_RECORD_DOMAIN), new Uint8Array([0]), utf8(canonicalJson(rest)))));
+}
+
+/** The content address of a certificate (an entitlement or delegation envelope): sha-256 of its canonical JSON. */
+export function certRef(envelope: unknown, sha256: Sha256): string {
+  return toHex(sha256(utf8(canonicalJson(envelope))));
+}
+
+/** The bytes a seal's signature covers (docs/audit.md, "Seals"). */
+export function sealSignedBytes(s: { seq: number; at: string; head: string; sessionKey: string }): Uint8Array {
+  return envelopeSignedBytes(AUDIT_SEAL_FORMAT, utf8(canonicalJson({ at: s.at, head: s.head, seq: s.seq, sessionKey: s.sessionKey })));
+}
+
+/** What the fields of an event become in its record (never a secret: no holder, no token). */
+export function eventFields(e: SeatEvent): Record<string, unknown> {
+  switch (e.type) {
+    case 'lease.granted':
+      return { lease: e.lease.id, feature: e.lease.feature, count: e.lease.count, user: e.lease.user, host: e.lease.host, client: e.lease.clientId };
+    case 'lease.ended':
+      return { lease: e.lease.id, feature: e.lease.feature, count: e.lease.count, user: e.lease.user, host: e.lease.host, client: e.lease.clientId, reason: e.reason, ...(e.by !== undefined ? { by: e.by } : {}) };
+    case 'checkout.denied':
+      return { feature: e.feature, count: e.count, user: e.user, host: e.host, client: e.client, code: e.code };
+    case 'borrow.granted':
+    case 'borrow.renewed':
+    case 'borrow.ended':
+    case 'borrow.lost': {
+      const b = e.borrow;
+      return {
+        borrow: b.id,
+        feature: b.feature,
+        count: b.count,
+        user: b.user,
+        host: b.hostName,
+        hostId: b.hostId,
+        client: b.clientId,
+        via: b.via,
+        token: b.tokenId,
+        until: new Date(b.expiresAt).toISOString(),
+        ...(e.type === 'borrow.ended' ? { reason: e.reason } : {}),
+        ...(e.type === 'borrow.lost' ? { by: e.by } : {}),
+      };
+    }
+    case 'borrow.denied':
+      return { feature: e.feature, user: e.user, host: e.host, client: e.client, code: e.code };
+    case 'license.changed':
+      return { license: e.serial, issued: new Date(e.issued).toISOString(), features: e.features, ended: e.ended, by: e.by };
+    case 'admin':
+      return { op: e.op, client: e.client, ok: e.ok, ...(e.code !== undefined ? { code: e.code } : {}), ...(e.subject !== undefined ? { subject: e.subject } : {}) };
+    case 'quarantine':
+      return { action: e.action, reason: e.reason, holds: e.holds.map((h) => ({ feature: h.feature, seats: h.seats, until: new Date(h.until).toISOString() })), ...(e.by !== undefined ? { by: e.by } : {}) };
+    default:
+      return {};
+  }
+}
+
+/** What signs seals: the session key, the delegation that certifies it, the entitlement that certifies the dongle. */
+export interface Sealer {
+  sessionKey: string;
+  sign(message: Uint8Array): Uint8Array;
+  delegation: SignedEnvelope;
+  entitlement: unknown;
+}
+
+export interface AuditChainDeps {
+  sha256: Sha256;
+  /** The time of records that are the log's own (void, dropped). */
+  clock: Clock;
+  /** Told when something waits to be written on its own (the daemon flushes soon). */
+  onPending?: (urgent: boolean) => void;
+  /** Admin requests that only read: recorded, but they ask for no seal of their own. */
+  readOps?: ReadonlySet<string>;
+  /** The most events kept waiting for a batch; beyond it they are counted and recorded as `dropped`. */
+  maxPending?: number;
+}
+
+export interface Void {
+  from: number;
+  to: number;
+  before: string;
+  last: string;
+  /** 'write failed' (its batch was refused), or 'missing at start' (after the last seal, found at start). */
+  why: string;
+}
+
+interface Batch {
+  first: number;
+  last: number;
+  before: string;
+  lastHash: string;
+  /** Events with no change of their own that rode in this batch (they happened: a failure re-queues them). */
+  notes: SeatEvent[];
+  voids: Void[];
+  seal: boolean;
+  /** The seal's time (when seal is set). */
+  sealAt: string;
+  certs: string[];
+  start: Record<string, unknown> | null;
+  dropped: number;
+}
+
+/** A batch of records of their own, for the daemon to write (takeFlush / settleFlush). */
+export interface FlushBatch {
+  mutations: Mutation[];
+  token: object;
+}
+
+/**
+ * The chain in memory: an event sink (prepare/settle/note) plus the flush the daemon drives.
+ * Call `resume` with the last record on disk before any event.
+ */
+export class AuditChain implements EventSink {
+  private seq = 0;
+  private head = GENESIS;
+  private readonly pending = new Map<object, Batch>();
+  private notes: SeatEvent[] = [];
+  private voids: Void[] = [];
+  private startRecord: Record<string, unknown> | null = null;
+  private sealWanted = false;
+  private dropped = 0;
+  private readonly certsWritten = new Set<string>();
+  /** The last seal known written, and how many records were written after it. */
+  private lastSeal: { seq: number; at: string } | null = null;
+  private sinceSeal = 0;
+
+  constructor(private readonly deps: AuditChainDeps) {}
+
+  /** The last record on disk (null: none): the chain continues after it. */
+  resume(last: { seq: number; hash: string } | null, lastSeal: { seq: number; at: string } | null = null, sinceSeal = 0, gaps: readonly Void[] = []): void {
+    for (const g of gaps) this.addVoid({ ...g });
+    this.seq = last?.seq ?? 0;
+    this.head = last?.hash ?? GENESIS;
+    this.lastSeal = lastSeal;
+    this.sinceSeal = sinceSeal;
+  }
+
+  /** The head of the chain in memory (records prepared, written or not yet). */
+  get headState(): { seq: number; hash: string; sealed: { seq: number; at: string } | null; unsealed: number } {
+    return { seq: this.seq, hash: this.head, sealed: this.lastSeal, unsealed: this.sinceSeal };
+  }
+
+  /** Records written since the last seal (a seal on the interval is due when > 0). */
+  get unsealed(): number {
+    return this.sinceSeal;
+  }
+
+  /** A record of the daemon's start (version, session key, dongle) goes with the next batch. */
+  started(fields: Record<string, unknown>, at: number): void {
+    this.startRecord = { ...fields, at: new Date(at).toISOString() };
+    this.sealWanted = true;
+    this.deps.onPending?.(true);
+  }
+
+  /** Whether a flush has anything to write. */
+  get hasPending(): boolean {
+    return this.notes.length > 0 || this.voids.length > 0 || this.startRecord !== null || this.dropped > 0 || (this.sealWanted && this.sinceSeal + this.pendingRecords() > 0);
+  }
+
+  private pendingRecords(): number {
+    let n = 0;
+    for (const b of this.pending.values()) n += b.last - b.first + 1;
+    return n;
+  }
+
+  // ---- the event sink ----------------------------------------------------------------------
+
+  prepare(events: readonly SeatEvent[]): Mutation[] {
+    const b = this.begin();
+    this.addQueued(b);
+    for (const e of events) this.append(b, e.type, new Date(e.at).toISOString(), eventFields(e));
+    return this.finish(b, events);
+  }
+
+  settle(events: readonly SeatEvent[], ok: boolean): void {
+    this.settleBatch(events, ok);
+  }
+
+  note(event: SeatEvent): void {
+    if (this.notes.length >= (this.deps.maxPending ?? 10_000)) {
+      this.dropped++;
+      return;
+    }
+    this.notes.push(event);
+    // An admin action or a quarantine is sealed at once; denials ride with the next batch.
+    const urgent = (event.type === 'admin' && !(this.deps.readOps?.has(event.op) ?? false)) || event.type === 'quarantine';
+    if (urgent) this.sealWanted = true;
+    this.deps.onPending?.(urgent);
+  }
+
+  // ---- batches of their own (the daemon's timer) ---------------------------------------------
+
+  /**
+   * The records waiting (denials, admin requests, voids) and, when one is due and a sealer is
+   * given, a seal of the head, as one batch to write; null when nothing waits.
+   */
+  takeFlush(sealer: Sealer | null, now: number, opts: { seal?: boolean } = {}): FlushBatch | null {
+    const sealNow = sealer !== null && (this.sealWanted || opts.seal === true) && this.sinceSeal + this.pendingRecords() + this.notes.length + this.voids.length + (this.startRecord ? 1 : 0) > 0;
+    if (!this.hasPending && !sealNow) return null;
+    const token = {};
+    const b = this.begin();
+    this.addQueued(b);
+    if (sealNow) {
+      const delegation = certRef(sealer.delegation, this.deps.sha256);
+      const entitlement = certRef(sealer.entitlement, this.deps.sha256);
+      const at = new Date(now).toISOString();
+      const seq = this.seq + 1;
+      const sig = toHex(sealer.sign(sealSignedBytes({ seq, at, head: this.head, sessionKey: sealer.sessionKey })));
+      this.append(b, 'seal', at, { sessionKey: sealer.sessionKey, delegation, entitlement, sig });
+      b.seal = true;
+      b.sealAt = at;
+      this.sealWanted = false;
+      for (const [ref, env] of [
+        [delegation, sealer.delegation],
+        [entitlement, sealer.entitlement],
+      ] as const) {
+        if (this.certsWritten.has(ref)) continue;
+        this.certsWritten.add(ref);
+        b.certs.push(ref);
+        b.extra.push({ kind: 'rec.put', space: 'audit', key: CERT_PREFIX + ref, value: env });
+      }
+    }
+    const mutations = this.finish(b, token);
+    return mutations.length === 0 ? null : { mutations, token };
+  }
+
+  settleFlush(token: object, ok: boolean): void {
+    this.settleBatch(token, ok);
+  }
+
+  // ---- internals ----------------------------------------------------------------------------
+
+  private begin(): Batch & { extra: Mutation[]; puts: Mutation[] } {
+    return { first: this.seq + 1, last: this.seq, before: this.head, lastHash: this.head, notes: [], voids: [], seal: false, sealAt: '', certs: [], start: null, dropped: 0, extra: [], puts: [] };
+  }
+
+  /** Voids, the start record and waiting events first: they were decided before this batch. */
+  private addQueued(b: Batch & { puts: Mutation[] }): void {
+    for (const v of this.voids) {
+      this.append(b, 'void', this.nowIso(), { from: v.from, to: v.to, before: v.before, last: v.last, why: v.why });
+      b.voids.push(v);
+    }
+    this.voids = [];
+    if (this.startRecord) {
+      const { at, ...fields } = this.startRecord;
+      this.append(b, 'start', String(at), fields);
+      b.start = this.startRecord;
+      this.startRecord = null;
+    }
+    if (this.dropped > 0) {
+      this.append(b, 'dropped', this.nowIso(), { count: this.dropped, why: 'more events waited for a write than audit.maxPending' });
+      b.dropped = this.dropped;
+      this.dropped = 0;
+    }
+    for (const e of this.notes) this.append(b, e.type, new Date(e.at).toISOString(), eventFields(e));
+    b.notes = this.notes;
+    this.notes = [];
+  }
+
+  private nowIso(): string {
+    return new Date(this.deps.clock.now()).toISOString();
+  }
+
+  private append(b: Batch & { puts: Mutation[] }, kind: string, at: string, fields: Record<string, unknown>): void {
+    const seq = ++this.seq;
+    const rec: Record<string, unknown> = { ...fields, seq, at, kind, prev: this.head };
+    const hash = recordHash(rec, this.deps.sha256);
+    rec.hash = hash;
+    this.head = hash;
+    b.last = seq;
+    b.lastHash = hash;
+    b.puts.push({ kind: 'rec.put', space: 'audit', key: recordKey(seq), value: rec });
+  }
+
+  private finish(b: Batch & { extra: Mutation[]; puts: Mutation[] }, key: object): Mutation[] {
+    if (b.puts.length === 0) return [];
+    const { extra, puts, ...batch } = b;
+    this.pending.set(key, batch);
+    return [...puts, ...extra];
+  }
+
+  private settleBatch(key: object, ok: boolean): void {
+    const b = this.pending.get(key);
+    if (!b) return;
+    this.pending.delete(key);
+    if (ok) {
+      const n = b.last - b.first + 1;
+      if (b.seal) {
+        // Records prepared after the seal (in later batches) are not covered by it.
+        // The seal is the last record of its batch. Records of batches prepared after it are counted when they settle.
+        this.lastSeal = { seq: b.last, at: b.sealAt };
+        this.sinceSeal = 0;
+      } else this.sinceSeal += n;
+      return;
+    }
+    // The batch did not reach the disk (or may have, if only its fsync failed): its numbers are
+    // voided by the next batch; the events that happened anyway (denials, admin requests) go again.
+    this.addVoid({ from: b.first, to: b.last, before: b.before, last: b.lastHash, why: 'write failed' });
+    for (const v of b.voids) this.addVoid(v);
+    this.notes = [...b.notes, ...this.notes];
+    if (b.start && !this.startRecord) this.startRecord = b.start;
+    this.dropped += b.dropped;
+    if (b.seal) this.sealWanted = true;
+    for (const c of b.certs) this.certsWritten.delete(c);
+    this.deps.onPending?.(false);
+  }
+
+  private addVoid(v: Void): void {
+    // Runs that meet become one: a void that failed to be written is voided with its own batch.
+    this.voids.push(v);
+    this.voids.sort((a, c) => a.from - c.from);
+    const merged: Void[] = [];
+    for (const x of this.voids) {
+      const top = merged.at(-1);
+      if (top && x.from <= top.to + 1) {
+        if (x.to > top.to) {
+          top.to = x.to;
+          top.last = x.last;
+        }
+      } else merged.push({ ...x });
+    }
+    this.voids = merged;
+  }
+}
+
+/** The last record on disk and the last seal before it (a bounded reverse scan), for `resume`. */
+/**
+ * Numbers missing after the last seal are voided at start ('missing at start'): a batch whose write
+ * was refused, with a later one written before licd could say so (a failed counter step), then a
+ * crash. The unsealed tail is not protected anyway (docs/audit.md); a gap before a seal never is
+ * voided, and verify calls it a deletion.
+ */
+export async function readChainHead(
+  store: Pick<StateStore, 'scan'>,
+  maxScan = 100_000,
+): Promise<{ last: { seq: number; hash: string } | null; lastSeal: { seq: number; at: string } | null; sinceSeal: number; gaps: Void[]; problem?: string }> {
+  let last: { seq: number; hash: string } | null = null;
+  let problem: string | undefined;
+  let n = 0;
+  const gaps: Void[] = [];
+  let above: { seq: number; prev: string } | null = null;
+  for await (const [key, value] of store.scan('audit', { ...RECORD_RANGE, reverse: true, limit: maxScan })) {
+    const r = value as Partial<AuditRecord> | null;
+    const wellFormed = r !== null && typeof r === 'object' && typeof r.seq === 'number' && r.seq === Number(key) && typeof r.hash === 'string' && typeof r.prev === 'string';
+    if (wellFormed && above && above.seq > r.seq! + 1) gaps.unshift({ from: r.seq! + 1, to: above.seq - 1, before: r.hash!, last: above.prev, why: 'missing at start' });
+    above = wellFormed ? { seq: r.seq!, prev: r.prev! } : null;
+    if (last === null) {
+      const seq = Number(key);
+      if (r && typeof r.hash === 'string' && /^[0-9a-f]{64}$/.test(r.hash) && r.seq === seq) last = { seq, hash: r.hash };
+      else {
+        // A last record that is not one (edited while licd was stopped): the chain goes on from
+        // its number, and verify names it.
+        problem = `the last audit record (key ${key}) is malformed`;
+        last = { seq: Number.isSafeInteger(seq) ? seq : 0, hash: typeof r?.hash === 'string' ? r.hash : GENESIS };
+      }
+    }
+    if (r && r.kind === 'seal' && typeof r.seq === 'number' && typeof r.at === 'string') return { last, lastSeal: { seq: r.seq, at: r.at }, sinceSeal: n, gaps, ...(problem ? { problem } : {}) };
+    n++;
+  }
+  if (above && above.seq > 1 && n < maxScan) gaps.unshift({ from: 1, to: above.seq - 1, before: GENESIS, last: above.prev, why: 'missing at start' });
+  return { last, lastSeal: null, sinceSeal: n, gaps, ...(problem ? { problem } : {}) };
+}
+
+// ---- verification -------------------------------------------------------------------------
+
+export type AuditProblemReason = 'edited' | 'deleted' | 'reordered' | 'bad-seal' | 'malformed' | 'gap';
+
+export interface AuditProblem {
+  seq: number;
+  reason: AuditProblemReason;
+  message: string;
+}
+
+export interface AuditVerdict {
+  ok: boolean;
+  /** Records read, first and last sequence number. */
+  records: number;
+  first: number | null;
+  last: number | null;
+  /** Every record up to this one is covered by a valid seal. */
+  sealedThrough: number | null;
+  /** Records after the last valid seal: not yet sealed (not proven). */
+  unsealed: { from: number; to: number } | null;
+  seals: number;
+  /** Sequence numbers whose batch was not written (a failed write), as the chain itself says. */
+  voided: Array<{ from: number; to: number }>;
+  /** The session keys and dongles that sealed. */
+  keys: Array<{ sessionKey: string; dongle: string; emulated: boolean; entitlement: string }>;
+  problem: AuditProblem | null;
+}
+
+export interface VerifyOptions {
+  vendorPublicKey: Uint8Array;
+  ed: Ed25519;
+  sha256: Sha256;
+  /** Start at the first record with seq >= from (its link to the one before is taken as given). */
+  from?: number;
+}
+
+/**
+ * Verifies records (in the order given: key order) against their hashes, links and seals.
+ * Stops at the first problem, naming the sequence number and what is wrong.
+ */
+export function verifyAudit(input: readonly unknown[], certs: ReadonlyMap<string, unknown>, o: VerifyOptions): AuditVerdict {
+  const records = input.filter((r) => o.from === undefined || typeof (r as AuditRecord)?.seq !== 'number' || (r as AuditRecord).seq >= o.from);
+  const v: AuditVerdict = { ok: true, records: records.length, first: null, last: null, sealedThrough: null, unsealed: null, seals: 0, voided: [], keys: [], problem: null };
+  const fail = (seq: number, reason: AuditProblemReason, message: string): AuditVerdict => {
+    v.ok = false;
+    v.problem = { seq, reason, message };
+    return v;
+  };
+  // Shape first: every record a JSON object with a whole seq.
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i] as Partial<AuditRecord> | null;
+    if (!r || typeof r !== 'object' || !Number.isSafeInteger(r.seq) || (r.seq as number) < 1 || typeof r.hash !== 'string' || typeof r.prev !== 'string' || typeof r.kind !== 'string' || typeof r.at !== 'string') {
+      const prevSeq = i > 0 ? (records[i - 1] as AuditRecord)?.seq : undefined;
+      return fail(typeof r?.seq === 'number' ? r.seq : typeof prevSeq === 'number' ? prevSeq + 1 : 0, 'malformed', `record ${i + 1} of the export is not an audit record (seq, at, kind, prev, hash)`);
+    }
+  }
+  const recs = records as AuditRecord[];
+  const present = new Set(recs.map((r) => r.seq));
+  // The voids the chain declares (checked as records like any other when they are reached).
+  const voids = recs.filter((r) => r.kind === 'void' && Number.isSafeInteger(r.from) && Number.isSafeInteger(r.to)).map((r) => ({ from: r.from as number, to: r.to as number, before: String(r.before), last: String(r.last), at: r.seq }));
+  let expected = recs[0]?.seq ?? 1;
+  let prevHash: string | null = recs[0] ? (recs[0].seq === 1 ? GENESIS : null) : GENESIS;
+  if (o.from === undefined && recs[0] && recs[0].seq !== 1) {
+    const first = recs[0].seq;
+    const covered = voids.find((x) => x.from === 1 && x.to >= first - 1);
+    if (!covered) return fail(1, 'deleted', `records 1 to ${first - 1} are missing: the export starts at ${first} (deleted, or give --from ${first})`);
+  }
+  let lastSealed: number | null = null;
+  const keysSeen = new Map<string, AuditVerdict['keys'][number]>();
+  for (let i = 0; i < recs.length; i++) {
+    const r = recs[i]!;
+    if (recordHash(r, o.sha256) !== r.hash) return fail(r.seq, 'edited', `record ${r.seq} (${r.kind}) was edited: its content does not match its hash`);
+    if (r.seq < expected) {
+      return fail(r.seq, 'reordered', `record ${r.seq} (${r.kind}) comes after record ${recs[i - 1]?.seq}: the records were reordered`);
+    }
+    if (r.seq > expected) {
+      // Missing numbers: voided by the chain itself, reordered, or deleted.
+      const a = expected;
+      const z = r.seq - 1;
+      const later = [...Array(z - a + 1).keys()].map((k) => a + k).find((s) => present.has(s));
+      if (later !== undefined) return fail(a, 'reordered', `record ${later} comes after record ${r.seq}: the records were reordered`);
+      const vd = voids.find((x) => x.from <= a && z <= x.to && x.at > z);
+      if (!vd) return fail(a, 'deleted', a === z ? `record ${a} is missing (deleted)` : `records ${a} to ${z} are missing (deleted)`);
+      if (a === vd.from && prevHash !== null && vd.before !== prevHash) return fail(a, 'deleted', `records ${a} to ${z} are missing and the void record ${vd.at} that would explain them names another chain`);
+      if (z === vd.to && r.prev !== vd.last) return fail(r.seq, 'edited', `record ${r.seq} does not follow the void record ${vd.at} (its link to ${z} is not the one voided)`);
+      v.voided.push({ from: a, to: z });
+      prevHash = r.prev;
+    }
+    if (prevHash !== null && r.prev !== prevHash) {
+      const before = recs[i - 1];
+      return fail(before ? before.seq : r.seq, 'edited', before ? `record ${before.seq} (${before.kind}) was edited and its hash recomputed: record ${r.seq} links to another` : `record ${r.seq} does not start the chain`);
+    }
+    if (r.kind === 'seal') {
+      const problem = checkSeal(r, certs, o, keysSeen);
+      if (problem) return fail(r.seq, 'bad-seal', `the seal at record ${r.seq} is bad: ${problem}`);
+      v.seals++;
+      lastSealed = r.seq;
+    }
+    prevHash = r.hash;
+    expected = r.seq + 1;
+  }
+  // Records voided by a void record but present anyway (their write landed though it was refused).
+  for (const x of voids) for (const r of recs) if (r.seq >= x.from && r.seq <= x.to && !v.voided.some((y) => r.seq >= y.from && r.seq <= y.to)) v.voided.push({ from: r.seq, to: r.seq });
+  v.first = recs[0]?.seq ?? null;
+  v.last = recs.at(-1)?.seq ?? null;
+  v.sealedThrough = lastSealed;
+  if (v.last !== null && (lastSealed === null || lastSealed < v.last)) v.unsealed = { from: lastSealed === null ? v.first! : lastSealed + 1, to: v.last };
+  v.keys = [...keysSeen.values()];
+  return v;
+}
+
+function checkSeal(r: AuditRecord, certs: ReadonlyMap<string, unknown>, o: VerifyOptions, keys: Map<string, AuditVerdict['keys'][number]>): string | null {
+  const sk = r.sessionKey;
+  const sig = r.sig;
+  if (typeof sk !== 'string' || !/^[0-9a-f]{64}$/.test(sk) || typeof sig !== 'string' || !/^[0-9a-f]{128}$/.test(sig)) return 'it lacks a session key or signature';
+  const delegation = certs.get(String(r.delegation));
+  const entitlement = certs.get(String(r.entitlement));
+  if (delegation === undefined || entitlement === undefined) return `the export lacks the ${delegation === undefined ? 'delegation' : 'entitlement'} it names (${String(delegation === undefined ? r.delegation : r.entitlement).slice(0, 16)}...)`;
+  if (certRef(delegation, o.sha256) !== r.delegation || certRef(entitlement, o.sha256) !== r.entitlement) return 'the delegation or entitlement in the export is not the one it names';
+  const at = Date.parse(r.at);
+  let chain;
+  try {
+    chain = verifyChain({ entitlement, delegation }, { vendorPublicKey: o.vendorPublicKey, ed: o.ed, at });
+  } catch (e) {
+    return `its key is not certified: ${(e as Error).message}`;
+  }
+  if (toHex(chain.delegation.sessionKey) !== sk) return `it was signed by session key ${sk.slice(0, 16)}..., which its delegation does not certify (the delegation names ${toHex(chain.delegation.sessionKey).slice(0, 16)}...)`;
+  const ok = o.ed.verify(hexBytes(sk), sealSignedBytes({ seq: r.seq, at: r.at, head: r.prev, sessionKey: sk }), hexBytes(sig));
+  if (!ok) return 'its signature does not verify with its session key (forged, or the chain before it was changed)';
+  if (!keys.has(sk)) keys.set(sk, { sessionKey: sk, dongle: chain.delegation.dongleSerial, emulated: chain.delegation.emulated, entitlement: chain.entitlement.id });
+  return null;
+}
+
+function hexBytes(s: string): Uint8Array {
+  const out = new Uint8Array(s.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(s.slice(i * 2, i * 2 + 2), 16);
+  return out;
+}
