@@ -119,11 +119,11 @@ cmd_console() {
 }
 
 echo "AGENT ready $(uname -m) $(uname -r)" >/dev/console
-# The port reads end-of-file while the host is not connected (between its commands): wait, reopen.
+# The port reads end-of-file while the host is not connected (between its commands); the same
+# descriptor reads again once it is (a virtio port is opened once: a second open is EBUSY).
 while :; do
   if ! IFS= read -r line <&3; then
     sleep 1
-    exec 3<&- 3<>"$PORT"
     continue
   fi
   case "$line" in

@@ -129,7 +129,8 @@ export class MemoryStore implements StateStore {
   private sortedKeys: string[] | null = null;
   async *scan(space: RecordSpace, range: RecordRange = {}): AsyncIterable<[string, unknown]> {
     const prefix = `${space}!`;
-    this.sortedKeys ??= [...this.records.keys()].sort();
+    // Rebuilt when records were changed directly (tests delete one to play a lost write).
+    if (this.sortedKeys?.length !== this.records.size) this.sortedKeys = [...this.records.keys()].sort();
     const all = this.sortedKeys;
     const lower = (k: string) => lowerBound(all, k);
     const gte = prefix + (range.gte ?? '');
