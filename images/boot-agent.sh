@@ -27,9 +27,10 @@ licd_pid() { systemctl show -p MainPID --value licd.service; }
 licd_restarts() { systemctl show -p NRestarts --value licd.service; }
 
 cmd_security() {
+  # (dash has no local variables: nothing here may be called "line", the command being run.)
   for u in licd.service mosquitto.service; do
-    line=$(systemd-analyze security "$u" 2>&1 | grep 'Overall exposure level' | tail -n 1)
-    say security "$u" "$(echo "$line" | sed -n 's/.*: *\([0-9.]*\) \([A-Z]*\).*/\1 \2/p')"
+    rating=$(systemd-analyze security "$u" 2>&1 | grep 'Overall exposure level' | tail -n 1)
+    say security "$u" "$(echo "$rating" | sed -n 's/.*: *\([0-9.]*\) \([A-Z]*\).*/\1 \2/p')"
   done
 }
 
@@ -78,8 +79,8 @@ cmd_hid_plug() {
   echo 0 >"$G/functions/hid.dongle/protocol"; echo 0 >"$G/functions/hid.dongle/subclass"
   echo 64 >"$G/functions/hid.dongle/report_length"
   # Vendor page 0xFF00: 64-byte input and output reports, no report id (firmware-bridge/PROTOCOL.md).
-  printf '\006\000\377\011\001\241\001\025\000\046\377\000\165\010\225\100\011\001\201\002\225\100\011\001\221\002\300' \
-    >"$G/functions/hid.dongle/report_desc"
+  node -e 'require("fs").writeFileSync(process.argv[1], Buffer.from([0x06,0x00,0xff, 0x09,0x01, 0xa1,0x01, 0x15,0x00, 0x26,0xff,0x00, 0x75,0x08, 0x95,0x40, 0x09,0x01, 0x81,0x02, 0x95,0x40, 0x09,0x01, 0x91,0x02, 0xc0]))' \
+    "$G/functions/hid.dongle/report_desc"
   ln -s "$G/functions/hid.dongle" "$G/configs/c.1/"
   echo "$udc" >"$G/UDC"
   for _ in $(seq 30); do [ -e /dev/hidg0 ] && break; sleep 0.5; done
@@ -112,7 +113,8 @@ cmd_console() {
     execFileSync("stty", ["-F", "/dev/ttyACM0", "115200", "raw", "-echo", "-echoe", "-echok", "-icrnl", "-opost"]);
     const tty = fs.openSync("/dev/ttyACM0", "r+");
     const port = fs.openSync("/dev/virtio-ports/licd-console", "r+");
-    const pump = (from, to) => { const b = Buffer.alloc(4096); const go = () => fs.read(from, b, 0, b.length, null, (e, n) => { if (e) { setTimeout(go, 200); return; } if (n > 0) fs.writeSync(to, b, 0, n); go(); }); go(); };
+    // (The virtio port reads end-of-file while the host is not connected: wait, read again.)
+    const pump = (from, to) => { const b = Buffer.alloc(4096); const go = () => fs.read(from, b, 0, b.length, null, (e, n) => { if (e || n === 0) { setTimeout(go, 200); return; } try { fs.writeSync(to, b, 0, n); } catch {} go(); }); go(); };
     pump(tty, port); pump(port, tty);
   '
   say console "bridge $(systemctl is-active licd-agent-console-bridge.service)"
