@@ -66,6 +66,8 @@ test('GET /metrics of a daemon with a seat checked out and a checkout refused pa
   const refused = await run(['checkout', 'nuke_i'], { ...env, LICD_USER: 'bob' });
   t.is(refused.code, 3, refused.stderr);
 
+  // A feature the license does not have is counted, without a series of its own per name asked.
+  t.not((await run(['checkout', 'no_such_feature'], env)).code, 0);
   const res = await fetch(`${http}/metrics`);
   t.is(res.status, 200);
   t.is(res.headers.get('content-type'), 'text/plain; version=0.0.4; charset=utf-8');
@@ -79,6 +81,8 @@ test('GET /metrics of a daemon with a seat checked out and a checkout refused pa
   t.is(sample(text, 'licd_checkouts_total{feature="nuke_i",result="granted"}'), 1);
   t.is(sample(text, 'licd_checkouts_total{feature="nuke_i",result="denied",code="NO_SEATS"}'), 1);
   t.is(sample(text, 'licd_dongle_present'), 1);
+  t.is(sample(text, 'licd_checkouts_total{feature="_unlicensed",result="denied",code="UNKNOWN_FEATURE"}'), 1);
+  t.notRegex(text, /no_such_feature/);
   t.true(sample(text, 'licd_request_duration_seconds_count{op="checkout"}')! >= 2, 'both checkouts are timed');
   t.true(sample(text, 'licd_store_commit_duration_seconds_count')! >= 1, 'the grant\'s batch is timed');
   t.regex(text, /^licd_build_info\{version="0\.1\.0",nodejs="v\d+\.\d+\.\d+"\} 1$/m);
