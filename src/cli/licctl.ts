@@ -9,6 +9,7 @@ import { UsageError } from './args.ts';
 import { commandHelp, groupHelp, parseCommandLine, resolveCommand, topHelp, wantsHelp, type Command } from './command.ts';
 import { activateCommands } from './commands/activate.ts';
 import { adminCommands } from './commands/admin.ts';
+import { alertsCommands } from './commands/alerts.ts';
 import { borrowCommands } from './commands/borrow.ts';
 import { dongleCommands } from './commands/dongle.ts';
 import { trustCommands } from './commands/trust.ts';
@@ -19,7 +20,7 @@ import { EXIT_SEAT_LOST } from './holding.ts';
 
 export { formatStatus } from './commands/use.ts';
 
-export const COMMANDS: Command[] = [...useCommands, ...borrowCommands, ...adminCommands, ...activateCommands, ...vendorCommands, ...dongleCommands, ...trustCommands];
+export const COMMANDS: Command[] = [...useCommands, ...borrowCommands, ...adminCommands, ...activateCommands, ...vendorCommands, ...dongleCommands, ...trustCommands, ...alertsCommands];
 
 /** The exit codes (README "licctl exit codes" has the same table). */
 export const EXIT = { ok: 0, unexpected: 1, refused: 2, noSeats: 3, unreachable: 4, seatLost: EXIT_SEAT_LOST, tls: 6, tokenInUse: 7, usage: 64 } as const;

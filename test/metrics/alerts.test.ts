@@ -13,6 +13,9 @@ import type { Alert } from '../../src/core/alerts.ts';
 import { topics, type AlertsResult, type ServerState } from '../../src/core/protocol.ts';
 import { BorrowClient } from '../../src/sdk/borrow.ts';
 import { startTestDaemon, tempDir, until, type TestDaemon } from '../helpers/daemon.ts';
+import { killAll, run } from '../helpers/procs.ts';
+
+test.after.always(killAll);
 
 /** An MQTT subscriber that keeps the last payload of each topic. */
 async function watch(url: string, o: { username?: string; password?: string }, subs: string[]) {
@@ -90,6 +93,19 @@ test('a double use made through two real clients raises the alert within one hea
   const ad = await d.admin();
   const listed = await ad.request<AlertsResult>('alerts.list', {}, { admin: true });
   t.true(listed.alerts.some((x) => x.id === 'double-use:vray_render:ann'));
+
+  // licctl: status shows it without names, licctl alerts (admins) with them.
+  const home = tempDir('licd-home-');
+  t.teardown(() => rmSync(home, { recursive: true, force: true }));
+  const env = { HOME: home, XDG_RUNTIME_DIR: home };
+  const st = await run(['status', '--broker', d.url], env);
+  t.is(st.code, 0, st.stderr);
+  t.regex(st.stdout, /^alert \(warning, since .*\): double use of vray_render: one user holds it borrowed and floating on 2 hosts$/m);
+  const al = await run(['alerts', '--broker', d.url, '--user', 'admin', '--password-file', d.config.broker.adminPasswordFile], env);
+  t.is(al.code, 0, al.stderr);
+  t.regex(al.stdout, /^WARNING +double-use +since .* double use of vray_render: user ann holds it borrowed on laptop-ann and floating on ws-12/m);
+  const refused = await run(['alerts', '--broker', d.url], env);
+  t.not(refused.code, 0, 'not without an admin identity');
 
   // Check the floating seat in: the alert clears.
   await ws.checkin();
