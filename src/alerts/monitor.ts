@@ -6,11 +6,15 @@
  * (summaries without user names), published retained on licd/v1/alerts (full, admins only) and
  * handed to the notifier (alerts.command / alerts.webhook). The admin op alerts.list reads them.
  */
+import { performance } from 'node:perf_hooks';
 import { AlertBook, type Alert, type AlertChanges } from '../core/alerts.ts';
 import type { EventSink, SeatEvent } from '../core/events.ts';
 import type { AlertsResult } from '../core/protocol.ts';
 import type { LicenseService, Log } from '../core/service.ts';
 import type { AlertNotifier } from './notify.ts';
+
+/** The least time between two evaluations caused by seat events, ms. */
+export const MIN_GAP_MS = 200;
 
 export interface AlertMonitorOptions {
   service: LicenseService;
@@ -43,6 +47,7 @@ export class AlertMonitor implements EventSink {
   }
 
   stop(): void {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
   }
@@ -56,24 +61,37 @@ export class AlertMonitor implements EventSink {
   }
 
   settle(events: readonly SeatEvent[], ok: boolean): void {
-    if (ok) this.schedule();
+    // A change of who holds what can make or end a double use (heartbeats carry no events).
+    if (ok && events.some((e) => e.type !== 'admin')) this.schedule();
   }
 
   note(e: SeatEvent): void {
     if (e.type === 'license.changed') this.schedule();
   }
 
-  /** Once per event-loop turn, after the change is written (settle runs after the commit). */
+  /**
+   * After the change is written (settle runs after the commit), off the request path: at once
+   * when the last evaluation is at least MIN_GAP_MS ago, else at its end. A full evaluation walks
+   * every lease and borrow; under a burst of checkouts on a big farm this bounds it to a few per
+   * second, still far inside one heartbeat (3 s at the least).
+   */
   private schedule(): void {
-    if (this.scheduled) return;
+    if (this.scheduled || this.stopped) return;
     this.scheduled = true;
-    setImmediate(() => {
+    const wait = Math.max(0, this.lastRun + MIN_GAP_MS - performance.now());
+    const run = () => {
       this.scheduled = false;
-      this.evaluate();
-    });
+      if (!this.stopped) this.evaluate();
+    };
+    if (wait === 0) setImmediate(run);
+    else setTimeout(run, wait).unref?.();
   }
 
+  private lastRun = -Infinity;
+  private stopped = false;
+
   evaluate(): AlertChanges {
+    this.lastRun = performance.now();
     const svc = this.opts.service;
     const now = svc.clock.now();
     const t = svc.table;
