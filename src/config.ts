@@ -269,8 +269,9 @@ function parseAlerts(f: Fields): Config['alerts'] {
   a.only(['atLimitMinutes', 'command', 'webhook', 'timeoutSeconds']);
   let command: string[] | null = null;
   if (a.has('command')) {
-    const list = a.optArray('command', { max: 64 }) ?? [];
-    if (list.length === 0 || !list.every((x) => typeof x === 'string' && x.length > 0 && x.length <= 4096)) {
+    const raw = a.raw('command');
+    const list: unknown[] = Array.isArray(raw) ? raw : [];
+    if (list.length === 0 || list.length > 64 || !list.every((x) => typeof x === 'string' && x.length > 0 && x.length <= 4096)) {
       bad('alerts.command', 'must be a list of strings: the program and its arguments, run without a shell, e.g. ["/usr/local/bin/notify-admins", "--licd"]');
     }
     command = list as string[];
