@@ -8,7 +8,7 @@
  * without user or host names, for the retained server state that every client can read.
  */
 
-export type AlertKind = 'double-use' | 'at-limit' | 'expiry' | 'dongle-absent' | 'quarantine' | 'clock' | 'store' | 'license';
+export type AlertKind = 'double-use' | 'at-limit' | 'expiry' | 'dongle-absent' | 'quarantine' | 'clock' | 'store' | 'license' | 'warning';
 export type AlertSeverity = 'info' | 'warning' | 'critical';
 
 export interface Alert {
@@ -172,7 +172,7 @@ export function conditions(input: AlertInput, rules: AlertRules, atLimitSince: M
   }
   for (const [key, text] of input.warnings) {
     if (key === 'dongle' || key === 'quarantine') continue;
-    const kind: AlertKind = key.startsWith('clock') ? 'clock' : key === 'store' ? 'store' : 'license';
+    const kind: AlertKind = key.startsWith('clock') ? 'clock' : key === 'store' ? 'store' : key === 'license' ? 'license' : 'warning';
     out.push({ id: `warning:${key}`, kind, severity: kind === 'store' ? 'critical' : 'warning', message: text, summary: text });
   }
   return out;
