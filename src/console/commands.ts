@@ -6,7 +6,7 @@
  * does not name in its help.
  */
 import { isLicdError } from '../core/errors.ts';
-import type { ActivationRequestResult, BorrowView, LicenseInstallResult, QuarantineReleaseResult, RevokeResult, StatusResult } from '../core/protocol.ts';
+import type { ActivationRequestResult, AlertsResult, BorrowView, LicenseInstallResult, QuarantineReleaseResult, RevokeResult, StatusResult } from '../core/protocol.ts';
 import { wrap } from '../cli/command.ts';
 import { featureExpired } from '../cli/commands/use.ts';
 import { parseDuration } from '../cli/holding.ts';
@@ -143,6 +143,15 @@ export function consoleCommands(o: { api: AdminApi; system: SystemOps; utc?: boo
         const r = await admin<{ borrows: BorrowView[] }>(o.api, 'borrows');
         for (const b of r.borrows) io.print(`${b.id}  ${b.feature} x${b.count}  ${b.user}@${b.hostName}  until ${time(b.until).slice(0, 16)}  ${b.state}`);
         if (r.borrows.length === 0) io.print('no borrows');
+      },
+    },
+    {
+      name: 'alerts',
+      summary: 'the active alerts, with the user and hosts of a double use',
+      run: async (io) => {
+        const r = await admin<AlertsResult>(o.api, 'alerts.list');
+        for (const x of r.alerts) io.print(wrap(x.message, `${x.severity.toUpperCase()} since ${time(x.since).slice(0, 16)}: `, 2));
+        if (r.alerts.length === 0) io.print('no active alerts');
       },
     },
     {
