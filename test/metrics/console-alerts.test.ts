@@ -37,7 +37,6 @@ test('console: alerts shows none, then the double use with the user and both hos
   port.on('data', (d: Buffer) => (screen += d.toString('latin1')));
   const line = (x: string) => port.write(Buffer.from(x + '\r', 'latin1'));
   const expect = async (re: RegExp) => {
-    t.pass();
     const end = Date.now() + 20_000;
     for (;;) {
       const m = re.exec(screen.slice(seen));
@@ -78,4 +77,6 @@ test('console: alerts shows none, then the double use with the user and both hos
   await expect(words('double use of vray_render: user ann holds it borrowed on laptop-ann and floating on ws-12'));
   line('status');
   await expect(words('alert \\(warning\\): double use of vray_render: one user holds it borrowed and floating on 2 hosts'));
+  t.regex(screen, /no active alerts/);
+  t.regex(screen, /user ann holds it\s+borrowed on laptop-ann/);
 });
