@@ -41,8 +41,8 @@ export class AlertMonitor implements EventSink {
   }
 
   start(): void {
-    this.evaluate();
-    this.timer = setInterval(() => this.evaluate(), this.opts.everyMs ?? 5000);
+    this.safely();
+    this.timer = setInterval(() => this.safely(), this.opts.everyMs ?? 5000);
     this.timer.unref?.();
   }
 
@@ -81,7 +81,7 @@ export class AlertMonitor implements EventSink {
     const wait = Math.max(0, this.lastRun + MIN_GAP_MS - performance.now());
     const run = () => {
       this.scheduled = false;
-      if (!this.stopped) this.evaluate();
+      if (!this.stopped) this.safely();
     };
     if (wait === 0) setImmediate(run);
     else setTimeout(run, wait).unref?.();
@@ -89,6 +89,15 @@ export class AlertMonitor implements EventSink {
 
   private lastRun = -Infinity;
   private stopped = false;
+
+  /** From a timer: a failure is logged, never thrown into the event loop (licd keeps serving). */
+  private safely(): void {
+    try {
+      this.evaluate();
+    } catch (e) {
+      this.opts.log.error('evaluating the alerts failed; licensing goes on', { error: String((e as Error)?.stack ?? e) });
+    }
+  }
 
   evaluate(): AlertChanges {
     this.lastRun = performance.now();

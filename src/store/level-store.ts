@@ -173,7 +173,7 @@ export class LevelStore implements StateStore {
       try {
         const started = this.onBatch ? performance.now() : 0;
         await this.db.batch(ops as never, { sync: true });
-        if (this.onBatch) this.onBatch((performance.now() - started) / 1000);
+        if (this.onBatch) this.observe((performance.now() - started) / 1000);
         this.stats.batches++;
         this.stats.changes += group.length;
         for (const p of group) p.resolve();
@@ -190,6 +190,15 @@ export class LevelStore implements StateStore {
       }
     }
     this.writing = false;
+  }
+
+  /** An observer that throws must not pass for a failed write. */
+  private observe(seconds: number): void {
+    try {
+      this.onBatch?.(seconds);
+    } catch {
+      // metrics only
+    }
   }
 
   private markBroken(error: LicdError): void {
