@@ -10,6 +10,7 @@
  * sentence, and the cause goes to the log.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { LicdError } from '../core/errors.ts';
 import type { Log } from '../core/service.ts';
@@ -53,6 +54,8 @@ export interface HttpOptions {
   log: Log;
   /** Says where the setting lives, for a listen error: 'http.port in the config file or LICD_HTTP_PORT'. */
   setting?: string;
+  /** HTTPS with this certificate and key (PEM), e.g. the box's broker certificate (issue 16). */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 export class HttpServer {
@@ -77,7 +80,9 @@ export class HttpServer {
 
   /** Listens; a port that cannot be had is a CONFIG_INVALID naming host:port and the setting. */
   async start(): Promise<{ host: string; port: number; url: string }> {
-    const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, requestTimeout: REQUEST_TIMEOUT_MS, headersTimeout: REQUEST_TIMEOUT_MS }, (req, res) => void this.serve(req, res));
+    const options = { maxHeaderSize: MAX_HEADER_BYTES, requestTimeout: REQUEST_TIMEOUT_MS, headersTimeout: REQUEST_TIMEOUT_MS };
+    const handler = (req: IncomingMessage, res: ServerResponse) => void this.serve(req, res);
+    const server: Server = this.opts.tls ? createTlsServer({ ...options, cert: this.opts.tls.cert, key: this.opts.tls.key }, handler) : createServer(options, handler);
     server.maxConnections = MAX_CONNECTIONS;
     server.on('connection', (s: Socket) => {
       this.sockets.add(s);
@@ -104,7 +109,7 @@ export class HttpServer {
     this.server = server;
     const a = server.address() as AddressInfo;
     const host = a.address.includes(':') ? `[${a.address}]` : a.address;
-    return { host: a.address, port: a.port, url: `http://${host}:${a.port}` };
+    return { host: a.address, port: a.port, url: `${this.opts.tls ? 'https' : 'http'}://${host}:${a.port}` };
   }
 
   async stop(): Promise<void> {
