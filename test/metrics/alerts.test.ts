@@ -46,7 +46,9 @@ async function doubleUse(t: { teardown(f: () => void): void }, d: TestDaemon) {
 
 test('a double use made through two real clients raises the alert within one heartbeat; it clears at check-in', async (t) => {
   t.timeout(60_000);
-  const d = await startTestDaemon();
+  const lines: string[] = [];
+  const log = { debug() {}, info: (m: string) => lines.push(`info ${m}`), warn: (m: string) => lines.push(`warn ${m}`), error: (m: string) => lines.push(`error ${m}`) };
+  const d = await startTestDaemon({ log });
   t.teardown(() => d.dispose());
   const admin = await watch(d.url, { username: 'admin', password: d.adminCredentials!.password }, [topics.alerts, topics.serverState]);
   t.teardown(() => admin.c.endAsync());
@@ -114,6 +116,14 @@ test('a double use made through two real clients raises the alert within one hea
     return m && !(JSON.parse(m.text) as AlertsResult).alerts.some((x) => x.kind === 'double-use');
   }, 'the alert cleared');
   t.false((await ad.request<AlertsResult>('alerts.list', {}, { admin: true })).alerts.some((x) => x.kind === 'double-use'));
+  // Logged once when raised, once when cleared.
+  t.deepEqual(
+    lines.filter((l) => /double use/.test(l)),
+    [
+      'warn ALERT raised: double use of vray_render: user ann holds it borrowed on laptop-ann and floating on ws-12; one person takes 2 seats (return the borrowed seat, or check in the floating one)',
+      'info alert cleared: double use of vray_render: user ann holds it borrowed on laptop-ann and floating on ws-12; one person takes 2 seats (return the borrowed seat, or check in the floating one)',
+    ],
+  );
 });
 
 test('alerts.webhook gets each alert as JSON (a real HTTP server), alerts.command gets it on stdin (a real child process)', async (t) => {
