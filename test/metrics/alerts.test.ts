@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { Alert } from '../../src/core/alerts.ts';
 import { topics, type AlertsResult, type ServerState } from '../../src/core/protocol.ts';
 import { BorrowClient } from '../../src/sdk/borrow.ts';
-import { startTestDaemon, tempDir, until, type TestDaemon } from '../helpers/daemon.ts';
+import { ManualClock, startTestDaemon, tempDir, until, type TestDaemon } from '../helpers/daemon.ts';
 import { killAll, run } from '../helpers/procs.ts';
 
 test.after.always(killAll);
@@ -186,4 +186,29 @@ test('/healthz: 200 while serving, 503 naming the dongle once it is absent past 
   d.opener.emulator!.plug();
   await until(async () => (await health()).status === 200, '/healthz 200 again');
   await until(() => !d.alerts.active().some((a) => a.kind === 'dongle-absent'), 'the alert cleared');
+});
+
+test('a daemon on an injected clock: a feature at its limit for alerts.atLimitMinutes, then the license ending within 30 and 7 days', async (t) => {
+  t.timeout(60_000);
+  const clock = new ManualClock(Date.now());
+  const d = await startTestDaemon({ clock, config: { alerts: { atLimitMinutes: 1 } } });
+  t.teardown(() => d.dispose());
+  const c = await d.client({ user: 'ann', host: 'ws-1' });
+  await c.checkout('nuke_i', { ttl: 3600 });
+  // The evaluation the checkout causes may run up to 200 ms later; run one now, before the clock moves.
+  d.alerts.evaluate();
+  t.false(d.alerts.active().some((a) => a.kind === 'at-limit'), 'not at once');
+  clock.advance(61_000);
+  const atLimit = await until(() => d.alerts.active().find((a) => a.id === 'at-limit:nuke_i'), 'the at-limit alert (time rules run every 5 s)');
+  t.regex(atLimit!.message, /nuke_i has had no free seat since .* \(1 of 1 in use: 1 leased, 0 borrowed\)/);
+
+  const ends = d.entitlement.features.find((f) => f.name === 'vray_render')!.expires!;
+  clock.t = ends - 29 * 86_400_000;
+  const soon = await until(() => d.alerts.active().find((a) => a.id === 'expiry:vray_render'), 'the 30-day expiry alert');
+  t.like(soon, { severity: 'info', stage: 30 });
+  clock.t = ends - 6 * 86_400_000;
+  await until(() => d.alerts.active().find((a) => a.id === 'expiry:vray_render' && a.severity === 'warning'), 'the 7-day stage');
+  const m = await (await fetch(`${d.http!.url}/metrics`)).text();
+  t.regex(m, /^licd_alerts\{kind="expiry",severity="warning"\} 3$/m, 'the three features of the demo license that end');
+  t.regex(m, new RegExp(`^licd_feature_expiry_timestamp_seconds\\{feature="vray_render"\\} ${Math.floor(ends / 1000)}$`, 'm'));
 });
