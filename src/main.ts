@@ -19,8 +19,10 @@ usage: licd [--config FILE]
 Without a config file licd runs in development mode: an emulated dongle, a development vendor
 key and a demo license under ./data, and the embedded MQTT broker on 127.0.0.1:1883.
 TLS (mqtts, 8883): broker.tls.enabled in the config; the certificate is made at first start.
+Metrics and health (docs/monitoring.md): http://127.0.0.1:9136/metrics and /healthz.
 Environment: LICD_CONFIG, LICD_DATA_DIR, LICD_MQTT_HOST, LICD_MQTT_PORT, LICD_MQTT_URL,
-LICD_DONGLE (emulated | tcp:HOST:PORT | serial:PATH | hid:VID:PID), LICD_LOG_LEVEL.
+LICD_HTTP_HOST, LICD_HTTP_PORT, LICD_DONGLE (emulated | tcp:HOST:PORT | serial:PATH | hid:VID:PID),
+LICD_LOG_LEVEL.
 `);
   process.exit(0);
 }
