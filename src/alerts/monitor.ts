@@ -42,6 +42,8 @@ export class AlertMonitor implements EventSink {
 
   start(): void {
     this.safely();
+    // Also when there is none: a retained list from before a restart must not stand.
+    this.opts.publish(this.result());
     this.timer = setInterval(() => this.safely(), this.opts.everyMs ?? 5000);
     this.timer.unref?.();
   }

@@ -45,4 +45,14 @@ test('mosquitto: licd/v1/alerts reaches admins only; the server state carries th
   t.notRegex(JSON.stringify(state!.alerts), /ann|laptop|ws-12/);
   // ...and by then nothing of licd/v1/alerts.
   t.deepEqual(node.seen.filter((m) => m.topic === topics.alerts), []);
+
+  // licd restarts without those seats (another data dir): mosquitto's retained alerts are replaced.
+  await laptop.close({ checkin: false });
+  await ws.close({ checkin: false });
+  await x.daemon.halt();
+  const again = await startExternalDaemon({ mosquitto: x.mosquitto });
+  t.teardown(() => again.daemon.dispose());
+  const late = await watch(x.mosquitto.tlsUrl, { ca: readFileSync(x.mosquitto.certFile), username: 'admin', password: x.mosquitto.passwords.admin });
+  t.teardown(() => late.c.endAsync());
+  await until(() => late.seen.some((m) => m.topic === topics.alerts && (JSON.parse(m.text) as AlertsResult).alerts.length === 0), 'the retained alerts are the new daemon\'s (none)');
 });
