@@ -80,7 +80,8 @@ export class HttpServer {
 
   /** Listens; a port that cannot be had is a CONFIG_INVALID naming host:port and the setting. */
   async start(): Promise<{ host: string; port: number; url: string }> {
-    const options = { maxHeaderSize: MAX_HEADER_BYTES, requestTimeout: REQUEST_TIMEOUT_MS, headersTimeout: REQUEST_TIMEOUT_MS };
+    // Timeouts are checked every 2 s (node's default is 30 s), so a slow sender is cut near REQUEST_TIMEOUT_MS.
+    const options = { maxHeaderSize: MAX_HEADER_BYTES, requestTimeout: REQUEST_TIMEOUT_MS, headersTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 2_000 };
     const handler = (req: IncomingMessage, res: ServerResponse) => void this.serve(req, res);
     const server: Server = this.opts.tls ? createTlsServer({ ...options, cert: this.opts.tls.cert, key: this.opts.tls.key }, handler) : createServer(options, handler);
     server.maxConnections = MAX_CONNECTIONS;

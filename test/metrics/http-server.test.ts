@@ -5,6 +5,7 @@
  */
 import test from 'ava';
 import { request } from 'node:https';
+import { connect } from 'node:net';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { silentLog } from '../../src/core/service.ts';
@@ -60,4 +61,22 @@ test('HTTPS with a certificate; stop() ends an idle keep-alive connection and cl
   await s.stop();
   const after = await fetch(url.replace('https', 'http')).catch((e: Error) => e);
   t.true(after instanceof Error, 'nothing listens any more');
+});
+
+test('a client that sends its request slowly (slowloris) is cut off with 408 instead of holding a connection', async (t) => {
+  t.timeout(60_000);
+  const s = new HttpServer({ host: '127.0.0.1', port: 0, log: silentLog });
+  s.route({ method: 'GET', path: '/metrics', handle: () => ({ status: 200, body: 'x' }) });
+  const { port } = await s.start();
+  t.teardown(() => s.stop());
+  const sock = connect({ host: '127.0.0.1', port });
+  let got = '';
+  sock.on('data', (d) => (got += d));
+  const closed = new Promise<void>((r) => sock.on('close', () => r()));
+  sock.write('GET /metrics HTTP/1.1\r\nHost: x\r\n');
+  // A header line now and then, never the end of the headers.
+  const drip = setInterval(() => sock.writable && sock.write('X-A: b\r\n'), 1000);
+  await closed;
+  clearInterval(drip);
+  t.regex(got, /^HTTP\/1\.1 408 /);
 });
