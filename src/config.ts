@@ -83,10 +83,20 @@ export interface Config {
    * action; at most maxPending events wait in memory for a write.
    */
   audit: { enabled: boolean; sealIntervalSeconds: number; maxPending: number };
+  /**
+   * licd's HTTP server (docs/monitoring.md): /metrics and /healthz, later the web page. Loopback by
+   * default; host 0.0.0.0 (or the box's LAN address) lets a Prometheus on the LAN scrape it.
+   */
+  http: { enabled: boolean; host: string; port: number };
+  /**
+   * Alerts (docs/monitoring.md): how long a feature may sit at its limit before it is an alert, and
+   * whom to tell: a program run with the alert as JSON on stdin (argv, no shell), or a webhook URL.
+   */
+  alerts: { atLimitMinutes: number; command: string[] | null; webhook: string | null; timeoutSeconds: number };
 }
 
 /** Settings and whether changing them needs a restart (all do today; documented in README). */
-export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'borrow', 'limits', 'clock', 'log', 'identity', 'activation', 'history', 'audit'] as const;
+export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'borrow', 'limits', 'clock', 'log', 'identity', 'activation', 'history', 'audit', 'http', 'alerts'] as const;
 
 function bad(field: string, message: string): never {
   throw new LicdError('CONFIG_INVALID', `config: ${field} ${message}`, { field });
@@ -257,6 +267,40 @@ function parseConfigFields(raw: unknown, env: NodeJS.ProcessEnv, base: string): 
     activation: { url: activationUrl },
     history: parseHistory(f.optObject('history') ?? Fields.of({}, 'history', 'CONFIG_INVALID')),
     audit,
+    http: parseHttp(f, env),
+    alerts: parseAlerts(f),
+  };
+}
+
+/** The fixed default port of licd's HTTP server (docs/monitoring.md says why this one). */
+export const DEFAULT_HTTP_PORT = 9136;
+
+function parseHttp(f: Fields, env: NodeJS.ProcessEnv): Config['http'] {
+  const h = f.optObject('http') ?? Fields.of({}, 'http', 'CONFIG_INVALID');
+  h.only(['enabled', 'host', 'port']);
+  const port = env.LICD_HTTP_PORT !== undefined ? envInt('LICD_HTTP_PORT', env.LICD_HTTP_PORT, 0, 65535) : (h.optInt('port', { min: 0, max: 65535 }) ?? DEFAULT_HTTP_PORT);
+  return { enabled: h.optBool('enabled') ?? true, host: env.LICD_HTTP_HOST ?? h.optString('host', { max: 255 }) ?? '127.0.0.1', port };
+}
+
+function parseAlerts(f: Fields): Config['alerts'] {
+  const a = f.optObject('alerts') ?? Fields.of({}, 'alerts', 'CONFIG_INVALID');
+  a.only(['atLimitMinutes', 'command', 'webhook', 'timeoutSeconds']);
+  let command: string[] | null = null;
+  if (a.has('command')) {
+    const raw = a.raw('command');
+    const list: unknown[] = Array.isArray(raw) ? raw : [];
+    if (list.length === 0 || list.length > 64 || !list.every((x) => typeof x === 'string' && x.length > 0 && x.length <= 4096)) {
+      bad('alerts.command', 'must be a list of strings: the program and its arguments, run without a shell, e.g. ["/usr/local/bin/notify-admins", "--licd"]');
+    }
+    command = list as string[];
+  }
+  const webhook = a.optString('webhook', { max: 2048 }) ?? null;
+  if (webhook !== null && !/^https?:\/\/[^\s/]+/.test(webhook)) bad('alerts.webhook', `must be an http:// or https:// URL, got ${JSON.stringify(webhook)}`);
+  return {
+    atLimitMinutes: a.optInt('atLimitMinutes', { min: 1, max: 10_080 }) ?? 15,
+    command,
+    webhook,
+    timeoutSeconds: a.optInt('timeoutSeconds', { min: 1, max: 300 }) ?? 10,
   };
 }
 

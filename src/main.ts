@@ -19,8 +19,10 @@ usage: licd [--config FILE]
 Without a config file licd runs in development mode: an emulated dongle, a development vendor
 key and a demo license under ./data, and the embedded MQTT broker on 127.0.0.1:1883.
 TLS (mqtts, 8883): broker.tls.enabled in the config; the certificate is made at first start.
+Metrics and health (docs/monitoring.md): http://127.0.0.1:9136/metrics and /healthz.
 Environment: LICD_CONFIG, LICD_DATA_DIR, LICD_MQTT_HOST, LICD_MQTT_PORT, LICD_MQTT_URL,
-LICD_DONGLE (emulated | tcp:HOST:PORT | serial:PATH | hid:VID:PID), LICD_LOG_LEVEL.
+LICD_HTTP_HOST, LICD_HTTP_PORT, LICD_DONGLE (emulated | tcp:HOST:PORT | serial:PATH | hid:VID:PID),
+LICD_LOG_LEVEL.
 `);
   process.exit(0);
 }
@@ -73,6 +75,7 @@ async function main(): Promise<void> {
   // Clients pin the vendor key by this fingerprint before their first borrow (docs/borrowing.md).
   lines.push(`vendor key: ${vendorFingerprint(daemon.vendorPublicKey)} (a client pins it with: licctl borrow --trust-vendor-key ${vendorFingerprint(daemon.vendorPublicKey)})`);
   if (daemon.entitlement.development) lines.push('DEVELOPMENT MODE: dev vendor key, emulated dongle and demo entitlement under ' + config.dataDir);
+  if (daemon.http) lines.push(`metrics on ${daemon.http.url}/metrics, health on ${daemon.http.url}/healthz`);
   if (daemon.adminCredentials) lines.push(`admin user "admin", password in ${config.broker.adminPasswordFile}`);
   if (daemon.tls) {
     lines.push(`TLS${daemon.tls.url ? ` on ${daemon.tls.url}` : ''}: certificate ${daemon.tls.fingerprint}${daemon.tls.made ? ' (made now, first start with TLS)' : ''}`);

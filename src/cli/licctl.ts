@@ -10,6 +10,7 @@ import { commandHelp, groupHelp, parseCommandLine, resolveCommand, topHelp, want
 import { activateCommands } from './commands/activate.ts';
 import { adminCommands } from './commands/admin.ts';
 import { auditCommands } from './commands/audit.ts';
+import { alertsCommands } from './commands/alerts.ts';
 import { borrowCommands } from './commands/borrow.ts';
 import { dongleCommands } from './commands/dongle.ts';
 import { trustCommands } from './commands/trust.ts';
@@ -21,7 +22,7 @@ import { EXIT_SEAT_LOST } from './holding.ts';
 
 export { formatStatus } from './commands/use.ts';
 
-export const COMMANDS: Command[] = [...useCommands, ...borrowCommands, ...adminCommands, ...auditCommands, ...reportCommands, ...activateCommands, ...vendorCommands, ...dongleCommands, ...trustCommands];
+export const COMMANDS: Command[] = [...useCommands, ...borrowCommands, ...adminCommands, ...alertsCommands, ...auditCommands, ...reportCommands, ...activateCommands, ...vendorCommands, ...dongleCommands, ...trustCommands];
 
 /** The exit codes (README "licctl exit codes" has the same table). */
 export const EXIT = { ok: 0, unexpected: 1, refused: 2, noSeats: 3, unreachable: 4, seatLost: EXIT_SEAT_LOST, tls: 6, tokenInUse: 7, usage: 64 } as const;

@@ -6,7 +6,7 @@
  * does not name in its help.
  */
 import { isLicdError } from '../core/errors.ts';
-import type { ActivationRequestResult, BorrowView, LicenseInstallResult, QuarantineReleaseResult, RevokeResult, StatusResult } from '../core/protocol.ts';
+import type { ActivationRequestResult, AlertsResult, BorrowView, LicenseInstallResult, QuarantineReleaseResult, RevokeResult, StatusResult } from '../core/protocol.ts';
 import { wrap } from '../cli/command.ts';
 import { featureExpired } from '../cli/commands/use.ts';
 import { parseDuration } from '../cli/holding.ts';
@@ -61,6 +61,7 @@ function compactStatus(s: StatusResult, time: (t: string | number | Date) => str
   const lines = [`licd ${srv.version}: ${srv.state}, ${srv.dongle.present ? `dongle ${srv.dongle.serial ?? '?'}${srv.dongle.emulated ? ' (emulated)' : ''}` : `DONGLE ABSENT (${srv.dongle.reason ?? 'not answering'})`}${srv.development ? ', DEVELOPMENT' : ''}`];
   if (srv.entitlement) lines.push(wrap(`${srv.entitlement.id} for ${srv.entitlement.customer}`, 'license ', 2));
   for (const w of srv.warnings) lines.push(wrap(w, 'warning: ', 2));
+  for (const x of srv.alerts ?? []) lines.push(wrap(x.summary, `alert (${x.severity}): `, 2));
   for (const q of s.quarantine) lines.push(`quarantine: ${q.feature} ${q.seats} seats until ${time(q.until)}`);
   lines.push('', `${'FEATURE'.padEnd(20)} ${'TOTAL'.padStart(5)} ${'LEASED'.padStart(6)} ${'BORROWED'.padStart(8)} ${'FREE'.padStart(5)}  EXPIRES`);
   const now = Date.now();
@@ -142,6 +143,15 @@ export function consoleCommands(o: { api: AdminApi; system: SystemOps; utc?: boo
         const r = await admin<{ borrows: BorrowView[] }>(o.api, 'borrows');
         for (const b of r.borrows) io.print(`${b.id}  ${b.feature} x${b.count}  ${b.user}@${b.hostName}  until ${time(b.until).slice(0, 16)}  ${b.state}`);
         if (r.borrows.length === 0) io.print('no borrows');
+      },
+    },
+    {
+      name: 'alerts',
+      summary: 'the active alerts, with the user and hosts of a double use',
+      run: async (io) => {
+        const r = await admin<AlertsResult>(o.api, 'alerts.list');
+        for (const x of r.alerts) io.print(wrap(x.message, `${x.severity.toUpperCase()} since ${time(x.since).slice(0, 16)}: `, 2));
+        if (r.alerts.length === 0) io.print('no active alerts');
       },
     },
     {

@@ -2,6 +2,7 @@
  * MQTT API v1: the one typed map of topics and payloads. docs/protocol.md follows this file;
  * the daemon and the client SDK both use it, so they cannot disagree.
  */
+import type { Alert } from './alerts.ts';
 import type { ErrorCode } from './errors.ts';
 import type { Availability } from './model.ts';
 import type { SignedEnvelope } from './signed.ts';
@@ -37,6 +38,8 @@ export const topics = {
   loginWill: (login: string, clientId: string) => `${TOPIC_PREFIX}/login/${login}/${clientId}/will`,
   loginRequestWildcard: `${TOPIC_PREFIX}/login/+/+/req`,
   loginWillWildcard: `${TOPIC_PREFIX}/login/+/+/will`,
+  /** Retained. The active alerts with user and host names (AlertsResult); admins only (docs/monitoring.md). */
+  alerts: `${TOPIC_PREFIX}/alerts`,
 } as const;
 
 /** Parses a topic the daemon subscribes to into its kind, client id and (login topics) login. */
@@ -108,6 +111,26 @@ export interface ServerState {
    * (SHA256:AB:CD:...) for clients to pin, and its port when licd runs it.
    */
   tls?: { fingerprint: string; port?: number };
+  /**
+   * Active alerts (docs/monitoring.md), without user or host names: everyone can read this topic.
+   * The full alerts are on licd/v1/alerts and the admin op alerts.list.
+   */
+  alerts?: AlertSummary[];
+}
+
+export interface AlertSummary {
+  kind: Alert['kind'];
+  severity: Alert['severity'];
+  since: string;
+  feature?: string;
+  summary: string;
+}
+
+/** Result of the admin op alerts.list, and the retained payload of licd/v1/alerts. */
+export interface AlertsResult {
+  alerts: Alert[];
+  /** When the list last changed. */
+  updated: string;
 }
 
 export interface FeatureStatus extends Availability {
@@ -302,6 +325,7 @@ export const ADMIN_OPS = [
   'report.advice',
   'audit.head',
   'audit.export',
+  'alerts.list',
 ] as const;
 
 export type ClientOp = (typeof CLIENT_OPS)[number];

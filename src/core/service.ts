@@ -194,6 +194,26 @@ export class LicenseService {
     return this.dongle;
   }
 
+  /** How long the dongle has been absent, ms; null while it is present (health, alerts). */
+  dongleAbsentMs(now = this.deps.clock.now()): number | null {
+    return this.dongle.present || this.dongleLostAt === null ? null : now - this.dongleLostAt;
+  }
+
+  /** The named warnings (key, text), for alerts. */
+  warningEntries(): Array<[string, string]> {
+    return [...this.warnings.entries()];
+  }
+
+  /** The active alerts' summaries, shown in the server state (src/alerts/monitor.ts sets them). */
+  setAlerts(list: NonNullable<ServerState['alerts']>): void {
+    if (JSON.stringify(list) === JSON.stringify(this.alertSummaries)) return;
+    this.alertSummaries = list;
+    this.serverDirty = true;
+    this.deps.onDirty?.();
+  }
+
+  private alertSummaries: NonNullable<ServerState['alerts']> = [];
+
   /** A named reason why granting is limited, shown in the server state and status. */
   setWarning(key: string, text: string | null): void {
     const before = this.warnings.get(key);
@@ -640,6 +660,7 @@ export class LicenseService {
       features: this.table.featureNames(),
       warnings: [...this.warnings.values()],
       ...(this.deps.tls ? { tls: this.deps.tls } : {}),
+      alerts: this.alertSummaries,
     };
   }
 

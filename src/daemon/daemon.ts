@@ -44,6 +44,11 @@ import { reconcileMeta, reconcileRecords } from '../core/reconcile.ts';
 import { EventBus } from '../core/events.ts';
 import { sessionsEndedWhileStopped } from '../core/history.ts';
 import { UsageHistory } from '../history/history.ts';
+import { AlertMonitor } from '../alerts/monitor.ts';
+import { AlertNotifier } from '../alerts/notify.ts';
+import { addMonitoringRoutes, type Health } from '../http/monitoring.ts';
+import { HttpServer } from '../http/server.ts';
+import { LicdMetrics } from '../metrics/licd-metrics.ts';
 import { sealToken } from '../core/tokens.ts';
 import { nodeEd25519, systemRandom } from '../crypto/ed25519.ts';
 import { sha256HolderHash } from '../crypto/holder.ts';
@@ -97,6 +102,12 @@ export interface Daemon {
   history: UsageHistory;
   /** The tamper-evident audit log (docs/audit.md). */
   audit: AuditLog;
+  /** Prometheus metrics (docs/monitoring.md). */
+  metrics: LicdMetrics;
+  /** Active alerts (src/alerts/monitor.ts). */
+  alerts: AlertMonitor;
+  /** licd's HTTP server (/metrics, /healthz), when http.enabled. */
+  http: { url: string } | null;
   /** Credentials of the embedded broker's admin user. */
   adminCredentials: { username: string; password: string } | null;
   /** The broker's TLS certificate fingerprint; url when licd runs the listener; made: at this start. */
@@ -659,6 +670,14 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       },
     });
 
+    // 4c. Metrics and alerts (docs/monitoring.md).
+    const metrics = new LicdMetrics({ service, version: LICD_VERSION, startedAt: Math.floor(Date.now() / 1000), alerts: () => alerts.active() });
+    events.add(metrics);
+    if (store instanceof LevelStore) store.onBatch = (seconds) => metrics.observeCommit(seconds);
+    const notifier = new AlertNotifier({ command: config.alerts.command, webhook: config.alerts.webhook, timeoutMs: config.alerts.timeoutSeconds * 1000, log });
+    const alerts = new AlertMonitor({ service, log, atLimitMinutes: config.alerts.atLimitMinutes, dongleGraceSeconds: config.leases.dongleGraceSeconds, notifier: notifier.enabled ? notifier : null, publish: (r) => link?.publishAlerts(r) });
+    events.add(alerts);
+
     // 5. The broker and the API.
     let broker: EmbeddedBroker | null = null;
     let url: string;
@@ -698,9 +717,35 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       daemonPassword = config.mqtt.password ?? (config.mqtt.passwordFile ? readSecret(config.mqtt.passwordFile, random, false) : null);
       linkTrust = { fingerprint: config.mqtt.fingerprint ?? undefined, ca: config.mqtt.caFile ? readConfigFile(config.mqtt.caFile, 'mqtt.caFile') : undefined };
     }
-    link = new ServerLink({ url: linkUrl ?? url, ...(linkTrust ? { tls: linkTrust } : {}), username: config.mqtt.username, password: daemonPassword, protocolVersion: config.mqtt.protocolVersion, service, log, chain: () => ({ entitlement: entitlement.envelope, delegation, vendorPublicKey: toHex(vendorPublicKey) }) });
+    link = new ServerLink({ url: linkUrl ?? url, ...(linkTrust ? { tls: linkTrust } : {}), username: config.mqtt.username, password: daemonPassword, protocolVersion: config.mqtt.protocolVersion, service, log, observe: (op, seconds) => metrics.observeRequest(op, seconds), chain: () => ({ entitlement: entitlement.envelope, delegation, vendorPublicKey: toHex(vendorPublicKey) }) });
     cleanups.push(() => link.close());
     await link.ready();
+    alerts.start();
+    cleanups.push(async () => alerts.stop());
+
+    // 5b. licd's HTTP server: /metrics and /healthz (docs/monitoring.md).
+    let stopped = false;
+    const health = (): Health => {
+      const reasons: string[] = [];
+      const failure = store instanceof LevelStore ? store.failure : null;
+      if (failure) reasons.push(`the license database cannot be written: ${failure.message}`);
+      const absent = service.dongleAbsentMs();
+      if (absent !== null && absent > config.leases.dongleGraceSeconds * 1000) {
+        reasons.push(`the license dongle is absent (${service.dongleView().reason ?? 'not answering'}) past its grace of ${config.leases.dongleGraceSeconds} s: no seat is granted or renewed until it is plugged back in`);
+      }
+      if (!link.client.connected) reasons.push('licd has lost its MQTT broker: clients cannot reach it');
+      if (stopped) reasons.push('licd is stopping');
+      return { reasons, warnings: service.serverState().warnings, version: LICD_VERSION };
+    };
+    let http: HttpServer | null = null;
+    let httpUrl: string | null = null;
+    if (config.http.enabled) {
+      const server = new HttpServer({ host: config.http.host, port: config.http.port, log });
+      addMonitoringRoutes(server, { metrics: () => metrics.render(), health });
+      httpUrl = (await server.start()).url;
+      http = server;
+      cleanups.push(() => server.stop());
+    }
 
     // 6. Tickers.
     // A step of the system clock, seen against the monotonic clock: every stored time moves by
@@ -805,7 +850,6 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     reaper.unref?.();
     cleanups.push(async () => clearInterval(reaper));
 
-    let stopped = false;
     return {
       config,
       service,
@@ -822,6 +866,9 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       events,
       history,
       audit,
+      metrics,
+      alerts,
+      http: httpUrl !== null ? { url: httpUrl } : null,
       adminCredentials: admin,
       tls: tlsView ? { fingerprint: tlsView.fingerprint, url: broker?.tls?.url ?? null, made: tlsMaterial!.made } : null,
       chain: () => ({ entitlement: entitlement.envelope, delegation }),
@@ -832,6 +879,8 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         clearInterval(reaper);
         // The minute in progress, as a partial row (a restart within it adds to it).
         await history.stop();
+        alerts.stop();
+        await http?.stop();
         // The last time seen, so a restart can tell how long it was stopped.
         service.observeClock();
         await store.commit([{ kind: 'meta.put', key: META_CLOCK, value: { hwm: clockGuard.highWater, last: clock.now() } }]).catch(() => {});

@@ -277,6 +277,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
         (login !== undefined && login !== '' && t === topics.loginResponse(login, client.id)) ||
         t === topics.serverState ||
         t === topics.serverChain ||
+        (role === 'admin' && t === topics.alerts) ||
         t === topics.featureWildcard ||
         (t.startsWith(`${TOPIC_PREFIX}/feature/`) && !t.slice(`${TOPIC_PREFIX}/feature/`.length).includes('#') && t.split('/').length === 4);
       if (!ok) {

@@ -1,5 +1,6 @@
 import type { MqttClient } from 'mqtt';
 import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { MAX_ANSWER_BYTES, parseTopic, topics, type ServerState } from '../core/protocol.ts';
 import type { LicenseService, Log } from '../core/service.ts';
 import { connectMqtt, DAEMON_BACKOFF, waitConnected } from './connect.ts';
@@ -27,6 +28,8 @@ export interface ServerLinkOptions {
   /** The trust chain to publish retained for offline verification. */
   /** vendorPublicKey (hex): the key the server's entitlement verifies with, offered for clients to pin. */
   chain?: () => { entitlement: unknown; delegation: unknown; vendorPublicKey?: string };
+  /** Told each request's time from arrival to its answer handed to the broker (metrics). */
+  observe?: (op: string | null, seconds: number) => void;
 }
 
 /**
@@ -84,6 +87,7 @@ export class ServerLink {
       );
       this.service.markAllDirty();
       this.publishChain();
+      if (this.lastAlerts !== null) this.client.publish(topics.alerts, this.lastAlerts, { qos: 1, retain: true });
     });
     this.client.on('error', (e) => this.log.warn('MQTT connection error', { error: String(e) }));
     this.client.on('offline', () => {
@@ -137,6 +141,7 @@ export class ServerLink {
     }
     s.work++;
     this.inFlight++;
+    const arrived = this.opts.observe ? performance.now() : 0;
     void this.service
       .handle(t.clientId, t.kind === 'admin', payload, t.login)
       .then((answer) => {
@@ -152,6 +157,7 @@ export class ServerLink {
             });
           }
           this.answer(t, text, () => release('work'));
+          if (this.opts.observe) this.opts.observe(answer.op, (performance.now() - arrived) / 1000);
         } else release('work');
       })
       .finally(() => this.inFlight--);
@@ -195,6 +201,15 @@ export class ServerLink {
   notify(clientId: string, notice: unknown): void {
     if (this.closed || !this.client.connected) return;
     this.client.publish(topics.clientResponse(clientId), JSON.stringify(notice), { qos: 1 });
+  }
+
+  private lastAlerts: string | null = null;
+
+  /** Publishes the active alerts retained on licd/v1/alerts (admins only read it); again at each reconnect. */
+  publishAlerts(result: unknown): void {
+    this.lastAlerts = JSON.stringify(result);
+    if (this.closed || !this.client.connected) return;
+    this.client.publish(topics.alerts, this.lastAlerts, { qos: 1, retain: true });
   }
 
   publishChain(): void {

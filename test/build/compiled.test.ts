@@ -220,6 +220,7 @@ test('the compiled daemon and licctl serve a license with node alone', async (t)
       entitlementFile: entFile,
       vendorPublicKey,
       mqtt: { broker: 'embedded', host: '127.0.0.1', port: 0 },
+      http: { port: 0 },
       dongle: { transport: 'tcp', host: '127.0.0.1', port },
     }),
   );

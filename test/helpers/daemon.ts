@@ -40,6 +40,7 @@ export async function startTestDaemon(opts: { dataDir?: string; config?: Record<
       dataDir,
       mqtt: { port: 0, host: '127.0.0.1' },
       dongle: { presenceIntervalMs: 100, timeoutMs: 2000 },
+      http: { port: 0 },
       ...opts.config,
     },
     opts.env ?? {},

@@ -64,7 +64,8 @@ export function start(cmd: string, args: string[], env: Record<string, string> =
 export function startDaemonProcess(env: Record<string, string>, args: string[] = []): Proc {
   // node --import tsx, not the tsx binary: tsx runs the program in a grandchild, which a SIGKILL
   // of tsx would leave running. Crash tests must kill the daemon itself.
-  return start(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'main.ts'), ...args], env);
+  // The HTTP server (metrics, health) on a free port unless the test says: tests run side by side.
+  return start(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'main.ts'), ...args], { LICD_HTTP_PORT: '0', ...env });
 }
 
 export function licctl(args: string[], env: Record<string, string> = {}): Proc {

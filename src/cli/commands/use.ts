@@ -21,6 +21,7 @@ export function formatStatus(s: StatusResult, only?: string, time: (t: string | 
   lines.push(`licd ${cell(srv.version)}: ${srv.state}, ${dongle}${srv.development ? ', DEVELOPMENT MATERIAL' : ''}`);
   if (srv.entitlement) lines.push(`license ${cell(srv.entitlement.id)} for ${cell(srv.entitlement.customer)}`);
   for (const w of srv.warnings) lines.push(`warning: ${cell(w)}`);
+  for (const x of srv.alerts ?? []) lines.push(`alert (${x.severity}, since ${time(x.since)}): ${cell(x.summary)}`);
   for (const q of s.quarantine) lines.push(`quarantine: ${cell(q.feature)} ${q.seats} seats held until ${time(q.until)}`);
   if (srv.tls) lines.push(`TLS${srv.tls.port ? ` port ${srv.tls.port}` : ''}: certificate ${cell(srv.tls.fingerprint)} (pin it: --fingerprint ${cell(srv.tls.fingerprint)})`);
   for (const b of s.blocks ?? []) lines.push(`blocked: ${cell(b.user)}@${cell(b.host)} from ${cell(b.feature)} until ${time(b.until)} (licctl lease unblock ${cell(b.feature)} ${cell(b.user)}@${cell(b.host)})`);
@@ -268,7 +269,7 @@ export const useCommands: Command[] = [
     section: 'use',
     synopsis: 'status [FEATURE] [--limit N]',
     summary: 'seats per feature and who holds them (like lmstat)',
-    details: 'Per feature: version, type, total, leased, borrowed and free seats, the expiry, and each lease and borrow with user, host, since and until. Also the server state, dongle, warnings, quarantine, blocks and the TLS fingerprint.',
+    details: 'Per feature: version, type, total, leased, borrowed and free seats, the expiry, and each lease and borrow with user, host, since and until. Also the server state, dongle, warnings, alerts (without names: licctl alerts has them), quarantine, blocks and the TLS fingerprint.',
     connects: true,
     args: { min: 0, max: 1, names: 'FEATURE' },
     options: { limit: { type: 'string', arg: 'N', help: 'list at most N leases and borrows per feature (the rest are counted)' } },
