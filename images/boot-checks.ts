@@ -96,6 +96,24 @@ async function terminal(path: string) {
     line(text: string) {
       s.write(Buffer.from(text + '\r', 'latin1'));
     },
+    /** Waits until the screen has been still for quietMs (what was on the way has arrived). */
+    async quiet(quietMs: number, timeoutMs = 60_000): Promise<void> {
+      const end = Date.now() + timeoutMs;
+      let last = screen.length;
+      let since = Date.now();
+      while (Date.now() - since < quietMs) {
+        if (Date.now() > end) return;
+        await sleep(100);
+        if (screen.length !== last) {
+          last = screen.length;
+          since = Date.now();
+        }
+      }
+    },
+    /** Forgets what is on the screen up to now. */
+    skip() {
+      seen = screen.length;
+    },
     async expect(re: RegExp, timeoutMs = 60_000): Promise<string> {
       const end = Date.now() + timeoutMs;
       for (;;) {
@@ -144,8 +162,16 @@ if (withConsole) {
   console.log(`console: ${said.join('; ')}`);
   const tty = await terminal(join(run, 'console.sock'));
   const password = readFileSync(adminPasswordFile, 'utf8').trim();
+  // The console greeted the line when it opened (that may still sit in the USB serial port's
+  // buffers); Enter brings a fresh prompt. Type only once the screen is still: a password typed
+  // ahead of a new prompt is thrown away by the console.
   tty.line('');
   await tty.expect(/console password: $/);
+  await tty.quiet(5000);
+  tty.skip();
+  tty.line('');
+  await tty.expect(/console password: $/);
+  await tty.quiet(3000);
   tty.line(password);
   const login = await tty.expect(/> $/);
   if (login.includes(password)) fail('the console echoed the password');
