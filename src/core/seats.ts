@@ -2,6 +2,7 @@ import { LicdError } from './errors.ts';
 import type { FeatureLicense } from './entitlement.ts';
 import type { Availability, Borrow, Change, Lease, Mutation } from './model.ts';
 import { compareVersions } from './validate.ts';
+import { EMPTY_POLICY, judge, type Holding, type Policy } from './policy.ts';
 
 interface FeatureState {
   license: FeatureLicense;
@@ -84,6 +85,8 @@ export class SeatTable {
   /** `${feature}\0${user}\0${host}` -> the admin's block. */
   private readonly blocks = new Map<string, Block>();
   private readonly revoked = new Map<string, Revoked>();
+  /** The sharing rules (docs/policy.md): who may take a seat, how many, what is kept for whom. */
+  private policy: Policy = EMPTY_POLICY;
 
   constructor(
     licenses: readonly FeatureLicense[],
@@ -161,6 +164,31 @@ export class SeatTable {
     return f;
   }
 
+  /** The policy new checkouts and borrows are judged by; seats already out are not taken back. */
+  setPolicy(p: Policy): void {
+    this.policy = p;
+  }
+
+  currentPolicy(): Policy {
+    return this.policy;
+  }
+
+  /** Who holds seats of a feature (leases and borrows), for the policy's MAX and RESERVE. */
+  holdings(name: string): Holding[] {
+    const f = this.features.get(name);
+    if (!f) return [];
+    const out: Holding[] = [];
+    for (const l of f.leases.values()) out.push({ user: l.user, host: l.host, count: l.count });
+    for (const b of f.borrows.values()) out.push({ user: b.user, host: b.hostName, count: b.count });
+    return out;
+  }
+
+  /** Refuses `count` more seats for user@host when a policy rule forbids them (NO_SEATS is the caller's, after). */
+  private admit(name: string, user: string, host: string, count: number, now: number): void {
+    // A holder growing its own lease asks only for the extra seats; its current ones are in the holdings.
+    judge(this.policy, name, { user, host, count }, this.free(name, now), this.feature(name).license.seats, () => this.holdings(name));
+  }
+
   noSeats(name: string, wanted: number, now: number): LicdError {
     const a = this.availability(name, now);
     const f = this.feature(name);
@@ -204,6 +232,8 @@ export class SeatTable {
     const existingId = this.byOwner.get(ownerKey(req.clientId, req.pid, req.feature, req.holder)) ?? this.byOwner.get(ownerKey(req.clientId, req.pid, req.feature, undefined));
     const existing = existingId === undefined ? undefined : this.leases.get(existingId);
     const extra = req.count - (existing?.count ?? 0);
+    // The policy first: a user it forbids is told so at once, not that seats are busy.
+    if (extra > 0) this.admit(req.feature, req.user, req.host, extra, now);
     if (extra > 0 && extra > this.free(req.feature, now)) throw this.noSeats(req.feature, extra, now);
     const lease: Lease = existing
       ? { ...existing, count: req.count, user: req.user, host: req.host, expiresAt: now + req.ttlMs, ttlMs: req.ttlMs, disconnectedAt: null, holder: req.holder }
@@ -407,6 +437,7 @@ export class SeatTable {
         feature: b.feature,
       });
     }
+    this.admit(b.feature, b.user, b.hostName, b.count, now);
     if (b.count > this.free(b.feature, now)) throw this.noSeats(b.feature, b.count, now);
     const borrow: Borrow = { ...b, id: b.id ?? this.newId() };
     return this.change(borrow, [{ kind: 'borrow.put', borrow }]);
