@@ -74,10 +74,12 @@ export interface Config {
   };
   /** Online activation (docs/activation.md): the vendor's activation service, e.g. https://licenses.example.com. */
   activation: { url: string | null };
+  /** Sharing seats by policy (docs/policy.md): the policy file, read at start and on SIGHUP, written by licctl policy set. */
+  policy: { file: string };
 }
 
 /** Settings and whether changing them needs a restart (all do today; documented in README). */
-export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'borrow', 'limits', 'clock', 'log', 'identity', 'activation'] as const;
+export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'borrow', 'limits', 'clock', 'log', 'identity', 'activation', 'policy'] as const;
 
 function bad(field: string, message: string): never {
   throw new LicdError('CONFIG_INVALID', `config: ${field} ${message}`, { field });
@@ -196,6 +198,9 @@ function parseConfigFields(raw: unknown, env: NodeJS.ProcessEnv, base: string): 
   if (activationUrl !== null && !/^https?:\/\/[^\s/]+/.test(activationUrl)) {
     bad(env.LICD_ACTIVATION_URL !== undefined ? 'LICD_ACTIVATION_URL' : 'activation.url', `must be an http:// or https:// URL of the vendor's activation service, got ${JSON.stringify(activationUrl)}`);
   }
+  const po = f.optObject('policy') ?? Fields.of({}, 'policy', 'CONFIG_INVALID');
+  po.only(['file']);
+  const policyFile = path(po.optString('file', { max: 4096 }) ?? resolve(dataDir, 'policy.txt'));
   const envLevel = env.LICD_LOG_LEVEL;
   if (envLevel !== undefined && !['debug', 'info', 'warn', 'error'].includes(envLevel)) {
     throw new LicdError('CONFIG_INVALID', `LICD_LOG_LEVEL must be one of debug, info, warn, error, got ${JSON.stringify(envLevel)}`, { field: 'LICD_LOG_LEVEL' });
@@ -239,6 +244,7 @@ function parseConfigFields(raw: unknown, env: NodeJS.ProcessEnv, base: string): 
     },
     identity: { requireLogin: id.optBool('requireLogin') ?? false, usersFile: usersFile ? path(usersFile) : null },
     activation: { url: activationUrl },
+    policy: { file: policyFile },
   };
 }
 

@@ -5,6 +5,7 @@
 import type { ErrorCode } from './errors.ts';
 import type { Availability } from './model.ts';
 import type { SignedEnvelope } from './signed.ts';
+import type { PolicyFeatureView } from './policy.ts';
 
 export const TOPIC_PREFIX = 'licd/v1';
 
@@ -115,6 +116,8 @@ export interface FeatureStatus extends Availability {
   borrows: BorrowView[];
   /** Entries left out of the lists by the status `limit`. */
   more?: { leases: number; borrows: number };
+  /** The sharing policy's rules for this feature (docs/policy.md), when it has any: reservations with their use, MAX, INCLUDE, EXCLUDE. */
+  policy?: PolicyFeatureView;
 }
 
 /** A product (docs/borrowing.md, "Products"): the licenses one machine running it needs, by feature. */
@@ -294,6 +297,8 @@ export const ADMIN_OPS = [
   'activation.request',
   'license.install',
   'activation.online',
+  'policy.get',
+  'policy.set',
 ] as const;
 
 export type ClientOp = (typeof CLIENT_OPS)[number];

@@ -23,6 +23,7 @@ import {
 import type { SignedEnvelope } from './signed.ts';
 import { CounterStepError, describeMs, type ClockGuard, type CounterGate } from './integrity.ts';
 import { SeatTable } from './seats.ts';
+import { policySummary } from './policy.ts';
 import { CLIENT_ID_HELP, CLIENT_ID_PATTERN, Fields, FEATURE_HELP, FEATURE_PATTERN, HOLDER_HELP, HOLDER_PATTERN, unsafeChar, VERSION_PATTERN } from './validate.ts';
 
 export interface Log {
@@ -661,6 +662,8 @@ export class LicenseService {
       if (list.leaseCount > limit || list.borrowCount > limit) {
         fs.more = { leases: Math.max(0, list.leaseCount - limit), borrows: Math.max(0, list.borrowCount - limit) };
       }
+      const policy = policySummary(this.table.currentPolicy(), name, this.table.holdings(name));
+      if (policy) fs.policy = policy;
       return fs;
     });
     const quarantine = this.table.holds(now).map((h) => ({ feature: h.feature, seats: h.seats, until: iso(h.until) }));

@@ -42,6 +42,7 @@ import {
 } from '../core/integrity.ts';
 import { reconcileMeta, reconcileRecords } from '../core/reconcile.ts';
 import { EventBus } from '../core/events.ts';
+import { Sharing } from '../core/sharing.ts';
 import { sealToken } from '../core/tokens.ts';
 import { nodeEd25519, systemRandom } from '../crypto/ed25519.ts';
 import { sha256HolderHash } from '../crypto/holder.ts';
@@ -89,6 +90,8 @@ export interface Daemon {
   store: StateStore;
   /** What happens to seats, for the parts that keep records of it (src/core/events.ts): add a sink. */
   events: EventBus;
+  /** The sharing policy (docs/policy.md): reload() reads policy.file again (SIGHUP). */
+  sharing: Sharing;
   /** Credentials of the embedded broker's admin user. */
   adminCredentials: { username: string; password: string } | null;
   /** The broker's TLS certificate fingerprint; url when licd runs the listener; made: at this start. */
@@ -377,6 +380,13 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         clockGuard.refuse('borrowing');
       },
     });
+    // The sharing policy (docs/policy.md): an invalid policy file stops the start (CONFIG_INVALID), naming its line.
+    const sharing = new Sharing(service, {
+      name: config.policy.file,
+      read: () => (existsSync(config.policy.file) ? readFileSync(config.policy.file, 'utf8') : null),
+      write: (text) => writeFileAtomic(config.policy.file, text, 0o644),
+    });
+    sharing.load();
     const gapWarning = (g: ClockGap) => {
       const until = Math.max(...g.borrows.map((k) => table.getBorrow(k.id)?.expiresAt ?? 0));
       service.setWarning(
@@ -778,6 +788,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       link,
       store,
       events,
+      sharing,
       adminCredentials: admin,
       tls: tlsView ? { fingerprint: tlsView.fingerprint, url: broker?.tls?.url ?? null, made: tlsMaterial!.made } : null,
       chain: () => ({ entitlement: entitlement.envelope, delegation }),

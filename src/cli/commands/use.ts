@@ -33,6 +33,7 @@ export function formatStatus(s: StatusResult, only?: string, time: (t: string | 
     lines.push(
       `${cell(f.feature).padEnd(18)} ${cell(f.version).padEnd(8)} ${cell(f.type).padEnd(11)} ${String(f.total).padStart(5)} ${String(f.leased).padStart(6)} ${String(f.borrowed).padStart(8)} ${String(expired ? 0 : f.free).padStart(5)}  ${f.expires ? `${expired ? 'expired ' : ''}${time(f.expires)}` : 'permanent'}`,
     );
+    if (f.policy) lines.push(`    policy   ${policyLine(f.policy)}`);
     for (const l of f.leases) {
       lines.push(`    leased   ${l.count > 1 ? `${l.count}x ` : ''}${cell(l.user)}@${cell(l.host)} pid ${l.pid}  since ${time(l.since)}  until ${time(l.until)}${l.state === 'disconnected' ? '  (client gone, ending)' : ''}  [${cell(l.id)}]`);
     }
@@ -50,6 +51,17 @@ export function formatStatus(s: StatusResult, only?: string, time: (t: string | 
   }
   if (only && features.length === 0) lines.push(`(no feature ${cell(only)}; features: ${s.features.map((f) => cell(f.feature)).join(', ')})`);
   return lines.join('\n');
+}
+
+/** A feature's sharing rules in one line (docs/policy.md): what is reserved and used, maximums, who may or may not. */
+function policyLine(p: NonNullable<FeatureStatus['policy']>): string {
+  const parts = [
+    ...(p.reservations ?? []).map((r) => `reserved ${r.seats} for ${cell(r.for)} (${r.used} in use; line ${r.line})`),
+    ...(p.max ?? []).map((m) => `at most ${m.seats} for ${cell(m.for)} (line ${m.line})`),
+    ...(p.include ?? []).map((i) => `only ${cell(i.for)} (line ${i.line})`),
+    ...(p.exclude ?? []).map((x) => `not ${cell(x.for)} (line ${x.line})`),
+  ];
+  return parts.join('; ');
 }
 
 function leaseView(lease: Lease) {
