@@ -37,6 +37,10 @@ export interface Policy {
   /** Host names and patterns (* and ?) of each HOST_GROUP, lower case. */
   hostGroups: Map<string, { line: number; hosts: Set<string>; patterns: RegExp[] }>;
   features: Map<string, FeatureRules>;
+  /** QUEUE per feature: whether checkouts may wait for a seat (default on), and at most how many. */
+  queues: Map<string, { on: boolean; max: number | null; line: number }>;
+  /** PRIORITY per group: waiters of a higher one are served first (default 0). */
+  priorities: Map<string, { value: number; line: number }>;
   /** How many directive lines (not comments or blank lines) it has. */
   rules: number;
 }
@@ -55,7 +59,7 @@ export interface Holding {
   count: number;
 }
 
-export const EMPTY_POLICY: Policy = { text: '', groups: new Map(), hostGroups: new Map(), features: new Map(), rules: 0 };
+export const EMPTY_POLICY: Policy = { text: '', groups: new Map(), hostGroups: new Map(), features: new Map(), queues: new Map(), priorities: new Map(), rules: 0 };
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$/;
 const NAME_HELP = 'letters, digits and . _ @ + - (at most 64, starting with a letter or digit)';
@@ -69,14 +73,14 @@ const FORMS: Record<string, string> = {
   MAX: 'MAX needs a count, a feature and USER|GROUP|HOST|HOST_GROUP NAME: MAX 3 vray_render USER alice',
   INCLUDE: 'INCLUDE needs a feature and USER|GROUP|HOST|HOST_GROUP NAME: INCLUDE nuke_i GROUP comp',
   EXCLUDE: 'EXCLUDE needs a feature and USER|GROUP|HOST|HOST_GROUP NAME: EXCLUDE nuke_i HOST kiosk01',
+  QUEUE: 'QUEUE needs a feature and on or off, and may give a maximum of waiters: QUEUE vray_render on max 50',
+  PRIORITY: 'PRIORITY needs a group and a whole number from -1000 to 1000 (higher waiters are served first): PRIORITY lighting 10',
 };
 
 /** Directives of options files that this licd does not do yet: refused with the reason, never ignored. */
 const NOT_YET: Record<string, string> = {
   LINGER: 'LINGER (keeping a checked-in seat for its holder) is not implemented in this licd yet',
   TIMEOUT: 'TIMEOUT (ending idle leases) is not implemented in this licd yet',
-  QUEUE: 'QUEUE (waiting for a seat) is not implemented in this licd yet',
-  PRIORITY: 'PRIORITY (queue order per group) is not implemented in this licd yet',
 };
 
 /**
@@ -88,6 +92,8 @@ export function parsePolicy(text: string, source = 'policy'): Policy {
   const groups: Policy['groups'] = new Map();
   const hostGroups: Policy['hostGroups'] = new Map();
   const features: Policy['features'] = new Map();
+  const queues: Policy['queues'] = new Map();
+  const priorities: Policy['priorities'] = new Map();
   const refs: RuleSubject[] = [];
   let rules = 0;
   const lines = text.split(/\r?\n/);
@@ -117,7 +123,7 @@ export function parsePolicy(text: string, source = 'policy'): Policy {
     }
     const form = FORMS[directive];
     if (!form) {
-      problems.push(`${at}: unknown directive ${JSON.stringify(head)}; use GROUP, HOST_GROUP, RESERVE, MAX, INCLUDE or EXCLUDE (docs/policy.md), ${got}`);
+      problems.push(`${at}: unknown directive ${JSON.stringify(head)}; use GROUP, HOST_GROUP, RESERVE, MAX, INCLUDE, EXCLUDE, QUEUE or PRIORITY (docs/policy.md), ${got}`);
       return;
     }
     rules++;
@@ -142,6 +148,26 @@ export function parsePolicy(text: string, source = 'policy'): Policy {
         }
         hostGroups.set(name, g);
       }
+      return;
+    }
+    if (directive === 'QUEUE') {
+      const [feature, onOff, maxWord, maxN, ...extra] = rest;
+      if (feature === undefined || onOff === undefined || extra.length > 0) return fail(extra.length > 0 ? 'too many words' : 'too few words');
+      if (!FEATURE.test(feature)) return fail(`${JSON.stringify(feature)} is not a feature name`);
+      const on = onOff.toLowerCase();
+      if (on !== 'on' && on !== 'off') return fail(`${JSON.stringify(onOff)} is not on or off`);
+      if (maxWord !== undefined && (maxWord.toLowerCase() !== 'max' || maxN === undefined || !/^\d{1,6}$/.test(maxN))) return fail('after on, write max and a whole number');
+      if (queues.has(feature)) return fail(`QUEUE ${feature} was set already on line ${queues.get(feature)!.line}`);
+      queues.set(feature, { on: on === 'on', max: maxN === undefined ? null : Number(maxN), line: n });
+      return;
+    }
+    if (directive === 'PRIORITY') {
+      const [group, value, ...extra] = rest;
+      if (group === undefined || value === undefined || extra.length > 0) return fail(extra.length > 0 ? 'too many words' : 'too few words');
+      if (!/^-?\d{1,4}$/.test(value) || Math.abs(Number(value)) > 1000) return fail(`${JSON.stringify(value)} is not a whole number from -1000 to 1000`);
+      if (priorities.has(group)) return fail(`PRIORITY ${group} was set already on line ${priorities.get(group)!.line}`);
+      priorities.set(group, { value: Number(value), line: n });
+      refs.push({ type: 'GROUP', name: group, line: n });
       return;
     }
     const counted = directive === 'RESERVE' || directive === 'MAX';
@@ -178,11 +204,24 @@ export function parsePolicy(text: string, source = 'policy'): Policy {
     const more = problems.length > 1 ? ` (and ${problems.length - 1} more problem(s): ${problems.slice(1, 6).join('; ')}${problems.length > 6 ? '; ...' : ''})` : '';
     throw new LicdError('POLICY_INVALID', `${problems[0]}${more}`, { problems });
   }
-  return { text, groups, hostGroups, features, rules };
+  return { text, groups, hostGroups, features, queues, priorities, rules };
 }
 
 function lineOf(problem: string): number {
   return Number(/ line (\d+)/.exec(problem)?.[1] ?? 0);
+}
+
+/** A user's place in queues: the highest PRIORITY of the groups they are in (0 without one). */
+export function priorityOf(p: Policy, user: string): number {
+  let best: number | null = null;
+  for (const [group, pr] of p.priorities) if (p.groups.get(group)?.users.has(user) && (best === null || pr.value > best)) best = pr.value;
+  return best ?? 0;
+}
+
+/** Whether checkouts of a feature may wait (QUEUE; on by default) and at most how many. */
+export function queueRule(p: Policy, feature: string): { on: boolean; max: number | null; line: number | null } {
+  const q = p.queues.get(feature);
+  return q ? { on: q.on, max: q.max, line: q.line } : { on: true, max: null, line: null };
 }
 
 /** Whether someone (user@host) is who a rule names. */
@@ -294,9 +333,11 @@ export function judge(p: Policy, feature: string, seeker: Seeker, free: number, 
 
 /** A summary of a policy per feature, for status and licctl policy show. */
 export function policySummary(p: Policy, feature: string, holdings: Iterable<Holding>): PolicyFeatureView | null {
-  const r = p.features.get(feature);
-  if (!r) return null;
+  const r = p.features.get(feature) ?? { include: [], exclude: [], reserve: [], max: [] };
+  const q = p.queues.get(feature);
+  if (!p.features.has(feature) && !q) return null;
   const view: PolicyFeatureView = {};
+  if (q) view.queue = { on: q.on, max: q.max, line: q.line };
   if (r.reserve.length > 0) view.reservations = reservationUse(p, feature, holdings).map((u) => ({ for: describeSubject(u.rule), seats: u.rule.count, used: u.used, line: u.rule.line }));
   if (r.max.length > 0) view.max = r.max.map((m) => ({ for: describeSubject(m), seats: m.count, line: m.line }));
   if (r.include.length > 0) view.include = r.include.map((s) => ({ for: describeSubject(s), line: s.line }));
@@ -310,4 +351,6 @@ export interface PolicyFeatureView {
   max?: Array<{ for: string; seats: number; line: number }>;
   include?: Array<{ for: string; line: number }>;
   exclude?: Array<{ for: string; line: number }>;
+  /** QUEUE for this feature, when the policy sets it (else: on, no maximum). */
+  queue?: { on: boolean; max: number | null; line: number };
 }

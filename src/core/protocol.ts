@@ -116,6 +116,8 @@ export interface FeatureStatus extends Availability {
   borrows: BorrowView[];
   /** Entries left out of the lists by the status `limit`. */
   more?: { leases: number; borrows: number };
+  /** Checkouts waiting for a seat of this feature, in serving order (docs/policy.md, "Queueing"); only when there are some. */
+  queue?: WaiterView[];
   /** The sharing policy's rules for this feature (docs/policy.md), when it has any: reservations with their use, MAX, INCLUDE, EXCLUDE. */
   policy?: PolicyFeatureView;
 }
@@ -151,6 +153,43 @@ export interface CheckoutParams {
   pid: number;
   /** Requested lease time to live in seconds (the server clamps it to its limits). */
   ttl?: number;
+  /** Wait for a seat when none is free (docs/policy.md, "Queueing"): answered `queued`, granted later by a queue.granted notice. */
+  wait?: boolean;
+  /** With wait: leave the queue after this many seconds (default a day); told by queue.failed TIMEOUT. */
+  maxWait?: number;
+}
+
+/** A checkout that waits: its place in the feature's queue (the answer `queued` and the queue.position notice). */
+export interface QueueView {
+  feature: string;
+  /** The pid of the checkout: a client with several waiting processes tells them apart by it. */
+  pid: number;
+  /** 1 = next to be served. */
+  position: number;
+  /** Waiters of the feature in all. */
+  waiting: number;
+  /** A rough estimate of the wait in seconds (from how long seats of the feature were held lately); null: no data yet. */
+  estimate: number | null;
+  /** When it leaves the queue if not served (its maxWait). */
+  until: string;
+}
+
+export interface CheckoutQueued {
+  status: 'queued';
+  queue: QueueView;
+}
+
+/** A waiting checkout in status (per feature, in serving order). */
+export interface WaiterView {
+  position: number;
+  user: string;
+  host: string;
+  clientId: string;
+  pid: number;
+  count: number;
+  priority: number;
+  since: string;
+  until: string;
 }
 
 export interface CheckoutResult {
@@ -195,7 +234,7 @@ export interface RevokeResult {
  * shape of a refused answer with `id: null`, so a client that knows no notices ignores them (no
  * request of its own has a null id). `op` names the notice.
  */
-export const NOTICE_OPS = ['lease.lost'] as const;
+export const NOTICE_OPS = ['lease.lost', 'queue.position', 'queue.granted', 'queue.failed'] as const;
 export type NoticeOp = (typeof NOTICE_OPS)[number];
 
 /** lease.lost: the holder's lease was taken back (error.code REVOKED, or LICENSE_REDUCED by a new license); details say which. */
@@ -205,6 +244,35 @@ export interface LeaseLostNotice {
   op: 'lease.lost';
   error: { code: ErrorCode; message: string; details: { lease: string; feature: string; blockedUntil?: string } };
 }
+
+/**
+ * Queue notices (docs/policy.md, "Queueing"), only to a client that asked to wait: its place
+ * changed; its seat was granted (the lease, as a checkout answer would give it); it left the queue
+ * without a seat (TIMEOUT at its maxWait; POLICY_DENIED, BLOCKED, FEATURE_EXPIRED ... when a
+ * change made its checkout impossible). The first two are ok: true: a client that never waits never gets them.
+ */
+export interface QueuePositionNotice {
+  id: null;
+  ok: true;
+  op: 'queue.position';
+  result: QueueView;
+}
+
+export interface QueueGrantedNotice {
+  id: null;
+  ok: true;
+  op: 'queue.granted';
+  result: CheckoutResult;
+}
+
+export interface QueueFailedNotice {
+  id: null;
+  ok: false;
+  op: 'queue.failed';
+  error: { code: ErrorCode; message: string; details: { feature: string; pid: number } & Record<string, unknown> };
+}
+
+export type Notice = LeaseLostNotice | QueuePositionNotice | QueueGrantedNotice | QueueFailedNotice;
 
 /** Parameters of the admin op quarantine.release: a vendor-signed release document. */
 export interface QuarantineReleaseParams {
@@ -260,6 +328,8 @@ export interface CheckinParams {
 export interface CheckinResult {
   released: string[];
   unknown: string[];
+  /** Waiting checkouts of this holder that left the queue (a check-in by feature, pid or all also ends waiting). */
+  dequeued?: number;
 }
 
 export interface RequestBase {

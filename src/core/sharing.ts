@@ -102,5 +102,7 @@ export class Sharing {
   private apply(p: Policy): void {
     this.service.table.setPolicy(p);
     this.service.markAllDirty();
+    // Seats a reservation no longer keeps may go to waiters now; waiters a rule now forbids are told.
+    this.service.serveQueues();
   }
 }
