@@ -25,7 +25,9 @@ export type LeaseEndReason =
   /** An admin revoked it. */
   | 'revoked'
   /** A new license has fewer seats or no longer has the feature. */
-  | 'license-reduced';
+  | 'license-reduced'
+  /** Checked in, it lingered for its user@host (the policy's LINGER) and was not taken back. */
+  | 'lingered';
 
 export type BorrowEndReason = 'returned' | 'expired';
 

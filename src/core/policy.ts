@@ -39,6 +39,8 @@ export interface Policy {
   features: Map<string, FeatureRules>;
   /** QUEUE per feature: whether checkouts may wait for a seat (default on), and at most how many. */
   queues: Map<string, { on: boolean; max: number | null; line: number }>;
+  /** LINGER per feature: a checked-in seat stays with its user@host this long, ms. */
+  linger: Map<string, { ms: number; line: number }>;
   /** PRIORITY per group: waiters of a higher one are served first (default 0). */
   priorities: Map<string, { value: number; line: number }>;
   /** How many directive lines (not comments or blank lines) it has. */
@@ -59,7 +61,7 @@ export interface Holding {
   count: number;
 }
 
-export const EMPTY_POLICY: Policy = { text: '', groups: new Map(), hostGroups: new Map(), features: new Map(), queues: new Map(), priorities: new Map(), rules: 0 };
+export const EMPTY_POLICY: Policy = { text: '', groups: new Map(), hostGroups: new Map(), features: new Map(), queues: new Map(), priorities: new Map(), linger: new Map(), rules: 0 };
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$/;
 const NAME_HELP = 'letters, digits and . _ @ + - (at most 64, starting with a letter or digit)';
@@ -73,13 +75,13 @@ const FORMS: Record<string, string> = {
   MAX: 'MAX needs a count, a feature and USER|GROUP|HOST|HOST_GROUP NAME: MAX 3 vray_render USER alice',
   INCLUDE: 'INCLUDE needs a feature and USER|GROUP|HOST|HOST_GROUP NAME: INCLUDE nuke_i GROUP comp',
   EXCLUDE: 'EXCLUDE needs a feature and USER|GROUP|HOST|HOST_GROUP NAME: EXCLUDE nuke_i HOST kiosk01',
+  LINGER: 'LINGER needs a feature and a number of seconds from 1 to 86400: LINGER vray_render 120',
   QUEUE: 'QUEUE needs a feature and on or off, and may give a maximum of waiters: QUEUE vray_render on max 50',
   PRIORITY: 'PRIORITY needs a group and a whole number from -1000 to 1000 (higher waiters are served first): PRIORITY lighting 10',
 };
 
 /** Directives of options files that this licd does not do yet: refused with the reason, never ignored. */
 const NOT_YET: Record<string, string> = {
-  LINGER: 'LINGER (keeping a checked-in seat for its holder) is not implemented in this licd yet',
   TIMEOUT: 'TIMEOUT (ending idle leases) is not implemented in this licd yet',
 };
 
@@ -94,6 +96,7 @@ export function parsePolicy(text: string, source = 'policy'): Policy {
   const features: Policy['features'] = new Map();
   const queues: Policy['queues'] = new Map();
   const priorities: Policy['priorities'] = new Map();
+  const linger: Policy['linger'] = new Map();
   const refs: RuleSubject[] = [];
   let rules = 0;
   const lines = text.split(/\r?\n/);
@@ -123,7 +126,7 @@ export function parsePolicy(text: string, source = 'policy'): Policy {
     }
     const form = FORMS[directive];
     if (!form) {
-      problems.push(`${at}: unknown directive ${JSON.stringify(head)}; use GROUP, HOST_GROUP, RESERVE, MAX, INCLUDE, EXCLUDE, QUEUE or PRIORITY (docs/policy.md), ${got}`);
+      problems.push(`${at}: unknown directive ${JSON.stringify(head)}; use GROUP, HOST_GROUP, RESERVE, MAX, INCLUDE, EXCLUDE, QUEUE, PRIORITY or LINGER (docs/policy.md), ${got}`);
       return;
     }
     rules++;
@@ -159,6 +162,15 @@ export function parsePolicy(text: string, source = 'policy'): Policy {
       if (maxWord !== undefined && (maxWord.toLowerCase() !== 'max' || maxN === undefined || !/^\d{1,6}$/.test(maxN))) return fail('after on, write max and a whole number');
       if (queues.has(feature)) return fail(`QUEUE ${feature} was set already on line ${queues.get(feature)!.line}`);
       queues.set(feature, { on: on === 'on', max: maxN === undefined ? null : Number(maxN), line: n });
+      return;
+    }
+    if (directive === 'LINGER') {
+      const [feature, secs, ...extra] = rest;
+      if (feature === undefined || secs === undefined || extra.length > 0) return fail(extra.length > 0 ? 'too many words' : 'too few words');
+      if (!FEATURE.test(feature)) return fail(`${JSON.stringify(feature)} is not a feature name`);
+      if (!/^\d{1,5}$/.test(secs) || Number(secs) < 1 || Number(secs) > 86400) return fail(`${JSON.stringify(secs)} is not a number of seconds from 1 to 86400`);
+      if (linger.has(feature)) return fail(`LINGER ${feature} was set already on line ${linger.get(feature)!.line}`);
+      linger.set(feature, { ms: Number(secs) * 1000, line: n });
       return;
     }
     if (directive === 'PRIORITY') {
@@ -204,7 +216,7 @@ export function parsePolicy(text: string, source = 'policy'): Policy {
     const more = problems.length > 1 ? ` (and ${problems.length - 1} more problem(s): ${problems.slice(1, 6).join('; ')}${problems.length > 6 ? '; ...' : ''})` : '';
     throw new LicdError('POLICY_INVALID', `${problems[0]}${more}`, { problems });
   }
-  return { text, groups, hostGroups, features, queues, priorities, rules };
+  return { text, groups, hostGroups, features, queues, priorities, linger, rules };
 }
 
 function lineOf(problem: string): number {
@@ -335,9 +347,11 @@ export function judge(p: Policy, feature: string, seeker: Seeker, free: number, 
 export function policySummary(p: Policy, feature: string, holdings: Iterable<Holding>): PolicyFeatureView | null {
   const r = p.features.get(feature) ?? { include: [], exclude: [], reserve: [], max: [] };
   const q = p.queues.get(feature);
-  if (!p.features.has(feature) && !q) return null;
+  const lg = p.linger.get(feature);
+  if (!p.features.has(feature) && !q && !lg) return null;
   const view: PolicyFeatureView = {};
   if (q) view.queue = { on: q.on, max: q.max, line: q.line };
+  if (lg) view.linger = { seconds: lg.ms / 1000, line: lg.line };
   if (r.reserve.length > 0) view.reservations = reservationUse(p, feature, holdings).map((u) => ({ for: describeSubject(u.rule), seats: u.rule.count, used: u.used, line: u.rule.line }));
   if (r.max.length > 0) view.max = r.max.map((m) => ({ for: describeSubject(m), seats: m.count, line: m.line }));
   if (r.include.length > 0) view.include = r.include.map((s) => ({ for: describeSubject(s), line: s.line }));
@@ -353,4 +367,6 @@ export interface PolicyFeatureView {
   exclude?: Array<{ for: string; line: number }>;
   /** QUEUE for this feature, when the policy sets it (else: on, no maximum). */
   queue?: { on: boolean; max: number | null; line: number };
+  /** LINGER for this feature: seconds a checked-in seat stays with its user@host. */
+  linger?: { seconds: number; line: number };
 }

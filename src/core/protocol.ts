@@ -68,7 +68,8 @@ export interface LeaseView {
   pid: number;
   since: string;
   until: string;
-  state: 'active' | 'disconnected';
+  /** lingering: checked in, kept for its user@host for the policy's LINGER (docs/policy.md). */
+  state: 'active' | 'disconnected' | 'lingering';
 }
 
 export interface BorrowView {

@@ -210,7 +210,7 @@ export class SeatTable {
 
   // ---- leases -------------------------------------------------------------------------------
 
-  checkout(req: CheckoutRequest, now: number): Change<{ status: CheckoutStatus; lease: Lease }> {
+  checkout(req: CheckoutRequest, now: number): Change<{ status: CheckoutStatus; lease: Lease; reclaimed?: true }> {
     const f = this.usable(req.feature, req.version, now);
     if (req.count > f.license.seats) {
       throw new LicdError('NO_SEATS', `${req.feature}: ${req.count} seats asked for, but only ${f.license.seats} are licensed`, {
@@ -230,13 +230,14 @@ export class SeatTable {
     // The holder's own lease, or a legacy one (stored before holder secrets) of the same client
     // id, pid and feature, which this checkout then binds to its holder.
     const existingId = this.byOwner.get(ownerKey(req.clientId, req.pid, req.feature, req.holder)) ?? this.byOwner.get(ownerKey(req.clientId, req.pid, req.feature, undefined));
-    const existing = existingId === undefined ? undefined : this.leases.get(existingId);
+    // A seat lingering after its user@host checked it in (LINGER) goes back to the same user@host at once.
+    const existing = (existingId === undefined ? undefined : this.leases.get(existingId)) ?? this.lingeringFor(f, req.user, req.host);
     const extra = req.count - (existing?.count ?? 0);
     // The policy first: a user it forbids is told so at once, not that seats are busy.
     if (extra > 0) this.admit(req.feature, req.user, req.host, extra, now);
     if (extra > 0 && extra > this.free(req.feature, now)) throw this.noSeats(req.feature, extra, now);
     const lease: Lease = existing
-      ? { ...existing, count: req.count, user: req.user, host: req.host, expiresAt: now + req.ttlMs, ttlMs: req.ttlMs, disconnectedAt: null, holder: req.holder }
+      ? withoutLinger({ ...existing, clientId: req.clientId, pid: req.pid, count: req.count, user: req.user, host: req.host, expiresAt: now + req.ttlMs, ttlMs: req.ttlMs, disconnectedAt: null, holder: req.holder })
       : {
           id: this.newId(),
           feature: req.feature,
@@ -251,7 +252,14 @@ export class SeatTable {
           ttlMs: req.ttlMs,
           disconnectedAt: null,
         };
-    return this.change({ status: existing ? 'extended' : 'granted', lease }, [{ kind: 'lease.put', lease }]);
+    return this.change({ status: existing && !existing.lingering ? 'extended' : 'granted', lease, ...(existing?.lingering ? { reclaimed: true } : {}) }, [{ kind: 'lease.put', lease }]);
+  }
+
+  /** A lingering lease of this user@host on the feature, if the policy has LINGER for it. */
+  private lingeringFor(f: FeatureState, user: string, host: string): Lease | undefined {
+    if (!this.policy.linger.has(f.license.name)) return undefined;
+    for (const l of f.leases.values()) if (l.lingering && l.user === user && l.host === host) return l;
+    return undefined;
   }
 
   leasesOf(clientId: string): Lease[] {
@@ -267,7 +275,8 @@ export class SeatTable {
    * holder (bound to it by the change). Another holder's lease is not told apart from no lease.
    */
   private heldBy(clientId: string, holder: string, ids: readonly string[] | undefined): { mine: Lease[]; unknown: string[] } {
-    const owns = (l: Lease) => l.clientId === clientId && (l.holder === undefined || l.holder === holder);
+    // A lingering lease was checked in: its old holder no longer renews or checks it in.
+    const owns = (l: Lease) => l.clientId === clientId && (l.holder === undefined || l.holder === holder) && !l.lingering;
     if (ids === undefined) return { mine: this.leasesOf(clientId).filter(owns), unknown: [] };
     const mine: Lease[] = [];
     const unknown: string[] = [];
@@ -290,15 +299,26 @@ export class SeatTable {
   }
 
   /** Checks in the holder's own leases: by id, by feature, by process, or all. */
-  checkin(clientId: string, holder: string, sel: { ids?: readonly string[] | undefined; feature?: string | undefined; pid?: number | undefined }): Change<{ released: Lease[]; unknown: string[] }> {
+  checkin(
+    clientId: string,
+    holder: string,
+    sel: { ids?: readonly string[] | undefined; feature?: string | undefined; pid?: number | undefined },
+    now = 0,
+  ): Change<{ released: Lease[]; unknown: string[]; lingering: Lease[] }> {
     const held = this.heldBy(clientId, holder, sel.ids);
     const unknown = held.unknown;
     const mine =
       sel.ids !== undefined ? held.mine : held.mine.filter((l) => (sel.feature === undefined || l.feature === sel.feature) && (sel.pid === undefined || l.pid === sel.pid));
-    return this.change(
-      { released: mine, unknown },
-      mine.map((l) => ({ kind: 'lease.del', id: l.id }) as const),
-    );
+    // With LINGER for its feature, a checked-in seat stays with its user@host for a while (docs/policy.md).
+    const lingering: Lease[] = [];
+    const mutations = mine.map((l): Mutation => {
+      const lg = this.policy.linger.get(l.feature);
+      if (!lg) return { kind: 'lease.del', id: l.id };
+      const kept: Lease = { ...l, lingering: true, expiresAt: now + lg.ms, disconnectedAt: null };
+      lingering.push(kept);
+      return { kind: 'lease.put', lease: kept };
+    });
+    return this.change({ released: mine, unknown, lingering }, mutations);
   }
 
   /**
@@ -388,7 +408,7 @@ export class SeatTable {
    */
   clientGone(clientId: string, holder: string | undefined, now: number, graceMs: number): Change<Lease[]> {
     const changed = this.leasesOf(clientId)
-      .filter((l) => l.disconnectedAt === null && (l.holder === undefined || l.holder === holder))
+      .filter((l) => l.disconnectedAt === null && !l.lingering && (l.holder === undefined || l.holder === holder))
       .map((l) => ({ ...l, disconnectedAt: now, expiresAt: Math.min(l.expiresAt, now + graceMs) }));
     return this.change(
       changed,
@@ -404,7 +424,7 @@ export class SeatTable {
    */
   restartGrace(now: number, windowMs: number): Change<Lease[]> {
     const end = now + windowMs;
-    const changed = [...this.leases.values()].filter((l) => l.expiresAt < end).map((l) => ({ ...l, expiresAt: end }));
+    const changed = [...this.leases.values()].filter((l) => l.expiresAt < end && !l.lingering).map((l) => ({ ...l, expiresAt: end }));
     return this.change(
       changed,
       changed.map((lease) => ({ kind: 'lease.put', lease }) as const),
@@ -849,6 +869,12 @@ export function shiftBorrow(b: Borrow, deltaMs: number): Borrow {
     expiresAt: Math.max(b.expiresAt + deltaMs, stated),
     tokenExpires: { token: b.tokenId, at: stated },
   };
+}
+
+function withoutLinger(l: Lease): Lease {
+  if (!l.lingering) return l;
+  const { lingering: _, ...rest } = l;
+  return rest;
 }
 
 function ownerKey(clientId: string, pid: number, feature: string, holder: string | undefined): string {

@@ -462,7 +462,7 @@ export class LicenseService {
         }
         throw e;
       }
-      const events: SeatEvent[] = change.result.status === 'granted' ? [{ type: 'lease.granted', at: ctx.now, lease: change.result.lease }] : [];
+      const events: SeatEvent[] = change.result.status === 'granted' && !change.result.reclaimed ? [{ type: 'lease.granted', at: ctx.now, lease: change.result.lease }] : [];
       ({ status, lease } = await this.commit(change, [feature], { events }));
     } catch (e) {
       if (isLicdError(e)) this.note({ type: 'checkout.denied', at: ctx.now, feature, user, host, client: ctx.clientId, count, code: e.code, message: e.message });
@@ -584,7 +584,7 @@ export class LicenseService {
   }
 
   private async grantWaiter(w: Waiter, change: ReturnType<SeatTable['checkout']>, now: number): Promise<void> {
-    const events: SeatEvent[] = change.result.status === 'granted' ? [{ type: 'lease.granted', at: now, lease: change.result.lease }] : [];
+    const events: SeatEvent[] = change.result.status === 'granted' && !change.result.reclaimed ? [{ type: 'lease.granted', at: now, lease: change.result.lease }] : [];
     try {
       const { status, lease } = await this.commit(change, [w.req.feature], { events });
       this.waiters.remove(w);
@@ -661,7 +661,7 @@ export class LicenseService {
     const feature = f.optString('feature', { max: 64, pattern: FEATURE_PATTERN, patternHelp: FEATURE_HELP });
     const pid = f.optInt('pid', { min: 0, max: 2 ** 31 });
     const holder = this.holder(f);
-    const change = this.table.checkin(ctx.clientId, holder, { ids, feature, pid });
+    const change = this.table.checkin(ctx.clientId, holder, { ids, feature, pid }, ctx.now);
     // A check-in by feature, pid or all also ends this holder's waiting there (how the SDK leaves a queue).
     let dequeued = 0;
     if (ids === undefined) {
@@ -672,11 +672,13 @@ export class LicenseService {
         dequeued++;
       }
     }
-    const events = change.result.released.map((lease): SeatEvent => ({ type: 'lease.ended', at: ctx.now, lease, reason: 'checkin' }));
+    // A lingering seat has not ended yet: it ends (reason lingered) when its linger does, unless taken back.
+    const lingers = new Set(change.result.lingering.map((l) => l.id));
+    const events = change.result.released.filter((l) => !lingers.has(l.id)).map((lease): SeatEvent => ({ type: 'lease.ended', at: ctx.now, lease, reason: 'checkin' }));
     const { released, unknown } = await this.commit(change, change.result.released.map((l) => l.feature), { events });
     for (const l of released) {
       this.noteHold(l, ctx.now);
-      this.deps.log.info('lease checked in', { feature: l.feature, user: l.user, host: l.host, lease: l.id });
+      this.deps.log.info(lingers.has(l.id) ? 'lease checked in; its seat lingers for its user@host' : 'lease checked in', { feature: l.feature, user: l.user, host: l.host, lease: l.id });
     }
     return { released: released.map((l) => l.id), unknown, ...(dequeued > 0 ? { dequeued } : {}) };
   }
@@ -826,7 +828,7 @@ export class LicenseService {
     if (change.mutations.length === 0) return change.result;
     const touched = [...change.result.leases.map((l) => l.feature), ...change.result.borrows.map((b) => b.feature)];
     const events: SeatEvent[] = [
-      ...change.result.leases.map((lease): SeatEvent => ({ type: 'lease.ended', at: now, lease, reason: lease.disconnectedAt !== null ? 'client-gone' : 'expired' })),
+      ...change.result.leases.map((lease): SeatEvent => ({ type: 'lease.ended', at: now, lease, reason: lease.lingering ? 'lingered' : lease.disconnectedAt !== null ? 'client-gone' : 'expired' })),
       ...change.result.borrows.map((borrow): SeatEvent => ({ type: 'borrow.ended', at: now, borrow, reason: 'expired' })),
     ];
     try {
@@ -1008,7 +1010,7 @@ export function leaseView(l: Lease): LeaseView {
     pid: l.pid,
     since: iso(l.since),
     until: iso(l.expiresAt),
-    state: l.disconnectedAt === null ? 'active' : 'disconnected',
+    state: l.lingering ? 'lingering' : l.disconnectedAt === null ? 'active' : 'disconnected',
   };
 }
 

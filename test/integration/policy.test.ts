@@ -102,3 +102,27 @@ test('a refused checkout names the rule and its line; policy set takes effect at
   t.is(end.code, 78);
   t.regex(d.stderr(), /licd: cannot start: CONFIG_INVALID: .*policy\.txt: policy line 1: MAX needs a count, a feature and USER\|GROUP\|HOST\|HOST_GROUP NAME.*"PROJECT" is not USER, GROUP, HOST or HOST_GROUP.*Fix the file \(licctl policy check FILE says what is wrong\)/);
 });
+
+test('LINGER through real clients: a checked-in seat stays with its user@host, who gets it back from a new licctl run; others are refused until it ends', async (t) => {
+  t.timeout(120_000);
+  const dir = tempDir();
+  writeFileSync(join(dir, 'policy.txt'), 'LINGER nuke_i 600\n');
+  const { d, url } = await daemon(dir);
+  t.teardown(() => {
+    d.child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const B = ['--broker', url];
+  const alice = { LICD_USER: 'alice', LICD_HOST: 'ws-a' };
+  const first = await run(['run', 'nuke_i', ...B, '--', 'true'], alice);
+  t.is(first.code, 0, first.stderr);
+  const lease = /lease (\S+),/.exec(first.stderr)![1]!;
+  const st = await run(['status', 'nuke_i', ...B]);
+  t.regex(st.stdout, new RegExp(`leased {3}alice@ws-a .*\\(checked in; lingers for its user@host\\) {2}\\[${lease}\\]`));
+  t.regex(st.stdout, /policy {3}lingers 600 s after check-in \(line 1\)/);
+  const bob = await run(['run', 'nuke_i', ...B, '--', 'true'], { LICD_USER: 'bob', LICD_HOST: 'ws-b' });
+  t.is(bob.code, 3, bob.stderr);
+  const again = await run(['run', 'nuke_i', ...B, '--', 'true'], alice);
+  t.is(again.code, 0, again.stderr);
+  t.regex(again.stderr, new RegExp(`granted nuke_i to alice@ws-a \\(lease ${lease},`));
+});

@@ -38,7 +38,7 @@ export function formatStatus(s: StatusResult, only?: string, time: (t: string | 
       lines.push(`    waiting  #${w.position} ${w.count > 1 ? `${w.count}x ` : ''}${cell(w.user)}@${cell(w.host)} pid ${w.pid}  since ${time(w.since)}  until ${time(w.until)}${w.priority !== 0 ? `  priority ${w.priority}` : ''}`);
     }
     for (const l of f.leases) {
-      lines.push(`    leased   ${l.count > 1 ? `${l.count}x ` : ''}${cell(l.user)}@${cell(l.host)} pid ${l.pid}  since ${time(l.since)}  until ${time(l.until)}${l.state === 'disconnected' ? '  (client gone, ending)' : ''}  [${cell(l.id)}]`);
+      lines.push(`    leased   ${l.count > 1 ? `${l.count}x ` : ''}${cell(l.user)}@${cell(l.host)} pid ${l.pid}  since ${time(l.since)}  until ${time(l.until)}${l.state === 'disconnected' ? '  (client gone, ending)' : l.state === 'lingering' ? '  (checked in; lingers for its user@host)' : ''}  [${cell(l.id)}]`);
     }
     if (f.more && f.more.leases > 0) lines.push(`    ... and ${f.more.leases} more leases (licctl status FEATURE --limit N)`);
     for (const b of f.borrows) {
@@ -63,6 +63,7 @@ function policyLine(p: NonNullable<FeatureStatus['policy']>): string {
     ...(p.max ?? []).map((m) => `at most ${m.seats} for ${cell(m.for)} (line ${m.line})`),
     ...(p.include ?? []).map((i) => `only ${cell(i.for)} (line ${i.line})`),
     ...(p.exclude ?? []).map((x) => `not ${cell(x.for)} (line ${x.line})`),
+    ...(p.linger ? [`lingers ${p.linger.seconds} s after check-in (line ${p.linger.line})`] : []),
     ...(p.queue ? [p.queue.on ? `queue on${p.queue.max !== null ? `, at most ${p.queue.max} waiting` : ''} (line ${p.queue.line})` : `no waiting (line ${p.queue.line})`] : []),
   ];
   return parts.join('; ');
