@@ -57,6 +57,8 @@ export const ErrorCodes = [
   'POLICY_DENIED',
   'POLICY_RESERVED',
   'POLICY_INVALID',
+  // a lease ended because its client reported no activity for the policy's TIMEOUT (docs/policy.md)
+  'LEASE_IDLE',
 ] as const;
 
 export type ErrorCode = (typeof ErrorCodes)[number];

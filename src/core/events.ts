@@ -27,7 +27,9 @@ export type LeaseEndReason =
   /** A new license has fewer seats or no longer has the feature. */
   | 'license-reduced'
   /** Checked in, it lingered for its user@host (the policy's LINGER) and was not taken back. */
-  | 'lingered';
+  | 'lingered'
+  /** Its client reported no activity for the policy's TIMEOUT. */
+  | 'idle';
 
 export type BorrowEndReason = 'returned' | 'expired';
 

@@ -26,6 +26,8 @@ export interface Lease {
    * a checkout by the same user@host of the feature takes it back at once; else it ends then.
    */
   lingering?: true;
+  /** When its client last reported activity (heartbeat `idle`); absent: never reported, never judged idle. */
+  activeAt?: number;
 }
 
 export interface Borrow {

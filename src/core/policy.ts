@@ -41,6 +41,8 @@ export interface Policy {
   queues: Map<string, { on: boolean; max: number | null; line: number }>;
   /** LINGER per feature: a checked-in seat stays with its user@host this long, ms. */
   linger: Map<string, { ms: number; line: number }>;
+  /** TIMEOUT per feature: a lease whose client reports no activity this long ends (ms). */
+  idle: Map<string, { ms: number; line: number }>;
   /** PRIORITY per group: waiters of a higher one are served first (default 0). */
   priorities: Map<string, { value: number; line: number }>;
   /** How many directive lines (not comments or blank lines) it has. */
@@ -61,7 +63,7 @@ export interface Holding {
   count: number;
 }
 
-export const EMPTY_POLICY: Policy = { text: '', groups: new Map(), hostGroups: new Map(), features: new Map(), queues: new Map(), priorities: new Map(), linger: new Map(), rules: 0 };
+export const EMPTY_POLICY: Policy = { text: '', groups: new Map(), hostGroups: new Map(), features: new Map(), queues: new Map(), priorities: new Map(), linger: new Map(), idle: new Map(), rules: 0 };
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$/;
 const NAME_HELP = 'letters, digits and . _ @ + - (at most 64, starting with a letter or digit)';
@@ -75,6 +77,7 @@ const FORMS: Record<string, string> = {
   MAX: 'MAX needs a count, a feature and USER|GROUP|HOST|HOST_GROUP NAME: MAX 3 vray_render USER alice',
   INCLUDE: 'INCLUDE needs a feature and USER|GROUP|HOST|HOST_GROUP NAME: INCLUDE nuke_i GROUP comp',
   EXCLUDE: 'EXCLUDE needs a feature and USER|GROUP|HOST|HOST_GROUP NAME: EXCLUDE nuke_i HOST kiosk01',
+  TIMEOUT: 'TIMEOUT needs a feature and a number of seconds from 60 to 604800: TIMEOUT nuke_i 3600',
   LINGER: 'LINGER needs a feature and a number of seconds from 1 to 86400: LINGER vray_render 120',
   QUEUE: 'QUEUE needs a feature and on or off, and may give a maximum of waiters: QUEUE vray_render on max 50',
   PRIORITY: 'PRIORITY needs a group and a whole number from -1000 to 1000 (higher waiters are served first): PRIORITY lighting 10',
@@ -82,7 +85,6 @@ const FORMS: Record<string, string> = {
 
 /** Directives of options files that this licd does not do yet: refused with the reason, never ignored. */
 const NOT_YET: Record<string, string> = {
-  TIMEOUT: 'TIMEOUT (ending idle leases) is not implemented in this licd yet',
 };
 
 /**
@@ -97,6 +99,7 @@ export function parsePolicy(text: string, source = 'policy'): Policy {
   const queues: Policy['queues'] = new Map();
   const priorities: Policy['priorities'] = new Map();
   const linger: Policy['linger'] = new Map();
+  const idle: Policy['idle'] = new Map();
   const refs: RuleSubject[] = [];
   let rules = 0;
   const lines = text.split(/\r?\n/);
@@ -126,7 +129,7 @@ export function parsePolicy(text: string, source = 'policy'): Policy {
     }
     const form = FORMS[directive];
     if (!form) {
-      problems.push(`${at}: unknown directive ${JSON.stringify(head)}; use GROUP, HOST_GROUP, RESERVE, MAX, INCLUDE, EXCLUDE, QUEUE, PRIORITY or LINGER (docs/policy.md), ${got}`);
+      problems.push(`${at}: unknown directive ${JSON.stringify(head)}; use GROUP, HOST_GROUP, RESERVE, MAX, INCLUDE, EXCLUDE, QUEUE, PRIORITY, LINGER or TIMEOUT (docs/policy.md), ${got}`);
       return;
     }
     rules++;
@@ -162,6 +165,15 @@ export function parsePolicy(text: string, source = 'policy'): Policy {
       if (maxWord !== undefined && (maxWord.toLowerCase() !== 'max' || maxN === undefined || !/^\d{1,6}$/.test(maxN))) return fail('after on, write max and a whole number');
       if (queues.has(feature)) return fail(`QUEUE ${feature} was set already on line ${queues.get(feature)!.line}`);
       queues.set(feature, { on: on === 'on', max: maxN === undefined ? null : Number(maxN), line: n });
+      return;
+    }
+    if (directive === 'TIMEOUT') {
+      const [feature, secs, ...extra] = rest;
+      if (feature === undefined || secs === undefined || extra.length > 0) return fail(extra.length > 0 ? 'too many words' : 'too few words');
+      if (!FEATURE.test(feature)) return fail(`${JSON.stringify(feature)} is not a feature name`);
+      if (!/^\d{1,6}$/.test(secs) || Number(secs) < 60 || Number(secs) > 604800) return fail(`${JSON.stringify(secs)} is not a number of seconds from 60 to 604800`);
+      if (idle.has(feature)) return fail(`TIMEOUT ${feature} was set already on line ${idle.get(feature)!.line}`);
+      idle.set(feature, { ms: Number(secs) * 1000, line: n });
       return;
     }
     if (directive === 'LINGER') {
@@ -216,7 +228,7 @@ export function parsePolicy(text: string, source = 'policy'): Policy {
     const more = problems.length > 1 ? ` (and ${problems.length - 1} more problem(s): ${problems.slice(1, 6).join('; ')}${problems.length > 6 ? '; ...' : ''})` : '';
     throw new LicdError('POLICY_INVALID', `${problems[0]}${more}`, { problems });
   }
-  return { text, groups, hostGroups, features, queues, priorities, linger, rules };
+  return { text, groups, hostGroups, features, queues, priorities, linger, idle, rules };
 }
 
 function lineOf(problem: string): number {
@@ -348,10 +360,12 @@ export function policySummary(p: Policy, feature: string, holdings: Iterable<Hol
   const r = p.features.get(feature) ?? { include: [], exclude: [], reserve: [], max: [] };
   const q = p.queues.get(feature);
   const lg = p.linger.get(feature);
-  if (!p.features.has(feature) && !q && !lg) return null;
+  const to = p.idle.get(feature);
+  if (!p.features.has(feature) && !q && !lg && !to) return null;
   const view: PolicyFeatureView = {};
   if (q) view.queue = { on: q.on, max: q.max, line: q.line };
   if (lg) view.linger = { seconds: lg.ms / 1000, line: lg.line };
+  if (to) view.timeout = { seconds: to.ms / 1000, line: to.line };
   if (r.reserve.length > 0) view.reservations = reservationUse(p, feature, holdings).map((u) => ({ for: describeSubject(u.rule), seats: u.rule.count, used: u.used, line: u.rule.line }));
   if (r.max.length > 0) view.max = r.max.map((m) => ({ for: describeSubject(m), seats: m.count, line: m.line }));
   if (r.include.length > 0) view.include = r.include.map((s) => ({ for: describeSubject(s), line: s.line }));
@@ -369,4 +383,6 @@ export interface PolicyFeatureView {
   queue?: { on: boolean; max: number | null; line: number };
   /** LINGER for this feature: seconds a checked-in seat stays with its user@host. */
   linger?: { seconds: number; line: number };
+  /** TIMEOUT for this feature: seconds without reported activity after which a lease ends. */
+  timeout?: { seconds: number; line: number };
 }

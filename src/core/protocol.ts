@@ -204,6 +204,8 @@ export interface CheckoutResult {
 
 export interface HeartbeatParams {
   leases?: string[];
+  /** Seconds since the application last reported activity (SDK activity()); the policy's TIMEOUT judges it. */
+  idle?: number;
 }
 
 export interface HeartbeatResult {

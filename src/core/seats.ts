@@ -53,7 +53,7 @@ export interface Revoked {
   keepUntil: number;
   blockedUntil: number | null;
   /** Why it ended when not by an admin: LICENSE_REDUCED (a new license, see replaceLicenses), and the words its holder is told. */
-  code?: 'LICENSE_REDUCED';
+  code?: 'LICENSE_REDUCED' | 'LEASE_IDLE';
   message?: string;
 }
 
@@ -289,9 +289,9 @@ export class SeatTable {
   }
 
   /** Renews the holder's leases (all, or the ids given). Unknown ids are reported, not fatal. */
-  heartbeat(clientId: string, holder: string, ids: readonly string[] | undefined, now: number): Change<{ renewed: Lease[]; unknown: string[] }> {
+  heartbeat(clientId: string, holder: string, ids: readonly string[] | undefined, now: number, idleMs?: number): Change<{ renewed: Lease[]; unknown: string[] }> {
     const { mine, unknown } = this.heldBy(clientId, holder, ids);
-    const renewed = mine.map((l) => ({ ...l, expiresAt: now + l.ttlMs, disconnectedAt: null, holder }));
+    const renewed = mine.map((l) => ({ ...l, expiresAt: now + l.ttlMs, disconnectedAt: null, holder, ...(idleMs !== undefined ? { activeAt: now - idleMs } : {}) }));
     return this.change(
       { renewed, unknown },
       renewed.map((lease) => ({ kind: 'lease.put', lease }) as const),
@@ -429,6 +429,43 @@ export class SeatTable {
       changed,
       changed.map((lease) => ({ kind: 'lease.put', lease }) as const),
     );
+  }
+
+  /**
+   * Ends the leases whose client reported no activity for the policy's TIMEOUT of their feature
+   * (only leases whose client reports activity at all). Each is remembered with code LEASE_IDLE, so
+   * its holder's next heartbeat is told why it is gone; all in one change.
+   */
+  reapIdle(now: number): Change<Lease[]> {
+    const ended: Lease[] = [];
+    for (const [feature, t] of this.policy.idle) {
+      const f = this.features.get(feature);
+      if (!f) continue;
+      for (const l of f.leases.values()) if (l.activeAt !== undefined && !l.lingering && now - l.activeAt >= t.ms) ended.push(l);
+    }
+    if (ended.length === 0) return { result: [], mutations: [], undo: () => {} };
+    const revokedWere = new Map(this.revoked);
+    for (const l of ended) {
+      const secs = this.policy.idle.get(l.feature)!.ms / 1000;
+      this.revoked.set(l.id, {
+        lease: l.id,
+        clientId: l.clientId,
+        feature: l.feature,
+        at: now,
+        keepUntil: now + REVOKED_MEMORY_MS,
+        blockedUntil: null,
+        code: 'LEASE_IDLE',
+        message: `${l.feature}: lease ${l.id} ended: its application reported no activity for ${secs} s (policy TIMEOUT, line ${this.policy.idle.get(l.feature)!.line}); check out again when it is in use`,
+      });
+    }
+    const change = this.change(ended, [...ended.map((l) => ({ kind: 'lease.del', id: l.id }) as const), this.revocationsMutation(now)]);
+    const undo = change.undo;
+    change.undo = () => {
+      undo();
+      this.revoked.clear();
+      for (const [k, r] of revokedWere) this.revoked.set(k, r);
+    };
+    return change;
   }
 
   // ---- borrows ------------------------------------------------------------------------------

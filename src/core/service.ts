@@ -629,6 +629,22 @@ export class LicenseService {
     for (const f of this.waiters.features()) this.serveQueue(f, now);
   }
 
+  /** Leases idle past the policy's TIMEOUT end; their holders are told (lease.lost LEASE_IDLE, and heartbeat gone). */
+  private async reapIdle(now: number): Promise<void> {
+    const change = this.table.reapIdle(now);
+    if (change.result.length === 0) return;
+    try {
+      await this.commit(change, change.result.map((l) => l.feature), { events: change.result.map((lease): SeatEvent => ({ type: 'lease.ended', at: now, lease, reason: 'idle' })) });
+    } catch {
+      return; // undone: the next tick tries again
+    }
+    for (const l of change.result) {
+      const r = this.table.revokedLease(l.id, l.clientId, now);
+      this.deps.log.info('lease ended: no activity for the policy TIMEOUT', { lease: l.id, feature: l.feature, user: l.user, host: l.host });
+      this.deps.notify?.(l.clientId, { id: null, ok: false, op: 'lease.lost', error: { code: 'LEASE_IDLE', message: r?.message ?? `lease ${l.id} of ${l.feature} ended: idle`, details: { lease: l.id, feature: l.feature } } });
+    }
+  }
+
   /** A hold ended: the queue's estimate learns how long seats of the feature are held. */
   private noteHold(l: Lease, now: number): void {
     const d = Math.max(0, now - l.since);
@@ -646,7 +662,8 @@ export class LicenseService {
         { dongle: this.dongle, since: iso(this.dongleLostAt) },
       );
     }
-    const change = this.table.heartbeat(ctx.clientId, holder, ids, ctx.now);
+    const idle = f.optInt('idle', { min: 0, max: 10 * 366 * 86400 });
+    const change = this.table.heartbeat(ctx.clientId, holder, ids, ctx.now, idle === undefined ? undefined : idle * 1000);
     const { renewed, unknown } = await this.commit(change, [], { lazy: true });
     const result: HeartbeatResult = { renewed: renewed.map((l) => ({ id: l.id, until: iso(l.expiresAt) })), unknown };
     for (const id of unknown) {
@@ -824,6 +841,7 @@ export class LicenseService {
     if (this.brokerDown) return { leases: [], borrows: [] };
     const now = this.deps.clock.now();
     if (this.waiters.size > 0) this.tickQueue(now);
+    if (this.table.currentPolicy().idle.size > 0) await this.reapIdle(now);
     const change = this.table.reap(now);
     if (change.mutations.length === 0) return change.result;
     const touched = [...change.result.leases.map((l) => l.feature), ...change.result.borrows.map((b) => b.feature)];

@@ -394,6 +394,18 @@ export class LicdClient extends EventEmitter {
     for (const x of this.regaining) if (x.id === id || x === l) this.regaining.delete(x);
   }
 
+  /** When the application last called activity() (ms), or null: it never did, and no idle time is reported. */
+  private lastActivity: number | null = null;
+
+  /**
+   * The application is in use (a key press, a render frame): heartbeats from now on carry the
+   * seconds since the last call, and a lease idle longer than the policy's TIMEOUT for its feature
+   * ends (LEASE_IDLE, docs/policy.md). An application that never calls it is never judged idle.
+   */
+  activity(): void {
+    this.lastActivity = Date.now();
+  }
+
   heldLeases(): Lease[] {
     return [...this.leases.values()];
   }
@@ -454,7 +466,9 @@ export class LicdClient extends EventEmitter {
   private async renew(timeoutMs?: number): Promise<void> {
     if (this.leases.size > 0) {
       try {
-        const r = await this.request<HeartbeatResult>('heartbeat', { leases: [...this.leases.keys()] }, timeoutMs === undefined ? {} : { timeoutMs });
+        // Seconds since the application last said it was active (activity()): the policy's idle TIMEOUT.
+        const idle = this.lastActivity === null ? {} : { idle: Math.max(0, Math.floor((Date.now() - this.lastActivity) / 1000)) };
+        const r = await this.request<HeartbeatResult>('heartbeat', { leases: [...this.leases.keys()], ...idle }, timeoutMs === undefined ? {} : { timeoutMs });
         for (const x of r.renewed) this.leases.get(x.id)?.renewed(x.until);
         for (const id of r.unknown) {
           const lease = this.leases.get(id);

@@ -80,3 +80,38 @@ test('without LINGER a check-in frees the seat at once', async (t) => {
   t.is(x.table.availability('f', x.clock.now()).leased, 0);
   t.is((await x.checkout('c2', 'bob')).status, 'granted');
 });
+
+test('idle TIMEOUT: a lease whose client reports no activity that long ends (reason idle, told LEASE_IDLE); activity keeps it; a client that never reports is not judged', async (t) => {
+  const x = setup('TIMEOUT f 600');
+  const a = await x.checkout('c1', 'alice');
+  const id = a.lease!.id;
+  const beat = (client: string, idle?: number) => x.send(client, { op: 'heartbeat', leases: [id], ...(idle !== undefined ? { idle } : {}) });
+  // Heartbeats without idle (no activity reporting): never idle, however long.
+  for (let i = 0; i < 20; i++) {
+    x.clock.advance(50_000);
+    await beat('c1');
+    await x.svc.reap();
+  }
+  t.is(x.table.availability('f', x.clock.now()).leased, 1);
+  // Reported active 100 s ago, then 590 s: still held.
+  await beat('c1', 100);
+  await x.svc.reap();
+  x.clock.advance(40_000);
+  await beat('c1', 590);
+  await x.svc.reap();
+  t.is(x.table.availability('f', x.clock.now()).leased, 1);
+  // Idle 600 s: it ends at the next tick.
+  x.clock.advance(20_000);
+  await beat('c1', 610);
+  await x.svc.reap();
+  t.is(x.table.availability('f', x.clock.now()).leased, 0);
+  const ended = x.events.find((e) => e.type === 'lease.ended');
+  t.is(ended?.type === 'lease.ended' && ended.reason, 'idle');
+  const lost = x.notices.find((n) => n.n.op === 'lease.lost');
+  t.is(lost && !lost.n.ok ? lost.n.error.code : '', 'LEASE_IDLE');
+  t.regex(lost && !lost.n.ok ? lost.n.error.message : '', /f: lease \S+ ended: its application reported no activity for 600 s \(policy TIMEOUT, line 1\)/);
+  // Its next heartbeat is told why.
+  const hb = await beat('c1', 700);
+  t.is(hb.ok && (hb.result as { gone?: Record<string, { code: string }> }).gone?.[id]?.code, 'LEASE_IDLE');
+  t.is((await x.checkout('c2', 'bob')).status, 'granted');
+});

@@ -75,12 +75,12 @@ test('every error names the line and the fix, and all problems are reported at o
   t.regex(bad('INCLUDE f PROJECT x').message, /^policy line 1: INCLUDE needs a feature and USER\|GROUP\|HOST\|HOST_GROUP NAME.*"PROJECT" is not USER, GROUP, HOST or HOST_GROUP/);
   t.regex(bad('RESERVE 1 f GROUP nobody').message, /^policy line 1: GROUP nobody is not defined; add a line GROUP nobody USER\.\.\., or fix the name/);
   t.regex(bad('GROUP lonely').message, /^policy line 1: GROUP needs a group name and one or more user names/);
-  t.regex(bad('FEATURE x').message, /^policy line 1: unknown directive "FEATURE"; use GROUP, HOST_GROUP, RESERVE, MAX, INCLUDE, EXCLUDE, QUEUE, PRIORITY or LINGER/);
+  t.regex(bad('FEATURE x').message, /^policy line 1: unknown directive "FEATURE"; use GROUP, HOST_GROUP, RESERVE, MAX, INCLUDE, EXCLUDE, QUEUE, PRIORITY, LINGER or TIMEOUT/);
   t.regex(bad('QUEUE f maybe').message, /^policy line 1: QUEUE needs a feature and on or off.*"maybe" is not on or off/);
   t.regex(bad('QUEUE f on\nQUEUE f off').message, /^policy line 2: .*QUEUE f was set already on line 1/);
   t.regex(bad('GROUP g a\nPRIORITY g high').message, /^policy line 2: PRIORITY needs a group and a whole number from -1000 to 1000/);
   t.regex(bad('PRIORITY nobody 5').message, /^policy line 1: GROUP nobody is not defined/);
-  t.regex(bad('TIMEOUT vray_render 600').message, /^policy line 1: TIMEOUT .* is not implemented in this licd yet; remove the line/);
+  t.regex(bad('TIMEOUT vray_render 5').message, /^policy line 1: TIMEOUT needs a feature and a number of seconds from 60 to 604800/);
   t.regex(bad('LINGER vray_render 0').message, /^policy line 1: LINGER needs a feature and a number of seconds from 1 to 86400/);
   t.regex(bad('EXCLUDE f HOST ws*').message, /patterns go in a HOST_GROUP/);
   const many = bad('MAX x f USER a\nGROUP g a\nEXCLUDE f USER\nINCLUDE f GROUP h\n');

@@ -63,6 +63,7 @@ function policyLine(p: NonNullable<FeatureStatus['policy']>): string {
     ...(p.max ?? []).map((m) => `at most ${m.seats} for ${cell(m.for)} (line ${m.line})`),
     ...(p.include ?? []).map((i) => `only ${cell(i.for)} (line ${i.line})`),
     ...(p.exclude ?? []).map((x) => `not ${cell(x.for)} (line ${x.line})`),
+    ...(p.timeout ? [`idle leases end after ${p.timeout.seconds} s (line ${p.timeout.line})`] : []),
     ...(p.linger ? [`lingers ${p.linger.seconds} s after check-in (line ${p.linger.line})`] : []),
     ...(p.queue ? [p.queue.on ? `queue on${p.queue.max !== null ? `, at most ${p.queue.max} waiting` : ''} (line ${p.queue.line})` : `no waiting (line ${p.queue.line})`] : []),
   ];
