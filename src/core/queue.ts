@@ -50,6 +50,11 @@ export class WaitQueue {
     return this.byFeature.get(feature) ?? [];
   }
 
+  /** Whether any waiter of the feature is not being granted (stops at the first). */
+  waits(feature: string): boolean {
+    return this.of(feature).some((w) => !w.granting);
+  }
+
   length(feature: string): number {
     return this.of(feature).filter((w) => !w.granting).length;
   }

@@ -397,7 +397,7 @@ export class LicenseService {
     for (const f of touched) {
       this.dirty.add(f);
       // A seat may have come free: waiters get it before anyone new (docs/policy.md, "Queueing").
-      if (this.waiters.size > 0 && this.waiters.length(f) > 0) this.kickQueue(f);
+      if (this.waiters.size > 0 && this.waiters.waits(f)) this.kickQueue(f);
     }
     if (this.dirty.size > 0) this.deps.onDirty?.();
     return change.result;
@@ -448,7 +448,7 @@ export class LicenseService {
       if (waiting && wait) return this.enqueue(req, ctx.now, maxWaitMs);
       if (waiting) this.waiters.remove(waiting);
       // Waiters first: a newcomer goes behind them, and gets a seat now only if none of them could.
-      if (this.waiters.length(feature) > 0 && this.serveQueue(feature, ctx.now)) {
+      if (this.waiters.waits(feature) && this.serveQueue(feature, ctx.now)) {
         if (wait) return this.enqueue(req, ctx.now, maxWaitMs);
         throw this.queueAhead(feature, count, ctx.now);
       }
@@ -504,8 +504,9 @@ export class LicenseService {
     return { status: 'queued', queue: this.queueView(w, now) };
   }
 
-  private queueView(w: Waiter, now: number): QueueView {
-    const position = this.waiters.position(w);
+  /** Its place in view; `at` (position and waiting) when the caller counted them already (announce: O(1) each). */
+  private queueView(w: Waiter, now: number, at?: { position: number; waiting: number }): QueueView {
+    const position = at?.position ?? this.waiters.position(w);
     const avg = this.holdAvg.get(w.req.feature);
     const seats = Math.max(1, this.table.license(w.req.feature)?.seats ?? 1);
     void now;
@@ -513,7 +514,7 @@ export class LicenseService {
       feature: w.req.feature,
       pid: w.req.pid,
       position,
-      waiting: this.waiters.length(w.req.feature),
+      waiting: at?.waiting ?? this.waiters.length(w.req.feature),
       estimate: avg === undefined ? null : Math.ceil((Math.ceil(position / seats) * avg) / 1000),
       until: iso(w.deadline),
     };
@@ -556,7 +557,7 @@ export class LicenseService {
    * whether a waiter is left that could not be served for want of seats.
    */
   private serveQueue(feature: string, now: number): boolean {
-    if (!this.dongle.present || this.stopping || this.brokerDown) return this.waiters.length(feature) > 0;
+    if (!this.dongle.present || this.stopping || this.brokerDown) return this.waiters.waits(feature);
     let blocked = false;
     for (const w of [...this.waiters.of(feature)]) {
       if (w.granting) continue;
@@ -602,12 +603,13 @@ export class LicenseService {
   /** Tells each waiter of a feature whose place changed its new place (queue.position). */
   private announce(feature: string, now: number, except?: Waiter): void {
     let n = 0;
+    const waiting = this.waiters.length(feature);
     for (const w of this.waiters.of(feature)) {
       if (w.granting) continue;
       n++;
       if (w === except || w.told === n) continue;
       w.told = n;
-      this.deps.notify?.(w.req.clientId, { id: null, ok: true, op: 'queue.position', result: this.queueView(w, now) });
+      this.deps.notify?.(w.req.clientId, { id: null, ok: true, op: 'queue.position', result: this.queueView(w, now, { position: n, waiting }) });
     }
     this.dirty.add(feature);
   }
