@@ -169,3 +169,43 @@ test('a waiter leaves at its maxWait (told TIMEOUT), when its client is gone pas
   t.is(q.svc.waiters.size, 0);
   t.is(q.table.availability('f', q.clock.now()).leased, 1); // h1 still holds its seat: nobody was granted one
 });
+
+test('random walk with waiters (2,000 steps): seats never exceed the count, waiters stay in order, and no free seat is left while the head waiter could use it', async (t) => {
+  const q = setup(3, 'GROUP g u0 u1\nPRIORITY g 5\nRESERVE 1 f GROUP g');
+  let seed = 7;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const users = ['u0', 'u1', 'u2', 'u3', 'u4', 'u5'];
+  const holding = new Set<string>();
+  let queued = 0;
+  for (let step = 0; step < 2000; step++) {
+    const user = users[Math.floor(rand() * users.length)]!;
+    const r = rand();
+    if (r < 0.5 && !holding.has(user) && !q.svc.waiters.ofClient(user).length) {
+      const a = await q.checkout(user, { wait: rand() < 0.7 });
+      if (a.code === 'granted') holding.add(user);
+      else if (a.code === 'queued') queued++;
+    } else if (r < 0.85 && holding.size > 0) {
+      const who = [...holding][Math.floor(rand() * holding.size)]!;
+      await q.checkin(who);
+      holding.delete(who);
+    } else {
+      q.clock.advance(Math.floor(rand() * 5000));
+      await q.svc.reap();
+    }
+    await q.settle();
+    for (const n of q.notices.splice(0)) if (n.n.op === 'queue.granted') holding.add(n.client);
+    const a = q.table.availability('f', q.clock.now());
+    t.true(a.leased <= a.total, `step ${step}: ${a.leased} leased of ${a.total}`);
+    t.deepEqual(q.table.checkInvariants(q.clock.now()), []);
+    // Order: waiters are kept by priority, then arrival.
+    const list = q.svc.waiters.of('f');
+    for (let i = 1; i < list.length; i++) t.true(list[i - 1]!.priority > list[i]!.priority || (list[i - 1]!.priority === list[i]!.priority && list[i - 1]!.seq < list[i]!.seq));
+    // A free seat is never left to waiters who could use it (the head, when it wants one and is not reserved away).
+    const head = list.find((w) => !w.granting);
+    if (head && a.free > 0) {
+      const reservedAway = q.table.currentPolicy().groups.get('g')!.users.has(head.req.user) ? 0 : Math.max(0, 1 - q.table.holdings('f').filter((h) => ['u0', 'u1'].includes(h.user)).reduce((x, h) => x + h.count, 0));
+      t.true(a.free - reservedAway < head.req.count, `step ${step}: ${a.free} free but ${head.req.user} still waits`);
+    }
+  }
+  t.true(queued > 50, `${queued} checkouts waited`);
+});
