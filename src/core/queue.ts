@@ -119,6 +119,15 @@ export class WaitQueue {
     return out;
   }
 
+  /** The clock stepped by deltaMs: each wait keeps its real length (docs/threat-model.md, "Clock steps"). */
+  shift(deltaMs: number): void {
+    for (const w of this.byKey.values()) {
+      w.since += deltaMs;
+      w.deadline += deltaMs;
+      if (w.goneAt !== null) w.goneAt += deltaMs;
+    }
+  }
+
   clear(): void {
     this.byFeature.clear();
     this.byKey.clear();

@@ -199,6 +199,7 @@ export class LicenseService {
   /** The clock stepped by deltaMs and every stored time moved with it (docs/threat-model.md). */
   shiftTimes(deltaMs: number): void {
     if (this.dongleLostAt !== null) this.dongleLostAt += deltaMs;
+    this.waiters.shift(deltaMs);
     this.markAllDirty();
   }
 
