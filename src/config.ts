@@ -93,10 +93,12 @@ export interface Config {
    * whom to tell: a program run with the alert as JSON on stdin (argv, no shell), or a webhook URL.
    */
   alerts: { atLimitMinutes: number; command: string[] | null; webhook: string | null; timeoutSeconds: number };
+  /** Sharing seats by policy (docs/policy.md): the policy file, read at start and on SIGHUP, written by licctl policy set. */
+  policy: { file: string };
 }
 
 /** Settings and whether changing them needs a restart (all do today; documented in README). */
-export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'borrow', 'limits', 'clock', 'log', 'identity', 'activation', 'history', 'audit', 'http', 'alerts'] as const;
+export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'borrow', 'limits', 'clock', 'log', 'identity', 'activation', 'history', 'audit', 'http', 'alerts', 'policy'] as const;
 
 function bad(field: string, message: string): never {
   throw new LicdError('CONFIG_INVALID', `config: ${field} ${message}`, { field });
@@ -222,6 +224,9 @@ function parseConfigFields(raw: unknown, env: NodeJS.ProcessEnv, base: string): 
     sealIntervalSeconds: au.optInt('sealIntervalSeconds', { min: 1, max: 86400 }) ?? 60,
     maxPending: au.optInt('maxPending', { min: 100, max: 1_000_000 }) ?? 10_000,
   };
+  const po = f.optObject('policy') ?? Fields.of({}, 'policy', 'CONFIG_INVALID');
+  po.only(['file']);
+  const policyFile = path(po.optString('file', { max: 4096 }) ?? resolve(dataDir, 'policy.txt'));
   const envLevel = env.LICD_LOG_LEVEL;
   if (envLevel !== undefined && !['debug', 'info', 'warn', 'error'].includes(envLevel)) {
     throw new LicdError('CONFIG_INVALID', `LICD_LOG_LEVEL must be one of debug, info, warn, error, got ${JSON.stringify(envLevel)}`, { field: 'LICD_LOG_LEVEL' });
@@ -269,6 +274,7 @@ function parseConfigFields(raw: unknown, env: NodeJS.ProcessEnv, base: string): 
     audit,
     http: parseHttp(f, env),
     alerts: parseAlerts(f),
+    policy: { file: policyFile },
   };
 }
 

@@ -100,6 +100,8 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
+  // SIGHUP (systemctl reload): the policy file is read again (docs/policy.md).
+  process.on('SIGHUP', () => void daemon.sharing.reload());
 }
 
 void main();

@@ -15,6 +15,7 @@ import { borrowCommands } from './commands/borrow.ts';
 import { dongleCommands } from './commands/dongle.ts';
 import { trustCommands } from './commands/trust.ts';
 import { useCommands } from './commands/use.ts';
+import { policyCommands } from './commands/policy.ts';
 import { vendorCommands } from './commands/vendor.ts';
 import { reportCommands } from './commands/report.ts';
 import { err, out } from './context.ts';
@@ -22,7 +23,7 @@ import { EXIT_SEAT_LOST } from './holding.ts';
 
 export { formatStatus } from './commands/use.ts';
 
-export const COMMANDS: Command[] = [...useCommands, ...borrowCommands, ...adminCommands, ...alertsCommands, ...auditCommands, ...reportCommands, ...activateCommands, ...vendorCommands, ...dongleCommands, ...trustCommands];
+export const COMMANDS: Command[] = [...useCommands, ...borrowCommands, ...adminCommands, ...policyCommands, ...alertsCommands, ...auditCommands, ...reportCommands, ...activateCommands, ...vendorCommands, ...dongleCommands, ...trustCommands];
 
 /** The exit codes (README "licctl exit codes" has the same table). */
 export const EXIT = { ok: 0, unexpected: 1, refused: 2, noSeats: 3, unreachable: 4, seatLost: EXIT_SEAT_LOST, tls: 6, tokenInUse: 7, usage: 64 } as const;

@@ -52,6 +52,13 @@ export const ErrorCodes = [
   'LICENSE_DOWNGRADE',
   'ACTIVATION_INVALID',
   'ACTIVATION_FAILED',
+  // sharing seats by policy (docs/policy.md): a rule refuses this user/host the feature (INCLUDE,
+  // EXCLUDE, MAX); the free seats are reserved for others (RESERVE); a policy file is not valid
+  'POLICY_DENIED',
+  'POLICY_RESERVED',
+  'POLICY_INVALID',
+  // a lease ended because its client reported no activity for the policy's TIMEOUT (docs/policy.md)
+  'LEASE_IDLE',
 ] as const;
 
 export type ErrorCode = (typeof ErrorCodes)[number];

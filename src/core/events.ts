@@ -25,7 +25,11 @@ export type LeaseEndReason =
   /** An admin revoked it. */
   | 'revoked'
   /** A new license has fewer seats or no longer has the feature. */
-  | 'license-reduced';
+  | 'license-reduced'
+  /** Checked in, it lingered for its user@host (the policy's LINGER) and was not taken back. */
+  | 'lingered'
+  /** Its client reported no activity for the policy's TIMEOUT. */
+  | 'idle';
 
 export type BorrowEndReason = 'returned' | 'expired';
 

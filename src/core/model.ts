@@ -21,6 +21,13 @@ export interface Lease {
    * id that carries a secret binds them (docs/protocol.md).
    */
   holder?: string;
+  /**
+   * Checked in, but kept for its user@host until expiresAt (the policy's LINGER, docs/policy.md):
+   * a checkout by the same user@host of the feature takes it back at once; else it ends then.
+   */
+  lingering?: true;
+  /** When its client last reported activity (heartbeat `idle`); absent: never reported, never judged idle. */
+  activeAt?: number;
 }
 
 export interface Borrow {

@@ -6,6 +6,7 @@ import type { Alert } from './alerts.ts';
 import type { ErrorCode } from './errors.ts';
 import type { Availability } from './model.ts';
 import type { SignedEnvelope } from './signed.ts';
+import type { PolicyFeatureView } from './policy.ts';
 
 export const TOPIC_PREFIX = 'licd/v1';
 
@@ -70,7 +71,8 @@ export interface LeaseView {
   pid: number;
   since: string;
   until: string;
-  state: 'active' | 'disconnected';
+  /** lingering: checked in, kept for its user@host for the policy's LINGER (docs/policy.md). */
+  state: 'active' | 'disconnected' | 'lingering';
 }
 
 export interface BorrowView {
@@ -138,6 +140,10 @@ export interface FeatureStatus extends Availability {
   borrows: BorrowView[];
   /** Entries left out of the lists by the status `limit`. */
   more?: { leases: number; borrows: number };
+  /** Checkouts waiting for a seat of this feature, in serving order (docs/policy.md, "Queueing"); only when there are some. */
+  queue?: WaiterView[];
+  /** The sharing policy's rules for this feature (docs/policy.md), when it has any: reservations with their use, MAX, INCLUDE, EXCLUDE. */
+  policy?: PolicyFeatureView;
 }
 
 /** A product (docs/borrowing.md, "Products"): the licenses one machine running it needs, by feature. */
@@ -171,6 +177,43 @@ export interface CheckoutParams {
   pid: number;
   /** Requested lease time to live in seconds (the server clamps it to its limits). */
   ttl?: number;
+  /** Wait for a seat when none is free (docs/policy.md, "Queueing"): answered `queued`, granted later by a queue.granted notice. */
+  wait?: boolean;
+  /** With wait: leave the queue after this many seconds (default a day); told by queue.failed TIMEOUT. */
+  maxWait?: number;
+}
+
+/** A checkout that waits: its place in the feature's queue (the answer `queued` and the queue.position notice). */
+export interface QueueView {
+  feature: string;
+  /** The pid of the checkout: a client with several waiting processes tells them apart by it. */
+  pid: number;
+  /** 1 = next to be served. */
+  position: number;
+  /** Waiters of the feature in all. */
+  waiting: number;
+  /** A rough estimate of the wait in seconds (from how long seats of the feature were held lately); null: no data yet. */
+  estimate: number | null;
+  /** When it leaves the queue if not served (its maxWait). */
+  until: string;
+}
+
+export interface CheckoutQueued {
+  status: 'queued';
+  queue: QueueView;
+}
+
+/** A waiting checkout in status (per feature, in serving order). */
+export interface WaiterView {
+  position: number;
+  user: string;
+  host: string;
+  clientId: string;
+  pid: number;
+  count: number;
+  priority: number;
+  since: string;
+  until: string;
 }
 
 export interface CheckoutResult {
@@ -184,6 +227,8 @@ export interface CheckoutResult {
 
 export interface HeartbeatParams {
   leases?: string[];
+  /** Seconds since the application last reported activity (SDK activity()); the policy's TIMEOUT judges it. */
+  idle?: number;
 }
 
 export interface HeartbeatResult {
@@ -215,7 +260,7 @@ export interface RevokeResult {
  * shape of a refused answer with `id: null`, so a client that knows no notices ignores them (no
  * request of its own has a null id). `op` names the notice.
  */
-export const NOTICE_OPS = ['lease.lost'] as const;
+export const NOTICE_OPS = ['lease.lost', 'queue.position', 'queue.granted', 'queue.failed'] as const;
 export type NoticeOp = (typeof NOTICE_OPS)[number];
 
 /** lease.lost: the holder's lease was taken back (error.code REVOKED, or LICENSE_REDUCED by a new license); details say which. */
@@ -225,6 +270,35 @@ export interface LeaseLostNotice {
   op: 'lease.lost';
   error: { code: ErrorCode; message: string; details: { lease: string; feature: string; blockedUntil?: string } };
 }
+
+/**
+ * Queue notices (docs/policy.md, "Queueing"), only to a client that asked to wait: its place
+ * changed; its seat was granted (the lease, as a checkout answer would give it); it left the queue
+ * without a seat (TIMEOUT at its maxWait; POLICY_DENIED, BLOCKED, FEATURE_EXPIRED ... when a
+ * change made its checkout impossible). The first two are ok: true: a client that never waits never gets them.
+ */
+export interface QueuePositionNotice {
+  id: null;
+  ok: true;
+  op: 'queue.position';
+  result: QueueView;
+}
+
+export interface QueueGrantedNotice {
+  id: null;
+  ok: true;
+  op: 'queue.granted';
+  result: CheckoutResult;
+}
+
+export interface QueueFailedNotice {
+  id: null;
+  ok: false;
+  op: 'queue.failed';
+  error: { code: ErrorCode; message: string; details: { feature: string; pid: number } & Record<string, unknown> };
+}
+
+export type Notice = LeaseLostNotice | QueuePositionNotice | QueueGrantedNotice | QueueFailedNotice;
 
 /** Parameters of the admin op quarantine.release: a vendor-signed release document. */
 export interface QuarantineReleaseParams {
@@ -280,6 +354,8 @@ export interface CheckinParams {
 export interface CheckinResult {
   released: string[];
   unknown: string[];
+  /** Waiting checkouts of this holder that left the queue (a check-in by feature, pid or all also ends waiting). */
+  dequeued?: number;
 }
 
 export interface RequestBase {
@@ -326,6 +402,8 @@ export const ADMIN_OPS = [
   'audit.head',
   'audit.export',
   'alerts.list',
+  'policy.get',
+  'policy.set',
 ] as const;
 
 export type ClientOp = (typeof CLIENT_OPS)[number];

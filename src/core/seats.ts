@@ -2,6 +2,7 @@ import { LicdError } from './errors.ts';
 import type { FeatureLicense } from './entitlement.ts';
 import type { Availability, Borrow, Change, Lease, Mutation } from './model.ts';
 import { compareVersions } from './validate.ts';
+import { EMPTY_POLICY, judge, type Holding, type Policy } from './policy.ts';
 
 interface FeatureState {
   license: FeatureLicense;
@@ -52,7 +53,7 @@ export interface Revoked {
   keepUntil: number;
   blockedUntil: number | null;
   /** Why it ended when not by an admin: LICENSE_REDUCED (a new license, see replaceLicenses), and the words its holder is told. */
-  code?: 'LICENSE_REDUCED';
+  code?: 'LICENSE_REDUCED' | 'LEASE_IDLE';
   message?: string;
 }
 
@@ -84,6 +85,8 @@ export class SeatTable {
   /** `${feature}\0${user}\0${host}` -> the admin's block. */
   private readonly blocks = new Map<string, Block>();
   private readonly revoked = new Map<string, Revoked>();
+  /** The sharing rules (docs/policy.md): who may take a seat, how many, what is kept for whom. */
+  private policy: Policy = EMPTY_POLICY;
 
   constructor(
     licenses: readonly FeatureLicense[],
@@ -161,6 +164,31 @@ export class SeatTable {
     return f;
   }
 
+  /** The policy new checkouts and borrows are judged by; seats already out are not taken back. */
+  setPolicy(p: Policy): void {
+    this.policy = p;
+  }
+
+  currentPolicy(): Policy {
+    return this.policy;
+  }
+
+  /** Who holds seats of a feature (leases and borrows), for the policy's MAX and RESERVE. */
+  holdings(name: string): Holding[] {
+    const f = this.features.get(name);
+    if (!f) return [];
+    const out: Holding[] = [];
+    for (const l of f.leases.values()) out.push({ user: l.user, host: l.host, count: l.count });
+    for (const b of f.borrows.values()) out.push({ user: b.user, host: b.hostName, count: b.count });
+    return out;
+  }
+
+  /** Refuses `count` more seats for user@host when a policy rule forbids them (NO_SEATS is the caller's, after). */
+  private admit(name: string, user: string, host: string, count: number, now: number): void {
+    // A holder growing its own lease asks only for the extra seats; its current ones are in the holdings.
+    judge(this.policy, name, { user, host, count }, this.free(name, now), this.feature(name).license.seats, () => this.holdings(name));
+  }
+
   noSeats(name: string, wanted: number, now: number): LicdError {
     const a = this.availability(name, now);
     const f = this.feature(name);
@@ -182,7 +210,7 @@ export class SeatTable {
 
   // ---- leases -------------------------------------------------------------------------------
 
-  checkout(req: CheckoutRequest, now: number): Change<{ status: CheckoutStatus; lease: Lease }> {
+  checkout(req: CheckoutRequest, now: number): Change<{ status: CheckoutStatus; lease: Lease; reclaimed?: true }> {
     const f = this.usable(req.feature, req.version, now);
     if (req.count > f.license.seats) {
       throw new LicdError('NO_SEATS', `${req.feature}: ${req.count} seats asked for, but only ${f.license.seats} are licensed`, {
@@ -202,11 +230,14 @@ export class SeatTable {
     // The holder's own lease, or a legacy one (stored before holder secrets) of the same client
     // id, pid and feature, which this checkout then binds to its holder.
     const existingId = this.byOwner.get(ownerKey(req.clientId, req.pid, req.feature, req.holder)) ?? this.byOwner.get(ownerKey(req.clientId, req.pid, req.feature, undefined));
-    const existing = existingId === undefined ? undefined : this.leases.get(existingId);
+    // A seat lingering after its user@host checked it in (LINGER) goes back to the same user@host at once.
+    const existing = (existingId === undefined ? undefined : this.leases.get(existingId)) ?? this.lingeringFor(f, req.user, req.host);
     const extra = req.count - (existing?.count ?? 0);
+    // The policy first: a user it forbids is told so at once, not that seats are busy.
+    if (extra > 0) this.admit(req.feature, req.user, req.host, extra, now);
     if (extra > 0 && extra > this.free(req.feature, now)) throw this.noSeats(req.feature, extra, now);
     const lease: Lease = existing
-      ? { ...existing, count: req.count, user: req.user, host: req.host, expiresAt: now + req.ttlMs, ttlMs: req.ttlMs, disconnectedAt: null, holder: req.holder }
+      ? withoutLinger({ ...existing, clientId: req.clientId, pid: req.pid, count: req.count, user: req.user, host: req.host, expiresAt: now + req.ttlMs, ttlMs: req.ttlMs, disconnectedAt: null, holder: req.holder })
       : {
           id: this.newId(),
           feature: req.feature,
@@ -221,7 +252,14 @@ export class SeatTable {
           ttlMs: req.ttlMs,
           disconnectedAt: null,
         };
-    return this.change({ status: existing ? 'extended' : 'granted', lease }, [{ kind: 'lease.put', lease }]);
+    return this.change({ status: existing && !existing.lingering ? 'extended' : 'granted', lease, ...(existing?.lingering ? { reclaimed: true } : {}) }, [{ kind: 'lease.put', lease }]);
+  }
+
+  /** A lingering lease of this user@host on the feature, if the policy has LINGER for it. */
+  private lingeringFor(f: FeatureState, user: string, host: string): Lease | undefined {
+    if (!this.policy.linger.has(f.license.name)) return undefined;
+    for (const l of f.leases.values()) if (l.lingering && l.user === user && l.host === host) return l;
+    return undefined;
   }
 
   leasesOf(clientId: string): Lease[] {
@@ -237,7 +275,8 @@ export class SeatTable {
    * holder (bound to it by the change). Another holder's lease is not told apart from no lease.
    */
   private heldBy(clientId: string, holder: string, ids: readonly string[] | undefined): { mine: Lease[]; unknown: string[] } {
-    const owns = (l: Lease) => l.clientId === clientId && (l.holder === undefined || l.holder === holder);
+    // A lingering lease was checked in: its old holder no longer renews or checks it in.
+    const owns = (l: Lease) => l.clientId === clientId && (l.holder === undefined || l.holder === holder) && !l.lingering;
     if (ids === undefined) return { mine: this.leasesOf(clientId).filter(owns), unknown: [] };
     const mine: Lease[] = [];
     const unknown: string[] = [];
@@ -250,9 +289,9 @@ export class SeatTable {
   }
 
   /** Renews the holder's leases (all, or the ids given). Unknown ids are reported, not fatal. */
-  heartbeat(clientId: string, holder: string, ids: readonly string[] | undefined, now: number): Change<{ renewed: Lease[]; unknown: string[] }> {
+  heartbeat(clientId: string, holder: string, ids: readonly string[] | undefined, now: number, idleMs?: number): Change<{ renewed: Lease[]; unknown: string[] }> {
     const { mine, unknown } = this.heldBy(clientId, holder, ids);
-    const renewed = mine.map((l) => ({ ...l, expiresAt: now + l.ttlMs, disconnectedAt: null, holder }));
+    const renewed = mine.map((l) => ({ ...l, expiresAt: now + l.ttlMs, disconnectedAt: null, holder, ...(idleMs !== undefined ? { activeAt: now - idleMs } : {}) }));
     return this.change(
       { renewed, unknown },
       renewed.map((lease) => ({ kind: 'lease.put', lease }) as const),
@@ -260,15 +299,26 @@ export class SeatTable {
   }
 
   /** Checks in the holder's own leases: by id, by feature, by process, or all. */
-  checkin(clientId: string, holder: string, sel: { ids?: readonly string[] | undefined; feature?: string | undefined; pid?: number | undefined }): Change<{ released: Lease[]; unknown: string[] }> {
+  checkin(
+    clientId: string,
+    holder: string,
+    sel: { ids?: readonly string[] | undefined; feature?: string | undefined; pid?: number | undefined },
+    now = 0,
+  ): Change<{ released: Lease[]; unknown: string[]; lingering: Lease[] }> {
     const held = this.heldBy(clientId, holder, sel.ids);
     const unknown = held.unknown;
     const mine =
       sel.ids !== undefined ? held.mine : held.mine.filter((l) => (sel.feature === undefined || l.feature === sel.feature) && (sel.pid === undefined || l.pid === sel.pid));
-    return this.change(
-      { released: mine, unknown },
-      mine.map((l) => ({ kind: 'lease.del', id: l.id }) as const),
-    );
+    // With LINGER for its feature, a checked-in seat stays with its user@host for a while (docs/policy.md).
+    const lingering: Lease[] = [];
+    const mutations = mine.map((l): Mutation => {
+      const lg = this.policy.linger.get(l.feature);
+      if (!lg) return { kind: 'lease.del', id: l.id };
+      const kept: Lease = { ...l, lingering: true, expiresAt: now + lg.ms, disconnectedAt: null };
+      lingering.push(kept);
+      return { kind: 'lease.put', lease: kept };
+    });
+    return this.change({ released: mine, unknown, lingering }, mutations);
   }
 
   /**
@@ -358,7 +408,7 @@ export class SeatTable {
    */
   clientGone(clientId: string, holder: string | undefined, now: number, graceMs: number): Change<Lease[]> {
     const changed = this.leasesOf(clientId)
-      .filter((l) => l.disconnectedAt === null && (l.holder === undefined || l.holder === holder))
+      .filter((l) => l.disconnectedAt === null && !l.lingering && (l.holder === undefined || l.holder === holder))
       .map((l) => ({ ...l, disconnectedAt: now, expiresAt: Math.min(l.expiresAt, now + graceMs) }));
     return this.change(
       changed,
@@ -374,11 +424,48 @@ export class SeatTable {
    */
   restartGrace(now: number, windowMs: number): Change<Lease[]> {
     const end = now + windowMs;
-    const changed = [...this.leases.values()].filter((l) => l.expiresAt < end).map((l) => ({ ...l, expiresAt: end }));
+    const changed = [...this.leases.values()].filter((l) => l.expiresAt < end && !l.lingering).map((l) => ({ ...l, expiresAt: end }));
     return this.change(
       changed,
       changed.map((lease) => ({ kind: 'lease.put', lease }) as const),
     );
+  }
+
+  /**
+   * Ends the leases whose client reported no activity for the policy's TIMEOUT of their feature
+   * (only leases whose client reports activity at all). Each is remembered with code LEASE_IDLE, so
+   * its holder's next heartbeat is told why it is gone; all in one change.
+   */
+  reapIdle(now: number): Change<Lease[]> {
+    const ended: Lease[] = [];
+    for (const [feature, t] of this.policy.idle) {
+      const f = this.features.get(feature);
+      if (!f) continue;
+      for (const l of f.leases.values()) if (l.activeAt !== undefined && !l.lingering && now - l.activeAt >= t.ms) ended.push(l);
+    }
+    if (ended.length === 0) return { result: [], mutations: [], undo: () => {} };
+    const revokedWere = new Map(this.revoked);
+    for (const l of ended) {
+      const secs = this.policy.idle.get(l.feature)!.ms / 1000;
+      this.revoked.set(l.id, {
+        lease: l.id,
+        clientId: l.clientId,
+        feature: l.feature,
+        at: now,
+        keepUntil: now + REVOKED_MEMORY_MS,
+        blockedUntil: null,
+        code: 'LEASE_IDLE',
+        message: `${l.feature}: lease ${l.id} ended: its application reported no activity for ${secs} s (policy TIMEOUT, line ${this.policy.idle.get(l.feature)!.line}); check out again when it is in use`,
+      });
+    }
+    const change = this.change(ended, [...ended.map((l) => ({ kind: 'lease.del', id: l.id }) as const), this.revocationsMutation(now)]);
+    const undo = change.undo;
+    change.undo = () => {
+      undo();
+      this.revoked.clear();
+      for (const [k, r] of revokedWere) this.revoked.set(k, r);
+    };
+    return change;
   }
 
   // ---- borrows ------------------------------------------------------------------------------
@@ -407,6 +494,7 @@ export class SeatTable {
         feature: b.feature,
       });
     }
+    this.admit(b.feature, b.user, b.hostName, b.count, now);
     if (b.count > this.free(b.feature, now)) throw this.noSeats(b.feature, b.count, now);
     const borrow: Borrow = { ...b, id: b.id ?? this.newId() };
     return this.change(borrow, [{ kind: 'borrow.put', borrow }]);
@@ -818,6 +906,12 @@ export function shiftBorrow(b: Borrow, deltaMs: number): Borrow {
     expiresAt: Math.max(b.expiresAt + deltaMs, stated),
     tokenExpires: { token: b.tokenId, at: stated },
   };
+}
+
+function withoutLinger(l: Lease): Lease {
+  if (!l.lingering) return l;
+  const { lingering: _, ...rest } = l;
+  return rest;
 }
 
 function ownerKey(clientId: string, pid: number, feature: string, holder: string | undefined): string {

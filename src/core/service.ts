@@ -15,6 +15,9 @@ import {
   type FeatureStatus,
   type HeartbeatResult,
   type LeaseLostNotice,
+  type Notice,
+  type CheckoutQueued,
+  type QueueView,
   type LeaseView,
   type RevokeResult,
   type ServerState,
@@ -23,6 +26,9 @@ import {
 import type { SignedEnvelope } from './signed.ts';
 import { CounterStepError, describeMs, type ClockGuard, type CounterGate } from './integrity.ts';
 import { SeatTable } from './seats.ts';
+import { policySummary, priorityOf, queueRule } from './policy.ts';
+import { WaitQueue, waiterKey, type Waiter } from './queue.ts';
+import type { CheckoutRequest } from './seats.ts';
 import { CLIENT_ID_HELP, CLIENT_ID_PATTERN, Fields, FEATURE_HELP, FEATURE_PATTERN, HOLDER_HELP, HOLDER_PATTERN, unsafeChar, VERSION_PATTERN } from './validate.ts';
 
 export interface Log {
@@ -97,7 +103,7 @@ export interface ServiceDeps {
   /** The broker's TLS certificate fingerprint, shown in the server state for clients to pin. */
   tls?: ServerState['tls'];
   /** Publishes a notice (an answer with id null) on a client's answer topic; optional. */
-  notify?: (clientId: string, notice: LeaseLostNotice) => void;
+  notify?: (clientId: string, notice: Notice) => void;
   /** Hashes holder secrets: leases keep only the hash (docs/protocol.md, "Holder secret"). */
   holderHash: HolderHash;
   /**
@@ -132,6 +138,12 @@ export class LicenseService {
   /** The newest connection number (`conn`) each SDK client has sent: a will of an older one is stale. */
   private readonly connEpochs = new Map<string, number>();
   private quarantineBinding: StatusResult['quarantineBinding'] | null = null;
+  /** Checkouts waiting for a seat (docs/policy.md, "Queueing"): in memory only. */
+  readonly waiters = new WaitQueue();
+  /** How long seats of each feature were held lately (ms, a moving average): the queue's estimate. */
+  private readonly holdAvg = new Map<string, number>();
+  /** Features whose queue is to be served once the current change is written. */
+  private readonly serveSoon = new Set<string>();
 
   constructor(deps: ServiceDeps) {
     this.deps = deps;
@@ -187,6 +199,7 @@ export class LicenseService {
   /** The clock stepped by deltaMs and every stored time moved with it (docs/threat-model.md). */
   shiftTimes(deltaMs: number): void {
     if (this.dongleLostAt !== null) this.dongleLostAt += deltaMs;
+    this.waiters.shift(deltaMs);
     this.markAllDirty();
   }
 
@@ -402,7 +415,11 @@ export class LicenseService {
       throw new LicdError('STORE_FAILED', 'the license database could not be written; nothing was changed. The server log says why (disk full or failing?)');
     }
     bus?.settle(events, true);
-    for (const f of touched) this.dirty.add(f);
+    for (const f of touched) {
+      this.dirty.add(f);
+      // A seat may have come free: waiters get it before anyone new (docs/policy.md, "Queueing").
+      if (this.waiters.size > 0 && this.waiters.waits(f)) this.kickQueue(f);
+    }
     if (this.dirty.size > 0) this.deps.onDirty?.();
     return change.result;
   }
@@ -429,7 +446,7 @@ export class LicenseService {
     return back;
   }
 
-  private async checkout(ctx: RequestContext, f: Fields): Promise<CheckoutResult> {
+  private async checkout(ctx: RequestContext, f: Fields): Promise<CheckoutResult | CheckoutQueued> {
     const feature = f.string('feature', { max: 64, pattern: FEATURE_PATTERN, patternHelp: FEATURE_HELP });
     const version = f.optString('version', { max: 32, pattern: VERSION_PATTERN, patternHelp: 'a dotted version like 6.0' });
     const count = f.optInt('count', { min: 1, max: 1_000_000 }) ?? 1;
@@ -440,12 +457,33 @@ export class LicenseService {
     const pid = f.int('pid', { min: 0, max: 2 ** 31 });
     const holder = this.holder(f);
     const ttlMs = this.ttlFrom(f);
+    const wait = f.optBool('wait') ?? false;
+    const maxWaitMs = (f.optInt('maxWait', { min: 1, max: 7 * 86400 }) ?? 86400) * 1000;
     let status: 'granted' | 'extended';
     let lease: Lease;
     try {
       this.requireDongle();
-      const change = this.table.checkout({ clientId: ctx.clientId, holder, pid, user, host, feature, version, count, ttlMs }, ctx.now);
-      const events: SeatEvent[] = change.result.status === 'granted' ? [{ type: 'lease.granted', at: ctx.now, lease: change.result.lease }] : [];
+      const req: CheckoutRequest = { clientId: ctx.clientId, holder, pid, user, host, feature, ...(version !== undefined ? { version } : {}), count, ttlMs };
+      const waiting = this.waiters.get(waiterKey(req));
+      // Asking again while waiting keeps the place (the SDK asks again now and then, and after a reconnect).
+      if (waiting && wait) return this.enqueue(req, ctx.now, maxWaitMs);
+      if (waiting) this.waiters.remove(waiting);
+      // Waiters first: a newcomer goes behind them, and gets a seat now only if none of them could.
+      if (this.waiters.waits(feature) && this.serveQueue(feature, ctx.now)) {
+        if (wait) return this.enqueue(req, ctx.now, maxWaitMs);
+        throw this.queueAhead(feature, count, ctx.now);
+      }
+      let change: ReturnType<SeatTable['checkout']>;
+      try {
+        change = this.table.checkout(req, ctx.now);
+      } catch (e) {
+        // No seat for this request now: it waits if it asked to (a rule that forbids it is said at once).
+        if (wait && isLicdError(e) && (e.code === 'NO_SEATS' || e.code === 'POLICY_RESERVED' || e.code === 'QUARANTINE') && count <= (this.table.license(feature)?.seats ?? 0)) {
+          return this.enqueue(req, ctx.now, maxWaitMs, e);
+        }
+        throw e;
+      }
+      const events: SeatEvent[] = change.result.status === 'granted' && !change.result.reclaimed ? [{ type: 'lease.granted', at: ctx.now, lease: change.result.lease }] : [];
       ({ status, lease } = await this.commit(change, [feature], { events }));
     } catch (e) {
       if (isLicdError(e)) this.note({ type: 'checkout.denied', at: ctx.now, feature, user, host, client: ctx.clientId, count, code: e.code, message: e.message });
@@ -455,6 +493,186 @@ export class LicenseService {
     const result: CheckoutResult = { status, lease: leaseView(lease), heartbeat: Math.max(1, Math.floor(lease.ttlMs / 3000)) };
     if (this.deps.signGrant) result.grant = this.deps.signGrant(lease);
     return result;
+  }
+
+  // ---- waiting for a seat (docs/policy.md, "Queueing") ---------------------------------------
+
+  /** Puts a checkout in its feature's queue (or refreshes its place) and says where it stands. */
+  private enqueue(req: CheckoutRequest, now: number, maxWaitMs: number, why?: LicdError): CheckoutQueued {
+    const rule = queueRule(this.table.currentPolicy(), req.feature);
+    const known = this.waiters.get(waiterKey(req));
+    if (!known && !rule.on) {
+      throw new LicdError(
+        why?.code ?? 'NO_SEATS',
+        `${why?.message ?? this.queueAhead(req.feature, req.count, now).message} Waiting is off for ${req.feature} (QUEUE ${req.feature} off, policy line ${rule.line})`,
+        { ...why?.details, queue: 'off', line: rule.line },
+      );
+    }
+    if (!known && rule.max !== null && this.waiters.length(req.feature) >= rule.max) {
+      throw new LicdError('NO_SEATS', `${req.feature}: no seat is free and the queue is full (${rule.max} waiting, QUEUE ${req.feature} on max ${rule.max}, policy line ${rule.line}); retry later`, {
+        feature: req.feature,
+        queue: 'full',
+        line: rule.line,
+      });
+    }
+    const w = this.waiters.add(req, priorityOf(this.table.currentPolicy(), req.user), now, now + maxWaitMs);
+    if (!known) this.deps.log.info('checkout waits for a seat', { feature: req.feature, user: req.user, host: req.host, client: req.clientId, position: this.waiters.position(w) });
+    // Its arrival may move others (a higher priority goes ahead of them).
+    this.announce(req.feature, now, w);
+    w.told = this.waiters.position(w);
+    this.dirty.add(req.feature);
+    this.deps.onDirty?.();
+    return { status: 'queued', queue: this.queueView(w, now) };
+  }
+
+  /** Its place in view; `at` (position and waiting) when the caller counted them already (announce: O(1) each). */
+  private queueView(w: Waiter, now: number, at?: { position: number; waiting: number }): QueueView {
+    const position = at?.position ?? this.waiters.position(w);
+    const avg = this.holdAvg.get(w.req.feature);
+    const seats = Math.max(1, this.table.license(w.req.feature)?.seats ?? 1);
+    void now;
+    return {
+      feature: w.req.feature,
+      pid: w.req.pid,
+      position,
+      waiting: at?.waiting ?? this.waiters.length(w.req.feature),
+      estimate: avg === undefined ? null : Math.ceil((Math.ceil(position / seats) * avg) / 1000),
+      until: iso(w.deadline),
+    };
+  }
+
+  /** NO_SEATS for a newcomer behind waiters: the seats that come free go to them first. */
+  private queueAhead(feature: string, wanted: number, now: number): LicdError {
+    const n = this.waiters.length(feature);
+    const base = this.table.noSeats(feature, wanted, now);
+    const a = this.table.availability(feature, now);
+    return new LicdError('NO_SEATS', `${feature}: ${a.free} of ${a.total} seats free, and ${n} checkout(s) wait for them ahead of this one; ${wanted} wanted. Wait in the queue (licctl run --wait, SDK wait: true), or retry later`, {
+      ...base.details,
+      waiting: n,
+    });
+  }
+
+  private kickQueue(feature: string): void {
+    if (this.serveSoon.size === 0) {
+      queueMicrotask(() => {
+        const now = this.deps.clock.now();
+        const features = [...this.serveSoon];
+        this.serveSoon.clear();
+        for (const f of features) this.serveQueue(f, now);
+      });
+    }
+    this.serveSoon.add(feature);
+  }
+
+  /** Serves every queue (a policy change, the ticker). */
+  serveQueues(): void {
+    const now = this.deps.clock.now();
+    for (const f of this.waiters.features()) this.serveQueue(f, now);
+  }
+
+  /**
+   * Gives free seats of a feature to its waiters in order: each grant is made in memory at once
+   * (so nobody new takes the seat meanwhile) and written before its holder is told (queue.granted).
+   * A waiter the free seats are reserved away from is passed over (someone behind may use them); a
+   * waiter that needs more seats than are free stops the pass (first come, first served). Returns
+   * whether a waiter is left that could not be served for want of seats.
+   */
+  private serveQueue(feature: string, now: number): boolean {
+    if (!this.dongle.present || this.stopping || this.brokerDown) return this.waiters.waits(feature);
+    let blocked = false;
+    for (const w of [...this.waiters.of(feature)]) {
+      if (w.granting) continue;
+      let change: ReturnType<SeatTable['checkout']>;
+      try {
+        change = this.table.checkout(w.req, now);
+      } catch (e) {
+        if (isLicdError(e) && e.code === 'POLICY_RESERVED') continue;
+        if (isLicdError(e) && (e.code === 'NO_SEATS' || e.code === 'QUARANTINE')) {
+          blocked = true;
+          break;
+        }
+        // Its checkout can no longer be granted as asked (a rule, a block, the license changed).
+        this.waiters.remove(w);
+        const err = isLicdError(e) ? e : new LicdError('INTERNAL', String(e));
+        this.deps.log.info('a waiting checkout left the queue: it can no longer be granted', { feature, client: w.req.clientId, code: err.code });
+        this.notifyWaiter(w, err.code, `${err.message} (you left the queue of ${feature})`, err.details);
+        continue;
+      }
+      w.granting = true;
+      void this.grantWaiter(w, change, now);
+    }
+    this.announce(feature, now);
+    return blocked;
+  }
+
+  private async grantWaiter(w: Waiter, change: ReturnType<SeatTable['checkout']>, now: number): Promise<void> {
+    const events: SeatEvent[] = change.result.status === 'granted' && !change.result.reclaimed ? [{ type: 'lease.granted', at: now, lease: change.result.lease }] : [];
+    try {
+      const { status, lease } = await this.commit(change, [w.req.feature], { events });
+      this.waiters.remove(w);
+      this.deps.log.info('lease granted to a waiting checkout', { feature: lease.feature, user: lease.user, host: lease.host, client: lease.clientId, lease: lease.id, waitedSeconds: Math.round((now - w.since) / 1000) });
+      const result: CheckoutResult = { status, lease: leaseView(lease), heartbeat: Math.max(1, Math.floor(lease.ttlMs / 3000)) };
+      if (this.deps.signGrant) result.grant = this.deps.signGrant(lease);
+      this.deps.notify?.(w.req.clientId, { id: null, ok: true, op: 'queue.granted', result });
+    } catch {
+      // Not written (undone in memory): it keeps its place and is served again.
+      w.granting = false;
+    }
+    this.announce(w.req.feature, this.deps.clock.now());
+  }
+
+  /** Tells each waiter of a feature whose place changed its new place (queue.position). */
+  private announce(feature: string, now: number, except?: Waiter): void {
+    let n = 0;
+    const waiting = this.waiters.length(feature);
+    for (const w of this.waiters.of(feature)) {
+      if (w.granting) continue;
+      n++;
+      if (w === except || w.told === n) continue;
+      w.told = n;
+      this.deps.notify?.(w.req.clientId, { id: null, ok: true, op: 'queue.position', result: this.queueView(w, now, { position: n, waiting }) });
+    }
+    this.dirty.add(feature);
+  }
+
+  private notifyWaiter(w: Waiter, code: ErrorCode, message: string, details?: Record<string, unknown>): void {
+    this.deps.notify?.(w.req.clientId, { id: null, ok: false, op: 'queue.failed', error: { code, message, details: { ...details, feature: w.req.feature, pid: w.req.pid } } });
+  }
+
+  /** Waiters past their maxWait, or whose client is gone past the grace, leave the queue. */
+  private tickQueue(now: number): void {
+    for (const { w, why } of this.waiters.due(now, this.deps.policy.disconnectGraceSeconds * 1000)) {
+      this.waiters.remove(w);
+      if (why === 'deadline') {
+        this.deps.log.info('a waiting checkout left the queue: its wait ended', { feature: w.req.feature, client: w.req.clientId });
+        this.notifyWaiter(w, 'TIMEOUT', `${w.req.feature}: no seat came free within the wait asked for (until ${iso(w.deadline)}); you left the queue`);
+      } else this.deps.log.info('a waiting checkout left the queue: its client is gone', { feature: w.req.feature, client: w.req.clientId });
+      this.dirty.add(w.req.feature);
+    }
+    for (const f of this.waiters.features()) this.serveQueue(f, now);
+  }
+
+  /** Leases idle past the policy's TIMEOUT end; their holders are told (lease.lost LEASE_IDLE, and heartbeat gone). */
+  private async reapIdle(now: number): Promise<void> {
+    const change = this.table.reapIdle(now);
+    if (change.result.length === 0) return;
+    try {
+      await this.commit(change, change.result.map((l) => l.feature), { events: change.result.map((lease): SeatEvent => ({ type: 'lease.ended', at: now, lease, reason: 'idle' })) });
+    } catch {
+      return; // undone: the next tick tries again
+    }
+    for (const l of change.result) {
+      const r = this.table.revokedLease(l.id, l.clientId, now);
+      this.deps.log.info('lease ended: no activity for the policy TIMEOUT', { lease: l.id, feature: l.feature, user: l.user, host: l.host });
+      this.deps.notify?.(l.clientId, { id: null, ok: false, op: 'lease.lost', error: { code: 'LEASE_IDLE', message: r?.message ?? `lease ${l.id} of ${l.feature} ended: idle`, details: { lease: l.id, feature: l.feature } } });
+    }
+  }
+
+  /** A hold ended: the queue's estimate learns how long seats of the feature are held. */
+  private noteHold(l: Lease, now: number): void {
+    const d = Math.max(0, now - l.since);
+    const avg = this.holdAvg.get(l.feature);
+    this.holdAvg.set(l.feature, avg === undefined ? d : avg * 0.8 + d * 0.2);
   }
 
   private async heartbeat(ctx: RequestContext, f: Fields): Promise<HeartbeatResult> {
@@ -467,7 +685,8 @@ export class LicenseService {
         { dongle: this.dongle, since: iso(this.dongleLostAt) },
       );
     }
-    const change = this.table.heartbeat(ctx.clientId, holder, ids, ctx.now);
+    const idle = f.optInt('idle', { min: 0, max: 10 * 366 * 86400 });
+    const change = this.table.heartbeat(ctx.clientId, holder, ids, ctx.now, idle === undefined ? undefined : idle * 1000);
     const { renewed, unknown } = await this.commit(change, [], { lazy: true });
     const result: HeartbeatResult = { renewed: renewed.map((l) => ({ id: l.id, until: iso(l.expiresAt) })), unknown };
     for (const id of unknown) {
@@ -481,11 +700,27 @@ export class LicenseService {
     const ids = optIdList(f, 'leases');
     const feature = f.optString('feature', { max: 64, pattern: FEATURE_PATTERN, patternHelp: FEATURE_HELP });
     const pid = f.optInt('pid', { min: 0, max: 2 ** 31 });
-    const change = this.table.checkin(ctx.clientId, this.holder(f), { ids, feature, pid });
-    const events = change.result.released.map((lease): SeatEvent => ({ type: 'lease.ended', at: ctx.now, lease, reason: 'checkin' }));
+    const holder = this.holder(f);
+    const change = this.table.checkin(ctx.clientId, holder, { ids, feature, pid }, ctx.now);
+    // A check-in by feature, pid or all also ends this holder's waiting there (how the SDK leaves a queue).
+    let dequeued = 0;
+    if (ids === undefined) {
+      for (const w of this.waiters.ofClient(ctx.clientId)) {
+        if (w.granting || w.req.holder !== holder || (feature !== undefined && w.req.feature !== feature) || (pid !== undefined && w.req.pid !== pid)) continue;
+        this.waiters.remove(w);
+        this.announce(w.req.feature, ctx.now);
+        dequeued++;
+      }
+    }
+    // A lingering seat has not ended yet: it ends (reason lingered) when its linger does, unless taken back.
+    const lingers = new Set(change.result.lingering.map((l) => l.id));
+    const events = change.result.released.filter((l) => !lingers.has(l.id)).map((lease): SeatEvent => ({ type: 'lease.ended', at: ctx.now, lease, reason: 'checkin' }));
     const { released, unknown } = await this.commit(change, change.result.released.map((l) => l.feature), { events });
-    for (const l of released) this.deps.log.info('lease checked in', { feature: l.feature, user: l.user, host: l.host, lease: l.id });
-    return { released: released.map((l) => l.id), unknown };
+    for (const l of released) {
+      this.noteHold(l, ctx.now);
+      this.deps.log.info(lingers.has(l.id) ? 'lease checked in; its seat lingers for its user@host' : 'lease checked in', { feature: l.feature, user: l.user, host: l.host, lease: l.id });
+    }
+    return { released: released.map((l) => l.id), unknown, ...(dequeued > 0 ? { dequeued } : {}) };
   }
 
   private async revoke(ctx: RequestContext, f: Fields): Promise<RevokeResult> {
@@ -551,6 +786,8 @@ export class LicenseService {
     // late by the stopping broker) does not cut the window short: the client may still be
     // reconnecting with backoff.
     const graceMs = Math.max(this.deps.policy.disconnectGraceSeconds * 1000, this.reconnectWindowUntil - now);
+    // Its waiting checkouts leave the queue after the grace, unless it asks again before.
+    for (const w of this.waiters.ofClient(clientId)) if (w.goneAt === null && (will.holder === undefined || w.req.holder === will.holder)) w.goneAt = now;
     const change = this.table.clientGone(clientId, will.holder, now, graceMs);
     if (change.result.length === 0) return;
     try {
@@ -626,11 +863,13 @@ export class LicenseService {
   async reap(): Promise<{ leases: Lease[]; borrows: Borrow[] }> {
     if (this.brokerDown) return { leases: [], borrows: [] };
     const now = this.deps.clock.now();
+    if (this.waiters.size > 0) this.tickQueue(now);
+    if (this.table.currentPolicy().idle.size > 0) await this.reapIdle(now);
     const change = this.table.reap(now);
     if (change.mutations.length === 0) return change.result;
     const touched = [...change.result.leases.map((l) => l.feature), ...change.result.borrows.map((b) => b.feature)];
     const events: SeatEvent[] = [
-      ...change.result.leases.map((lease): SeatEvent => ({ type: 'lease.ended', at: now, lease, reason: lease.disconnectedAt !== null ? 'client-gone' : 'expired' })),
+      ...change.result.leases.map((lease): SeatEvent => ({ type: 'lease.ended', at: now, lease, reason: lease.lingering ? 'lingered' : lease.disconnectedAt !== null ? 'client-gone' : 'expired' })),
       ...change.result.borrows.map((borrow): SeatEvent => ({ type: 'borrow.ended', at: now, borrow, reason: 'expired' })),
     ];
     try {
@@ -640,6 +879,7 @@ export class LicenseService {
       return { leases: [], borrows: [] };
     }
     for (const l of change.result.leases) {
+      this.noteHold(l, now);
       this.deps.log.info(l.disconnectedAt !== null ? 'lease reclaimed: client gone' : 'lease expired: no heartbeat', { lease: l.id, feature: l.feature, user: l.user, host: l.host });
     }
     for (const b of change.result.borrows) this.deps.log.info('borrow expired: seat back in the pool', { borrow: b.id, feature: b.feature, user: b.user });
@@ -681,6 +921,22 @@ export class LicenseService {
       };
       if (list.leaseCount > limit || list.borrowCount > limit) {
         fs.more = { leases: Math.max(0, list.leaseCount - limit), borrows: Math.max(0, list.borrowCount - limit) };
+      }
+      const policy = policySummary(this.table.currentPolicy(), name, this.table.holdings(name));
+      if (policy) fs.policy = policy;
+      const waiting = this.waiters.of(name).filter((w) => !w.granting);
+      if (waiting.length > 0) {
+        fs.queue = waiting.slice(0, limit).map((w, i) => ({
+          position: i + 1,
+          user: w.req.user,
+          host: w.req.host,
+          clientId: w.req.clientId,
+          pid: w.req.pid,
+          count: w.req.count,
+          priority: w.priority,
+          since: iso(w.since),
+          until: iso(w.deadline),
+        }));
       }
       return fs;
     });
@@ -796,7 +1052,7 @@ export function leaseView(l: Lease): LeaseView {
     pid: l.pid,
     since: iso(l.since),
     until: iso(l.expiresAt),
-    state: l.disconnectedAt === null ? 'active' : 'disconnected',
+    state: l.lingering ? 'lingering' : l.disconnectedAt === null ? 'active' : 'disconnected',
   };
 }
 

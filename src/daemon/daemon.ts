@@ -49,6 +49,7 @@ import { AlertNotifier } from '../alerts/notify.ts';
 import { addMonitoringRoutes, type Health } from '../http/monitoring.ts';
 import { HttpServer } from '../http/server.ts';
 import { LicdMetrics } from '../metrics/licd-metrics.ts';
+import { Sharing } from '../core/sharing.ts';
 import { sealToken } from '../core/tokens.ts';
 import { nodeEd25519, systemRandom } from '../crypto/ed25519.ts';
 import { sha256HolderHash } from '../crypto/holder.ts';
@@ -108,6 +109,8 @@ export interface Daemon {
   alerts: AlertMonitor;
   /** licd's HTTP server (/metrics, /healthz), when http.enabled. */
   http: { url: string } | null;
+  /** The sharing policy (docs/policy.md): reload() reads policy.file again (SIGHUP). */
+  sharing: Sharing;
   /** Credentials of the embedded broker's admin user. */
   adminCredentials: { username: string; password: string } | null;
   /** The broker's TLS certificate fingerprint; url when licd runs the listener; made: at this start. */
@@ -427,6 +430,13 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       await history.start(table.featureNames());
       cleanups.push(() => history.stop());
     }
+    // The sharing policy (docs/policy.md): an invalid policy file stops the start (CONFIG_INVALID), naming its line.
+    const sharing = new Sharing(service, {
+      name: config.policy.file,
+      read: () => (existsSync(config.policy.file) ? readFileSync(config.policy.file, 'utf8') : null),
+      write: (text) => writeFileAtomic(config.policy.file, text, 0o644),
+    });
+    sharing.load();
     const gapWarning = (g: ClockGap) => {
       const until = Math.max(...g.borrows.map((k) => table.getBorrow(k.id)?.expiresAt ?? 0));
       service.setWarning(
@@ -869,6 +879,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       metrics,
       alerts,
       http: httpUrl !== null ? { url: httpUrl } : null,
+      sharing,
       adminCredentials: admin,
       tls: tlsView ? { fingerprint: tlsView.fingerprint, url: broker?.tls?.url ?? null, made: tlsMaterial!.made } : null,
       chain: () => ({ entitlement: entitlement.envelope, delegation }),

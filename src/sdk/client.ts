@@ -7,7 +7,9 @@ import {
   topics,
   type Answer,
   type CheckinResult,
+  type CheckoutQueued,
   type CheckoutResult,
+  type QueueView,
   type HeartbeatResult,
   type LeaseView,
   type ServerState,
@@ -223,6 +225,10 @@ export class LicdClient extends EventEmitter {
 
   /** An unsolicited message on our answer topic (id null): lease.lost says a lease was taken back. */
   private onNotice(a: Answer): void {
+    if (a.op === 'queue.position' || a.op === 'queue.granted' || a.op === 'queue.failed') {
+      this.onQueueNotice(a);
+      return;
+    }
     if (a.ok || a.op !== 'lease.lost') return;
     const leaseId = typeof a.error.details?.lease === 'string' ? a.error.details.lease : null;
     const lease = leaseId === null ? undefined : this.leases.get(leaseId);
@@ -230,6 +236,21 @@ export class LicdClient extends EventEmitter {
     const code = isErrorCode(a.error.code) ? a.error.code : 'REVOKED';
     this.leases.delete(lease.id);
     lease.markLost(new LicdError(code, a.error.message, a.error.details), false);
+  }
+
+  /** A waiting checkout's place, its grant, or why it left the queue. */
+  private onQueueNotice(a: Answer): void {
+    if (a.ok && a.op === 'queue.position') {
+      const q = a.result as QueueView;
+      this.waiting.get(`${q.feature}\0${q.pid}`)?.queued(q);
+    } else if (a.ok && a.op === 'queue.granted') {
+      const r = a.result as CheckoutResult;
+      this.waiting.get(`${r.lease?.feature}\0${r.lease?.pid}`)?.settle(r);
+    } else if (!a.ok && a.op === 'queue.failed') {
+      const d = a.error.details as { feature?: string; pid?: number } | undefined;
+      const code = isErrorCode(a.error.code) ? a.error.code : 'INTERNAL';
+      this.waiting.get(`${d?.feature}\0${d?.pid}`)?.settle(new LicdError(code, a.error.message, a.error.details));
+    }
   }
 
   /** Subscribes to the retained server state and availability; events 'server' and 'availability'. */
@@ -269,14 +290,85 @@ export class LicdClient extends EventEmitter {
     return this.request<StatusResult>('status');
   }
 
-  /** Checks a seat out and keeps it alive with heartbeats until released. */
-  async checkout(feature: string, opt: { version?: string; count?: number; ttl?: number; pid?: number } = {}): Promise<Lease> {
+  /**
+   * Checks a seat out and keeps it alive with heartbeats until released. With `wait`, a checkout
+   * that finds no seat waits in the feature's queue (docs/policy.md, "Queueing") until one is
+   * granted, `maxWait` seconds pass (TIMEOUT), or the server says it cannot be (queue.failed);
+   * `onQueue` hears its place. The SDK asks again every 30 s and after a reconnect, which keeps
+   * its place, or queues it again after a restart of licd (the queue is not kept over a restart).
+   */
+  async checkout(feature: string, opt: { version?: string; count?: number; ttl?: number; pid?: number; wait?: boolean; maxWait?: number; onQueue?: (q: QueueView) => void } = {}): Promise<Lease> {
     const pid = opt.pid ?? process.pid;
     const params: Record<string, unknown> = { feature, user: this.user, host: this.host, pid };
     if (opt.version !== undefined) params.version = opt.version;
     if (opt.count !== undefined) params.count = opt.count;
     if (opt.ttl !== undefined) params.ttl = opt.ttl;
+    if (opt.wait) return this.waitForSeat(feature, pid, params, opt.maxWait ?? 86400, opt.onQueue);
     const r = await this.request<CheckoutResult>('checkout', params);
+    return this.adopt(r, params);
+  }
+
+  /** Waiting checkouts, by `${feature}\0${pid}` (queue notices name both). */
+  private readonly waiting = new Map<string, { settle(r: CheckoutResult | LicdError): void; queued(q: QueueView): void; ask(): void }>();
+
+  private waitForSeat(feature: string, pid: number, params: Record<string, unknown>, maxWait: number, onQueue?: (q: QueueView) => void): Promise<Lease> {
+    const key = `${feature}\0${pid}`;
+    if (this.waiting.has(key)) return Promise.reject(new LicdError('BAD_REQUEST', `this client already waits for ${feature} in process ${pid}`));
+    return new Promise<Lease>((resolve, reject) => {
+      let done = false;
+      let asked = false;
+      const deadline = Date.now() + maxWait * 1000;
+      const finish = (r: CheckoutResult | LicdError) => {
+        if (done) return;
+        done = true;
+        clearInterval(again);
+        clearTimeout(timer);
+        this.off('connect', onConnect);
+        this.waiting.delete(key);
+        if (r instanceof LicdError) reject(r);
+        else resolve(this.adopt(r, params));
+      };
+      const ask = () => {
+        if (done || this.closed) return;
+        const left = Math.max(1, Math.ceil((deadline - Date.now()) / 1000));
+        this.request<CheckoutResult | CheckoutQueued>('checkout', { ...params, wait: true, maxWait: left }).then(
+          (r) => {
+            if (r.status === 'queued') w.queued(r.queue);
+            else finish(r);
+          },
+          (e: unknown) => {
+            // Unanswered (licd or its broker restarting): asked again soon. A refusal ends the wait,
+            // unless it is the first answer of an earlier attempt that is still coming.
+            if (isLicdError(e) && e.code === 'TIMEOUT' && asked) return;
+            finish(isLicdError(e) ? e : new LicdError('INTERNAL', String(e)));
+          },
+        );
+        asked = true;
+      };
+      const w = {
+        settle: finish,
+        queued: (q: QueueView) => {
+          if (done) return;
+          onQueue?.(q);
+          this.emit('queued', q);
+        },
+        ask,
+      };
+      const onConnect = () => ask();
+      const again = setInterval(ask, 30_000);
+      again.unref?.();
+      const timer = setTimeout(() => {
+        // Leave the server's queue too (a check-in of this feature and pid ends waiting there).
+        void this.request('checkin', { feature, pid }).catch(() => {});
+        finish(new LicdError('TIMEOUT', `${feature}: no seat came free within ${maxWait} s of waiting; left the queue`));
+      }, maxWait * 1000);
+      this.waiting.set(key, w);
+      this.on('connect', onConnect);
+      ask();
+    });
+  }
+
+  private adopt(r: CheckoutResult, params: Record<string, unknown>): Lease {
     let lease = this.leases.get(r.lease.id);
     if (lease) lease.update(r);
     else {
@@ -300,6 +392,18 @@ export class LicdClient extends EventEmitter {
     const l = this.leases.get(id);
     this.leases.delete(id);
     for (const x of this.regaining) if (x.id === id || x === l) this.regaining.delete(x);
+  }
+
+  /** When the application last called activity() (ms), or null: it never did, and no idle time is reported. */
+  private lastActivity: number | null = null;
+
+  /**
+   * The application is in use (a key press, a render frame): heartbeats from now on carry the
+   * seconds since the last call, and a lease idle longer than the policy's TIMEOUT for its feature
+   * ends (LEASE_IDLE, docs/policy.md). An application that never calls it is never judged idle.
+   */
+  activity(): void {
+    this.lastActivity = Date.now();
   }
 
   heldLeases(): Lease[] {
@@ -362,7 +466,9 @@ export class LicdClient extends EventEmitter {
   private async renew(timeoutMs?: number): Promise<void> {
     if (this.leases.size > 0) {
       try {
-        const r = await this.request<HeartbeatResult>('heartbeat', { leases: [...this.leases.keys()] }, timeoutMs === undefined ? {} : { timeoutMs });
+        // Seconds since the application last said it was active (activity()): the policy's idle TIMEOUT.
+        const idle = this.lastActivity === null ? {} : { idle: Math.max(0, Math.floor((Date.now() - this.lastActivity) / 1000)) };
+        const r = await this.request<HeartbeatResult>('heartbeat', { leases: [...this.leases.keys()], ...idle }, timeoutMs === undefined ? {} : { timeoutMs });
         for (const x of r.renewed) this.leases.get(x.id)?.renewed(x.until);
         for (const id of r.unknown) {
           const lease = this.leases.get(id);
@@ -426,6 +532,7 @@ export class LicdClient extends EventEmitter {
     }
     this.closed = true;
     this.regaining.clear();
+    for (const w of [...this.waiting.values()]) w.settle(new LicdError('SHUTTING_DOWN', 'client closed while waiting for a seat'));
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     for (const p of this.pending.values()) {
       clearTimeout(p.timer);
@@ -438,6 +545,7 @@ export class LicdClient extends EventEmitter {
   /** Drops the connection without a clean disconnect, as a crash would (tests). */
   kill(): void {
     this.closed = true;
+    for (const w of [...this.waiting.values()]) w.settle(new LicdError('SHUTTING_DOWN', 'client killed while waiting for a seat'));
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     (this.mqtt.stream as unknown as { destroy(): void }).destroy();
     this.mqtt.end(true);

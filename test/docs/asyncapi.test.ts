@@ -30,6 +30,8 @@ function kinds(channel: string): { requests: string[]; answers: string[]; notice
     const ok = (props.ok as Node | undefined)?.const;
     const nullId = (props.id as Node | undefined)?.type === 'null';
     if (typeof op === 'string' && ok === undefined && props.id !== undefined) out.requests.push(op);
+    // Queue notices (docs/policy.md) are ok: true, with a null id: notices, not answers.
+    else if (typeof op === 'string' && ok === true && nullId && (NOTICE_OPS as readonly string[]).includes(op)) out.notices.push(op);
     else if (typeof op === 'string' && ok === true) out.answers.push(op);
     else if (typeof op === 'string' && ok === false && nullId) out.notices.push(op);
     else if (op === undefined && ok === false) out.refused++;

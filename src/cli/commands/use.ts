@@ -1,12 +1,12 @@
 /** licctl status, checkout, run, checkin, watch: floating seats for users and render nodes. */
 import { LicdError } from '../../core/errors.ts';
-import type { FeatureStatus, StatusResult } from '../../core/protocol.ts';
+import type { FeatureStatus, QueueView, StatusResult } from '../../core/protocol.ts';
 import { BorrowClient } from '../../sdk/borrow.ts';
 import type { Lease, LicdClient } from '../../sdk/client.ts';
 import { flag, has, intFlag, UsageError, type ParsedArgs } from '../args.ts';
 import type { Command } from '../command.ts';
 import { cell, connect, err, json, jsonLine, out, outJson, serverOf, timeOf, vendorKey } from '../context.ts';
-import { checkinHeld, checkinLines, EXIT_SEAT_LOST, lossLine, normaliseServer, recordHeld, startChild, watchLoss, type Say } from '../holding.ts';
+import { checkinHeld, checkinLines, EXIT_SEAT_LOST, lossLine, normaliseServer, parseDuration, recordHeld, startChild, watchLoss, type Say } from '../holding.ts';
 import { formatTime } from '../time.ts';
 
 /** A feature whose license has ended: no seat of it can be checked out, whatever the counts say. */
@@ -34,8 +34,12 @@ export function formatStatus(s: StatusResult, only?: string, time: (t: string | 
     lines.push(
       `${cell(f.feature).padEnd(18)} ${cell(f.version).padEnd(8)} ${cell(f.type).padEnd(11)} ${String(f.total).padStart(5)} ${String(f.leased).padStart(6)} ${String(f.borrowed).padStart(8)} ${String(expired ? 0 : f.free).padStart(5)}  ${f.expires ? `${expired ? 'expired ' : ''}${time(f.expires)}` : 'permanent'}`,
     );
+    if (f.policy) lines.push(`    policy   ${policyLine(f.policy)}`);
+    for (const w of f.queue ?? []) {
+      lines.push(`    waiting  #${w.position} ${w.count > 1 ? `${w.count}x ` : ''}${cell(w.user)}@${cell(w.host)} pid ${w.pid}  since ${time(w.since)}  until ${time(w.until)}${w.priority !== 0 ? `  priority ${w.priority}` : ''}`);
+    }
     for (const l of f.leases) {
-      lines.push(`    leased   ${l.count > 1 ? `${l.count}x ` : ''}${cell(l.user)}@${cell(l.host)} pid ${l.pid}  since ${time(l.since)}  until ${time(l.until)}${l.state === 'disconnected' ? '  (client gone, ending)' : ''}  [${cell(l.id)}]`);
+      lines.push(`    leased   ${l.count > 1 ? `${l.count}x ` : ''}${cell(l.user)}@${cell(l.host)} pid ${l.pid}  since ${time(l.since)}  until ${time(l.until)}${l.state === 'disconnected' ? '  (client gone, ending)' : l.state === 'lingering' ? '  (checked in; lingers for its user@host)' : ''}  [${cell(l.id)}]`);
     }
     if (f.more && f.more.leases > 0) lines.push(`    ... and ${f.more.leases} more leases (licctl status FEATURE --limit N)`);
     for (const b of f.borrows) {
@@ -51,6 +55,20 @@ export function formatStatus(s: StatusResult, only?: string, time: (t: string | 
   }
   if (only && features.length === 0) lines.push(`(no feature ${cell(only)}; features: ${s.features.map((f) => cell(f.feature)).join(', ')})`);
   return lines.join('\n');
+}
+
+/** A feature's sharing rules in one line (docs/policy.md): what is reserved and used, maximums, who may or may not. */
+function policyLine(p: NonNullable<FeatureStatus['policy']>): string {
+  const parts = [
+    ...(p.reservations ?? []).map((r) => `reserved ${r.seats} for ${cell(r.for)} (${r.used} in use; line ${r.line})`),
+    ...(p.max ?? []).map((m) => `at most ${m.seats} for ${cell(m.for)} (line ${m.line})`),
+    ...(p.include ?? []).map((i) => `only ${cell(i.for)} (line ${i.line})`),
+    ...(p.exclude ?? []).map((x) => `not ${cell(x.for)} (line ${x.line})`),
+    ...(p.timeout ? [`idle leases end after ${p.timeout.seconds} s (line ${p.timeout.line})`] : []),
+    ...(p.linger ? [`lingers ${p.linger.seconds} s after check-in (line ${p.linger.line})`] : []),
+    ...(p.queue ? [p.queue.on ? `queue on${p.queue.max !== null ? `, at most ${p.queue.max} waiting` : ''} (line ${p.queue.line})` : `no waiting (line ${p.queue.line})`] : []),
+  ];
+  return parts.join('; ');
 }
 
 function leaseView(lease: Lease) {
@@ -129,10 +147,21 @@ async function holdUntilSignal(client: LicdClient, lease: Lease, server: string 
   return 0;
 }
 
-function checkoutOptions(a: ParsedArgs) {
+function checkoutOptions(a: ParsedArgs, onQueue?: (q: QueueView) => void) {
   const version = flag(a, 'version');
   const ttl = intFlag(a, 'ttl', 1, 86400);
-  return { ...(version ? { version } : {}), count: intFlag(a, 'count', 1, 1_000_000) ?? 1, ...(ttl ? { ttl } : {}) };
+  const maxWaitText = flag(a, 'max-wait');
+  if (maxWaitText !== undefined && !has(a, 'wait')) throw new UsageError('--max-wait goes with --wait (wait for a seat when none is free)');
+  const maxWait = maxWaitText === undefined ? undefined : parseDuration(maxWaitText, '--max-wait');
+  if (maxWait !== undefined && (maxWait < 1 || maxWait > 7 * 86400)) throw new UsageError(`--max-wait ${maxWaitText}: give at most 7d`);
+  const wait = has(a, 'wait') ? { wait: true, ...(maxWait ? { maxWait } : {}), ...(onQueue ? { onQueue } : {}) } : {};
+  return { ...(version ? { version } : {}), count: intFlag(a, 'count', 1, 1_000_000) ?? 1, ...(ttl ? { ttl } : {}), ...wait };
+}
+
+/** A waiting checkout's place, as licctl says it (docs/policy.md, "Queueing"). */
+function queueLine(q: QueueView, time: (t: string) => string): string {
+  const est = q.estimate === null ? '' : `, about ${q.estimate < 90 ? `${q.estimate} s` : `${Math.round(q.estimate / 60)} min`}`;
+  return `waiting for ${cell(q.feature)}: position ${q.position} of ${q.waiting}${est} (waits until ${time(q.until)})`;
 }
 
 async function status(a: ParsedArgs): Promise<number> {
@@ -153,7 +182,8 @@ async function checkout(a: ParsedArgs): Promise<number> {
   const feature = a.positional[1]!;
   const c = await connect(a);
   try {
-    const lease = await c.checkout(feature, checkoutOptions(a));
+    const onQueue = (q: QueueView) => (json(a) ? jsonLine('out', { event: 'queued', ...q }) : out(queueLine(q, timeOf(a))));
+    const lease = await c.checkout(feature, checkoutOptions(a, onQueue));
     if (json(a)) jsonLine('out', { event: 'granted', lease: leaseView(lease) });
     else out(leaseLine(lease, timeOf(a)));
     return await holdUntilSignal(c, lease, serverOf(a), timeOf(a), json(a));
@@ -202,7 +232,7 @@ async function run(a: ParsedArgs): Promise<number> {
   }
   let lease: Lease;
   try {
-    lease = await c.checkout(feature, checkoutOptions(a));
+    lease = await c.checkout(feature, checkoutOptions(a, (q) => report('queued', { ...q }, queueLine(q, time))));
   } catch (e) {
     await c.close();
     throw e;
@@ -261,6 +291,8 @@ async function watch(a: ParsedArgs): Promise<number> {
 const SEAT_OPTIONS = {
   version: { type: 'string', arg: 'V', help: 'the version wanted (default: the licensed one)' },
   count: { type: 'string', arg: 'N', help: 'seats in one lease (default 1)' },
+  wait: { type: 'boolean', help: 'when no seat is free, wait in the queue for one (its place is shown as it changes; docs/policy.md)' },
+  'max-wait': { type: 'string', arg: 'DURATION', help: 'with --wait: give up after 30m, 2h, 1d ... (default 1d; exit 4, TIMEOUT)' },
 } as const;
 
 export const useCommands: Command[] = [
@@ -280,7 +312,7 @@ export const useCommands: Command[] = [
   {
     path: 'checkout',
     section: 'use',
-    synopsis: 'checkout FEATURE [--version V] [--count N] [--ttl S]',
+    synopsis: 'checkout FEATURE [--version V] [--count N] [--ttl S] [--wait [--max-wait DURATION]]',
     summary: 'hold a seat, heartbeating, until Ctrl-C or licctl checkin',
     connects: true,
     args: { min: 1, max: 1, names: 'a FEATURE' },
@@ -292,7 +324,7 @@ export const useCommands: Command[] = [
   {
     path: 'run',
     section: 'use',
-    synopsis: 'run FEATURE [--version V] [--count N] [--on-loss warn|stop] [--grace S] -- COMMAND [ARGS...]',
+    synopsis: 'run FEATURE [--version V] [--count N] [--wait [--max-wait DURATION]] [--on-loss warn|stop] [--grace S] -- COMMAND [ARGS...]',
     summary: 'hold a seat while COMMAND runs; exits with its exit code',
     details:
       'A valid borrowed token for FEATURE on this machine is used first (no network needed; --online skips it).\nIf the seat is lost: warn (default; on stderr every --warn-every S) or stop COMMAND after --grace S (SIGTERM to it and every process under it, SIGKILL 5 s later; licctl then exits with 5).',
@@ -307,7 +339,7 @@ export const useCommands: Command[] = [
       online: { type: 'boolean', help: 'take a floating seat even when a borrowed token is on this machine' },
     },
     json: "licctl's own reports (offline, granted, message, checkedIn, exit) as JSON lines on stderr; stdout stays the command's",
-    examples: ['licctl run vray_render -- ./render.sh scene.vrscene', 'licctl run nuke_i --on-loss stop --grace 120 -- nuke -x comp.nk'],
+    examples: ['licctl run vray_render -- ./render.sh scene.vrscene', 'licctl run vray_render --wait --max-wait 2h -- ./render.sh shot42.vrscene', 'licctl run nuke_i --on-loss stop --grace 120 -- nuke -x comp.nk'],
     run,
   },
   {
