@@ -9,6 +9,7 @@ import { isLicdError } from '../core/errors.ts';
 import type { ActivationRequestResult, AlertsResult, BorrowView, LicenseInstallResult, QuarantineReleaseResult, RevokeResult, StatusResult } from '../core/protocol.ts';
 import { wrap } from '../cli/command.ts';
 import { featureExpired } from '../cli/commands/use.ts';
+import { REPORTS, toCsv } from '../cli/commands/report.ts';
 import { parseDuration } from '../cli/holding.ts';
 import { formatTime } from '../cli/time.ts';
 import { describeNetwork, NetworkUsage, parseStatic, type NetworkConfig } from './network.ts';
@@ -322,6 +323,29 @@ export function consoleCommands(o: { api: AdminApi; system: SystemOps; utc?: boo
         const b = await io.ask('again: ', { masked: true });
         if (a !== b) throw new ConsoleUsage('the two passwords differ; nothing changed');
         io.print(await o.system.setAdminPassword(a));
+      },
+    },
+    {
+      name: 'export usage',
+      args: '[DAYS] [ymodem]',
+      summary: 'hours used per user over the last DAYS (30 by default), for chargeback, as CSV: printed between two lines of dashes to copy, or sent by YMODEM',
+      run: async (io, args) => {
+        needArgs(args, 0, 2, 'export usage [DAYS] [ymodem]');
+        const ymodem = args.at(-1) === 'ymodem';
+        const rest = ymodem ? args.slice(0, -1) : args;
+        if (rest.length > 1) throw new ConsoleUsage('export usage [DAYS] [ymodem]');
+        const days = rest[0] === undefined ? 30 : Number(rest[0]);
+        if (!Number.isInteger(days) || days < 1 || days > 3660) throw new ConsoleUsage(`export usage: DAYS must be a whole number from 1 to 3660, got ${JSON.stringify(rest[0])}`);
+        const to = new Date();
+        const from = new Date(to.getTime() - days * 86_400_000);
+        // The same admin operation and columns as licctl report users --format csv.
+        const spec = REPORTS.users!;
+        const r = await admin<{ rows: Array<Record<string, unknown>>; more: number; by: string }>(o.api, spec.op, { from: from.toISOString(), to: to.toISOString(), by: 'user', limit: 100_000 });
+        const csv = toCsv(spec.columns(r.by ?? 'user'), r.rows);
+        const name = `licd-usage-${from.toISOString().slice(0, 10)}-${to.toISOString().slice(0, 10)}.csv`;
+        if (ymodem) return io.ymodemSend(name, Buffer.from(csv, 'utf8'));
+        io.print(`${name}: hours used per user, ${r.rows.length} row(s), CSV; copy everything between the lines:`);
+        io.print(['-----', csv.replace(/\r\n$/, '').replace(/\r\n/g, '\n'), '-----'].join('\n'));
       },
     },
     {

@@ -163,6 +163,12 @@ test('commands through the admin API: status, leases, revoke with confirmation; 
   tty.line('y');
   await tty.expect(/revoked nuke_i held by anna@ws-7; blocked until/);
   t.is((await holder.exited).code, 5, 'the holder was told and exits with 5');
+  // The revoked lease is in the usage history: hours per user as CSV, from the same report as licctl report users.
+  tty.line('export usage 1');
+  const usage = (await tty.expect(/-----\r\n([\s\S]*?)-----\r\n/)).split('-----\r\n')[1]!.trim().split('\r\n');
+  t.is(usage[0], 'USER,SEAT-H,LEASE-H,BORROW-H,SESSIONS,FEATURES');
+  t.regex(usage.find((l) => l.startsWith('anna,')) ?? '', /^anna,[\d.]+,[\d.]+,[\d.]+,1,nuke_i$/);
+  await tty.expect(/> $/);
 
   // Binary garbage and broken escape sequences: no crash, a fresh prompt, commands still work.
   tty.type(Buffer.from([0x00, 0xff, 0xfe, 0x1b, 0x5b, 0x39, 0x39, 0x39, 0x7a, 0x80, 0x9b, 0x1b, 0x1b, 0x07, 0x0e]).toString('latin1'));

@@ -39,7 +39,7 @@ const codes = (v: unknown): string =>
     .map(([c, n]) => `${c}=${n}`)
     .join(' ');
 
-const REPORTS: Record<string, { op: string; summary: string; by: string[] | null; columns: (by: string) => Column[]; json: string; details: string }> = {
+export const REPORTS: Record<string, { op: string; summary: string; by: string[] | null; columns: (by: string) => Column[]; json: string; details: string }> = {
   usage: {
     op: 'report.usage',
     summary: 'per feature: peak against licensed seats, time at the limit, seat-hours',
