@@ -127,7 +127,7 @@ export interface DaemonOptions {
   build?: DaemonBuild;
   /** JSON log lines carry a time, for startup timings (logTimes). */
   logFormat?: 'text' | 'json';
-  /** false: usage history off (history.enabled), for the on/off figure (issue 14). */
+  /** false: usage history and the audit log off (history.enabled, audit.enabled), for the on/off figure (issue 14). */
   history?: boolean;
 }
 
@@ -159,7 +159,7 @@ export function spawnDaemon(o: DaemonOptions): DaemonProc {
     dongle: { transport: 'emulated', stateFile: o.license.dongleStateFile },
     ...(o.leases ? { leases: o.leases } : {}),
     ...(o.logFormat ? { log: { format: o.logFormat } } : {}),
-    ...(o.history === false ? { history: { enabled: false } } : {}),
+    ...(o.history === false ? { history: { enabled: false }, audit: { enabled: false } } : {}),
   };
   const configFile = join(o.dataDir, 'licd.json');
   writeFileSync(configFile, JSON.stringify(config, null, 2) + '\n');
