@@ -176,6 +176,14 @@ mnt() { # mnt TARGET ARGS...: mount, and remember it for cleanup
 # /etc/default/raspi-firmware (and raspi-firmware-custom), again at every kernel update.
 RPI_BOOT_LABEL=LICDBOOT
 RPI_BOOT_MB=256
+# The FAT boot partition on /boot/firmware. nofail: licd does not need it (only kernel updates
+# do), so a slow or missing boot partition must not stop the boot in emergency mode; the first
+# boot test of this image on a loaded machine did exactly that (the label's device timed out
+# before udev had seen it, local-fs.target failed).
+rpi_fstab() {
+  sed -i '\|[[:space:]]/boot/firmware[[:space:]]|d' "$ROOT/etc/fstab"
+  echo "LABEL=$RPI_BOOT_LABEL /boot/firmware vfat defaults,noatime,umask=0077,nofail,x-systemd.device-timeout=30s 0 2" >>"$ROOT/etc/fstab"
+}
 rpi_install() {
   step "Raspberry Pi: raspi-firmware, growpart, USB gadget"
   cat >"$ROOT/etc/apt/sources.list.d/debian-non-free-firmware.sources" <<EOF
@@ -185,7 +193,7 @@ Suites: $SUITE $SUITE-updates
 Components: non-free-firmware
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
-  echo "LABEL=$RPI_BOOT_LABEL /boot/firmware vfat defaults,noatime,umask=0077 0 2" >>"$ROOT/etc/fstab"
+  rpi_fstab
   mkdir -p "$ROOT/boot/firmware"
   in_root apt-get update -qq
   # cloud-guest-utils: growpart (the root grown to the card); dosfstools: fsck of the FAT partition.
@@ -281,6 +289,7 @@ if [ "$REUSE" = 1 ]; then
   chmod 0755 "$ROOT/usr/sbin/policy-rc.d"
   # The box's own files again (they may have changed with licd).
   run "$REPO/images/box-files.sh" "$ROOT"
+  if [ "$BOARD" = rpi ]; then rpi_fstab; fi
 elif [ -d "$ROOT" ]; then
   step "removing the previous root filesystem"
   # A previous run killed mid-way may have left mounts behind.
