@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import { LicdError } from '../core/errors.ts';
 import { escapeText } from '../core/validate.ts';
 import { LicdClient } from '../sdk/client.ts';
+import { certFingerprint } from '../mqtt/tls.ts';
 import { writeFileAtomic } from '../vendor.ts';
 import type { AdminApi, SystemOps } from './commands.ts';
 import { describeNetwork, networkFile } from './network.ts';
@@ -72,14 +73,16 @@ export function readAuditTail(file: string, n: number): string[] {
 }
 
 /** licd's admin API through the broker, connecting for each request (licd may be down; the console still works). */
-export function mqttAdmin(o: { url: string; adminPasswordFile: string; timeoutMs?: number }): AdminApi {
+export function mqttAdmin(o: { url: string; adminPasswordFile: string; timeoutMs?: number; brokerCert?: string }): AdminApi {
   return {
     async request<T>(type: string, body: Record<string, unknown> = {}): Promise<T> {
       const password = readSecret(o.adminPasswordFile);
       if (!password) throw new LicdError('FORBIDDEN', `no admin password in ${o.adminPasswordFile}`);
       let c: LicdClient;
       try {
-        c = await LicdClient.connect({ url: o.url, username: 'admin', password, timeoutMs: o.timeoutMs ?? 5000 });
+        // The box's own certificate, read at each request (first boot makes it; it may be renewed).
+        const tls = o.brokerCert ? { fingerprint: certFingerprint(readFileSync(o.brokerCert)) } : undefined;
+        c = await LicdClient.connect({ url: o.url, username: 'admin', password, timeoutMs: o.timeoutMs ?? 5000, ...(tls ? { tls } : {}) });
       } catch (e) {
         throw new Error(`licd is not answering at ${o.url} (${(e as Error).message}); logs, service, network and reboot still work`);
       }

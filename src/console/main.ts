@@ -17,7 +17,10 @@ usage: licd-console --tty PATH [options]
 
   --tty PATH                  the serial line (/dev/ttyGS0, /dev/ttyUSB0, /dev/serial0, a pty)
   --baud N                    line speed (default 115200; 8N1, no flow control)
-  --broker URL                licd's broker (default mqtt://127.0.0.1:1883)
+  --broker URL                licd's broker (default mqtt://127.0.0.1:1883); on the appliance
+                              mqtts://127.0.0.1:8883, where mosquitto takes the admin login
+  --broker-cert FILE          for mqtts://: trust the broker whose certificate is this file (the
+                              box's own, /etc/licd/tls/cert.pem), pinned by its fingerprint
   --admin-password-file FILE  the admin password (default /etc/licd/admin.password)
   --setup-code-file FILE      a one-time setup code that also logs in (until a password is set)
   --mosquitto-password-file FILE  where "password" sets the admin password for mosquitto
@@ -39,6 +42,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
         tty: { type: 'string' },
         baud: { type: 'string' },
         broker: { type: 'string' },
+        'broker-cert': { type: 'string' },
         'admin-password-file': { type: 'string' },
         'setup-code-file': { type: 'string' },
         'mosquitto-password-file': { type: 'string' },
@@ -78,7 +82,8 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   const system = v['dry-run']
     ? dryRunOps({ adminPasswordFile, ...(networkDir ? { networkDir } : {}) })
     : systemdOps({ adminPasswordFile, setupCodeFile, mosquittoPasswordFile: (v['mosquitto-password-file'] as string | undefined) ?? '/etc/mosquitto/licd.passwd', ...(networkDir ? { networkDir } : {}) });
-  const api = mqttAdmin({ url: (v.broker as string | undefined) ?? 'mqtt://127.0.0.1:1883', adminPasswordFile });
+  const brokerCert = v['broker-cert'] as string | undefined;
+  const api = mqttAdmin({ url: (v.broker as string | undefined) ?? 'mqtt://127.0.0.1:1883', adminPasswordFile, ...(brokerCert ? { brokerCert } : {}) });
   const auditFile = join(stateDir, 'audit.log');
   const audit = fileAudit(auditFile, line);
   const lockout = fileLockout(join(stateDir, 'lockout.json'));
