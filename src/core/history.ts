@@ -313,10 +313,42 @@ export class HistorySink {
     return c;
   }
 
+  /**
+   * The system clock stepped forward by stepMs (the daemon moved every stored time by it): the
+   * step is not time that passed, so nothing is counted for it. Each feature is counted up to the
+   * moment before the step and goes on from now in a new row; a step back is left to advance(),
+   * which counts nothing until the clock passes the last counted moment again.
+   */
+  shift(stepMs: number, now: number): void {
+    if (stepMs <= 0) return;
+    for (const feature of [...this.counters.keys()]) {
+      const c = this.advance(feature, now - stepMs);
+      this.restartAt(c, now);
+    }
+  }
+
+  /** Closes the counter's row as it is and starts counting again at `at` (nothing between). */
+  private restartAt(c: Counter, at: number): void {
+    const minute = floorTo(at, MINUTE);
+    if (minute !== c.minute) {
+      if (c.licensed > 0 || c.row.heldMs > 0 || c.row.grants > 0 || Object.keys(c.row.denials).length > 0) this.closed.push(c.row);
+      c.minute = minute;
+      c.row = emptyRow(c.feature, minute, MINUTE, c.licensed);
+      c.row.peak = c.leased + c.borrowed;
+    }
+    c.last = Math.max(c.last, at);
+  }
+
   /** Counts a feature's seats up to `to`, closing every minute passed on the way. */
   private advance(feature: string, to: number): Counter {
     const c = this.counter(feature, to);
     if (to <= c.last) return c;
+    // More than a day unseen while licd runs (its timer looks every few seconds): a clock step the
+    // daemon has not absorbed yet, or a suspended machine; not a day of use to write minute by minute.
+    if (to - c.last > MAX_CATCH_UP_MS) {
+      this.restartAt(c, to);
+      return c;
+    }
     while (to >= c.minute + MINUTE) {
       this.accrue(c, c.minute + MINUTE);
       // A feature no longer licensed and idle has no rows.
@@ -341,6 +373,9 @@ export class HistorySink {
     c.last = to;
   }
 }
+
+/** How far advance() counts minute by minute; a longer gap starts a new row instead. */
+const MAX_CATCH_UP_MS = 86_400_000;
 
 export function floorTo(ms: number, span: number): number {
   return Math.floor(ms / span) * span;

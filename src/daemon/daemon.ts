@@ -764,6 +764,8 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     const absorbStep = async (stepMs: number, what: string) => {
       const change = table.shift(stepMs);
       service.shiftTimes(stepMs);
+      // The usage history counts nothing for the step (docs/history.md, "Clock steps").
+      history.sink.shift(stepMs, clock.now());
       clockGuard.stepped(stepMs);
       steady?.shift(stepMs);
       delegationEnds += stepMs;

@@ -7,7 +7,7 @@ import test from 'ava';
 import { csvField, parseWhen, toCsv, toTable } from '../../src/cli/commands/report.ts';
 import { parseConfig } from '../../src/config.ts';
 import { EventBus } from '../../src/core/events.ts';
-import { DAY, HOUR, MINUTE, emptyRow, rowKey, sessionKey, type SessionRecord, type UsageRow } from '../../src/core/history.ts';
+import { DAY, HOUR, HistorySink, MINUTE, emptyRow, rowKey, sessionKey, type SessionRecord, type UsageRow } from '../../src/core/history.ts';
 import type { Lease } from '../../src/core/model.ts';
 import { MemoryStore } from '../../src/core/ports.ts';
 import { adviceReport, borrowsReport, defaultWorkingHours, utcTime, type ReportInput } from '../../src/core/reports.ts';
@@ -208,4 +208,25 @@ test('report ops refuse a bad period or by naming the field, and say when histor
   t.like(await err({ op: 'report.usage' }, setup({ ...defaultHistoryConfig, enabled: false })), { code: 'CONFIG_INVALID' });
   t.regex((await err({ op: 'report.usage' }, setup({ ...defaultHistoryConfig, enabled: false })))!.message, /history\.enabled is false in its config\); set it to true and restart licd/);
   t.false((await ask({ op: 'report.usage' })).ok, 'admins only');
+});
+
+test('a clock step forward counts nothing for the step: a held seat across a year-long step gives a few rows, not a year of minutes', (t) => {
+  const t0 = Date.UTC(2026, 10, 30, 12, 0, 0);
+  const sink = new HistorySink({ licensed: () => 2, now: t0 });
+  const lease: Lease = { id: 'L1', feature: 'render', count: 1, clientId: 'c', pid: 1, user: 'u', host: 'h', since: t0, expiresAt: t0 + 60_000, ttlMs: 60_000, disconnectedAt: null };
+  const events = [{ type: 'lease.granted' as const, at: t0, lease }];
+  sink.prepare(events);
+  sink.settle(events, true);
+  const year = 365 * DAY;
+  const now = t0 + 90_000 + year;
+  sink.shift(year, now);
+  const rows = sink.flush(now + 2 * MINUTE).filter((m) => m.kind === 'rec.put');
+  t.true(rows.length <= 4, `${rows.length} rows`);
+  const heldMs = rows.reduce((n, m) => n + ((m as { value: UsageRow }).value.heldMs ?? 0), 0);
+  t.true(heldMs <= 90_000 + 2 * MINUTE + 1, `held ${heldMs} ms: the step is not counted`);
+  // Without the shift (a step the daemon has not absorbed yet), a day-long gap starts a new row too.
+  const other = new HistorySink({ licensed: () => 2, now: t0 });
+  other.prepare(events);
+  other.settle(events, true);
+  t.true(other.flush(t0 + year).filter((m) => m.kind === 'rec.put').length <= 4);
 });
