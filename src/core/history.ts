@@ -138,6 +138,12 @@ export interface HistorySinkOptions {
   run?: string;
   /** The most denial records kept per minute (a client looping on a refusal adds one, not thousands). */
   maxDenialsPerMinute?: number;
+  /**
+   * A gap longer than this between two looks is not counted but starts a new row (the daemon looks
+   * every few seconds, so a longer gap is a clock step not yet absorbed, or a suspended machine).
+   * Unset: every gap is counted minute by minute (tests that feed a month of events).
+   */
+  maxGapMs?: number;
 }
 
 /**
@@ -343,9 +349,7 @@ export class HistorySink {
   private advance(feature: string, to: number): Counter {
     const c = this.counter(feature, to);
     if (to <= c.last) return c;
-    // More than a day unseen while licd runs (its timer looks every few seconds): a clock step the
-    // daemon has not absorbed yet, or a suspended machine; not a day of use to write minute by minute.
-    if (to - c.last > MAX_CATCH_UP_MS) {
+    if (this.o.maxGapMs !== undefined && to - c.last > this.o.maxGapMs) {
       this.restartAt(c, to);
       return c;
     }
@@ -373,9 +377,6 @@ export class HistorySink {
     c.last = to;
   }
 }
-
-/** How far advance() counts minute by minute; a longer gap starts a new row instead. */
-const MAX_CATCH_UP_MS = 86_400_000;
 
 export function floorTo(ms: number, span: number): number {
   return Math.floor(ms / span) * span;

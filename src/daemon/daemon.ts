@@ -424,6 +424,8 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       leases: () => table.allLeases(),
       borrows: () => table.allBorrows(),
       limitGroups: () => Object.fromEntries(Object.entries(borrowing.currentLimits().groups ?? {}).map(([g, r]) => [g, r.members])),
+      // Its flush timer looks every few seconds: a gap of an hour is a clock step or a suspend, not use.
+      maxGapMs: 3_600_000,
     });
     if (config.history.enabled) {
       events.add(history.sink);

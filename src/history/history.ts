@@ -93,6 +93,8 @@ export interface UsageHistoryDeps {
   /** The groups of the borrow limits (used when config.groups is null). */
   limitGroups: () => Record<string, string[]>;
   localTime?: LocalTime;
+  /** A gap longer than this between two looks is not counted (HistorySinkOptions.maxGapMs); the daemon gives an hour. */
+  maxGapMs?: number;
 }
 
 export class UsageHistory {
@@ -107,7 +109,7 @@ export class UsageHistory {
   private readonly localTime: LocalTime;
 
   constructor(private readonly d: UsageHistoryDeps) {
-    this.sink = new HistorySink({ licensed: d.licensed, now: d.clock.now() });
+    this.sink = new HistorySink({ licensed: d.licensed, now: d.clock.now(), ...(d.maxGapMs !== undefined ? { maxGapMs: d.maxGapMs } : {}) });
     this.localTime = d.localTime ?? processLocalTime;
     const run = (op: (f: Fields, now: number) => Promise<unknown>) => async (ctx: { now: number }, f: Fields) => {
       if (!this.d.config.enabled) throw new LicdError('CONFIG_INVALID', 'usage history is off on this server (history.enabled is false in its config); set it to true and restart licd to keep history', { field: 'history.enabled' });

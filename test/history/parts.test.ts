@@ -224,8 +224,8 @@ test('a clock step forward counts nothing for the step: a held seat across a yea
   t.true(rows.length <= 4, `${rows.length} rows`);
   const heldMs = rows.reduce((n, m) => n + ((m as { value: UsageRow }).value.heldMs ?? 0), 0);
   t.true(heldMs <= 90_000 + 2 * MINUTE + 1, `held ${heldMs} ms: the step is not counted`);
-  // Without the shift (a step the daemon has not absorbed yet), a day-long gap starts a new row too.
-  const other = new HistorySink({ licensed: () => 2, now: t0 });
+  // A step the daemon has not absorbed yet: with the daemon's maxGapMs the gap starts a new row.
+  const other = new HistorySink({ licensed: () => 2, now: t0, maxGapMs: HOUR });
   other.prepare(events);
   other.settle(events, true);
   t.true(other.flush(t0 + year).filter((m) => m.kind === 'rec.put').length <= 4);
