@@ -236,7 +236,14 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     // 3. State.
     const store = deps.store ?? (await LevelStore.open(join(config.dataDir, 'db')));
     cleanups.push(() => store.close());
-    const idBytes = () => toBase64url(random.bytes(9));
+    // Lease and borrow ids go on command lines (licctl lease revoke ID): one that starts with "-"
+    // would be read as an option, so such an id is drawn again (CI hit "unknown option -9").
+    const idBytes = (): string => {
+      for (;;) {
+        const id = toBase64url(random.bytes(9));
+        if (!id.startsWith('-')) return id;
+      }
+    };
     const loaded = await store.load();
     // The license installed last (docs/activation.md): a license file older than it, put back
     // while licd was stopped, is refused and the installed one served from the database.
