@@ -26,7 +26,7 @@ async function ptyPair(dir: string, name = 'line'): Promise<{ device: string; te
 
 /** The admin's terminal: types, and reads the screen from the last thing it expected. */
 async function terminal(path: string) {
-  const port = new SerialPort({ path, baudRate: 115200, autoOpen: false });
+  const port = new SerialPort({ path, baudRate: 115200, autoOpen: false, lock: false });
   await new Promise<void>((res, rej) => port.open((e) => (e ? rej(e) : res())));
   let screen = '';
   let seen = 0;
