@@ -48,6 +48,18 @@ function needArgs(args: string[], min: number, max: number, usage: string): void
   if (args.length < min || args.length > max) throw new ConsoleUsage(`usage: ${usage}`);
 }
 
+/** `[N] [ymodem]`, as the export commands take them: a count from 1 to max (dflt when absent), and whether to send by YMODEM. */
+function countAndYmodem(args: string[], cmd: string, name: string, dflt: number, max: number): { n: number; ymodem: boolean } {
+  const usage = `${cmd} [${name}] [ymodem]`;
+  needArgs(args, 0, 2, usage);
+  const ymodem = args.at(-1) === 'ymodem';
+  const rest = ymodem ? args.slice(0, -1) : args;
+  if (rest.length > 1) throw new ConsoleUsage(usage);
+  const n = rest[0] === undefined ? dflt : Number(rest[0]);
+  if (!Number.isInteger(n) || n < 1 || n > max) throw new ConsoleUsage(`${cmd}: ${name} must be a whole number from 1 to ${max}, got ${JSON.stringify(rest[0])}`);
+  return { n, ymodem };
+}
+
 function parseJson(text: string, what: string): unknown {
   try {
     return JSON.parse(text);
@@ -330,12 +342,7 @@ export function consoleCommands(o: { api: AdminApi; system: SystemOps; utc?: boo
       args: '[DAYS] [ymodem]',
       summary: 'hours used per user over the last DAYS (30 by default), for chargeback, as CSV: printed between two lines of dashes to copy, or sent by YMODEM',
       run: async (io, args) => {
-        needArgs(args, 0, 2, 'export usage [DAYS] [ymodem]');
-        const ymodem = args.at(-1) === 'ymodem';
-        const rest = ymodem ? args.slice(0, -1) : args;
-        if (rest.length > 1) throw new ConsoleUsage('export usage [DAYS] [ymodem]');
-        const days = rest[0] === undefined ? 30 : Number(rest[0]);
-        if (!Number.isInteger(days) || days < 1 || days > 3660) throw new ConsoleUsage(`export usage: DAYS must be a whole number from 1 to 3660, got ${JSON.stringify(rest[0])}`);
+        const { n: days, ymodem } = countAndYmodem(args, 'export usage', 'DAYS', 30, 3660);
         const to = new Date();
         const from = new Date(to.getTime() - days * 86_400_000);
         // The same admin operation and columns as licctl report users --format csv.
@@ -353,12 +360,7 @@ export function consoleCommands(o: { api: AdminApi; system: SystemOps; utc?: boo
       args: '[LINES] [ymodem]',
       summary: "the console's audit log (the last LINES, 200 by default): printed between two lines of dashes to copy, or sent by YMODEM",
       run: async (io, args) => {
-        needArgs(args, 0, 2, 'export audit [LINES] [ymodem]');
-        const ymodem = args.at(-1) === 'ymodem';
-        const rest = ymodem ? args.slice(0, -1) : args;
-        if (rest.length > 1) throw new ConsoleUsage('export audit [LINES] [ymodem]');
-        const n = rest[0] === undefined ? 200 : Number(rest[0]);
-        if (!Number.isInteger(n) || n < 1 || n > 100_000) throw new ConsoleUsage(`export audit: LINES must be a whole number from 1 to 100000, got ${JSON.stringify(rest[0])}`);
+        const { n, ymodem } = countAndYmodem(args, 'export audit', 'LINES', 200, 100_000);
         const lines = o.auditLog?.(n) ?? [];
         if (ymodem) return io.ymodemSend('licd-console-audit.jsonl', Buffer.from(lines.map((l) => l + '\n').join(''), 'utf8'));
         io.print(`audit log: ${lines.length} line(s), one JSON object each; copy everything between the lines:`);
