@@ -13,6 +13,10 @@ import type { AlertsResult } from '../core/protocol.ts';
 import type { LicenseService, Log } from '../core/service.ts';
 import type { AlertNotifier } from './notify.ts';
 
+/** How many alerts the retained list, the server state and alerts.list carry at most. */
+export const MAX_LISTED_ALERTS = 100;
+const RANK = { critical: 2, warning: 1, info: 0 } as const;
+
 /** The least time between two evaluations caused by seat events, ms. */
 export const MIN_GAP_MS = 200;
 
@@ -58,8 +62,16 @@ export class AlertMonitor implements EventSink {
     return this.book.list();
   }
 
+  /**
+   * The list as published and answered: at most MAX_LISTED_ALERTS, the most severe first, and how
+   * many more there are (one MQTT message, well inside the broker's packet limit).
+   */
   result(): AlertsResult {
-    return { alerts: this.book.list(), updated: new Date(this.updated).toISOString() };
+    const all = this.book.list();
+    const updated = new Date(this.updated).toISOString();
+    if (all.length <= MAX_LISTED_ALERTS) return { alerts: all, updated };
+    const shown = [...all].sort((a, b) => RANK[b.severity] - RANK[a.severity]).slice(0, MAX_LISTED_ALERTS);
+    return { alerts: shown, updated, more: all.length - shown.length };
   }
 
   settle(events: readonly SeatEvent[], ok: boolean): void {
@@ -126,7 +138,7 @@ export class AlertMonitor implements EventSink {
     for (const a of changes.raised) log.warn(`ALERT raised: ${a.message}`, fields(a));
     for (const a of changes.changed) log.warn(`ALERT now ${a.severity}: ${a.message}`, fields(a));
     for (const a of changes.cleared) log.info(`alert cleared: ${a.message}`, fields(a));
-    svc.setAlerts(this.book.list().map((a) => ({ kind: a.kind, severity: a.severity, since: a.since, ...(a.feature ? { feature: a.feature } : {}), summary: a.summary })));
+    svc.setAlerts(this.result().alerts.map((a) => ({ kind: a.kind, severity: a.severity, since: a.since, ...(a.feature ? { feature: a.feature } : {}), summary: a.summary })));
     this.opts.publish(this.result());
     const n = this.opts.notifier;
     if (n) {

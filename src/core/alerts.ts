@@ -24,7 +24,9 @@ export interface Alert {
   summary: string;
   feature?: string;
   user?: string;
+  /** The hosts of a double use: the first MAX_ALERT_HOSTS (sorted); hostCount says how many in all. */
   hosts?: string[];
+  hostCount?: number;
   /** Expiry alerts: the stage, days left at most (30, 7, 1), 0 once ended. */
   stage?: number;
 }
@@ -82,6 +84,21 @@ function days(ms: number): string {
 }
 
 /**
+ * How many hosts an alert names. A user on a whole farm (a render account with a borrowed seat and
+ * 100,000 floating ones) must not make an alert of megabytes: the retained alerts topic would pass
+ * the broker's packet limit (mosquitto's max_packet_size, 1 MiB as shipped), and the broker would
+ * drop licd's connection at every attempt to publish it.
+ */
+export const MAX_ALERT_HOSTS = 20;
+/** How many hosts an alert's message lists before "and N more". */
+const MESSAGE_HOSTS = 5;
+
+function hostList(hosts: string[], sep: string): string {
+  if (hosts.length <= MESSAGE_HOSTS) return hosts.join(sep);
+  return `${hosts.slice(0, MESSAGE_HOSTS).join(', ')} and ${(hosts.length - MESSAGE_HOSTS).toLocaleString('en-US')} more`;
+}
+
+/**
  * Double use: the same user holds a feature borrowed on one host and floating on another, or
  * borrowed on two hosts. A user on many render nodes with floating seats only is normal; a seat
  * marked lost by an admin is not counted (the machine is gone).
@@ -125,14 +142,16 @@ export function conditions(input: AlertInput, rules: AlertRules, atLimitSince: M
   const out: Draft[] = [];
   const now = input.now;
   for (const d of doubleUses(input)) {
-    const where = d.floating.length > 0 ? `borrowed on ${d.borrowed.join(', ')} and floating on ${d.floating.join(', ')}` : `borrowed on ${d.borrowed.join(' and ')}`;
+    const where = d.floating.length > 0 ? `borrowed on ${hostList(d.borrowed, ', ')} and floating on ${hostList(d.floating, ', ')}` : `borrowed on ${hostList(d.borrowed, ' and ')}`;
+    const hosts = [...d.borrowed, ...d.floating];
     out.push({
       id: `double-use:${d.feature}:${d.user}`,
       kind: 'double-use',
       severity: 'warning',
       feature: d.feature,
       user: d.user,
-      hosts: [...d.borrowed, ...d.floating],
+      hosts: hosts.slice(0, MAX_ALERT_HOSTS),
+      ...(hosts.length > MAX_ALERT_HOSTS ? { hostCount: hosts.length } : {}),
       message: `double use of ${d.feature}: user ${d.user} holds it ${where}; one person takes ${d.borrowed.length + d.floating.length} seats (return the borrowed seat, or check in the floating one)`,
       summary: `double use of ${d.feature}: one user holds it ${d.floating.length > 0 ? 'borrowed and floating' : 'borrowed'} on ${d.borrowed.length + d.floating.length} hosts`,
     });

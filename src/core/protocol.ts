@@ -133,6 +133,8 @@ export interface AlertsResult {
   alerts: Alert[];
   /** When the list last changed. */
   updated: string;
+  /** How many active alerts are not in the list (it carries at most 100, the most severe first). */
+  more?: number;
 }
 
 export interface FeatureStatus extends Availability {
