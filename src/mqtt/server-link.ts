@@ -87,7 +87,7 @@ export class ServerLink {
       );
       this.service.markAllDirty();
       this.publishChain();
-      if (this.lastAlerts !== null) this.client.publish(topics.alerts, this.lastAlerts, { qos: 1, retain: true });
+      if (this.lastAlerts !== null) this.retained(topics.alerts, this.lastAlerts);
     });
     this.client.on('error', (e) => this.log.warn('MQTT connection error', { error: String(e) }));
     this.client.on('offline', () => {
@@ -189,11 +189,11 @@ export class ServerLink {
       this.knownFeatures.delete(name);
       this.client.publish(topics.feature(name), '', { qos: 1, retain: true });
     }
-    if (server) this.client.publish(topics.serverState, JSON.stringify(server), { qos: 1, retain: true });
+    if (server) this.retained(topics.serverState, JSON.stringify(server));
     const now = new Date(this.service.clock.now()).toISOString();
     for (const a of features) {
       this.knownFeatures.add(a.feature);
-      this.client.publish(topics.feature(a.feature), JSON.stringify({ ...a, updated: now }), { qos: 1, retain: true });
+      this.retained(topics.feature(a.feature), JSON.stringify({ ...a, updated: now }));
     }
   }
 
@@ -209,7 +209,20 @@ export class ServerLink {
   publishAlerts(result: unknown): void {
     this.lastAlerts = JSON.stringify(result);
     if (this.closed || !this.client.connected) return;
-    this.client.publish(topics.alerts, this.lastAlerts, { qos: 1, retain: true });
+    this.retained(topics.alerts, this.lastAlerts);
+  }
+
+  /**
+   * Publishes retained state, unless it is over what brokers pass: a broker drops the connection
+   * of a client that sends a packet over its limit (mosquitto's max_packet_size), and licd would
+   * lose its broker at every attempt. Such a message is logged and not sent; the old one stands.
+   */
+  private retained(topic: string, text: string): void {
+    if (Buffer.byteLength(text) > MAX_ANSWER_BYTES) {
+      this.log.error('a retained message is too large to publish; the previous one stands (a bug: please report it)', { topic, bytes: Buffer.byteLength(text), limit: MAX_ANSWER_BYTES });
+      return;
+    }
+    this.client.publish(topic, text, { qos: 1, retain: true });
   }
 
   publishChain(): void {
