@@ -55,19 +55,35 @@ export function recordKey(seq: number): string {
 
 /** JSON with object keys sorted at every level, no spaces: the bytes that are hashed and signed. */
 export function canonicalJson(v: unknown): string {
-  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
-  if (Array.isArray(v)) return `[${v.map((x) => canonicalJson(x === undefined ? null : x)).join(',')}]`;
-  const o = v as Record<string, unknown>;
-  const keys = Object.keys(o)
-    .filter((k) => o[k] !== undefined)
-    .sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
+  return canonical(v, null);
 }
 
-/** sha256(ASCII("licd-audit/1") || 0x00 || canonical JSON of the record without `hash`), hex. */
+/**
+ * canonicalJson, leaving out the top-level key `skip` (a record's own hash). Written as loops
+ * with string appends: it runs for every audit record, twice per checkout and checkin.
+ */
+function canonical(v: unknown, skip: string | null): string {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
+  if (Array.isArray(v)) {
+    let out = '[';
+    for (let i = 0; i < v.length; i++) out += (i > 0 ? ',' : '') + (v[i] === undefined ? 'null' : canonical(v[i], null));
+    return out + ']';
+  }
+  const o = v as Record<string, unknown>;
+  const keys = Object.keys(o).sort();
+  let out = '{';
+  let first = true;
+  for (const k of keys) {
+    const x = o[k];
+    if (x === undefined || k === skip) continue;
+    out += (first ? '' : ',') + JSON.stringify(k) + ':' + canonical(x, null);
+    first = false;
+  }
+  return out + '}';
+}
+
 export function recordHash(rec: Record<string, unknown>, sha256: Sha256): string {
-  const { hash: _omit, ...rest } = rec;
-  return toHex(sha256(concat(utf8(AUDIT_RECORD_DOMAIN), new Uint8Array([0]), utf8(canonicalJson(rest)))));
+  return toHex(sha256(utf8(`${AUDIT_RECORD_DOMAIN}\0${canonical(rec, 'hash')}`)));
 }
 
 /** The content address of a certificate (an entitlement or delegation envelope): sha-256 of its canonical JSON. */

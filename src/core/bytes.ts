@@ -1,9 +1,12 @@
 /** Byte helpers without Buffer, so the core stays free of node I/O modules. */
 const HEX = '0123456789abcdef';
 
+/** The two hex digits of each byte value. */
+const BYTE_HEX = Array.from({ length: 256 }, (_, x) => HEX[x >> 4]! + HEX[x & 15]!);
+
 export function toHex(b: Uint8Array): string {
   let s = '';
-  for (const x of b) s += HEX[x >> 4]! + HEX[x & 15]!;
+  for (let i = 0; i < b.length; i++) s += BYTE_HEX[b[i]!]!;
   return s;
 }
 
@@ -57,8 +60,10 @@ export function fromBase64url(s: string): Uint8Array {
   return out.subarray(0, o);
 }
 
+const ENCODER = new TextEncoder();
+
 export function utf8(s: string): Uint8Array {
-  return new TextEncoder().encode(s);
+  return ENCODER.encode(s);
 }
 
 export function fromUtf8(b: Uint8Array): string {
