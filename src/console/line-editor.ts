@@ -20,6 +20,8 @@ export interface LineEditorOptions {
 }
 
 const BEL = '\x07';
+/** The most typed-ahead bytes kept: a pasted file of the largest size a paste takes, and some. */
+const MAX_AHEAD = 300 * 1024;
 
 export class LineEditor {
   private buf = '';
@@ -35,6 +37,13 @@ export class LineEditor {
   private readonly columns: number;
   private readonly maxLength: number;
   private limit = 512;
+  /**
+   * Bytes that came while no line was being read: typed ahead while a command ran, or the rest of
+   * a block pasted at once (a license file's lines and the "." after them arrive in one read). The
+   * next line reads them first; a Ctrl-C among them still cancels at once and drops what came
+   * before it, as a terminal's interrupt flushes its input.
+   */
+  private ahead: Uint8Array = new Uint8Array(0);
 
   constructor(private readonly o: LineEditorOptions) {
     this.columns = o.columns ?? 80;
@@ -69,12 +78,40 @@ export class LineEditor {
   /** Feeds raw bytes; returns what they completed (lines, cancels, an end). */
   feed(data: Uint8Array | string): EditorEvent[] {
     const events: EditorEvent[] = [];
-    const bytes = typeof data === 'string' ? Buffer.from(data, 'latin1') : data;
-    for (const b of bytes) {
+    const fresh = typeof data === 'string' ? Buffer.from(data, 'latin1') : data;
+    const bytes = this.ahead.length === 0 ? fresh : Buffer.concat([this.ahead, fresh]);
+    this.ahead = new Uint8Array(0);
+    for (let i = 0; i < bytes.length; i++) {
+      const b = bytes[i]!;
+      if (!this.active && this.esc === null && b !== 0x03) {
+        // The LF of the CRLF that ended the last line is not a line of its own.
+        if (b === 0x0a && this.lastWasCR) {
+          this.lastWasCR = false;
+          continue;
+        }
+        this.lastWasCR = false;
+        const cancel = bytes.indexOf(0x03, i);
+        if (cancel === -1) {
+          this.ahead = bytes.slice(i, i + MAX_AHEAD);
+          break;
+        }
+        i = cancel - 1;
+        continue;
+      }
       const ev = this.byte(b);
       if (ev) events.push(ev);
     }
     return events;
+  }
+
+  /** Whether bytes wait for the next line (the caller feeds an empty chunk after start() to read them). */
+  get hasAhead(): boolean {
+    return this.ahead.length > 0;
+  }
+
+  /** Drops what was typed ahead (after a wrong password, at a logout). */
+  flushAhead(): void {
+    this.ahead = new Uint8Array(0);
   }
 
   private byte(b: number): EditorEvent | null {

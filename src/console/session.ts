@@ -188,6 +188,7 @@ export class ConsoleSession {
     }
     if (this.o.banner) this.out(this.o.banner() + '\n');
     this.ed.start(`${this.o.hostName ?? 'licd'} console password: `, { masked: true });
+    this.readAhead();
   }
 
   private login(password: string): void {
@@ -200,6 +201,7 @@ export class ConsoleSession {
       this.o.lockout.save({ failures, until: this.clock.now() + delay * 1000 });
       this.o.audit({ event: 'login', ok: false, detail: `wrong password (${failures} in a row)` });
       this.out(`wrong password; wait ${delay} s before the next try\n`);
+      this.ed.flushAhead();
       return this.loginPrompt(true);
     }
     this.o.lockout.save({ failures: 0, until: 0 });
@@ -211,6 +213,7 @@ export class ConsoleSession {
   }
 
   private logout(why: string): void {
+    this.ed.flushAhead();
     this.o.audit({ event: 'logout', ok: true, detail: why });
     this.role = null;
     this.idleTimer?.cancel();
@@ -220,7 +223,20 @@ export class ConsoleSession {
 
   private prompt(): void {
     this.ed.start(`${this.o.hostName ?? 'licd'}> `);
+    this.readAhead();
   }
+
+  /** A line started: what was typed ahead is read now (after the caller's own work, in order). */
+  private readAhead(): void {
+    if (!this.ed.hasAhead || this.aheadScheduled) return;
+    this.aheadScheduled = true;
+    queueMicrotask(() => {
+      this.aheadScheduled = false;
+      if (!this.closed && this.ed.editing && !this.raw) this.feed(new Uint8Array(0));
+    });
+  }
+
+  private aheadScheduled = false;
 
   private settle(v: string | null): void {
     const p = this.pending;
@@ -367,6 +383,7 @@ export class ConsoleSession {
         },
       };
       this.ed.start(prompt, { masked, maxLength });
+      this.readAhead();
     });
   }
 }

@@ -4,7 +4,7 @@
  * that types and reads the screen, through serialport as screen or minicom would open it). Against a
  * real licd on its development defaults; box operations on the dry-run backend.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -285,8 +285,11 @@ test('export audit ymodem: rz receives the console audit log in a file', async (
   t.is(got.length, readFileSync(join(dir, 'state', 'audit.log'), 'utf8').trim().split('\n').length - 1, 'every line of the audit log before the export itself');
 });
 
-test('license import by YMODEM: sz sends the license file, the box installs it without a restart', async (t) => {
-  t.timeout(180_000);
+/**
+ * A box, the vendor's license for it with a new feature (houdini_engine, 3 seats), and an admin
+ * logged in on the console.
+ */
+async function boxWithLicense(t: ExecutionContext) {
   const b = await box(t);
   await b.start();
   const dir = tempDir('licd-console-');
@@ -305,12 +308,36 @@ test('license import by YMODEM: sz sends the license file, the box installs it w
   t.teardown(() => socat.kill());
   const c = consoleProcess(t, device, dir, {}, ['--admin-password-file', join(b.dir, 'admin.password'), '--broker', b.state.url]);
   await c.waitFor(/serving/);
-  let tty = await terminal(term);
+  const tty = await terminal(term);
   t.teardown(() => tty.close());
   tty.line('');
   await tty.expect(/console password: $/);
   tty.line(readFileSync(join(b.dir, 'admin.password'), 'utf8').trim());
   await tty.expect(/> $/);
+  return { b, lic, term, tty };
+}
+
+test('license import by paste: the file and the "." pasted in one block, as a terminal sends a paste', async (t) => {
+  t.timeout(180_000);
+  const { b, lic, tty } = await boxWithLicense(t);
+  tty.line('license import');
+  await tty.expect(/a line with a single "\."/);
+  // Every line of the file, and the line with the dot, in one write: the rest of the block must
+  // not be lost while the console takes the first line (it was: the console waited forever).
+  tty.type(readFileSync(lic, 'utf8').replace(/\r?\n/g, '\r') + '.\r');
+  await tty.expect(/install this license\? \(y\/n\) $/);
+  tty.line('y');
+  await tty.expect(/license ACT-\S+ for ACME Studio installed/);
+  t.is(feature(await b.status(), 'houdini_engine')?.total, 3, 'the new feature is served without a restart');
+  // Commands typed ahead while one runs are run after it, in order.
+  tty.type('tls\rhelp tls\r');
+  await tty.expect(/TLS is off[\s\S]*> help tls/);
+});
+
+test('license import by YMODEM: sz sends the license file, the box installs it without a restart', async (t) => {
+  t.timeout(180_000);
+  const { b, lic, term, tty: first } = await boxWithLicense(t);
+  let tty = first;
   tty.line('license import ymodem');
   await tty.expect(/start the YMODEM send/);
   // The terminal program hands the line to sz, as minicom does for Ctrl-A S.
