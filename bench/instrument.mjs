@@ -14,7 +14,12 @@
  * and samples event-loop lag every 10 ms. On SIGUSR2 it writes a summary (InstrumentDump in
  * bench/lib/instrument-dump.ts) of what it saw since the last signal to the file and starts over,
  * so the bench can bracket a measuring window.
+ *
+ * With LICD_BENCH_PROFILE_DIR set (bench --profile DIR), it also runs V8's sampling CPU profiler
+ * from one signal to the next and writes each window's profile to DIR/<pid>-<n>.cpuprofile, so a
+ * profile covers a measuring window only (not the start); bench/profile.ts sorts one into parts.
  */
+import { Session } from 'node:inspector';
 import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -78,7 +83,27 @@ if (out && modules) {
     last = now;
   }, every).unref();
 
+  const profileDir = process.env.LICD_BENCH_PROFILE_DIR;
+  const inspector = profileDir ? new Session() : null;
+  let windows = 0;
+  if (inspector) {
+    inspector.connect();
+    inspector.post('Profiler.enable');
+    // 200 µs between samples: a checkout+checkin costs about 100 µs of CPU.
+    inspector.post('Profiler.setSamplingInterval', { interval: 200 });
+  }
+  const nextProfile = () => {
+    if (!inspector) return;
+    const start = () => inspector.post('Profiler.start');
+    if (windows++ === 0) return start();
+    inspector.post('Profiler.stop', (err, r) => {
+      if (!err && r?.profile) writeFileSync(join(profileDir, `${process.pid}-${windows - 1}.cpuprofile`), JSON.stringify(r.profile));
+      start();
+    });
+  };
+
   process.on('SIGUSR2', () => {
+    nextProfile();
     const t = totals();
     const dump = {
       commit: dist(commits),

@@ -1,6 +1,6 @@
 /**
  * npm run bench [-- --quick] [--json FILE] [--broker mosquitto|aedes] [--burst N] [--farm N]
- *               [--phases LIST] [--daemon compiled|tsx] [--keep]
+ *               [--phases LIST] [--daemon compiled|tsx] [--keep] [--profile DIR]
  *
  * Measures licd against the transport's own limit in the same run (issue 6; method and latest
  * figures in docs/performance.md). For each broker configuration (mosquitto as a process, the
@@ -9,9 +9,9 @@
  * met or missed, but no number fails the run: the exit code is 0 unless something broke. The
  * daemon is the compiled build (dist/, which `npm run bench` makes first), as in production.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -114,7 +114,7 @@ const QUICK: Params = {
 
 function usage(): never {
   process.stdout.write(`usage: npm run bench -- [--quick] [--json FILE] [--broker mosquitto|aedes] [--burst N] [--farm N]
-                        [--phases LIST] [--daemon compiled|tsx] [--keep]
+                        [--phases LIST] [--daemon compiled|tsx] [--keep] [--profile DIR]
 
   --quick          about a minute: shorter windows, fewer connections and leases (the table says which)
   --json FILE      also write every figure to FILE (keys name the figure and its unit)
@@ -126,6 +126,8 @@ function usage(): never {
   --daemon BUILD   compiled: the production build in dist/ (default; npm run bench builds it first);
                    tsx: the TypeScript sources through tsx, for comparison
   --keep           keep the temporary directory (logs, databases, broker config)
+  --profile DIR    write a CPU profile of each daemon's measuring windows to DIR
+                   (<pid>-<n>.cpuprofile); npx tsx bench/profile.ts FILE sorts one into parts
 `);
   process.exit(0);
 }
@@ -143,6 +145,14 @@ function parseArgs(argv: string[]): Params {
     else if (a === '--help' || a === '-h') usage();
     else if (a === '--json') p.json = argv[++i] ?? null;
     else if (a === '--keep') p.keep = true;
+    else if (a === '--profile') {
+      // Each daemon with probes writes a CPU profile of each measuring window there
+      // (bench/instrument.mjs); bench/profile.ts sorts one into parts (docs/performance.md).
+      const dir = argv[++i];
+      if (!dir) throw new Error('--profile needs a directory');
+      mkdirSync(dir, { recursive: true });
+      process.env.LICD_BENCH_PROFILE_DIR = resolve(dir);
+    }
     else if (a === '--burst') p.burst = num(argv[++i], '--burst');
     else if (a === '--farm') p.farm = num(argv[++i], '--farm');
     else if (a === '--daemon') {
