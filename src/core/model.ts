@@ -28,6 +28,8 @@ export interface Lease {
   lingering?: true;
   /** When its client last reported activity (heartbeat `idle`); absent: never reported, never judged idle. */
   activeAt?: number;
+  /** How long its checkout waited in the queue before this lease was granted, ms (absent: it did not wait). */
+  waitedMs?: number;
 }
 
 export interface Borrow {

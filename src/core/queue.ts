@@ -21,6 +21,8 @@ export interface Waiter {
   granting: boolean;
   /** The position it was last told (1 = next). */
   told: number;
+  /** Its arrival is being written (queue.joined): it holds the line until then. */
+  writing?: boolean;
 }
 
 /** Same holder, process and feature: asking again keeps the place. */

@@ -28,6 +28,8 @@ export interface CheckoutRequest {
   version?: string | undefined;
   count: number;
   ttlMs: number;
+  /** A waiter being granted: how long it waited (kept on the new lease for the usage history). */
+  waitedMs?: number;
 }
 
 export type CheckoutStatus = 'granted' | 'extended';
@@ -251,6 +253,7 @@ export class SeatTable {
           expiresAt: now + req.ttlMs,
           ttlMs: req.ttlMs,
           disconnectedAt: null,
+          ...(req.waitedMs !== undefined ? { waitedMs: req.waitedMs } : {}),
         };
     return this.change({ status: existing && !existing.lingering ? 'extended' : 'granted', lease, ...(existing?.lingering ? { reclaimed: true } : {}) }, [{ kind: 'lease.put', lease }]);
   }

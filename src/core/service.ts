@@ -1,7 +1,7 @@
 import { LicdError, isLicdError, type ErrorCode } from './errors.ts';
 import { productsOfFeatures, productViews, type Entitlement } from './entitlement.ts';
 import type { Borrow, Change, Lease, Mutation } from './model.ts';
-import type { EventBus, SeatEvent } from './events.ts';
+import type { EventBus, QueueLeftReason, SeatEvent } from './events.ts';
 import type { Clock, HolderHash, StateStore } from './ports.ts';
 import {
   ADMIN_OPS,
@@ -345,7 +345,8 @@ export class LicenseService {
    * and its new value is written in the same batch (anti-rollback for borrows).
    */
   async commit<T>(change: Change<T>, touched: Iterable<string>, opts: CommitOptions = {}): Promise<T> {
-    if (change.mutations.length === 0) return change.result;
+    // A change with events but no records of its own (a queue change) still goes to the sinks, whose records it writes.
+    if (change.mutations.length === 0 && (opts.events === undefined || opts.events.length === 0)) return change.result;
     // Counted from here (the change is already in memory) until it is written or undone: a
     // store recovering from a failed write snapshots memory only when nothing is in flight.
     this.inFlight++;
@@ -397,7 +398,9 @@ export class LicenseService {
     const g = this.deps.counterGate;
     const gate = g && (opts.bindCounter || touchesBorrows || g.active) ? g : undefined;
     try {
-      if (gate) await gate.commit(mutations, { step: opts.bindCounter === true });
+      if (mutations.length === 0) {
+        // Nothing to write (no sink keeps a record of these events).
+      } else if (gate) await gate.commit(mutations, { step: opts.bindCounter === true });
       else await this.deps.store.commit(mutations, opts.lazy ? { lazy: true } : {});
     } catch (e) {
       change.undo();
@@ -466,11 +469,11 @@ export class LicenseService {
       const req: CheckoutRequest = { clientId: ctx.clientId, holder, pid, user, host, feature, ...(version !== undefined ? { version } : {}), count, ttlMs };
       const waiting = this.waiters.get(waiterKey(req));
       // Asking again while waiting keeps the place (the SDK asks again now and then, and after a reconnect).
-      if (waiting && wait) return this.enqueue(req, ctx.now, maxWaitMs);
-      if (waiting) this.waiters.remove(waiting);
+      if (waiting && wait) return await this.enqueue(req, ctx.now, maxWaitMs);
+      if (waiting) this.leaveQueue(waiting, 'cancelled', ctx.now);
       // Waiters first: a newcomer goes behind them, and gets a seat now only if none of them could.
       if (this.waiters.waits(feature) && this.serveQueue(feature, ctx.now)) {
-        if (wait) return this.enqueue(req, ctx.now, maxWaitMs);
+        if (wait) return await this.enqueue(req, ctx.now, maxWaitMs);
         throw this.queueAhead(feature, count, ctx.now);
       }
       let change: ReturnType<SeatTable['checkout']>;
@@ -479,7 +482,7 @@ export class LicenseService {
       } catch (e) {
         // No seat for this request now: it waits if it asked to (a rule that forbids it is said at once).
         if (wait && isLicdError(e) && (e.code === 'NO_SEATS' || e.code === 'POLICY_RESERVED' || e.code === 'QUARANTINE') && count <= (this.table.license(feature)?.seats ?? 0)) {
-          return this.enqueue(req, ctx.now, maxWaitMs, e);
+          return await this.enqueue(req, ctx.now, maxWaitMs, e);
         }
         throw e;
       }
@@ -497,8 +500,12 @@ export class LicenseService {
 
   // ---- waiting for a seat (docs/policy.md, "Queueing") ---------------------------------------
 
-  /** Puts a checkout in its feature's queue (or refreshes its place) and says where it stands. */
-  private enqueue(req: CheckoutRequest, now: number, maxWaitMs: number, why?: LicdError): CheckoutQueued {
+  /**
+   * Puts a checkout in its feature's queue (or refreshes its place) and says where it stands. A new
+   * waiter's queue.joined event is written before it is answered; until then it holds the line
+   * (nobody behind it is served), and a failed write takes it out again (STORE_FAILED).
+   */
+  private async enqueue(req: CheckoutRequest, now: number, maxWaitMs: number, why?: LicdError): Promise<CheckoutQueued> {
     const rule = queueRule(this.table.currentPolicy(), req.feature);
     const known = this.waiters.get(waiterKey(req));
     if (!known && !rule.on) {
@@ -516,7 +523,21 @@ export class LicenseService {
       });
     }
     const w = this.waiters.add(req, priorityOf(this.table.currentPolicy(), req.user), now, now + maxWaitMs);
-    if (!known) this.deps.log.info('checkout waits for a seat', { feature: req.feature, user: req.user, host: req.host, client: req.clientId, position: this.waiters.position(w) });
+    if (!known) {
+      this.deps.log.info('checkout waits for a seat', { feature: req.feature, user: req.user, host: req.host, client: req.clientId, position: this.waiters.position(w) });
+      const joined: SeatEvent = { type: 'queue.joined', at: now, feature: req.feature, user: req.user, host: req.host, client: req.clientId, count: req.count, priority: w.priority, since: w.since };
+      w.writing = true;
+      try {
+        await this.commit({ result: null, mutations: [], undo: () => this.waiters.remove(w) }, [], { events: [joined] });
+      } catch (e) {
+        this.announce(req.feature, now);
+        throw e;
+      } finally {
+        w.writing = false;
+      }
+      // Seats that came free meanwhile were kept for it (it held the line).
+      this.kickQueue(req.feature);
+    }
     // Its arrival may move others (a higher priority goes ahead of them).
     this.announce(req.feature, now, w);
     w.told = this.waiters.position(w);
@@ -582,9 +603,14 @@ export class LicenseService {
     let blocked = false;
     for (const w of [...this.waiters.of(feature)]) {
       if (w.granting) continue;
+      // Not written yet (enqueue): it holds the line, and is served once it is.
+      if (w.writing) {
+        blocked = true;
+        break;
+      }
       let change: ReturnType<SeatTable['checkout']>;
       try {
-        change = this.table.checkout(w.req, now);
+        change = this.table.checkout({ ...w.req, waitedMs: Math.max(0, now - w.since) }, now);
       } catch (e) {
         if (isLicdError(e) && e.code === 'POLICY_RESERVED') continue;
         if (isLicdError(e) && (e.code === 'NO_SEATS' || e.code === 'QUARANTINE')) {
@@ -592,8 +618,8 @@ export class LicenseService {
           break;
         }
         // Its checkout can no longer be granted as asked (a rule, a block, the license changed).
-        this.waiters.remove(w);
         const err = isLicdError(e) ? e : new LicdError('INTERNAL', String(e));
+        this.leaveQueue(w, 'refused', now, err.code);
         this.deps.log.info('a waiting checkout left the queue: it can no longer be granted', { feature, client: w.req.clientId, code: err.code });
         this.notifyWaiter(w, err.code, `${err.message} (you left the queue of ${feature})`, err.details);
         continue;
@@ -607,6 +633,7 @@ export class LicenseService {
 
   private async grantWaiter(w: Waiter, change: ReturnType<SeatTable['checkout']>, now: number): Promise<void> {
     const events: SeatEvent[] = change.result.status === 'granted' && !change.result.reclaimed ? [{ type: 'lease.granted', at: now, lease: change.result.lease }] : [];
+    events.push(this.queueLeft(w, 'granted', now, { lease: change.result.lease.id }));
     try {
       const { status, lease } = await this.commit(change, [w.req.feature], { events });
       this.waiters.remove(w);
@@ -635,6 +662,24 @@ export class LicenseService {
     this.dirty.add(feature);
   }
 
+  /** The queue.left event of a waiter. */
+  private queueLeft(w: Waiter, reason: QueueLeftReason, now: number, o: { lease?: string; code?: ErrorCode } = {}): SeatEvent {
+    const r = w.req;
+    return { type: 'queue.left', at: now, feature: r.feature, user: r.user, host: r.host, client: r.clientId, count: r.count, since: w.since, waitedMs: Math.max(0, now - w.since), reason, ...o };
+  }
+
+  /**
+   * A waiter leaves the queue without a seat; its queue.left event (and the sinks' records of it)
+   * is written lazily: nobody is answered on it.
+   */
+  private leaveQueue(w: Waiter, reason: Exclude<QueueLeftReason, 'granted'>, now: number, code?: ErrorCode): void {
+    this.waiters.remove(w);
+    const events = [this.queueLeft(w, reason, now, code !== undefined ? { code } : {})];
+    this.commit({ result: null, mutations: [], undo: () => {} }, [], { events, lazy: true }).catch((e: unknown) => {
+      this.deps.log.debug('the end of a wait was not recorded', { feature: w.req.feature, client: w.req.clientId, error: String(e) });
+    });
+  }
+
   private notifyWaiter(w: Waiter, code: ErrorCode, message: string, details?: Record<string, unknown>): void {
     this.deps.notify?.(w.req.clientId, { id: null, ok: false, op: 'queue.failed', error: { code, message, details: { ...details, feature: w.req.feature, pid: w.req.pid } } });
   }
@@ -642,7 +687,7 @@ export class LicenseService {
   /** Waiters past their maxWait, or whose client is gone past the grace, leave the queue. */
   private tickQueue(now: number): void {
     for (const { w, why } of this.waiters.due(now, this.deps.policy.disconnectGraceSeconds * 1000)) {
-      this.waiters.remove(w);
+      this.leaveQueue(w, why === 'deadline' ? 'timeout' : 'gone', now);
       if (why === 'deadline') {
         this.deps.log.info('a waiting checkout left the queue: its wait ended', { feature: w.req.feature, client: w.req.clientId });
         this.notifyWaiter(w, 'TIMEOUT', `${w.req.feature}: no seat came free within the wait asked for (until ${iso(w.deadline)}); you left the queue`);
@@ -707,7 +752,7 @@ export class LicenseService {
     if (ids === undefined) {
       for (const w of this.waiters.ofClient(ctx.clientId)) {
         if (w.granting || w.req.holder !== holder || (feature !== undefined && w.req.feature !== feature) || (pid !== undefined && w.req.pid !== pid)) continue;
-        this.waiters.remove(w);
+        this.leaveQueue(w, 'cancelled', ctx.now);
         this.announce(w.req.feature, ctx.now);
         dequeued++;
       }
