@@ -79,8 +79,8 @@ export type Mutation =
   | { kind: 'rec.put'; space: RecordSpace; key: string; value: unknown }
   | { kind: 'rec.del'; space: RecordSpace; key: string };
 
-/** The record spaces (docs/storage.md). */
-export type RecordSpace = 'history' | 'audit';
+/** The record spaces (docs/storage.md); 'queue': the checkouts waiting for a seat, read back at start (docs/policy.md, "Durability"). */
+export type RecordSpace = 'history' | 'audit' | 'queue';
 
 export interface Change<T> {
   result: T;

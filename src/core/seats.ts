@@ -265,6 +265,13 @@ export class SeatTable {
     return undefined;
   }
 
+  /** The lease this holder's process already holds of the feature (a checkout of it only extends it), if any. */
+  ownLease(req: Pick<CheckoutRequest, 'clientId' | 'pid' | 'feature' | 'holder'>): Lease | undefined {
+    const id = this.byOwner.get(ownerKey(req.clientId, req.pid, req.feature, req.holder));
+    const l = id === undefined ? undefined : this.leases.get(id);
+    return l && !l.lingering ? l : undefined;
+  }
+
   leasesOf(clientId: string): Lease[] {
     return [...(this.byClient.get(clientId) ?? [])].map((id) => this.leases.get(id)!).filter(Boolean);
   }

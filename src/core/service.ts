@@ -27,7 +27,7 @@ import type { SignedEnvelope } from './signed.ts';
 import { CounterStepError, describeMs, type ClockGuard, type CounterGate } from './integrity.ts';
 import { SeatTable } from './seats.ts';
 import { policySummary, priorityOf, queueRule } from './policy.ts';
-import { WaitQueue, waiterKey, type Waiter } from './queue.ts';
+import { WaitQueue, delWaiter, putWaiter, storedWaiter, waiterKey, waiterRecordKey, type Waiter } from './queue.ts';
 import type { CheckoutRequest } from './seats.ts';
 import { CLIENT_ID_HELP, CLIENT_ID_PATTERN, Fields, FEATURE_HELP, FEATURE_PATTERN, HOLDER_HELP, HOLDER_PATTERN, unsafeChar, VERSION_PATTERN } from './validate.ts';
 
@@ -138,7 +138,7 @@ export class LicenseService {
   /** The newest connection number (`conn`) each SDK client has sent: a will of an older one is stale. */
   private readonly connEpochs = new Map<string, number>();
   private quarantineBinding: StatusResult['quarantineBinding'] | null = null;
-  /** Checkouts waiting for a seat (docs/policy.md, "Queueing"): in memory only. */
+  /** Checkouts waiting for a seat (docs/policy.md, "Queueing"); each is also a record of the 'queue' space. */
   readonly waiters = new WaitQueue();
   /** How long seats of each feature were held lately (ms, a moving average): the queue's estimate. */
   private readonly holdAvg = new Map<string, number>();
@@ -200,6 +200,11 @@ export class LicenseService {
   shiftTimes(deltaMs: number): void {
     if (this.dongleLostAt !== null) this.dongleLostAt += deltaMs;
     this.waiters.shift(deltaMs);
+    // The stored waiters move too, so a restart keeps each wait's real length.
+    const moved = this.waiters.all().map(putWaiter);
+    if (moved.length > 0) {
+      this.commit({ result: null, mutations: moved, undo: () => {} }, [], { lazy: true }).catch((e: unknown) => this.deps.log.debug('stored waiters not moved with the clock step', { error: String(e) }));
+    }
     this.markAllDirty();
   }
 
@@ -472,7 +477,11 @@ export class LicenseService {
       if (waiting && wait) return await this.enqueue(req, ctx.now, maxWaitMs);
       if (waiting) this.leaveQueue(waiting, 'cancelled', ctx.now);
       // Waiters first: a newcomer goes behind them, and gets a seat now only if none of them could.
-      if (this.waiters.waits(feature) && this.serveQueue(feature, ctx.now)) {
+      // A holder asking again for the seats it holds is no newcomer: a grant made while it waited
+      // (its notice lost, or made before it reconnected after a restart) is answered `extended`.
+      const own = this.table.ownLease(req);
+      const newcomer = own === undefined || own.count < count;
+      if (newcomer && this.waiters.waits(feature) && this.serveQueue(feature, ctx.now)) {
         if (wait) return await this.enqueue(req, ctx.now, maxWaitMs);
         throw this.queueAhead(feature, count, ctx.now);
       }
@@ -508,6 +517,7 @@ export class LicenseService {
   private async enqueue(req: CheckoutRequest, now: number, maxWaitMs: number, why?: LicdError): Promise<CheckoutQueued> {
     const rule = queueRule(this.table.currentPolicy(), req.feature);
     const known = this.waiters.get(waiterKey(req));
+    const deadlineWas = known?.deadline;
     if (!known && !rule.on) {
       throw new LicdError(
         why?.code ?? 'NO_SEATS',
@@ -528,7 +538,8 @@ export class LicenseService {
       const joined: SeatEvent = { type: 'queue.joined', at: now, feature: req.feature, user: req.user, host: req.host, client: req.clientId, count: req.count, priority: w.priority, since: w.since };
       w.writing = true;
       try {
-        await this.commit({ result: null, mutations: [], undo: () => this.waiters.remove(w) }, [], { events: [joined] });
+        // Its record (its place, kept across a restart) and its event in one batch, before it is answered.
+        await this.commit({ result: null, mutations: [putWaiter(w)], undo: () => this.waiters.remove(w) }, [], { events: [joined] });
       } catch (e) {
         this.announce(req.feature, now);
         throw e;
@@ -537,6 +548,9 @@ export class LicenseService {
       }
       // Seats that came free meanwhile were kept for it (it held the line).
       this.kickQueue(req.feature);
+    } else if (deadlineWas !== undefined && Math.abs(w.deadline - deadlineWas) > 60_000) {
+      // A new maxWait: the stored waiter says so too (the SDK's own re-asks keep the deadline).
+      this.commit({ result: null, mutations: [putWaiter(w)], undo: () => {} }, [], { lazy: true }).catch(() => {});
     }
     // Its arrival may move others (a higher priority goes ahead of them).
     this.announce(req.feature, now, w);
@@ -635,7 +649,8 @@ export class LicenseService {
     const events: SeatEvent[] = change.result.status === 'granted' && !change.result.reclaimed ? [{ type: 'lease.granted', at: now, lease: change.result.lease }] : [];
     events.push(this.queueLeft(w, 'granted', now, { lease: change.result.lease.id }));
     try {
-      const { status, lease } = await this.commit(change, [w.req.feature], { events });
+      // The lease and the end of its wait in one batch: after a crash it is either still waiting or granted.
+      const { status, lease } = await this.commit({ ...change, mutations: [...change.mutations, delWaiter(w)] }, [w.req.feature], { events });
       this.waiters.remove(w);
       this.deps.log.info('lease granted to a waiting checkout', { feature: lease.feature, user: lease.user, host: lease.host, client: lease.clientId, lease: lease.id, waitedSeconds: Math.round((now - w.since) / 1000) });
       const result: CheckoutResult = { status, lease: leaseView(lease), heartbeat: Math.max(1, Math.floor(lease.ttlMs / 3000)) };
@@ -675,7 +690,8 @@ export class LicenseService {
   private leaveQueue(w: Waiter, reason: Exclude<QueueLeftReason, 'granted'>, now: number, code?: ErrorCode): void {
     this.waiters.remove(w);
     const events = [this.queueLeft(w, reason, now, code !== undefined ? { code } : {})];
-    this.commit({ result: null, mutations: [], undo: () => {} }, [], { events, lazy: true }).catch((e: unknown) => {
+    // Not written (a full disk): its record stays, and after a restart it comes back and leaves again as gone.
+    this.commit({ result: null, mutations: [delWaiter(w)], undo: () => {} }, [], { events, lazy: true }).catch((e: unknown) => {
       this.deps.log.debug('the end of a wait was not recorded', { feature: w.req.feature, client: w.req.clientId, error: String(e) });
     });
   }
@@ -695,6 +711,33 @@ export class LicenseService {
       this.dirty.add(w.req.feature);
     }
     for (const f of this.waiters.features()) this.serveQueue(f, now);
+  }
+
+  /**
+   * The waiters the run before kept in the store (docs/policy.md, "Durability"), put back in their
+   * old order. Each must ask again (its SDK does, after reconnecting) within the window a broker
+   * restart gives leases (the disconnect grace, at least RECONNECT_WINDOW_MS), or it leaves as
+   * gone. Records that are not waiters, and second records of one checkout, are dropped.
+   */
+  async restoreQueue(records: ReadonlyArray<[string, unknown]>, now: number): Promise<{ restored: number; dropped: number }> {
+    const windowMs = Math.max(this.deps.policy.disconnectGraceSeconds * 1000, RECONNECT_WINDOW_MS);
+    // Taken for gone when the window ends (due() adds the grace to goneAt).
+    const goneAt = now + windowMs - this.deps.policy.disconnectGraceSeconds * 1000;
+    const drop: Mutation[] = [];
+    const good: Array<ReturnType<typeof storedWaiter> & object> = [];
+    for (const [key, v] of records) {
+      const s = storedWaiter(v);
+      if (s && waiterRecordKey(s.seq) === key) good.push(s);
+      else drop.push({ kind: 'rec.del', space: 'queue', key });
+    }
+    good.sort((a, b) => a.seq - b.seq);
+    for (const s of good) {
+      if (this.waiters.restore(s, goneAt) === null) drop.push({ kind: 'rec.del', space: 'queue', key: waiterRecordKey(s.seq) });
+      else this.dirty.add(s.req.feature);
+    }
+    if (drop.length > 0) await this.deps.store.commit(drop);
+    if (good.length > 0) this.deps.log.info('waiting checkouts kept across the restart, in their old order', { waiting: this.waiters.size, windowSeconds: windowMs / 1000 });
+    return { restored: this.waiters.size, dropped: drop.length };
   }
 
   /** Leases idle past the policy's TIMEOUT end; their holders are told (lease.lost LEASE_IDLE, and heartbeat gone). */
