@@ -58,6 +58,9 @@ export interface LeasePolicy {
  */
 export const RECONNECT_WINDOW_MS = 30_000;
 
+/** Waiters at these places (1 = next) are told every move of theirs; those further back, moves of a tenth of their place. */
+export const ANNOUNCE_EVERY_MOVE = 10;
+
 /** The most `conn` numbers (SDK connection counters) remembered, one per client id. */
 const MAX_CONN_EPOCHS = 100_000;
 
@@ -671,6 +674,10 @@ export class LicenseService {
       if (w.granting) continue;
       n++;
       if (w === except || w.told === n) continue;
+      // Near the head every move is told; further back only a move up by a tenth of the place or
+      // more (or any move back), so a long queue sends a few notices per waiter, not one per grant
+      // (5,000 waiters on 100 seats would otherwise be told some 12 million times).
+      if (n > ANNOUNCE_EVERY_MOVE && w.told > 0 && n < w.told && n > w.told * 0.9) continue;
       w.told = n;
       this.deps.notify?.(w.req.clientId, { id: null, ok: true, op: 'queue.position', result: this.queueView(w, now, { position: n, waiting }) });
     }

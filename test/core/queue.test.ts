@@ -251,3 +251,24 @@ test('the queue is kept in the store in the same batches as its changes, and a r
   t.deepEqual(order(b), ['bob']);
   t.deepEqual((await stored(store)).map(([, v]) => (v as { req: { user: string } }).req.user), ['bob'], 'only bob is still stored');
 });
+
+test('a long queue tells each waiter near the head every move, and further back only moves of a tenth of its place', async (t) => {
+  const s = setup(1);
+  t.is((await s.checkout('h')).code, 'granted');
+  const n = 60;
+  for (let i = 0; i < n; i++) t.like(await s.checkout(`w${i}`, { wait: true }), { code: 'queued', position: i + 1 });
+  // Seats come free one at a time: each waiter in turn gets the seat and checks it in.
+  await s.checkin('h');
+  await s.settle();
+  for (let i = 0; i < n - 1; i++) {
+    t.deepEqual(s.granted().at(-1), `w${i}`);
+    await s.checkin(`w${i}`);
+    await s.settle();
+  }
+  t.deepEqual(s.granted(), Array.from({ length: n }, (_, i) => `w${i}`), 'served in order');
+  const last = s.positions(`w${n - 1}`);
+  t.deepEqual(last.slice(-10), [10, 9, 8, 7, 6, 5, 4, 3, 2, 1], 'every move near the head');
+  t.true(last.length < 40, `the last of ${n} was told ${last.length} times, not ${n - 1}: ${last.join(' ')}`);
+  for (let i = 1; i < last.length; i++) t.true(last[i]! < last[i - 1]!, 'places only go down');
+  for (let i = 1; i < last.length && last[i - 1]! > 10; i++) t.true(last[i]! <= last[i - 1]! * 0.9, `a move of a tenth or more: ${last[i - 1]} to ${last[i]}`);
+});
