@@ -739,13 +739,30 @@ export class LicenseService {
     }
     good.sort((a, b) => a.seq - b.seq);
     for (const s of good) {
-      if (this.waiters.restore(s, goneAt) === null) drop.push({ kind: 'rec.del', space: 'queue', key: waiterRecordKey(s.seq) });
-      else this.dirty.add(s.req.feature);
+      const w = this.waiters.restore(s, goneAt);
+      if (w === null) drop.push({ kind: 'rec.del', space: 'queue', key: waiterRecordKey(s.seq) });
+      else {
+        this.restoredWaiters.add(w);
+        this.dirty.add(s.req.feature);
+      }
     }
     if (drop.length > 0) await this.deps.store.commit(drop);
     if (good.length > 0) this.deps.log.info('waiting checkouts kept across the restart, in their old order', { waiting: this.waiters.size, windowSeconds: windowMs / 1000 });
     return { restored: this.waiters.size, dropped: drop.length };
   }
+
+  /**
+   * licd hears its clients from now on (its broker link is up): the window of the restored waiters
+   * that have not asked again starts here, not at the restore (a slow start must not eat it).
+   */
+  queueWindowFrom(now: number): void {
+    const graceMs = this.deps.policy.disconnectGraceSeconds * 1000;
+    const windowMs = Math.max(graceMs, RECONNECT_WINDOW_MS);
+    for (const w of this.restoredWaiters) if (w.goneAt !== null) w.goneAt = now + windowMs - graceMs;
+    this.restoredWaiters.clear();
+  }
+
+  private readonly restoredWaiters = new Set<Waiter>();
 
   /** Leases idle past the policy's TIMEOUT end; their holders are told (lease.lost LEASE_IDLE, and heartbeat gone). */
   private async reapIdle(now: number): Promise<void> {

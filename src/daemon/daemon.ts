@@ -744,6 +744,8 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     link = new ServerLink({ url: linkUrl ?? url, ...(linkTrust ? { tls: linkTrust } : {}), username: config.mqtt.username, password: daemonPassword, protocolVersion: config.mqtt.protocolVersion, service, log, observe: (op, seconds) => metrics.observeRequest(op, seconds), chain: () => ({ entitlement: entitlement.envelope, delegation, vendorPublicKey: toHex(vendorPublicKey) }) });
     cleanups.push(() => link.close());
     await link.ready();
+    // Waiters kept across the restart may ask again from now on (docs/policy.md, "Durability").
+    service.queueWindowFrom(clock.now());
     alerts.start();
     cleanups.push(async () => alerts.stop());
 
