@@ -477,8 +477,9 @@ export class LicenseService {
       const req: CheckoutRequest = { clientId: ctx.clientId, holder, pid, user, host, feature, ...(version !== undefined ? { version } : {}), count, ttlMs };
       const waiting = this.waiters.get(waiterKey(req));
       // Asking again while waiting keeps the place (the SDK asks again now and then, and after a reconnect).
-      if (waiting && wait) return await this.enqueue(req, ctx.now, maxWaitMs);
-      if (waiting) this.leaveQueue(waiting, 'cancelled', ctx.now);
+      // One whose grant is being written is no longer waiting: its request finds the lease below (extended).
+      if (waiting && !waiting.granting && wait) return await this.enqueue(req, ctx.now, maxWaitMs);
+      if (waiting && !waiting.granting) this.leaveQueue(waiting, 'cancelled', ctx.now);
       // Waiters first: a newcomer goes behind them, and gets a seat now only if none of them could.
       // A holder asking again for the seats it holds is no newcomer: a grant made while it waited
       // (its notice lost, or made before it reconnected after a restart) is answered `extended`.
