@@ -16,6 +16,8 @@ import type {
   LatencyResult,
   OpenCmd,
   PairsCmd,
+  QueueCmd,
+  QueueResult,
 } from './lib/gen-protocol.ts';
 import { borrowRequestParams } from './lib/borrow.ts';
 import { fillParams } from './lib/params.ts';
@@ -204,6 +206,61 @@ async function open(c: OpenCmd): Promise<LatencyResult> {
   };
 }
 
+/** The queue load: every client waits for a seat, holds it a while, checks it in (bench/run.ts phaseQueue). */
+async function queue(c: QueueCmd): Promise<QueueResult> {
+  const n = clients.length;
+  const joins = new Float64Array(n).fill(NaN);
+  const grants = new Float64Array(n).fill(NaN);
+  const errors: Record<string, number> = {};
+  let served = 0;
+  let queued = 0;
+  let notices = 0;
+  let lastCheckinAt: number | null = null;
+  await new Promise<void>((r) => setTimeout(r, Math.max(0, c.at - nowMs())));
+  await Promise.all(
+    clients.map(async (w, i) => {
+      // The grant may come as a notice at any time after the request; wait for whichever comes.
+      let granted: ((lease: { id: string; since: string } | null, code?: string) => void) | null = null;
+      const seat = new Promise<{ lease: { id: string; since: string } | null; code?: string }>((resolve) => {
+        granted = (lease, code) => resolve(code === undefined ? { lease } : { lease, code });
+      });
+      w.onNotice = (a) => {
+        notices++;
+        if (a.op === 'queue.granted' && a.ok) granted!((a.result?.lease as { id: string; since: string }) ?? null);
+        else if (a.op === 'queue.failed') granted!(null, a.error?.code ?? 'QUEUE_FAILED');
+      };
+      const o = await w.request('checkout', { feature: c.feature, user: USER, host: hostOf(i), pid: 1, wait: true, maxWait: c.maxWait });
+      if (!o.ok) {
+        bump(errors, `checkout:${o.code}`);
+        return;
+      }
+      const r = o.answer!.result!;
+      if (r.status === 'queued') {
+        queued++;
+        joins[i] = Date.parse((r.queue as { until: string }).until) - c.maxWait * 1000;
+      } else granted!(r.lease as { id: string; since: string });
+      const timer = setTimeout(() => granted!(null, 'NOT_SERVED'), c.timeoutMs);
+      const got = await seat;
+      clearTimeout(timer);
+      w.onNotice = null;
+      if (!got.lease) {
+        bump(errors, got.code ?? 'NOT_SERVED');
+        return;
+      }
+      grants[i] = Date.parse(got.lease.since);
+      if (r.status !== 'queued') joins[i] = grants[i]!;
+      await new Promise((res) => setTimeout(res, c.holdMs));
+      const ci = await w.request('checkin', { leases: [got.lease.id] });
+      if (!ci.ok) bump(errors, `checkin:${ci.code}`);
+      else {
+        served++;
+        lastCheckinAt = Math.max(lastCheckinAt ?? 0, ci.doneAt);
+      }
+    }),
+  );
+  return { sent: n, served, queued, errors, joins, grants, lastCheckinAt, notices };
+}
+
 async function burst(c: BurstCmd): Promise<BurstResult> {
   const n = Math.min(c.clients ?? clients.length, clients.length);
   const errors: Record<string, number> = {};
@@ -325,6 +382,8 @@ async function run(cmd: GenCmd): Promise<unknown> {
       return pairs(cmd);
     case 'open':
       return open(cmd);
+    case 'queue':
+      return queue(cmd);
     case 'burst':
       return burst(cmd);
     case 'farm':

@@ -1,6 +1,6 @@
 /**
  * npm run bench [-- --quick] [--json FILE] [--broker mosquitto|aedes] [--burst N] [--farm N]
- *               [--phases LIST] [--daemon compiled|tsx] [--keep] [--profile DIR]
+ *               [--queue N] [--phases LIST] [--daemon compiled|tsx] [--keep] [--profile DIR]
  *
  * Measures licd against the transport's own limit in the same run (issue 6; method and latest
  * figures in docs/performance.md). For each broker configuration (mosquitto as a process, the
@@ -21,7 +21,7 @@ import { FEATURE, logTimes, makeLicense, makeVendorKey, spawnDaemon, staleBuild,
 import type { VendorKeyFile } from '../src/vendor.ts';
 import type { InstrumentDump } from './lib/instrument-dump.ts';
 import { Figures } from './lib/figures.ts';
-import type { BurstResult, FarmResult, FarmStopResult, LatencyResult } from './lib/gen-protocol.ts';
+import type { BurstResult, FarmResult, FarmStopResult, LatencyResult, QueueResult } from './lib/gen-protocol.ts';
 import { GeneratorPool } from './lib/generators.ts';
 import { startMosquitto, MOSQUITTO, type Mosquitto } from './lib/mosquitto.ts';
 import { Level } from 'level';
@@ -55,6 +55,10 @@ interface Params {
   restartLeases: number;
   restartBorrows: number;
   seats: number;
+  /** The queue phase: nodes that wait (wait: true) for the seats of a feature with queueSeats, each holding its seat queueHoldMs. */
+  queueNodes: number;
+  queueSeats: number;
+  queueHoldMs: number;
   keep: boolean;
   json: string | null;
   /** The compiled build (production) or the sources through tsx. */
@@ -63,7 +67,7 @@ interface Params {
   phases: Set<Phase>;
 }
 
-const PHASES = ['disk', 'throughput', 'load', 'farm', 'scale', 'restart', 'verify'] as const;
+const PHASES = ['disk', 'throughput', 'policy', 'load', 'queue', 'farm', 'scale', 'restart', 'verify'] as const;
 type Phase = (typeof PHASES)[number];
 
 const FULL: Params = {
@@ -87,6 +91,9 @@ const FULL: Params = {
   restartLeases: 100_000,
   restartBorrows: 10_000,
   seats: 200_000,
+  queueNodes: 5000,
+  queueSeats: 100,
+  queueHoldMs: 200,
   keep: false,
   json: null,
   daemon: 'compiled',
@@ -109,18 +116,20 @@ const QUICK: Params = {
   scaleLarge: 20_000,
   restartLeases: 20_000,
   restartBorrows: 2000,
+  queueNodes: 1000,
+  queueHoldMs: 100,
 };
-
 
 function usage(): never {
   process.stdout.write(`usage: npm run bench -- [--quick] [--json FILE] [--broker mosquitto|aedes] [--burst N] [--farm N]
-                        [--phases LIST] [--daemon compiled|tsx] [--keep] [--profile DIR]
+                        [--queue N] [--phases LIST] [--daemon compiled|tsx] [--keep] [--profile DIR]
 
   --quick          about a minute: shorter windows, fewer connections and leases (the table says which)
   --json FILE      also write every figure to FILE (keys name the figure and its unit)
   --broker NAME    only this broker configuration (default: both)
   --burst N        connections in the burst (default 5000)
   --farm N         heartbeating leases in the steady farm (default 10000)
+  --queue N        nodes that wait for the 100 seats of the queue phase (default 5000)
   --phases LIST    only these phases, comma-separated: ${PHASES.join(',')}
                    (default all; e.g. --phases farm for the daemon's memory idle and with the farm)
   --daemon BUILD   compiled: the production build in dist/ (default; npm run bench builds it first);
@@ -155,6 +164,7 @@ function parseArgs(argv: string[]): Params {
     }
     else if (a === '--burst') p.burst = num(argv[++i], '--burst');
     else if (a === '--farm') p.farm = num(argv[++i], '--farm');
+    else if (a === '--queue') p.queueNodes = num(argv[++i], '--queue');
     else if (a === '--daemon') {
       const d = argv[++i];
       if (d !== 'compiled' && d !== 'tsx') throw new Error('--daemon is compiled or tsx');
@@ -271,12 +281,24 @@ interface BrokerCtx {
 async function startDaemon(
   ctx: BrokerCtx,
   tag: string,
-  opts: { dataDir?: string; leases?: Record<string, number>; maxSockets?: number; wait?: boolean; instrument?: boolean; logFormat?: 'text' | 'json'; history?: boolean } = {},
+  opts: { dataDir?: string; leases?: Record<string, number>; maxSockets?: number; wait?: boolean; instrument?: boolean; logFormat?: 'text' | 'json'; history?: boolean; policy?: string; seats?: number; logLevel?: 'info' | 'warn' } = {},
 ): Promise<DaemonProc> {
   const dataDir = opts.dataDir ?? freshDir(`${ctx.name}-${tag}`);
-  const license = await makeLicense(`${dataDir}-license`, P.seats, vendorKey);
+  const license = await makeLicense(`${dataDir}-license`, opts.seats ?? P.seats, vendorKey);
   const spawn = async () =>
-    spawnDaemon({ license, dataDir, broker: await ctx.spec(), build: P.daemon, ...(opts.leases ? { leases: opts.leases } : {}), maxSockets: opts.maxSockets ?? 1000, instrument: opts.instrument ?? false, ...(opts.logFormat ? { logFormat: opts.logFormat } : {}), ...(opts.history === false ? { history: false } : {}) });
+    spawnDaemon({
+      license,
+      dataDir,
+      broker: await ctx.spec(),
+      build: P.daemon,
+      ...(opts.leases ? { leases: opts.leases } : {}),
+      maxSockets: opts.maxSockets ?? 1000,
+      instrument: opts.instrument ?? false,
+      ...(opts.logFormat ? { logFormat: opts.logFormat } : {}),
+      ...(opts.history === false ? { history: false } : {}),
+      ...(opts.policy !== undefined ? { policy: opts.policy } : {}),
+      ...(opts.logLevel ? { logLevel: opts.logLevel } : {}),
+    });
   const d = await spawn();
   if (opts.wait === false) return d;
   try {
@@ -417,6 +439,108 @@ async function phaseThroughput(ctx: BrokerCtx): Promise<number> {
   if (errorCount(limit.errors) > 0) figs.add(`${b}.limit.errors`, `errors: ${errorText(limit.errors)}`, errorCount(limit.errors), '');
   log(`${b}: limit ${limit.rtps.toFixed(0)} rt/s, licd ${licd.rtps.toFixed(0)} rt/s (generators used ${licd.genCpuPct.toFixed(0)}% of a core)`);
   return licd.rtps;
+}
+
+/**
+ * A sharing policy of 50 lines of the kinds studios write (docs/policy.md), with rules for the
+ * bench's feature that every checkout is judged by (the MAX and RESERVE rules count what is held)
+ * but that never refuse the bench's own user: the cost of judging, not of refusing.
+ */
+export function benchPolicy(): string {
+  const lines: string[] = ['# licd bench: 50 directive lines'];
+  for (let g = 0; g < 10; g++) lines.push(`GROUP team${g} ${Array.from({ length: 8 }, (_, u) => `user${g}_${u}`).join(' ')}`);
+  lines.push('GROUP render render farmjob', 'HOST_GROUP nodes rn-* node-??', 'HOST_GROUP kiosks kiosk-*', 'HOST_GROUP laptops lap-* mac-*');
+  for (let g = 0; g < 10; g++) lines.push(`MAX ${2 + (g % 3)} ${FEATURE} GROUP team${g}`);
+  for (let u = 0; u < 6; u++) lines.push(`MAX 1 ${FEATURE} USER user${u}_0`);
+  lines.push(`MAX 1000000 ${FEATURE} GROUP render`, `MAX 1000000 ${FEATURE} HOST_GROUP nodes`);
+  for (let g = 0; g < 4; g++) lines.push(`RESERVE ${1 + g} ${FEATURE} GROUP team${g}`);
+  lines.push(`INCLUDE ${FEATURE} GROUP render`, `INCLUDE ${FEATURE} HOST_GROUP nodes`);
+  lines.push(`EXCLUDE ${FEATURE} HOST_GROUP kiosks`, `EXCLUDE ${FEATURE} USER intern`, `EXCLUDE ${FEATURE} HOST old-ws`);
+  for (let g = 0; g < 5; g++) lines.push(`PRIORITY team${g} ${10 * (g + 1)}`);
+  lines.push(`QUEUE ${FEATURE} on max 100000`, `BORROW_MAX 10 ${FEATURE} GROUP team0`, `BORROW_HOURS 72 * HOST_GROUP laptops`, 'BORROW_MAX 2 * USER user1_1');
+  return lines.join('\n') + '\n';
+}
+
+/** Checkout+checkin with a 50-line policy loaded against none (issue 15 asks for no drop). */
+async function phasePolicy(ctx: BrokerCtx): Promise<void> {
+  const b = ctx.name;
+  const policy = benchPolicy();
+  const n = policy.split('\n').filter((l) => l.trim() && !l.trim().startsWith('#')).length;
+  const runs: Record<'on' | 'off', ClosedLoop[]> = { on: [], off: [] };
+  // Off, on, off, on: the machine's drift falls on both sides alike.
+  for (const [i, which] of (['off', 'on', 'off', 'on'] as const).entries()) {
+    if (P.quick && i >= 2) break;
+    log(`${b}: checkout+checkin closed loop, policy ${which === 'on' ? `of ${n} lines loaded` : 'none'}`);
+    const d = await startDaemon(ctx, `policy-${which}-${i}`, which === 'on' ? { policy } : {});
+    try {
+      runs[which].push(await closedLoop(d.url, `${b}-policy-${which}-${i}`, d.pid, 1));
+    } finally {
+      await d.stop();
+    }
+  }
+  const rate = (xs: ClosedLoop[]) => xs.reduce((s, x) => s + x.rtps, 0) / xs.length;
+  const on = rate(runs.on);
+  const off = rate(runs.off);
+  figs.add(`${b}.checkout_checkin.policy_rps`, `checkout+checkin with a ${n}-line policy loaded`, on, 'rt/s');
+  figs.add(`${b}.checkout_checkin.policy_on_off`, `checkout+checkin with a ${n}-line policy / with none (none: ${off.toFixed(0)} rt/s)`, on / off, '', { cmp: '>=', value: 0.9 });
+  const e = sumErrors([...runs.on, ...runs.off]);
+  if (errorCount(e) > 0) figs.add(`${b}.checkout_checkin.policy_errors`, `errors: ${errorText(e)}`, errorCount(e), '');
+}
+
+/**
+ * Waiters, in the order the server queued them, that a later one overtook: for each waiter,
+ * whether any client that joined strictly later (server time, ms) got its seat strictly earlier.
+ * A seat granted at once counts as joined when granted. Clients that got no seat are left out.
+ */
+export function orderViolations(joins: ArrayLike<number>, grants: ArrayLike<number>): number {
+  const xs: Array<[number, number]> = [];
+  for (let i = 0; i < joins.length; i++) if (Number.isFinite(joins[i]) && Number.isFinite(grants[i])) xs.push([joins[i]!, grants[i]!]);
+  xs.sort((a, b) => b[0] - a[0]);
+  let minLater = Infinity;
+  let v = 0;
+  for (let i = 0; i < xs.length; ) {
+    let j = i;
+    while (j < xs.length && xs[j]![0] === xs[i]![0]) j++;
+    for (let k = i; k < j; k++) if (xs[k]![1] > minLater) v++;
+    for (let k = i; k < j; k++) minLater = Math.min(minLater, xs[k]![1]);
+    i = j;
+  }
+  return v;
+}
+
+/** P.queueNodes nodes wait at once (wait: true) for a feature of P.queueSeats seats; each holder checks in after a short hold. */
+async function phaseQueue(ctx: BrokerCtx): Promise<void> {
+  const b = ctx.name;
+  const n = P.queueNodes;
+  const maxWait = 3600;
+  // Grants are logged at info, one line each: warn keeps the log out of the measurement.
+  const d = await startDaemon(ctx, 'queue', { seats: P.queueSeats, maxSockets: n + 100, logLevel: 'warn' });
+  const pool = gens.view(P.burstGens);
+  try {
+    log(`${b}: queue: connecting ${n} nodes`);
+    const c = await pool.connect(n, { url: d.url, idPrefix: `qu-${b}-`, concurrency: 50, timeoutMs: 20_000 });
+    if (c.failed > 0) figs.add(`${b}.queue.connect_failed`, `connections refused: ${c.firstError}`, c.failed, '');
+    log(`${b}: queue: ${c.connected} nodes wait for ${P.queueSeats} seats, each holds its seat ${P.queueHoldMs} ms`);
+    const at = nowMs() + 1000;
+    // Each round of seats takes the hold and a round trip or two; a generous bound.
+    const bound = 120_000 + Math.ceil(c.connected / P.queueSeats) * (P.queueHoldMs + 2000);
+    const rs = await pool.all<QueueResult>({ cmd: 'queue', at, feature: FEATURE, holdMs: P.queueHoldMs, maxWait, timeoutMs: bound }, bound + 60_000);
+    const served = rs.reduce((s, r) => s + r.served, 0);
+    const queued = rs.reduce((s, r) => s + r.queued, 0);
+    const joins = rs.flatMap((r) => [...r.joins]);
+    const grants = rs.flatMap((r) => [...r.grants]);
+    const last = Math.max(...rs.map((r) => r.lastCheckinAt ?? NaN));
+    const e = sumErrors(rs);
+    figs.add(`${b}.queue.nodes`, `nodes waiting at once for ${P.queueSeats} seats${P.quick ? ' (--quick: fewer than 5,000)' : ''}`, c.connected, '');
+    figs.add(`${b}.queue.queued`, 'of them answered queued (the rest got a seat at once)', queued, '');
+    figs.add(`${b}.queue.unserved`, `nodes that got no seat${errorCount(e) ? ` (${errorText(e)})` : ''}`, c.connected - served, '', { cmp: '<=', value: 0 });
+    figs.add(`${b}.queue.order_violations`, 'waiters overtaken by a later one (server times)', orderViolations(joins, grants), '', { cmp: '<=', value: 0 });
+    figs.add(`${b}.queue.total_s`, `all served and checked in, from the first request (holds of ${P.queueHoldMs} ms)`, Number.isFinite(last) ? (last - at) / 1000 : NaN, 's');
+    figs.add(`${b}.queue.notices_per_node`, 'queue notices (places, grants) per node', rs.reduce((s, r) => s + r.notices, 0) / Math.max(1, c.connected), '');
+  } finally {
+    await pool.stop();
+    await d.stop();
+  }
 }
 
 async function phaseOpenLoop(ctx: BrokerCtx, d: DaemonProc, maxRtps: number): Promise<void> {
@@ -638,7 +762,7 @@ async function phaseDisk(): Promise<void> {
 async function runBroker(name: 'mosquitto' | 'aedes'): Promise<void> {
   let mosq: Mosquitto | null = null;
   if (name === 'mosquitto') {
-    mosq = await startMosquitto(freshDir('mosquitto'), { username: DAEMON_USER, password: DAEMON_PASSWORD, maxSockets: Math.max(P.burst, P.farm) + 200 });
+    mosq = await startMosquitto(freshDir('mosquitto'), { username: DAEMON_USER, password: DAEMON_PASSWORD, maxSockets: Math.max(P.burst, P.farm, P.queueNodes) + 200 });
     figs.note(`mosquitto: ${mosq.shippedConf ? 'tuning lines of systemd/mosquitto/licd.conf' : 'generated config'}${mosq.acl ? ' and the shipped ACL' : ', no ACL'}`);
   }
   const ctx: BrokerCtx = {
@@ -649,6 +773,7 @@ async function runBroker(name: 'mosquitto' | 'aedes'): Promise<void> {
   try {
     const on = (x: Phase) => P.phases.has(x);
     const max = on('throughput') || on('load') ? await phaseThroughput(ctx) : 0;
+    if (on('policy')) await phasePolicy(ctx);
     if (on('load')) {
       const d = await startDaemon(ctx, 'load', { maxSockets: P.burst + 100, instrument: true });
       try {
@@ -658,6 +783,7 @@ async function runBroker(name: 'mosquitto' | 'aedes'): Promise<void> {
         await d.stop();
       }
     }
+    if (on('queue')) await phaseQueue(ctx);
     if (on('farm')) await phaseFarm(ctx);
     if (on('scale')) await phaseScale(ctx);
     if (on('restart')) await phaseRestart(ctx);
@@ -731,7 +857,7 @@ async function main(): Promise<number> {
   try {
     vendorKey = makeVendorKey();
     const nGens = Math.max(P.closedGens, P.burstGens, P.farmGens);
-    gens = GeneratorPool.start(nGens, Math.max(P.clients, Math.ceil(P.burst / P.burstGens), Math.ceil(P.farm / P.farmGens)));
+    gens = GeneratorPool.start(nGens, Math.max(P.clients, Math.ceil(P.burst / P.burstGens), Math.ceil(P.farm / P.farmGens), Math.ceil(P.queueNodes / P.burstGens)));
     if (P.phases.has('disk')) await phaseDisk();
     for (const b of P.brokers) await runBroker(b);
     if (P.phases.has('verify')) await phaseVerify();

@@ -129,6 +129,8 @@ export interface DaemonOptions {
   logFormat?: 'text' | 'json';
   /** false: usage history and the audit log off (history.enabled, audit.enabled), for the on/off figure (issue 14). */
   history?: boolean;
+  /** A sharing policy (docs/policy.md) to load: written to the data dir's policy.txt, where licd reads it. */
+  policy?: string;
 }
 
 export interface DaemonProc {
@@ -163,6 +165,7 @@ export function spawnDaemon(o: DaemonOptions): DaemonProc {
   };
   const configFile = join(o.dataDir, 'licd.json');
   writeFileSync(configFile, JSON.stringify(config, null, 2) + '\n');
+  if (o.policy !== undefined) writeFileSync(join(o.dataDir, 'policy.txt'), o.policy);
   const logFile = join(o.dataDir, 'licd.log');
   // The log goes to a file, as it would to journald: every grant is logged at info.
   const fd = openSync(logFile, 'a');

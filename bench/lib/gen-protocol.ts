@@ -55,7 +55,23 @@ export interface FarmCmd {
   concurrency: number;
 }
 
+/**
+ * Every client asks for one seat at `at`, willing to wait (wait: true); when it gets the seat (at
+ * once or by a queue.granted notice) it holds it `holdMs` and checks it in.
+ */
+export interface QueueCmd {
+  cmd: 'queue';
+  at: number;
+  feature: string;
+  holdMs: number;
+  /** The maxWait every client asks for, seconds (the same for all: its `until` then says when it joined). */
+  maxWait: number;
+  /** How long a client waits for its seat before it counts as not served, ms. */
+  timeoutMs: number;
+}
+
 export type GenCmd =
+  | QueueCmd
   | ConnectCmd
   | PairsCmd
   | OpenCmd
@@ -115,6 +131,25 @@ export interface FarmStopResult {
   unknown: number;
   errors: Record<string, number>;
   samples: Float64Array;
+}
+
+export interface QueueResult {
+  sent: number;
+  /** Clients that got their seat (and checked it in). */
+  served: number;
+  /** How many of them waited in the queue (answered queued first). */
+  queued: number;
+  errors: Record<string, number>;
+  /**
+   * Per client, in the server's time (ms): when it joined the queue (its queued answer's `until`
+   * less maxWait; for a seat granted at once, the grant) and when its lease was granted (the
+   * lease's `since`); NaN when it got no seat.
+   */
+  joins: Float64Array;
+  grants: Float64Array;
+  /** When the last check-in of this generator was answered (epoch ms), and notices seen. */
+  lastCheckinAt: number | null;
+  notices: number;
 }
 
 export type GenReply = { seq: number; ok: true; result: unknown } | { seq: number; ok: false; error: string };

@@ -55,6 +55,8 @@ export class WireClient {
   /** The holder secret, as the SDK sends it with lease requests and in its will. */
   private readonly holder = randomBytes(16).toString('base64url');
   readonly pending = new Map<string, Pending>();
+  /** Notices (answers with id null: queue.granted, queue.position, lease.lost), with their arrival time. */
+  onNotice: ((a: WireAnswer, at: number) => void) | null = null;
 
   constructor(opts: WireOptions) {
     this.clientId = opts.clientId;
@@ -81,7 +83,11 @@ export class WireClient {
       } catch {
         return;
       }
-      const p = a.id === null ? undefined : this.pending.get(a.id);
+      if (a.id === null) {
+        this.onNotice?.(a, at);
+        return;
+      }
+      const p = this.pending.get(a.id);
       if (!p) return;
       this.pending.delete(a.id!);
       p.resolve({ ok: a.ok, code: a.ok ? null : (a.error?.code ?? 'INTERNAL'), answer: a, sentAt: p.sentAt, doneAt: at, bytes: payload.length });

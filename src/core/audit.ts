@@ -131,6 +131,10 @@ export function eventFields(e: SeatEvent): Record<string, unknown> {
       return { license: e.serial, issued: new Date(e.issued).toISOString(), features: e.features, ended: e.ended, by: e.by };
     case 'admin':
       return { op: e.op, client: e.client, ok: e.ok, ...(e.code !== undefined ? { code: e.code } : {}), ...(e.subject !== undefined ? { subject: e.subject } : {}) };
+    case 'queue.joined':
+      return { feature: e.feature, count: e.count, user: e.user, host: e.host, client: e.client, priority: e.priority };
+    case 'queue.left':
+      return { feature: e.feature, count: e.count, user: e.user, host: e.host, client: e.client, reason: e.reason, waitedMs: e.waitedMs, ...(e.lease !== undefined ? { lease: e.lease } : {}), ...(e.code !== undefined ? { code: e.code } : {}) };
     case 'quarantine':
       return { action: e.action, reason: e.reason, holds: e.holds.map((h) => ({ feature: h.feature, seats: h.seats, until: new Date(h.until).toISOString() })), ...(e.by !== undefined ? { by: e.by } : {}) };
     default:

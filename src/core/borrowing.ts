@@ -12,6 +12,7 @@ import type { Ed25519 } from './ports.ts';
 import type { BorrowView } from './protocol.ts';
 import type { SeatTable } from './seats.ts';
 import { borrowView, iso, type LicenseService, type RequestContext } from './service.ts';
+import { borrowRulesFor, describeBorrowRule, matches } from './policy.ts';
 import type { SignedEnvelope } from './signed.ts';
 import { openBorrowRequest, openReturn, type BorrowRequest, type BorrowToken, type TokenBundle } from './tokens.ts';
 import { FEATURE_HELP, FEATURE_PATTERN, Fields, NAME_HELP, NAME_PATTERN, unsafeChar } from './validate.ts';
@@ -19,6 +20,12 @@ import { FEATURE_HELP, FEATURE_PATTERN, Fields, NAME_HELP, NAME_PATTERN, unsafeC
 export interface LimitRule {
   maxSeats?: number;
   maxHours?: number;
+}
+
+/** A limit that comes from a policy line (BORROW_MAX, BORROW_HOURS), and whether it names nobody in particular. */
+interface PolicyLine {
+  line: number;
+  everyone: boolean;
 }
 
 export interface BorrowLimits {
@@ -193,7 +200,7 @@ export class Borrowing {
   }
 
   /** Hours allowed for a feature for this user, checking the license, the limits and the expiry. */
-  private checkHours(feature: string, hours: number, user: string, now: number): void {
+  private checkHours(feature: string, hours: number, user: string, host: string, now: number): void {
     const lic = this.table.license(feature);
     if (!lic) throw this.table.noSeats(feature, 0, now);
     if (!lic.borrow.allowed) {
@@ -206,15 +213,37 @@ export class Borrowing {
       const left = Math.floor((lic.expires - now) / 3600_000);
       throw new LicdError('BORROW_HOURS', `${feature}: the license ends at ${iso(lic.expires)}, so at most ${left} h can be borrowed now`, { feature, hours, maxHours: left });
     }
-    for (const [scope, rule] of this.rulesFor(feature, user)) {
+    for (const [scope, rule, , pl] of this.rulesFor(feature, user, host)) {
       if (rule.maxHours !== undefined && hours > rule.maxHours) {
-        throw new LicdError('BORROW_HOURS', `${feature}: ${hours} h asked for, but ${scope} allows at most ${rule.maxHours} h`, { feature, hours, maxHours: rule.maxHours, limit: scope });
+        throw new LicdError('BORROW_HOURS', `${feature}: ${hours} h asked for, but ${scope} allows at most ${rule.maxHours} h`, { feature, hours, maxHours: rule.maxHours, limit: scope, ...(pl ? { rule: 'BORROW_HOURS', line: pl.line } : {}) });
       }
     }
   }
 
-  private rulesFor(feature: string, user: string): Array<[string, LimitRule, (b: Borrow) => boolean]> {
-    const out: Array<[string, LimitRule, (b: Borrow) => boolean]> = [];
+  /**
+   * The limits a borrow of `feature` by user@host is judged by, each as [scope (how it reads in a
+   * message), rule, which borrows count against it, the policy line]. A feature the policy has
+   * BORROW_MAX or BORROW_HOURS lines for (its own or *) is judged by those lines alone; any other
+   * by the borrow limits (config borrow.limits, or licctl borrow limits), as before
+   * (docs/policy.md, "Borrowing"). Without a host (the wizard's preview) rules that name a host
+   * or host group are left out.
+   */
+  private rulesFor(feature: string, user: string, host?: string): Array<[string, LimitRule, (b: Pick<Borrow, 'feature' | 'user' | 'hostName'>) => boolean, PolicyLine?]> {
+    const p = this.table.currentPolicy();
+    const fromPolicy = borrowRulesFor(p, feature);
+    if (fromPolicy.length > 0) {
+      const out: Array<[string, LimitRule, (b: Pick<Borrow, 'feature' | 'user' | 'hostName'>) => boolean, PolicyLine?]> = [];
+      for (const r of fromPolicy) {
+        const subject = r.subject;
+        if (subject && (subject.type === 'HOST' || subject.type === 'HOST_GROUP') && host === undefined) continue;
+        if (subject && !matches(p, subject, user, host ?? '')) continue;
+        const inFeature = (b: Pick<Borrow, 'feature'>) => r.feature === '*' || b.feature === r.feature;
+        const counts = subject ? (b: Pick<Borrow, 'feature' | 'user' | 'hostName'>) => inFeature(b) && matches(p, subject, b.user, b.hostName) : inFeature;
+        out.push([describeBorrowRule(r), r.kind === 'hours' ? { maxHours: r.n } : { maxSeats: r.n }, counts, { line: r.line, everyone: subject === null }]);
+      }
+      return out;
+    }
+    const out: Array<[string, LimitRule, (b: Pick<Borrow, 'feature' | 'user' | 'hostName'>) => boolean, PolicyLine?]> = [];
     const f = this.limits.features?.[feature];
     if (f) out.push([`limits.features.${feature}`, f, (b) => b.feature === feature]);
     const u = this.limits.users?.[user];
@@ -225,19 +254,20 @@ export class Borrowing {
     return out;
   }
 
-  private checkSeatLimits(items: Array<{ feature: string; count: number }>, user: string): void {
+  private checkSeatLimits(items: Array<{ feature: string; count: number }>, user: string, host: string): void {
     const all = this.table.allBorrows();
     for (const item of items) {
-      for (const [scope, rule, counts] of this.rulesFor(item.feature, user)) {
+      for (const [scope, rule, counts, pl] of this.rulesFor(item.feature, user, host)) {
         if (rule.maxSeats === undefined) continue;
         const now = all.filter(counts).reduce((n, b) => n + b.count, 0);
-        const adding = items.filter((i) => counts({ feature: i.feature, user } as Borrow)).reduce((n, i) => n + i.count, 0);
+        const adding = items.filter((i) => counts({ feature: i.feature, user, hostName: host })).reduce((n, i) => n + i.count, 0);
         if (now + adding > rule.maxSeats) {
           throw new LicdError('BORROW_LIMIT', `${item.feature}: ${scope} allows ${rule.maxSeats} borrowed seats and ${now} are borrowed; ${adding} more asked for`, {
             feature: item.feature,
             limit: scope,
             maxSeats: rule.maxSeats,
             borrowed: now,
+            ...(pl ? { rule: 'BORROW_MAX', line: pl.line } : {}),
           });
         }
       }
@@ -303,8 +333,8 @@ export class Borrowing {
     if (existing.length > 0) return { tokens: existing.map((b) => this.bundle(b, b.tokenIssuedAt)), borrows: existing.map(borrowView) };
     this.d.service.requireDongle();
     this.d.guard?.(now);
-    for (const item of req.items) this.checkHours(item.feature, req.hours, req.user, now);
-    this.checkSeatLimits(req.items, req.user);
+    for (const item of req.items) this.checkHours(item.feature, req.hours, req.user, req.hostName, now);
+    this.checkSeatLimits(req.items, req.user, req.hostName);
     const changes: Array<Change<Borrow>> = [];
     try {
       for (const item of req.items) {
@@ -378,7 +408,7 @@ export class Borrowing {
           continue;
         }
         const hours = req.refresh ? b.hours : req.hours;
-        this.checkHours(b.feature, hours, b.user, now);
+        this.checkHours(b.feature, hours, b.user, b.hostName, now);
         // A renewal never shortens a borrow: it keeps the later of the current end and the asked
         // one (a plain `licctl renew` after `renew --hours 48` must not cut the 48 h back), and the
         // longer period for later refreshes.
@@ -506,8 +536,9 @@ export class Borrowing {
       }
     }
     const all = this.table.allBorrows();
-    for (const [scope, r, counts] of this.rulesFor(feature, user ?? '\0')) {
-      if (user === null && !scope.startsWith('limits.features.')) continue;
+    for (const [scope, r, counts, pl] of this.rulesFor(feature, user ?? '\0')) {
+      // Without a user, only the rules for everyone (per feature, or a policy line naming nobody).
+      if (user === null && (pl ? !pl.everyone : !scope.startsWith('limits.features.'))) continue;
       if (r.maxSeats !== undefined) {
         const borrowed = all.filter(counts).reduce((n, b) => n + b.count, 0);
         const left = Math.max(0, r.maxSeats - borrowed);
@@ -533,6 +564,17 @@ export class Borrowing {
       if (maxSeats === undefined) return;
       out.push({ limit, maxSeats, borrowed: all.filter(counts).reduce((n, b) => n + b.count, 0), features });
     };
+    // The policy's BORROW_MAX lines for * (all features together) that name this user (or everyone).
+    const p = this.table.currentPolicy();
+    const policyFeatures = features.filter((f) => borrowRulesFor(p, f).length > 0);
+    for (const r of p.borrow) {
+      if (r.kind !== 'max' || r.feature !== '*' || policyFeatures.length === 0) continue;
+      const subject = r.subject;
+      if (subject && (subject.type === 'HOST' || subject.type === 'HOST_GROUP' || !matches(p, subject, user, ''))) continue;
+      add(describeBorrowRule(r), r.n, subject ? (b) => matches(p, subject, b.user, b.hostName) : () => true);
+    }
+    // The borrow limits' own, for the features the policy says nothing of borrowing about.
+    if (policyFeatures.length === features.length && features.length > 0) return out;
     const u = this.limits.users?.[user];
     if (u) add(`limits.users.${user}`, u.maxSeats, (b) => b.user === user);
     for (const [name, g] of Object.entries(this.limits.groups ?? {})) {

@@ -33,6 +33,14 @@ export type LeaseEndReason =
 
 export type BorrowEndReason = 'returned' | 'expired';
 
+/**
+ * Why a waiting checkout left its feature's queue (docs/policy.md, "Queueing"): it got its seat,
+ * its maxWait passed, its client's connection died and it did not ask again within the grace, it
+ * left itself (a check-in of the feature or process, or asking again without waiting), or a change
+ * made its checkout impossible (a policy, a block, the license: `code` says which).
+ */
+export type QueueLeftReason = 'granted' | 'timeout' | 'gone' | 'cancelled' | 'refused';
+
 export type SeatEvent =
   /** A new lease (a checkout that extended a lease the client already held is not one). */
   | { type: 'lease.granted'; at: number; lease: Lease }
@@ -44,6 +52,13 @@ export type SeatEvent =
   | { type: 'borrow.ended'; at: number; borrow: Borrow; reason: BorrowEndReason }
   /** An admin marked a borrowed seat lost. */
   | { type: 'borrow.lost'; at: number; borrow: Borrow; by: string }
+  /** A checkout began to wait for a seat (docs/policy.md, "Queueing"); `since` is when it first waited. */
+  | { type: 'queue.joined'; at: number; feature: string; user: string; host: string; client: string; count: number; priority: number; since: number }
+  /**
+   * A waiting checkout left the queue; `waitedMs` is how long it waited (`at` - `since`). With
+   * reason granted it comes in the same batch as its lease.granted (`lease` names it).
+   */
+  | { type: 'queue.left'; at: number; feature: string; user: string; host: string; client: string; count: number; since: number; waitedMs: number; reason: QueueLeftReason; lease?: string; code?: ErrorCode }
   /** A borrow refused (code says why). */
   | { type: 'borrow.denied'; at: number; feature: string; user: string; host: string; client: string; code: ErrorCode; message: string }
   /** A new entitlement took effect at runtime (activation, import). */

@@ -43,6 +43,19 @@ export interface UsageRow {
   grants: number;
   /** Refused checkouts and borrows, by error code. */
   denials: Record<string, number>;
+  // Queue time (docs/policy.md, "Queueing"); absent when nobody waited in the period (and in rows of older versions).
+  /** The most checkouts waiting for a seat at any moment of the period. */
+  waitPeak?: number;
+  /** Waiter-milliseconds: time-weighted, each waiting checkout adds the milliseconds it waited within the period. */
+  waitingMs?: number;
+  /** Waits that ended in the period (with a seat or without). */
+  waits?: number;
+  /** Of those, the waits that ended with a seat. */
+  waitsServed?: number;
+  /** The whole length of the waits that ended in the period, ms (a wait that began earlier counts whole). */
+  waitedMs?: number;
+  /** The longest of them, ms. */
+  waitMaxMs?: number;
 }
 
 /** One lease or borrow, from its grant to its end. */
@@ -62,6 +75,23 @@ export interface SessionRecord {
   renewed?: boolean;
   /** Borrows: marked lost by an admin (the seat stayed reserved until its end). */
   lost?: boolean;
+  /** Leases: how long its checkout waited in the queue before the grant, ms (absent: it did not wait). */
+  waitedMs?: number;
+}
+
+/** A wait in a feature's queue that ended without a seat (a wait that got one is in its lease's session record). */
+export interface WaitRecord {
+  feature: string;
+  user: string;
+  host: string;
+  count: number;
+  /** When it began to wait, and when it left. */
+  start: number;
+  end: number;
+  /** Why it left: timeout, gone, cancelled or refused (the queue.left event's reason). */
+  how: string;
+  /** refused: the code of the refusal. */
+  code?: string;
 }
 
 /** Refusals of one user on one host for one feature with one code, within one minute. */
@@ -88,6 +118,7 @@ export const KEYS = {
   day: 'd!',
   session: 's!',
   denial: 'x!',
+  wait: 'w!',
 } as const;
 
 export const t13 = (ms: number): string => String(Math.max(0, Math.floor(ms))).padStart(13, '0');
@@ -98,7 +129,7 @@ export const sessionKey = (s: SessionRecord): string => `${KEYS.session}${t13(s.
 export const keyTime = (key: string): number => Number(key.slice(2, 15));
 
 export function sessionOfLease(l: Lease, end: number | null, how: string): SessionRecord {
-  return { kind: 'lease', id: l.id, feature: l.feature, user: l.user, host: l.host, count: l.count, start: l.since, end, how };
+  return { kind: 'lease', id: l.id, feature: l.feature, user: l.user, host: l.host, count: l.count, start: l.since, end, how, ...(l.waitedMs !== undefined ? { waitedMs: l.waitedMs } : {}) };
 }
 
 export function sessionOfBorrow(b: Borrow, end: number | null, how: string): SessionRecord {
@@ -126,6 +157,8 @@ interface Counter {
   leased: number;
   borrowed: number;
   licensed: number;
+  /** Checkouts waiting for a seat now. */
+  waiting: number;
   row: UsageRow;
 }
 
@@ -161,6 +194,7 @@ export class HistorySink {
   private readonly maxDenials: number;
   private readonly run: string;
   private denialSeq = 0;
+  private waitSeq = 0;
   private denialsDropped = 0;
 
   constructor(private readonly o: HistorySinkOptions) {
@@ -168,12 +202,16 @@ export class HistorySink {
     this.run = o.run ?? o.now.toString(36);
   }
 
-  /** The seats held when licd starts (restored from the database): counted from now, no gap. */
-  seed(leases: readonly Lease[], borrows: readonly Borrow[], features: readonly string[], now: number): void {
+  /** The seats held (and the checkouts waiting) when licd starts, restored from the database: counted from now, no gap. */
+  seed(leases: readonly Lease[], borrows: readonly Borrow[], features: readonly string[], now: number, waiting: ReadonlyArray<{ feature: string }> = []): void {
     for (const f of features) this.counter(f, now);
     for (const l of leases) this.counter(l.feature, now).leased += l.count;
     for (const b of borrows) this.counter(b.feature, now).borrowed += b.count;
-    for (const c of this.counters.values()) c.row.peak = Math.max(c.row.peak, c.leased + c.borrowed);
+    for (const w of waiting) this.counter(w.feature, now).waiting++;
+    for (const c of this.counters.values()) {
+      c.row.peak = Math.max(c.row.peak, c.leased + c.borrowed);
+      if (c.waiting > 0) c.row.waitPeak = Math.max(c.row.waitPeak ?? 0, c.waiting);
+    }
   }
 
   /**
@@ -195,6 +233,11 @@ export class HistorySink {
       if (e.type === 'lease.ended') s = sessionOfLease(e.lease, e.at, e.reason);
       else if (e.type === 'borrow.ended') s = sessionOfBorrow(e.borrow, e.at, e.reason);
       if (s) out.push({ kind: 'rec.put', space: 'history', key: sessionKey(s), value: s });
+      // A wait that ended without a seat: its record goes with the change that ended it.
+      if (e.type === 'queue.left' && e.reason !== 'granted') {
+        const w: WaitRecord = { feature: e.feature, user: e.user, host: e.host, count: e.count, start: e.since, end: e.at, how: e.reason, ...(e.code !== undefined ? { code: e.code } : {}) };
+        out.push({ kind: 'rec.put', space: 'history', key: `${KEYS.wait}${t13(e.at)}!${this.run}!${String(++this.waitSeq).padStart(9, '0')}`, value: w });
+      }
     }
     return out;
   }
@@ -215,6 +258,22 @@ export class HistorySink {
         case 'borrow.ended':
           this.change(e.borrow.feature, e.at, 0, -e.borrow.count, false);
           break;
+        case 'queue.joined': {
+          const c = this.advance(e.feature, e.at);
+          c.waiting++;
+          c.row.waitPeak = Math.max(c.row.waitPeak ?? 0, c.waiting);
+          break;
+        }
+        case 'queue.left': {
+          const c = this.advance(e.feature, e.at);
+          c.waiting = Math.max(0, c.waiting - 1);
+          const r = c.row;
+          r.waits = (r.waits ?? 0) + 1;
+          if (e.reason === 'granted') r.waitsServed = (r.waitsServed ?? 0) + 1;
+          r.waitedMs = (r.waitedMs ?? 0) + e.waitedMs;
+          r.waitMaxMs = Math.max(r.waitMaxMs ?? 0, e.waitedMs);
+          break;
+        }
         case 'license.changed':
           for (const f of new Set([...this.counters.keys(), ...e.features])) {
             const c = this.advance(f, e.at);
@@ -294,10 +353,10 @@ export class HistorySink {
     return this.denialsDropped;
   }
 
-  /** Seats held now per feature, as counted (for tests and status). */
-  held(feature: string): { leased: number; borrowed: number } {
+  /** Seats held (and checkouts waiting) now per feature, as counted (for tests and status). */
+  held(feature: string): { leased: number; borrowed: number; waiting: number } {
     const c = this.counters.get(feature);
-    return { leased: c?.leased ?? 0, borrowed: c?.borrowed ?? 0 };
+    return { leased: c?.leased ?? 0, borrowed: c?.borrowed ?? 0, waiting: c?.waiting ?? 0 };
   }
 
   private change(feature: string, at: number, dLeased: number, dBorrowed: number, grant: boolean): void {
@@ -313,7 +372,7 @@ export class HistorySink {
     if (!c) {
       const licensed = this.o.licensed(feature);
       const minute = floorTo(now, MINUTE);
-      c = { feature, minute, last: now, leased: 0, borrowed: 0, licensed, row: emptyRow(feature, minute, MINUTE, licensed) };
+      c = { feature, minute, last: now, leased: 0, borrowed: 0, licensed, waiting: 0, row: emptyRow(feature, minute, MINUTE, licensed) };
       this.counters.set(feature, c);
     }
     return c;
@@ -341,6 +400,7 @@ export class HistorySink {
       c.minute = minute;
       c.row = emptyRow(c.feature, minute, MINUTE, c.licensed);
       c.row.peak = c.leased + c.borrowed;
+      if (c.waiting > 0) c.row.waitPeak = c.waiting;
     }
     c.last = Math.max(c.last, at);
   }
@@ -360,6 +420,7 @@ export class HistorySink {
       c.minute += MINUTE;
       c.row = emptyRow(feature, c.minute, MINUTE, c.licensed);
       c.row.peak = c.leased + c.borrowed;
+      if (c.waiting > 0) c.row.waitPeak = c.waiting;
     }
     this.accrue(c, to);
     return c;
@@ -374,6 +435,7 @@ export class HistorySink {
     c.row.borrowedMs += c.borrowed * dt;
     c.row.heldMs += held * dt;
     if (c.licensed > 0 && held >= c.licensed) c.row.atLimitMs += dt;
+    if (c.waiting > 0) c.row.waitingMs = (c.row.waitingMs ?? 0) + c.waiting * dt;
     c.last = to;
   }
 }
@@ -400,6 +462,9 @@ export function mergeRows(rows: readonly UsageRow[], into?: { t: number; span: n
     out.atLimitMs += r.atLimitMs;
     out.grants += r.grants;
     for (const [code, n] of Object.entries(r.denials)) out.denials[code] = (out.denials[code] ?? 0) + n;
+    if (r.waitPeak !== undefined) out.waitPeak = Math.max(out.waitPeak ?? 0, r.waitPeak);
+    if (r.waitMaxMs !== undefined) out.waitMaxMs = Math.max(out.waitMaxMs ?? 0, r.waitMaxMs);
+    for (const k of ['waitingMs', 'waits', 'waitsServed', 'waitedMs'] as const) if (r[k] !== undefined) out[k] = (out[k] ?? 0) + r[k]!;
   }
   return out;
 }

@@ -28,6 +28,8 @@ export interface Lease {
   lingering?: true;
   /** When its client last reported activity (heartbeat `idle`); absent: never reported, never judged idle. */
   activeAt?: number;
+  /** How long its checkout waited in the queue before this lease was granted, ms (absent: it did not wait). */
+  waitedMs?: number;
 }
 
 export interface Borrow {
@@ -77,8 +79,8 @@ export type Mutation =
   | { kind: 'rec.put'; space: RecordSpace; key: string; value: unknown }
   | { kind: 'rec.del'; space: RecordSpace; key: string };
 
-/** The record spaces (docs/storage.md). */
-export type RecordSpace = 'history' | 'audit';
+/** The record spaces (docs/storage.md); 'queue': the checkouts waiting for a seat, read back at start (docs/policy.md, "Durability"). */
+export type RecordSpace = 'history' | 'audit' | 'queue';
 
 export interface Change<T> {
   result: T;

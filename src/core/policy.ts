@@ -45,8 +45,24 @@ export interface Policy {
   idle: Map<string, { ms: number; line: number }>;
   /** PRIORITY per group: waiters of a higher one are served first (default 0). */
   priorities: Map<string, { value: number; line: number }>;
+  /** BORROW_MAX and BORROW_HOURS lines, in file order (docs/policy.md, "Borrowing"). */
+  borrow: BorrowRule[];
   /** How many directive lines (not comments or blank lines) it has. */
   rules: number;
+}
+
+/**
+ * A borrow limit of the policy: BORROW_MAX (at most n seats borrowed at once) or BORROW_HOURS (a
+ * borrow of at most n hours), of one feature or of every feature ('*': the seats borrowed of all
+ * features count together), for those a subject names (all of a group's users, a host group's
+ * hosts, together) or, without one, for everyone together.
+ */
+export interface BorrowRule {
+  kind: 'max' | 'hours';
+  n: number;
+  feature: string;
+  subject: RuleSubject | null;
+  line: number;
 }
 
 /** Who asks for seats, and how many. */
@@ -63,7 +79,7 @@ export interface Holding {
   count: number;
 }
 
-export const EMPTY_POLICY: Policy = { text: '', groups: new Map(), hostGroups: new Map(), features: new Map(), queues: new Map(), priorities: new Map(), linger: new Map(), idle: new Map(), rules: 0 };
+export const EMPTY_POLICY: Policy = { text: '', groups: new Map(), hostGroups: new Map(), features: new Map(), queues: new Map(), priorities: new Map(), linger: new Map(), idle: new Map(), borrow: [], rules: 0 };
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$/;
 const NAME_HELP = 'letters, digits and . _ @ + - (at most 64, starting with a letter or digit)';
@@ -81,6 +97,8 @@ const FORMS: Record<string, string> = {
   LINGER: 'LINGER needs a feature and a number of seconds from 1 to 86400: LINGER vray_render 120',
   QUEUE: 'QUEUE needs a feature and on or off, and may give a maximum of waiters: QUEUE vray_render on max 50',
   PRIORITY: 'PRIORITY needs a group and a whole number from -1000 to 1000 (higher waiters are served first): PRIORITY lighting 10',
+  BORROW_MAX: 'BORROW_MAX needs a count of seats, a feature (or * for all features together) and may name USER|GROUP|HOST|HOST_GROUP NAME: BORROW_MAX 2 vray_render GROUP lighting',
+  BORROW_HOURS: 'BORROW_HOURS needs a number of hours from 1 to 8760, a feature (or * for every feature) and may name USER|GROUP|HOST|HOST_GROUP NAME: BORROW_HOURS 72 vray_render USER alice',
 };
 
 /** Directives of options files that this licd does not do yet: refused with the reason, never ignored. */
@@ -100,6 +118,7 @@ export function parsePolicy(text: string, source = 'policy'): Policy {
   const priorities: Policy['priorities'] = new Map();
   const linger: Policy['linger'] = new Map();
   const idle: Policy['idle'] = new Map();
+  const borrow: BorrowRule[] = [];
   const refs: RuleSubject[] = [];
   let rules = 0;
   const lines = text.split(/\r?\n/);
@@ -129,7 +148,7 @@ export function parsePolicy(text: string, source = 'policy'): Policy {
     }
     const form = FORMS[directive];
     if (!form) {
-      problems.push(`${at}: unknown directive ${JSON.stringify(head)}; use GROUP, HOST_GROUP, RESERVE, MAX, INCLUDE, EXCLUDE, QUEUE, PRIORITY, LINGER or TIMEOUT (docs/policy.md), ${got}`);
+      problems.push(`${at}: unknown directive ${JSON.stringify(head)}; use GROUP, HOST_GROUP, RESERVE, MAX, INCLUDE, EXCLUDE, QUEUE, PRIORITY, LINGER, TIMEOUT, BORROW_MAX or BORROW_HOURS (docs/policy.md), ${got}`);
       return;
     }
     rules++;
@@ -194,6 +213,23 @@ export function parsePolicy(text: string, source = 'policy'): Policy {
       refs.push({ type: 'GROUP', name: group, line: n });
       return;
     }
+    if (directive === 'BORROW_MAX' || directive === 'BORROW_HOURS') {
+      const [c, feature, type, name, ...extra] = rest;
+      if (c === undefined || feature === undefined || extra.length > 0 || (type !== undefined && name === undefined)) return fail(extra.length > 0 ? 'too many words' : 'too few words');
+      const hours = directive === 'BORROW_HOURS';
+      if (!/^\d{1,7}$/.test(c) || (hours && (Number(c) < 1 || Number(c) > 8760))) return fail(hours ? `${JSON.stringify(c)} is not a number of hours from 1 to 8760` : `the count must be a whole number, not ${JSON.stringify(c)}`);
+      if (feature !== '*' && !FEATURE.test(feature)) return fail(`${JSON.stringify(feature)} is not a feature name or *`);
+      let subject: RuleSubject | null = null;
+      if (type !== undefined && name !== undefined) {
+        const t = type.toUpperCase();
+        if (!(SUBJECT_TYPES as readonly string[]).includes(t)) return fail(`${JSON.stringify(type)} is not USER, GROUP, HOST or HOST_GROUP`);
+        if (!(t === 'HOST' ? HOST_PATTERN : NAME).test(name) || (t === 'HOST' && /[*?]/.test(name))) return fail(`${JSON.stringify(name)} is not a usable name${t === 'HOST' ? ' (patterns go in a HOST_GROUP)' : ''}`);
+        subject = { type: t as SubjectType, name: t === 'HOST' ? name.toLowerCase() : name, line: n };
+        if (t === 'GROUP' || t === 'HOST_GROUP') refs.push(subject);
+      }
+      borrow.push({ kind: hours ? 'hours' : 'max', n: Number(c), feature, subject, line: n });
+      return;
+    }
     const counted = directive === 'RESERVE' || directive === 'MAX';
     const want = counted ? 4 : 3;
     if (rest.length !== want) return fail(rest.length < want ? 'too few words' : 'too many words');
@@ -228,7 +264,22 @@ export function parsePolicy(text: string, source = 'policy'): Policy {
     const more = problems.length > 1 ? ` (and ${problems.length - 1} more problem(s): ${problems.slice(1, 6).join('; ')}${problems.length > 6 ? '; ...' : ''})` : '';
     throw new LicdError('POLICY_INVALID', `${problems[0]}${more}`, { problems });
   }
-  return { text, groups, hostGroups, features, queues, priorities, linger, idle, rules };
+  return { text, groups, hostGroups, features, queues, priorities, linger, idle, borrow, rules };
+}
+
+/**
+ * The policy's borrow limits that apply to borrows of a feature (its own lines and those for *).
+ * Empty: the policy says nothing about borrowing it, and the borrow limits of the config (or of
+ * licctl borrow limits) apply to it as before; else these lines alone do (docs/policy.md, "Borrowing").
+ */
+export function borrowRulesFor(p: Policy, feature: string): BorrowRule[] {
+  return p.borrow.filter((r) => r.feature === '*' || r.feature === feature);
+}
+
+/** How a borrow rule reads in a message: "BORROW_MAX 2 vray_render for group lighting (policy line 12)". */
+export function describeBorrowRule(r: BorrowRule): string {
+  const what = r.feature === '*' ? 'of all features' : r.feature;
+  return `BORROW_${r.kind === 'max' ? 'MAX' : 'HOURS'} ${r.n} ${what} for ${r.subject ? describeSubject(r.subject) : 'everyone'} (policy line ${r.line})`;
 }
 
 function lineOf(problem: string): number {

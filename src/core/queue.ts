@@ -1,10 +1,59 @@
 /**
  * Waiting for a seat (issue 15, docs/policy.md "Queueing"): checkouts that asked to wait, per
  * feature, in the order they are served: by priority (the policy's PRIORITY of the user's groups,
- * higher first), then first come, first served. Kept in memory only: a restart drops the queue and
- * the SDK asks again (docs/policy.md). Pure: times come in as arguments.
+ * higher first), then first come, first served. Each waiter is also a record of the 'queue' space,
+ * written in the same batch as its arrival, its grant or its leaving, and read back at start in
+ * its old order (docs/policy.md, "Durability"). Pure: times come in as arguments.
  */
+import type { Mutation } from './model.ts';
 import type { CheckoutRequest } from './seats.ts';
+
+/** A waiter as the store keeps it (`rec!queue!<seq in 12 digits>`): what it takes to put it back in its place. */
+export interface StoredWaiter {
+  seq: number;
+  priority: number;
+  since: number;
+  deadline: number;
+  req: CheckoutRequest;
+}
+
+export const waiterRecordKey = (seq: number): string => String(seq).padStart(12, '0');
+
+/** The record of a waiter (its arrival, or a new deadline). */
+export function putWaiter(w: Waiter): Mutation {
+  const { waitedMs: _, ...req } = w.req;
+  const value: StoredWaiter = { seq: w.seq, priority: w.priority, since: w.since, deadline: w.deadline, req };
+  return { kind: 'rec.put', space: 'queue', key: waiterRecordKey(w.seq), value };
+}
+
+/** Its record goes (granted, or it left). */
+export function delWaiter(w: Waiter): Mutation {
+  return { kind: 'rec.del', space: 'queue', key: waiterRecordKey(w.seq) };
+}
+
+/** A stored waiter read back at start, or null when the record is not one (it is then dropped). */
+export function storedWaiter(v: unknown): StoredWaiter | null {
+  if (typeof v !== 'object' || v === null) return null;
+  const o = v as Record<string, unknown>;
+  const r = o.req as Record<string, unknown> | null;
+  const num = (x: unknown) => typeof x === 'number' && Number.isSafeInteger(x);
+  const str = (x: unknown) => typeof x === 'string' && x.length > 0 && x.length <= 256;
+  if (!num(o.seq) || !num(o.priority) || !num(o.since) || !num(o.deadline) || typeof r !== 'object' || r === null) return null;
+  if (!str(r.clientId) || typeof r.holder !== 'string' || !num(r.pid) || !str(r.user) || !str(r.host) || !str(r.feature) || !num(r.count) || !num(r.ttlMs)) return null;
+  if (r.version !== undefined && typeof r.version !== 'string') return null;
+  const req: CheckoutRequest = {
+    clientId: r.clientId as string,
+    holder: r.holder as string,
+    pid: r.pid as number,
+    user: r.user as string,
+    host: r.host as string,
+    feature: r.feature as string,
+    ...(typeof r.version === 'string' ? { version: r.version } : {}),
+    count: r.count as number,
+    ttlMs: r.ttlMs as number,
+  };
+  return { seq: o.seq as number, priority: o.priority as number, since: o.since as number, deadline: o.deadline as number, req };
+}
 
 export interface Waiter {
   /** The checkout to make when a seat is free (the holder's own request, as it asked). */
@@ -21,6 +70,8 @@ export interface Waiter {
   granting: boolean;
   /** The position it was last told (1 = next). */
   told: number;
+  /** Its arrival is being written (queue.joined): it holds the line until then. */
+  writing?: boolean;
 }
 
 /** Same holder, process and feature: asking again keeps the place. */
@@ -59,6 +110,25 @@ export class WaitQueue {
     return this.of(feature).filter((w) => !w.granting).length;
   }
 
+  /** Every waiter (any order). */
+  all(): Waiter[] {
+    return [...this.byKey.values()];
+  }
+
+  /**
+   * Puts a stored waiter back (at start; call in the order of their seq): behind every waiter of
+   * its priority or higher, as when it came. It is taken for gone at `goneAt` unless it asks again.
+   * A second record of the same holder's checkout is not added (null).
+   */
+  restore(s: StoredWaiter, goneAt: number): Waiter | null {
+    const key = waiterKey(s.req);
+    if (this.byKey.has(key)) return null;
+    this.seq = Math.max(this.seq, s.seq);
+    const w: Waiter = { req: { ...s.req }, priority: s.priority, seq: s.seq, since: s.since, deadline: s.deadline, goneAt, granting: false, told: 0 };
+    this.insert(w);
+    return w;
+  }
+
   /** Adds a waiter in its place (after every waiter of its priority or higher); an existing one keeps its place. */
   add(req: CheckoutRequest, priority: number, now: number, deadline: number): Waiter {
     const key = waiterKey(req);
@@ -70,13 +140,17 @@ export class WaitQueue {
       return old;
     }
     const w: Waiter = { req: { ...req }, priority, seq: ++this.seq, since: now, deadline, goneAt: null, granting: false, told: 0 };
-    let list = this.byFeature.get(req.feature);
-    if (!list) this.byFeature.set(req.feature, (list = []));
-    let i = list.length;
-    while (i > 0 && list[i - 1]!.priority < priority) i--;
-    list.splice(i, 0, w);
-    this.byKey.set(key, w);
+    this.insert(w);
     return w;
+  }
+
+  private insert(w: Waiter): void {
+    let list = this.byFeature.get(w.req.feature);
+    if (!list) this.byFeature.set(w.req.feature, (list = []));
+    let i = list.length;
+    while (i > 0 && list[i - 1]!.priority < w.priority) i--;
+    list.splice(i, 0, w);
+    this.byKey.set(waiterKey(w.req), w);
   }
 
   remove(w: Waiter): void {

@@ -3,7 +3,7 @@
  * session and denial records read for a period. Each figure's computation is described in the
  * doc; the admin ops report.* (src/history/history.ts) and licctl report call these.
  */
-import { DAY, HOUR, MINUTE, floorTo, type DenialRecord, type SessionRecord, type UsageRow } from './history.ts';
+import { DAY, HOUR, MINUTE, floorTo, type DenialRecord, type SessionRecord, type UsageRow, type WaitRecord } from './history.ts';
 
 export type ReportBy = 'user' | 'host' | 'group' | 'feature';
 
@@ -34,6 +34,8 @@ export interface ReportInput {
   sessions: readonly SessionRecord[];
   /** Denial records of [from, to). */
   denials: readonly DenialRecord[];
+  /** Waits in a queue that ended without a seat at or after `from`, and the waits going on (end: now). */
+  waits?: readonly WaitRecord[];
   /** Groups: name -> members (users). */
   groups: Readonly<Record<string, readonly string[]>>;
 }
@@ -71,6 +73,16 @@ export interface UsageReportRow {
   denials: number;
   /** Hours of the period licd was counting. */
   coveredHours: number;
+  /** Waits in the queue that ended in the period (docs/policy.md, "Queueing"), and of those the ones that got a seat. */
+  waits: number;
+  waitsServed: number;
+  /** Their mean and longest length, seconds (0 without waits). */
+  waitMeanSeconds: number;
+  waitMaxSeconds: number;
+  /** The most checkouts waiting at once. */
+  waitPeak: number;
+  /** Waiter-hours: checkouts waiting x hours, within the period. */
+  waitHours: number;
 }
 
 /** Per feature: peak against licensed, time at the limit, seat-hours. */
@@ -85,6 +97,7 @@ export function usageReport(input: ReportInput): UsageReportRow[] {
   const out: UsageReportRow[] = [];
   for (const [feature, rows] of by) {
     let cov = 0, held = 0, leased = 0, borrowed = 0, atLimit = 0, peak = 0, licensed = 0, grants = 0, denials = 0;
+    let waits = 0, served = 0, waited = 0, waitMax = 0, waitPeak = 0, waiting = 0;
     for (const r of rows) {
       cov += r.cov;
       held += r.heldMs;
@@ -95,6 +108,12 @@ export function usageReport(input: ReportInput): UsageReportRow[] {
       licensed = Math.max(licensed, r.licensed);
       grants += r.grants;
       for (const n of Object.values(r.denials)) denials += n;
+      waits += r.waits ?? 0;
+      served += r.waitsServed ?? 0;
+      waited += r.waitedMs ?? 0;
+      waitMax = Math.max(waitMax, r.waitMaxMs ?? 0);
+      waitPeak = Math.max(waitPeak, r.waitPeak ?? 0);
+      waiting += r.waitingMs ?? 0;
     }
     out.push({
       feature,
@@ -109,6 +128,12 @@ export function usageReport(input: ReportInput): UsageReportRow[] {
       grants,
       denials,
       coveredHours: hours(cov),
+      waits,
+      waitsServed: served,
+      waitMeanSeconds: waits > 0 ? round(waited / waits / 1000, 1) : 0,
+      waitMaxSeconds: round(waitMax / 1000, 1),
+      waitPeak,
+      waitHours: hours(waiting),
     });
   }
   return out.sort((a, b) => a.feature.localeCompare(b.feature));
@@ -140,24 +165,44 @@ export interface UsersReportRow {
   /** Leases and borrows that overlap the period. */
   sessions: number;
   features: string[];
+  /** Hours waited in queues within the period (each wait counts its hours once, whatever its seats), and how many waits. */
+  waitHours: number;
+  waits: number;
 }
 
-/** Hours used per user, host, group or feature (chargeback). */
+/** Hours used (and hours waited in queues) per user, host, group or feature (chargeback). */
 export function usersReport(input: ReportInput, by: ReportBy): UsersReportRow[] {
-  const acc = new Map<string, { lease: number; borrow: number; sessions: number; features: Set<string> }>();
+  const acc = new Map<string, { lease: number; borrow: number; sessions: number; features: Set<string>; wait: number; waits: number }>();
+  const entry = (k: string) => {
+    let a = acc.get(k);
+    if (!a) acc.set(k, (a = { lease: 0, borrow: 0, sessions: 0, features: new Set(), wait: 0, waits: 0 }));
+    return a;
+  };
+  const waited = (x: { user: string; host: string; feature: string }, start: number, end: number) => {
+    const ms = Math.max(0, Math.min(end, input.to) - Math.max(start, input.from));
+    if (ms <= 0) return;
+    for (const k of keysOf(x, by, input.groups)) {
+      const a = entry(k);
+      a.wait += ms;
+      a.waits++;
+      a.features.add(x.feature);
+    }
+  };
   for (const s of input.sessions) {
+    // A lease granted to a waiting checkout waited just before its start.
+    if (s.kind === 'lease' && s.waitedMs) waited(s, s.start - s.waitedMs, s.start);
     const ms = overlap(s, input.from, input.to);
     if (ms <= 0) continue;
     for (const k of keysOf(s, by, input.groups)) {
-      let a = acc.get(k);
-      if (!a) acc.set(k, (a = { lease: 0, borrow: 0, sessions: 0, features: new Set() }));
+      const a = entry(k);
       a[s.kind] += ms * s.count;
       a.sessions++;
       a.features.add(s.feature);
     }
   }
+  for (const w of input.waits ?? []) waited(w, w.start, w.end);
   return [...acc]
-    .map(([key, a]) => ({ key, seatHours: hours(a.lease + a.borrow), leaseHours: hours(a.lease), borrowHours: hours(a.borrow), sessions: a.sessions, features: [...a.features].sort() }))
+    .map(([key, a]) => ({ key, seatHours: hours(a.lease + a.borrow), leaseHours: hours(a.lease), borrowHours: hours(a.borrow), sessions: a.sessions, features: [...a.features].sort(), waitHours: hours(a.wait), waits: a.waits }))
     .sort((a, b) => b.seatHours - a.seatHours || a.key.localeCompare(b.key));
 }
 

@@ -28,6 +28,8 @@ export interface CheckoutRequest {
   version?: string | undefined;
   count: number;
   ttlMs: number;
+  /** A waiter being granted: how long it waited (kept on the new lease for the usage history). */
+  waitedMs?: number;
 }
 
 export type CheckoutStatus = 'granted' | 'extended';
@@ -251,6 +253,7 @@ export class SeatTable {
           expiresAt: now + req.ttlMs,
           ttlMs: req.ttlMs,
           disconnectedAt: null,
+          ...(req.waitedMs !== undefined ? { waitedMs: req.waitedMs } : {}),
         };
     return this.change({ status: existing && !existing.lingering ? 'extended' : 'granted', lease, ...(existing?.lingering ? { reclaimed: true } : {}) }, [{ kind: 'lease.put', lease }]);
   }
@@ -260,6 +263,13 @@ export class SeatTable {
     if (!this.policy.linger.has(f.license.name)) return undefined;
     for (const l of f.leases.values()) if (l.lingering && l.user === user && l.host === host) return l;
     return undefined;
+  }
+
+  /** The lease this holder's process already holds of the feature (a checkout of it only extends it), if any. */
+  ownLease(req: Pick<CheckoutRequest, 'clientId' | 'pid' | 'feature' | 'holder'>): Lease | undefined {
+    const id = this.byOwner.get(ownerKey(req.clientId, req.pid, req.feature, req.holder));
+    const l = id === undefined ? undefined : this.leases.get(id);
+    return l && !l.lingering ? l : undefined;
   }
 
   leasesOf(clientId: string): Lease[] {

@@ -1,7 +1,7 @@
 import { LicdError, isLicdError, type ErrorCode } from './errors.ts';
 import { productsOfFeatures, productViews, type Entitlement } from './entitlement.ts';
 import type { Borrow, Change, Lease, Mutation } from './model.ts';
-import type { EventBus, SeatEvent } from './events.ts';
+import type { EventBus, QueueLeftReason, SeatEvent } from './events.ts';
 import type { Clock, HolderHash, StateStore } from './ports.ts';
 import {
   ADMIN_OPS,
@@ -27,7 +27,7 @@ import type { SignedEnvelope } from './signed.ts';
 import { CounterStepError, describeMs, type ClockGuard, type CounterGate } from './integrity.ts';
 import { SeatTable } from './seats.ts';
 import { policySummary, priorityOf, queueRule } from './policy.ts';
-import { WaitQueue, waiterKey, type Waiter } from './queue.ts';
+import { WaitQueue, delWaiter, putWaiter, storedWaiter, waiterKey, waiterRecordKey, type Waiter } from './queue.ts';
 import type { CheckoutRequest } from './seats.ts';
 import { CLIENT_ID_HELP, CLIENT_ID_PATTERN, Fields, FEATURE_HELP, FEATURE_PATTERN, HOLDER_HELP, HOLDER_PATTERN, unsafeChar, VERSION_PATTERN } from './validate.ts';
 
@@ -57,6 +57,9 @@ export interface LeasePolicy {
  * src/mqtt/connect.ts), so a client that reconnects with backoff renews its lease first.
  */
 export const RECONNECT_WINDOW_MS = 30_000;
+
+/** Waiters at these places (1 = next) are told every move of theirs; those further back, moves of a tenth of their place. */
+export const ANNOUNCE_EVERY_MOVE = 10;
 
 /** The most `conn` numbers (SDK connection counters) remembered, one per client id. */
 const MAX_CONN_EPOCHS = 100_000;
@@ -138,7 +141,7 @@ export class LicenseService {
   /** The newest connection number (`conn`) each SDK client has sent: a will of an older one is stale. */
   private readonly connEpochs = new Map<string, number>();
   private quarantineBinding: StatusResult['quarantineBinding'] | null = null;
-  /** Checkouts waiting for a seat (docs/policy.md, "Queueing"): in memory only. */
+  /** Checkouts waiting for a seat (docs/policy.md, "Queueing"); each is also a record of the 'queue' space. */
   readonly waiters = new WaitQueue();
   /** How long seats of each feature were held lately (ms, a moving average): the queue's estimate. */
   private readonly holdAvg = new Map<string, number>();
@@ -200,6 +203,11 @@ export class LicenseService {
   shiftTimes(deltaMs: number): void {
     if (this.dongleLostAt !== null) this.dongleLostAt += deltaMs;
     this.waiters.shift(deltaMs);
+    // The stored waiters move too, so a restart keeps each wait's real length.
+    const moved = this.waiters.all().map(putWaiter);
+    if (moved.length > 0) {
+      this.commit({ result: null, mutations: moved, undo: () => {} }, [], { lazy: true }).catch((e: unknown) => this.deps.log.debug('stored waiters not moved with the clock step', { error: String(e) }));
+    }
     this.markAllDirty();
   }
 
@@ -345,7 +353,8 @@ export class LicenseService {
    * and its new value is written in the same batch (anti-rollback for borrows).
    */
   async commit<T>(change: Change<T>, touched: Iterable<string>, opts: CommitOptions = {}): Promise<T> {
-    if (change.mutations.length === 0) return change.result;
+    // A change with events but no records of its own (a queue change) still goes to the sinks, whose records it writes.
+    if (change.mutations.length === 0 && (opts.events === undefined || opts.events.length === 0)) return change.result;
     // Counted from here (the change is already in memory) until it is written or undone: a
     // store recovering from a failed write snapshots memory only when nothing is in flight.
     this.inFlight++;
@@ -397,7 +406,9 @@ export class LicenseService {
     const g = this.deps.counterGate;
     const gate = g && (opts.bindCounter || touchesBorrows || g.active) ? g : undefined;
     try {
-      if (gate) await gate.commit(mutations, { step: opts.bindCounter === true });
+      if (mutations.length === 0) {
+        // Nothing to write (no sink keeps a record of these events).
+      } else if (gate) await gate.commit(mutations, { step: opts.bindCounter === true });
       else await this.deps.store.commit(mutations, opts.lazy ? { lazy: true } : {});
     } catch (e) {
       change.undo();
@@ -466,11 +477,16 @@ export class LicenseService {
       const req: CheckoutRequest = { clientId: ctx.clientId, holder, pid, user, host, feature, ...(version !== undefined ? { version } : {}), count, ttlMs };
       const waiting = this.waiters.get(waiterKey(req));
       // Asking again while waiting keeps the place (the SDK asks again now and then, and after a reconnect).
-      if (waiting && wait) return this.enqueue(req, ctx.now, maxWaitMs);
-      if (waiting) this.waiters.remove(waiting);
+      // One whose grant is being written is no longer waiting: its request finds the lease below (extended).
+      if (waiting && !waiting.granting && wait) return await this.enqueue(req, ctx.now, maxWaitMs);
+      if (waiting && !waiting.granting) this.leaveQueue(waiting, 'cancelled', ctx.now);
       // Waiters first: a newcomer goes behind them, and gets a seat now only if none of them could.
-      if (this.waiters.waits(feature) && this.serveQueue(feature, ctx.now)) {
-        if (wait) return this.enqueue(req, ctx.now, maxWaitMs);
+      // A holder asking again for the seats it holds is no newcomer: a grant made while it waited
+      // (its notice lost, or made before it reconnected after a restart) is answered `extended`.
+      const own = this.table.ownLease(req);
+      const newcomer = own === undefined || own.count < count;
+      if (newcomer && this.waiters.waits(feature) && this.serveQueue(feature, ctx.now)) {
+        if (wait) return await this.enqueue(req, ctx.now, maxWaitMs);
         throw this.queueAhead(feature, count, ctx.now);
       }
       let change: ReturnType<SeatTable['checkout']>;
@@ -479,7 +495,7 @@ export class LicenseService {
       } catch (e) {
         // No seat for this request now: it waits if it asked to (a rule that forbids it is said at once).
         if (wait && isLicdError(e) && (e.code === 'NO_SEATS' || e.code === 'POLICY_RESERVED' || e.code === 'QUARANTINE') && count <= (this.table.license(feature)?.seats ?? 0)) {
-          return this.enqueue(req, ctx.now, maxWaitMs, e);
+          return await this.enqueue(req, ctx.now, maxWaitMs, e);
         }
         throw e;
       }
@@ -497,10 +513,15 @@ export class LicenseService {
 
   // ---- waiting for a seat (docs/policy.md, "Queueing") ---------------------------------------
 
-  /** Puts a checkout in its feature's queue (or refreshes its place) and says where it stands. */
-  private enqueue(req: CheckoutRequest, now: number, maxWaitMs: number, why?: LicdError): CheckoutQueued {
+  /**
+   * Puts a checkout in its feature's queue (or refreshes its place) and says where it stands. A new
+   * waiter's queue.joined event is written before it is answered; until then it holds the line
+   * (nobody behind it is served), and a failed write takes it out again (STORE_FAILED).
+   */
+  private async enqueue(req: CheckoutRequest, now: number, maxWaitMs: number, why?: LicdError): Promise<CheckoutQueued> {
     const rule = queueRule(this.table.currentPolicy(), req.feature);
     const known = this.waiters.get(waiterKey(req));
+    const deadlineWas = known?.deadline;
     if (!known && !rule.on) {
       throw new LicdError(
         why?.code ?? 'NO_SEATS',
@@ -516,7 +537,25 @@ export class LicenseService {
       });
     }
     const w = this.waiters.add(req, priorityOf(this.table.currentPolicy(), req.user), now, now + maxWaitMs);
-    if (!known) this.deps.log.info('checkout waits for a seat', { feature: req.feature, user: req.user, host: req.host, client: req.clientId, position: this.waiters.position(w) });
+    if (!known) {
+      this.deps.log.info('checkout waits for a seat', { feature: req.feature, user: req.user, host: req.host, client: req.clientId, position: this.waiters.position(w) });
+      const joined: SeatEvent = { type: 'queue.joined', at: now, feature: req.feature, user: req.user, host: req.host, client: req.clientId, count: req.count, priority: w.priority, since: w.since };
+      w.writing = true;
+      try {
+        // Its record (its place, kept across a restart) and its event in one batch, before it is answered.
+        await this.commit({ result: null, mutations: [putWaiter(w)], undo: () => this.waiters.remove(w) }, [], { events: [joined] });
+      } catch (e) {
+        this.announce(req.feature, now);
+        throw e;
+      } finally {
+        w.writing = false;
+      }
+      // Seats that came free meanwhile were kept for it (it held the line).
+      this.kickQueue(req.feature);
+    } else if (deadlineWas !== undefined && Math.abs(w.deadline - deadlineWas) > 60_000) {
+      // A new maxWait: the stored waiter says so too (the SDK's own re-asks keep the deadline).
+      this.commit({ result: null, mutations: [putWaiter(w)], undo: () => {} }, [], { lazy: true }).catch(() => {});
+    }
     // Its arrival may move others (a higher priority goes ahead of them).
     this.announce(req.feature, now, w);
     w.told = this.waiters.position(w);
@@ -582,9 +621,14 @@ export class LicenseService {
     let blocked = false;
     for (const w of [...this.waiters.of(feature)]) {
       if (w.granting) continue;
+      // Not written yet (enqueue): it holds the line, and is served once it is.
+      if (w.writing) {
+        blocked = true;
+        break;
+      }
       let change: ReturnType<SeatTable['checkout']>;
       try {
-        change = this.table.checkout(w.req, now);
+        change = this.table.checkout({ ...w.req, waitedMs: Math.max(0, now - w.since) }, now);
       } catch (e) {
         if (isLicdError(e) && e.code === 'POLICY_RESERVED') continue;
         if (isLicdError(e) && (e.code === 'NO_SEATS' || e.code === 'QUARANTINE')) {
@@ -592,8 +636,8 @@ export class LicenseService {
           break;
         }
         // Its checkout can no longer be granted as asked (a rule, a block, the license changed).
-        this.waiters.remove(w);
         const err = isLicdError(e) ? e : new LicdError('INTERNAL', String(e));
+        this.leaveQueue(w, 'refused', now, err.code);
         this.deps.log.info('a waiting checkout left the queue: it can no longer be granted', { feature, client: w.req.clientId, code: err.code });
         this.notifyWaiter(w, err.code, `${err.message} (you left the queue of ${feature})`, err.details);
         continue;
@@ -607,8 +651,10 @@ export class LicenseService {
 
   private async grantWaiter(w: Waiter, change: ReturnType<SeatTable['checkout']>, now: number): Promise<void> {
     const events: SeatEvent[] = change.result.status === 'granted' && !change.result.reclaimed ? [{ type: 'lease.granted', at: now, lease: change.result.lease }] : [];
+    events.push(this.queueLeft(w, 'granted', now, { lease: change.result.lease.id }));
     try {
-      const { status, lease } = await this.commit(change, [w.req.feature], { events });
+      // The lease and the end of its wait in one batch: after a crash it is either still waiting or granted.
+      const { status, lease } = await this.commit({ ...change, mutations: [...change.mutations, delWaiter(w)] }, [w.req.feature], { events });
       this.waiters.remove(w);
       this.deps.log.info('lease granted to a waiting checkout', { feature: lease.feature, user: lease.user, host: lease.host, client: lease.clientId, lease: lease.id, waitedSeconds: Math.round((now - w.since) / 1000) });
       const result: CheckoutResult = { status, lease: leaseView(lease), heartbeat: Math.max(1, Math.floor(lease.ttlMs / 3000)) };
@@ -629,10 +675,33 @@ export class LicenseService {
       if (w.granting) continue;
       n++;
       if (w === except || w.told === n) continue;
+      // Near the head every move is told; further back only a move up by a tenth of the place or
+      // more (or any move back), so a long queue sends a few notices per waiter, not one per grant
+      // (5,000 waiters on 100 seats would otherwise be told some 12 million times).
+      if (n > ANNOUNCE_EVERY_MOVE && w.told > 0 && n < w.told && n > w.told * 0.9) continue;
       w.told = n;
       this.deps.notify?.(w.req.clientId, { id: null, ok: true, op: 'queue.position', result: this.queueView(w, now, { position: n, waiting }) });
     }
     this.dirty.add(feature);
+  }
+
+  /** The queue.left event of a waiter. */
+  private queueLeft(w: Waiter, reason: QueueLeftReason, now: number, o: { lease?: string; code?: ErrorCode } = {}): SeatEvent {
+    const r = w.req;
+    return { type: 'queue.left', at: now, feature: r.feature, user: r.user, host: r.host, client: r.clientId, count: r.count, since: w.since, waitedMs: Math.max(0, now - w.since), reason, ...o };
+  }
+
+  /**
+   * A waiter leaves the queue without a seat; its queue.left event (and the sinks' records of it)
+   * is written lazily: nobody is answered on it.
+   */
+  private leaveQueue(w: Waiter, reason: Exclude<QueueLeftReason, 'granted'>, now: number, code?: ErrorCode): void {
+    this.waiters.remove(w);
+    const events = [this.queueLeft(w, reason, now, code !== undefined ? { code } : {})];
+    // Not written (a full disk): its record stays, and after a restart it comes back and leaves again as gone.
+    this.commit({ result: null, mutations: [delWaiter(w)], undo: () => {} }, [], { events, lazy: true }).catch((e: unknown) => {
+      this.deps.log.debug('the end of a wait was not recorded', { feature: w.req.feature, client: w.req.clientId, error: String(e) });
+    });
   }
 
   private notifyWaiter(w: Waiter, code: ErrorCode, message: string, details?: Record<string, unknown>): void {
@@ -642,7 +711,7 @@ export class LicenseService {
   /** Waiters past their maxWait, or whose client is gone past the grace, leave the queue. */
   private tickQueue(now: number): void {
     for (const { w, why } of this.waiters.due(now, this.deps.policy.disconnectGraceSeconds * 1000)) {
-      this.waiters.remove(w);
+      this.leaveQueue(w, why === 'deadline' ? 'timeout' : 'gone', now);
       if (why === 'deadline') {
         this.deps.log.info('a waiting checkout left the queue: its wait ended', { feature: w.req.feature, client: w.req.clientId });
         this.notifyWaiter(w, 'TIMEOUT', `${w.req.feature}: no seat came free within the wait asked for (until ${iso(w.deadline)}); you left the queue`);
@@ -651,6 +720,50 @@ export class LicenseService {
     }
     for (const f of this.waiters.features()) this.serveQueue(f, now);
   }
+
+  /**
+   * The waiters the run before kept in the store (docs/policy.md, "Durability"), put back in their
+   * old order. Each must ask again (its SDK does, after reconnecting) within the window a broker
+   * restart gives leases (the disconnect grace, at least RECONNECT_WINDOW_MS), or it leaves as
+   * gone. Records that are not waiters, and second records of one checkout, are dropped.
+   */
+  async restoreQueue(records: ReadonlyArray<[string, unknown]>, now: number): Promise<{ restored: number; dropped: number }> {
+    const windowMs = Math.max(this.deps.policy.disconnectGraceSeconds * 1000, RECONNECT_WINDOW_MS);
+    // Taken for gone when the window ends (due() adds the grace to goneAt).
+    const goneAt = now + windowMs - this.deps.policy.disconnectGraceSeconds * 1000;
+    const drop: Mutation[] = [];
+    const good: Array<ReturnType<typeof storedWaiter> & object> = [];
+    for (const [key, v] of records) {
+      const s = storedWaiter(v);
+      if (s && waiterRecordKey(s.seq) === key) good.push(s);
+      else drop.push({ kind: 'rec.del', space: 'queue', key });
+    }
+    good.sort((a, b) => a.seq - b.seq);
+    for (const s of good) {
+      const w = this.waiters.restore(s, goneAt);
+      if (w === null) drop.push({ kind: 'rec.del', space: 'queue', key: waiterRecordKey(s.seq) });
+      else {
+        this.restoredWaiters.add(w);
+        this.dirty.add(s.req.feature);
+      }
+    }
+    if (drop.length > 0) await this.deps.store.commit(drop);
+    if (good.length > 0) this.deps.log.info('waiting checkouts kept across the restart, in their old order', { waiting: this.waiters.size, windowSeconds: windowMs / 1000 });
+    return { restored: this.waiters.size, dropped: drop.length };
+  }
+
+  /**
+   * licd hears its clients from now on (its broker link is up): the window of the restored waiters
+   * that have not asked again starts here, not at the restore (a slow start must not eat it).
+   */
+  queueWindowFrom(now: number): void {
+    const graceMs = this.deps.policy.disconnectGraceSeconds * 1000;
+    const windowMs = Math.max(graceMs, RECONNECT_WINDOW_MS);
+    for (const w of this.restoredWaiters) if (w.goneAt !== null) w.goneAt = now + windowMs - graceMs;
+    this.restoredWaiters.clear();
+  }
+
+  private readonly restoredWaiters = new Set<Waiter>();
 
   /** Leases idle past the policy's TIMEOUT end; their holders are told (lease.lost LEASE_IDLE, and heartbeat gone). */
   private async reapIdle(now: number): Promise<void> {
@@ -707,7 +820,7 @@ export class LicenseService {
     if (ids === undefined) {
       for (const w of this.waiters.ofClient(ctx.clientId)) {
         if (w.granting || w.req.holder !== holder || (feature !== undefined && w.req.feature !== feature) || (pid !== undefined && w.req.pid !== pid)) continue;
-        this.waiters.remove(w);
+        this.leaveQueue(w, 'cancelled', ctx.now);
         this.announce(w.req.feature, ctx.now);
         dequeued++;
       }

@@ -386,6 +386,10 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     });
     cleanups.push(async () => audit.close());
     if (config.audit.enabled) events.add(audit.chain);
+    // Checkouts that waited for a seat when licd stopped, back in their old order (docs/policy.md, "Durability").
+    const storedWaiters: Array<[string, unknown]> = [];
+    for await (const kv of store.scan('queue')) storedWaiters.push(kv);
+    await service.restoreQueue(storedWaiters, clock.now());
     const grant = (lease: Lease): SignedEnvelope =>
       sealEnvelope(
         FORMATS.grant,
@@ -430,6 +434,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       licensed: (f) => table.license(f)?.seats ?? 0,
       leases: () => table.allLeases(),
       borrows: () => table.allBorrows(),
+      waiting: () => service.waiters.all().map((w) => ({ feature: w.req.feature, user: w.req.user, host: w.req.host, count: w.req.count, since: w.since })),
       limitGroups: () => Object.fromEntries(Object.entries(borrowing.currentLimits().groups ?? {}).map(([g, r]) => [g, r.members])),
       // Its flush timer looks every few seconds: a gap of an hour is a clock step or a suspend, not use.
       maxGapMs: 3_600_000,
@@ -739,6 +744,8 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     link = new ServerLink({ url: linkUrl ?? url, ...(linkTrust ? { tls: linkTrust } : {}), username: config.mqtt.username, password: daemonPassword, protocolVersion: config.mqtt.protocolVersion, service, log, observe: (op, seconds) => metrics.observeRequest(op, seconds), chain: () => ({ entitlement: entitlement.envelope, delegation, vendorPublicKey: toHex(vendorPublicKey) }) });
     cleanups.push(() => link.close());
     await link.ready();
+    // Waiters kept across the restart may ask again from now on (docs/policy.md, "Durability").
+    service.queueWindowFrom(clock.now());
     alerts.start();
     cleanups.push(async () => alerts.stop());
 

@@ -23,6 +23,7 @@ import {
   type HistoryRetention,
   type SessionRecord,
   type UsageRow,
+  type WaitRecord,
 } from '../core/history.ts';
 import type { Borrow, Lease, Mutation } from '../core/model.ts';
 import type { Clock, StateStore } from '../core/ports.ts';
@@ -90,6 +91,8 @@ export interface UsageHistoryDeps {
   /** The seats held now (open sessions of a report). */
   leases: () => Lease[];
   borrows: () => Borrow[];
+  /** The checkouts waiting now (restored from the database at start: counted from the first minute). */
+  waiting?: () => Array<{ feature: string; user: string; host: string; count: number; since: number }>;
   /** The groups of the borrow limits (used when config.groups is null). */
   limitGroups: () => Record<string, string[]>;
   localTime?: LocalTime;
@@ -130,7 +133,7 @@ export class UsageHistory {
   async start(features: string[], opts: { flushMs?: number; maintainMs?: number; timers?: boolean } = {}): Promise<void> {
     if (!this.d.config.enabled) return;
     const now = this.d.clock.now();
-    this.sink.seed(this.d.leases(), this.d.borrows(), features, now);
+    this.sink.seed(this.d.leases(), this.d.borrows(), features, now, this.d.waiting?.() ?? []);
     const minute = floorTo(now, MINUTE);
     const partial: UsageRow[] = [];
     for await (const [, v] of this.d.store.scan('history', { gte: `${KEYS.minute}${t13(minute)}!`, lt: `${KEYS.minute}${t13(minute + 1)}` })) partial.push(v as UsageRow);
@@ -194,6 +197,7 @@ export class UsageHistory {
           x = await this.dropOlder(KEYS.day, now - r.dayDays * DAY);
           if (x === 0) x = await this.dropOlder(KEYS.session, now - r.sessionDays * DAY);
           if (x === 0) x = await this.dropOlder(KEYS.denial, now - r.sessionDays * DAY);
+          if (x === 0) x = await this.dropOlder(KEYS.wait, now - r.sessionDays * DAY);
           if (x === 0 && this.count > r.maxRows) x = await this.dropOldest(Math.min(BATCH, this.count - r.maxRows));
         }
         dropped += x;
@@ -258,7 +262,7 @@ export class UsageHistory {
   /** Over the size cap: the oldest records first, whatever their kind. */
   private async dropOldest(n: number): Promise<number> {
     let oldest: { prefix: string; t: number } | null = null;
-    for (const prefix of [KEYS.day, KEYS.hour, KEYS.minute, KEYS.session, KEYS.denial]) {
+    for (const prefix of [KEYS.day, KEYS.hour, KEYS.minute, KEYS.session, KEYS.denial, KEYS.wait]) {
       for await (const [k] of this.d.store.scan('history', { gte: prefix, lt: `${prefix}~`, limit: 1 })) {
         const t = keyTime(k);
         if (!oldest || t < oldest.t) oldest = { prefix, t };
@@ -297,7 +301,12 @@ export class UsageHistory {
     for await (const [, v] of this.d.store.scan('history', { gte: `${KEYS.denial}${t13(floorTo(from, MINUTE))}`, lt: `${KEYS.denial}${t13(to)}`, limit: READ_CAP.denials })) denials.push(v as DenialRecord);
     if (denials.length >= READ_CAP.denials) truncated = true;
     denials.push(...this.sink.pendingDenials());
-    return { from, to, rows: [...rows.values()], sessions, denials, groups: this.groups(), truncated };
+    // Waits that ended without a seat (by their end), and the waits going on now (counted up to `to`).
+    const waits: WaitRecord[] = [];
+    for await (const [, v] of this.d.store.scan('history', { gte: `${KEYS.wait}${t13(from)}`, lt: `${KEYS.wait}~`, limit: READ_CAP.sessions })) waits.push(v as WaitRecord);
+    if (waits.length >= READ_CAP.sessions) truncated = true;
+    for (const w of this.d.waiting?.() ?? []) waits.push({ feature: w.feature, user: w.user, host: w.host, count: w.count, start: w.since, end: now, how: 'waiting' });
+    return { from, to, rows: [...rows.values()], sessions, denials, waits, groups: this.groups(), truncated };
   }
 
   private groups(): Record<string, string[]> {

@@ -166,8 +166,8 @@ test('commands through the admin API: status, leases, revoke with confirmation; 
   // The revoked lease is in the usage history: hours per user as CSV, from the same report as licctl report users.
   tty.line('export usage 1');
   const usage = (await tty.expect(/-----\r\n([\s\S]*?)-----\r\n/)).split('-----\r\n')[1]!.trim().split('\r\n');
-  t.is(usage[0], 'USER,SEAT-H,LEASE-H,BORROW-H,SESSIONS,FEATURES');
-  t.regex(usage.find((l) => l.startsWith('anna,')) ?? '', /^anna,[\d.]+,[\d.]+,[\d.]+,1,nuke_i$/);
+  t.is(usage[0], 'USER,SEAT-H,LEASE-H,BORROW-H,WAIT-H,SESSIONS,FEATURES');
+  t.regex(usage.find((l) => l.startsWith('anna,')) ?? '', /^anna,[\d.]+,[\d.]+,[\d.]+,0,1,nuke_i$/);
   await tty.expect(/> $/);
 
   // Binary garbage and broken escape sequences: no crash, a fresh prompt, commands still work.

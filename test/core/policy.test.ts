@@ -75,7 +75,7 @@ test('every error names the line and the fix, and all problems are reported at o
   t.regex(bad('INCLUDE f PROJECT x').message, /^policy line 1: INCLUDE needs a feature and USER\|GROUP\|HOST\|HOST_GROUP NAME.*"PROJECT" is not USER, GROUP, HOST or HOST_GROUP/);
   t.regex(bad('RESERVE 1 f GROUP nobody').message, /^policy line 1: GROUP nobody is not defined; add a line GROUP nobody USER\.\.\., or fix the name/);
   t.regex(bad('GROUP lonely').message, /^policy line 1: GROUP needs a group name and one or more user names/);
-  t.regex(bad('FEATURE x').message, /^policy line 1: unknown directive "FEATURE"; use GROUP, HOST_GROUP, RESERVE, MAX, INCLUDE, EXCLUDE, QUEUE, PRIORITY, LINGER or TIMEOUT/);
+  t.regex(bad('FEATURE x').message, /^policy line 1: unknown directive "FEATURE"; use GROUP, HOST_GROUP, RESERVE, MAX, INCLUDE, EXCLUDE, QUEUE, PRIORITY, LINGER, TIMEOUT, BORROW_MAX or BORROW_HOURS/);
   t.regex(bad('QUEUE f maybe').message, /^policy line 1: QUEUE needs a feature and on or off.*"maybe" is not on or off/);
   t.regex(bad('QUEUE f on\nQUEUE f off').message, /^policy line 2: .*QUEUE f was set already on line 1/);
   t.regex(bad('GROUP g a\nPRIORITY g high').message, /^policy line 2: PRIORITY needs a group and a whole number from -1000 to 1000/);

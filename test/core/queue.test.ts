@@ -17,9 +17,7 @@ import { ManualClock } from '../helpers/daemon.ts';
 const HOLDER = 'holder-secret-of-the-test-client';
 const lic = (seats: number): FeatureLicense => ({ name: 'f', product: 'F', version: '1', seats, expires: null, type: 'render', borrow: { allowed: true, maxHours: 10 } });
 
-function setup(seats: number, policy = '') {
-  const clock = new ManualClock();
-  const store = new MemoryStore();
+function setup(seats: number, policy = '', store = new MemoryStore(), clock = new ManualClock()) {
   let n = 0;
   const table = new SeatTable([lic(seats)], () => `L${++n}`);
   table.setPolicy(parsePolicy(policy));
@@ -208,4 +206,72 @@ test('random walk with waiters (2,000 steps): seats never exceed the count, wait
     }
   }
   t.true(queued > 50, `${queued} checkouts waited`);
+});
+
+test('the queue is kept in the store in the same batches as its changes, and a restart puts it back in its old order; waiters that do not ask again leave', async (t) => {
+  const policy = 'GROUP vip carl\nPRIORITY vip 10';
+  const a = setup(1, policy);
+  t.is((await a.checkout('h')).code, 'granted');
+  for (const who of ['ann', 'bob', 'carl', 'dan']) t.is((await a.checkout(who, { wait: true })).code, 'queued');
+  const order = (s: ReturnType<typeof setup>) => s.svc.status(s.clock.now()).features[0]!.queue?.map((w) => w.user) ?? [];
+  t.deepEqual(order(a), ['carl', 'ann', 'bob', 'dan'], 'carl has priority');
+  // dan leaves (a check-in of the feature): its record goes.
+  await a.checkin('dan');
+  await a.settle();
+  const stored = async (store: MemoryStore) => {
+    const out: Array<[string, unknown]> = [];
+    for await (const kv of store.scan('queue')) out.push(kv);
+    return out;
+  };
+  const store = (a.svc as unknown as { deps: { store: MemoryStore } }).deps.store;
+  t.is((await stored(store)).length, 3);
+  // A record that is not a waiter is dropped at start.
+  await store.commit([{ kind: 'rec.put', space: 'queue', key: '999999999999', value: { seq: 'x' } }]);
+
+  // "Restart": a new service on the same store, its seat free (the holder's lease is gone).
+  const b = setup(1, policy, store, a.clock);
+  const r = await b.svc.restoreQueue(await stored(store), b.clock.now());
+  t.deepEqual(r, { restored: 3, dropped: 1 });
+  t.deepEqual(order(b), ['carl', 'ann', 'bob'], 'the old order, priority included');
+  // licd takes 10 s to reach its broker: the window for asking again starts then.
+  b.clock.advance(10_000);
+  b.svc.queueWindowFrom(b.clock.now());
+  // bob asks again (its SDK after reconnecting): it keeps its place.
+  t.like(await b.checkout('bob', { wait: true }), { code: 'queued', position: 3 });
+  // The free seat goes to the head of the restored queue, even before carl asks again.
+  b.svc.serveQueues();
+  await b.settle();
+  t.deepEqual(b.granted(), ['carl']);
+  // carl's SDK asks again and is answered with the seat granted meanwhile (not queued again).
+  t.like(await b.checkout('carl', { wait: true }), { code: 'extended' });
+  // ann never asks again: she leaves when the window ends (at least 30 s); bob stays.
+  b.clock.advance(29_000);
+  await b.svc.reap();
+  t.deepEqual(order(b), ['ann', 'bob']);
+  b.clock.advance(2_000);
+  await b.svc.reap();
+  await b.settle();
+  t.deepEqual(order(b), ['bob']);
+  t.deepEqual((await stored(store)).map(([, v]) => (v as { req: { user: string } }).req.user), ['bob'], 'only bob is still stored');
+});
+
+test('a long queue tells each waiter near the head every move, and further back only moves of a tenth of its place', async (t) => {
+  const s = setup(1);
+  t.is((await s.checkout('h')).code, 'granted');
+  const n = 60;
+  for (let i = 0; i < n; i++) t.like(await s.checkout(`w${i}`, { wait: true }), { code: 'queued', position: i + 1 });
+  // Seats come free one at a time: each waiter in turn gets the seat and checks it in.
+  await s.checkin('h');
+  await s.settle();
+  for (let i = 0; i < n - 1; i++) {
+    t.deepEqual(s.granted().at(-1), `w${i}`);
+    await s.checkin(`w${i}`);
+    await s.settle();
+  }
+  t.deepEqual(s.granted(), Array.from({ length: n }, (_, i) => `w${i}`), 'served in order');
+  const last = s.positions(`w${n - 1}`);
+  t.deepEqual(last.slice(-10), [10, 9, 8, 7, 6, 5, 4, 3, 2, 1], 'every move near the head');
+  t.true(last.length < 40, `the last of ${n} was told ${last.length} times, not ${n - 1}: ${last.join(' ')}`);
+  for (let i = 1; i < last.length; i++) t.true(last[i]! < last[i - 1]!, 'places only go down');
+  for (let i = 1; i < last.length && last[i - 1]! > 10; i++) t.true(last[i]! <= last[i - 1]! * 0.9, `a move of a tenth or more: ${last[i - 1]} to ${last[i]}`);
 });

@@ -43,8 +43,8 @@ test('checkouts, a denial and a check-in show in licctl report usage, users and 
   const csv = await run(['report', 'users', '--by', 'user', '--format', 'csv', '--utc', ...admin], dev.env);
   t.is(csv.code, 0, csv.stderr);
   const lines = csv.stdout.split('\r\n');
-  t.is(lines[0], 'USER,SEAT-H,LEASE-H,BORROW-H,SESSIONS,FEATURES');
-  t.regex(lines[1]!, /^alice,[\d.]+,[\d.]+,0,1,nuke_i$/);
+  t.is(lines[0], 'USER,SEAT-H,LEASE-H,BORROW-H,WAIT-H,SESSIONS,FEATURES');
+  t.regex(lines[1]!, /^alice,[\d.]+,[\d.]+,0,0,1,nuke_i$/);
   t.is(lines.length, 3, 'a header, one row and the final CRLF');
   t.is(lines[2], '');
 

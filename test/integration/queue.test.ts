@@ -2,8 +2,9 @@
  * Issue 15, queueing through a real broker: the daemon is a child process with its embedded
  * broker; waiting clients are SDK clients over MQTT and a licctl process. Ten clients queue on a
  * 2-seat feature and each gets its seat in order as seats are checked in, told its place as it
- * changes; a waiting client that is killed leaves the queue; a restart of licd drops the queue and
- * the SDK queues again.
+ * changes; a waiting client that is killed leaves the queue; after a restart of licd every waiter
+ * is waiting again (kept in the store, and the SDK asks again; test/integration/queue-restart.test.ts
+ * checks the order after a kill -9).
  */
 import test from 'ava';
 import { rmSync, writeFileSync } from 'node:fs';
@@ -102,7 +103,7 @@ test('ten clients queue on a 2-seat feature and get their seats in order, told t
   const cli = licctl(['checkout', F, '--wait', '--broker', url], { LICD_USER: 'cli', LICD_HOST: 'ws-cli' });
   await cli.waitFor(new RegExp(`waiting for ${F}: position 4 of 4`));
 
-  // licd restarts: the queue is dropped, the SDK asks again, and every waiter is queued again.
+  // licd restarts: the queue is kept (docs/policy.md, "Durability"), the SDK asks again, and every waiter waits again.
   d.child.kill('SIGTERM');
   await d.exited;
   ({ d, url } = await daemon(dir, port));
@@ -114,7 +115,7 @@ test('ten clients queue on a 2-seat feature and get their seats in order, told t
     }
   }, 'the waiters queued again after the restart', 60_000);
   t.deepEqual(((await status(held[0]!.c)).queue ?? []).map((w) => w.user).sort(), ['cli', 'w7', 'w8', 'w9']);
-  // ...and are served when seats come free (in the order they queued again: the old order is not kept).
+  // ...and are served when seats come free.
   for (const h of held.splice(0, 2)) await h.c.checkin({ leases: [h.lease.id] });
   const served = () => grants.length - 6 + (/granted vray_interface to cli@ws-cli/.test(cli.stdout()) ? 1 : 0);
   await until(() => served() === 2, 'two waiters served after the restart', 30_000);

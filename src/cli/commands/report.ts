@@ -1,5 +1,5 @@
 /**
- * licctl report usage|users|denials|borrows|advice: the usage history's reports (docs/history.md),
+ * licctl report usage|queue|users|denials|borrows|advice: the usage history's reports (docs/history.md),
  * read over the admin API (report.* ops) and printed as a table (80 columns), CSV (RFC 4180, with
  * a header) or JSON (the answer as the server sends it).
  */
@@ -54,7 +54,7 @@ export const REPORTS: Record<string, { op: string; summary: string; by: string[]
       { head: 'LIMIT%', field: 'atLimitPercent', num: true },
       { head: 'DENIALS', field: 'denials', num: true },
     ],
-    json: '{from, to, by, rows: [{feature, licensed, peak, seatHours, leasedHours, borrowedHours, averageSeats, atLimitHours, atLimitPercent, grants, denials, coveredHours}], more}',
+    json: '{from, to, by, rows: [{feature, licensed, peak, seatHours, leasedHours, borrowedHours, averageSeats, atLimitHours, atLimitPercent, grants, denials, coveredHours, waits, waitsServed, waitMeanSeconds, waitMaxSeconds, waitPeak, waitHours}], more}',
     details: 'SEAT-H: seats x hours held (leased and borrowed); AVG: seats held on average; LIMIT-H and LIMIT%: time every licensed seat was held.',
   },
   users: {
@@ -66,11 +66,29 @@ export const REPORTS: Record<string, { op: string; summary: string; by: string[]
       { head: 'SEAT-H', field: 'seatHours', num: true },
       { head: 'LEASE-H', field: 'leaseHours', num: true },
       { head: 'BORROW-H', field: 'borrowHours', num: true },
+      { head: 'WAIT-H', field: 'waitHours', num: true },
       { head: 'SESSIONS', field: 'sessions', num: true },
       { head: 'FEATURES', field: 'features', show: list },
     ],
-    json: '{from, to, by, rows: [{key, seatHours, leaseHours, borrowHours, sessions, features}], more}',
-    details: 'Hours are seats x hours within the period, of leases and borrows. --by group uses the groups of the history.groups setting, else those of the borrow limits; a user in two groups counts in both.',
+    json: '{from, to, by, rows: [{key, seatHours, leaseHours, borrowHours, sessions, features, waitHours, waits}], more}',
+    details: 'Hours are seats x hours within the period, of leases and borrows; WAIT-H: hours waited in queues for a seat (licctl run --wait), with a seat at the end or not. --by group uses the groups of the history.groups setting, else those of the borrow limits; a user in two groups counts in both.',
+  },
+  queue: {
+    op: 'report.usage',
+    summary: 'per feature: waits for a seat in the queue (how many, mean, longest, most waiting at once)',
+    by: ['feature'],
+    columns: () => [
+      { head: 'FEATURE', field: 'feature' },
+      { head: 'LICENSED', field: 'licensed', num: true },
+      { head: 'WAITS', field: 'waits', num: true },
+      { head: 'SERVED', field: 'waitsServed', num: true },
+      { head: 'MEAN-S', field: 'waitMeanSeconds', num: true },
+      { head: 'MAX-S', field: 'waitMaxSeconds', num: true },
+      { head: 'PEAK-Q', field: 'waitPeak', num: true },
+      { head: 'WAIT-H', field: 'waitHours', num: true },
+    ],
+    json: '{from, to, by, rows: [{feature, waits, waitsServed, waitMeanSeconds, waitMaxSeconds, waitPeak, waitHours, ...}], more} (the answer of report usage)',
+    details: 'WAITS: waits that ended in the period (SERVED: with a seat); MEAN-S and MAX-S: their mean and longest length, seconds; PEAK-Q: the most checkouts waiting at once; WAIT-H: checkouts waiting x hours. The same answer as report usage (admin op report.usage), other columns.',
   },
   denials: {
     op: 'report.denials',
@@ -211,7 +229,7 @@ async function report(which: keyof typeof REPORTS, a: ParsedArgs): Promise<numbe
     return 0;
   }
   const time = timeOf(a);
-  out(`${which} from ${time(r.from)} to ${time(r.to)}${r.by && which !== 'usage' ? `, by ${r.by}` : ''}${r.trueDenialMinutes ? ` (true denial: no seat within ${r.trueDenialMinutes} min)` : ''}${r.workingHours ? ` (working hours ${r.workingHours})` : ''}`);
+  out(`${which} from ${time(r.from)} to ${time(r.to)}${r.by && which !== 'usage' && which !== 'queue' ? `, by ${r.by}` : ''}${r.trueDenialMinutes ? ` (true denial: no seat within ${r.trueDenialMinutes} min)` : ''}${r.workingHours ? ` (working hours ${r.workingHours})` : ''}`);
   if (rows.length === 0) out(which === 'advice' ? 'no advice: nothing to change' : 'nothing recorded in this period');
   else if (which === 'advice') for (const item of rows) out(wrap(String(item.text), '- ', 2));
   else out(toTable(columns, rows));
