@@ -7,6 +7,7 @@ import { BorrowClient } from '../sdk/borrow.ts';
 import { LicdClient } from '../sdk/client.ts';
 import { configuredVendorKey, devVendorPublicKey, resolveConnection, resolveVendorKey } from '../sdk/client-config.ts';
 import { settleVendorKey } from '../sdk/known-vendors.ts';
+import { lastBroker, rememberBroker } from '../sdk/last-broker.ts';
 import { fetchChain } from '../sdk/verify.ts';
 import { flag, has, intFlag, type ParsedArgs } from './args.ts';
 import type { CmdContext } from './borrow-cmds.ts';
@@ -55,7 +56,7 @@ export async function connect(a: ParsedArgs, admin = false, o: { maintain?: bool
   const login = !admin && conn.username !== undefined;
   let c: LicdClient;
   try {
-    c = await LicdClient.connect({ url: conn.url, ...(conn.username ? { username: conn.username } : {}), ...(conn.password ? { password: conn.password } : {}), ...(conn.tls ? { tls: conn.tls } : {}), ...(login ? { login: true } : {}), timeoutMs });
+    c = await LicdClient.connect({ url: conn.url, urls: conn.urls, prefer: lastBroker(conn.urls), ...(conn.username ? { username: conn.username } : {}), ...(conn.password ? { password: conn.password } : {}), ...(conn.tls ? { tls: conn.tls } : {}), ...(login ? { login: true } : {}), timeoutMs });
   } catch (e) {
     // An admin command found no password anywhere: say where a development daemon keeps it.
     if (admin && conn.password === undefined && isLicdError(e) && e.code === 'FORBIDDEN') {
@@ -67,6 +68,7 @@ export async function connect(a: ParsedArgs, admin = false, o: { maintain?: bool
     }
     throw e;
   }
+  rememberBroker(conn.urls, c.brokerUrl);
   if (o.maintain !== false && !admin) await maintainBorrows(a, c);
   return c;
 }

@@ -16,12 +16,20 @@ import {
   type StatusResult,
 } from '../core/protocol.ts';
 import type { Availability } from '../core/model.ts';
-import { backoffDelay, connectMqtt, waitConnected } from '../mqtt/connect.ts';
+import { backoffDelay, BrokerRotation, connectMqtt, waitConnected } from '../mqtt/connect.ts';
 import type { TlsTrust } from '../mqtt/tls.ts';
 
 export interface ClientOptions {
   /** Broker URL, e.g. mqtt://127.0.0.1:1883. */
   url: string;
+  /**
+   * Several brokers of one licd namespace (bridged, docs/scale-out.md), tried in order: the
+   * client moves to the next when one is unreachable or its connection drops. When given, `url`
+   * names the list in messages (it is usually urls[0]).
+   */
+  urls?: readonly string[];
+  /** The broker of `urls` to try first (the one used last). */
+  prefer?: string | null;
   clientId?: string;
   username?: string;
   password?: string;
@@ -104,6 +112,9 @@ export class LicdClient extends EventEmitter {
   private renewing = false;
   readonly availability = new Map<string, Availability>();
   server: ServerState | null = null;
+  /** With a list of brokers: which is in use, and the errors seen on each. */
+  private readonly rotation: BrokerRotation | null;
+  private readonly url: string;
 
   private constructor(opts: ClientOptions) {
     super();
@@ -117,7 +128,10 @@ export class LicdClient extends EventEmitter {
     this.topicOf = opts.login
       ? { req: topics.loginRequest(opts.username!, this.clientId), res: topics.loginResponse(opts.username!, this.clientId), will: topics.loginWill(opts.username!, this.clientId) }
       : { req: topics.clientRequest(this.clientId), res: topics.clientResponse(this.clientId), will: topics.clientWill(this.clientId) };
-    this.mqtt = connectMqtt(opts.url, {
+    this.url = opts.urls?.[0] ?? opts.url;
+    const list = opts.urls && opts.urls.length > 1 ? opts.urls : null;
+    this.rotation = list ? new BrokerRotation(list, opts.prefer) : null;
+    this.mqtt = connectMqtt(list ?? opts.urls?.[0] ?? opts.url, {
       clientId: this.clientId,
       ...(opts.username ? { username: opts.username } : {}),
       ...(opts.password ? { password: opts.password } : {}),
@@ -128,7 +142,7 @@ export class LicdClient extends EventEmitter {
       // the connection's number, so that a will the broker publishes after we are back is known
       // as stale.
       will: { topic: this.topicOf.will, payload: willPayload(0, this.#holder), qos: 1, retain: false },
-    }, opts.tls);
+    }, opts.tls, undefined, this.rotation ?? undefined);
     // Every connection gets the next number, in its will too.
     this.mqtt.on('close', () => {
       this.conn++;
@@ -146,6 +160,11 @@ export class LicdClient extends EventEmitter {
     this.mqtt.on('error', (e) => this.emit('mqtt-error', e));
   }
 
+  /** The broker this client uses now (with a list: the one it reached, or is trying). */
+  get brokerUrl(): string {
+    return this.rotation?.current ?? this.url;
+  }
+
   /** Whether the broker connection is up now (it reconnects by itself when it drops). */
   get connected(): boolean {
     return this.mqtt.connected;
@@ -153,8 +172,11 @@ export class LicdClient extends EventEmitter {
 
   static async connect(opts: ClientOptions): Promise<LicdClient> {
     const c = new LicdClient(opts);
+    const rot = c.rotation;
+    const where = rot ? `any of the brokers ${rot.urls.join(', ')}` : `the license server's broker at ${opts.url}`;
     try {
-      await waitConnected(c.mqtt, opts.timeoutMs ?? 10_000);
+      // With a list, an error on one broker moves to the next; only a whole round of errors fails.
+      await waitConnected(c.mqtt, opts.timeoutMs ?? 10_000, rot ? () => rot.failures + 1 < rot.urls.length : undefined);
       await new Promise<void>((resolve, reject) =>
         c.mqtt.subscribe(c.answerTopics(), { qos: 1 }, (err, granted) => {
           if (err) return reject(err);
@@ -170,7 +192,8 @@ export class LicdClient extends EventEmitter {
       if (/Bad username or password|Not authorized|not authorized/i.test(m)) {
         throw new LicdError('FORBIDDEN', `the broker at ${opts.url} refused ${opts.username ? `user ${JSON.stringify(opts.username)}` : 'an anonymous client'} (${m}); give the right identity with --user and --password-file (a development daemon keeps the admin password in data/admin.password)`);
       }
-      throw new LicdError('TIMEOUT', `cannot reach the license server's broker at ${opts.url}: ${(e as Error).message}. Check the address (--broker, LICD_BROKER) and that licd is running`);
+      const seen = rot && rot.errors.size > 0 ? ` (${[...rot.errors].map(([u, m]) => `${u}: ${m}`).join('; ')})` : '';
+      throw new LicdError('TIMEOUT', `cannot reach ${where}: ${(e as Error).message}${seen}. Check the address (--broker, LICD_BROKER) and that licd is running`);
     }
     return c;
   }
