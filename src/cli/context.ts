@@ -5,9 +5,11 @@ import { isLicdError, LicdError } from '../core/errors.ts';
 import { escapeText } from '../core/validate.ts';
 import { BorrowClient } from '../sdk/borrow.ts';
 import { LicdClient } from '../sdk/client.ts';
-import { configuredVendorKey, devVendorPublicKey, resolveConnection, resolveVendorKey } from '../sdk/client-config.ts';
+import { configuredVendorKey, DEFAULT_BROKER, devVendorPublicKey, resolveConnection, resolveVendorKey } from '../sdk/client-config.ts';
 import { settleVendorKey } from '../sdk/known-vendors.ts';
 import { lastBroker, rememberBroker } from '../sdk/last-broker.ts';
+import { discoverConnection } from '../sdk/discovery.ts';
+import type { Connection } from '../sdk/client-config.ts';
 import { fetchChain } from '../sdk/verify.ts';
 import { flag, has, intFlag, type ParsedArgs } from './args.ts';
 import type { CmdContext } from './borrow-cmds.ts';
@@ -44,12 +46,24 @@ export function timeOf(a: ParsedArgs): (t: string | number | Date) => string {
   return timeFormatter({ utc: utcWanted(has(a, 'utc')) });
 }
 
-function connectionOf(a: ParsedArgs, admin = false) {
+/**
+ * The brokers found by discovery for this command line (one licctl run), so that the server it
+ * names (vendor-key pins, holding records) is the one it reached, not the loopback default.
+ */
+const discovered = new WeakMap<ParsedArgs, Connection>();
+
+function connectionOf(a: ParsedArgs, admin = false): Connection {
+  const d = discovered.get(a);
+  if (d) return { ...resolveConnection({ broker: d.urls.join(','), configFile: flag(a, 'config'), user: flag(a, 'user'), passwordFile: flag(a, 'password-file'), fingerprint: flag(a, 'fingerprint'), ca: flag(a, 'ca'), admin }), source: d.source };
   return resolveConnection({ broker: flag(a, 'broker'), configFile: flag(a, 'config'), user: flag(a, 'user'), passwordFile: flag(a, 'password-file'), fingerprint: flag(a, 'fingerprint'), ca: flag(a, 'ca'), admin });
 }
 
 export async function connect(a: ParsedArgs, admin = false, o: { maintain?: boolean; timeoutMs?: number } = {}): Promise<LicdClient> {
-  const conn = connectionOf(a, admin);
+  let conn = connectionOf(a, admin);
+  if (conn.discover) {
+    conn = await discoverConnection(conn);
+    if (conn.urls[0] !== DEFAULT_BROKER) discovered.set(a, conn);
+  }
   const timeoutMs = o.timeoutMs ?? intFlag(a, 'timeout', 100, 600_000) ?? 10_000;
   // A render node that logs in speaks on its login's topics, so that licd knows its user
   // (identity.requireLogin); admin commands go on the admin topic either way.

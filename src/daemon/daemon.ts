@@ -67,6 +67,8 @@ import { ACTIVATION_DOMAIN, activationNonceOf, activationRequestBody, describeOr
 import { boxIdentity } from '../activation/box.ts';
 import { activateUrl, postActivation } from '../activation/client.ts';
 import { chooseStartLicense, licenseRecordOf, recordMutation } from '../activation/licenses.ts';
+import { announce, type Announcer } from '../discovery/mdns.ts';
+import { announcementOf } from '../discovery/plan.ts';
 
 export const LICD_VERSION = '0.1.0';
 
@@ -742,6 +744,19 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     alerts.start();
     cleanups.push(async () => alerts.stop());
 
+    // 5a. Discovery: render nodes with no broker configured find this box by mDNS (docs/scale-out.md).
+    let announcer: Announcer | null = null;
+    if (config.discovery.enabled) {
+      const a = announcementOf(config, { embedded: broker ? { plain: config.broker.plain ? { host: broker.host, port: broker.port } : null, tls: broker.tls } : null, fingerprint: tlsView?.fingerprint ?? null }, LICD_VERSION);
+      if ('none' in a) log.info(`discovery: not announced: ${a.none}`);
+      else {
+        const ann = announce({ ...a.plan, onError: (e) => log.warn('discovery: mDNS (UDP 5353) is not available; render nodes must be given the broker address', { error: e.message }) });
+        announcer = ann;
+        cleanups.push(() => ann.close());
+        log.info('discovery: announced on the LAN as _licd._tcp', { server: a.plan.name, ...(a.plan.urls ? { urls: a.plan.urls.join(',') } : { mqtt: a.plan.mqttPort ?? '-', mqtts: a.plan.mqttsPort ?? '-' }) });
+      }
+    }
+
     // 5b. licd's HTTP server: /metrics and /healthz (docs/monitoring.md).
     let stopped = false;
     const health = (): Health => {
@@ -906,6 +921,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         // The last time seen, so a restart can tell how long it was stopped.
         service.observeClock();
         await store.commit([{ kind: 'meta.put', key: META_CLOCK, value: { hwm: clockGuard.highWater, last: clock.now() } }]).catch(() => {});
+        await announcer?.close();
         await link.close();
         // No request comes any more: what waits is written and the head sealed.
         await audit.stop();
