@@ -103,10 +103,16 @@ export interface Config {
    * (the host name by default); urls, when set, are announced instead of the listener's ports.
    */
   discovery: { enabled: boolean; name: string; urls: string[] | null };
+  /**
+   * Several boxes on one broker cluster (docs/scale-out.md): this box's server id. Set, every
+   * topic of this box is under licd/v1/s/<serverId>/; unset (a lone box), under licd/v1/ as
+   * always. Needs an external broker (mosquitto bridged to the other boxes' brokers).
+   */
+  cluster: { serverId: string | null };
 }
 
 /** Settings and whether changing them needs a restart (all do today; documented in README). */
-export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'borrow', 'limits', 'clock', 'log', 'identity', 'activation', 'history', 'audit', 'http', 'alerts', 'policy', 'discovery'] as const;
+export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'borrow', 'limits', 'clock', 'log', 'identity', 'activation', 'history', 'audit', 'http', 'alerts', 'policy', 'discovery', 'cluster'] as const;
 
 function bad(field: string, message: string): never {
   throw new LicdError('CONFIG_INVALID', `config: ${field} ${message}`, { field });
@@ -284,7 +290,17 @@ function parseConfigFields(raw: unknown, env: NodeJS.ProcessEnv, base: string): 
     alerts: parseAlerts(f),
     policy: { file: policyFile },
     discovery: parseDiscovery(f, env, development),
+    cluster: parseCluster(f, brokerKind),
   };
+}
+
+/** The `cluster` section (docs/scale-out.md, "Several boxes"). */
+function parseCluster(f: Fields, brokerKind: 'embedded' | 'external'): Config['cluster'] {
+  const c = f.optObject('cluster') ?? Fields.of({}, 'cluster', 'CONFIG_INVALID');
+  c.only(['serverId']);
+  const serverId = c.optString('serverId', { max: 32, pattern: /^[a-z0-9][a-z0-9-]*$/, patternHelp: 'lower-case letters, digits and -, such as box-a (it stands in MQTT topics)' }) ?? null;
+  if (serverId !== null && brokerKind !== 'external') bad('cluster.serverId', 'needs an external broker (mqtt.broker "external": the box\'s mosquitto, bridged to the other boxes\' brokers as docs/scale-out.md shows)');
+  return { serverId };
 }
 
 /** The `discovery` section (docs/scale-out.md, "Discovery"). */

@@ -738,7 +738,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       daemonPassword = config.mqtt.password ?? (config.mqtt.passwordFile ? readSecret(config.mqtt.passwordFile, random, false) : null);
       linkTrust = { fingerprint: config.mqtt.fingerprint ?? undefined, ca: config.mqtt.caFile ? readConfigFile(config.mqtt.caFile, 'mqtt.caFile') : undefined };
     }
-    link = new ServerLink({ url: linkUrl ?? url, ...(linkTrust ? { tls: linkTrust } : {}), username: config.mqtt.username, password: daemonPassword, protocolVersion: config.mqtt.protocolVersion, service, log, observe: (op, seconds) => metrics.observeRequest(op, seconds), chain: () => ({ entitlement: entitlement.envelope, delegation, vendorPublicKey: toHex(vendorPublicKey) }) });
+    link = new ServerLink({ server: config.cluster.serverId, url: linkUrl ?? url, ...(linkTrust ? { tls: linkTrust } : {}), username: config.mqtt.username, password: daemonPassword, protocolVersion: config.mqtt.protocolVersion, service, log, observe: (op, seconds) => metrics.observeRequest(op, seconds), chain: () => ({ entitlement: entitlement.envelope, delegation, vendorPublicKey: toHex(vendorPublicKey) }) });
     cleanups.push(() => link.close());
     await link.ready();
     alerts.start();
@@ -750,7 +750,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       const a = announcementOf(config, { embedded: broker ? { plain: config.broker.plain ? { host: broker.host, port: broker.port } : null, tls: broker.tls } : null, fingerprint: tlsView?.fingerprint ?? null }, LICD_VERSION);
       if ('none' in a) log.info(`discovery: not announced: ${a.none}`);
       else {
-        const ann = announce({ ...a.plan, onError: (e) => log.warn('discovery: mDNS (UDP 5353) is not available; render nodes must be given the broker address', { error: e.message }) });
+        const ann = announce({ ...a.plan, ...(config.cluster.serverId ? { name: config.cluster.serverId } : {}), onError: (e) => log.warn('discovery: mDNS (UDP 5353) is not available; render nodes must be given the broker address', { error: e.message }) });
         announcer = ann;
         cleanups.push(() => ann.close());
         log.info('discovery: announced on the LAN as _licd._tcp', { server: a.plan.name, ...(a.plan.urls ? { urls: a.plan.urls.join(',') } : { mqtt: a.plan.mqttPort ?? '-', mqtts: a.plan.mqttsPort ?? '-' }) });

@@ -31,10 +31,11 @@ export function announcementOf(config: Config, l: Listeners, version: string): {
   }
   // An external broker: on this machine (the appliance's mosquitto, listening on every address:
   // 1883 plain, 8883 TLS as systemd/mosquitto/licd.conf ships it), or elsewhere (its URL).
-  const u = new URL(config.mqtt.url!);
+  const first = config.mqtt.url!.split(',')[0]!.trim();
+  const u = new URL(first);
   const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
   const port = u.port ? Number(u.port) : u.protocol === 'mqtts:' ? 8883 : 1883;
-  if (!isLoopback(host)) return { plan: { ...base, urls: [config.mqtt.url!] } };
+  if (!isLoopback(host)) return { plan: { ...base, urls: [first] } };
   if (u.protocol === 'mqtts:') return { plan: { ...base, mqttsPort: port } };
   return { plan: { ...base, mqttPort: port, mqttsPort: l.fingerprint ? 8883 : null } };
 }

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import type { MqttClient } from 'mqtt';
 import { LicdError, isErrorCode, isLicdError } from '../core/errors.ts';
 import {
-  topics,
+  topicsOf,
   type Answer,
   type CheckinResult,
   type CheckoutQueued,
@@ -30,6 +30,11 @@ export interface ClientOptions {
   urls?: readonly string[];
   /** The broker of `urls` to try first (the one used last). */
   prefer?: string | null;
+  /**
+   * A box of a cluster: talk to the server with this id, on its topics licd/v1/s/<server>/...
+   * (docs/scale-out.md). Unset: a lone box's topics, licd/v1/... ClusterClient pools them.
+   */
+  server?: string | null;
   clientId?: string;
   username?: string;
   password?: string;
@@ -115,6 +120,10 @@ export class LicdClient extends EventEmitter {
   /** With a list of brokers: which is in use, and the errors seen on each. */
   private readonly rotation: BrokerRotation | null;
   private readonly url: string;
+  /** The server's topics (a lone box's, or one box's of a cluster). */
+  readonly topics: ReturnType<typeof topicsOf>;
+  /** The server id of a box of a cluster, or null. */
+  readonly serverId: string | null;
 
   private constructor(opts: ClientOptions) {
     super();
@@ -124,6 +133,8 @@ export class LicdClient extends EventEmitter {
     this.clientId = opts.clientId ?? `${safe(this.user)}-${safe(this.host)}-${process.pid}-${randomBytes(3).toString('hex')}`;
     this.timeoutMs = opts.timeoutMs ?? 10_000;
     this.#holder = opts.holder ?? randomBytes(16).toString('base64url');
+    this.serverId = opts.server ?? null;
+    const topics = (this.topics = topicsOf(this.serverId));
     if (opts.login && !opts.username) throw new LicdError('BAD_REQUEST', 'login: true needs a username (and its password): the login is the user licd records');
     this.topicOf = opts.login
       ? { req: topics.loginRequest(opts.username!, this.clientId), res: topics.loginResponse(opts.username!, this.clientId), will: topics.loginWill(opts.username!, this.clientId) }
@@ -200,12 +211,12 @@ export class LicdClient extends EventEmitter {
 
   /** Answers to admin requests come on the client id's topic, others on topicOf.res. */
   private answerTopics(): string[] {
-    const plain = topics.clientResponse(this.clientId);
+    const plain = this.topics.clientResponse(this.clientId);
     return this.topicOf.res === plain ? [plain] : [this.topicOf.res, plain];
   }
 
   private onMessage(topic: string, payload: Buffer): void {
-    if (topic === this.topicOf.res || topic === topics.clientResponse(this.clientId)) {
+    if (topic === this.topicOf.res || topic === this.topics.clientResponse(this.clientId)) {
       let a: Answer;
       try {
         a = JSON.parse(payload.toString('utf8')) as Answer;
@@ -224,7 +235,7 @@ export class LicdClient extends EventEmitter {
       }
       return;
     }
-    if (topic === topics.serverState) {
+    if (topic === this.topics.serverState) {
       if (payload.length === 0) return;
       try {
         this.server = JSON.parse(payload.toString('utf8')) as ServerState;
@@ -234,7 +245,7 @@ export class LicdClient extends EventEmitter {
       }
       return;
     }
-    if (topic.startsWith('licd/v1/feature/')) {
+    if (topic.startsWith(this.topics.feature(''))) {
       if (payload.length === 0) return;
       try {
         const a = JSON.parse(payload.toString('utf8')) as Availability;
@@ -278,14 +289,14 @@ export class LicdClient extends EventEmitter {
 
   /** Subscribes to the retained server state and availability; events 'server' and 'availability'. */
   async watch(): Promise<void> {
-    await this.mqtt.subscribeAsync({ [topics.serverState]: { qos: 1 }, [topics.featureWildcard]: { qos: 1 } });
+    await this.mqtt.subscribeAsync({ [this.topics.serverState]: { qos: 1 }, [this.topics.featureWildcard]: { qos: 1 } });
   }
 
   /** Sends one request and waits for its answer; a refused request throws LicdError with its code. */
   async request<T>(op: string, params: Record<string, unknown> = {}, opt: { admin?: boolean; timeoutMs?: number } = {}): Promise<T> {
     if (this.closed) throw new LicdError('SHUTTING_DOWN', 'this client is closed');
     const id = `${Date.now().toString(36)}-${(++this.seq).toString(36)}`;
-    const topic = opt.admin ? topics.adminRequest(this.clientId) : this.topicOf.req;
+    const topic = opt.admin ? this.topics.adminRequest(this.clientId) : this.topicOf.req;
     const timeoutMs = opt.timeoutMs ?? this.timeoutMs;
     const answer = await new Promise<Answer>((resolve, reject) => {
       const timer = setTimeout(() => {
