@@ -58,7 +58,7 @@ function connectionOf(a: ParsedArgs, admin = false): Connection {
   return resolveConnection({ broker: flag(a, 'broker'), configFile: flag(a, 'config'), user: flag(a, 'user'), passwordFile: flag(a, 'password-file'), fingerprint: flag(a, 'fingerprint'), ca: flag(a, 'ca'), admin });
 }
 
-export async function connect(a: ParsedArgs, admin = false, o: { maintain?: boolean; timeoutMs?: number } = {}): Promise<LicdClient> {
+export async function connect(a: ParsedArgs, admin = false, o: { maintain?: boolean; timeoutMs?: number; server?: string } = {}): Promise<LicdClient> {
   let conn = connectionOf(a, admin);
   if (conn.discover) {
     conn = await discoverConnection(conn);
@@ -70,7 +70,7 @@ export async function connect(a: ParsedArgs, admin = false, o: { maintain?: bool
   const login = !admin && conn.username !== undefined;
   let c: LicdClient;
   try {
-    c = await LicdClient.connect({ url: conn.url, urls: conn.urls, prefer: lastBroker(conn.urls), ...(conn.username ? { username: conn.username } : {}), ...(conn.password ? { password: conn.password } : {}), ...(conn.tls ? { tls: conn.tls } : {}), ...(login ? { login: true } : {}), timeoutMs });
+    c = await LicdClient.connect({ url: conn.url, urls: conn.urls, prefer: lastBroker(conn.urls), ...(o.server ? { server: o.server } : {}), ...(conn.username ? { username: conn.username } : {}), ...(conn.password ? { password: conn.password } : {}), ...(conn.tls ? { tls: conn.tls } : {}), ...(login ? { login: true } : {}), timeoutMs });
   } catch (e) {
     // An admin command found no password anywhere: say where a development daemon keeps it.
     if (admin && conn.password === undefined && isLicdError(e) && e.code === 'FORBIDDEN') {

@@ -17,6 +17,30 @@ import { clusterTopics, TOPIC_PREFIX, type ServerState, type StatusResult } from
 import type { Availability } from '../core/model.ts';
 import { LicdClient, type ClientOptions, type Lease } from './client.ts';
 
+/**
+ * The server ids of a cluster whose retained state this connection's broker holds (none for a
+ * lone box): subscribes, and waits for the retained messages that follow the subscription.
+ */
+export async function clusterServerIds(c: Pick<LicdClient, 'mqtt'>, settleMs = 200): Promise<string[]> {
+  const ids = new Set<string>();
+  const on = (topic: string, payload: Buffer) => {
+    const p = topic.split('/');
+    if (p.length === 6 && topic.startsWith(`${TOPIC_PREFIX}/s/`) && p[4] === 'server' && p[5] === 'state' && payload.length > 0) ids.add(p[3]!);
+  };
+  c.mqtt.on('message', on);
+  try {
+    await c.mqtt.subscribeAsync({ [clusterTopics.serverStateWildcard]: { qos: 1 } });
+    await new Promise((r) => setTimeout(r, settleMs));
+    await c.mqtt.unsubscribeAsync(clusterTopics.serverStateWildcard).catch(() => {});
+  } catch {
+    // A broker without the cluster's topics (licd's embedded broker refuses them): a lone box.
+    return [];
+  } finally {
+    c.mqtt.off('message', on);
+  }
+  return [...ids].sort();
+}
+
 export interface ServerView {
   id: string;
   state: ServerState | null;

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir, until } from '../helpers/daemon.ts';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.ts';
-import { killAll, startDaemonProcess, type Proc } from '../helpers/procs.ts';
+import { killAll, run, startDaemonProcess, type Proc } from '../helpers/procs.ts';
 import { ClusterClient, type ClusterLease } from '../../src/sdk/cluster.ts';
 
 test.after.always(() => killAll());
@@ -116,6 +116,14 @@ test('three bridged boxes: clients pool their seats, move them off a dead daemon
   const all = await w.statusAll();
   const holders = all.flatMap((r) => r.status?.features.find((f) => f.feature === 'nuke_i')?.leases.map((l) => `${r.server}:${l.user}`) ?? []);
   t.deepEqual(holders.sort(), [`${lx.server}:x`, `${freed}:y`].sort());
+
+  // licctl status shows every server of the cluster, the dead one as not answering.
+  const st = await run(['status', '--json', '--broker', url(0)], { LICD_HOME: dir });
+  t.is(st.code, 0, st.stderr);
+  const servers = (JSON.parse(st.stdout) as { servers: Array<{ server: string; status?: { features: Array<{ feature: string; leased: number }> }; error?: { code: string } }> }).servers;
+  t.deepEqual(servers.map((r) => r.server), [...IDS]);
+  t.is(servers.find((r) => r.server === IDS[dead])!.error?.code, 'TIMEOUT');
+  t.deepEqual(servers.filter((r) => r.status).map((r) => r.status!.features.find((f) => f.feature === 'nuke_i')!.leased), [1, 1]);
 
   // x's broker dies: x reconnects through the next broker of its list and keeps its seat (its
   // heartbeats reach its server through the bridge).
