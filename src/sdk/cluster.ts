@@ -49,6 +49,10 @@ export interface ServerView {
 
 /** How often a lease that found no server with a free seat looks again, ms. */
 const RETRY_MS = 2000;
+/** A seat not renewed this close to its end is taken as lost with its server, ms. */
+const UNRENEWED_MARGIN_MS = 1000;
+/** How long a server whose seats could not be renewed is passed over, ms. */
+const UNREACHABLE_MS = 30_000;
 
 /**
  * A seat held somewhere in the cluster. Events: 'moved' (from, to: server ids) when it moved to
@@ -86,6 +90,10 @@ export class ClusterClient extends EventEmitter {
   private retry: NodeJS.Timeout | null = null;
   private closed = false;
 
+  /** Servers whose seats could not be renewed (unreachable though their retained state says online), until when. */
+  private readonly unreachable = new Map<string, number>();
+  private readonly checker: NodeJS.Timeout;
+
   private constructor(
     private readonly watcher: LicdClient,
     private readonly opts: ClientOptions,
@@ -93,6 +101,22 @@ export class ClusterClient extends EventEmitter {
     super();
     watcher.mqtt.on('message', (topic, payload) => this.onMessage(topic, payload));
     watcher.mqtt.on('connect', () => void this.subscribe());
+    // A server whose broker died stays "online" in the retained copies on the other brokers (no
+    // will reaches them): a seat there that was not renewed by its end is gone, and moves.
+    this.checker = setInterval(() => this.checkRenewals(), 1000);
+    this.checker.unref?.();
+  }
+
+  private checkRenewals(): void {
+    const now = Date.now();
+    for (const cl of this.held) {
+      if (cl.state !== 'held' || this.moving.has(cl)) continue;
+      const until = Date.parse(cl.lease.view.until);
+      if (Number.isFinite(until) && until - now < UNRENEWED_MARGIN_MS) {
+        this.unreachable.set(cl.server, now + UNREACHABLE_MS);
+        void this.move(cl);
+      }
+    }
   }
 
   /** Connects to the cluster's brokers (opts.urls) and waits up to waitMs for the servers' retained state. */
@@ -134,6 +158,11 @@ export class ClusterClient extends EventEmitter {
       v.state = body as ServerState;
       this.emit('server', id, v.state);
       if (v.state.state === 'offline' && was !== 'offline') this.serverGone(id);
+      if (v.state.state === 'online' && was !== 'online') {
+        // Back (a restart publishes its state again): seats that found no room may fit there now.
+        this.unreachable.delete(id);
+        if ([...this.held].some((cl) => cl.state === 'lost')) this.scheduleRetry();
+      }
     } else if (parts[4] === 'feature' && parts.length === 6) {
       const a = body as Availability;
       this.view(id).features.set(a.feature, a);
@@ -144,7 +173,10 @@ export class ClusterClient extends EventEmitter {
   /** The online servers, best first for `feature` and `count`: the one used last if it has room, then the most free seats. */
   candidates(feature: string, count = 1, exclude: string[] = []): string[] {
     const free = (id: string) => this.servers.get(id)?.features.get(feature)?.free ?? -1;
-    const ids = [...this.servers.values()].filter((v) => v.state?.state === 'online' && !exclude.includes(v.id) && (v.features.get(feature)?.free ?? 0) >= count).map((v) => v.id);
+    const now = Date.now();
+    const ids = [...this.servers.values()]
+      .filter((v) => v.state?.state === 'online' && !exclude.includes(v.id) && (this.unreachable.get(v.id) ?? 0) < now && (v.features.get(feature)?.free ?? 0) >= count)
+      .map((v) => v.id);
     return ids.sort((a, b) => (a === this.lastUsed ? -1 : b === this.lastUsed ? 1 : free(b) - free(a) || a.localeCompare(b)));
   }
 
@@ -215,6 +247,8 @@ export class ClusterClient extends EventEmitter {
       const old = cl.lease;
       const got = await this.take(cl.feature, cl.opt, [from]);
       if (!got) {
+        // The seat on `from` is given up (its server is gone or unreachable): no more heartbeats for it there.
+        void this.perServer.get(from)?.then((c) => c.forget(old.id)).catch(() => {});
         if (cl.state === 'held') {
           cl.state = 'lost';
           cl.emit('lost', new LicdError('NO_SEATS', `${cl.feature}: server ${from} is gone and no other server has a free seat; trying again`));
@@ -241,6 +275,7 @@ export class ClusterClient extends EventEmitter {
     this.retry = setTimeout(() => {
       this.retry = null;
       for (const cl of this.held) if (cl.state === 'lost') void this.move(cl);
+      if ([...this.held].some((cl) => cl.state === 'lost')) this.scheduleRetry();
     }, RETRY_MS);
     this.retry.unref?.();
   }
@@ -271,6 +306,7 @@ export class ClusterClient extends EventEmitter {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.checker);
     if (this.retry) clearTimeout(this.retry);
     for (const p of this.perServer.values()) await p.then((c) => c.close()).catch(() => {});
     await this.watcher.close({ checkin: false });

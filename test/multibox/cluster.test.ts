@@ -46,6 +46,7 @@ test('three bridged boxes: clients pool their seats, move them off a dead daemon
   const dir = tempDir('licd-cluster-');
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const daemons: Proc[] = [];
+  const configs: string[] = [];
   for (let i = 0; i < 3; i++) {
     const config = join(dir, `${IDS[i]}.json`);
     writeFileSync(
@@ -55,10 +56,12 @@ test('three bridged boxes: clients pool their seats, move them off a dead daemon
         development: true,
         mqtt: { broker: 'external', url: brokers[i]!.url, username: 'licd', password: brokers[i]!.passwords.licd },
         cluster: { serverId: IDS[i] },
+        // Short leases: a seat on a box cut off from the client is known lost within seconds.
+        leases: { minTtlSeconds: 3, ttlSeconds: 9 },
       }),
     );
-    const d = startDaemonProcess({ LICD_CONFIG: config });
-    daemons.push(d);
+    configs.push(config);
+    daemons.push(startDaemonProcess({ LICD_CONFIG: config }));
   }
   for (const d of daemons) await d.waitFor(/connected to the MQTT broker/, 40_000);
 
@@ -72,6 +75,22 @@ test('three bridged boxes: clients pool their seats, move them off a dead daemon
     clients.push(c);
     return c;
   };
+
+  // The ledger, all along: no server ever shows more seats in use than its count, and the clients
+  // never hold more seats than the three boxes have.
+  const overs: string[] = [];
+  const sample = () => {
+    for (const c of clients) {
+      for (const v of c.servers.values()) {
+        const a = v.features.get('nuke_i');
+        if (a && a.leased + a.borrowed > a.total) overs.push(`${v.id}: ${a.leased + a.borrowed} of ${a.total}`);
+      }
+    }
+    const held = clients.flatMap((c) => c.heldLeases().filter((l) => l.state === 'held'));
+    if (held.length > 3) overs.push(`clients hold ${held.length} seats of 3`);
+  };
+  const sampler = setInterval(sample, 200);
+  t.teardown(() => clearInterval(sampler));
 
   // Every client sees every server's retained state and availability, whatever its broker.
   const x = await client([2, 0, 1], 'x');
@@ -143,4 +162,16 @@ test('three bridged boxes: clients pool their seats, move them off a dead daemon
   }, 'x renewing through another broker', 60_000, 1000);
   t.is(c0.state, 'held');
   t.false(xLost);
+
+  // y's seat was on the box whose broker died: not renewed by its end, it is lost (no other box
+  // has room) and asked for again; when the dead daemon comes back, y gets its seat there.
+  const yLost = new Promise<void>((resolve) => ly.once('lost', () => resolve()));
+  await yLost;
+  t.is(ly.state, 'lost');
+  const regained = new Promise<string>((resolve) => ly.once('regained', (server: string) => resolve(server)));
+  daemons[dead] = startDaemonProcess({ LICD_CONFIG: configs[dead]! });
+  t.is(await regained, IDS[dead]!);
+  t.is(ly.state, 'held');
+  sample();
+  t.deepEqual(overs, []);
 });
