@@ -70,6 +70,9 @@ test('a list of brokers: an unreachable first one is passed over, and a wrong en
   t.is(ok.code, 0, ok.stderr);
   t.is((JSON.parse(ok.stdout) as { server: { state: string } }).server.state, 'online');
   t.notRegex(ok.stderr, /DeprecationWarning/);
+  // The broker this run reached is the one the next run of the same list tries first.
+  const last = JSON.parse(readFileSync(join(env.LICD_HOME, 'last-broker.json'), 'utf8')) as Record<string, string>;
+  t.deepEqual(last, { [`${dead},${url}`]: url });
 
   // The same list from LICD_BROKER, and from the client config as an array.
   const viaEnv = await run(['status', '--json'], { ...env, LICD_BROKER: `${dead}, ${url}` });
