@@ -9,6 +9,7 @@ import { configuredVendorKey, DEFAULT_BROKER, devVendorPublicKey, resolveConnect
 import { settleVendorKey } from '../sdk/known-vendors.ts';
 import { lastBroker, rememberBroker } from '../sdk/last-broker.ts';
 import { discoverConnection } from '../sdk/discovery.ts';
+import { chooseServer } from '../sdk/cluster.ts';
 import type { Connection } from '../sdk/client-config.ts';
 import { fetchChain } from '../sdk/verify.ts';
 import { flag, has, intFlag, type ParsedArgs } from './args.ts';
@@ -85,6 +86,18 @@ export async function connect(a: ParsedArgs, admin = false, o: { maintain?: bool
   rememberBroker(conn.urls, c.brokerUrl);
   if (o.maintain !== false && !admin) await maintainBorrows(a, c);
   return c;
+}
+
+/**
+ * The client to take a seat with (checkout, run): on a lone box, connect's; on a cluster of boxes
+ * (docs/scale-out.md), one bound to the box with the most free seats of `feature`.
+ */
+export async function connectForSeat(a: ParsedArgs, feature: string, count: number): Promise<LicdClient> {
+  const c = await connect(a);
+  const server = await chooseServer(c, feature, count);
+  if (server === null) return c;
+  await c.close({ checkin: false });
+  return connect(a, false, { server });
 }
 
 /** Whenever licctl reaches the server: auto-renew due tokens, refresh the others (LM-X). */

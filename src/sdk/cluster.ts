@@ -41,6 +41,44 @@ export async function clusterServerIds(c: Pick<LicdClient, 'mqtt'>, settleMs = 2
   return [...ids].sort();
 }
 
+/**
+ * On a cluster, the server to take `count` seats of `feature` from, as this connection's broker
+ * shows the retained states: an online one with room, the most free seats first (ties by id);
+ * with no room anywhere, the first online one (its refusal, or its queue, then says so). Null on
+ * a lone box (no cluster topics) or when no server is online.
+ */
+export async function chooseServer(c: Pick<LicdClient, 'mqtt'>, feature: string, count = 1, settleMs = 150): Promise<string | null> {
+  const online = new Set<string>();
+  const free = new Map<string, number>();
+  const on = (topic: string, payload: Buffer) => {
+    const p = topic.split('/');
+    if (!topic.startsWith(`${TOPIC_PREFIX}/s/`) || p.length !== 6 || payload.length === 0) return;
+    try {
+      const body = JSON.parse(payload.toString('utf8')) as { state?: string; free?: number };
+      if (p[4] === 'server' && p[5] === 'state') {
+        if (body.state === 'online') online.add(p[3]!);
+        else online.delete(p[3]!);
+      } else if (p[4] === 'feature' && p[5] === feature && typeof body.free === 'number') free.set(p[3]!, body.free);
+    } catch {
+      /* not ours to judge */
+    }
+  };
+  const featureTopic = clusterTopics.featureWildcard;
+  c.mqtt.on('message', on);
+  try {
+    await c.mqtt.subscribeAsync({ [clusterTopics.serverStateWildcard]: { qos: 1 }, [featureTopic]: { qos: 1 } });
+    await new Promise((r) => setTimeout(r, settleMs));
+    await c.mqtt.unsubscribeAsync([clusterTopics.serverStateWildcard, featureTopic]).catch(() => {});
+  } catch {
+    return null;
+  } finally {
+    c.mqtt.off('message', on);
+  }
+  const ids = [...online].sort();
+  const room = ids.filter((id) => (free.get(id) ?? 0) >= count).sort((a, b) => free.get(b)! - free.get(a)! || a.localeCompare(b));
+  return room[0] ?? ids[0] ?? null;
+}
+
 export interface ServerView {
   id: string;
   state: ServerState | null;

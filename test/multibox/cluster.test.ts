@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir, until } from '../helpers/daemon.ts';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.ts';
-import { killAll, run, startDaemonProcess, type Proc } from '../helpers/procs.ts';
+import { killAll, licctl, run, startDaemonProcess, type Proc } from '../helpers/procs.ts';
 import { ClusterClient, type ClusterLease } from '../../src/sdk/cluster.ts';
 
 test.after.always(() => killAll());
@@ -99,6 +99,25 @@ test('three bridged boxes: clients pool their seats, move them off a dead daemon
   for (const c of [x, y, w]) {
     await until(() => IDS.every((id) => c.servers.get(id)?.state?.state === 'online' && c.servers.get(id)?.features.get('nuke_i')?.total === 1), 'all three servers seen', 20_000);
   }
+
+  // licctl takes its seat from a box with room: two licctl checkouts land on two boxes, and each
+  // seat is its box's (checked in again when licctl ends).
+  const home = join(dir, 'home');
+  const held: Proc[] = [];
+  for (const user of ['render-1', 'render-2']) {
+    const p = licctl(['checkout', 'nuke_i', '--json', '--broker', `${url(1)},${url(0)}`], { LICD_HOME: home, LICD_USER: user, LICD_HOST: `${user}-host` });
+    await p.waitFor(/"event":"granted"/, 30_000);
+    held.push(p);
+    await until(() => [...w.servers.values()].filter((v) => v.features.get('nuke_i')?.free === 0).length === held.length, 'the seat seen as taken', 10_000);
+  }
+  const usersByServer = (await w.statusAll()).map((r) => [r.server, r.status!.features.find((f) => f.feature === 'nuke_i')!.leases.map((l) => l.user)] as const);
+  t.is(usersByServer.filter(([, users]) => users.length === 1).length, 2, JSON.stringify(usersByServer));
+  t.deepEqual(usersByServer.flatMap(([, users]) => users).sort(), ['render-1', 'render-2']);
+  for (const p of held) {
+    p.child.kill('SIGINT');
+    await p.exited;
+  }
+  await until(() => IDS.every((id) => w.servers.get(id)?.features.get('nuke_i')?.free === 1), 'the licctl seats checked in', 20_000);
 
   // The pool: one nuke_i seat per box, three in all; a fourth is refused, naming the servers.
   const lx = await x.checkout('nuke_i');

@@ -6,7 +6,7 @@ import type { Lease, LicdClient } from '../../sdk/client.ts';
 import { clusterServerIds } from '../../sdk/cluster.ts';
 import { flag, has, intFlag, UsageError, type ParsedArgs } from '../args.ts';
 import type { Command } from '../command.ts';
-import { cell, connect, err, json, jsonLine, out, outJson, serverOf, timeOf, vendorKey } from '../context.ts';
+import { cell, connect, connectForSeat, err, json, jsonLine, out, outJson, serverOf, timeOf, vendorKey } from '../context.ts';
 import { checkinHeld, checkinLines, EXIT_SEAT_LOST, lossLine, normaliseServer, parseDuration, recordHeld, startChild, watchLoss, type Say } from '../holding.ts';
 import { formatTime } from '../time.ts';
 
@@ -212,7 +212,7 @@ async function status(a: ParsedArgs): Promise<number> {
 
 async function checkout(a: ParsedArgs): Promise<number> {
   const feature = a.positional[1]!;
-  const c = await connect(a);
+  const c = await connectForSeat(a, feature, intFlag(a, 'count', 1, 1_000_000) ?? 1);
   try {
     const onQueue = (q: QueueView) => (json(a) ? jsonLine('out', { event: 'queued', ...q }) : out(queueLine(q, timeOf(a))));
     const lease = await c.checkout(feature, checkoutOptions(a, onQueue));
@@ -256,7 +256,7 @@ async function run(a: ParsedArgs): Promise<number> {
   }
   let c: LicdClient;
   try {
-    c = await connect(a);
+    c = await connectForSeat(a, feature, intFlag(a, 'count', 1, 1_000_000) ?? 1);
   } catch (e) {
     if (busy) throw new LicdError('TOKEN_IN_USE', `${busy} (and the license server was not reached: ${(e as Error).message})`);
     const local = new BorrowClient().usable(feature, vendorKey(a));
