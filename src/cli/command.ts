@@ -61,6 +61,7 @@ export const CONNECTION_OPTIONS: Record<string, OptionSpec> = {
   timeout: { type: 'string', arg: 'MS', help: 'how long to wait for the server, in milliseconds (default 10000)' },
   'vendor-key': { type: 'string', arg: 'HEX|FILE', help: 'the vendor public key borrowed tokens verify with; or LICD_VENDOR_KEY, "vendorPublicKey" in the client config' },
   'trust-vendor-key': { type: 'string', arg: 'SHA256:..', help: 'pin the vendor key this server offers, by its fingerprint (first borrow from a server; on a terminal licctl asks instead)' },
+  server: { type: 'string', arg: 'ID', help: 'on a cluster of boxes, the box to talk to, by its server id (licctl status lists them; docs/scale-out.md)' },
 };
 
 export const SECTIONS: Array<{ id: Section; title: string }> = [

@@ -12,7 +12,7 @@ import { discoverConnection } from '../sdk/discovery.ts';
 import { chooseServer } from '../sdk/cluster.ts';
 import type { Connection } from '../sdk/client-config.ts';
 import { fetchChain } from '../sdk/verify.ts';
-import { flag, has, intFlag, type ParsedArgs } from './args.ts';
+import { flag, has, intFlag, UsageError, type ParsedArgs } from './args.ts';
 import type { CmdContext } from './borrow-cmds.ts';
 import { timeFormatter, utcWanted } from './time.ts';
 
@@ -59,7 +59,16 @@ function connectionOf(a: ParsedArgs, admin = false): Connection {
   return resolveConnection({ broker: flag(a, 'broker'), configFile: flag(a, 'config'), user: flag(a, 'user'), passwordFile: flag(a, 'password-file'), fingerprint: flag(a, 'fingerprint'), ca: flag(a, 'ca'), admin });
 }
 
+/** --server: a box of a cluster, by its server id (cluster.serverId). */
+export function serverIdOf(a: ParsedArgs): string | undefined {
+  const v = flag(a, 'server');
+  if (v !== undefined && !/^[a-z0-9][a-z0-9-]{0,31}$/.test(v)) throw new UsageError(`--server must be a server id (lower-case letters, digits and -, as licctl status lists them), got ${JSON.stringify(v)}`);
+  return v;
+}
+
 export async function connect(a: ParsedArgs, admin = false, o: { maintain?: boolean; timeoutMs?: number; server?: string } = {}): Promise<LicdClient> {
+  const server = o.server ?? serverIdOf(a);
+  if (server !== undefined) o = { ...o, server };
   let conn = connectionOf(a, admin);
   if (conn.discover) {
     conn = await discoverConnection(conn);
@@ -94,6 +103,7 @@ export async function connect(a: ParsedArgs, admin = false, o: { maintain?: bool
  */
 export async function connectForSeat(a: ParsedArgs, feature: string, count: number): Promise<LicdClient> {
   const c = await connect(a);
+  if (serverIdOf(a) !== undefined) return c;
   const server = await chooseServer(c, feature, count);
   if (server === null) return c;
   await c.close({ checkin: false });

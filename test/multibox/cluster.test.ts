@@ -163,6 +163,14 @@ test('three bridged boxes: clients pool their seats, move them off a dead daemon
   t.is(servers.find((r) => r.server === IDS[dead])!.error?.code, 'TIMEOUT');
   t.deepEqual(servers.filter((r) => r.status).map((r) => r.status!.features.find((f) => f.feature === 'nuke_i')!.leased), [1, 1]);
 
+  // --server talks to one box: its status alone, in a lone box's shape.
+  const one = await run(['status', 'nuke_i', '--json', '--server', lx.server, '--broker', url(0)], { LICD_HOME: dir });
+  t.is(one.code, 0, one.stderr);
+  t.deepEqual((JSON.parse(one.stdout) as { features: Array<{ feature: string; leases: Array<{ user: string }> }> }).features.find((f) => f.feature === 'nuke_i')!.leases.map((l) => l.user), ['x']);
+  const badId = await run(['status', '--server', 'Box A', '--broker', url(0)], { LICD_HOME: dir });
+  t.is(badId.code, 64);
+  t.regex(badId.stderr, /--server must be a server id/);
+
   // x's broker dies: x reconnects through the next broker of its list and keeps its seat (its
   // heartbeats reach its server through the bridge).
   const xHeld: ClusterLease = lx;

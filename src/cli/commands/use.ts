@@ -199,7 +199,7 @@ async function status(a: ParsedArgs): Promise<number> {
     const only = a.positional[1];
     const limit = intFlag(a, 'limit', 0, 100_000);
     // Several boxes on bridged brokers (docs/scale-out.md): every server's status, one after another.
-    const cluster = await clusterServerIds(c);
+    const cluster = flag(a, 'server') === undefined ? await clusterServerIds(c) : [];
     if (cluster.length > 0) return await clusterStatus(a, cluster, only, limit);
     const s = await c.request<StatusResult>('status', { ...(only ? { feature: only } : {}), ...(limit !== undefined ? { limit } : {}) });
     if (json(a)) outJson(s);
