@@ -1,5 +1,6 @@
 import { parseJsonFile, readTextFile } from './files.ts';
 import { isAbsolute, join, resolve } from 'node:path';
+import { hostname } from 'node:os';
 import { LicdError } from './core/errors.ts';
 import { defaultLeasePolicy, type LeasePolicy } from './core/service.ts';
 import { defaultBorrowPolicy, parseLimits, type BorrowLimits, type BorrowPolicy } from './core/borrowing.ts';
@@ -95,10 +96,23 @@ export interface Config {
   alerts: { atLimitMinutes: number; command: string[] | null; webhook: string | null; timeoutSeconds: number };
   /** Sharing seats by policy (docs/policy.md): the policy file, read at start and on SIGHUP, written by licctl policy set. */
   policy: { file: string };
+  /**
+   * Discovery (docs/scale-out.md): the box answers mDNS/DNS-SD queries for _licd._tcp with its
+   * broker's address, so that render nodes with no broker configured find it. On by default
+   * outside development mode (LICD_DISCOVERY=0/1 overrides); name is the server id it announces
+   * (the host name by default); urls, when set, are announced instead of the listener's ports.
+   */
+  discovery: { enabled: boolean; name: string; urls: string[] | null };
+  /**
+   * Several boxes on one broker cluster (docs/scale-out.md): this box's server id. Set, every
+   * topic of this box is under licd/v1/s/<serverId>/; unset (a lone box), under licd/v1/ as
+   * always. Needs an external broker (mosquitto bridged to the other boxes' brokers).
+   */
+  cluster: { serverId: string | null };
 }
 
 /** Settings and whether changing them needs a restart (all do today; documented in README). */
-export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'borrow', 'limits', 'clock', 'log', 'identity', 'activation', 'history', 'audit', 'http', 'alerts', 'policy'] as const;
+export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'borrow', 'limits', 'clock', 'log', 'identity', 'activation', 'history', 'audit', 'http', 'alerts', 'policy', 'discovery', 'cluster'] as const;
 
 function bad(field: string, message: string): never {
   throw new LicdError('CONFIG_INVALID', `config: ${field} ${message}`, { field });
@@ -275,7 +289,37 @@ function parseConfigFields(raw: unknown, env: NodeJS.ProcessEnv, base: string): 
     http: parseHttp(f, env),
     alerts: parseAlerts(f),
     policy: { file: policyFile },
+    discovery: parseDiscovery(f, env, development),
+    cluster: parseCluster(f, brokerKind),
   };
+}
+
+/** The `cluster` section (docs/scale-out.md, "Several boxes"). */
+function parseCluster(f: Fields, brokerKind: 'embedded' | 'external'): Config['cluster'] {
+  const c = f.optObject('cluster') ?? Fields.of({}, 'cluster', 'CONFIG_INVALID');
+  c.only(['serverId']);
+  const serverId = c.optString('serverId', { max: 32, pattern: /^[a-z0-9][a-z0-9-]*$/, patternHelp: 'lower-case letters, digits and -, such as box-a (it stands in MQTT topics)' }) ?? null;
+  if (serverId !== null && brokerKind !== 'external') bad('cluster.serverId', 'needs an external broker (mqtt.broker "external": the box\'s mosquitto, bridged to the other boxes\' brokers as docs/scale-out.md shows)');
+  return { serverId };
+}
+
+/** The `discovery` section (docs/scale-out.md, "Discovery"). */
+function parseDiscovery(f: Fields, env: NodeJS.ProcessEnv, development: boolean): Config['discovery'] {
+  const d = f.optObject('discovery') ?? Fields.of({}, 'discovery', 'CONFIG_INVALID');
+  d.only(['enabled', 'name', 'urls']);
+  let enabled = d.optBool('enabled') ?? !development;
+  if (env.LICD_DISCOVERY !== undefined) {
+    if (env.LICD_DISCOVERY !== '0' && env.LICD_DISCOVERY !== '1') throw new LicdError('CONFIG_INVALID', `LICD_DISCOVERY must be 0 (off) or 1 (on), got ${JSON.stringify(env.LICD_DISCOVERY)}`, { field: 'LICD_DISCOVERY' });
+    enabled = env.LICD_DISCOVERY === '1';
+  }
+  const name = d.optString('name', { max: 63, pattern: /^[A-Za-z0-9][A-Za-z0-9-]*$/, patternHelp: 'a DNS label: letters, digits and -, such as licd-a' }) ?? (hostname().replace(/[^A-Za-z0-9-]/g, '-').replace(/^-+/, '').slice(0, 63) || 'licd');
+  const raw = d.optArray('urls', { max: 16 });
+  const urls = raw?.map((u, i) => {
+    if (typeof u !== 'string' || !/^mqtts?:\/\/[^\s,/?#@]+(:\d{1,5})?\/?$/.test(u)) d.fail(`urls[${i}]`, `must be a broker URL like mqtt://licd-a.studio.lan:1883 or mqtts://10.0.0.5:8883, got ${JSON.stringify(u)}`);
+    return u as string;
+  }) ?? null;
+  if (urls !== null && urls.length === 0) bad('discovery.urls', 'is empty: give the broker URLs to announce, or leave it out to announce the listener\'s ports');
+  return { enabled, name, urls };
 }
 
 /** The fixed default port of licd's HTTP server (docs/monitoring.md says why this one). */

@@ -52,15 +52,16 @@ export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
 
 /** Options of every command that talks to licd. */
 export const CONNECTION_OPTIONS: Record<string, OptionSpec> = {
-  broker: { type: 'string', arg: 'URL', help: 'the server: mqtt://HOST[:PORT] or mqtts://HOST[:PORT]; or LICD_BROKER, or "broker" in the client config (default mqtt://127.0.0.1:1883)' },
+  broker: { type: 'string', arg: 'URL[,URL...]', help: 'the server: mqtt://HOST[:PORT] or mqtts://HOST[:PORT], or several brokers separated by commas (tried in turn); or LICD_BROKER, or "broker" in the client config (default: a licd on this machine, else one found on the LAN by mDNS)' },
   config: { type: 'string', arg: 'FILE', help: 'client config file (default ~/.config/licd/client.json, then /etc/licd/client.json)' },
   user: { type: 'string', arg: 'NAME', help: 'log in as NAME (admins: admin); or LICD_MQTT_USER' },
   'password-file': { type: 'string', arg: 'FILE', help: 'the password for --user; or LICD_MQTT_PASSWORD. Sent only to this machine over mqtt://, else over mqtts://' },
-  fingerprint: { type: 'string', arg: 'SHA256:..', help: 'trust an mqtts:// server by its certificate\'s fingerprint (licd prints it at start); or LICD_TLS_FINGERPRINT' },
+  fingerprint: { type: 'string', arg: 'SHA256:..', help: 'trust an mqtts:// server by its certificate\'s fingerprint (licd prints it at start; several separated by commas, one per box); or LICD_TLS_FINGERPRINT' },
   ca: { type: 'string', arg: 'FILE', help: 'trust an mqtts:// server whose certificate this CA signed; or LICD_TLS_CA' },
   timeout: { type: 'string', arg: 'MS', help: 'how long to wait for the server, in milliseconds (default 10000)' },
   'vendor-key': { type: 'string', arg: 'HEX|FILE', help: 'the vendor public key borrowed tokens verify with; or LICD_VENDOR_KEY, "vendorPublicKey" in the client config' },
   'trust-vendor-key': { type: 'string', arg: 'SHA256:..', help: 'pin the vendor key this server offers, by its fingerprint (first borrow from a server; on a terminal licctl asks instead)' },
+  server: { type: 'string', arg: 'ID', help: 'on a cluster of boxes, the box to talk to, by its server id (licctl status lists them; docs/scale-out.md)' },
 };
 
 export const SECTIONS: Array<{ id: Section; title: string }> = [

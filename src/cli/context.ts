@@ -5,10 +5,14 @@ import { isLicdError, LicdError } from '../core/errors.ts';
 import { escapeText } from '../core/validate.ts';
 import { BorrowClient } from '../sdk/borrow.ts';
 import { LicdClient } from '../sdk/client.ts';
-import { configuredVendorKey, devVendorPublicKey, resolveConnection, resolveVendorKey } from '../sdk/client-config.ts';
+import { configuredVendorKey, DEFAULT_BROKER, devVendorPublicKey, resolveConnection, resolveVendorKey } from '../sdk/client-config.ts';
 import { settleVendorKey } from '../sdk/known-vendors.ts';
+import { lastBroker, rememberBroker } from '../sdk/last-broker.ts';
+import { discoverConnection } from '../sdk/discovery.ts';
+import { chooseServer } from '../sdk/cluster.ts';
+import type { Connection } from '../sdk/client-config.ts';
 import { fetchChain } from '../sdk/verify.ts';
-import { flag, has, intFlag, type ParsedArgs } from './args.ts';
+import { flag, has, intFlag, UsageError, type ParsedArgs } from './args.ts';
 import type { CmdContext } from './borrow-cmds.ts';
 import { timeFormatter, utcWanted } from './time.ts';
 
@@ -43,19 +47,40 @@ export function timeOf(a: ParsedArgs): (t: string | number | Date) => string {
   return timeFormatter({ utc: utcWanted(has(a, 'utc')) });
 }
 
-function connectionOf(a: ParsedArgs, admin = false) {
+/**
+ * The brokers found by discovery for this command line (one licctl run), so that the server it
+ * names (vendor-key pins, holding records) is the one it reached, not the loopback default.
+ */
+const discovered = new WeakMap<ParsedArgs, Connection>();
+
+function connectionOf(a: ParsedArgs, admin = false): Connection {
+  const d = discovered.get(a);
+  if (d) return { ...resolveConnection({ broker: d.urls.join(','), configFile: flag(a, 'config'), user: flag(a, 'user'), passwordFile: flag(a, 'password-file'), fingerprint: flag(a, 'fingerprint'), ca: flag(a, 'ca'), admin }), source: d.source };
   return resolveConnection({ broker: flag(a, 'broker'), configFile: flag(a, 'config'), user: flag(a, 'user'), passwordFile: flag(a, 'password-file'), fingerprint: flag(a, 'fingerprint'), ca: flag(a, 'ca'), admin });
 }
 
-export async function connect(a: ParsedArgs, admin = false, o: { maintain?: boolean; timeoutMs?: number } = {}): Promise<LicdClient> {
-  const conn = connectionOf(a, admin);
+/** --server: a box of a cluster, by its server id (cluster.serverId). */
+export function serverIdOf(a: ParsedArgs): string | undefined {
+  const v = flag(a, 'server');
+  if (v !== undefined && !/^[a-z0-9][a-z0-9-]{0,31}$/.test(v)) throw new UsageError(`--server must be a server id (lower-case letters, digits and -, as licctl status lists them), got ${JSON.stringify(v)}`);
+  return v;
+}
+
+export async function connect(a: ParsedArgs, admin = false, o: { maintain?: boolean; timeoutMs?: number; server?: string } = {}): Promise<LicdClient> {
+  const server = o.server ?? serverIdOf(a);
+  if (server !== undefined) o = { ...o, server };
+  let conn = connectionOf(a, admin);
+  if (conn.discover) {
+    conn = await discoverConnection(conn);
+    if (conn.urls[0] !== DEFAULT_BROKER) discovered.set(a, conn);
+  }
   const timeoutMs = o.timeoutMs ?? intFlag(a, 'timeout', 100, 600_000) ?? 10_000;
   // A render node that logs in speaks on its login's topics, so that licd knows its user
   // (identity.requireLogin); admin commands go on the admin topic either way.
   const login = !admin && conn.username !== undefined;
   let c: LicdClient;
   try {
-    c = await LicdClient.connect({ url: conn.url, ...(conn.username ? { username: conn.username } : {}), ...(conn.password ? { password: conn.password } : {}), ...(conn.tls ? { tls: conn.tls } : {}), ...(login ? { login: true } : {}), timeoutMs });
+    c = await LicdClient.connect({ url: conn.url, urls: conn.urls, prefer: lastBroker(conn.urls), ...(o.server ? { server: o.server } : {}), ...(conn.username ? { username: conn.username } : {}), ...(conn.password ? { password: conn.password } : {}), ...(conn.tls ? { tls: conn.tls } : {}), ...(login ? { login: true } : {}), timeoutMs });
   } catch (e) {
     // An admin command found no password anywhere: say where a development daemon keeps it.
     if (admin && conn.password === undefined && isLicdError(e) && e.code === 'FORBIDDEN') {
@@ -67,8 +92,22 @@ export async function connect(a: ParsedArgs, admin = false, o: { maintain?: bool
     }
     throw e;
   }
+  rememberBroker(conn.urls, c.brokerUrl);
   if (o.maintain !== false && !admin) await maintainBorrows(a, c);
   return c;
+}
+
+/**
+ * The client to take a seat with (checkout, run): on a lone box, connect's; on a cluster of boxes
+ * (docs/scale-out.md), one bound to the box with the most free seats of `feature`.
+ */
+export async function connectForSeat(a: ParsedArgs, feature: string, count: number): Promise<LicdClient> {
+  const c = await connect(a);
+  if (serverIdOf(a) !== undefined) return c;
+  const server = await chooseServer(c, feature, count);
+  if (server === null) return c;
+  await c.close({ checkin: false });
+  return connect(a, false, { server });
 }
 
 /** Whenever licctl reaches the server: auto-renew due tokens, refresh the others (LM-X). */

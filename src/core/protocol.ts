@@ -43,8 +43,33 @@ export const topics = {
   alerts: `${TOPIC_PREFIX}/alerts`,
 } as const;
 
+/** Where the topics of a box of a cluster live: licd/v1/s/<server id>/... (docs/scale-out.md). */
+export const serverPrefix = (server: string): string => `${TOPIC_PREFIX}/s/${server}`;
+/** Every box's retained state, and availability, in a cluster. */
+export const clusterTopics = {
+  serverStateWildcard: `${TOPIC_PREFIX}/s/+/server/state`,
+  featureWildcard: `${TOPIC_PREFIX}/s/+/feature/+`,
+} as const;
+
+/**
+ * The topics of one box of a cluster: the same map with licd/v1 replaced by licd/v1/s/<server>.
+ * A lone box (server null) keeps the topics above unchanged.
+ */
+export function topicsOf(server: string | null | undefined): typeof topics {
+  if (!server) return topics;
+  const prefix = serverPrefix(server);
+  const move = (t: string) => prefix + t.slice(TOPIC_PREFIX.length);
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(topics)) out[k] = typeof v === 'string' ? move(v) : (...a: string[]) => move((v as (...x: string[]) => string)(...a));
+  return out as typeof topics;
+}
+
 /** Parses a topic the daemon subscribes to into its kind, client id and (login topics) login. */
-export function parseTopic(topic: string): { kind: 'request' | 'admin' | 'will'; clientId: string; login?: string } | null {
+export function parseTopic(topic: string, prefix: string = TOPIC_PREFIX): { kind: 'request' | 'admin' | 'will'; clientId: string; login?: string } | null {
+  if (prefix !== TOPIC_PREFIX) {
+    if (!topic.startsWith(`${prefix}/`)) return null;
+    topic = TOPIC_PREFIX + topic.slice(prefix.length);
+  }
   const parts = topic.split('/');
   if (parts.length === 6 && parts[0] === 'licd' && parts[1] === 'v1' && parts[2] === 'login') {
     if (parts[5] === 'req') return { kind: 'request', clientId: parts[4]!, login: parts[3]! };

@@ -67,6 +67,8 @@ import { ACTIVATION_DOMAIN, activationNonceOf, activationRequestBody, describeOr
 import { boxIdentity } from '../activation/box.ts';
 import { activateUrl, postActivation } from '../activation/client.ts';
 import { chooseStartLicense, licenseRecordOf, recordMutation } from '../activation/licenses.ts';
+import { announce, type Announcer } from '../discovery/mdns.ts';
+import { announcementOf } from '../discovery/plan.ts';
 
 export const LICD_VERSION = '0.1.0';
 
@@ -741,13 +743,26 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       daemonPassword = config.mqtt.password ?? (config.mqtt.passwordFile ? readSecret(config.mqtt.passwordFile, random, false) : null);
       linkTrust = { fingerprint: config.mqtt.fingerprint ?? undefined, ca: config.mqtt.caFile ? readConfigFile(config.mqtt.caFile, 'mqtt.caFile') : undefined };
     }
-    link = new ServerLink({ url: linkUrl ?? url, ...(linkTrust ? { tls: linkTrust } : {}), username: config.mqtt.username, password: daemonPassword, protocolVersion: config.mqtt.protocolVersion, service, log, observe: (op, seconds) => metrics.observeRequest(op, seconds), chain: () => ({ entitlement: entitlement.envelope, delegation, vendorPublicKey: toHex(vendorPublicKey) }) });
+    link = new ServerLink({ server: config.cluster.serverId, url: linkUrl ?? url, ...(linkTrust ? { tls: linkTrust } : {}), username: config.mqtt.username, password: daemonPassword, protocolVersion: config.mqtt.protocolVersion, service, log, observe: (op, seconds) => metrics.observeRequest(op, seconds), chain: () => ({ entitlement: entitlement.envelope, delegation, vendorPublicKey: toHex(vendorPublicKey) }) });
     cleanups.push(() => link.close());
     await link.ready();
     // Waiters kept across the restart may ask again from now on (docs/policy.md, "Durability").
     service.queueWindowFrom(clock.now());
     alerts.start();
     cleanups.push(async () => alerts.stop());
+
+    // 5a. Discovery: render nodes with no broker configured find this box by mDNS (docs/scale-out.md).
+    let announcer: Announcer | null = null;
+    if (config.discovery.enabled) {
+      const a = announcementOf(config, { embedded: broker ? { plain: config.broker.plain ? { host: broker.host, port: broker.port } : null, tls: broker.tls } : null, fingerprint: tlsView?.fingerprint ?? null }, LICD_VERSION);
+      if ('none' in a) log.info(`discovery: not announced: ${a.none}`);
+      else {
+        const ann = announce({ ...a.plan, ...(config.cluster.serverId ? { name: config.cluster.serverId } : {}), onError: (e) => log.warn('discovery: mDNS (UDP 5353) is not available; render nodes must be given the broker address', { error: e.message }) });
+        announcer = ann;
+        cleanups.push(() => ann.close());
+        log.info('discovery: announced on the LAN as _licd._tcp', { server: a.plan.name, ...(a.plan.urls ? { urls: a.plan.urls.join(',') } : { mqtt: a.plan.mqttPort ?? '-', mqtts: a.plan.mqttsPort ?? '-' }) });
+      }
+    }
 
     // 5b. licd's HTTP server: /metrics and /healthz (docs/monitoring.md).
     let stopped = false;
@@ -913,6 +928,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         // The last time seen, so a restart can tell how long it was stopped.
         service.observeClock();
         await store.commit([{ kind: 'meta.put', key: META_CLOCK, value: { hwm: clockGuard.highWater, last: clock.now() } }]).catch(() => {});
+        await announcer?.close();
         await link.close();
         // No request comes any more: what waits is written and the head sealed.
         await audit.stop();

@@ -1,12 +1,16 @@
 import mqtt, { MqttClient, type IClientOptions } from 'mqtt';
-import type { Socket } from 'node:net';
+import { createConnection, type Socket } from 'node:net';
 import { openTls, type TlsTrust } from './tls.ts';
 
 /**
  * Connects mqtt.js with TCP_NODELAY on the socket. Without it a request/answer exchange on
  * loopback waits for Nagle against delayed ACK: measured here 44 ms p50 instead of 1 ms.
  */
-export function connectMqtt(url: string, options: IClientOptions, trust?: TlsTrust, backoff: Backoff = CLIENT_BACKOFF): MqttClient {
+export function connectMqtt(url: string | readonly string[], options: IClientOptions, trust?: TlsTrust, backoff: Backoff = CLIENT_BACKOFF, rotation?: BrokerRotation): MqttClient {
+  if (typeof url !== 'string') {
+    if (url.length === 1) return connectMqtt(url[0]!, options, trust, backoff);
+    return connectList(rotation ?? new BrokerRotation(url), options, trust, backoff);
+  }
   // writeCache: false: mqtt-packet otherwise fills a table of 65,536 two-byte Buffers on the first
   // packet written (about 8 MiB of heap, a tenth of an idle daemon) to save one small allocation
   // per length field. The setting is process-wide (it covers the embedded broker's writes too).
@@ -17,6 +21,66 @@ export function connectMqtt(url: string, options: IClientOptions, trust?: TlsTru
     ? new MqttClient(() => openTls(url, trust ?? {}), { ...defaults, ...options, protocol: 'mqtts' })
     : mqtt.connect(url, { ...defaults, ...options });
   if ((options.reconnectPeriod ?? 1000) > 0) jitterReconnects(client, backoff);
+  keepNoDelay(client);
+  return client;
+}
+
+/**
+ * The brokers of a list (bridged brokers of one licd namespace, docs/scale-out.md) and the one in
+ * use. Every (re)connect goes to `current`; a lost connection or a failed attempt moves to the
+ * next, so a client whose broker dies carries on through another. It starts at `prefer` (the
+ * one the user's last run reached, src/sdk/discovery.ts) when that is in the list.
+ */
+export class BrokerRotation {
+  readonly urls: readonly string[];
+  private index = 0;
+  /** Attempts since the last successful connect. */
+  failures = 0;
+  /** The last error seen on each broker (for the message when none answers). */
+  readonly errors = new Map<string, string>();
+  constructor(urls: readonly string[], prefer?: string | null) {
+    if (urls.length === 0) throw new Error('BrokerRotation needs at least one URL');
+    this.urls = urls;
+    const i = prefer ? urls.indexOf(prefer) : -1;
+    if (i >= 0) this.index = i;
+  }
+  get current(): string {
+    return this.urls[this.index]!;
+  }
+  next(): void {
+    this.index = (this.index + 1) % this.urls.length;
+  }
+}
+
+/** A pause of 0.1-0.3 s before trying the next broker of a list, while some of the round are untried. */
+const NEXT_BROKER: Backoff = { firstMs: 200, capMs: 200 };
+
+function connectList(rot: BrokerRotation, options: IClientOptions, trust: TlsTrust | undefined, backoff: Backoff): MqttClient {
+  const defaults = { reconnectPeriod: 1000, connectTimeout: 5000, writeCache: false };
+  const open = () => {
+    const url = rot.current;
+    if (url.startsWith('mqtts:')) return openTls(url, trust ?? {});
+    const u = new URL(url);
+    return createConnection({ host: u.hostname.replace(/^\[(.*)\]$/, '$1'), port: u.port ? Number(u.port) : 1883, noDelay: true });
+  };
+  const client = new MqttClient(open, { ...defaults, ...options, protocol: rot.current.startsWith('mqtts:') ? 'mqtts' : 'mqtt' });
+  // Registered before jitterReconnects' handler, so that the pause it picks knows the count.
+  client.on('connect', () => {
+    rot.failures = 0;
+  });
+  client.on('error', (e) => {
+    rot.errors.set(rot.current, (e as Error & { code?: string }).code ?? e.message);
+  });
+  client.on('close', () => {
+    rot.failures++;
+    rot.next();
+  });
+  if ((options.reconnectPeriod ?? 1000) > 0) jitterReconnects(client, backoff, () => rot.failures % rot.urls.length !== 0);
+  keepNoDelay(client);
+  return client;
+}
+
+function keepNoDelay(client: MqttClient): void {
   const noDelay = () => {
     const s = client.stream as unknown as Partial<Socket> | undefined;
     if (s && typeof s.setNoDelay === 'function') s.setNoDelay(true);
@@ -25,7 +89,6 @@ export function connectMqtt(url: string, options: IClientOptions, trust?: TlsTru
   client.on('packetsend', (p) => {
     if (p.cmd === 'connect') noDelay();
   });
-  return client;
 }
 
 /** Reconnect delays: attempt n waits min(capMs, firstMs * 2^n) times a random factor in [0.5, 1.5). */
@@ -54,7 +117,7 @@ export function backoffDelay(b: Backoff, attempt: number): number {
  * attempt, with one of a jittered, exponentially growing delay; a successful connect starts the
  * count again.
  */
-function jitterReconnects(client: MqttClient, b: Backoff): void {
+function jitterReconnects(client: MqttClient, b: Backoff, untriedLeft?: () => boolean): void {
   // mqtt.js internals used here (mqtt 5.x): reconnectTimer (an interval it sets up in its own
   // 'close' handler, which runs before this one) and _reconnect().
   const c = client as unknown as { reconnectTimer: NodeJS.Timeout | null; disconnecting: boolean; _reconnect(): void };
@@ -65,7 +128,8 @@ function jitterReconnects(client: MqttClient, b: Backoff): void {
   client.on('close', () => {
     if (!c.reconnectTimer || c.disconnecting) return;
     clearInterval(c.reconnectTimer);
-    const delay = backoffDelay(b, attempt++);
+    // The next broker of a list is tried soon; the whole list again only after the backoff.
+    const delay = untriedLeft?.() ? backoffDelay(NEXT_BROKER, 0) : backoffDelay(b, attempt++);
     const t = setTimeout(() => {
       if (c.reconnectTimer !== t) return;
       c.reconnectTimer = null;
@@ -75,8 +139,11 @@ function jitterReconnects(client: MqttClient, b: Backoff): void {
   });
 }
 
-/** Resolves on the first connect, rejects on an error before it (bad credentials, refused). */
-export function waitConnected(client: MqttClient, timeoutMs = 10_000): Promise<void> {
+/**
+ * Resolves on the first connect, rejects on an error before it (bad credentials, refused). An
+ * error `tolerate` accepts is waited past (a broker list: the next broker is tried).
+ */
+export function waitConnected(client: MqttClient, timeoutMs = 10_000, tolerate?: (e: Error) => boolean): Promise<void> {
   if (client.connected) return Promise.resolve();
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => {
@@ -88,6 +155,7 @@ export function waitConnected(client: MqttClient, timeoutMs = 10_000): Promise<v
       resolve();
     };
     const onError = (e: Error) => {
+      if (tolerate?.(e)) return;
       cleanup();
       reject(e);
     };

@@ -5,7 +5,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, TLSSocket } from 'node:tls';
 import type { Log } from '../core/service.ts';
-import { MAX_ANSWER_BYTES, TOPIC_PREFIX, topics } from '../core/protocol.ts';
+import { clusterTopics, MAX_ANSWER_BYTES, TOPIC_PREFIX, topics } from '../core/protocol.ts';
 import { CLIENT_ID_PATTERN } from '../core/validate.ts';
 
 export type Role = 'daemon' | 'admin' | 'client';
@@ -279,6 +279,9 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
         t === topics.serverChain ||
         (role === 'admin' && t === topics.alerts) ||
         t === topics.featureWildcard ||
+        // A cluster's states (docs/scale-out.md): licctl status looks; nothing is published there on a lone box.
+        t === clusterTopics.serverStateWildcard ||
+        t === clusterTopics.featureWildcard ||
         (t.startsWith(`${TOPIC_PREFIX}/feature/`) && !t.slice(`${TOPIC_PREFIX}/feature/`.length).includes('#') && t.split('/').length === 4);
       if (!ok) {
         opts.log.warn('broker: subscription refused', { client: client.id, topic: t });

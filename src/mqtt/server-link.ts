@@ -1,7 +1,7 @@
 import type { MqttClient } from 'mqtt';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { MAX_ANSWER_BYTES, parseTopic, topics, type ServerState } from '../core/protocol.ts';
+import { MAX_ANSWER_BYTES, parseTopic, serverPrefix, TOPIC_PREFIX, topicsOf, type ServerState } from '../core/protocol.ts';
 import type { LicenseService, Log } from '../core/service.ts';
 import { connectMqtt, DAEMON_BACKOFF, waitConnected } from './connect.ts';
 import { DAEMON_CLIENT_PREFIX } from './embedded-broker.ts';
@@ -30,6 +30,8 @@ export interface ServerLinkOptions {
   chain?: () => { entitlement: unknown; delegation: unknown; vendorPublicKey?: string };
   /** Told each request's time from arrival to its answer handed to the broker (metrics). */
   observe?: (op: string | null, seconds: number) => void;
+  /** A box of a cluster: its server id, whose topics are under licd/v1/s/<server> (docs/scale-out.md). */
+  server?: string | null;
 }
 
 /**
@@ -51,11 +53,21 @@ export class ServerLink {
   /** Whether the connection was lost since the last subscribe (then the service restarts lease windows). */
   private lost = false;
 
+  /** This box's topics: licd/v1/..., or licd/v1/s/<server>/... in a cluster. */
+  private readonly topics: ReturnType<typeof topicsOf>;
+  private readonly prefix: string;
+
   constructor(private readonly opts: ServerLinkOptions) {
+    this.topics = topicsOf(opts.server);
+    this.prefix = opts.server ? serverPrefix(opts.server) : TOPIC_PREFIX;
+    const topics = this.topics;
     this.service = opts.service;
     this.log = opts.log;
     const offline: ServerState = { ...this.service.serverState('offline'), warnings: ['the license server went away (its connection to the broker was lost)'] };
-    this.client = connectMqtt(opts.url, {
+    // A box of a cluster may list its own broker first and the other boxes' after it: when its
+    // broker dies it carries on through another (docs/scale-out.md).
+    const urls = opts.url.split(',').map((u) => u.trim()).filter((u) => u !== '');
+    this.client = connectMqtt(urls.length > 1 ? urls : opts.url, {
       clientId: `${DAEMON_CLIENT_PREFIX}-${randomBytes(4).toString('hex')}`,
       username: opts.username,
       ...(opts.password !== null ? { password: opts.password } : {}),
@@ -108,7 +120,7 @@ export class ServerLink {
   }
 
   private onMessage(topic: string, payload: Buffer): void {
-    const t = parseTopic(topic);
+    const t = parseTopic(topic, this.prefix);
     if (!t) return;
     if (t.kind === 'will') {
       void this.service.clientGone(t.clientId, payload);
@@ -165,7 +177,7 @@ export class ServerLink {
 
   /** Publishes an answer; `done` runs once the broker has it (PUBACK) or the publish failed. */
   private answer(t: { clientId: string; login?: string | undefined }, text: string, done: () => void): void {
-    const topic = t.login !== undefined ? topics.loginResponse(t.login, t.clientId) : topics.clientResponse(t.clientId);
+    const topic = t.login !== undefined ? this.topics.loginResponse(t.login, t.clientId) : this.topics.clientResponse(t.clientId);
     this.client.publish(topic, text, { qos: 1 }, () => done());
   }
 
@@ -187,20 +199,20 @@ export class ServerLink {
     for (const name of this.service.takeRemoved()) {
       if (this.service.table.license(name)) continue;
       this.knownFeatures.delete(name);
-      this.client.publish(topics.feature(name), '', { qos: 1, retain: true });
+      this.client.publish(this.topics.feature(name), '', { qos: 1, retain: true });
     }
-    if (server) this.retained(topics.serverState, JSON.stringify(server));
+    if (server) this.retained(this.topics.serverState, JSON.stringify(server));
     const now = new Date(this.service.clock.now()).toISOString();
     for (const a of features) {
       this.knownFeatures.add(a.feature);
-      this.retained(topics.feature(a.feature), JSON.stringify({ ...a, updated: now }));
+      this.retained(this.topics.feature(a.feature), JSON.stringify({ ...a, updated: now }));
     }
   }
 
   /** Publishes a notice (an answer with id null) on one client's answer topic. */
   notify(clientId: string, notice: unknown): void {
     if (this.closed || !this.client.connected) return;
-    this.client.publish(topics.clientResponse(clientId), JSON.stringify(notice), { qos: 1 });
+    this.client.publish(this.topics.clientResponse(clientId), JSON.stringify(notice), { qos: 1 });
   }
 
   private lastAlerts: string | null = null;
@@ -209,7 +221,7 @@ export class ServerLink {
   publishAlerts(result: unknown): void {
     this.lastAlerts = JSON.stringify(result);
     if (this.closed || !this.client.connected) return;
-    this.retained(topics.alerts, this.lastAlerts);
+    this.retained(this.topics.alerts, this.lastAlerts);
   }
 
   /**
@@ -228,7 +240,7 @@ export class ServerLink {
   publishChain(): void {
     const chain = this.opts.chain?.();
     if (!chain || !chain.delegation || !this.client.connected) return;
-    this.client.publish(topics.serverChain, JSON.stringify(chain), { qos: 1, retain: true });
+    this.client.publish(this.topics.serverChain, JSON.stringify(chain), { qos: 1, retain: true });
   }
 
   /** Publishes the offline state (a clean stop sends no last will) and disconnects. */
@@ -238,7 +250,7 @@ export class ServerLink {
     this.closed = true;
     if (this.client.connected) {
       const offline = { ...this.service.serverState('offline'), warnings: ['the license server was stopped'] };
-      await new Promise<void>((resolve) => this.client.publish(topics.serverState, JSON.stringify(offline), { qos: 1, retain: true }, () => resolve()));
+      await new Promise<void>((resolve) => this.client.publish(this.topics.serverState, JSON.stringify(offline), { qos: 1, retain: true }, () => resolve()));
     }
     await new Promise<void>((resolve) => this.client.end(false, {}, () => resolve()));
   }

@@ -14,7 +14,10 @@ import { LicdError } from '../core/errors.ts';
 
 /** How a client decides that the server it reached over mqtts:// is the right one. */
 export interface TlsTrust {
-  /** SHA-256 of the server certificate (SHA256:AB:CD:... or 64 hex digits). Wins over `ca`. */
+  /**
+   * SHA-256 of the server certificate (SHA256:AB:CD:... or 64 hex digits). Wins over `ca`. Several
+   * pins separated by commas (one per box of a broker list): the server must present one of them.
+   */
   fingerprint?: string | undefined;
   /** PEM of the CA (or the self-signed certificate itself) to verify the server with. */
   ca?: string | Buffer | undefined;
@@ -106,7 +109,8 @@ export function openTls(url: string, trust: TlsTrust): TLSSocket {
   const u = new URL(url);
   const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
   const port = u.port ? Number(u.port) : 8883;
-  const pin = trust.fingerprint ? parseFingerprint(trust.fingerprint, 'the client options') : null;
+  const pins = trust.fingerprint ? trust.fingerprint.split(',').map((p) => parseFingerprint(p, 'the client options')) : null;
+  const pin = pins?.join(' or ') ?? null;
   const sock = tlsConnect({
     host,
     port,
@@ -120,8 +124,8 @@ export function openTls(url: string, trust: TlsTrust): TLSSocket {
   sock.once('secureConnect', () => {
     const cert = sock.getPeerCertificate();
     const seen = cert?.fingerprint256 ? `SHA256:${cert.fingerprint256}` : '(none)';
-    if (pin) {
-      if (seen !== pin) {
+    if (pins) {
+      if (!pins.includes(seen)) {
         sock.destroy(
           new LicdError(
             'TLS_MISMATCH',

@@ -8,7 +8,15 @@ import { parseFingerprint, type TlsTrust } from '../mqtt/tls.ts';
 import { pinnedVendorKey } from './known-vendors.ts';
 
 export interface Connection {
+  /** The first broker of the list (the server's name for pinned vendor keys). */
   url: string;
+  /**
+   * Every broker to try, in order (--broker "mqtt://a,mqtt://b"): the client moves to the next
+   * when one is unreachable or drops. Holds `url` first.
+   */
+  urls: string[];
+  /** Nothing configured the broker: licctl looks for one (loopback, then the LAN by mDNS; src/sdk/discovery.ts). */
+  discover?: boolean;
   username?: string;
   password?: string;
   /** Where the URL came from, for error messages. */
@@ -47,6 +55,33 @@ export function checkBrokerUrl(url: string, source: string): string {
   return url;
 }
 
+/** At most this many brokers in one list. */
+export const MAX_BROKERS = 16;
+
+/**
+ * A list of broker addresses: comma-separated (mqtt://a:1883,mqtts://b:8883), or an array in the
+ * client config. Each is checked as checkBrokerUrl does, naming where the list came from and which
+ * entry is wrong; duplicates are dropped, the order kept.
+ */
+export function parseBrokerList(value: string | readonly unknown[], source: string): string[] {
+  const items = typeof value === 'string' ? value.split(',') : [...value];
+  const urls: string[] = [];
+  items.forEach((item, i) => {
+    if (typeof item !== 'string') throw new LicdError('CONFIG_INVALID', `entry ${i + 1} of the broker list (from ${source}) is not a string; give URLs like mqtt://licd.local:1883`, { usage: true, source });
+    const u = item.trim();
+    if (u === '') {
+      if (typeof value === 'string' && items.length === 1) throw new LicdError('CONFIG_INVALID', `the broker address (from ${source}) is empty; give one like mqtt://licd.local:1883, or several separated by commas`, { usage: true, source });
+      return; // a trailing comma
+    }
+    const where = items.length > 1 ? `${source}, entry ${i + 1}` : source;
+    checkBrokerUrl(u, where);
+    if (!urls.includes(u)) urls.push(u);
+  });
+  if (urls.length === 0) throw new LicdError('CONFIG_INVALID', `the broker list (from ${source}) is empty; give one like mqtt://licd.local:1883, or several separated by commas`, { usage: true, source });
+  if (urls.length > MAX_BROKERS) throw new LicdError('CONFIG_INVALID', `the broker list (from ${source}) has ${urls.length} entries; at most ${MAX_BROKERS} are tried`, { usage: true, source });
+  return urls;
+}
+
 function isLoopbackUrl(url: string): boolean {
   let host: string;
   try {
@@ -80,7 +115,7 @@ export function resolveConnection(opts: {
   const env = opts.env ?? process.env;
   const cwd = opts.cwd ?? process.cwd();
   const candidates = [opts.configFile, env.LICD_CLIENT_CONFIG, join(homedir(), '.config', 'licd', 'client.json'), '/etc/licd/client.json'];
-  let file: { path: string; broker?: string; username?: string; password?: string; passwordFile?: string; fingerprint?: string; ca?: string } | null = null;
+  let file: { path: string; broker?: string[]; username?: string; password?: string; passwordFile?: string; fingerprint?: string; ca?: string } | null = null;
   for (const c of candidates) {
     if (!c) continue;
     const path = resolve(cwd, c);
@@ -92,8 +127,10 @@ export function resolveConnection(opts: {
     const f = Fields.of(raw, path, 'CONFIG_INVALID');
     f.only(['broker', 'username', 'password', 'passwordFile', 'vendorPublicKey', 'fingerprint', 'ca']);
     file = { path };
-    const b = f.optString('broker', { max: 1024 });
-    if (b) file.broker = checkBrokerUrl(b, `"broker" in ${path}`);
+    // "broker": one URL, several separated by commas, or an array of URLs.
+    const rawBroker = (raw as Record<string, unknown>).broker;
+    const b = Array.isArray(rawBroker) ? f.optArray('broker', { max: MAX_BROKERS }) : f.optString('broker', { max: 16 * 1024 });
+    if (b !== undefined && (typeof b !== 'string' || b !== '')) file.broker = parseBrokerList(b, `"broker" in ${path}`);
     const u = f.optString('username', { max: 64 });
     if (u) file.username = u;
     const p = f.optString('password', { max: 256 });
@@ -101,19 +138,20 @@ export function resolveConnection(opts: {
     const pf = f.optString('passwordFile', { max: 4096 });
     if (pf) file.passwordFile = resolve(path, '..', pf);
     const fp = f.optString('fingerprint', { max: 200 });
-    if (fp) file.fingerprint = parseFingerprint(fp, `"fingerprint" in ${path}`);
+    if (fp) file.fingerprint = parseFingerprints(fp, `"fingerprint" in ${path}`);
     const ca = f.optString('ca', { max: 4096 });
     if (ca) file.ca = resolve(path, '..', ca);
     break;
   }
-  let url = DEFAULT_BROKER;
+  let urls = [DEFAULT_BROKER];
   let source = 'the default';
-  if (opts.broker) [url, source] = [opts.broker, '--broker'];
-  else if (env.LICD_BROKER) [url, source] = [env.LICD_BROKER, 'LICD_BROKER'];
-  else if (file?.broker) [url, source] = [file.broker, file.path];
-  checkBrokerUrl(url, source);
+  if (opts.broker !== undefined) [urls, source] = [parseBrokerList(opts.broker, '--broker'), '--broker'];
+  else if (env.LICD_BROKER) [urls, source] = [parseBrokerList(env.LICD_BROKER, 'LICD_BROKER'), 'LICD_BROKER'];
+  else if (file?.broker) [urls, source] = [file.broker, file.path];
+  const url = urls[0]!;
 
-  const conn: Connection = { url, source };
+  const conn: Connection = { url, urls, source };
+  if (source === 'the default') conn.discover = true;
   const readPw = (p: string) => {
     try {
       return readFileSync(resolve(cwd, p), 'utf8').trim();
@@ -131,10 +169,11 @@ export function resolveConnection(opts: {
   if (password !== undefined && conn.username) conn.password = password;
 
   // Trust for mqtts://: a pin (--fingerprint, LICD_TLS_FINGERPRINT, the file) and/or a CA file.
+  // Several brokers (boxes) have several certificates: a comma-separated list of pins, any of which may match.
   const fingerprint = opts.fingerprint
-    ? parseFingerprint(opts.fingerprint, '--fingerprint')
+    ? parseFingerprints(opts.fingerprint, '--fingerprint')
     : env.LICD_TLS_FINGERPRINT
-      ? parseFingerprint(env.LICD_TLS_FINGERPRINT, 'LICD_TLS_FINGERPRINT')
+      ? parseFingerprints(env.LICD_TLS_FINGERPRINT, 'LICD_TLS_FINGERPRINT')
       : file?.fingerprint;
   const caFile = opts.ca ? resolve(cwd, opts.ca) : env.LICD_TLS_CA ? resolve(cwd, env.LICD_TLS_CA) : file?.ca;
   if (fingerprint || caFile) {
@@ -149,13 +188,21 @@ export function resolveConnection(opts: {
     }
   }
   // Passwords never cross the network in clear: over mqtt:// only to this machine.
-  if (conn.password !== undefined && url.startsWith('mqtt:') && !isLoopbackUrl(url) && env.LICD_ALLOW_PLAIN_PASSWORD !== '1') {
+  const clear = urls.find((u) => u.startsWith('mqtt:') && !isLoopbackUrl(u));
+  if (conn.password !== undefined && clear !== undefined && env.LICD_ALLOW_PLAIN_PASSWORD !== '1') {
     throw new LicdError(
       'CONFIG_INVALID',
-      `refusing to send the password of ${JSON.stringify(conn.username)} in clear to ${url} (from ${source}): use the server's TLS listener, mqtts://${new URL(url).hostname}:8883, with --fingerprint (the fingerprint the box shows) or --ca FILE. On a network you trust, LICD_ALLOW_PLAIN_PASSWORD=1 allows it`,
+      `refusing to send the password of ${JSON.stringify(conn.username)} in clear to ${clear} (from ${source}): use the server's TLS listener, mqtts://${new URL(clear).hostname}:8883, with --fingerprint (the fingerprint the box shows) or --ca FILE. On a network you trust, LICD_ALLOW_PLAIN_PASSWORD=1 allows it`,
     );
   }
   return conn;
+}
+
+/** One pin, or several separated by commas (one per box of a list of brokers); kept as a comma-separated string. */
+function parseFingerprints(s: string, from: string): string {
+  const pins = s.split(',').map((x) => x.trim()).filter((x) => x !== '');
+  if (pins.length === 0) return parseFingerprint(s, from);
+  return pins.map((p) => parseFingerprint(p, from)).join(',');
 }
 
 /**

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import type { MqttClient } from 'mqtt';
 import { LicdError, isErrorCode, isLicdError } from '../core/errors.ts';
 import {
-  topics,
+  topicsOf,
   type Answer,
   type CheckinResult,
   type CheckoutQueued,
@@ -16,12 +16,25 @@ import {
   type StatusResult,
 } from '../core/protocol.ts';
 import type { Availability } from '../core/model.ts';
-import { backoffDelay, connectMqtt, waitConnected } from '../mqtt/connect.ts';
+import { backoffDelay, BrokerRotation, connectMqtt, waitConnected } from '../mqtt/connect.ts';
 import type { TlsTrust } from '../mqtt/tls.ts';
 
 export interface ClientOptions {
   /** Broker URL, e.g. mqtt://127.0.0.1:1883. */
   url: string;
+  /**
+   * Several brokers of one licd namespace (bridged, docs/scale-out.md), tried in order: the
+   * client moves to the next when one is unreachable or its connection drops. When given, `url`
+   * names the list in messages (it is usually urls[0]).
+   */
+  urls?: readonly string[];
+  /** The broker of `urls` to try first (the one used last). */
+  prefer?: string | null;
+  /**
+   * A box of a cluster: talk to the server with this id, on its topics licd/v1/s/<server>/...
+   * (docs/scale-out.md). Unset: a lone box's topics, licd/v1/... ClusterClient pools them.
+   */
+  server?: string | null;
   clientId?: string;
   username?: string;
   password?: string;
@@ -104,6 +117,13 @@ export class LicdClient extends EventEmitter {
   private renewing = false;
   readonly availability = new Map<string, Availability>();
   server: ServerState | null = null;
+  /** With a list of brokers: which is in use, and the errors seen on each. */
+  private readonly rotation: BrokerRotation | null;
+  private readonly url: string;
+  /** The server's topics (a lone box's, or one box's of a cluster). */
+  readonly topics: ReturnType<typeof topicsOf>;
+  /** The server id of a box of a cluster, or null. */
+  readonly serverId: string | null;
 
   private constructor(opts: ClientOptions) {
     super();
@@ -113,11 +133,16 @@ export class LicdClient extends EventEmitter {
     this.clientId = opts.clientId ?? `${safe(this.user)}-${safe(this.host)}-${process.pid}-${randomBytes(3).toString('hex')}`;
     this.timeoutMs = opts.timeoutMs ?? 10_000;
     this.#holder = opts.holder ?? randomBytes(16).toString('base64url');
+    this.serverId = opts.server ?? null;
+    const topics = (this.topics = topicsOf(this.serverId));
     if (opts.login && !opts.username) throw new LicdError('BAD_REQUEST', 'login: true needs a username (and its password): the login is the user licd records');
     this.topicOf = opts.login
       ? { req: topics.loginRequest(opts.username!, this.clientId), res: topics.loginResponse(opts.username!, this.clientId), will: topics.loginWill(opts.username!, this.clientId) }
       : { req: topics.clientRequest(this.clientId), res: topics.clientResponse(this.clientId), will: topics.clientWill(this.clientId) };
-    this.mqtt = connectMqtt(opts.url, {
+    this.url = opts.urls?.[0] ?? opts.url;
+    const list = opts.urls && opts.urls.length > 1 ? opts.urls : null;
+    this.rotation = list ? new BrokerRotation(list, opts.prefer) : null;
+    this.mqtt = connectMqtt(list ?? opts.urls?.[0] ?? opts.url, {
       clientId: this.clientId,
       ...(opts.username ? { username: opts.username } : {}),
       ...(opts.password ? { password: opts.password } : {}),
@@ -128,7 +153,7 @@ export class LicdClient extends EventEmitter {
       // the connection's number, so that a will the broker publishes after we are back is known
       // as stale.
       will: { topic: this.topicOf.will, payload: willPayload(0, this.#holder), qos: 1, retain: false },
-    }, opts.tls);
+    }, opts.tls, undefined, this.rotation ?? undefined);
     // Every connection gets the next number, in its will too.
     this.mqtt.on('close', () => {
       this.conn++;
@@ -146,6 +171,11 @@ export class LicdClient extends EventEmitter {
     this.mqtt.on('error', (e) => this.emit('mqtt-error', e));
   }
 
+  /** The broker this client uses now (with a list: the one it reached, or is trying). */
+  get brokerUrl(): string {
+    return this.rotation?.current ?? this.url;
+  }
+
   /** Whether the broker connection is up now (it reconnects by itself when it drops). */
   get connected(): boolean {
     return this.mqtt.connected;
@@ -153,8 +183,11 @@ export class LicdClient extends EventEmitter {
 
   static async connect(opts: ClientOptions): Promise<LicdClient> {
     const c = new LicdClient(opts);
+    const rot = c.rotation;
+    const where = rot ? `any of the brokers ${rot.urls.join(', ')}` : `the license server's broker at ${opts.url}`;
     try {
-      await waitConnected(c.mqtt, opts.timeoutMs ?? 10_000);
+      // With a list, an error on one broker moves to the next; only a whole round of errors fails.
+      await waitConnected(c.mqtt, opts.timeoutMs ?? 10_000, rot ? () => rot.failures + 1 < rot.urls.length : undefined);
       await new Promise<void>((resolve, reject) =>
         c.mqtt.subscribe(c.answerTopics(), { qos: 1 }, (err, granted) => {
           if (err) return reject(err);
@@ -170,19 +203,20 @@ export class LicdClient extends EventEmitter {
       if (/Bad username or password|Not authorized|not authorized/i.test(m)) {
         throw new LicdError('FORBIDDEN', `the broker at ${opts.url} refused ${opts.username ? `user ${JSON.stringify(opts.username)}` : 'an anonymous client'} (${m}); give the right identity with --user and --password-file (a development daemon keeps the admin password in data/admin.password)`);
       }
-      throw new LicdError('TIMEOUT', `cannot reach the license server's broker at ${opts.url}: ${(e as Error).message}. Check the address (--broker, LICD_BROKER) and that licd is running`);
+      const seen = rot && rot.errors.size > 0 ? ` (${[...rot.errors].map(([u, m]) => `${u}: ${m}`).join('; ')})` : '';
+      throw new LicdError('TIMEOUT', `cannot reach ${where}: ${(e as Error).message}${seen}. Check the address (--broker, LICD_BROKER) and that licd is running`);
     }
     return c;
   }
 
   /** Answers to admin requests come on the client id's topic, others on topicOf.res. */
   private answerTopics(): string[] {
-    const plain = topics.clientResponse(this.clientId);
+    const plain = this.topics.clientResponse(this.clientId);
     return this.topicOf.res === plain ? [plain] : [this.topicOf.res, plain];
   }
 
   private onMessage(topic: string, payload: Buffer): void {
-    if (topic === this.topicOf.res || topic === topics.clientResponse(this.clientId)) {
+    if (topic === this.topicOf.res || topic === this.topics.clientResponse(this.clientId)) {
       let a: Answer;
       try {
         a = JSON.parse(payload.toString('utf8')) as Answer;
@@ -201,7 +235,7 @@ export class LicdClient extends EventEmitter {
       }
       return;
     }
-    if (topic === topics.serverState) {
+    if (topic === this.topics.serverState) {
       if (payload.length === 0) return;
       try {
         this.server = JSON.parse(payload.toString('utf8')) as ServerState;
@@ -211,7 +245,7 @@ export class LicdClient extends EventEmitter {
       }
       return;
     }
-    if (topic.startsWith('licd/v1/feature/')) {
+    if (topic.startsWith(this.topics.feature(''))) {
       if (payload.length === 0) return;
       try {
         const a = JSON.parse(payload.toString('utf8')) as Availability;
@@ -255,14 +289,14 @@ export class LicdClient extends EventEmitter {
 
   /** Subscribes to the retained server state and availability; events 'server' and 'availability'. */
   async watch(): Promise<void> {
-    await this.mqtt.subscribeAsync({ [topics.serverState]: { qos: 1 }, [topics.featureWildcard]: { qos: 1 } });
+    await this.mqtt.subscribeAsync({ [this.topics.serverState]: { qos: 1 }, [this.topics.featureWildcard]: { qos: 1 } });
   }
 
   /** Sends one request and waits for its answer; a refused request throws LicdError with its code. */
   async request<T>(op: string, params: Record<string, unknown> = {}, opt: { admin?: boolean; timeoutMs?: number } = {}): Promise<T> {
     if (this.closed) throw new LicdError('SHUTTING_DOWN', 'this client is closed');
     const id = `${Date.now().toString(36)}-${(++this.seq).toString(36)}`;
-    const topic = opt.admin ? topics.adminRequest(this.clientId) : this.topicOf.req;
+    const topic = opt.admin ? this.topics.adminRequest(this.clientId) : this.topicOf.req;
     const timeoutMs = opt.timeoutMs ?? this.timeoutMs;
     const answer = await new Promise<Answer>((resolve, reject) => {
       const timer = setTimeout(() => {

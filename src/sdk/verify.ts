@@ -14,7 +14,7 @@ import { LicdError, isLicdError } from '../core/errors.ts';
 import { toHex } from '../core/bytes.ts';
 import type { FeatureLicense } from '../core/entitlement.ts';
 import type { Ed25519 } from '../core/ports.ts';
-import { topics } from '../core/protocol.ts';
+import { topics as lone } from '../core/protocol.ts';
 import { FORMATS, parseEnvelope, verifyEnvelope, type SignedEnvelope } from '../core/signed.ts';
 import { DELEGATION_FORMAT, parseDelegationBody, verifyChain, type VerifiedChain } from '../core/trust.ts';
 import { Fields } from '../core/validate.ts';
@@ -184,7 +184,9 @@ export interface PublishedChain {
  * client: subscribes, waits for the (retained) message, unsubscribes. Nothing in it is trusted
  * until verifyGrant (or verifyChain) checks it against the vendor key.
  */
-export async function fetchChain(client: Pick<LicdClient, 'mqtt'>, opts: { timeoutMs?: number } = {}): Promise<PublishedChain> {
+export async function fetchChain(client: Pick<LicdClient, 'mqtt'> & { topics?: LicdClient['topics'] }, opts: { timeoutMs?: number } = {}): Promise<PublishedChain> {
+  // A box of a cluster publishes its chain on its own topic (docs/scale-out.md).
+  const topics = client.topics ?? lone;
   const timeoutMs = opts.timeoutMs ?? 5000;
   const mqtt = client.mqtt;
   let onMessage: ((topic: string, payload: Buffer) => void) | undefined;

@@ -1,11 +1,12 @@
 /** licctl status, checkout, run, checkin, watch: floating seats for users and render nodes. */
-import { LicdError } from '../../core/errors.ts';
+import { LicdError, isLicdError } from '../../core/errors.ts';
 import type { FeatureStatus, QueueView, StatusResult } from '../../core/protocol.ts';
 import { BorrowClient } from '../../sdk/borrow.ts';
 import type { Lease, LicdClient } from '../../sdk/client.ts';
+import { clusterServerIds } from '../../sdk/cluster.ts';
 import { flag, has, intFlag, UsageError, type ParsedArgs } from '../args.ts';
 import type { Command } from '../command.ts';
-import { cell, connect, err, json, jsonLine, out, outJson, serverOf, timeOf, vendorKey } from '../context.ts';
+import { cell, connect, connectForSeat, err, json, jsonLine, out, outJson, serverOf, timeOf, vendorKey } from '../context.ts';
 import { checkinHeld, checkinLines, EXIT_SEAT_LOST, lossLine, normaliseServer, parseDuration, recordHeld, startChild, watchLoss, type Say } from '../holding.ts';
 import { formatTime } from '../time.ts';
 
@@ -158,6 +159,34 @@ function checkoutOptions(a: ParsedArgs, onQueue?: (q: QueueView) => void) {
   return { ...(version ? { version } : {}), count: intFlag(a, 'count', 1, 1_000_000) ?? 1, ...(ttl ? { ttl } : {}), ...wait };
 }
 
+/** licctl status on a cluster: each server's status under its id; a server that does not answer is named with the reason. */
+async function clusterStatus(a: ParsedArgs, ids: string[], only: string | undefined, limit: number | undefined): Promise<number> {
+  const results: Array<{ server: string; status?: StatusResult; error?: { code: string; message: string } }> = [];
+  for (const server of ids) {
+    try {
+      const sc = await connect(a, false, { maintain: false, server, timeoutMs: 5000 });
+      try {
+        results.push({ server, status: await sc.request<StatusResult>('status', { ...(only ? { feature: only } : {}), ...(limit !== undefined ? { limit } : {}) }, { timeoutMs: 5000 }) });
+      } finally {
+        await sc.close();
+      }
+    } catch (e) {
+      results.push({ server, error: { code: isLicdError(e) ? e.code : 'INTERNAL', message: (e as Error).message } });
+    }
+  }
+  if (json(a)) outJson({ servers: results });
+  else {
+    out(`${ids.length} servers on this broker cluster: ${ids.join(', ')}`);
+    for (const r of results) {
+      out('');
+      out(`== server ${cell(r.server)} ==`);
+      if (r.status) out(formatStatus(r.status, only, timeOf(a)));
+      else out(`not answering: ${r.error!.code}: ${cell(r.error!.message)}`);
+    }
+  }
+  return results.some((r) => r.status) ? 0 : 1;
+}
+
 /** A waiting checkout's place, as licctl says it (docs/policy.md, "Queueing"). */
 function queueLine(q: QueueView, time: (t: string) => string): string {
   const est = q.estimate === null ? '' : `, about ${q.estimate < 90 ? `${q.estimate} s` : `${Math.round(q.estimate / 60)} min`}`;
@@ -169,6 +198,9 @@ async function status(a: ParsedArgs): Promise<number> {
   try {
     const only = a.positional[1];
     const limit = intFlag(a, 'limit', 0, 100_000);
+    // Several boxes on bridged brokers (docs/scale-out.md): every server's status, one after another.
+    const cluster = flag(a, 'server') === undefined ? await clusterServerIds(c) : [];
+    if (cluster.length > 0) return await clusterStatus(a, cluster, only, limit);
     const s = await c.request<StatusResult>('status', { ...(only ? { feature: only } : {}), ...(limit !== undefined ? { limit } : {}) });
     if (json(a)) outJson(s);
     else out(formatStatus(s, only, timeOf(a)));
@@ -180,7 +212,7 @@ async function status(a: ParsedArgs): Promise<number> {
 
 async function checkout(a: ParsedArgs): Promise<number> {
   const feature = a.positional[1]!;
-  const c = await connect(a);
+  const c = await connectForSeat(a, feature, intFlag(a, 'count', 1, 1_000_000) ?? 1);
   try {
     const onQueue = (q: QueueView) => (json(a) ? jsonLine('out', { event: 'queued', ...q }) : out(queueLine(q, timeOf(a))));
     const lease = await c.checkout(feature, checkoutOptions(a, onQueue));
@@ -224,7 +256,7 @@ async function run(a: ParsedArgs): Promise<number> {
   }
   let c: LicdClient;
   try {
-    c = await connect(a);
+    c = await connectForSeat(a, feature, intFlag(a, 'count', 1, 1_000_000) ?? 1);
   } catch (e) {
     if (busy) throw new LicdError('TOKEN_IN_USE', `${busy} (and the license server was not reached: ${(e as Error).message})`);
     const local = new BorrowClient().usable(feature, vendorKey(a));
@@ -305,7 +337,7 @@ export const useCommands: Command[] = [
     connects: true,
     args: { min: 0, max: 1, names: 'FEATURE' },
     options: { limit: { type: 'string', arg: 'N', help: 'list at most N leases and borrows per feature (the rest are counted)' } },
-    json: 'the status result as licd sends it (docs/protocol.md, "status")',
+    json: 'the status result as licd sends it (docs/protocol.md, "status"); on a cluster of boxes {servers: [{server, status} or {server, error}]}',
     examples: ['licctl status', 'licctl status vray_render --json'],
     run: status,
   },
