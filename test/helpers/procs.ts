@@ -1,5 +1,6 @@
 /** Real child processes: the daemon as `npm start` runs it, and licctl as a user types it. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 
@@ -86,4 +87,23 @@ export function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (for a process that must be told its port). */
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((resolve, reject) => {
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => resolve());
+  });
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+/** licd as a child process with DIR/licd.json and its embedded broker on `port`; resolves once it listens. */
+export async function daemonOnPort(dir: string, port: number, timeoutMs = 40_000): Promise<{ d: Proc; url: string }> {
+  const d = startDaemonProcess({ LICD_DATA_DIR: dir, LICD_MQTT_PORT: String(port) }, ['--config', join(dir, 'licd.json')]);
+  const url = (await d.waitFor(/listening on (mqtt:\/\/[\d.]+:\d+)/, timeoutMs))[1]!;
+  return { d, url };
 }

@@ -12,7 +12,6 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { access } from 'node:fs/promises';
-import net from 'node:net';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { CommandCode, EmulatedDongle } from '../../firmware-bridge/index.ts';
@@ -25,7 +24,7 @@ import { LicdClient } from '../../src/sdk/client.ts';
 import { fetchChain, verifyGrant } from '../../src/sdk/verify.ts';
 import { generateVendorKey, issueEntitlement } from '../../src/vendor.ts';
 import { ManualClock, startTestDaemon, tempDir, until, type TestDaemon } from '../helpers/daemon.ts';
-import { killAll, licctl, run, startDaemonProcess, type Proc } from '../helpers/procs.ts';
+import { freePort, killAll, licctl, run, startDaemonProcess, type Proc } from '../helpers/procs.ts';
 
 const ed = nodeEd25519();
 test.after.always(() => killAll());
@@ -100,13 +99,6 @@ async function ptyPair(t: ExecutionContext, dir: string): Promise<{ device: stri
   return { device, host };
 }
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', () => resolve()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
 
 // ---- what a client sees --------------------------------------------------------------------------
 

@@ -8,38 +8,24 @@
  */
 import test from 'ava';
 import { rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { FeatureStatus } from '../../src/core/protocol.ts';
 import { LicdClient, type Lease } from '../../src/sdk/client.ts';
 import { tempDir, until } from '../helpers/daemon.ts';
-import { killAll, startDaemonProcess, type Proc } from '../helpers/procs.ts';
+import { daemonOnPort, freePort, killAll, type Proc } from '../helpers/procs.ts';
 
 test.after.always(() => killAll());
 
 const F = 'vray_interface'; // 2 seats in the demo license
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
-async function daemon(dir: string, port: number): Promise<{ d: Proc; url: string }> {
-  const d = startDaemonProcess({ LICD_DATA_DIR: dir, LICD_MQTT_PORT: String(port) }, ['--config', join(dir, 'licd.json')]);
-  const url = (await d.waitFor(/listening on (mqtt:\/\/[\d.]+:\d+)/, 40_000))[1]!;
-  return { d, url };
-}
 
 test('kill -9 with 2 holders and 5 waiters: after the restart the waiters get the seats in their original order; a dead waiter leaves', async (t) => {
   t.timeout(240_000); // generous: the machine is shared
   const dir = tempDir();
   writeFileSync(join(dir, 'licd.json'), JSON.stringify({ leases: { disconnectGraceSeconds: 2 } }));
   const port = await freePort();
-  let { d, url } = await daemon(dir, port);
+  let { d, url } = await daemonOnPort(dir, port);
   const clients: LicdClient[] = [];
   t.teardown(async () => {
     for (const c of clients) c.kill();
@@ -87,7 +73,7 @@ test('kill -9 with 2 holders and 5 waiters: after the restart the waiters get th
   waiters.get('dead')!.kill();
   d.child.kill('SIGKILL');
   await d.exited;
-  ({ d, url } = await daemon(dir, port));
+  ({ d, url } = await daemonOnPort(dir, port));
 
   // Back in their old order (the clients reconnect and ask again in whatever order they come).
   await until(async () => JSON.stringify(await queueOf(observer)) === JSON.stringify(names), 'the waiters are back in their old order', 30_000);

@@ -8,38 +8,24 @@
  */
 import test from 'ava';
 import { rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { QueueView, StatusResult } from '../../src/core/protocol.ts';
 import { LicdClient, type Lease } from '../../src/sdk/client.ts';
 import { tempDir, until } from '../helpers/daemon.ts';
-import { killAll, licctl, startDaemonProcess, type Proc } from '../helpers/procs.ts';
+import { daemonOnPort, freePort, killAll, licctl, type Proc } from '../helpers/procs.ts';
 
 test.after.always(() => killAll());
 
 const F = 'vray_interface'; // 2 seats in the demo license
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
-async function daemon(dir: string, port: number): Promise<{ d: Proc; url: string }> {
-  const d = startDaemonProcess({ LICD_DATA_DIR: dir, LICD_MQTT_PORT: String(port) }, ['--config', join(dir, 'licd.json')]);
-  const url = (await d.waitFor(/listening on (mqtt:\/\/[\d.]+:\d+)/))[1]!;
-  return { d, url };
-}
 
 test('ten clients queue on a 2-seat feature and get their seats in order, told their places; a killed waiter leaves; a restart re-queues', async (t) => {
   t.timeout(180_000); // generous: the machine is shared
   const dir = tempDir();
   writeFileSync(join(dir, 'licd.json'), JSON.stringify({ leases: { disconnectGraceSeconds: 1 } }));
   const port = await freePort();
-  let { d, url } = await daemon(dir, port);
+  let { d, url } = await daemonOnPort(dir, port);
   const clients: LicdClient[] = [];
   t.teardown(async () => {
     for (const c of clients) c.kill();
@@ -106,7 +92,7 @@ test('ten clients queue on a 2-seat feature and get their seats in order, told t
   // licd restarts: the queue is kept (docs/policy.md, "Durability"), the SDK asks again, and every waiter waits again.
   d.child.kill('SIGTERM');
   await d.exited;
-  ({ d, url } = await daemon(dir, port));
+  ({ d, url } = await daemonOnPort(dir, port));
   await until(async () => {
     try {
       return (await status(held[0]!.c)).queue?.length === 4;

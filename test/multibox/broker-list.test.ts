@@ -7,20 +7,13 @@
 import test from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type AddressInfo } from 'node:net';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { tempDir, until } from '../helpers/daemon.ts';
-import { killAll, licctl, run, startDaemonProcess } from '../helpers/procs.ts';
+import { freePort, killAll, licctl, run, startDaemonProcess } from '../helpers/procs.ts';
 
 test.after.always(() => killAll());
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** socat forwarding a loopback port to licd's broker: a broker address that can die. Its own process group, so that a kill takes the forked copies too. */
 async function proxy(to: number): Promise<{ url: string; kill(): void }> {
