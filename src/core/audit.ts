@@ -37,7 +37,8 @@ export const CERT_PREFIX = 'k!';
 /** The key range of the records (digits sort before `:`, certificates after). */
 export const RECORD_RANGE: RecordRange = { gte: '0', lt: ':' };
 
-export type Sha256 = (data: Uint8Array) => Uint8Array;
+/** SHA-256 of bytes, or of a string's UTF-8 bytes (the node adapter hashes a string without copying it out first). */
+export type Sha256 = (data: Uint8Array | string) => Uint8Array;
 
 export interface AuditRecord {
   seq: number;
@@ -83,7 +84,7 @@ function canonical(v: unknown, skip: string | null): string {
 }
 
 export function recordHash(rec: Record<string, unknown>, sha256: Sha256): string {
-  return toHex(sha256(utf8(`${AUDIT_RECORD_DOMAIN}\0${canonical(rec, 'hash')}`)));
+  return toHex(sha256(`${AUDIT_RECORD_DOMAIN}\0${canonical(rec, 'hash')}`));
 }
 
 /** The content address of a certificate (an entitlement or delegation envelope): sha-256 of its canonical JSON. */
@@ -350,7 +351,12 @@ export class AuditChain implements EventSink {
 
   private append(b: Batch & { puts: Mutation[] }, kind: string, at: string, fields: Record<string, unknown>): void {
     const seq = ++this.seq;
-    const rec: Record<string, unknown> = { ...fields, seq, at, kind, prev: this.head };
+    // `fields` is this record's own new object (eventFields and the callers make one each time).
+    const rec = fields;
+    rec.seq = seq;
+    rec.at = at;
+    rec.kind = kind;
+    rec.prev = this.head;
     const hash = recordHash(rec, this.deps.sha256);
     rec.hash = hash;
     this.head = hash;

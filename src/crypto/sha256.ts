@@ -2,4 +2,4 @@ import { createHash } from 'node:crypto';
 import type { Sha256 } from '../core/audit.ts';
 
 /** SHA-256 from node:crypto, for the audit chain (src/core/audit.ts takes the hash injected). */
-export const sha256: Sha256 = (data) => new Uint8Array(createHash('sha256').update(data).digest());
+export const sha256: Sha256 = (data) => createHash('sha256').update(data).digest();

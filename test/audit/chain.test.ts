@@ -17,7 +17,7 @@ import { demoEntitlementBody, generateVendorKey, issueEntitlement } from '../../
 import { ManualClock } from '../helpers/daemon.ts';
 
 const ed = nodeEd25519();
-const sha256 = (b: Uint8Array) => new Uint8Array(createHash('sha256').update(b).digest());
+const sha256 = (b: Uint8Array | string) => new Uint8Array(createHash('sha256').update(b).digest());
 
 /** A vendor, a dongle, an entitlement naming it, and a session key the dongle delegated. */
 function trust(now: number) {
