@@ -95,10 +95,17 @@ export interface Config {
   alerts: { atLimitMinutes: number; command: string[] | null; webhook: string | null; timeoutSeconds: number };
   /** Sharing seats by policy (docs/policy.md): the policy file, read at start and on SIGHUP, written by licctl policy set. */
   policy: { file: string };
+  /**
+   * The web page (docs/web.md) on licd's HTTP server, and its MQTT-over-WebSocket bridge at /mqtt.
+   * https: the HTTP server speaks HTTPS with the embedded broker's certificate (default: on when
+   * broker.tls is on). anonymous: a visitor who does not sign in may watch the page read-only
+   * (off by default). Admins sign in only over HTTPS or from this machine.
+   */
+  web: { enabled: boolean; https: boolean; anonymous: boolean; maxConnections: number; maxFrameBytes: number };
 }
 
 /** Settings and whether changing them needs a restart (all do today; documented in README). */
-export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'borrow', 'limits', 'clock', 'log', 'identity', 'activation', 'history', 'audit', 'http', 'alerts', 'policy'] as const;
+export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'borrow', 'limits', 'clock', 'log', 'identity', 'activation', 'history', 'audit', 'http', 'alerts', 'policy', 'web'] as const;
 
 function bad(field: string, message: string): never {
   throw new LicdError('CONFIG_INVALID', `config: ${field} ${message}`, { field });
@@ -275,6 +282,23 @@ function parseConfigFields(raw: unknown, env: NodeJS.ProcessEnv, base: string): 
     http: parseHttp(f, env),
     alerts: parseAlerts(f),
     policy: { file: policyFile },
+    web: parseWeb(f, brokerKind, tls.enabled),
+  };
+}
+
+function parseWeb(f: Fields, brokerKind: 'embedded' | 'external', brokerTls: boolean): Config['web'] {
+  const w = f.optObject('web') ?? Fields.of({}, 'web', 'CONFIG_INVALID');
+  w.only(['enabled', 'https', 'anonymous', 'maxConnections', 'maxFrameBytes']);
+  const https = w.optBool('https') ?? (brokerKind === 'embedded' && brokerTls);
+  if (https && !(brokerKind === 'embedded' && brokerTls)) {
+    bad('web.https', "needs the embedded broker's certificate: turn on broker.tls (its certificate and key serve HTTPS too), or set web.https false");
+  }
+  return {
+    enabled: w.optBool('enabled') ?? true,
+    https,
+    anonymous: w.optBool('anonymous') ?? false,
+    maxConnections: w.optInt('maxConnections', { min: 1, max: 1000 }) ?? 32,
+    maxFrameBytes: w.optInt('maxFrameBytes', { min: 4096, max: 16 * 1024 * 1024 }) ?? 256 * 1024,
   };
 }
 

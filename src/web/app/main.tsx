@@ -1,0 +1,618 @@
+/**
+ * licd's web page (docs/web.md): overview, leases and borrows, activation and usage charts, over
+ * MQTT through the broker. Preact renders every string as text (no HTML from the network).
+ */
+import { render } from 'preact';
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import { Link, PREFIX, RequestError } from './link.ts';
+import './style.css';
+
+type Json = Record<string, any>;
+
+interface Who {
+  user: string | null;
+  admin: boolean;
+}
+
+type Tab = 'overview' | 'leases' | 'activation' | 'history';
+
+export function fmtTime(iso: unknown): string {
+  if (typeof iso !== 'string') return '–';
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return String(iso);
+  return `${d.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+}
+
+function download(name: string, text: string): void {
+  const url = URL.createObjectURL(new Blob([text], { type: 'application/json' }));
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+function errText(e: unknown): string {
+  return e instanceof RequestError ? `${e.code}: ${e.message}` : String((e as Error)?.message ?? e);
+}
+
+const plainHttpFromAfar = location.protocol === 'http:' && !/^(localhost|127\.[\d.]+|\[::1\])$/.test(location.hostname);
+
+function SignIn(props: { onSignIn: (user: string | null, password: string | null) => Promise<void>; busy: boolean; error: string | null }) {
+  const [user, setUser] = useState('admin');
+  const [password, setPassword] = useState('');
+  return (
+    <section class="signin" aria-labelledby="signin-h">
+      <h2 id="signin-h">Sign in</h2>
+      {plainHttpFromAfar && (
+        <p class="warn" role="note">
+          This page came over plain HTTP from another machine: licd takes passwords only over HTTPS (turn on <code>broker.tls</code>, then open the page with https://).
+        </p>
+      )}
+      <form
+        onSubmit={(e) => {
+          e.preventDefault();
+          void props.onSignIn(user, password);
+        }}
+      >
+        <label>
+          User <input name="user" autocomplete="username" value={user} onInput={(e) => setUser((e.target as HTMLInputElement).value)} required />
+        </label>
+        <label>
+          Password <input name="password" type="password" autocomplete="current-password" value={password} onInput={(e) => setPassword((e.target as HTMLInputElement).value)} required />
+        </label>
+        <button type="submit" disabled={props.busy}>
+          Sign in
+        </button>
+        <button type="button" class="secondary" disabled={props.busy} onClick={() => void props.onSignIn(null, null)}>
+          View without signing in
+        </button>
+      </form>
+      {props.error && (
+        <p class="error" role="alert">
+          {props.error}
+        </p>
+      )}
+    </section>
+  );
+}
+
+function Bar(props: { f: Json }) {
+  const f = props.f;
+  const total = Math.max(1, Number(f.total) || 0);
+  const pct = (n: unknown) => `${(100 * (Number(n) || 0)) / total}%`;
+  return (
+    <div class="bar" role="img" aria-label={`${f.leased} leased, ${f.borrowed} borrowed, ${f.held} held, ${f.free} free of ${f.total}`}>
+      <span class="leased" style={{ width: pct(f.leased) }} />
+      <span class="borrowed" style={{ width: pct(f.borrowed) }} />
+      <span class="held" style={{ width: pct(f.held) }} />
+    </div>
+  );
+}
+
+function Overview(props: { server: Json | null; features: Json[]; alerts: Json[] }) {
+  const s = props.server;
+  const now = Date.now();
+  return (
+    <div>
+      <section aria-labelledby="server-h" class="cards">
+        <h2 id="server-h" class="sr">Server</h2>
+        <div class="card">
+          <div class="k">Server</div>
+          <div class={`v state-${s?.state ?? 'unknown'}`} data-testid="server-state">
+            {s?.state ?? 'waiting…'}
+          </div>
+          <div class="small">licd {s?.version ?? ''} since {fmtTime(s?.since)}</div>
+        </div>
+        <div class="card">
+          <div class="k">Dongle</div>
+          <div class="v">{s?.dongle ? (s.dongle.present ? 'present' : 'absent') : '–'}</div>
+          <div class="small">
+            {s?.dongle?.serial ?? ''}
+            {s?.dongle?.emulated ? ' (emulated)' : ''}
+            {s?.dongle?.reason ? ` ${s.dongle.reason}` : ''}
+          </div>
+        </div>
+        <div class="card">
+          <div class="k">License</div>
+          <div class="v small">{s?.entitlement?.id ?? '–'}</div>
+          <div class="small">{s?.entitlement?.customer ?? ''}</div>
+        </div>
+        <div class="card">
+          <div class="k">Clock</div>
+          <div class="v small">{fmtTime(new Date(now).toISOString())}</div>
+          <div class="small">{(s?.warnings ?? []).some((w: string) => /clock/i.test(w)) ? 'see the warnings below' : 'no clock warning'}</div>
+        </div>
+      </section>
+      {(s?.warnings?.length > 0 || props.alerts.length > 0) && (
+        <section aria-labelledby="alerts-h" class="alerts">
+          <h2 id="alerts-h">Alerts and warnings</h2>
+          <ul>
+            {(s?.warnings ?? []).map((w: string, i: number) => (
+              <li key={`w${i}`} class="warn">
+                {w}
+              </li>
+            ))}
+            {props.alerts.map((a) => (
+              <li key={a.id ?? a.kind} class={a.severity === 'critical' ? 'error' : 'warn'}>
+                {a.message ?? a.summary}
+              </li>
+            ))}
+          </ul>
+        </section>
+      )}
+      <section aria-labelledby="features-h">
+        <h2 id="features-h">Features</h2>
+        <div class="scroll">
+          <table class="features">
+            <thead>
+              <tr>
+                <th scope="col">Feature</th>
+                <th scope="col">Product</th>
+                <th scope="col">Seats</th>
+                <th scope="col">Used</th>
+                <th scope="col">Borrowed</th>
+                <th scope="col">Held</th>
+                <th scope="col">Free</th>
+                <th scope="col">Queue</th>
+                <th scope="col">Expires</th>
+              </tr>
+            </thead>
+            <tbody>
+              {props.features.map((f) => {
+                const expired = typeof f.expires === 'string' && Date.parse(f.expires) <= now;
+                const queue = Array.isArray(f.queue) ? f.queue.length : (f.queued ?? f.waiting ?? 0);
+                return (
+                  <tr key={f.feature} data-feature={f.feature}>
+                    <th scope="row">
+                      {f.feature}
+                      <Bar f={f} />
+                    </th>
+                    <td>
+                      {f.product ?? ''} {f.version ?? ''}
+                    </td>
+                    <td>{f.total}</td>
+                    <td data-col="leased">{f.leased}</td>
+                    <td data-col="borrowed">{f.borrowed}</td>
+                    <td>{f.held ?? 0}</td>
+                    <td data-col="free">{expired ? 0 : f.free}</td>
+                    <td>{String(queue)}</td>
+                    <td class={expired ? 'error' : ''}>{expired ? `expired ${fmtTime(f.expires)}` : fmtTime(f.expires)}</td>
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+        </div>
+        {props.features.length === 0 && <p>No feature is published yet.</p>}
+      </section>
+    </div>
+  );
+}
+
+function Confirm(props: { text: string; yes: string; onYes: () => void; onNo: () => void }) {
+  const ref = useRef<HTMLButtonElement>(null);
+  useEffect(() => ref.current?.focus(), []);
+  return (
+    <span class="confirm" role="group" aria-label={props.text}>
+      <span>{props.text}</span>
+      <button ref={ref} class="danger" onClick={props.onYes}>
+        {props.yes}
+      </button>
+      <button class="secondary" onClick={props.onNo}>
+        Cancel
+      </button>
+    </span>
+  );
+}
+
+function Leases(props: { status: Json | null; admin: boolean; link: Link; refresh: () => void }) {
+  const [filter, setFilter] = useState('');
+  const [feature, setFeature] = useState('');
+  const [asking, setAsking] = useState<string | null>(null);
+  const [msg, setMsg] = useState<{ ok: boolean; text: string } | null>(null);
+  const features: Json[] = props.status?.features ?? [];
+  const match = (x: Json) => (!feature || x.feature === feature) && (!filter || [x.user, x.host, x.hostName, x.feature, x.id].some((v) => typeof v === 'string' && v.toLowerCase().includes(filter.toLowerCase())));
+  const leases = features.flatMap((f) => (f.leases ?? []) as Json[]).filter(match);
+  const borrows = features.flatMap((f) => (f.borrows ?? []) as Json[]).filter(match);
+  const act = async (op: string, fields: Json, done: string) => {
+    setAsking(null);
+    try {
+      await props.link.request(op, fields, true);
+      setMsg({ ok: true, text: done });
+      props.refresh();
+    } catch (e) {
+      setMsg({ ok: false, text: errText(e) });
+    }
+  };
+  return (
+    <div>
+      <form class="filters" role="search" onSubmit={(e) => e.preventDefault()}>
+        <label>
+          Filter <input type="search" name="filter" placeholder="user, host, feature" value={filter} onInput={(e) => setFilter((e.target as HTMLInputElement).value)} />
+        </label>
+        <label>
+          Feature{' '}
+          <select name="feature" value={feature} onChange={(e) => setFeature((e.target as HTMLSelectElement).value)}>
+            <option value="">all</option>
+            {features.map((f) => (
+              <option key={f.feature} value={f.feature}>
+                {f.feature}
+              </option>
+            ))}
+          </select>
+        </label>
+      </form>
+      {msg && (
+        <p class={msg.ok ? 'ok' : 'error'} role="status">
+          {msg.text}
+        </p>
+      )}
+      <section aria-labelledby="leases-h">
+        <h2 id="leases-h">Leases ({leases.length})</h2>
+        <div class="scroll">
+          <table class="leases">
+            <thead>
+              <tr>
+                <th scope="col">Feature</th>
+                <th scope="col">User</th>
+                <th scope="col">Host</th>
+                <th scope="col">Since</th>
+                <th scope="col">Until</th>
+                <th scope="col">State</th>
+                {props.admin && <th scope="col">Action</th>}
+              </tr>
+            </thead>
+            <tbody>
+              {leases.map((l) => (
+                <tr key={l.id} data-lease={l.id}>
+                  <td>{l.feature}</td>
+                  <td>{l.user}</td>
+                  <td>{l.host}</td>
+                  <td>{fmtTime(l.since)}</td>
+                  <td>{fmtTime(l.until)}</td>
+                  <td>{l.state}</td>
+                  {props.admin && (
+                    <td>
+                      {asking === `l:${l.id}` ? (
+                        <Confirm text={`Revoke ${l.feature} of ${l.user}@${l.host}?`} yes="Yes, revoke" onYes={() => void act('lease.revoke', { lease: l.id }, `revoked the lease of ${l.user}@${l.host}`)} onNo={() => setAsking(null)} />
+                      ) : (
+                        <button onClick={() => setAsking(`l:${l.id}`)} aria-label={`Revoke the lease of ${l.user} on ${l.host}`}>
+                          Revoke
+                        </button>
+                      )}
+                    </td>
+                  )}
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+        {leases.length === 0 && <p>No lease{filter || feature ? ' matches' : ''}.</p>}
+      </section>
+      <section aria-labelledby="borrows-h">
+        <h2 id="borrows-h">Borrows ({borrows.length})</h2>
+        <div class="scroll">
+          <table class="borrows">
+            <thead>
+              <tr>
+                <th scope="col">Feature</th>
+                <th scope="col">User</th>
+                <th scope="col">Machine</th>
+                <th scope="col">Since</th>
+                <th scope="col">Until</th>
+                <th scope="col">State</th>
+                {props.admin && <th scope="col">Action</th>}
+              </tr>
+            </thead>
+            <tbody>
+              {borrows.map((b) => (
+                <tr key={b.id} data-borrow={b.id}>
+                  <td>{b.feature}</td>
+                  <td>{b.user}</td>
+                  <td>{b.hostName}</td>
+                  <td>{fmtTime(b.since)}</td>
+                  <td>{fmtTime(b.until)}</td>
+                  <td>{b.state}</td>
+                  {props.admin && (
+                    <td>
+                      {b.state === 'lost' ? (
+                        ''
+                      ) : asking === `b:${b.id}` ? (
+                        <Confirm text={`Mark the borrow of ${b.user} on ${b.hostName} lost? Its seat stays reserved until it ends.`} yes="Yes, mark lost" onYes={() => void act('borrow.lost', { borrow: b.id }, `marked the borrow of ${b.user} lost`)} onNo={() => setAsking(null)} />
+                      ) : (
+                        <button onClick={() => setAsking(`b:${b.id}`)} aria-label={`Mark the borrow of ${b.user} on ${b.hostName} lost`}>
+                          Mark lost
+                        </button>
+                      )}
+                    </td>
+                  )}
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+        {borrows.length === 0 && <p>No borrow{filter || feature ? ' matches' : ''}.</p>}
+      </section>
+    </div>
+  );
+}
+
+function Activation(props: { link: Link; server: Json | null }) {
+  const [msg, setMsg] = useState<{ ok: boolean; text: string } | null>(null);
+  const [busy, setBusy] = useState(false);
+  const request = async () => {
+    setBusy(true);
+    try {
+      const r = await props.link.request('activation.request', {}, true);
+      download(`activation-request-${r.dongle}.json`, JSON.stringify(r.request, null, 2) + '\n');
+      setMsg({ ok: true, text: `activation request for dongle ${r.dongle} downloaded; give it to the vendor and upload the license file they answer with` });
+    } catch (e) {
+      setMsg({ ok: false, text: errText(e) });
+    } finally {
+      setBusy(false);
+    }
+  };
+  const upload = async (file: File) => {
+    setBusy(true);
+    try {
+      let license: unknown;
+      try {
+        license = JSON.parse(await file.text());
+      } catch {
+        throw new RequestError('ENTITLEMENT_INVALID', `${file.name} is not a license file (not JSON); give the file the vendor answered the activation request with`);
+      }
+      const r = await props.link.request('license.install', { license }, true);
+      setMsg({
+        ok: true,
+        text: r.unchanged ? `license ${r.installed?.id} is already installed` : `installed license ${r.installed?.id}: added ${(r.added ?? []).join(', ') || 'none'}; removed ${(r.removed ?? []).join(', ') || 'none'}; changed ${(r.changed ?? []).join(', ') || 'none'}`,
+      });
+    } catch (e) {
+      setMsg({ ok: false, text: errText(e) });
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <section aria-labelledby="act-h">
+      <h2 id="act-h">Activation</h2>
+      <p>
+        Installed: <strong>{props.server?.entitlement?.id ?? '–'}</strong> {props.server?.entitlement?.customer ?? ''}
+      </p>
+      <p>
+        <button onClick={() => void request()} disabled={busy}>
+          Download an activation request
+        </button>
+      </p>
+      <p>
+        <label>
+          Upload a license file <input type="file" name="license" accept=".json,application/json" disabled={busy} onChange={(e) => {
+            const f = (e.target as HTMLInputElement).files?.[0];
+            if (f) void upload(f);
+          }} />
+        </label>
+      </p>
+      {msg && (
+        <p class={msg.ok ? 'ok' : 'error'} role="status">
+          {msg.text}
+        </p>
+      )}
+    </section>
+  );
+}
+
+/** Peak seats in use against the licensed count, per feature (report.usage), as an SVG bar chart. */
+function History(props: { link: Link }) {
+  const [rows, setRows] = useState<Json[] | null>(null);
+  const [err, setErr] = useState<string | null>(null);
+  const [days, setDays] = useState(30);
+  useEffect(() => {
+    const to = new Date();
+    const from = new Date(to.getTime() - days * 86_400_000);
+    props.link.request('report.usage', { from: from.toISOString(), to: to.toISOString() }, true).then(
+      (r) => {
+        setRows(r.rows ?? []);
+        setErr(null);
+      },
+      (e) => setErr(errText(e)),
+    );
+  }, [days]);
+  const max = Math.max(1, ...(rows ?? []).map((r) => Math.max(Number(r.licensed) || 0, Number(r.peak) || 0)));
+  const rowH = 28;
+  const width = 640;
+  const left = 150;
+  const scale = (n: number) => ((width - left - 40) * n) / max;
+  return (
+    <section aria-labelledby="hist-h">
+      <h2 id="hist-h">Usage: peak against licensed</h2>
+      <label>
+        Period{' '}
+        <select value={String(days)} onChange={(e) => setDays(Number((e.target as HTMLSelectElement).value))}>
+          <option value="1">last day</option>
+          <option value="7">last 7 days</option>
+          <option value="30">last 30 days</option>
+        </select>
+      </label>
+      {err && (
+        <p class="error" role="alert">
+          {err}
+        </p>
+      )}
+      {rows && rows.length === 0 && <p>No usage recorded in this period.</p>}
+      {rows && rows.length > 0 && (
+        <svg class="chart" viewBox={`0 0 ${width} ${rows.length * rowH + 30}`} role="img" aria-labelledby="hist-t">
+          <title id="hist-t">Peak seats in use and seats licensed per feature</title>
+          {rows.map((r, i) => (
+            <g key={r.feature} transform={`translate(0 ${i * rowH + 4})`} data-feature={r.feature}>
+              <text x={left - 8} y={16} text-anchor="end">
+                {r.feature}
+              </text>
+              <rect class="licensed" x={left} y={2} height={18} width={scale(Number(r.licensed) || 0)} />
+              <rect class="peak" x={left} y={6} height={10} width={scale(Number(r.peak) || 0)} />
+              <text x={left + scale(Math.max(Number(r.licensed) || 0, Number(r.peak) || 0)) + 6} y={16}>
+                {`${r.peak} / ${r.licensed}`}
+              </text>
+            </g>
+          ))}
+        </svg>
+      )}
+      {rows && rows.length > 0 && (
+        <div class="scroll">
+          <table>
+            <thead>
+              <tr>
+                <th scope="col">Feature</th>
+                <th scope="col">Licensed</th>
+                <th scope="col">Peak</th>
+                <th scope="col">Seat hours</th>
+                <th scope="col">At limit</th>
+                <th scope="col">Denials</th>
+              </tr>
+            </thead>
+            <tbody>
+              {rows.map((r) => (
+                <tr key={r.feature}>
+                  <td>{r.feature}</td>
+                  <td>{r.licensed}</td>
+                  <td>{r.peak}</td>
+                  <td>{typeof r.seatHours === 'number' ? r.seatHours.toFixed(1) : ''}</td>
+                  <td>{typeof r.atLimitPercent === 'number' ? `${r.atLimitPercent.toFixed(0)} %` : ''}</td>
+                  <td>{r.denials}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
+  );
+}
+
+function App() {
+  const [link, setLink] = useState<Link | null>(null);
+  const [who, setWho] = useState<Who | null>(null);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const [conn, setConn] = useState<string>('signed out');
+  const [server, setServer] = useState<Json | null>(null);
+  const [features, setFeatures] = useState<Record<string, Json>>({});
+  const [alerts, setAlerts] = useState<Json[]>([]);
+  const [status, setStatus] = useState<Json | null>(null);
+  const [tab, setTab] = useState<Tab>('overview');
+  const refreshTimer = useRef<number | null>(null);
+
+  // The status answer (leases, borrows) is asked again after each change a retained topic shows.
+  const refresh = (l: Link | null = link) => {
+    if (!l) return;
+    if (refreshTimer.current !== null) clearTimeout(refreshTimer.current);
+    refreshTimer.current = window.setTimeout(() => {
+      refreshTimer.current = null;
+      l.request('status', {}).then(setStatus, (e) => setError(errText(e)));
+    }, 150);
+  };
+
+  const signIn = async (user: string | null, password: string | null) => {
+    setBusy(true);
+    setError(null);
+    link?.close();
+    const l = new Link();
+    l.onState = (s) => setConn(s === 'connected' ? 'live' : s === 'reconnecting' ? 'reconnecting…' : 'disconnected');
+    l.onMessage = (topic, text) => {
+      let v: Json | null = null;
+      try {
+        v = text === '' ? null : (JSON.parse(text) as Json);
+      } catch {
+        return;
+      }
+      if (topic === `${PREFIX}/server/state`) setServer(v);
+      else if (topic === `${PREFIX}/alerts`) setAlerts(Array.isArray(v?.alerts) ? v!.alerts : []);
+      else if (topic.startsWith(`${PREFIX}/feature/`)) {
+        const name = topic.slice(`${PREFIX}/feature/`.length);
+        setFeatures((old) => {
+          const next = { ...old };
+          if (v) next[name] = v;
+          else delete next[name];
+          return next;
+        });
+        refresh(l);
+      }
+    };
+    try {
+      await l.connect(user, password);
+      setLink(l);
+      setWho({ user, admin: user === 'admin' });
+      setConn('live');
+      refresh(l);
+    } catch (e) {
+      l.close();
+      setError(errText(e));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const signOut = () => {
+    link?.close();
+    setLink(null);
+    setWho(null);
+    setServer(null);
+    setFeatures({});
+    setAlerts([]);
+    setStatus(null);
+    setConn('signed out');
+    setTab('overview');
+  };
+
+  const list = useMemo(() => Object.values(features).sort((a, b) => String(a.feature).localeCompare(String(b.feature))), [features]);
+  const tabs: Array<[Tab, string]> = [
+    ['overview', 'Overview'],
+    ['leases', 'Leases and borrows'],
+    ...(who?.admin ? ([['activation', 'Activation'], ['history', 'History']] as Array<[Tab, string]>) : []),
+  ];
+
+  return (
+    <div class="page">
+      <header>
+        <h1>licd</h1>
+        <span class="conn" aria-live="polite" data-testid="conn">
+          {conn}
+        </span>
+        {who && (
+          <span class="who">
+            {who.user ? `signed in as ${who.user}` : 'viewing'}{' '}
+            <button class="secondary" onClick={signOut}>
+              Sign out
+            </button>
+          </span>
+        )}
+      </header>
+      {!who && <SignIn onSignIn={signIn} busy={busy} error={error} />}
+      {who && link && (
+        <main>
+          <nav role="tablist" aria-label="Sections">
+            {tabs.map(([id, label]) => (
+              <button key={id} role="tab" id={`tab-${id}`} aria-selected={tab === id} aria-controls="panel" onClick={() => setTab(id)}>
+                {label}
+              </button>
+            ))}
+          </nav>
+          {error && (
+            <p class="error" role="alert">
+              {error}
+            </p>
+          )}
+          <div id="panel" role="tabpanel" aria-labelledby={`tab-${tab}`}>
+            {tab === 'overview' && <Overview server={server} features={list} alerts={alerts} />}
+            {tab === 'leases' && <Leases status={status} admin={who.admin} link={link} refresh={() => refresh()} />}
+            {tab === 'activation' && <Activation link={link} server={server} />}
+            {tab === 'history' && <History link={link} />}
+          </div>
+        </main>
+      )}
+    </div>
+  );
+}
+
+render(<App />, document.getElementById('app')!);
