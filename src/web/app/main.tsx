@@ -92,6 +92,11 @@ function Bar(props: { f: Json }) {
   );
 }
 
+function lastChange(features: Json[]): string | undefined {
+  const t = features.map((f) => (typeof f.updated === 'string' ? f.updated : '')).sort();
+  return t[t.length - 1] || undefined;
+}
+
 function Overview(props: { server: Json | null; features: Json[]; alerts: Json[] }) {
   const s = props.server;
   const now = Date.now();
@@ -122,8 +127,8 @@ function Overview(props: { server: Json | null; features: Json[]; alerts: Json[]
         </div>
         <div class="card">
           <div class="k">Clock</div>
-          <div class="v small">{fmtTime(new Date(now).toISOString())}</div>
-          <div class="small">{(s?.warnings ?? []).some((w: string) => /clock/i.test(w)) ? 'see the warnings below' : 'no clock warning'}</div>
+          <div class="v small">{(s?.warnings ?? []).some((w: string) => /clock/i.test(w)) ? 'clock warning: see below' : 'no clock warning'}</div>
+          <div class="small">last change on the server {fmtTime(lastChange(props.features))}; this browser {fmtTime(new Date(now).toISOString())}</div>
         </div>
       </section>
       {(s?.warnings?.length > 0 || props.alerts.length > 0) && (
@@ -150,13 +155,13 @@ function Overview(props: { server: Json | null; features: Json[]; alerts: Json[]
             <thead>
               <tr>
                 <th scope="col">Feature</th>
-                <th scope="col">Product</th>
+                <th scope="col" class="wide">Product</th>
                 <th scope="col">Seats</th>
                 <th scope="col">Used</th>
                 <th scope="col">Borrowed</th>
-                <th scope="col">Held</th>
+                <th scope="col" class="wide">Held</th>
                 <th scope="col">Free</th>
-                <th scope="col">Queue</th>
+                <th scope="col" class="wide">Queue</th>
                 <th scope="col">Expires</th>
               </tr>
             </thead>
@@ -170,15 +175,15 @@ function Overview(props: { server: Json | null; features: Json[]; alerts: Json[]
                       {f.feature}
                       <Bar f={f} />
                     </th>
-                    <td>
+                    <td class="wide">
                       {f.product ?? ''} {f.version ?? ''}
                     </td>
                     <td>{f.total}</td>
                     <td data-col="leased">{f.leased}</td>
                     <td data-col="borrowed">{f.borrowed}</td>
-                    <td>{f.held ?? 0}</td>
+                    <td class="wide">{f.held ?? 0}</td>
                     <td data-col="free">{expired ? 0 : f.free}</td>
-                    <td>{String(queue)}</td>
+                    <td class="wide">{String(queue)}</td>
                     <td class={expired ? 'error' : ''}>{expired ? `expired ${fmtTime(f.expires)}` : fmtTime(f.expires)}</td>
                   </tr>
                 );
