@@ -95,24 +95,29 @@ export class WebBridge {
   private relay(ws: WebSocket, remote: string, host: string, port: number): void {
     const stream: Duplex = createWebSocketStream(ws);
     stream.on('error', () => ws.terminate());
-    let first = true;
+    let head: Buffer | null = Buffer.alloc(0);
     let broker: Socket | null = null;
     const pending: Buffer[] = [];
     stream.on('data', (d: Buffer) => {
-      if (!first) {
+      if (head === null) {
         if (broker) broker.write(d);
         else pending.push(d);
         return;
       }
-      first = false;
-      const c = readConnect(d);
-      const refusal = c === null ? 'not an MQTT CONNECT' : c.username && !this.o.secure && !isLoopback(remote) ? 'sign in over HTTPS' : !c.username && !this.o.anonymous ? 'anonymous viewing is off' : null;
+      // The CONNECT may come in several WebSocket messages: gather it whole first.
+      head = Buffer.concat([head, d]);
+      const c = readConnect(head);
+      if (c === 'more' && head.length <= 64 * 1024) return;
+      const first = head;
+      head = null;
+      const refusal = c === null || c === 'more' ? 'not an MQTT CONNECT' : c.username && !this.o.secure && !isLoopback(remote) ? 'sign in over HTTPS' : !c.username && !this.o.anonymous ? 'anonymous viewing is off' : null;
       if (refusal !== null) {
         this.o.log.warn('web: refused an MQTT login over the bridge', { reason: refusal, remote });
-        if (c) ws.send(c.level === 5 ? Buffer.from([0x20, 3, 0, 0x87, 0]) : Buffer.from([0x20, 2, 0, 5]));
+        if (c !== null && c !== 'more') ws.send(c.level === 5 ? Buffer.from([0x20, 3, 0, 0x87, 0]) : Buffer.from([0x20, 2, 0, 5]));
         ws.close(1008, refusal);
         return;
       }
+      d = first;
       broker = connect({ host, port, noDelay: true });
       broker.on('connect', () => {
         broker!.write(d);
@@ -150,16 +155,27 @@ export function isLoopback(a: string): boolean {
   return a === '::1' || a.startsWith('127.') || a.startsWith('::ffff:127.');
 }
 
-/** The protocol level and whether a username is given, from an MQTT CONNECT packet; null if it is not one. */
-export function readConnect(b: Buffer): { level: number; username: boolean } | null {
-  if (b.length < 10 || b[0] !== 0x10) return null;
+/**
+ * The protocol level and whether a username is given, from the start of a stream that should open
+ * with an MQTT CONNECT packet: 'more' while the packet is not whole yet, null if it is not one.
+ */
+export function readConnect(b: Buffer): { level: number; username: boolean } | 'more' | null {
+  if (b.length === 0) return 'more';
+  if (b[0] !== 0x10) return null;
   let i = 1;
-  for (let n = 0; n < 4 && i < b.length; n++) if ((b[i++]! & 0x80) === 0) break;
-  if (i + 2 > b.length) return null;
+  let remaining = 0;
+  for (let mult = 1, n = 0; ; n++, mult *= 128) {
+    if (n === 4) return null;
+    if (i >= b.length) return 'more';
+    const x = b[i++]!;
+    remaining += (x & 0x7f) * mult;
+    if ((x & 0x80) === 0) break;
+  }
+  if (b.length < i + remaining) return 'more';
+  if (remaining < 10) return null;
   const nameLen = b.readUInt16BE(i);
-  i += 2 + nameLen;
-  if (i + 2 > b.length) return null;
-  const level = b[i]!;
-  const flags = b[i + 1]!;
-  return { level, username: (flags & 0x80) !== 0 };
+  if (nameLen !== 4 && nameLen !== 6) return null;
+  const at = i + 2 + nameLen;
+  if (at + 2 > i + remaining) return null;
+  return { level: b[at]!, username: (b[at + 1]! & 0x80) !== 0 };
 }

@@ -99,7 +99,7 @@ test('on a phone-sized screen the overview is usable and keyboard sign-in works'
   await page.getByText('signed in as admin').waitFor();
   await page.locator('tr[data-feature="nuke_i"]').waitFor();
   // Nothing wider than the screen but the tables' own scroll boxes.
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  const overflow = Number(await page.evaluate('document.documentElement.scrollWidth - document.documentElement.clientWidth'));
   t.true(overflow <= 0, `the page scrolls sideways by ${overflow} px`);
   await page.screenshot({ path: join(out, 'phone.png'), fullPage: true });
 });
