@@ -54,7 +54,7 @@ test('sign in, a checkout by a real client appears without a reload, the admin r
   const lease = await client.checkout('vray_render');
   await row.locator('[data-col="leased"]').filter({ hasText: /^1$/ }).waitFor();
   await row.locator('[data-col="free"]').filter({ hasText: /^3$/ }).waitFor();
-  await page.screenshot({ path: join(out, 'overview.png') });
+  await page.locator('.page').screenshot({ path: join(out, 'overview.png') });
 
   await page.getByRole('tab', { name: 'Leases and borrows' }).click();
   const leaseRow = page.locator(`tr[data-lease="${lease.id}"]`);
