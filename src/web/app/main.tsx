@@ -14,7 +14,7 @@ interface Who {
   admin: boolean;
 }
 
-type Tab = 'overview' | 'leases' | 'activation' | 'history';
+type Tab = 'overview' | 'leases' | 'borrow' | 'activation' | 'history';
 
 export function fmtTime(iso: unknown): string {
   if (typeof iso !== 'string') return '–';
@@ -495,6 +495,192 @@ function History(props: { link: Link }) {
   );
 }
 
+/**
+ * The borrow wizard in V-Ray's four steps: products, machines (how many run at once on the
+ * borrowing machine), preview by license type (borrow.preview: what this user may borrow now and
+ * for how long), summary. A borrow is signed by the borrowing machine's own key, which a browser
+ * does not have: the wizard ends in a request file to download, the licctl commands that make and
+ * bring back the signed request on that machine.
+ */
+function BorrowWizard(props: { link: Link; status: Json | null; user: string | null }) {
+  const [step, setStep] = useState(1);
+  const [chosen, setChosen] = useState<Record<string, number>>({});
+  const [preview, setPreview] = useState<Json | null>(null);
+  const [hours, setHours] = useState(72);
+  const [who, setWho] = useState(props.user && props.user !== 'admin' ? props.user : '');
+  const [err, setErr] = useState<string | null>(null);
+  const products: Json[] = props.status?.products ?? [];
+  const typeOf = (feature: string): string => (props.status?.features ?? []).find((f: Json) => f.feature === feature)?.type ?? '';
+  const borrowable = (p: Json) => (p.licenses ?? []).every((l: Json) => (props.status?.features ?? []).find((f: Json) => f.feature === l.feature)?.borrow?.allowed);
+  const picked = Object.entries(chosen).filter(([, n]) => n > 0);
+  const maxHours = preview ? Math.min(...(preview.items ?? []).map((i: Json) => Number(i.maxHours) || 0)) : 0;
+  const over = preview ? (preview.items ?? []).filter((i: Json) => Number(i.machines) > Number(i.maxSeats)) : [];
+  const ask = async () => {
+    setErr(null);
+    try {
+      const r = await props.link.request('borrow.preview', { products: picked.map(([product, machines]) => ({ product, machines })), ...(who ? { user: who } : {}) });
+      setPreview(r);
+      setHours((h) => Math.max(1, Math.min(h, Math.min(...(r.items ?? []).map((i: Json) => Number(i.maxHours) || 1)))));
+      setStep(3);
+    } catch (e) {
+      setErr(errText(e));
+    }
+  };
+  const requestText = () => {
+    const features = (preview?.items ?? []).map((i: Json) => `--feature ${i.feature}=${i.machines}`).join(' ');
+    const prods = picked.map(([p, n]) => `--product ${p}=${n}`).join(' ');
+    return [
+      `# licd borrow request made on the web page of ${location.host} at ${new Date().toISOString()}`,
+      `# ${picked.map(([p, n]) => `${products.find((x) => x.id === p)?.name ?? p} x${n}`).join(', ')} for ${hours} h${who ? `, for ${who}` : ''}`,
+      '# A borrow is bound to the machine and the user that will use it, and signed with that',
+      "# machine's own key: run these there, as that user (docs/borrowing.md).",
+      '#',
+      '# The machine reaches licd now:',
+      `licctl borrow ${prods} --hours ${hours} --yes`,
+      '#',
+      '# Or air-gapped: make the signed request there, have an admin answer it, import the tokens:',
+      `licctl borrow request ${features} --hours ${hours} --out req.json`,
+      'licctl borrow --request req.json --out tokens.json    # an admin, on a machine that reaches licd',
+      'licctl borrow import tokens.json',
+      '',
+    ].join('\n');
+  };
+  const steps = ['Products', 'Machines', 'Preview', 'Summary'];
+  return (
+    <section aria-labelledby="wiz-h" class="wizard">
+      <h2 id="wiz-h">Borrow licenses for offline use</h2>
+      <ol class="steps" aria-label="Steps">
+        {steps.map((name, i) => (
+          <li key={name} aria-current={step === i + 1 ? 'step' : undefined} class={step === i + 1 ? 'current' : ''}>
+            {i + 1}. {name}
+          </li>
+        ))}
+      </ol>
+      {err && (
+        <p class="error" role="alert">
+          {err}
+        </p>
+      )}
+      {step === 1 && (
+        <fieldset>
+          <legend>Which products will run on the borrowing machine?</legend>
+          {products.length === 0 && <p>The license lists no products.</p>}
+          {products.map((p) => (
+            <label key={p.id} class="block">
+              <input
+                type="checkbox"
+                name="product"
+                value={p.id}
+                disabled={!borrowable(p)}
+                checked={(chosen[p.id] ?? 0) > 0}
+                onChange={(e) => setChosen((c) => ({ ...c, [p.id]: (e.target as HTMLInputElement).checked ? Math.max(1, c[p.id] ?? 1) : 0 }))}
+              />
+              {p.name} <span class="small">({(p.licenses ?? []).map((l: Json) => `${l.count} ${l.feature}`).join(' + ')}{borrowable(p) ? '' : '; not borrowable'})</span>
+            </label>
+          ))}
+          <div class="nav">
+            <button type="button" disabled={picked.length === 0} onClick={() => setStep(2)}>
+              Next
+            </button>
+          </div>
+        </fieldset>
+      )}
+      {step === 2 && (
+        <fieldset>
+          <legend>How many of each run at once on that machine?</legend>
+          {picked.map(([id, n]) => (
+            <label key={id} class="block">
+              {products.find((p) => p.id === id)?.name ?? id}{' '}
+              <input type="number" name={`machines-${id}`} min={1} max={999} value={n} onInput={(e) => setChosen((c) => ({ ...c, [id]: Math.max(0, Math.floor(Number((e.target as HTMLInputElement).value) || 0)) }))} />
+            </label>
+          ))}
+          <label class="block">
+            For user <input name="user" value={who} placeholder="the user who borrows (their limits apply)" onInput={(e) => setWho((e.target as HTMLInputElement).value.trim())} />
+          </label>
+          <div class="nav">
+            <button type="button" class="secondary" onClick={() => setStep(1)}>
+              Back
+            </button>
+            <button type="button" disabled={picked.length === 0} onClick={() => void ask()}>
+              Preview
+            </button>
+          </div>
+        </fieldset>
+      )}
+      {step === 3 && preview && (
+        <div>
+          <div class="scroll">
+            <table class="preview">
+              <caption>Licenses needed, by type</caption>
+              <thead>
+                <tr>
+                  <th scope="col">License</th>
+                  <th scope="col">Type</th>
+                  <th scope="col">To borrow</th>
+                  <th scope="col">You may borrow now</th>
+                  <th scope="col">Most hours</th>
+                </tr>
+              </thead>
+              <tbody>
+                {(preview.items ?? []).map((i: Json) => (
+                  <tr key={i.feature} data-feature={i.feature} class={Number(i.machines) > Number(i.maxSeats) ? 'error' : ''}>
+                    <td>{i.feature}</td>
+                    <td>{String(i.type ?? typeOf(i.feature)).toUpperCase()}</td>
+                    <td data-col="machines">{i.machines}</td>
+                    <td>
+                      {i.maxSeats} <span class="small">({i.seatsWhy})</span>
+                    </td>
+                    <td>
+                      {i.maxHours} <span class="small">({i.hoursWhy})</span>
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+          {over.length > 0 && (
+            <p class="error" role="alert">
+              {over.map((i: Json) => `${i.feature}: ${i.machines} needed, but you may borrow ${i.maxSeats} now (${i.seatsWhy})`).join('; ')}: go back and lower the count.
+            </p>
+          )}
+          <label class="block">
+            Hours (1 to {maxHours}){' '}
+            <input type="number" name="hours" min={1} max={maxHours} value={hours} onInput={(e) => setHours(Math.floor(Number((e.target as HTMLInputElement).value) || 0))} />
+          </label>
+          <div class="nav">
+            <button type="button" class="secondary" onClick={() => setStep(2)}>
+              Back
+            </button>
+            <button type="button" disabled={over.length > 0 || hours < 1 || hours > maxHours} onClick={() => setStep(4)}>
+              Next
+            </button>
+          </div>
+        </div>
+      )}
+      {step === 4 && preview && (
+        <div>
+          <ul class="summary">
+            {picked.map(([id, n]) => (
+              <li key={id}>
+                {products.find((p) => p.id === id)?.name ?? id} x{n}: until {fmtTime(new Date(Date.now() + hours * 3_600_000).toISOString())}
+              </li>
+            ))}
+          </ul>
+          <p class="small">A borrow is signed by the borrowing machine's own key, so it is made there: the request file holds the licctl commands to run on that machine, as the user who will use the licenses.</p>
+          <div class="nav">
+            <button type="button" class="secondary" onClick={() => setStep(3)}>
+              Back
+            </button>
+            <button type="button" onClick={() => download(`borrow-request-${new Date().toISOString().slice(0, 10)}.txt`, requestText())}>
+              Download the request file
+            </button>
+          </div>
+        </div>
+      )}
+    </section>
+  );
+}
+
 function App() {
   const [link, setLink] = useState<Link | null>(null);
   const [who, setWho] = useState<Who | null>(null);
@@ -574,6 +760,7 @@ function App() {
   const tabs: Array<[Tab, string]> = [
     ['overview', 'Overview'],
     ['leases', 'Leases and borrows'],
+    ['borrow', 'Borrow'],
     ...(who?.admin ? ([['activation', 'Activation'], ['history', 'History']] as Array<[Tab, string]>) : []),
   ];
 
@@ -611,6 +798,7 @@ function App() {
           <div id="panel" role="tabpanel" aria-labelledby={`tab-${tab}`}>
             {tab === 'overview' && <Overview server={server} features={list} alerts={alerts} />}
             {tab === 'leases' && <Leases status={status} admin={who.admin} link={link} refresh={() => refresh()} />}
+            {tab === 'borrow' && <BorrowWizard link={link} status={status} user={who.user} />}
             {tab === 'activation' && <Activation link={link} server={server} />}
             {tab === 'history' && <History link={link} />}
           </div>
