@@ -6,6 +6,7 @@
  *
  * Where the files come from: dist/web (written by `npm run build`); a daemon run from its sources
  * (tsx) builds them in memory at start with esbuild. Without either, / says how to build them.
+ * The builder (src/web/build.ts, esbuild: a dev dependency) is not part of the compiled daemon.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,7 +14,25 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import type { Log } from '../core/service.ts';
 import type { HttpAnswer, HttpRequest, HttpServer } from '../http/server.ts';
-import { typeOf, type WebFile } from './build.ts';
+
+export interface WebFile {
+  name: string;
+  type: string;
+  body: Buffer;
+}
+
+const TYPES: Record<string, string> = {
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.html': 'text/html; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+};
+
+export function typeOf(name: string): string {
+  const dot = name.lastIndexOf('.');
+  return TYPES[name.slice(dot)] ?? 'application/octet-stream';
+}
 
 /** Content-Security-Policy of the page: only its own scripts, styles and WebSocket. */
 export const PAGE_CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
@@ -33,7 +52,9 @@ export async function loadPage(log: Log): Promise<{ files: WebFile[]; from: stri
   if (FROM_SOURCES) {
     // From the sources: build now, so the page matches the code (about a second).
     try {
-      const { buildPage } = await import('./build.ts');
+      // Not a literal: the compiled daemon (no esbuild installed) never refers to the builder.
+      const builder = './build.ts';
+      const { buildPage } = (await import(builder)) as { buildPage: () => Promise<WebFile[]> };
       return { files: await buildPage(), from: 'built at start from src/web/app' };
     } catch (e) {
       log.warn('web: cannot build the page from its sources', { error: (e as Error).message });

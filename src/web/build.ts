@@ -8,27 +8,11 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { typeOf, type WebFile } from './assets.ts';
 
-export interface WebFile {
-  name: string;
-  type: string;
-  body: Buffer;
-}
+export type { WebFile };
 
 const APP = fileURLToPath(new URL('./app/', import.meta.url));
-
-const TYPES: Record<string, string> = {
-  '.js': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.html': 'text/html; charset=utf-8',
-  '.svg': 'image/svg+xml',
-  '.png': 'image/png',
-};
-
-export function typeOf(name: string): string {
-  const dot = name.lastIndexOf('.');
-  return TYPES[name.slice(dot)] ?? 'application/octet-stream';
-}
 
 /** The page's files, in memory. */
 export async function buildPage(): Promise<WebFile[]> {
