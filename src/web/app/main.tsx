@@ -222,6 +222,9 @@ function Leases(props: { status: Json | null; admin: boolean; link: Link; refres
   const match = (x: Json) => (!feature || x.feature === feature) && (!filter || [x.user, x.host, x.hostName, x.feature, x.id].some((v) => typeof v === 'string' && v.toLowerCase().includes(filter.toLowerCase())));
   const leases = features.flatMap((f) => (f.leases ?? []) as Json[]).filter(match);
   const borrows = features.flatMap((f) => (f.borrows ?? []) as Json[]).filter(match);
+  // licd lists at most 500 leases and borrows per feature in a status answer; the rest are counted.
+  const moreLeases = features.reduce((n, f) => n + (Number(f.more?.leases) || 0), 0);
+  const moreBorrows = features.reduce((n, f) => n + (Number(f.more?.borrows) || 0), 0);
   const act = async (op: string, fields: Json, done: string) => {
     setAsking(null);
     try {
@@ -296,6 +299,7 @@ function Leases(props: { status: Json | null; admin: boolean; link: Link; refres
           </table>
         </div>
         {leases.length === 0 && <p>No lease{filter || feature ? ' matches' : ''}.</p>}
+        {moreLeases > 0 && <p class="small">{moreLeases} more leases are not listed (licd sends 500 per feature); licctl status FEATURE --limit N lists more.</p>}
       </section>
       <section aria-labelledby="borrows-h">
         <h2 id="borrows-h">Borrows ({borrows.length})</h2>
@@ -340,6 +344,7 @@ function Leases(props: { status: Json | null; admin: boolean; link: Link; refres
           </table>
         </div>
         {borrows.length === 0 && <p>No borrow{filter || feature ? ' matches' : ''}.</p>}
+        {moreBorrows > 0 && <p class="small">{moreBorrows} more borrows are not listed (licd sends 500 per feature); licctl borrows lists them all.</p>}
       </section>
     </div>
   );
