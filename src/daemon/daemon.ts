@@ -762,7 +762,13 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     let web: Awaited<ReturnType<typeof startWeb>> = null;
     if (config.http.enabled) {
       // HTTPS with the broker's certificate when web.https (docs/web.md).
-      const httpsMaterial = config.web.https && tlsMaterial?.key ? { cert: tlsMaterial.cert, key: tlsMaterial.key } : undefined;
+      const httpsMaterial = !config.web.https
+        ? undefined
+        : config.web.certFile && config.web.keyFile
+          ? { cert: readConfigFile(config.web.certFile, 'web.certFile'), key: readConfigFile(config.web.keyFile, 'web.keyFile') }
+          : tlsMaterial?.key
+            ? { cert: tlsMaterial.cert, key: tlsMaterial.key }
+            : undefined;
       const server = new HttpServer({ host: config.http.host, port: config.http.port, log, ...(httpsMaterial ? { tls: httpsMaterial } : {}) });
       addMonitoringRoutes(server, { metrics: () => metrics.render(), health });
       web = config.web.enabled ? await startWeb({ http: server, config, broker, secure: httpsMaterial !== undefined, log }) : null;

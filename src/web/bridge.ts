@@ -19,10 +19,11 @@ import { Duplex } from 'node:stream';
 import { createWebSocketStream, WebSocketServer, type WebSocket } from 'ws';
 import type { Log } from '../core/service.ts';
 import { MAX_QUEUED_BYTES_PER_CLIENT, type EmbeddedBroker } from '../mqtt/embedded-broker.ts';
+import { openTls, type TlsTrust } from '../mqtt/tls.ts';
 
 export const WEB_MQTT_PATH = '/mqtt';
 
-export type BridgeTarget = { kind: 'embedded'; broker: EmbeddedBroker } | { kind: 'external'; host: string; port: number };
+export type BridgeTarget = { kind: 'embedded'; broker: EmbeddedBroker } | { kind: 'external'; host: string; port: number; tls?: { url: string; trust: TlsTrust } };
 
 export interface BridgeOptions {
   target: BridgeTarget;
@@ -88,11 +89,12 @@ export class WebBridge {
       t.broker.handleWeb(stream, { secure: this.o.secure, remote, anonymous: this.o.anonymous });
       return;
     }
-    this.relay(ws, remote, t.host, t.port);
+    this.relay(ws, remote, t);
   }
 
   /** External broker: the CONNECT is checked here, then bytes are relayed both ways. */
-  private relay(ws: WebSocket, remote: string, host: string, port: number): void {
+  private relay(ws: WebSocket, remote: string, t: Extract<BridgeTarget, { kind: 'external' }>): void {
+    const { host, port } = t;
     const stream: Duplex = createWebSocketStream(ws);
     stream.on('error', () => ws.terminate());
     let head: Buffer | null = Buffer.alloc(0);
@@ -118,8 +120,10 @@ export class WebBridge {
         return;
       }
       d = first;
-      broker = connect({ host, port, noDelay: true });
-      broker.on('connect', () => {
+      // To mosquitto's TLS listener (web.brokerUrl mqtts://), pinned like the daemon's own link.
+      broker = t.tls ? openTls(t.tls.url, t.tls.trust) : connect({ host, port, noDelay: true });
+      broker.on(t.tls ? 'secureConnect' : 'connect', () => {
+        if (broker!.destroyed) return; // a certificate that is not the pinned one: nothing is sent
         broker!.write(d);
         for (const p of pending.splice(0)) broker!.write(p);
       });

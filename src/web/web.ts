@@ -2,7 +2,9 @@
  * The web page on licd's HTTP server (docs/web.md): its files (src/web/assets.ts) and the
  * MQTT-over-WebSocket bridge at /mqtt (src/web/bridge.ts), wired by the daemon.
  */
+import { readFileSync } from 'node:fs';
 import type { Config } from '../config.ts';
+import { certFingerprint } from '../mqtt/tls.ts';
 import type { Log } from '../core/service.ts';
 import type { HttpServer } from '../http/server.ts';
 import type { EmbeddedBroker } from '../mqtt/embedded-broker.ts';
@@ -21,11 +23,27 @@ export async function startWeb(o: { http: HttpServer; config: Config; broker: Em
   addPageRoutes(o.http, page);
   let target: BridgeTarget | null = null;
   if (o.broker) target = { kind: 'embedded', broker: o.broker };
-  else if (o.config.mqtt.url) {
-    const u = new URL(o.config.mqtt.url);
-    // The relay speaks plain MQTT to the broker; an mqtts:// broker is reached only by the daemon.
-    if (u.protocol === 'mqtt:') target = { kind: 'external', host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 1883) };
-    else o.log.warn('web: the page has no MQTT: the bridge relays to a plain mqtt:// broker listener only (mqtt.url is mqtts://); see docs/web.md');
+  else {
+    const url = o.config.web.brokerUrl ?? o.config.mqtt.url;
+    if (url) {
+      const u = new URL(url);
+      const host = u.hostname.replace(/^\[|\]$/g, '');
+      if (u.protocol === 'mqtt:') target = { kind: 'external', host, port: Number(u.port || 1883) };
+      else {
+        // mqtts://: trusted as the daemon trusts its broker (mqtt.fingerprint, mqtt.caFile), or pinned to mqtt.brokerCertFile.
+        const m = o.config.mqtt;
+        let fingerprint = m.fingerprint ?? undefined;
+        if (!fingerprint && m.brokerCertFile) {
+          try {
+            fingerprint = certFingerprint(readFileSync(m.brokerCertFile));
+          } catch (e) {
+            o.log.warn('web: mqtt.brokerCertFile cannot be read: the relay to web.brokerUrl trusts only a CA', { error: (e as Error).message });
+          }
+        }
+        const ca = m.caFile ? readFileSync(m.caFile) : undefined;
+        target = { kind: 'external', host, port: Number(u.port || 8883), tls: { url, trust: { fingerprint, ca } } };
+      }
+    }
   }
   if (!target) return null;
   const w = o.config.web;

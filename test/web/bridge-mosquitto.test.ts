@@ -5,8 +5,10 @@
  * browser's MQTT client (mqtt.js over WebSocket) on "another machine" (a network namespace).
  */
 import test from 'ava';
+import mqtt from 'mqtt';
+import { join } from 'node:path';
 import { otherMachine, type OtherMachine } from '../helpers/netns.ts';
-import { startExternalDaemon } from '../helpers/mosquitto.ts';
+import { startExternalDaemon, startMosquitto } from '../helpers/mosquitto.ts';
 
 let other: OtherMachine;
 test.before(() => {
@@ -38,4 +40,29 @@ test('relayed to mosquitto: an anonymous viewer (web.anonymous) reads the retain
   const login = await other.node(CLIENT, { URL: url, U: 'licd', P: x.mosquitto.passwords.licd });
   t.regex(login.out, /REFUSED 5 /, login.out);
   t.notRegex(login.out, /CONNECTED/);
+});
+
+test('relayed to mosquitto\'s TLS listener (web.brokerUrl) and served over HTTPS (web.certFile): the admin signs in and is answered', async (t) => {
+  t.timeout(90_000);
+  const mosq = await startMosquitto();
+  const x = await startExternalDaemon({
+    mosquitto: mosq,
+    config: {
+      mqtt: { broker: 'external', url: mosq.url, username: 'licd', password: mosq.passwords.licd, brokerCertFile: mosq.certFile },
+      web: { brokerUrl: mosq.tlsUrl, certFile: mosq.certFile, keyFile: join(mosq.dir, 'tls', 'key.pem') },
+    },
+  });
+  t.teardown(() => x.dispose());
+  t.regex(x.daemon.http!.url, /^https:/);
+  const url = `${x.daemon.http!.url.replace(/^http/, 'ws')}/mqtt`;
+  const c = await new Promise<mqtt.MqttClient>((resolve, reject) => {
+    const m = mqtt.connect(url, { clientId: 'web-admin-m', username: 'admin', password: mosq.passwords.admin, protocolVersion: 4, reconnectPeriod: 0, wsOptions: { rejectUnauthorized: false } });
+    m.once('connect', () => resolve(m));
+    m.once('error', reject);
+  });
+  t.teardown(() => c.end(true));
+  await c.subscribeAsync('licd/v1/client/web-admin-m/res', { qos: 1 });
+  const answer = new Promise<string>((resolve) => c.on('message', (_t, p) => resolve(p.toString())));
+  c.publish('licd/v1/admin/web-admin-m/req', JSON.stringify({ id: '1', op: 'borrows' }), { qos: 1 });
+  t.deepEqual(JSON.parse(await answer), { id: '1', ok: true, op: 'borrows', result: { borrows: [] } });
 });
