@@ -9,7 +9,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/daemon.ts';
 import { openPage } from '../helpers/browser.ts';
-import { killAll, startDaemonProcess } from '../helpers/procs.ts';
+import { killAll, run, startDaemonProcess } from '../helpers/procs.ts';
 import { LicdClient } from '../../src/sdk/client.ts';
 
 test.after.always(() => killAll());
@@ -33,10 +33,10 @@ async function daemon(t: { teardown(f: () => void): void }) {
   return { d, dir, mqttUrl, web, password: readFileSync(join(dir, 'admin.password'), 'utf8').trim() };
 }
 
-test('sign in, a checkout by a real client appears without a reload, the admin revokes it, the client hears it', async (t) => {
+test('sign in, a checkout by a real client appears without a reload, the admin revokes it, the client hears it; the audit log shows it and its export verifies with licctl', async (t) => {
   t.timeout(60_000);
   const out = shots(t);
-  const { mqttUrl, web, password } = await daemon(t);
+  const { mqttUrl, web, password, dir } = await daemon(t);
   const { page } = await openPage(t);
   await page.goto(`${web}/`);
   await page.getByLabel('Password').fill('wrong');
@@ -78,6 +78,16 @@ test('sign in, a checkout by a real client appears without a reload, the admin r
   t.is(await lost, 'REVOKED');
   await page.getByRole('tab', { name: 'Overview' }).click();
   await row.locator('[data-col="free"]').filter({ hasText: /^4$/ }).waitFor();
+
+  // The audit log names the revoke; its export verifies offline with licctl.
+  await page.getByRole('tab', { name: 'Audit' }).click();
+  await page.locator('table.audit tr[data-seq]').filter({ hasText: 'lease.revoke' }).first().waitFor();
+  await page.screenshot({ path: join(out, 'audit.png') });
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download the export' }).click()]);
+  const exported = join(out, 'audit.jsonl');
+  await download.saveAs(exported);
+  const verified = await run(['audit', 'verify', exported, '--vendor-key', join(dir, 'dev', 'vendor.key')]);
+  t.is(verified.code, 0, verified.stdout + verified.stderr);
 
   // Signing out forgets the connection and shows the sign-in form again.
   await page.getByRole('button', { name: 'Sign out' }).click();

@@ -14,7 +14,7 @@ interface Who {
   admin: boolean;
 }
 
-type Tab = 'overview' | 'leases' | 'borrow' | 'activation' | 'history';
+type Tab = 'overview' | 'leases' | 'borrow' | 'activation' | 'history' | 'audit';
 
 export function fmtTime(iso: unknown): string {
   if (typeof iso !== 'string') return '–';
@@ -686,6 +686,104 @@ function BorrowWizard(props: { link: Link; status: Json | null; user: string | n
   );
 }
 
+/** The audit log (docs/audit.md): its head and last seal, the newest records, and the export that licctl audit verify checks offline. */
+function Audit(props: { link: Link }) {
+  const [head, setHead] = useState<Json | null>(null);
+  const [records, setRecords] = useState<Json[]>([]);
+  const [msg, setMsg] = useState<{ ok: boolean; text: string } | null>(null);
+  const [busy, setBusy] = useState(false);
+  const load = async () => {
+    try {
+      const h = await props.link.request('audit.head', {}, true);
+      setHead(h);
+      const seq = Number(h.head?.seq) || 0;
+      const page = await props.link.request('audit.export', { from: Math.max(1, seq - 49), limit: 50 }, true);
+      setRecords(((page.records ?? []) as Json[]).slice().reverse());
+    } catch (e) {
+      setMsg({ ok: false, text: errText(e) });
+    }
+  };
+  useEffect(() => void load(), []);
+  const exportAll = async () => {
+    setBusy(true);
+    try {
+      const lines: string[] = [];
+      const certs = new Map<string, unknown>();
+      let ask: Json = {};
+      let last: Json | null = null;
+      for (;;) {
+        const page = await props.link.request('audit.export', ask, true);
+        last = page;
+        for (const r of page.records ?? []) lines.push(JSON.stringify(r));
+        for (const [ref, env] of Object.entries(page.certs ?? {})) certs.set(ref, env);
+        if (page.next === null || page.next === undefined) break;
+        ask = { from: page.next };
+      }
+      const header = { format: 'licd-audit-export/1', server: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/mqtt`, exportedAt: new Date().toISOString(), head: last?.head ?? null };
+      const body = [JSON.stringify(header), ...lines, ...[...certs].map(([cert, envelope]) => JSON.stringify({ cert, envelope }))].join('\n') + '\n';
+      download(`licd-audit-${new Date().toISOString().slice(0, 10)}.jsonl`, body);
+      setMsg({ ok: true, text: `exported ${lines.length} records; check them offline with licctl audit verify FILE --vendor-key KEY` });
+    } catch (e) {
+      setMsg({ ok: false, text: errText(e) });
+    } finally {
+      setBusy(false);
+    }
+  };
+  const what = (r: Json): string => {
+    const skip = new Set(['seq', 'at', 'kind', 'prev', 'hash', 'sig', 'sessionKey', 'delegation', 'entitlement']);
+    return Object.entries(r)
+      .filter(([k, v]) => !skip.has(k) && v !== null && typeof v !== 'object')
+      .map(([k, v]) => `${k}=${String(v)}`)
+      .join(' ');
+  };
+  return (
+    <section aria-labelledby="audit-h">
+      <h2 id="audit-h">Audit log</h2>
+      {head && (
+        <p data-testid="audit-head">
+          {head.head?.seq ?? 0} records; last seal at record {head.sealed?.seq ?? 'none'} ({fmtTime(head.sealed?.at)}); {head.unsealed ?? 0} not sealed yet
+        </p>
+      )}
+      <p>
+        <button onClick={() => void exportAll()} disabled={busy}>
+          Download the export
+        </button>{' '}
+        <button class="secondary" onClick={() => void load()}>
+          Refresh
+        </button>
+      </p>
+      {msg && (
+        <p class={msg.ok ? 'ok' : 'error'} role="status">
+          {msg.text}
+        </p>
+      )}
+      <div class="scroll">
+        <table class="audit">
+          <caption>The newest records</caption>
+          <thead>
+            <tr>
+              <th scope="col">#</th>
+              <th scope="col">Time</th>
+              <th scope="col">Event</th>
+              <th scope="col">Details</th>
+            </tr>
+          </thead>
+          <tbody>
+            {records.map((r) => (
+              <tr key={r.seq} data-seq={r.seq}>
+                <td>{r.seq}</td>
+                <td>{fmtTime(r.at)}</td>
+                <td>{r.kind}</td>
+                <td class="small">{what(r)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    </section>
+  );
+}
+
 function App() {
   const [link, setLink] = useState<Link | null>(null);
   const [who, setWho] = useState<Who | null>(null);
@@ -766,7 +864,7 @@ function App() {
     ['overview', 'Overview'],
     ['leases', 'Leases and borrows'],
     ['borrow', 'Borrow'],
-    ...(who?.admin ? ([['activation', 'Activation'], ['history', 'History']] as Array<[Tab, string]>) : []),
+    ...(who?.admin ? ([['activation', 'Activation'], ['history', 'History'], ['audit', 'Audit']] as Array<[Tab, string]>) : []),
   ];
 
   return (
@@ -806,6 +904,7 @@ function App() {
             {tab === 'borrow' && <BorrowWizard link={link} status={status} user={who.user} />}
             {tab === 'activation' && <Activation link={link} server={server} />}
             {tab === 'history' && <History link={link} />}
+            {tab === 'audit' && <Audit link={link} />}
           </div>
         </main>
       )}
