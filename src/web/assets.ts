@@ -89,7 +89,7 @@ export function addPageRoutes(http: HttpServer, page: { files: WebFile[] } | { e
       accepts(req)
         ? { status: 200, type: f.type, body: gz, headers: { ...headers, 'Content-Encoding': 'gzip', Vary: 'Accept-Encoding' } }
         : { status: 200, type: f.type, body: f.body, headers: { ...headers, Vary: 'Accept-Encoding' } };
-    http.route({ method: 'GET', path: index ? '/' : `/${f.name}`, handle });
+    http.route({ method: 'GET', path: index ? '/' : `/${f.name}`, handle, unlisted: !index });
   }
 }
 
