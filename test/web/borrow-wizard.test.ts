@@ -13,7 +13,7 @@ import { killAll, run } from '../helpers/procs.ts';
 
 test.after.always(() => killAll());
 
-test('products, machines, preview (a count over what may be borrowed is refused), summary, request file; its commands borrow for real', async (t) => {
+test('products, machines, preview (a count over what may be borrowed is refused), summary, request file; its commands borrow for real; a borrow limit set on the page applies at the next preview', async (t) => {
   t.timeout(60_000);
   const out = process.env.LICD_WEB_SCREENSHOTS ?? tempDir('licd-web-shots-');
   if (!process.env.LICD_WEB_SCREENSHOTS) t.teardown(() => rmSync(out, { recursive: true, force: true }));
@@ -69,4 +69,19 @@ test('products, machines, preview (a count over what may be borrowed is refused)
   // The page shows the borrow live: 2 borrowed of vray_render.
   await page.getByRole('tab', { name: 'Overview' }).click();
   await page.locator('tr[data-feature="vray_render"] [data-col="borrowed"]').filter({ hasText: /^2$/ }).waitFor();
+
+  // A live setting: a borrow limit for carol, in force at the next preview.
+  await page.getByRole('tab', { name: 'Settings' }).click();
+  await page.getByLabel('Limits (JSON)').fill('{"users":{"carol":{"maxSeats":3}}');
+  await page.getByRole('button', { name: 'Save the limits' }).click();
+  await page.getByRole('status').filter({ hasText: /not JSON/ }).waitFor();
+  await page.getByLabel('Limits (JSON)').fill('{"users":{"carol":{"maxSeats":3}}}');
+  await page.getByRole('button', { name: 'Save the limits' }).click();
+  await page.getByRole('status').filter({ hasText: 'the borrow limits are saved' }).waitFor();
+  await page.getByRole('tab', { name: 'Borrow', exact: true }).click();
+  await page.getByRole('checkbox', { name: /V-Ray Render Node/ }).check();
+  await page.getByRole('button', { name: 'Next' }).click();
+  await page.getByLabel('For user').fill('carol');
+  await page.getByRole('button', { name: 'Preview' }).click();
+  t.regex((await page.locator('table.preview tr[data-feature="vray_render"] td').nth(3).textContent()) ?? '', /^1 .*limits\.users\.carol/);
 });

@@ -14,7 +14,7 @@ interface Who {
   admin: boolean;
 }
 
-type Tab = 'overview' | 'leases' | 'borrow' | 'activation' | 'history' | 'audit';
+type Tab = 'overview' | 'leases' | 'borrow' | 'activation' | 'history' | 'audit' | 'settings';
 
 export function fmtTime(iso: unknown): string {
   if (typeof iso !== 'string') return '–';
@@ -784,6 +784,52 @@ function Audit(props: { link: Link }) {
   );
 }
 
+/** Settings that are safe to change live: the borrow limits (docs/borrowing.md), as licctl borrow limits --set. */
+function Settings(props: { link: Link }) {
+  const [text, setText] = useState('');
+  const [msg, setMsg] = useState<{ ok: boolean; text: string } | null>(null);
+  useEffect(() => {
+    props.link.request('limits.get', {}, true).then(
+      (r) => setText(JSON.stringify(r.limits ?? {}, null, 2)),
+      (e) => setMsg({ ok: false, text: errText(e) }),
+    );
+  }, []);
+  const save = async () => {
+    let limits: unknown;
+    try {
+      limits = JSON.parse(text);
+    } catch (e) {
+      setMsg({ ok: false, text: `the limits are not JSON: ${(e as Error).message}` });
+      return;
+    }
+    try {
+      const r = await props.link.request('limits.set', { limits }, true);
+      setText(JSON.stringify(r.limits ?? {}, null, 2));
+      setMsg({ ok: true, text: 'the borrow limits are saved and in force for new borrows' });
+    } catch (e) {
+      setMsg({ ok: false, text: errText(e) });
+    }
+  };
+  return (
+    <section aria-labelledby="set-h">
+      <h2 id="set-h">Borrow limits</h2>
+      <p class="small">
+        Per feature, user and group: most seats borrowed at once and most hours, e.g. {'{"features":{"vray_render":{"maxSeats":2,"maxHours":48}},"users":{"alice":{"maxSeats":1}}}'}. In force at once for new borrows; borrows already out stay.
+      </p>
+      <label class="block column">
+        Limits (JSON)
+        <textarea name="limits" rows={10} spellcheck={false} value={text} onInput={(e) => setText((e.target as HTMLTextAreaElement).value)} />
+      </label>
+      <button onClick={() => void save()}>Save the limits</button>
+      {msg && (
+        <p class={msg.ok ? 'ok' : 'error'} role="status">
+          {msg.text}
+        </p>
+      )}
+    </section>
+  );
+}
+
 function App() {
   const [link, setLink] = useState<Link | null>(null);
   const [who, setWho] = useState<Who | null>(null);
@@ -864,7 +910,7 @@ function App() {
     ['overview', 'Overview'],
     ['leases', 'Leases and borrows'],
     ['borrow', 'Borrow'],
-    ...(who?.admin ? ([['activation', 'Activation'], ['history', 'History'], ['audit', 'Audit']] as Array<[Tab, string]>) : []),
+    ...(who?.admin ? ([['activation', 'Activation'], ['history', 'History'], ['audit', 'Audit'], ['settings', 'Settings']] as Array<[Tab, string]>) : []),
   ];
 
   return (
@@ -905,6 +951,7 @@ function App() {
             {tab === 'activation' && <Activation link={link} server={server} />}
             {tab === 'history' && <History link={link} />}
             {tab === 'audit' && <Audit link={link} />}
+            {tab === 'settings' && <Settings link={link} />}
           </div>
         </main>
       )}
