@@ -14,7 +14,7 @@ import { killAll, run } from '../helpers/procs.ts';
 test.after.always(() => killAll());
 
 test('products, machines, preview (a count over what may be borrowed is refused), summary, request file; its commands borrow for real; a borrow limit set on the page applies at the next preview', async (t) => {
-  t.timeout(60_000);
+  t.timeout(150_000); // about 20 s alone; generous for a loaded machine
   const out = process.env.LICD_WEB_SCREENSHOTS ?? tempDir('licd-web-shots-');
   if (!process.env.LICD_WEB_SCREENSHOTS) t.teardown(() => rmSync(out, { recursive: true, force: true }));
   const dev = await devDaemonProcess(t, { LICD_USER: 'carol' });
