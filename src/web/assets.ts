@@ -5,7 +5,7 @@
  * reach outside the page), each gzipped once at start and sent gzipped to a browser that accepts it.
  *
  * Where the files come from: dist/web (written by `npm run build`); a daemon run from its sources
- * (tsx) builds them in memory at start with esbuild. Without either, / says how to build them.
+ * (tsx) builds them in memory with esbuild, at the first request for /. Without either, / says how to build them.
  * The builder (src/web/build.ts, esbuild: a dev dependency) is not part of the compiled daemon.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -50,12 +50,12 @@ function builtDir(): string | null {
 
 export async function loadPage(log: Log): Promise<{ files: WebFile[]; from: string } | { error: string }> {
   if (FROM_SOURCES) {
-    // From the sources: build now, so the page matches the code (about a second).
+    // From the sources: build it, so the page matches the code (under a second).
     try {
       // Not a literal: the compiled daemon (no esbuild installed) never refers to the builder.
       const builder = './build.ts';
       const { buildPage } = (await import(builder)) as { buildPage: () => Promise<WebFile[]> };
-      return { files: await buildPage(), from: 'built at start from src/web/app' };
+      return { files: await buildPage(), from: 'built from src/web/app' };
     } catch (e) {
       log.warn('web: cannot build the page from its sources', { error: (e as Error).message });
     }
@@ -73,24 +73,47 @@ function accepts(req: HttpRequest): boolean {
   return typeof ae === 'string' && /\bgzip\b/.test(ae);
 }
 
-/** Adds the page's routes: / and one per asset. */
-export function addPageRoutes(http: HttpServer, page: { files: WebFile[] } | { error: string }): void {
-  if ('error' in page) {
-    http.route({ method: 'GET', path: '/', handle: () => ({ status: 503, body: `${page.error}\n` }) });
-    return;
-  }
-  for (const f of page.files) {
-    const gz = gzipSync(f.body, { level: 9 });
-    const index = f.name === 'index.html';
-    const headers: Record<string, string> = index
-      ? { 'Cache-Control': 'no-store', 'Content-Security-Policy': PAGE_CSP, 'X-Frame-Options': 'DENY', 'Referrer-Policy': 'no-referrer' }
-      : { 'Cache-Control': 'public, max-age=31536000, immutable' };
-    const handle = (req: HttpRequest): HttpAnswer =>
-      accepts(req)
-        ? { status: 200, type: f.type, body: gz, headers: { ...headers, 'Content-Encoding': 'gzip', Vary: 'Accept-Encoding' } }
-        : { status: 200, type: f.type, body: f.body, headers: { ...headers, Vary: 'Accept-Encoding' } };
-    http.route({ method: 'GET', path: index ? '/' : `/${f.name}`, handle, unlisted: !index });
-  }
+/**
+ * Adds the page's routes. The page is made (built from the sources, or read from dist/web) at the
+ * first request for /, not at start: a daemon nobody opens the page of (every test, a bench)
+ * never pays for the build. Then / and one route per asset, each gzipped once.
+ */
+export function addPageRoutes(http: HttpServer, log: Log): void {
+  let loading: Promise<((req: HttpRequest) => HttpAnswer) | string> | null = null;
+  const load = () =>
+    (loading ??= loadPage(log).then((page) => {
+      if ('error' in page) {
+        log.warn(`web: ${page.error}`);
+        return page.error;
+      }
+      log.info('web: the page is ready', { from: page.from, files: page.files.length });
+      let index: ((req: HttpRequest) => HttpAnswer) | null = null;
+      for (const f of page.files) {
+        const gz = gzipSync(f.body, { level: 9 });
+        const isIndex = f.name === 'index.html';
+        const headers: Record<string, string> = isIndex
+          ? { 'Cache-Control': 'no-store', 'Content-Security-Policy': PAGE_CSP, 'X-Frame-Options': 'DENY', 'Referrer-Policy': 'no-referrer' }
+          : { 'Cache-Control': 'public, max-age=31536000, immutable' };
+        const handle = (req: HttpRequest): HttpAnswer =>
+          accepts(req)
+            ? { status: 200, type: f.type, body: gz, headers: { ...headers, 'Content-Encoding': 'gzip', Vary: 'Accept-Encoding' } }
+            : { status: 200, type: f.type, body: f.body, headers: { ...headers, Vary: 'Accept-Encoding' } };
+        if (isIndex) index = handle;
+        else http.route({ method: 'GET', path: `/${f.name}`, handle, unlisted: true });
+      }
+      return index ?? 'the web page has no index.html: run `npm run build` again';
+    }).catch((e: unknown) => {
+      log.error('web: the page cannot be read', { error: (e as Error).message });
+      return `the web page cannot be read (${(e as Error).message}); the licd log says more`;
+    }));
+  http.route({
+    method: 'GET',
+    path: '/',
+    handle: async (req) => {
+      const page = await load();
+      return typeof page === 'string' ? { status: 503, body: `${page}\n` } : page(req);
+    },
+  });
 }
 
 /** The page's size as a browser gets it: every file gzipped, in bytes (the budget is 200 KB). */

@@ -8,7 +8,7 @@ import { certFingerprint } from '../mqtt/tls.ts';
 import type { Log } from '../core/service.ts';
 import type { HttpServer } from '../http/server.ts';
 import type { EmbeddedBroker } from '../mqtt/embedded-broker.ts';
-import { addPageRoutes, loadPage } from './assets.ts';
+import { addPageRoutes } from './assets.ts';
 import { WebBridge, type BridgeTarget } from './bridge.ts';
 
 export interface Web {
@@ -17,10 +17,7 @@ export interface Web {
 }
 
 export async function startWeb(o: { http: HttpServer; config: Config; broker: EmbeddedBroker | null; secure: boolean; log: Log }): Promise<Web | null> {
-  const page = await loadPage(o.log);
-  if ('error' in page) o.log.warn(`web: ${page.error}`);
-  else o.log.debug('web: the page is ready', { from: page.from, files: page.files.length });
-  addPageRoutes(o.http, page);
+  addPageRoutes(o.http, o.log);
   let target: BridgeTarget | null = null;
   if (o.broker) target = { kind: 'embedded', broker: o.broker };
   else {
