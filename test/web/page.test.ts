@@ -95,10 +95,10 @@ test('sign in, a checkout by a real client appears without a reload, the admin r
   t.pass();
 });
 
-test('on a phone-sized screen the overview is usable and keyboard sign-in works', async (t) => {
+test('on a phone-sized screen the overview is usable and keyboard sign-in works; HTML in a user name is shown as text', async (t) => {
   t.timeout(150_000); // about 20 s alone; generous for a loaded machine
   const out = shots(t);
-  const { web, password } = await daemon(t);
+  const { web, password, mqttUrl } = await daemon(t);
   const { page } = await openPage(t, { width: 390, height: 844 });
   await page.goto(`${web}/`);
   // Keyboard only: the user field, the password field, Enter.
@@ -112,4 +112,17 @@ test('on a phone-sized screen the overview is usable and keyboard sign-in works'
   const overflow = Number(await page.evaluate('document.documentElement.scrollWidth - document.documentElement.clientWidth'));
   t.true(overflow <= 0, `the page scrolls sideways by ${overflow} px`);
   await page.screenshot({ path: join(out, 'phone.png'), fullPage: true });
+
+  // Network strings are text: a user name that is HTML shows as itself and runs nothing.
+  const evil = '<img src=x onerror="window.__pwned=1">';
+  const client = await LicdClient.connect({ url: mqttUrl, clientId: 'evil-node-9', user: evil, host: 'node-<b>9</b>', timeoutMs: 10_000 });
+  t.teardown(() => client.close({ checkin: false }));
+  const lease = await client.checkout('vray_render');
+  await page.getByRole('tab', { name: 'Leases and borrows' }).click();
+  const cells = page.locator(`tr[data-lease="${lease.id}"] td`);
+  await cells.first().waitFor();
+  t.is(await cells.nth(1).textContent(), evil);
+  t.is(await cells.nth(2).textContent(), 'node-<b>9</b>');
+  t.is(await page.locator('table.leases img, table.leases b').count(), 0);
+  t.is(await page.evaluate('typeof window.__pwned'), 'undefined');
 });
