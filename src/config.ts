@@ -109,10 +109,28 @@ export interface Config {
    * always. Needs an external broker (mosquitto bridged to the other boxes' brokers).
    */
   cluster: { serverId: string | null };
+  /**
+   * The web page (docs/web.md) on licd's HTTP server, and its MQTT-over-WebSocket bridge at /mqtt.
+   * https: the HTTP server speaks HTTPS with the embedded broker's certificate (default: on when
+   * broker.tls is on). anonymous: a visitor who does not sign in may watch the page read-only
+   * (off by default). Admins sign in only over HTTPS or from this machine.
+   */
+  web: {
+    enabled: boolean;
+    https: boolean;
+    anonymous: boolean;
+    maxConnections: number;
+    maxFrameBytes: number;
+    /** External broker: the listener the bridge relays to (default mqtt.url); mqtts:// for mosquitto's TLS listener, where admins log in. */
+    brokerUrl: string | null;
+    /** External broker: the certificate and key (PEM) of the HTTPS server, e.g. the box's /etc/licd/tls files. */
+    certFile: string | null;
+    keyFile: string | null;
+  };
 }
 
 /** Settings and whether changing them needs a restart (all do today; documented in README). */
-export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'borrow', 'limits', 'clock', 'log', 'identity', 'activation', 'history', 'audit', 'http', 'alerts', 'policy', 'discovery', 'cluster'] as const;
+export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'borrow', 'limits', 'clock', 'log', 'identity', 'activation', 'history', 'audit', 'http', 'alerts', 'policy', 'discovery', 'cluster', 'web'] as const;
 
 function bad(field: string, message: string): never {
   throw new LicdError('CONFIG_INVALID', `config: ${field} ${message}`, { field });
@@ -291,6 +309,36 @@ function parseConfigFields(raw: unknown, env: NodeJS.ProcessEnv, base: string): 
     policy: { file: policyFile },
     discovery: parseDiscovery(f, env, development),
     cluster: parseCluster(f, brokerKind),
+    web: parseWeb(f, brokerKind, tls.enabled, path),
+  };
+}
+
+function parseWeb(f: Fields, brokerKind: 'embedded' | 'external', brokerTls: boolean, path: (p: string) => string): Config['web'] {
+  const w = f.optObject('web') ?? Fields.of({}, 'web', 'CONFIG_INVALID');
+  w.only(['enabled', 'https', 'anonymous', 'maxConnections', 'maxFrameBytes', 'brokerUrl', 'certFile', 'keyFile']);
+  const certFile = w.optString('certFile', { max: 4096 });
+  const keyFile = w.optString('keyFile', { max: 4096 });
+  if ((certFile === undefined) !== (keyFile === undefined)) bad(certFile ? 'web.keyFile' : 'web.certFile', 'is needed with the other: give both web.certFile and web.keyFile (PEM), or neither');
+  if (certFile && brokerKind === 'embedded') bad('web.certFile', "is for an external broker; with the embedded broker the page's HTTPS uses broker.tls's certificate");
+  const brokerUrl = w.optString('brokerUrl', { max: 2048 }) ?? null;
+  if (brokerUrl !== null) {
+    if (brokerKind === 'embedded') bad('web.brokerUrl', 'is for an external broker; the embedded broker serves the page itself');
+    if (!/^mqtts?:\/\/[^\s/]+/.test(brokerUrl)) bad('web.brokerUrl', `must be an mqtt:// or mqtts:// URL of the broker's listener, got ${JSON.stringify(brokerUrl)}`);
+  }
+  const canHttps = brokerKind === 'embedded' ? brokerTls : certFile !== undefined;
+  const https = w.optBool('https') ?? canHttps;
+  if (https && !canHttps) {
+    bad('web.https', brokerKind === 'embedded' ? "needs the embedded broker's certificate: turn on broker.tls (its certificate and key serve HTTPS too), or set web.https false" : 'needs web.certFile and web.keyFile with an external broker, or set web.https false');
+  }
+  return {
+    enabled: w.optBool('enabled') ?? true,
+    https,
+    anonymous: w.optBool('anonymous') ?? false,
+    maxConnections: w.optInt('maxConnections', { min: 1, max: 1000 }) ?? 32,
+    maxFrameBytes: w.optInt('maxFrameBytes', { min: 4096, max: 16 * 1024 * 1024 }) ?? 256 * 1024,
+    brokerUrl,
+    certFile: certFile ? path(certFile) : null,
+    keyFile: keyFile ? path(keyFile) : null,
   };
 }
 

@@ -76,6 +76,7 @@ async function main(): Promise<void> {
   lines.push(`vendor key: ${vendorFingerprint(daemon.vendorPublicKey)} (a client pins it with: licctl borrow --trust-vendor-key ${vendorFingerprint(daemon.vendorPublicKey)})`);
   if (daemon.entitlement.development) lines.push('DEVELOPMENT MODE: dev vendor key, emulated dongle and demo entitlement under ' + config.dataDir);
   if (daemon.http) lines.push(`metrics on ${daemon.http.url}/metrics, health on ${daemon.http.url}/healthz`);
+  if (daemon.http && config.web.enabled) lines.push(`web page on ${daemon.http.url}/ (docs/web.md)`);
   if (daemon.adminCredentials) lines.push(`admin user "admin", password in ${config.broker.adminPasswordFile}`);
   if (daemon.tls) {
     lines.push(`TLS${daemon.tls.url ? ` on ${daemon.tls.url}` : ''}: certificate ${daemon.tls.fingerprint}${daemon.tls.made ? ' (made now, first start with TLS)' : ''}`);

@@ -48,6 +48,7 @@ import { AlertMonitor } from '../alerts/monitor.ts';
 import { AlertNotifier } from '../alerts/notify.ts';
 import { addMonitoringRoutes, type Health } from '../http/monitoring.ts';
 import { HttpServer } from '../http/server.ts';
+import { startWeb } from '../web/web.ts';
 import { LicdMetrics } from '../metrics/licd-metrics.ts';
 import { Sharing } from '../core/sharing.ts';
 import { sealToken } from '../core/tokens.ts';
@@ -780,12 +781,24 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     };
     let http: HttpServer | null = null;
     let httpUrl: string | null = null;
+    let web: Awaited<ReturnType<typeof startWeb>> = null;
     if (config.http.enabled) {
-      const server = new HttpServer({ host: config.http.host, port: config.http.port, log });
+      // HTTPS with the broker's certificate when web.https (docs/web.md).
+      const httpsMaterial = !config.web.https
+        ? undefined
+        : config.web.certFile && config.web.keyFile
+          ? { cert: readConfigFile(config.web.certFile, 'web.certFile'), key: readConfigFile(config.web.keyFile, 'web.keyFile') }
+          : tlsMaterial?.key
+            ? { cert: tlsMaterial.cert, key: tlsMaterial.key }
+            : undefined;
+      const server = new HttpServer({ host: config.http.host, port: config.http.port, log, ...(httpsMaterial ? { tls: httpsMaterial } : {}) });
       addMonitoringRoutes(server, { metrics: () => metrics.render(), health });
+      web = config.web.enabled ? await startWeb({ http: server, config, broker, secure: httpsMaterial !== undefined, log }) : null;
       httpUrl = (await server.start()).url;
       http = server;
       cleanups.push(() => server.stop());
+      const page = web;
+      if (page) cleanups.push(() => page.close());
     }
 
     // 6. Tickers.
@@ -924,6 +937,8 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         // The minute in progress, as a partial row (a restart within it adds to it).
         await history.stop();
         alerts.stop();
+        // The web page's WebSockets are closed first (going away), then the HTTP server.
+        await web?.close();
         await http?.stop();
         // The last time seen, so a restart can tell how long it was stopped.
         service.observeClock();

@@ -42,6 +42,8 @@ export interface Route {
   path: string;
   /** A body is accepted up to this many bytes (default 0: a request with a body is refused). */
   maxBodyBytes?: number;
+  /** Left out of the list a 404 gives (the web page's hashed assets). */
+  unlisted?: boolean;
   handle(req: HttpRequest): HttpAnswer | Promise<HttpAnswer>;
 }
 
@@ -154,7 +156,10 @@ export class HttpServer {
     const byMethod = this.routes.get(path);
     const method = req.method ?? 'GET';
     const route = byMethod?.get(method) ?? (method === 'HEAD' ? byMethod?.get('GET') : undefined);
-    if (!byMethod) return this.send(res, req, { status: 404, body: `no such path: ${path.slice(0, 200)} (licd serves ${[...this.routes.keys()].join(', ')})\n` });
+    if (!byMethod) {
+      const listed = [...this.routes].filter(([, m]) => [...m.values()].some((r) => !r.unlisted)).map(([p]) => p);
+      return this.send(res, req, { status: 404, body: `no such path: ${path.slice(0, 200)} (licd serves ${listed.join(', ')})\n` });
+    }
     if (!route) {
       const allow = [...byMethod.keys(), ...(byMethod.has('GET') ? ['HEAD'] : [])].join(', ');
       return this.send(res, req, { status: 405, body: `${method} is not allowed on ${path}; use ${allow}\n`, headers: { Allow: allow } });

@@ -3,6 +3,7 @@
 import type { Aedes, AuthenticateError, Client } from 'aedes';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer, TLSSocket } from 'node:tls';
 import type { Log } from '../core/service.ts';
 import { clusterTopics, MAX_ANSWER_BYTES, TOPIC_PREFIX, topics } from '../core/protocol.ts';
@@ -29,6 +30,16 @@ export interface EmbeddedBrokerOptions {
   tls?: { host: string; port: number; cert: Buffer | string; key: Buffer | string } | null;
 }
 
+/**
+ * Where a connection of the web page's WebSocket bridge (src/web/bridge.ts) comes from: the
+ * browser's address, whether it came over HTTPS, and whether anonymous viewing is on (web.anonymous).
+ */
+export interface WebOrigin {
+  secure: boolean;
+  remote: string;
+  anonymous: boolean;
+}
+
 export interface EmbeddedBroker {
   /** The plain listener (the TLS one when the plain listener is off). */
   host: string;
@@ -37,6 +48,12 @@ export interface EmbeddedBroker {
   /** The TLS listener, if on. */
   tls: { host: string; port: number; url: string } | null;
   close(): Promise<void>;
+  /**
+   * Serves one MQTT connection of the web page's bridge (a WebSocket as a stream). The broker's
+   * rules hold as for its own listeners, and more: a login with a password (admin or user) only
+   * over HTTPS or from this machine, and no anonymous login unless `origin.anonymous`.
+   */
+  handleWeb(stream: Duplex, origin: WebOrigin): void;
   /** Drops every client connection at once (tests: the broker "restarts" under the clients). */
   aedes: Aedes;
 }
@@ -178,6 +195,8 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   const logins = new WeakMap<Client, string>();
   const users = new Map(opts.users.map((u) => [u.username, { hash: digest(u.password), role: u.role }]));
   const daemonSockets = new WeakSet<Socket>();
+  const webOrigins = new WeakMap<object, WebOrigin>();
+  const webOrigin = (client: Client): WebOrigin | undefined => webOrigins.get((client as unknown as { conn: object }).conn);
   const windows = new Map<string, RequestWindow>();
   const windowOf = (client: Client): RequestWindow => {
     let w = windows.get(client.id);
@@ -219,6 +238,14 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
         return done(authError('client id not usable', 2), false);
       }
       if (takeoverRefused(client, username ?? '')) return done(authError('client id in use by another client', 2), false);
+      const web = webOrigin(client);
+      if (web && (username === undefined || username === '') && !web.anonymous) {
+        return done(authError('the web page is for signed-in users (web.anonymous is off)', 5), false);
+      }
+      if (web && username !== undefined && username !== '' && !web.secure && !isLoopback(web.remote)) {
+        opts.log.warn('broker: a web sign-in over plain HTTP from another machine refused; use HTTPS (web.https)', { client: client.id, username, remote: web.remote });
+        return done(authError('sign in over HTTPS: passwords do not travel over plain HTTP', 5), false);
+      }
       if (username === undefined || username === '') {
         if (client.id.startsWith(DAEMON_CLIENT_PREFIX)) return done(authError('reserved client id', 2), false);
         if (!opts.allowAnonymous) return done(authError('a username is required', 4), false);
@@ -244,7 +271,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       }
       if (client.id.startsWith(DAEMON_CLIENT_PREFIX) && u.role !== 'daemon') return done(authError('reserved client id', 2), false);
       // Admin credentials belong on the TLS listener; over plain MQTT only from this machine.
-      if (u.role === 'admin' && opts.tls && !viaTlsOrLoopback(client)) {
+      if (u.role === 'admin' && opts.tls && !viaTlsOrLoopback(client, web)) {
         opts.log.warn('broker: admin login over plain MQTT from another machine refused; use the TLS listener', { client: client.id, username });
         return done(authError('admins log in over TLS (mqtts://) from other machines', 5), false);
       }
@@ -353,6 +380,13 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     tls,
     aedes,
     close: closeAll,
+    handleWeb(stream, origin) {
+      webOrigins.set(stream, origin);
+      const s = stream as unknown as Socket;
+      track(s);
+      boundWrites(s, daemonSockets, opts.log);
+      aedes.handle(stream);
+    },
   };
 }
 
@@ -366,9 +400,13 @@ function listen(server: Server, port: number, host: string): Promise<number> {
   });
 }
 
-function viaTlsOrLoopback(client: Client): boolean {
+function viaTlsOrLoopback(client: Client, web: WebOrigin | undefined): boolean {
+  if (web) return web.secure || isLoopback(web.remote);
   const conn = (client as unknown as { conn?: Socket }).conn;
   if (conn instanceof TLSSocket) return true;
-  const a = conn?.remoteAddress ?? '';
-  return a === '127.0.0.1' || a === '::1' || a === '::ffff:127.0.0.1' || a.startsWith('127.');
+  return isLoopback(conn?.remoteAddress ?? '');
+}
+
+function isLoopback(a: string): boolean {
+  return a === '127.0.0.1' || a === '::1' || a === '::ffff:127.0.0.1' || a.startsWith('127.') || a.startsWith('::ffff:127.');
 }

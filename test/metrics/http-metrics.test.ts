@@ -110,7 +110,7 @@ test('the HTTP server: unknown paths 404, other methods 405, a request body or a
 
   const nf = await fetch(`${base}/etc/passwd`);
   t.is(nf.status, 404);
-  t.regex(await nf.text(), /no such path: \/etc\/passwd \(licd serves \/metrics, \/healthz\)/);
+  t.regex(await nf.text(), /no such path: \/etc\/passwd \(licd serves \/metrics, \/healthz, \/\)/);
   const post = await fetch(`${base}/metrics`, { method: 'POST', body: 'x' });
   t.is(post.status, 405);
   t.is(post.headers.get('allow'), 'GET, HEAD');

@@ -1,0 +1,962 @@
+/**
+ * licd's web page (docs/web.md): overview, leases and borrows, activation and usage charts, over
+ * MQTT through the broker. Preact renders every string as text (no HTML from the network).
+ */
+import { render } from 'preact';
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import { Link, PREFIX, RequestError } from './link.ts';
+import './style.css';
+
+type Json = Record<string, any>;
+
+interface Who {
+  user: string | null;
+  admin: boolean;
+}
+
+type Tab = 'overview' | 'leases' | 'borrow' | 'activation' | 'history' | 'audit' | 'settings';
+
+export function fmtTime(iso: unknown): string {
+  if (typeof iso !== 'string') return '–';
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return String(iso);
+  return `${d.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+}
+
+function download(name: string, text: string): void {
+  const url = URL.createObjectURL(new Blob([text], { type: 'application/json' }));
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+function errText(e: unknown): string {
+  return e instanceof RequestError ? `${e.code}: ${e.message}` : String((e as Error)?.message ?? e);
+}
+
+const plainHttpFromAfar = location.protocol === 'http:' && !/^(localhost|127\.[\d.]+|\[::1\])$/.test(location.hostname);
+
+function SignIn(props: { onSignIn: (user: string | null, password: string | null) => Promise<void>; busy: boolean; error: string | null }) {
+  const [user, setUser] = useState('admin');
+  const [password, setPassword] = useState('');
+  return (
+    <section class="signin" aria-labelledby="signin-h">
+      <h2 id="signin-h">Sign in</h2>
+      {plainHttpFromAfar && (
+        <p class="warn" role="note">
+          This page came over plain HTTP from another machine: licd takes passwords only over HTTPS (turn on <code>broker.tls</code>, then open the page with https://).
+        </p>
+      )}
+      <form
+        onSubmit={(e) => {
+          e.preventDefault();
+          void props.onSignIn(user, password);
+        }}
+      >
+        <label>
+          User <input name="user" autocomplete="username" value={user} onInput={(e) => setUser((e.target as HTMLInputElement).value)} required />
+        </label>
+        <label>
+          Password <input name="password" type="password" autocomplete="current-password" value={password} onInput={(e) => setPassword((e.target as HTMLInputElement).value)} required />
+        </label>
+        <button type="submit" disabled={props.busy}>
+          Sign in
+        </button>
+        <button type="button" class="secondary" disabled={props.busy} onClick={() => void props.onSignIn(null, null)}>
+          View without signing in
+        </button>
+      </form>
+      {props.error && (
+        <p class="error" role="alert">
+          {props.error}
+        </p>
+      )}
+    </section>
+  );
+}
+
+function Bar(props: { f: Json }) {
+  const f = props.f;
+  const total = Math.max(1, Number(f.total) || 0);
+  const pct = (n: unknown) => `${(100 * (Number(n) || 0)) / total}%`;
+  return (
+    <div class="bar" role="img" aria-label={`${f.leased} leased, ${f.borrowed} borrowed, ${f.held} held, ${f.free} free of ${f.total}`}>
+      <span class="leased" style={{ width: pct(f.leased) }} />
+      <span class="borrowed" style={{ width: pct(f.borrowed) }} />
+      <span class="held" style={{ width: pct(f.held) }} />
+    </div>
+  );
+}
+
+function lastChange(features: Json[]): string | undefined {
+  const t = features.map((f) => (typeof f.updated === 'string' ? f.updated : '')).sort();
+  return t[t.length - 1] || undefined;
+}
+
+function Overview(props: { server: Json | null; features: Json[]; alerts: Json[] }) {
+  const s = props.server;
+  const now = Date.now();
+  return (
+    <div>
+      <section aria-labelledby="server-h" class="cards">
+        <h2 id="server-h" class="sr">Server</h2>
+        <div class="card">
+          <div class="k">Server</div>
+          <div class={`v state-${s?.state ?? 'unknown'}`} data-testid="server-state">
+            {s?.state ?? 'waiting…'}
+          </div>
+          <div class="small">licd {s?.version ?? ''} since {fmtTime(s?.since)}</div>
+        </div>
+        <div class="card">
+          <div class="k">Dongle</div>
+          <div class="v">{s?.dongle ? (s.dongle.present ? 'present' : 'absent') : '–'}</div>
+          <div class="small">
+            {s?.dongle?.serial ?? ''}
+            {s?.dongle?.emulated ? ' (emulated)' : ''}
+            {s?.dongle?.reason ? ` ${s.dongle.reason}` : ''}
+          </div>
+        </div>
+        <div class="card">
+          <div class="k">License</div>
+          <div class="v small">{s?.entitlement?.id ?? '–'}</div>
+          <div class="small">{s?.entitlement?.customer ?? ''}</div>
+        </div>
+        <div class="card">
+          <div class="k">Clock</div>
+          <div class="v small">{(s?.warnings ?? []).some((w: string) => /clock/i.test(w)) ? 'clock warning: see below' : 'no clock warning'}</div>
+          <div class="small">last change on the server {fmtTime(lastChange(props.features))}; this browser {fmtTime(new Date(now).toISOString())}</div>
+        </div>
+      </section>
+      {(s?.warnings?.length > 0 || props.alerts.length > 0) && (
+        <section aria-labelledby="alerts-h" class="alerts">
+          <h2 id="alerts-h">Alerts and warnings</h2>
+          <ul>
+            {(s?.warnings ?? []).map((w: string, i: number) => (
+              <li key={`w${i}`} class="warn">
+                {w}
+              </li>
+            ))}
+            {props.alerts.map((a) => (
+              <li key={a.id ?? a.kind} class={a.severity === 'critical' ? 'error' : 'warn'}>
+                {a.message ?? a.summary}
+              </li>
+            ))}
+          </ul>
+        </section>
+      )}
+      <section aria-labelledby="features-h">
+        <h2 id="features-h">Features</h2>
+        <div class="scroll">
+          <table class="features">
+            <thead>
+              <tr>
+                <th scope="col">Feature</th>
+                <th scope="col" class="wide">Product</th>
+                <th scope="col">Seats</th>
+                <th scope="col">Used</th>
+                <th scope="col">Borrowed</th>
+                <th scope="col" class="wide">Held</th>
+                <th scope="col">Free</th>
+                <th scope="col" class="wide">Queue</th>
+                <th scope="col">Expires</th>
+              </tr>
+            </thead>
+            <tbody>
+              {props.features.map((f) => {
+                const expired = typeof f.expires === 'string' && Date.parse(f.expires) <= now;
+                const queue = Array.isArray(f.queue) ? f.queue.length : (f.queued ?? f.waiting ?? 0);
+                return (
+                  <tr key={f.feature} data-feature={f.feature}>
+                    <th scope="row">
+                      {f.feature}
+                      <Bar f={f} />
+                    </th>
+                    <td class="wide">
+                      {f.product ?? ''} {f.version ?? ''}
+                    </td>
+                    <td>{f.total}</td>
+                    <td data-col="leased">{f.leased}</td>
+                    <td data-col="borrowed">{f.borrowed}</td>
+                    <td class="wide">{f.held ?? 0}</td>
+                    <td data-col="free">{expired ? 0 : f.free}</td>
+                    <td class="wide">{String(queue)}</td>
+                    <td class={expired ? 'error' : ''}>{expired ? `expired ${fmtTime(f.expires)}` : fmtTime(f.expires)}</td>
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+        </div>
+        {props.features.length === 0 && <p>No feature is published yet.</p>}
+      </section>
+    </div>
+  );
+}
+
+function Confirm(props: { text: string; yes: string; onYes: () => void; onNo: () => void }) {
+  const ref = useRef<HTMLButtonElement>(null);
+  useEffect(() => ref.current?.focus(), []);
+  return (
+    <span class="confirm" role="group" aria-label={props.text}>
+      <span>{props.text}</span>
+      <button ref={ref} class="danger" onClick={props.onYes}>
+        {props.yes}
+      </button>
+      <button class="secondary" onClick={props.onNo}>
+        Cancel
+      </button>
+    </span>
+  );
+}
+
+function Leases(props: { status: Json | null; admin: boolean; link: Link; refresh: () => void }) {
+  const [filter, setFilter] = useState('');
+  const [feature, setFeature] = useState('');
+  const [asking, setAsking] = useState<string | null>(null);
+  const [msg, setMsg] = useState<{ ok: boolean; text: string } | null>(null);
+  const features: Json[] = props.status?.features ?? [];
+  const match = (x: Json) => (!feature || x.feature === feature) && (!filter || [x.user, x.host, x.hostName, x.feature, x.id].some((v) => typeof v === 'string' && v.toLowerCase().includes(filter.toLowerCase())));
+  const leases = features.flatMap((f) => (f.leases ?? []) as Json[]).filter(match);
+  const borrows = features.flatMap((f) => (f.borrows ?? []) as Json[]).filter(match);
+  // licd lists at most 500 leases and borrows per feature in a status answer; the rest are counted.
+  const moreLeases = features.reduce((n, f) => n + (Number(f.more?.leases) || 0), 0);
+  const moreBorrows = features.reduce((n, f) => n + (Number(f.more?.borrows) || 0), 0);
+  const act = async (op: string, fields: Json, done: string) => {
+    setAsking(null);
+    try {
+      await props.link.request(op, fields, true);
+      setMsg({ ok: true, text: done });
+      props.refresh();
+    } catch (e) {
+      setMsg({ ok: false, text: errText(e) });
+    }
+  };
+  return (
+    <div>
+      <form class="filters" role="search" onSubmit={(e) => e.preventDefault()}>
+        <label>
+          Filter <input type="search" name="filter" placeholder="user, host, feature" value={filter} onInput={(e) => setFilter((e.target as HTMLInputElement).value)} />
+        </label>
+        <label>
+          Feature{' '}
+          <select name="feature" value={feature} onChange={(e) => setFeature((e.target as HTMLSelectElement).value)}>
+            <option value="">all</option>
+            {features.map((f) => (
+              <option key={f.feature} value={f.feature}>
+                {f.feature}
+              </option>
+            ))}
+          </select>
+        </label>
+      </form>
+      {msg && (
+        <p class={msg.ok ? 'ok' : 'error'} role="status">
+          {msg.text}
+        </p>
+      )}
+      <section aria-labelledby="leases-h">
+        <h2 id="leases-h">Leases ({leases.length})</h2>
+        <div class="scroll">
+          <table class="leases">
+            <thead>
+              <tr>
+                <th scope="col">Feature</th>
+                <th scope="col">User</th>
+                <th scope="col">Host</th>
+                <th scope="col">Since</th>
+                <th scope="col">Until</th>
+                <th scope="col">State</th>
+                {props.admin && <th scope="col">Action</th>}
+              </tr>
+            </thead>
+            <tbody>
+              {leases.map((l) => (
+                <tr key={l.id} data-lease={l.id}>
+                  <td>{l.feature}</td>
+                  <td>{l.user}</td>
+                  <td>{l.host}</td>
+                  <td>{fmtTime(l.since)}</td>
+                  <td>{fmtTime(l.until)}</td>
+                  <td>{l.state}</td>
+                  {props.admin && (
+                    <td>
+                      {asking === `l:${l.id}` ? (
+                        <Confirm text={`Revoke ${l.feature} of ${l.user}@${l.host}?`} yes="Yes, revoke" onYes={() => void act('lease.revoke', { lease: l.id }, `revoked the lease of ${l.user}@${l.host}`)} onNo={() => setAsking(null)} />
+                      ) : (
+                        <button onClick={() => setAsking(`l:${l.id}`)} aria-label={`Revoke the lease of ${l.user} on ${l.host}`}>
+                          Revoke
+                        </button>
+                      )}
+                    </td>
+                  )}
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+        {leases.length === 0 && <p>No lease{filter || feature ? ' matches' : ''}.</p>}
+        {moreLeases > 0 && <p class="small">{moreLeases} more leases are not listed (licd sends 500 per feature); licctl status FEATURE --limit N lists more.</p>}
+      </section>
+      <section aria-labelledby="borrows-h">
+        <h2 id="borrows-h">Borrows ({borrows.length})</h2>
+        <div class="scroll">
+          <table class="borrows">
+            <thead>
+              <tr>
+                <th scope="col">Feature</th>
+                <th scope="col">User</th>
+                <th scope="col">Machine</th>
+                <th scope="col">Since</th>
+                <th scope="col">Until</th>
+                <th scope="col">State</th>
+                {props.admin && <th scope="col">Action</th>}
+              </tr>
+            </thead>
+            <tbody>
+              {borrows.map((b) => (
+                <tr key={b.id} data-borrow={b.id}>
+                  <td>{b.feature}</td>
+                  <td>{b.user}</td>
+                  <td>{b.hostName}</td>
+                  <td>{fmtTime(b.since)}</td>
+                  <td>{fmtTime(b.until)}</td>
+                  <td>{b.state}</td>
+                  {props.admin && (
+                    <td>
+                      {b.state === 'lost' ? (
+                        ''
+                      ) : asking === `b:${b.id}` ? (
+                        <Confirm text={`Mark the borrow of ${b.user} on ${b.hostName} lost? Its seat stays reserved until it ends.`} yes="Yes, mark lost" onYes={() => void act('borrow.lost', { borrow: b.id }, `marked the borrow of ${b.user} lost`)} onNo={() => setAsking(null)} />
+                      ) : (
+                        <button onClick={() => setAsking(`b:${b.id}`)} aria-label={`Mark the borrow of ${b.user} on ${b.hostName} lost`}>
+                          Mark lost
+                        </button>
+                      )}
+                    </td>
+                  )}
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+        {borrows.length === 0 && <p>No borrow{filter || feature ? ' matches' : ''}.</p>}
+        {moreBorrows > 0 && <p class="small">{moreBorrows} more borrows are not listed (licd sends 500 per feature); licctl borrows lists them all.</p>}
+      </section>
+    </div>
+  );
+}
+
+function Activation(props: { link: Link; server: Json | null }) {
+  const [msg, setMsg] = useState<{ ok: boolean; text: string } | null>(null);
+  const [busy, setBusy] = useState(false);
+  const request = async () => {
+    setBusy(true);
+    try {
+      const r = await props.link.request('activation.request', {}, true);
+      download(`activation-request-${r.dongle}.json`, JSON.stringify(r.request, null, 2) + '\n');
+      setMsg({ ok: true, text: `activation request for dongle ${r.dongle} downloaded; give it to the vendor and upload the license file they answer with` });
+    } catch (e) {
+      setMsg({ ok: false, text: errText(e) });
+    } finally {
+      setBusy(false);
+    }
+  };
+  const upload = async (file: File) => {
+    setBusy(true);
+    try {
+      let license: unknown;
+      try {
+        license = JSON.parse(await file.text());
+      } catch {
+        throw new RequestError('ENTITLEMENT_INVALID', `${file.name} is not a license file (not JSON); give the file the vendor answered the activation request with`);
+      }
+      const r = await props.link.request('license.install', { license }, true);
+      setMsg({
+        ok: true,
+        text: r.unchanged ? `license ${r.installed?.id} is already installed` : `installed license ${r.installed?.id}: added ${(r.added ?? []).join(', ') || 'none'}; removed ${(r.removed ?? []).join(', ') || 'none'}; changed ${(r.changed ?? []).join(', ') || 'none'}`,
+      });
+    } catch (e) {
+      setMsg({ ok: false, text: errText(e) });
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <section aria-labelledby="act-h">
+      <h2 id="act-h">Activation</h2>
+      <p>
+        Installed: <strong>{props.server?.entitlement?.id ?? '–'}</strong> {props.server?.entitlement?.customer ?? ''}
+      </p>
+      <p>
+        <button onClick={() => void request()} disabled={busy}>
+          Download an activation request
+        </button>
+      </p>
+      <p>
+        <label>
+          Upload a license file <input type="file" name="license" accept=".json,application/json" disabled={busy} onChange={(e) => {
+            const f = (e.target as HTMLInputElement).files?.[0];
+            if (f) void upload(f);
+          }} />
+        </label>
+      </p>
+      {msg && (
+        <p class={msg.ok ? 'ok' : 'error'} role="status">
+          {msg.text}
+        </p>
+      )}
+    </section>
+  );
+}
+
+/** Peak seats in use against the licensed count, per feature (report.usage), as an SVG bar chart. */
+function History(props: { link: Link }) {
+  const [rows, setRows] = useState<Json[] | null>(null);
+  const [err, setErr] = useState<string | null>(null);
+  const [days, setDays] = useState(30);
+  useEffect(() => {
+    const to = new Date();
+    const from = new Date(to.getTime() - days * 86_400_000);
+    props.link.request('report.usage', { from: from.toISOString(), to: to.toISOString() }, true).then(
+      (r) => {
+        setRows(r.rows ?? []);
+        setErr(null);
+      },
+      (e) => setErr(errText(e)),
+    );
+  }, [days]);
+  const max = Math.max(1, ...(rows ?? []).map((r) => Math.max(Number(r.licensed) || 0, Number(r.peak) || 0)));
+  const rowH = 28;
+  const width = 640;
+  const left = 150;
+  const scale = (n: number) => ((width - left - 40) * n) / max;
+  return (
+    <section aria-labelledby="hist-h">
+      <h2 id="hist-h">Usage: peak against licensed</h2>
+      <label>
+        Period{' '}
+        <select value={String(days)} onChange={(e) => setDays(Number((e.target as HTMLSelectElement).value))}>
+          <option value="1">last day</option>
+          <option value="7">last 7 days</option>
+          <option value="30">last 30 days</option>
+        </select>
+      </label>
+      {err && (
+        <p class="error" role="alert">
+          {err}
+        </p>
+      )}
+      {rows && rows.length === 0 && <p>No usage recorded in this period.</p>}
+      {rows && rows.length > 0 && (
+        <svg class="chart" viewBox={`0 0 ${width} ${rows.length * rowH + 30}`} role="img" aria-labelledby="hist-t">
+          <title id="hist-t">Peak seats in use and seats licensed per feature</title>
+          {rows.map((r, i) => (
+            <g key={r.feature} transform={`translate(0 ${i * rowH + 4})`} data-feature={r.feature}>
+              <text x={left - 8} y={16} text-anchor="end">
+                {r.feature}
+              </text>
+              <rect class="licensed" x={left} y={2} height={18} width={scale(Number(r.licensed) || 0)} />
+              <rect class="peak" x={left} y={6} height={10} width={scale(Number(r.peak) || 0)} />
+              <text x={left + scale(Math.max(Number(r.licensed) || 0, Number(r.peak) || 0)) + 6} y={16}>
+                {`${r.peak} / ${r.licensed}`}
+              </text>
+            </g>
+          ))}
+        </svg>
+      )}
+      {rows && rows.length > 0 && (
+        <div class="scroll">
+          <table>
+            <thead>
+              <tr>
+                <th scope="col">Feature</th>
+                <th scope="col">Licensed</th>
+                <th scope="col">Peak</th>
+                <th scope="col">Seat hours</th>
+                <th scope="col">At limit</th>
+                <th scope="col">Denials</th>
+              </tr>
+            </thead>
+            <tbody>
+              {rows.map((r) => (
+                <tr key={r.feature}>
+                  <td>{r.feature}</td>
+                  <td>{r.licensed}</td>
+                  <td>{r.peak}</td>
+                  <td>{typeof r.seatHours === 'number' ? r.seatHours.toFixed(1) : ''}</td>
+                  <td>{typeof r.atLimitPercent === 'number' ? `${r.atLimitPercent.toFixed(0)} %` : ''}</td>
+                  <td>{r.denials}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
+  );
+}
+
+/**
+ * The borrow wizard in V-Ray's four steps: products, machines (how many run at once on the
+ * borrowing machine), preview by license type (borrow.preview: what this user may borrow now and
+ * for how long), summary. A borrow is signed by the borrowing machine's own key, which a browser
+ * does not have: the wizard ends in a request file to download, the licctl commands that make and
+ * bring back the signed request on that machine.
+ */
+function BorrowWizard(props: { link: Link; status: Json | null; user: string | null }) {
+  const [step, setStep] = useState(1);
+  const [chosen, setChosen] = useState<Record<string, number>>({});
+  const [preview, setPreview] = useState<Json | null>(null);
+  const [hours, setHours] = useState(72);
+  const [who, setWho] = useState(props.user && props.user !== 'admin' ? props.user : '');
+  const [err, setErr] = useState<string | null>(null);
+  const products: Json[] = props.status?.products ?? [];
+  const typeOf = (feature: string): string => (props.status?.features ?? []).find((f: Json) => f.feature === feature)?.type ?? '';
+  const borrowable = (p: Json) => (p.licenses ?? []).every((l: Json) => (props.status?.features ?? []).find((f: Json) => f.feature === l.feature)?.borrow?.allowed);
+  const picked = Object.entries(chosen).filter(([, n]) => n > 0);
+  const maxHours = preview ? Math.min(...(preview.items ?? []).map((i: Json) => Number(i.maxHours) || 0)) : 0;
+  const over = preview ? (preview.items ?? []).filter((i: Json) => Number(i.machines) > Number(i.maxSeats)) : [];
+  const ask = async () => {
+    setErr(null);
+    try {
+      const r = await props.link.request('borrow.preview', { products: picked.map(([product, machines]) => ({ product, machines })), ...(who ? { user: who } : {}) });
+      setPreview(r);
+      setHours((h) => Math.max(1, Math.min(h, Math.min(...(r.items ?? []).map((i: Json) => Number(i.maxHours) || 1)))));
+      setStep(3);
+    } catch (e) {
+      setErr(errText(e));
+    }
+  };
+  const requestText = () => {
+    const features = (preview?.items ?? []).map((i: Json) => `--feature ${i.feature}=${i.machines}`).join(' ');
+    const prods = picked.map(([p, n]) => `--product ${p}=${n}`).join(' ');
+    return [
+      `# licd borrow request made on the web page of ${location.host} at ${new Date().toISOString()}`,
+      `# ${picked.map(([p, n]) => `${products.find((x) => x.id === p)?.name ?? p} x${n}`).join(', ')} for ${hours} h${who ? `, for ${who}` : ''}`,
+      '# A borrow is bound to the machine and the user that will use it, and signed with that',
+      "# machine's own key: run these there, as that user (docs/borrowing.md).",
+      '#',
+      '# The machine reaches licd now:',
+      `licctl borrow ${prods} --hours ${hours} --yes`,
+      '#',
+      '# Or air-gapped: make the signed request there, have an admin answer it, import the tokens:',
+      `licctl borrow request ${features} --hours ${hours} --out req.json`,
+      'licctl borrow --request req.json --out tokens.json    # an admin, on a machine that reaches licd',
+      'licctl borrow import tokens.json',
+      '',
+    ].join('\n');
+  };
+  const steps = ['Products', 'Machines', 'Preview', 'Summary'];
+  return (
+    <section aria-labelledby="wiz-h" class="wizard">
+      <h2 id="wiz-h">Borrow licenses for offline use</h2>
+      <ol class="steps" aria-label="Steps">
+        {steps.map((name, i) => (
+          <li key={name} aria-current={step === i + 1 ? 'step' : undefined} class={step === i + 1 ? 'current' : ''}>
+            {i + 1}. {name}
+          </li>
+        ))}
+      </ol>
+      {err && (
+        <p class="error" role="alert">
+          {err}
+        </p>
+      )}
+      {step === 1 && (
+        <fieldset>
+          <legend>Which products will run on the borrowing machine?</legend>
+          {products.length === 0 && <p>The license lists no products.</p>}
+          {products.map((p) => (
+            <label key={p.id} class="block">
+              <input
+                type="checkbox"
+                name="product"
+                value={p.id}
+                disabled={!borrowable(p)}
+                checked={(chosen[p.id] ?? 0) > 0}
+                onChange={(e) => setChosen((c) => ({ ...c, [p.id]: (e.target as HTMLInputElement).checked ? Math.max(1, c[p.id] ?? 1) : 0 }))}
+              />
+              {p.name} <span class="small">({(p.licenses ?? []).map((l: Json) => `${l.count} ${l.feature}`).join(' + ')}{borrowable(p) ? '' : '; not borrowable'})</span>
+            </label>
+          ))}
+          <div class="nav">
+            <button type="button" disabled={picked.length === 0} onClick={() => setStep(2)}>
+              Next
+            </button>
+          </div>
+        </fieldset>
+      )}
+      {step === 2 && (
+        <fieldset>
+          <legend>How many of each run at once on that machine?</legend>
+          {picked.map(([id, n]) => (
+            <label key={id} class="block">
+              {products.find((p) => p.id === id)?.name ?? id}{' '}
+              <input type="number" name={`machines-${id}`} min={1} max={999} value={n} onInput={(e) => setChosen((c) => ({ ...c, [id]: Math.max(0, Math.floor(Number((e.target as HTMLInputElement).value) || 0)) }))} />
+            </label>
+          ))}
+          <label class="block">
+            For user <input name="user" value={who} placeholder="the user who borrows (their limits apply)" onInput={(e) => setWho((e.target as HTMLInputElement).value.trim())} />
+          </label>
+          <div class="nav">
+            <button type="button" class="secondary" onClick={() => setStep(1)}>
+              Back
+            </button>
+            <button type="button" disabled={picked.length === 0} onClick={() => void ask()}>
+              Preview
+            </button>
+          </div>
+        </fieldset>
+      )}
+      {step === 3 && preview && (
+        <div>
+          <div class="scroll">
+            <table class="preview">
+              <caption>Licenses needed, by type</caption>
+              <thead>
+                <tr>
+                  <th scope="col">License</th>
+                  <th scope="col">Type</th>
+                  <th scope="col">To borrow</th>
+                  <th scope="col">You may borrow now</th>
+                  <th scope="col">Most hours</th>
+                </tr>
+              </thead>
+              <tbody>
+                {(preview.items ?? []).map((i: Json) => (
+                  <tr key={i.feature} data-feature={i.feature} class={Number(i.machines) > Number(i.maxSeats) ? 'error' : ''}>
+                    <td>{i.feature}</td>
+                    <td>{String(i.type ?? typeOf(i.feature)).toUpperCase()}</td>
+                    <td data-col="machines">{i.machines}</td>
+                    <td>
+                      {i.maxSeats} <span class="small">({i.seatsWhy})</span>
+                    </td>
+                    <td>
+                      {i.maxHours} <span class="small">({i.hoursWhy})</span>
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+          {over.length > 0 && (
+            <p class="error" role="alert">
+              {over.map((i: Json) => `${i.feature}: ${i.machines} needed, but you may borrow ${i.maxSeats} now (${i.seatsWhy})`).join('; ')}: go back and lower the count.
+            </p>
+          )}
+          <label class="block">
+            Hours (1 to {maxHours}){' '}
+            <input type="number" name="hours" min={1} max={maxHours} value={hours} onInput={(e) => setHours(Math.floor(Number((e.target as HTMLInputElement).value) || 0))} />
+          </label>
+          <div class="nav">
+            <button type="button" class="secondary" onClick={() => setStep(2)}>
+              Back
+            </button>
+            <button type="button" disabled={over.length > 0 || hours < 1 || hours > maxHours} onClick={() => setStep(4)}>
+              Next
+            </button>
+          </div>
+        </div>
+      )}
+      {step === 4 && preview && (
+        <div>
+          <ul class="summary">
+            {picked.map(([id, n]) => (
+              <li key={id}>
+                {products.find((p) => p.id === id)?.name ?? id} x{n}: until {fmtTime(new Date(Date.now() + hours * 3_600_000).toISOString())}
+              </li>
+            ))}
+          </ul>
+          <p class="small">A borrow is signed by the borrowing machine's own key, so it is made there: the request file holds the licctl commands to run on that machine, as the user who will use the licenses.</p>
+          <div class="nav">
+            <button type="button" class="secondary" onClick={() => setStep(3)}>
+              Back
+            </button>
+            <button type="button" onClick={() => download(`borrow-request-${new Date().toISOString().slice(0, 10)}.txt`, requestText())}>
+              Download the request file
+            </button>
+          </div>
+        </div>
+      )}
+    </section>
+  );
+}
+
+/** The audit log (docs/audit.md): its head and last seal, the newest records, and the export that licctl audit verify checks offline. */
+function Audit(props: { link: Link }) {
+  const [head, setHead] = useState<Json | null>(null);
+  const [records, setRecords] = useState<Json[]>([]);
+  const [msg, setMsg] = useState<{ ok: boolean; text: string } | null>(null);
+  const [busy, setBusy] = useState(false);
+  const load = async () => {
+    try {
+      const h = await props.link.request('audit.head', {}, true);
+      setHead(h);
+      const seq = Number(h.head?.seq) || 0;
+      const page = await props.link.request('audit.export', { from: Math.max(1, seq - 49), limit: 50 }, true);
+      setRecords(((page.records ?? []) as Json[]).slice().reverse());
+    } catch (e) {
+      setMsg({ ok: false, text: errText(e) });
+    }
+  };
+  useEffect(() => void load(), []);
+  const exportAll = async () => {
+    setBusy(true);
+    try {
+      const lines: string[] = [];
+      const certs = new Map<string, unknown>();
+      let ask: Json = {};
+      let last: Json | null = null;
+      for (;;) {
+        const page = await props.link.request('audit.export', ask, true);
+        last = page;
+        for (const r of page.records ?? []) lines.push(JSON.stringify(r));
+        for (const [ref, env] of Object.entries(page.certs ?? {})) certs.set(ref, env);
+        if (page.next === null || page.next === undefined) break;
+        ask = { from: page.next };
+      }
+      const header = { format: 'licd-audit-export/1', server: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/mqtt`, exportedAt: new Date().toISOString(), head: last?.head ?? null };
+      const body = [JSON.stringify(header), ...lines, ...[...certs].map(([cert, envelope]) => JSON.stringify({ cert, envelope }))].join('\n') + '\n';
+      download(`licd-audit-${new Date().toISOString().slice(0, 10)}.jsonl`, body);
+      setMsg({ ok: true, text: `exported ${lines.length} records; check them offline with licctl audit verify FILE --vendor-key KEY` });
+    } catch (e) {
+      setMsg({ ok: false, text: errText(e) });
+    } finally {
+      setBusy(false);
+    }
+  };
+  const what = (r: Json): string => {
+    const skip = new Set(['seq', 'at', 'kind', 'prev', 'hash', 'sig', 'sessionKey', 'delegation', 'entitlement']);
+    return Object.entries(r)
+      .filter(([k, v]) => !skip.has(k) && v !== null && typeof v !== 'object')
+      .map(([k, v]) => `${k}=${String(v)}`)
+      .join(' ');
+  };
+  return (
+    <section aria-labelledby="audit-h">
+      <h2 id="audit-h">Audit log</h2>
+      {head && (
+        <p data-testid="audit-head">
+          {head.head?.seq ?? 0} records; last seal at record {head.sealed?.seq ?? 'none'} ({fmtTime(head.sealed?.at)}); {head.unsealed ?? 0} not sealed yet
+        </p>
+      )}
+      <p>
+        <button onClick={() => void exportAll()} disabled={busy}>
+          Download the export
+        </button>{' '}
+        <button class="secondary" onClick={() => void load()}>
+          Refresh
+        </button>
+      </p>
+      {msg && (
+        <p class={msg.ok ? 'ok' : 'error'} role="status">
+          {msg.text}
+        </p>
+      )}
+      <div class="scroll">
+        <table class="audit">
+          <caption>The newest records</caption>
+          <thead>
+            <tr>
+              <th scope="col">#</th>
+              <th scope="col">Time</th>
+              <th scope="col">Event</th>
+              <th scope="col">Details</th>
+            </tr>
+          </thead>
+          <tbody>
+            {records.map((r) => (
+              <tr key={r.seq} data-seq={r.seq}>
+                <td>{r.seq}</td>
+                <td>{fmtTime(r.at)}</td>
+                <td>{r.kind}</td>
+                <td class="small">{what(r)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    </section>
+  );
+}
+
+/** Settings that are safe to change live: the borrow limits (docs/borrowing.md), as licctl borrow limits --set. */
+function Settings(props: { link: Link }) {
+  const [text, setText] = useState('');
+  const [msg, setMsg] = useState<{ ok: boolean; text: string } | null>(null);
+  useEffect(() => {
+    props.link.request('limits.get', {}, true).then(
+      (r) => setText(JSON.stringify(r.limits ?? {}, null, 2)),
+      (e) => setMsg({ ok: false, text: errText(e) }),
+    );
+  }, []);
+  const save = async () => {
+    let limits: unknown;
+    try {
+      limits = JSON.parse(text);
+    } catch (e) {
+      setMsg({ ok: false, text: `the limits are not JSON: ${(e as Error).message}` });
+      return;
+    }
+    try {
+      const r = await props.link.request('limits.set', { limits }, true);
+      setText(JSON.stringify(r.limits ?? {}, null, 2));
+      setMsg({ ok: true, text: 'the borrow limits are saved and in force for new borrows' });
+    } catch (e) {
+      setMsg({ ok: false, text: errText(e) });
+    }
+  };
+  return (
+    <section aria-labelledby="set-h">
+      <h2 id="set-h">Borrow limits</h2>
+      <p class="small">
+        Per feature, user and group: most seats borrowed at once and most hours, e.g. {'{"features":{"vray_render":{"maxSeats":2,"maxHours":48}},"users":{"alice":{"maxSeats":1}}}'}. In force at once for new borrows; borrows already out stay.
+      </p>
+      <label class="block column">
+        Limits (JSON)
+        <textarea name="limits" rows={10} spellcheck={false} value={text} onInput={(e) => setText((e.target as HTMLTextAreaElement).value)} />
+      </label>
+      <button onClick={() => void save()}>Save the limits</button>
+      {msg && (
+        <p class={msg.ok ? 'ok' : 'error'} role="status">
+          {msg.text}
+        </p>
+      )}
+    </section>
+  );
+}
+
+function App() {
+  const [link, setLink] = useState<Link | null>(null);
+  const [who, setWho] = useState<Who | null>(null);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const [conn, setConn] = useState<string>('signed out');
+  const [server, setServer] = useState<Json | null>(null);
+  const [features, setFeatures] = useState<Record<string, Json>>({});
+  const [alerts, setAlerts] = useState<Json[]>([]);
+  const [status, setStatus] = useState<Json | null>(null);
+  const [tab, setTab] = useState<Tab>('overview');
+  const refreshTimer = useRef<number | null>(null);
+
+  // The status answer (leases, borrows) is asked again after each change a retained topic shows.
+  const refresh = (l: Link | null = link) => {
+    if (!l) return;
+    if (refreshTimer.current !== null) clearTimeout(refreshTimer.current);
+    refreshTimer.current = window.setTimeout(() => {
+      refreshTimer.current = null;
+      l.request('status', {}).then(setStatus, (e) => setError(errText(e)));
+    }, 150);
+  };
+
+  const signIn = async (user: string | null, password: string | null) => {
+    setBusy(true);
+    setError(null);
+    link?.close();
+    const l = new Link();
+    l.onState = (s) => setConn(s === 'connected' ? 'live' : s === 'reconnecting' ? 'reconnecting…' : 'disconnected');
+    l.onMessage = (topic, text) => {
+      let v: Json | null = null;
+      try {
+        v = text === '' ? null : (JSON.parse(text) as Json);
+      } catch {
+        return;
+      }
+      if (topic === `${PREFIX}/server/state`) setServer(v);
+      else if (topic === `${PREFIX}/alerts`) setAlerts(Array.isArray(v?.alerts) ? v!.alerts : []);
+      else if (topic.startsWith(`${PREFIX}/feature/`)) {
+        const name = topic.slice(`${PREFIX}/feature/`.length);
+        setFeatures((old) => {
+          const next = { ...old };
+          if (v) next[name] = v;
+          else delete next[name];
+          return next;
+        });
+        refresh(l);
+      }
+    };
+    try {
+      await l.connect(user, password);
+      setLink(l);
+      setWho({ user, admin: user === 'admin' });
+      setConn('live');
+      refresh(l);
+    } catch (e) {
+      l.close();
+      setError(errText(e));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const signOut = () => {
+    link?.close();
+    setLink(null);
+    setWho(null);
+    setServer(null);
+    setFeatures({});
+    setAlerts([]);
+    setStatus(null);
+    setConn('signed out');
+    setTab('overview');
+  };
+
+  const list = useMemo(() => Object.values(features).sort((a, b) => String(a.feature).localeCompare(String(b.feature))), [features]);
+  const tabs: Array<[Tab, string]> = [
+    ['overview', 'Overview'],
+    ['leases', 'Leases and borrows'],
+    ['borrow', 'Borrow'],
+    ...(who?.admin ? ([['activation', 'Activation'], ['history', 'History'], ['audit', 'Audit'], ['settings', 'Settings']] as Array<[Tab, string]>) : []),
+  ];
+
+  return (
+    <div class="page">
+      <header>
+        <h1>licd</h1>
+        <span class="conn" aria-live="polite" data-testid="conn">
+          {conn}
+        </span>
+        {who && (
+          <span class="who">
+            {who.user ? `signed in as ${who.user}` : 'viewing'}{' '}
+            <button class="secondary" onClick={signOut}>
+              Sign out
+            </button>
+          </span>
+        )}
+      </header>
+      {!who && <SignIn onSignIn={signIn} busy={busy} error={error} />}
+      {who && link && (
+        <main>
+          <nav role="tablist" aria-label="Sections">
+            {tabs.map(([id, label]) => (
+              <button key={id} role="tab" id={`tab-${id}`} aria-selected={tab === id} aria-controls="panel" onClick={() => setTab(id)}>
+                {label}
+              </button>
+            ))}
+          </nav>
+          {error && (
+            <p class="error" role="alert">
+              {error}
+            </p>
+          )}
+          <div id="panel" role="tabpanel" aria-labelledby={`tab-${tab}`}>
+            {tab === 'overview' && <Overview server={server} features={list} alerts={alerts} />}
+            {tab === 'leases' && <Leases status={status} admin={who.admin} link={link} refresh={() => refresh()} />}
+            {tab === 'borrow' && <BorrowWizard link={link} status={status} user={who.user} />}
+            {tab === 'activation' && <Activation link={link} server={server} />}
+            {tab === 'history' && <History link={link} />}
+            {tab === 'audit' && <Audit link={link} />}
+            {tab === 'settings' && <Settings link={link} />}
+          </div>
+        </main>
+      )}
+    </div>
+  );
+}
+
+render(<App />, document.getElementById('app')!);
