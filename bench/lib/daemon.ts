@@ -58,10 +58,14 @@ export function daemonEntry(build: DaemonBuild): { args: string[]; modules: stri
 export function staleBuild(): string | null {
   const fix = 'run npm run build (npm run bench does it before the bench), or measure the sources with --daemon tsx';
   if (!existsSync(join(REPO, 'dist', 'src', 'main.js'))) return `no compiled build in dist/: ${fix}`;
+  // What tsconfig.build.json leaves out of the compiled tree (the web page's sources and builder: esbuild makes dist/web).
+  const excluded = (JSON.parse(readFileSync(join(REPO, 'tsconfig.build.json'), 'utf8')) as { exclude?: string[] }).exclude ?? [];
   for (const top of ['src', 'firmware-bridge']) {
     for (const e of readdirSync(join(REPO, top), { withFileTypes: true, recursive: true })) {
       if (!e.isFile() || !e.name.endsWith('.ts')) continue;
       const src = join(e.parentPath, e.name);
+      const rel = src.slice(REPO.length + 1);
+      if (excluded.some((x) => rel === x || rel.startsWith(`${x}/`))) continue;
       const js = join(REPO, 'dist', src.slice(REPO.length + 1).replace(/\.ts$/, '.js'));
       if (!existsSync(js) || statSync(js).mtimeMs < statSync(src).mtimeMs) return `dist/ is older than ${src.slice(REPO.length + 1)}: ${fix}`;
     }
