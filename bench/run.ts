@@ -383,16 +383,24 @@ async function phaseThroughput(ctx: BrokerCtx): Promise<number> {
   } finally {
     await d.stop();
   }
-  // The same loop with usage history and the audit log off (above both are on, the default):
-  // issue 14 asks that they cost nothing measurable on the checkout path (within 10%).
-  log(`${b}: checkout+checkin closed loop with usage history and audit log off`);
-  const off = await startDaemon(ctx, 'closed-nohistory', { instrument: true, history: false });
-  let noHistory: ClosedLoop;
-  try {
-    noHistory = await closedLoop(off.url, `${b}-nohistory`, off.pid, 1, off);
-  } finally {
-    await off.stop();
+  // The same loop with usage history and the audit log off and on (on is the default): issue 14
+  // asks that they cost nothing measurable on the checkout path (within 10%). Off, on, off, on,
+  // each a fresh daemon without probes: the machine's drift falls on both sides alike (one
+  // on-then-off pair, run while the machine settled after a load, read 0.56).
+  const history: Record<'on' | 'off', ClosedLoop[]> = { on: [], off: [] };
+  for (const [i, which] of (['off', 'on', 'off', 'on'] as const).entries()) {
+    if (P.quick && i >= 2) break;
+    log(`${b}: checkout+checkin closed loop, usage history and audit log ${which}`);
+    const h = await startDaemon(ctx, `closed-history-${which}-${i}`, which === 'off' ? { history: false } : {});
+    try {
+      history[which].push(await closedLoop(h.url, `${b}-history-${which}-${i}`, h.pid, 1));
+    } finally {
+      await h.stop();
+    }
   }
+  const meanRate = (xs: ClosedLoop[]) => xs.reduce((sum, x) => sum + x.rtps, 0) / xs.length;
+  const noHistory = { rtps: meanRate(history.off) };
+  const withHistory = meanRate(history.on);
   log(`${b}: bare echo limit, same clients, QoS and payload sizes`);
   const sizes = Object.fromEntries(Object.entries(licd.bytes).map(([op, s]) => [op, s.answer]));
   let limit: ClosedLoop;
@@ -425,7 +433,7 @@ async function phaseThroughput(ctx: BrokerCtx): Promise<number> {
   figs.add(`${b}.checkout_checkin.p50_ms`, 'checkout+checkin p50', licd.all.p50, 'ms');
   figs.add(`${b}.checkout_checkin.p99_ms`, 'checkout+checkin p99', licd.all.p99, 'ms');
   figs.add(`${b}.checkout_checkin.ratio`, 'ratio to the bare echo limit', licd.rtps / limit.rtps, '', { cmp: '>=', value: 0.5 });
-  figs.add(`${b}.checkout_checkin.history_on_off`, `checkout+checkin with usage history and audit log on / off (off: ${noHistory.rtps.toFixed(0)} rt/s)`, licd.rtps / noHistory.rtps, '', { cmp: '>=', value: 0.9 });
+  figs.add(`${b}.checkout_checkin.history_on_off`, `checkout+checkin with usage history and audit log on / off (${withHistory.toFixed(0)} / ${noHistory.rtps.toFixed(0)} rt/s, alternating runs)`, withHistory / noHistory.rtps, '', { cmp: '>=', value: 0.9 });
   figs.add(`${b}.checkout_checkin.daemon_us_per_op`, `daemon CPU per round trip${b === 'aedes' ? ' (broker included)' : ''}`, licd.serverUsPerOp ?? NaN, 'µs');
   figs.add(`${b}.limit.responder_us_per_op`, `echo responder CPU per round trip${b === 'aedes' ? ' (broker included)' : ''}`, limit.serverUsPerOp ?? NaN, 'µs');
   if (licd.inside) {

@@ -37,8 +37,16 @@ export const CERT_PREFIX = 'k!';
 /** The key range of the records (digits sort before `:`, certificates after). */
 export const RECORD_RANGE: RecordRange = { gte: '0', lt: ':' };
 
-/** SHA-256 of bytes, or of a string's UTF-8 bytes (the node adapter hashes a string without copying it out first). */
-export type Sha256 = (data: Uint8Array | string) => Uint8Array;
+/**
+ * SHA-256 of bytes, or of a string's UTF-8 bytes; `hex`, when the adapter has it, hashes a string
+ * straight to hex (node's one-shot hash: 0.7 µs for a record against 3.5 µs through a Hash object
+ * and the bytes; every checkout and checkin hashes two records).
+ */
+export type Sha256 = ((data: Uint8Array | string) => Uint8Array) & { hex?: (text: string) => string };
+
+function sha256Hex(sha256: Sha256, text: string): string {
+  return sha256.hex ? sha256.hex(text) : toHex(sha256(text));
+}
 
 export interface AuditRecord {
   seq: number;
@@ -84,12 +92,12 @@ function canonical(v: unknown, skip: string | null): string {
 }
 
 export function recordHash(rec: Record<string, unknown>, sha256: Sha256): string {
-  return toHex(sha256(`${AUDIT_RECORD_DOMAIN}\0${canonical(rec, 'hash')}`));
+  return sha256Hex(sha256, `${AUDIT_RECORD_DOMAIN}\0${canonical(rec, 'hash')}`);
 }
 
 /** The content address of a certificate (an entitlement or delegation envelope): sha-256 of its canonical JSON. */
 export function certRef(envelope: unknown, sha256: Sha256): string {
-  return toHex(sha256(utf8(canonicalJson(envelope))));
+  return sha256Hex(sha256, canonicalJson(envelope));
 }
 
 /** The bytes a seal's signature covers (docs/audit.md, "Seals"). */

@@ -1,5 +1,7 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import type { Sha256 } from '../core/audit.ts';
 
 /** SHA-256 from node:crypto, for the audit chain (src/core/audit.ts takes the hash injected). */
-export const sha256: Sha256 = (data) => createHash('sha256').update(data).digest();
+export const sha256: Sha256 = Object.assign((data: Uint8Array | string) => createHash('sha256').update(data).digest(), {
+  hex: (text: string) => hash('sha256', text, 'hex'),
+});
