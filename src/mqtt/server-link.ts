@@ -90,6 +90,7 @@ export class ServerLink {
             this.log.error('could not subscribe to requests', { error: String(err) });
             return;
           }
+          this.onSubscribed?.();
           // Only now can the clients' heartbeats reach us: their leases get a fresh window.
           if (this.lost) {
             this.lost = false;
@@ -115,8 +116,32 @@ export class ServerLink {
     this.client.on('message', (topic, payload) => this.onMessage(topic, payload));
   }
 
+  /** Set until the first subscription to the request topics is acknowledged. */
+  private onSubscribed: (() => void) | null = null;
+  private readonly subscribed = new Promise<void>((resolve) => {
+    this.onSubscribed = () => {
+      this.onSubscribed = null;
+      resolve();
+    };
+  });
+
+  /**
+   * Connected and subscribed to the request topics (the broker acknowledged it): a request sent
+   * from now on reaches licd. Before the acknowledgment, a broker drops a request it has no
+   * subscriber for, and a client asking at once would wait for its timeout.
+   */
   async ready(timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
     await waitConnected(this.client, timeoutMs);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`the broker did not acknowledge licd's subscription to the request topics within ${timeoutMs} ms`)), Math.max(0, deadline - Date.now()));
+    });
+    try {
+      await Promise.race([this.subscribed, late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private onMessage(topic: string, payload: Buffer): void {

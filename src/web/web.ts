@@ -21,7 +21,9 @@ export async function startWeb(o: { http: HttpServer; config: Config; broker: Em
   let target: BridgeTarget | null = null;
   if (o.broker) target = { kind: 'embedded', broker: o.broker };
   else {
-    const url = o.config.web.brokerUrl ?? o.config.mqtt.url;
+    // mqtt.url may be a list (a box of a cluster: its own broker first, then the others'): the
+    // page's relay goes to the box's own broker, the first.
+    const url = o.config.web.brokerUrl ?? o.config.mqtt.url?.split(',')[0]?.trim();
     if (url) {
       const u = new URL(url);
       const host = u.hostname.replace(/^\[|\]$/g, '');

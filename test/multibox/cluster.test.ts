@@ -63,7 +63,7 @@ test('three bridged boxes: clients pool their seats, move them off a dead daemon
     configs.push(config);
     daemons.push(startDaemonProcess({ LICD_CONFIG: config }));
   }
-  for (const d of daemons) await d.waitFor(/connected to the MQTT broker/, 40_000);
+  for (const d of daemons) await d.waitFor(/listening on/, 40_000);
 
   const url = (i: number) => brokers[i]!.url;
   const clients: ClusterClient[] = [];

@@ -38,7 +38,8 @@ test("a daemon whose broker dies carries on through the next broker of its list,
     }),
   );
   const d = startDaemonProcess({ LICD_CONFIG: config });
-  await d.waitFor(/connected to the MQTT broker/, 40_000);
+  // "listening on" comes once licd's subscription to the request topics is acknowledged.
+  await d.waitFor(/listening on/, 40_000);
 
   const c = await LicdClient.connect({ url: brokers[0]!.url, urls: brokers.map((m) => m.url), server: 'box-a', user: 'alice', host: 'node-1', timeoutMs: 5000 });
   t.teardown(() => c.close({ checkin: false }));
