@@ -88,6 +88,9 @@ export function defaultIdentity(): { user: string; host: string } {
   return { user, host: process.env.LICD_HOST ?? hostname() };
 }
 
+/** How long close() waits for the broker to acknowledge what was sent before it ends the connection anyway. */
+const CLOSE_DRAIN_MS = 2000;
+
 /**
  * The client SDK for render nodes and admins: requests with ids and timeouts on the client's own
  * topics, leases that heartbeat by themselves, and the retained availability to watch.
@@ -573,7 +576,21 @@ export class LicdClient extends EventEmitter {
       p.reject(new LicdError('SHUTTING_DOWN', 'client closed'));
     }
     this.pending.clear();
-    await new Promise<void>((resolve) => this.mqtt.end(false, {}, () => resolve()));
+    // mqtt.js's clean end waits for every unacknowledged publish; with the broker gone it would
+    // wait forever (it stops reconnecting first). Wait for them a moment while connected, then
+    // end: cleanly if they came, else at once.
+    const m = this.mqtt;
+    const unacked = () => Object.keys((m as unknown as { outgoing?: Record<string, unknown> }).outgoing ?? {}).length;
+    if (m.connected && unacked() > 0) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, CLOSE_DRAIN_MS);
+        m.once('outgoingEmpty', () => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    await new Promise<void>((resolve) => m.end(!m.connected || unacked() > 0, {}, () => resolve()));
   }
 
   /** Drops the connection without a clean disconnect, as a crash would (tests). */
