@@ -1,6 +1,5 @@
 /** Real child processes: the daemon as `npm start` runs it, and licctl as a user types it. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer, type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 
@@ -89,17 +88,8 @@ export function alive(pid: number): boolean {
   }
 }
 
-/** A TCP port on 127.0.0.1 that was free a moment ago (for a process that must be told its port). */
-export async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve, reject) => {
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => resolve());
-  });
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
+/** A free TCP port on loopback (the bench's helper). */
+export { freePort } from '../../bench/lib/proc.ts';
 
 /** licd as a child process with DIR/licd.json and its embedded broker on `port`; resolves once it listens. */
 export async function daemonOnPort(dir: string, port: number, timeoutMs = 40_000): Promise<{ d: Proc; url: string }> {

@@ -18,8 +18,6 @@ test.after.always(() => killAll());
 
 const F = 'vray_interface'; // 2 seats in the demo license
 
-
-
 test('kill -9 with 2 holders and 5 waiters: after the restart the waiters get the seats in their original order; a dead waiter leaves', async (t) => {
   t.timeout(240_000); // generous: the machine is shared
   const dir = tempDir();

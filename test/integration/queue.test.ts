@@ -18,8 +18,6 @@ test.after.always(() => killAll());
 
 const F = 'vray_interface'; // 2 seats in the demo license
 
-
-
 test('ten clients queue on a 2-seat feature and get their seats in order, told their places; a killed waiter leaves; a restart re-queues', async (t) => {
   t.timeout(180_000); // generous: the machine is shared
   const dir = tempDir();
