@@ -788,9 +788,15 @@ function Audit(props: { link: Link }) {
 function Settings(props: { link: Link }) {
   const [text, setText] = useState('');
   const [msg, setMsg] = useState<{ ok: boolean; text: string } | null>(null);
+  // The editor stays disabled until the limits in force have arrived: an answer landing after the
+  // admin began typing would otherwise replace what they typed. If they cannot be read, it stays so.
+  const [loaded, setLoaded] = useState(false);
   useEffect(() => {
     props.link.request('limits.get', {}, true).then(
-      (r) => setText(JSON.stringify(r.limits ?? {}, null, 2)),
+      (r) => {
+        setText(JSON.stringify(r.limits ?? {}, null, 2));
+        setLoaded(true);
+      },
       (e) => setMsg({ ok: false, text: errText(e) }),
     );
   }, []);
@@ -818,9 +824,11 @@ function Settings(props: { link: Link }) {
       </p>
       <label class="block column">
         Limits (JSON)
-        <textarea name="limits" rows={10} spellcheck={false} value={text} onInput={(e) => setText((e.target as HTMLTextAreaElement).value)} />
+        <textarea name="limits" rows={10} spellcheck={false} disabled={!loaded} value={text} onInput={(e) => setText((e.target as HTMLTextAreaElement).value)} />
       </label>
-      <button onClick={() => void save()}>Save the limits</button>
+      <button disabled={!loaded} onClick={() => void save()}>
+        Save the limits
+      </button>
       {msg && (
         <p class={msg.ok ? 'ok' : 'error'} role="status">
           {msg.text}
