@@ -112,6 +112,8 @@ export class LicdClient extends EventEmitter {
   private readonly leases = new Map<string, Lease>();
   /** Leases lost for a reason that may pass (dongle absent, expired): tried again each beat. */
   private readonly regaining = new Set<Lease>();
+  /** Leases whose checkin is on its way (see checkin()). */
+  private readonly releasing = new Set<Lease>();
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private heartbeatSeconds = 20;
   private closed = false;
@@ -418,10 +420,18 @@ export class LicdClient extends EventEmitter {
   }
 
   async checkin(sel: { leases?: string[]; feature?: string; pid?: number } = {}): Promise<CheckinResult> {
-    const r = await this.request<CheckinResult>('checkin', sel);
-    for (const id of [...r.released, ...r.unknown]) this.leases.delete(id);
-    if (!sel.leases && !sel.feature && sel.pid === undefined) this.leases.clear();
-    return r;
+    // Until the answer, a heartbeat may hear "unknown" for these (the daemon answers it before the
+    // checkin's write is synced): that is the checkin, not an expiry, so they are not taken again.
+    const going = [...this.leases.values()].filter((l) => (!sel.leases || sel.leases.includes(l.id)) && (!sel.feature || l.params.feature === sel.feature) && (sel.pid === undefined || l.params.pid === sel.pid));
+    for (const l of going) this.releasing.add(l);
+    try {
+      const r = await this.request<CheckinResult>('checkin', sel);
+      for (const id of [...r.released, ...r.unknown]) this.leases.delete(id);
+      if (!sel.leases && !sel.feature && sel.pid === undefined) this.leases.clear();
+      return r;
+    } finally {
+      for (const l of going) this.releasing.delete(l);
+    }
   }
 
   /** @internal */
@@ -511,6 +521,7 @@ export class LicdClient extends EventEmitter {
           const lease = this.leases.get(id);
           if (!lease) continue;
           this.leases.delete(id);
+          if (this.releasing.has(lease)) continue; // checked in meanwhile
           const gone = r.gone?.[id];
           if (gone) {
             lease.markLost(new LicdError(isErrorCode(gone.code) ? gone.code : 'REVOKED', gone.message, { lease: id }), false);
