@@ -4,12 +4,12 @@ import { join } from 'node:path';
 import { isLicdError, LicdError } from '../core/errors.ts';
 import { escapeText } from '../core/validate.ts';
 import { BorrowClient } from '../sdk/borrow.ts';
-import { LicdClient } from '../sdk/client.ts';
+import { LicdClient, type ClientOptions } from '../sdk/client.ts';
 import { configuredVendorKey, DEFAULT_BROKER, devVendorPublicKey, resolveConnection, resolveVendorKey } from '../sdk/client-config.ts';
 import { settleVendorKey } from '../sdk/known-vendors.ts';
 import { lastBroker, rememberBroker } from '../sdk/last-broker.ts';
 import { discoverConnection } from '../sdk/discovery.ts';
-import { chooseServer } from '../sdk/cluster.ts';
+import { chooseServer, ClusterClient, clusterServerIds } from '../sdk/cluster.ts';
 import type { Connection } from '../sdk/client-config.ts';
 import { fetchChain } from '../sdk/verify.ts';
 import { flag, has, intFlag, UsageError, type ParsedArgs } from './args.ts';
@@ -79,8 +79,10 @@ export async function connect(a: ParsedArgs, admin = false, o: { maintain?: bool
   // (identity.requireLogin); admin commands go on the admin topic either way.
   const login = !admin && conn.username !== undefined;
   let c: LicdClient;
+  const opts: ClientOptions = { url: conn.url, urls: conn.urls, prefer: lastBroker(conn.urls), ...(o.server ? { server: o.server } : {}), ...(conn.username ? { username: conn.username } : {}), ...(conn.password ? { password: conn.password } : {}), ...(conn.tls ? { tls: conn.tls } : {}), ...(login ? { login: true } : {}), timeoutMs };
   try {
-    c = await LicdClient.connect({ url: conn.url, urls: conn.urls, prefer: lastBroker(conn.urls), ...(o.server ? { server: o.server } : {}), ...(conn.username ? { username: conn.username } : {}), ...(conn.password ? { password: conn.password } : {}), ...(conn.tls ? { tls: conn.tls } : {}), ...(login ? { login: true } : {}), timeoutMs });
+    c = await LicdClient.connect(opts);
+    optionsOf.set(c, opts);
   } catch (e) {
     // An admin command found no password anywhere: say where a development daemon keeps it.
     if (admin && conn.password === undefined && isLicdError(e) && e.code === 'FORBIDDEN') {
@@ -108,6 +110,24 @@ export async function connectForSeat(a: ParsedArgs, feature: string, count: numb
   if (server === null) return c;
   await c.close({ checkin: false });
   return connect(a, false, { server });
+}
+
+/** The options each connect() used, so that a ClusterClient can connect the same way. */
+const optionsOf = new WeakMap<LicdClient, ClientOptions>();
+
+/**
+ * On a cluster of boxes (docs/scale-out.md) and without --server: a ClusterClient on the same
+ * brokers, for a seat that moves to another box when its box goes offline; null on a lone box.
+ * `c` (from connect()) is closed when a ClusterClient takes over.
+ */
+export async function connectCluster(a: ParsedArgs, c: LicdClient): Promise<ClusterClient | null> {
+  if (serverIdOf(a) !== undefined) return null;
+  const ids = await clusterServerIds(c);
+  const opts = optionsOf.get(c);
+  if (ids.length === 0 || !opts) return null;
+  const cluster = await ClusterClient.connect({ ...opts, server: null }, { waitMs: 5000, expect: ids.length });
+  await c.close({ checkin: false });
+  return cluster;
 }
 
 /** Whenever licctl reaches the server: auto-renew due tokens, refresh the others (LM-X). */

@@ -4,6 +4,7 @@
  *   5  the seat was revoked or blocked by an admin (checkout), or the command was stopped because
  *      its seat was lost (run --on-loss stop).
  */
+import type { EventEmitter } from 'node:events';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { constants, homedir, userInfo } from 'node:os';
@@ -111,6 +112,9 @@ export function startChild(cmd: string[], say: Say): RunningChild {
   };
 }
 
+/** A seat that says when it is lost and regained: a Lease, or a ClusterLease (src/sdk/cluster.ts). */
+export type LossSource = Pick<EventEmitter, 'on' | 'off'> & { readonly id: string };
+
 export interface LossPolicy {
   mode: 'warn' | 'stop';
   /** stop: how long a lost seat may stay lost before the command is stopped, seconds. */
@@ -124,7 +128,7 @@ export interface LossPolicy {
  * until the seat is back (warn), or stops the command if the seat is not back within graceSeconds
  * (stop). Returns a function that ends the watch and says whether the command was stopped for it.
  */
-export function watchLoss(lease: Lease, feature: string, run: RunningChild, policy: LossPolicy, say: Say): () => boolean {
+export function watchLoss(lease: LossSource, feature: string, run: RunningChild, policy: LossPolicy, say: Say): () => boolean {
   let warnTimer: NodeJS.Timeout | null = null;
   let stopTimer: NodeJS.Timeout | null = null;
   let stopped = false;

@@ -94,11 +94,13 @@ const UNREACHABLE_MS = 30_000;
 
 /**
  * A seat held somewhere in the cluster. Events: 'moved' (from, to: server ids) when it moved to
- * another server; 'lost' (error) when no server had a seat for it (it keeps trying); 'regained'
- * (server) when it is held again.
+ * another server; 'lost' (error, {retrying}) when no server had a seat for it (retrying: it keeps
+ * trying) or an admin took it back or the license shrank (not retrying: it stays lost);
+ * 'regained' (server) when it is held again.
  */
 export class ClusterLease extends EventEmitter {
-  state: 'held' | 'lost' | 'released' = 'held';
+  /** held; lost (being tried again on every server); revoked (an admin's or the license's doing: not moved); released. */
+  state: 'held' | 'lost' | 'revoked' | 'released' = 'held';
   constructor(
     private readonly cluster: ClusterClient,
     public server: string,
@@ -262,8 +264,8 @@ export class ClusterClient extends EventEmitter {
       if (cl.lease !== mine || cl.state !== 'held') return;
       // Taken back by an admin, or the license changed: not moved elsewhere.
       if (['REVOKED', 'BLOCKED', 'LICENSE_REDUCED'].includes(e.code)) {
-        cl.state = 'lost';
-        cl.emit('lost', e);
+        cl.state = 'revoked';
+        cl.emit('lost', e, { retrying: false });
         return;
       }
       void this.move(cl);
@@ -272,7 +274,7 @@ export class ClusterClient extends EventEmitter {
 
   /** The server went offline: every lease there moves to another server with free seats. */
   private serverGone(id: string): void {
-    for (const cl of this.held) if (cl.server === id && cl.state !== 'released') void this.move(cl);
+    for (const cl of this.held) if (cl.server === id && (cl.state === 'held' || cl.state === 'lost')) void this.move(cl);
   }
 
   private moving = new Set<ClusterLease>();
@@ -289,7 +291,7 @@ export class ClusterClient extends EventEmitter {
         void this.perServer.get(from)?.then((c) => c.forget(old.id)).catch(() => {});
         if (cl.state === 'held') {
           cl.state = 'lost';
-          cl.emit('lost', new LicdError('NO_SEATS', `${cl.feature}: server ${from} is gone and no other server has a free seat; trying again`));
+          cl.emit('lost', new LicdError('NO_SEATS', `${cl.feature}: server ${from} is gone and no other server has a free seat; trying again`), { retrying: true });
         }
         this.scheduleRetry();
         return;

@@ -5,65 +5,29 @@
  * through another broker when theirs dies; no server is ever over its count.
  */
 import test from 'ava';
-import { readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { boxConfig, startBoxes, startBridgedBrokers } from '../helpers/bridged-boxes.ts';
 import { tempDir, until } from '../helpers/daemon.ts';
-import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.ts';
+import type { Mosquitto } from '../helpers/mosquitto.ts';
 import { killAll, licctl, run, startDaemonProcess, type Proc } from '../helpers/procs.ts';
 import { ClusterClient, type ClusterLease } from '../../src/sdk/cluster.ts';
 
 test.after.always(() => killAll());
 
-const BRIDGE = fileURLToPath(new URL('../../systemd/mosquitto/licd-bridge.conf.example', import.meta.url));
 const IDS = ['box-a', 'box-b', 'box-c'] as const;
-
-function bridgeConfig(self: string, other: string, to: Mosquitto, password: string): string {
-  const text = readFileSync(BRIDGE, 'utf8')
-    .replaceAll('@SELF@', self)
-    .replaceAll('@OTHER@', other)
-    .replaceAll('@OTHER_ADDRESS@', `127.0.0.1:${to.tlsPort}`)
-    .replaceAll('@OTHER_CAFILE@', to.certFile)
-    .replaceAll('@PASSWORD@', password);
-  return `\n${text}\n`;
-}
 
 test('three bridged boxes: clients pool their seats, move them off a dead daemon, and survive the death of their broker', async (t) => {
   t.timeout(150_000);
-  const password = 'cluster-test-password';
   const brokers: Mosquitto[] = [];
   t.teardown(async () => {
     for (const m of brokers) await m.stop().catch(() => {});
   });
-  for (let i = 0; i < 3; i++) brokers.push(await startMosquitto({ users: { cluster: password } }));
-  // Each broker bridges its own box's topics to the two others (a full mesh), then restarts with them.
-  for (let i = 0; i < 3; i++) {
-    for (let j = 0; j < 3; j++) if (i !== j) appendFileSync(join(brokers[i]!.dir, 'licd.conf'), bridgeConfig(IDS[i]!, IDS[j]!, brokers[j]!, password));
-    await brokers[i]!.kill('SIGTERM');
-    await brokers[i]!.relaunch();
-  }
-
+  await startBridgedBrokers(IDS, (m) => brokers.push(m));
   const dir = tempDir('licd-cluster-');
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const daemons: Proc[] = [];
-  const configs: string[] = [];
-  for (let i = 0; i < 3; i++) {
-    const config = join(dir, `${IDS[i]}.json`);
-    writeFileSync(
-      config,
-      JSON.stringify({
-        dataDir: join(dir, IDS[i]!),
-        development: true,
-        mqtt: { broker: 'external', url: brokers[i]!.url, username: 'licd', password: brokers[i]!.passwords.licd },
-        cluster: { serverId: IDS[i] },
-        // Short leases: a seat on a box cut off from the client is known lost within seconds.
-        leases: { minTtlSeconds: 3, ttlSeconds: 9 },
-      }),
-    );
-    configs.push(config);
-    daemons.push(startDaemonProcess({ LICD_CONFIG: config }));
-  }
-  for (const d of daemons) await d.waitFor(/listening on/, 40_000);
+  const configs = IDS.map((id, i) => boxConfig(dir, id, brokers[i]!));
+  const daemons: Proc[] = await startBoxes(configs);
 
   const url = (i: number) => brokers[i]!.url;
   const clients: ClusterClient[] = [];

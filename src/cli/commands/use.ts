@@ -3,11 +3,11 @@ import { LicdError, isLicdError } from '../../core/errors.ts';
 import type { FeatureStatus, QueueView, StatusResult } from '../../core/protocol.ts';
 import { BorrowClient } from '../../sdk/borrow.ts';
 import type { Lease, LicdClient } from '../../sdk/client.ts';
-import { clusterServerIds } from '../../sdk/cluster.ts';
+import { clusterServerIds, type ClusterClient, type ClusterLease } from '../../sdk/cluster.ts';
 import { flag, has, intFlag, UsageError, type ParsedArgs } from '../args.ts';
 import type { Command } from '../command.ts';
-import { cell, connect, connectForSeat, err, json, jsonLine, out, outJson, serverOf, timeOf, vendorKey } from '../context.ts';
-import { checkinHeld, checkinLines, EXIT_SEAT_LOST, lossLine, normaliseServer, parseDuration, recordHeld, startChild, watchLoss, type Say } from '../holding.ts';
+import { cell, connect, connectCluster, connectForSeat, err, json, jsonLine, out, outJson, serverOf, timeOf, vendorKey } from '../context.ts';
+import { checkinHeld, checkinLines, EXIT_SEAT_LOST, lossLine, normaliseServer, parseDuration, recordHeld, startChild, watchLoss, type LossPolicy, type Say } from '../holding.ts';
 import { formatTime } from '../time.ts';
 
 /** A feature whose license has ended: no seat of it can be checked out, whatever the counts say. */
@@ -254,14 +254,26 @@ async function run(a: ParsedArgs): Promise<number> {
     }
     if (local.inUse.length > 0) busy = local.reason;
   }
-  let c: LicdClient;
+  let c: LicdClient | null = null;
+  let cluster: ClusterClient | null = null;
   try {
-    c = await connectForSeat(a, feature, intFlag(a, 'count', 1, 1_000_000) ?? 1);
+    // On a cluster of boxes the seat moves to another box when its box goes offline; waiting in a
+    // queue is one box's (docs/scale-out.md), so --wait takes a box with room and stays there.
+    if (has(a, 'wait')) c = await connectForSeat(a, feature, intFlag(a, 'count', 1, 1_000_000) ?? 1);
+    else {
+      const probe = await connect(a);
+      cluster = await connectCluster(a, probe).catch(async (e: unknown) => {
+        await probe.close({ checkin: false });
+        throw e;
+      });
+      if (!cluster) c = probe;
+    }
   } catch (e) {
     if (busy) throw new LicdError('TOKEN_IN_USE', `${busy} (and the license server was not reached: ${(e as Error).message})`);
     const local = new BorrowClient().usable(feature, vendorKey(a));
     throw new LicdError('TIMEOUT', `${(e as Error).message}; no borrowed license to fall back on (${'reason' in local ? local.reason : ''})`);
   }
+  if (cluster || !c) return runOnCluster(a, cluster!, feature, report, say, policy);
   let lease: Lease;
   try {
     lease = await c.checkout(feature, checkoutOptions(a, (q) => report('queued', { ...q }, queueLine(q, time))));
@@ -285,6 +297,43 @@ async function run(a: ParsedArgs): Promise<number> {
   await c.close({ checkin: false });
   const exit = stopped ? EXIT_SEAT_LOST : code;
   if (asJson) jsonLine('err', { event: 'exit', code: exit, commandExit: code, stopped });
+  return exit;
+}
+
+/**
+ * licctl run on a cluster of boxes: the seat comes from the box the ClusterClient picks and moves
+ * to another box with a free seat when its box goes offline, while the command runs on.
+ */
+async function runOnCluster(a: ParsedArgs, cluster: ClusterClient, feature: string, report: (event: string, fields: Record<string, unknown>, text: string) => void, say: Say, policy: LossPolicy): Promise<number> {
+  const time = timeOf(a);
+  const o = checkoutOptions(a);
+  let cl: ClusterLease;
+  try {
+    cl = await cluster.checkout(feature, { count: o.count, ...(o.version ? { version: o.version } : {}), ...(o.ttl ? { ttl: o.ttl } : {}) });
+  } catch (e) {
+    await cluster.close();
+    throw e;
+  }
+  report('granted', { lease: leaseView(cl.lease), server: cl.server }, `${leaseLine(cl.lease, time)} from server ${cl.server}`);
+  cl.on('moved', (from: string, to: string) => report('moved', { feature, from, to, lease: leaseView(cl.lease) }, `server ${from} is gone: the seat of ${feature} moved to server ${to} (lease ${cl.id}, until ${time(cl.lease.view.until)})`));
+  const child = startChild(a.rest, say);
+  const unwatch = watchLoss(cl, feature, child, policy, say);
+  const code = await child.exit;
+  const stopped = unwatch();
+  if (cl.state === 'held') {
+    const server = cl.server;
+    cl.state = 'released';
+    cluster.drop(cl);
+    try {
+      await cl.lease.release();
+      report('checkedIn', { lease: cl.id, feature, server }, `checked in ${feature} on server ${server}`);
+    } catch (e) {
+      report('notCheckedIn', { lease: cl.id, feature, server, message: (e as Error).message }, `could not check in ${feature} (${(e as Error).message}); the seat returns when its lease times out`);
+    }
+  }
+  await cluster.close();
+  const exit = stopped ? EXIT_SEAT_LOST : code;
+  if (json(a)) jsonLine('err', { event: 'exit', code: exit, commandExit: code, stopped });
   return exit;
 }
 
@@ -359,7 +408,7 @@ export const useCommands: Command[] = [
     synopsis: 'run FEATURE [--version V] [--count N] [--wait [--max-wait DURATION]] [--on-loss warn|stop] [--grace S] -- COMMAND [ARGS...]',
     summary: 'hold a seat while COMMAND runs; exits with its exit code',
     details:
-      'A valid borrowed token for FEATURE on this machine is used first (no network needed; --online skips it).\nIf the seat is lost: warn (default; on stderr every --warn-every S) or stop COMMAND after --grace S (SIGTERM to it and every process under it, SIGKILL 5 s later; licctl then exits with 5).',
+      'A valid borrowed token for FEATURE on this machine is used first (no network needed; --online skips it).\nOn a cluster of boxes (docs/scale-out.md) the seat moves to another box when its box goes offline, and the command runs on (not with --wait, which stays on one box).\nIf the seat is lost: warn (default; on stderr every --warn-every S) or stop COMMAND after --grace S (SIGTERM to it and every process under it, SIGKILL 5 s later; licctl then exits with 5).',
     connects: true,
     args: { min: 1, max: 1, names: 'a FEATURE' },
     rest: true,
@@ -370,7 +419,7 @@ export const useCommands: Command[] = [
       'warn-every': { type: 'string', arg: 'S', help: 'with --on-loss warn: seconds between warnings (default 60)' },
       online: { type: 'boolean', help: 'take a floating seat even when a borrowed token is on this machine' },
     },
-    json: "licctl's own reports (offline, granted, message, checkedIn, exit) as JSON lines on stderr; stdout stays the command's",
+    json: "licctl's own reports (offline, granted, message, checkedIn, exit; on a cluster of boxes also moved, with from and to) as JSON lines on stderr; stdout stays the command's",
     examples: ['licctl run vray_render -- ./render.sh scene.vrscene', 'licctl run vray_render --wait --max-wait 2h -- ./render.sh shot42.vrscene', 'licctl run nuke_i --on-loss stop --grace 120 -- nuke -x comp.nk'],
     run,
   },
