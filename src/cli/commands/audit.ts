@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { AUDIT_EXPORT_FORMAT, verifyAudit, type AuditVerdict } from '../../core/audit.ts';
+import { exportStart, parseAuditExport, type AuditExport } from '../../core/audit-file.ts';
 import { LicdError } from '../../core/errors.ts';
 import type { AuditExportResult, AuditHeadResult } from '../../core/protocol.ts';
 import { nodeEd25519 } from '../../crypto/ed25519.ts';
@@ -89,44 +90,26 @@ function vendorKeyOption(a: ParsedArgs): Uint8Array {
   throw new UsageError(`--vendor-key ${v}: the file holds no vendor public key (64 hex digits, or JSON with "publicKey" as licctl vendor keygen writes)`);
 }
 
-/** Reads an export: the header, the records in file order, the certificates. */
-export function readExport(file: string): { header: Record<string, unknown> | null; records: unknown[]; certs: Map<string, unknown> } {
+/** Reads an export: the header, the records in file order, the certificates (src/core/audit-file.ts). */
+export function readExport(file: string): AuditExport {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
     throw new LicdError('BAD_REQUEST', `cannot read the audit export ${file}: ${fsErrorText(e, file)}; give the file licctl audit export wrote`);
   }
-  let header: Record<string, unknown> | null = null;
-  const records: unknown[] = [];
-  const certs = new Map<string, unknown>();
-  text.split('\n').forEach((line, i) => {
-    if (line.trim() === '') return;
-    let v: unknown;
-    try {
-      v = JSON.parse(line);
-    } catch {
-      // A line that is not JSON is a record someone damaged: verify says where.
-      records.push({ line: i + 1, damaged: line.slice(0, 80) });
-      return;
-    }
-    const o = v as Record<string, unknown> | null;
-    if (o && typeof o === 'object' && o.format === AUDIT_EXPORT_FORMAT) header = o;
-    else if (o && typeof o === 'object' && typeof o.cert === 'string' && 'envelope' in o) certs.set(o.cert, o.envelope);
-    else records.push(v);
-  });
-  if (header === null && records.length === 0) throw new LicdError('BAD_REQUEST', `${file} is not an audit export (no ${AUDIT_EXPORT_FORMAT} header, no records); give the file licctl audit export wrote`);
-  return { header, records, certs };
+  const x = parseAuditExport(text);
+  if (x.header === null && x.records.length === 0) throw new LicdError('BAD_REQUEST', `${file} is not an audit export (no ${AUDIT_EXPORT_FORMAT} header, no records); give the file licctl audit export wrote`);
+  return x;
 }
 
 function verify(a: ParsedArgs): number {
   const file = a.positional[2]!;
   const key = vendorKeyOption(a);
-  const { header, records, certs } = readExport(file);
+  const x = readExport(file);
+  const { records, certs } = x;
   // An export made with --from starts where it was asked to: its first record's link is taken as given.
-  const firstSeq = (records[0] as { seq?: unknown } | undefined)?.seq;
-  const partial = header !== null && (header.from !== undefined || header.since !== undefined) && typeof firstSeq === 'number' ? firstSeq : undefined;
-  const from = intFlag(a, 'from', 1, Number.MAX_SAFE_INTEGER) ?? partial;
+  const from = intFlag(a, 'from', 1, Number.MAX_SAFE_INTEGER) ?? exportStart(x);
   const v = verifyAudit(records, certs, { vendorPublicKey: key, ed: nodeEd25519(), sha256, ...(from !== undefined ? { from } : {}) });
   if (json(a)) outJson({ file, ...v });
   else report(a, file, v);

@@ -5,6 +5,9 @@
 import { render } from 'preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { Link, PREFIX, RequestError } from './link.ts';
+import { exportStart, parseAuditExport } from '../../core/audit-file.ts';
+import type { AuditVerdict } from '../../core/audit.ts';
+import { canVerify, vendorKeyOf, verifyInBrowser } from './verify.ts';
 import './style.css';
 
 type Json = Record<string, any>;
@@ -687,11 +690,50 @@ function BorrowWizard(props: { link: Link; status: Json | null; user: string | n
 }
 
 /** The audit log (docs/audit.md): its head and last seal, the newest records, and the export that licctl audit verify checks offline. */
+/** Every record of the audit log and the certificates its seals name, page by page (audit.export). */
+async function fetchAudit(link: Link): Promise<{ records: Json[]; certs: Map<string, unknown>; head: Json | null }> {
+  const records: Json[] = [];
+  const certs = new Map<string, unknown>();
+  let ask: Json = {};
+  let last: Json | null = null;
+  for (;;) {
+    const page = await link.request('audit.export', ask, true);
+    last = page;
+    for (const r of page.records ?? []) records.push(r);
+    for (const [ref, env] of Object.entries(page.certs ?? {})) certs.set(ref, env);
+    if (page.next === null || page.next === undefined) break;
+    ask = { from: page.next };
+  }
+  return { records, certs, head: last?.head ?? null };
+}
+
+const VENDOR_KEY_STORE = 'licd.vendorKey';
+
+/** The verdict of verifyAudit in a sentence (as licctl audit verify says it). */
+function verdictText(v: AuditVerdict, records: readonly unknown[], what: string): { ok: boolean; text: string } {
+  const sealAt = (seq: number | null) => fmtTime((records.find((r) => (r as Json)?.seq === seq) as Json | undefined)?.at);
+  if (!v.ok) {
+    const p = v.problem!;
+    return { ok: false, text: `${what} is BROKEN at record ${p.seq}: ${p.reason}: ${p.message}${v.sealedThrough !== null ? ` (records before it are sealed through ${v.sealedThrough})` : ''}` };
+  }
+  if (v.records === 0) return { ok: true, text: `${what}: no records` };
+  const keys = v.keys.map((k) => `dongle ${k.dongle}${k.emulated ? ' (EMULATED: development material)' : ''}`).join(', ');
+  return {
+    ok: true,
+    text:
+      (v.sealedThrough !== null ? `${what} verified up to record ${v.sealedThrough}, sealed at ${sealAt(v.sealedThrough)} by ${keys}` : `${what}: records ${v.first} to ${v.last} chain, but none is sealed yet (not proven)`) +
+      (v.voided.length > 0 ? `; voided (their write failed): ${v.voided.map((x) => (x.from === x.to ? `${x.from}` : `${x.from}-${x.to}`)).join(', ')}` : '') +
+      (v.unsealed && v.sealedThrough !== null ? `; records ${v.unsealed.from} to ${v.unsealed.to} are not yet sealed (not proven)` : ''),
+  };
+}
+
 function Audit(props: { link: Link }) {
   const [head, setHead] = useState<Json | null>(null);
   const [records, setRecords] = useState<Json[]>([]);
   const [msg, setMsg] = useState<{ ok: boolean; text: string } | null>(null);
+  const [verdict, setVerdict] = useState<{ ok: boolean; text: string } | null>(null);
   const [busy, setBusy] = useState(false);
+  const [vendorKey, setVendorKey] = useState(() => localStorage.getItem(VENDOR_KEY_STORE) ?? '');
   const load = async () => {
     try {
       const h = await props.link.request('audit.head', {}, true);
@@ -707,26 +749,47 @@ function Audit(props: { link: Link }) {
   const exportAll = async () => {
     setBusy(true);
     try {
-      const lines: string[] = [];
-      const certs = new Map<string, unknown>();
-      let ask: Json = {};
-      let last: Json | null = null;
-      for (;;) {
-        const page = await props.link.request('audit.export', ask, true);
-        last = page;
-        for (const r of page.records ?? []) lines.push(JSON.stringify(r));
-        for (const [ref, env] of Object.entries(page.certs ?? {})) certs.set(ref, env);
-        if (page.next === null || page.next === undefined) break;
-        ask = { from: page.next };
-      }
-      const header = { format: 'licd-audit-export/1', server: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/mqtt`, exportedAt: new Date().toISOString(), head: last?.head ?? null };
-      const body = [JSON.stringify(header), ...lines, ...[...certs].map(([cert, envelope]) => JSON.stringify({ cert, envelope }))].join('\n') + '\n';
+      const all = await fetchAudit(props.link);
+      const lines = all.records.map((r) => JSON.stringify(r));
+      const header = { format: 'licd-audit-export/1', server: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/mqtt`, exportedAt: new Date().toISOString(), head: all.head };
+      const body = [JSON.stringify(header), ...lines, ...[...all.certs].map(([cert, envelope]) => JSON.stringify({ cert, envelope }))].join('\n') + '\n';
       download(`licd-audit-${new Date().toISOString().slice(0, 10)}.jsonl`, body);
       setMsg({ ok: true, text: `exported ${lines.length} records; check them offline with licctl audit verify FILE --vendor-key KEY` });
     } catch (e) {
       setMsg({ ok: false, text: errText(e) });
     } finally {
       setBusy(false);
+    }
+  };
+  /** Verifies in this browser, with the vendor key the admin gave (never one the box sends). */
+  const verify = async (source: () => Promise<{ records: readonly unknown[]; certs: ReadonlyMap<string, unknown>; from?: number; what: string }>) => {
+    const key = vendorKeyOf(vendorKey);
+    if (!key) {
+      setVerdict({ ok: false, text: 'give the vendor public key first: 64 hex digits (licctl vendor keygen prints it), or its file' });
+      return;
+    }
+    setBusy(true);
+    setVerdict({ ok: true, text: 'verifying…' });
+    try {
+      const cannot = await canVerify();
+      if (cannot) throw new Error(cannot);
+      const x = await source();
+      const v = await verifyInBrowser({ records: x.records, certs: x.certs, vendorPublicKey: key, ...(x.from !== undefined ? { from: x.from } : {}) });
+      setVerdict(verdictText(v, x.records, x.what));
+    } catch (e) {
+      setVerdict({ ok: false, text: errText(e) });
+    } finally {
+      setBusy(false);
+    }
+  };
+  const setKey = (text: string) => {
+    setVendorKey(text);
+    const k = vendorKeyOf(text);
+    // Only the public key is kept (a key file may hold the vendor's secret too: it is not stored).
+    if (k) {
+      const hex = Array.from(k, (b) => b.toString(16).padStart(2, '0')).join('');
+      localStorage.setItem(VENDOR_KEY_STORE, hex);
+      if (text.trim() !== hex) setVendorKey(hex);
     }
   };
   const what = (r: Json): string => {
@@ -757,6 +820,47 @@ function Audit(props: { link: Link }) {
           {msg.text}
         </p>
       )}
+      <fieldset class="verify">
+        <legend>Verify in this browser</legend>
+        <p class="small">
+          Checks every record against its hash and link and every seal through its delegation and license up to the vendor key, here, with the browser's WebCrypto (as licctl audit verify does). The vendor key is yours to give: the box
+          being checked does not supply it.
+        </p>
+        <label class="block column">
+          Vendor public key
+          <input name="vendorKey" spellcheck={false} autocomplete="off" placeholder="64 hex digits" value={vendorKey} onInput={(e) => setKey((e.target as HTMLInputElement).value)} />
+        </label>
+        <label>
+          or its file{' '}
+          <input type="file" name="vendorKeyFile" onChange={(e) => {
+            const f = (e.target as HTMLInputElement).files?.[0];
+            if (f) void f.text().then((t) => (vendorKeyOf(t) ? setKey(t) : setVerdict({ ok: false, text: `${f.name} holds no vendor public key (64 hex digits, or JSON with "publicKey")` })));
+          }} />
+        </label>
+        <p>
+          <button disabled={busy} onClick={() => void verify(async () => ({ ...(await fetchAudit(props.link)), what: 'the audit log' }))}>
+            Verify the log
+          </button>{' '}
+          <label>
+            Verify an export file{' '}
+            <input type="file" name="auditFile" accept=".jsonl,.json,application/json" disabled={busy} onChange={(e) => {
+              const f = (e.target as HTMLInputElement).files?.[0];
+              if (f)
+                void verify(async () => {
+                  const x = parseAuditExport(await f.text());
+                  if (x.header === null && x.records.length === 0) throw new Error(`${f.name} is not an audit export (no licd-audit-export/1 header, no records)`);
+                  const from = exportStart(x);
+                  return { records: x.records, certs: x.certs, ...(from !== undefined ? { from } : {}), what: f.name };
+                });
+            }} />
+          </label>
+        </p>
+        {verdict && (
+          <p class={verdict.ok ? 'ok' : 'error'} role="status" data-testid="audit-verdict">
+            {verdict.text}
+          </p>
+        )}
+      </fieldset>
       <div class="scroll">
         <table class="audit">
           <caption>The newest records</caption>
