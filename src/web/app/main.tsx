@@ -416,6 +416,236 @@ function Activation(props: { link: Link; server: Json | null }) {
   );
 }
 
+const HOUR_MS = 3_600_000;
+const DAY_MS = 86_400_000;
+
+/** The width an element is drawn at (charts are drawn in pixels, so their text stays readable on a phone). */
+function useWidth(ref: { current: Element | null }, fallback: number): number {
+  const [w, setW] = useState(fallback);
+  useEffect(() => {
+    const el = ref.current;
+    if (!el) return;
+    const ro = new ResizeObserver(() => setW(Math.max(240, Math.floor(el.getBoundingClientRect().width))));
+    ro.observe(el);
+    return () => ro.disconnect();
+  }, []);
+  return w;
+}
+
+/** A period's start as the chart says it: the hour (UTC), or the day. */
+function periodLabel(t: number, every: number, long = false): string {
+  const iso = new Date(t).toISOString();
+  if (every >= DAY_MS) return long ? iso.slice(0, 10) : iso.slice(5, 10);
+  return long ? `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC` : iso.slice(11, 13) === '00' ? iso.slice(5, 10) : iso.slice(11, 16);
+}
+
+interface Stack {
+  key: string;
+  label: string;
+  values: Array<number | null>;
+}
+
+/**
+ * Bars over time, stacked (one segment per stack), with an optional line (a step per period):
+ * drawn in SVG at the width the page has. Each bar has a title (its numbers: a tooltip, and what
+ * a screen reader reads); the chart has a title and a description, and a table of the numbers
+ * follows it.
+ */
+function TimeChart(props: { id: string; title: string; desc: string; periods: number[]; every: number; stacks: Stack[]; line?: { label: string; values: Array<number | null> }; unit: string }) {
+  const ref = useRef<HTMLDivElement>(null);
+  const width = useWidth(ref, 640);
+  const height = 190;
+  const left = 34;
+  const right = 8;
+  const top = 10;
+  const bottom = 24;
+  const n = props.periods.length;
+  const bw = (width - left - right) / Math.max(1, n);
+  const totals = props.periods.map((_, i) => props.stacks.reduce((a, s) => a + (s.values[i] ?? 0), 0));
+  const max = Math.max(1, ...totals, ...(props.line?.values ?? []).map((v) => v ?? 0));
+  const y = (v: number) => top + (height - top - bottom) * (1 - v / max);
+  const ticks = max <= 4 ? Array.from({ length: max + 1 }, (_, i) => i) : [0, Math.round(max / 2), max];
+  const labelEvery = Math.max(1, Math.ceil(56 / bw));
+  let line = '';
+  if (props.line) {
+    props.line.values.forEach((v, i) => {
+      if (v === null) return;
+      const x = left + i * bw;
+      line += `${line === '' || props.line!.values[i - 1] === null ? 'M' : 'L'}${x.toFixed(1)} ${y(v).toFixed(1)}H${(x + bw).toFixed(1)}`;
+    });
+  }
+  return (
+    <div ref={ref} class="timechart">
+      <svg class="chart" width={width} height={height} viewBox={`0 0 ${width} ${height}`} role="img" aria-labelledby={`${props.id}-t ${props.id}-d`} data-chart={props.id}>
+        <title id={`${props.id}-t`}>{props.title}</title>
+        <desc id={`${props.id}-d`}>{props.desc}</desc>
+        {ticks.map((v) => (
+          <g key={v} class="tick">
+            <line x1={left} x2={width - right} y1={y(v)} y2={y(v)} />
+            <text x={left - 6} y={y(v) + 4} text-anchor="end">
+              {v}
+            </text>
+          </g>
+        ))}
+        {props.periods.map((t, i) => {
+          if (totals[i] === 0 && props.stacks.every((s) => s.values[i] === null)) return null;
+          let base = 0;
+          const parts = props.stacks.map((s) => `${s.label} ${s.values[i] ?? 0}`).join(', ');
+          const lineText = props.line && props.line.values[i] !== null ? `, ${props.line.label} ${props.line.values[i]}` : '';
+          return (
+            <g key={t} class="bar" data-t={new Date(t).toISOString()} data-total={totals[i]}>
+              <title>{`${periodLabel(t, props.every, true)}: ${parts}${lineText} ${props.unit}`}</title>
+              {props.stacks.map((s, k) => {
+                const v = s.values[i] ?? 0;
+                if (v <= 0) return null;
+                const r = <rect key={s.key} class={`s${k % 6}`} x={left + i * bw + bw * 0.1} width={Math.max(1, bw * 0.8)} y={y(base + v)} height={y(base) - y(base + v)} />;
+                base += v;
+                return r;
+              })}
+            </g>
+          );
+        })}
+        {line && <path class="line" d={line} />}
+        {props.periods.map((t, i) =>
+          i % labelEvery === 0 ? (
+            <text key={t} class="x" x={left + i * bw} y={height - 8}>
+              {periodLabel(t, props.every)}
+            </text>
+          ) : null,
+        )}
+      </svg>
+      <p class="legend small">
+        {props.stacks.map((s, k) => (
+          <span key={s.key}>
+            <i class={`key s${k % 6}`} /> {s.label}{' '}
+          </span>
+        ))}
+        {props.line && (
+          <span>
+            <i class="key line" /> {props.line.label}
+          </span>
+        )}
+      </p>
+    </div>
+  );
+}
+
+/** Over time (report.series): per feature the seats held against the licensed count, and the denials by reason. */
+function SeriesCharts(props: { link: Link; days: number }) {
+  const [data, setData] = useState<{ rows: Json[]; from: number; to: number; every: number; more: number } | null>(null);
+  const [err, setErr] = useState<string | null>(null);
+  useEffect(() => {
+    const every = props.days > 7 ? DAY_MS : HOUR_MS;
+    const to = Math.floor(Date.now() / every) * every + every;
+    const from = to - Math.ceil((props.days * DAY_MS) / every) * every;
+    props.link.request('report.series', { from: new Date(from).toISOString(), to: new Date(to).toISOString(), by: every === DAY_MS ? 'day' : 'hour', limit: 100_000 }, true).then(
+      (r) => {
+        setData({ rows: r.rows ?? [], from, to, every, more: Number(r.more) || 0 });
+        setErr(null);
+      },
+      (e) => setErr(errText(e)),
+    );
+  }, [props.days]);
+  if (err)
+    return (
+      <p class="error" role="alert">
+        {err}
+      </p>
+    );
+  if (!data) return <p>Loading the history…</p>;
+  const periods: number[] = [];
+  for (let t = data.from; t < data.to; t += data.every) periods.push(t);
+  const index = new Map(periods.map((t, i) => [t, i]));
+  const features = [...new Set(data.rows.map((r) => String(r.feature)))].sort();
+  const codes = [...new Set(data.rows.flatMap((r) => Object.keys(r.codes ?? {})))].sort();
+  const denials: Stack[] = codes.map((c) => ({ key: c, label: c, values: periods.map(() => null) }));
+  for (const r of data.rows) {
+    const i = index.get(Date.parse(r.t));
+    if (i === undefined) continue;
+    for (const s of denials) if (r.codes?.[s.key]) s.values[i] = (s.values[i] ?? 0) + Number(r.codes[s.key]);
+  }
+  const what = data.every === DAY_MS ? 'day' : 'hour';
+  return (
+    <div>
+      <h3>Seats in use over time</h3>
+      {features.length === 0 && <p>No usage recorded in this period.</p>}
+      {features.map((f) => {
+        const peak: Array<number | null> = periods.map(() => null);
+        const licensed: Array<number | null> = periods.map(() => null);
+        for (const r of data.rows) {
+          const i = index.get(Date.parse(r.t));
+          if (r.feature !== f || i === undefined) continue;
+          peak[i] = Number(r.peak) || 0;
+          licensed[i] = Number(r.licensed) || 0;
+        }
+        return (
+          <section key={f} aria-label={`${f} over time`} data-series={f}>
+            <h4>{f}</h4>
+            <TimeChart
+              id={`use-${f}`}
+              title={`${f}: seats in use per ${what} against the seats licensed`}
+              desc={`Bars: the most seats held (leased and borrowed) at once in each ${what}; line: the seats licensed. The numbers are in the table below.`}
+              periods={periods}
+              every={data.every}
+              stacks={[{ key: 'peak', label: 'peak seats in use', values: peak }]}
+              line={{ label: 'licensed', values: licensed }}
+              unit="seats"
+            />
+          </section>
+        );
+      })}
+      <h3>Denials over time</h3>
+      {codes.length === 0 ? (
+        <p>No checkout or borrow was refused in this period.</p>
+      ) : (
+        <TimeChart
+          id="denials"
+          title={`Refused checkouts and borrows per ${what}, by reason`}
+          desc={`Stacked bars: the refusals of all features in each ${what}, one colour per error code. The numbers are in the table below.`}
+          periods={periods}
+          every={data.every}
+          stacks={denials}
+          unit="refusals"
+        />
+      )}
+      {data.rows.length > 0 && (
+        <details>
+          <summary>The numbers, per {what}</summary>
+          <div class="scroll">
+            <table class="series">
+              <thead>
+                <tr>
+                  <th scope="col">{data.every === DAY_MS ? 'Day' : 'Hour (UTC)'}</th>
+                  <th scope="col">Feature</th>
+                  <th scope="col">Licensed</th>
+                  <th scope="col">Peak</th>
+                  <th scope="col">Average</th>
+                  <th scope="col">Seat hours</th>
+                  <th scope="col">Denials</th>
+                </tr>
+              </thead>
+              <tbody>
+                {data.rows.map((r) => (
+                  <tr key={`${r.t}-${r.feature}`}>
+                    <td>{periodLabel(Date.parse(r.t), data.every, true)}</td>
+                    <td>{r.feature}</td>
+                    <td>{r.licensed}</td>
+                    <td>{r.peak}</td>
+                    <td>{r.averageSeats}</td>
+                    <td>{r.seatHours}</td>
+                    <td>{Object.entries(r.codes ?? {}).map(([c, k]) => `${c} ${k}`).join(', ')}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        </details>
+      )}
+      {data.more > 0 && <p class="small">{data.more} more rows are not shown: pick a shorter period.</p>}
+    </div>
+  );
+}
+
 /** Peak seats in use against the licensed count, per feature (report.usage), as an SVG bar chart. */
 function History(props: { link: Link }) {
   const [rows, setRows] = useState<Json[] | null>(null);
@@ -499,6 +729,7 @@ function History(props: { link: Link }) {
           </table>
         </div>
       )}
+      <SeriesCharts link={props.link} days={days} />
     </section>
   );
 }
