@@ -3,7 +3,7 @@
  * as a real process after real use: render nodes take every seat of vray_render and two more are
  * refused (NO_SEATS, VERSION_NOT_LICENSED); the usage chart's bar for the hour says 4 of 4
  * licensed, the denials chart counts the refusals by reason; the numbers' table agrees; on a
- * phone-sized screen the charts fit. Screenshots go to the test's temp dir (LICD_WEB_SCREENSHOTS
+ * phone-sized screen the charts fit. The leases table sorts by a column. Screenshots go to the test's temp dir (LICD_WEB_SCREENSHOTS
  * keeps them).
  */
 import test from 'ava';
@@ -68,6 +68,19 @@ test('the usage and denials charts over time show real checkouts and refusals, r
   const last = page.locator('table.series tr').filter({ hasText: 'vray_render' }).last();
   t.deepEqual((await last.locator('td').allTextContents()).slice(1, 4), ['vray_render', '4', '4']);
   await page.screenshot({ path: join(out, 'history-charts.png'), fullPage: true });
+
+  // The leases table sorts by a column (the shared table of leases and borrows): by user, then the other way.
+  await page.getByRole('tab', { name: 'Leases and borrows' }).click();
+  const users = () => page.locator('table.leases tbody tr td:nth-child(2)').allTextContents();
+  await page.locator('table.leases tbody tr').nth(3).waitFor();
+  await page.locator('table.leases').getByRole('button', { name: 'User' }).click();
+  t.deepEqual(await users(), ['artist1', 'artist2', 'artist3', 'artist4']);
+  await page.locator('table.leases').getByRole('button', { name: /User/ }).click();
+  t.deepEqual(await users(), ['artist4', 'artist3', 'artist2', 'artist1']);
+  t.is(await page.locator('table.leases th[aria-sort]').getAttribute('aria-sort'), 'descending');
+  await page.getByRole('tab', { name: 'History' }).click();
+  await page.getByRole('combobox', { name: 'Period' }).selectOption('1');
+  await usage.waitFor();
 
   // On a phone: nothing wider than the screen, the chart drawn at its width.
   await page.setViewportSize({ width: 390, height: 844 });

@@ -216,6 +216,128 @@ function Confirm(props: { text: string; yes: string; onYes: () => void; onNo: ()
   );
 }
 
+/** A row's action for an admin (revoke, mark lost): what its button and its confirmation say, and the op it sends. */
+interface RowAction {
+  label: string;
+  aria: string;
+  confirm: string;
+  yes: string;
+  op: string;
+  fields: Json;
+  done: string;
+}
+
+interface ItemColumn {
+  head: string;
+  value: (x: Json) => unknown;
+  /** How the cell shows the value (default: as text). */
+  show?: (v: unknown) => string;
+}
+
+/**
+ * One table of the Leases and borrows tab (leases, borrows): the rows that match the filter, sortable
+ * by any column (a click on its header; again for the other way), and for admins each row's action
+ * behind a confirmation.
+ */
+function ItemTable(props: {
+  id: string;
+  title: string;
+  noun: string;
+  rows: Json[];
+  columns: ItemColumn[];
+  rowKey: string;
+  filtered: boolean;
+  admin: boolean;
+  action: (x: Json) => RowAction | null;
+  asking: string | null;
+  setAsking: (k: string | null) => void;
+  act: (op: string, fields: Json, done: string) => void;
+  more: number;
+  moreText: string;
+}) {
+  const [sort, setSort] = useState<{ col: number; dir: 1 | -1 } | null>(null);
+  const rows = useMemo(() => {
+    if (!sort) return props.rows;
+    const c = props.columns[sort.col]!;
+    return props.rows.slice().sort((a, b) => sort.dir * String(c.value(a) ?? '').localeCompare(String(c.value(b) ?? ''), undefined, { numeric: true }));
+  }, [props.rows, sort]);
+  return (
+    <section aria-labelledby={`${props.id}-h`}>
+      <h2 id={`${props.id}-h`}>
+        {props.title} ({props.rows.length})
+      </h2>
+      <div class="scroll">
+        <table class={props.id}>
+          <thead>
+            <tr>
+              {props.columns.map((c, i) => (
+                <th key={c.head} scope="col" aria-sort={sort?.col === i ? (sort.dir === 1 ? 'ascending' : 'descending') : undefined}>
+                  <button class="sort" onClick={() => setSort(sort?.col === i ? { col: i, dir: sort.dir === 1 ? -1 : 1 } : { col: i, dir: 1 })}>
+                    {c.head}
+                    {sort?.col === i ? (sort.dir === 1 ? ' ▲' : ' ▼') : ''}
+                  </button>
+                </th>
+              ))}
+              {props.admin && <th scope="col">Action</th>}
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((x) => {
+              const a = props.admin ? props.action(x) : null;
+              const k = `${props.rowKey}:${x.id}`;
+              return (
+                <tr key={x.id} {...{ [`data-${props.rowKey}`]: x.id }}>
+                  {props.columns.map((c) => (
+                    <td key={c.head}>{c.show ? c.show(c.value(x)) : (c.value(x) as string)}</td>
+                  ))}
+                  {props.admin && (
+                    <td>
+                      {!a ? (
+                        ''
+                      ) : props.asking === k ? (
+                        <Confirm text={a.confirm} yes={a.yes} onYes={() => props.act(a.op, a.fields, a.done)} onNo={() => props.setAsking(null)} />
+                      ) : (
+                        <button onClick={() => props.setAsking(k)} aria-label={a.aria}>
+                          {a.label}
+                        </button>
+                      )}
+                    </td>
+                  )}
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      </div>
+      {props.rows.length === 0 && (
+        <p>
+          No {props.noun}
+          {props.filtered ? ' matches' : ''}.
+        </p>
+      )}
+      {props.more > 0 && <p class="small">{props.moreText}</p>}
+    </section>
+  );
+}
+
+const LEASE_COLUMNS: ItemColumn[] = [
+  { head: 'Feature', value: (l) => l.feature },
+  { head: 'User', value: (l) => l.user },
+  { head: 'Host', value: (l) => l.host },
+  { head: 'Since', value: (l) => l.since, show: fmtTime },
+  { head: 'Until', value: (l) => l.until, show: fmtTime },
+  { head: 'State', value: (l) => l.state },
+];
+
+const BORROW_COLUMNS: ItemColumn[] = [
+  { head: 'Feature', value: (b) => b.feature },
+  { head: 'User', value: (b) => b.user },
+  { head: 'Machine', value: (b) => b.hostName },
+  { head: 'Since', value: (b) => b.since, show: fmtTime },
+  { head: 'Until', value: (b) => b.until, show: fmtTime },
+  { head: 'State', value: (b) => b.state },
+];
+
 function Leases(props: { status: Json | null; admin: boolean; link: Link; refresh: () => void }) {
   const [filter, setFilter] = useState('');
   const [feature, setFeature] = useState('');
@@ -238,6 +360,7 @@ function Leases(props: { status: Json | null; admin: boolean; link: Link; refres
       setMsg({ ok: false, text: errText(e) });
     }
   };
+  const shared = { filtered: !!(filter || feature), admin: props.admin, asking, setAsking, act: (op: string, fields: Json, done: string) => void act(op, fields, done) };
   return (
     <div>
       <form class="filters" role="search" onSubmit={(e) => e.preventDefault()}>
@@ -261,94 +384,34 @@ function Leases(props: { status: Json | null; admin: boolean; link: Link; refres
           {msg.text}
         </p>
       )}
-      <section aria-labelledby="leases-h">
-        <h2 id="leases-h">Leases ({leases.length})</h2>
-        <div class="scroll">
-          <table class="leases">
-            <thead>
-              <tr>
-                <th scope="col">Feature</th>
-                <th scope="col">User</th>
-                <th scope="col">Host</th>
-                <th scope="col">Since</th>
-                <th scope="col">Until</th>
-                <th scope="col">State</th>
-                {props.admin && <th scope="col">Action</th>}
-              </tr>
-            </thead>
-            <tbody>
-              {leases.map((l) => (
-                <tr key={l.id} data-lease={l.id}>
-                  <td>{l.feature}</td>
-                  <td>{l.user}</td>
-                  <td>{l.host}</td>
-                  <td>{fmtTime(l.since)}</td>
-                  <td>{fmtTime(l.until)}</td>
-                  <td>{l.state}</td>
-                  {props.admin && (
-                    <td>
-                      {asking === `l:${l.id}` ? (
-                        <Confirm text={`Revoke ${l.feature} of ${l.user}@${l.host}?`} yes="Yes, revoke" onYes={() => void act('lease.revoke', { lease: l.id }, `revoked the lease of ${l.user}@${l.host}`)} onNo={() => setAsking(null)} />
-                      ) : (
-                        <button onClick={() => setAsking(`l:${l.id}`)} aria-label={`Revoke the lease of ${l.user} on ${l.host}`}>
-                          Revoke
-                        </button>
-                      )}
-                    </td>
-                  )}
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-        {leases.length === 0 && <p>No lease{filter || feature ? ' matches' : ''}.</p>}
-        {moreLeases > 0 && <p class="small">{moreLeases} more leases are not listed (licd sends 500 per feature); licctl status FEATURE --limit N lists more.</p>}
-      </section>
-      <section aria-labelledby="borrows-h">
-        <h2 id="borrows-h">Borrows ({borrows.length})</h2>
-        <div class="scroll">
-          <table class="borrows">
-            <thead>
-              <tr>
-                <th scope="col">Feature</th>
-                <th scope="col">User</th>
-                <th scope="col">Machine</th>
-                <th scope="col">Since</th>
-                <th scope="col">Until</th>
-                <th scope="col">State</th>
-                {props.admin && <th scope="col">Action</th>}
-              </tr>
-            </thead>
-            <tbody>
-              {borrows.map((b) => (
-                <tr key={b.id} data-borrow={b.id}>
-                  <td>{b.feature}</td>
-                  <td>{b.user}</td>
-                  <td>{b.hostName}</td>
-                  <td>{fmtTime(b.since)}</td>
-                  <td>{fmtTime(b.until)}</td>
-                  <td>{b.state}</td>
-                  {props.admin && (
-                    <td>
-                      {b.state === 'lost' ? (
-                        ''
-                      ) : asking === `b:${b.id}` ? (
-                        <Confirm text={`Mark the borrow of ${b.user} on ${b.hostName} lost? Its seat stays reserved until it ends.`} yes="Yes, mark lost" onYes={() => void act('borrow.lost', { borrow: b.id }, `marked the borrow of ${b.user} lost`)} onNo={() => setAsking(null)} />
-                      ) : (
-                        <button onClick={() => setAsking(`b:${b.id}`)} aria-label={`Mark the borrow of ${b.user} on ${b.hostName} lost`}>
-                          Mark lost
-                        </button>
-                      )}
-                    </td>
-                  )}
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-        {borrows.length === 0 && <p>No borrow{filter || feature ? ' matches' : ''}.</p>}
-        {moreBorrows > 0 && <p class="small">{moreBorrows} more borrows are not listed (licd sends 500 per feature); licctl borrows lists them all.</p>}
-      </section>
+      <ItemTable
+        {...shared}
+        id="leases"
+        title="Leases"
+        noun="lease"
+        rowKey="lease"
+        rows={leases}
+        columns={LEASE_COLUMNS}
+        action={(l) => ({ label: 'Revoke', aria: `Revoke the lease of ${l.user} on ${l.host}`, confirm: `Revoke ${l.feature} of ${l.user}@${l.host}?`, yes: 'Yes, revoke', op: 'lease.revoke', fields: { lease: l.id }, done: `revoked the lease of ${l.user}@${l.host}` })}
+        more={moreLeases}
+        moreText={`${moreLeases} more leases are not listed (licd sends 500 per feature); licctl status FEATURE --limit N lists more.`}
+      />
+      <ItemTable
+        {...shared}
+        id="borrows"
+        title="Borrows"
+        noun="borrow"
+        rowKey="borrow"
+        rows={borrows}
+        columns={BORROW_COLUMNS}
+        action={(b) =>
+          b.state === 'lost'
+            ? null
+            : { label: 'Mark lost', aria: `Mark the borrow of ${b.user} on ${b.hostName} lost`, confirm: `Mark the borrow of ${b.user} on ${b.hostName} lost? Its seat stays reserved until it ends.`, yes: 'Yes, mark lost', op: 'borrow.lost', fields: { borrow: b.id }, done: `marked the borrow of ${b.user} lost` }
+        }
+        more={moreBorrows}
+        moreText={`${moreBorrows} more borrows are not listed (licd sends 500 per feature); licctl borrows lists them all.`}
+      />
     </div>
   );
 }
