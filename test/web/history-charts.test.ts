@@ -68,6 +68,7 @@ test('the usage and denials charts over time show real checkouts and refusals, r
   const last = page.locator('table.series tr').filter({ hasText: 'vray_render' }).last();
   t.deepEqual((await last.locator('td').allTextContents()).slice(1, 4), ['vray_render', '4', '4']);
   await page.screenshot({ path: join(out, 'history-charts.png'), fullPage: true });
+  await page.locator('section[data-series="vray_render"]').screenshot({ path: join(out, 'history-usage.png') });
 
   // The leases table sorts by a column (the shared table of leases and borrows): by user, then the other way.
   await page.getByRole('tab', { name: 'Leases and borrows' }).click();

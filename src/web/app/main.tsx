@@ -1,6 +1,7 @@
 /**
- * licd's web page (docs/web.md): overview, leases and borrows, activation and usage charts, over
- * MQTT through the broker. Preact renders every string as text (no HTML from the network).
+ * licd's web page (docs/web.md): overview, leases and borrows, the borrow wizard, activation, usage
+ * charts (also over time), the audit log and its check in the browser, settings; over MQTT through
+ * the broker. Preact renders every string as text (no HTML from the network).
  */
 import { render } from 'preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
