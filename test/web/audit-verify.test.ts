@@ -2,9 +2,11 @@
  * Issue 16: the page verifies the audit log in the browser (WebCrypto's SHA-256 and Ed25519 under
  * the core's verifyAudit), against licd as a real process after real use: the log verifies, up to
  * the record licctl audit verify names; an export with one record edited is reported broken at
- * that record; a wrong vendor key breaks the first seal.
+ * that record; a wrong vendor key breaks the first seal; a record edited in licd's database while
+ * it was stopped is named by the page's check of the log.
  */
 import test from 'ava';
+import { ClassicLevel } from 'classic-level';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/daemon.ts';
@@ -104,5 +106,50 @@ test('the page verifies the audit log with WebCrypto, as licctl does; an edited 
   await page.getByLabel('Vendor public key').fill('ab'.repeat(32));
   await page.getByRole('button', { name: 'Verify the log' }).click();
   await verdict.filter({ hasText: /the audit log is BROKEN at record \d+: bad-seal: .*chain link 1 \(vendor -> entitlement\)/ }).waitFor();
+  t.pass();
+});
+
+test("a record edited in licd's own database while it was stopped: the page's check of the log names it", async (t) => {
+  t.timeout(150_000); // about 15 s alone; generous for a loaded machine
+  const dir = tempDir();
+  const start = async () => {
+    const d = startDaemonProcess({ LICD_DATA_DIR: dir, LICD_MQTT_PORT: '0' });
+    t.teardown(() => void d.child.kill('SIGKILL'));
+    const mqttUrl = (await d.waitFor(/listening on (mqtt:\/\/[\d.]+:\d+)/, 40_000))[1]!;
+    const web = (await d.waitFor(/web page on (http:\/\/[\d.]+:\d+)\//, 10_000))[1]!;
+    return { d, mqttUrl, web };
+  };
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const first = await start();
+  const bob = await LicdClient.connect({ url: first.mqttUrl, user: 'bob', host: 'node-2', timeoutMs: 10_000 });
+  await (await bob.checkout('nuke_i')).release();
+  await bob.close();
+  first.d.child.kill('SIGTERM'); // a clean stop: sealed
+  await first.d.exited;
+
+  // Root edits the grant's user in the database, then licd starts again on it.
+  const db = new ClassicLevel<string, Record<string, unknown>>(join(dir, 'db'), { valueEncoding: 'json' });
+  await db.open();
+  let seq = 0;
+  for await (const [k, v] of db.iterator({ gte: 'rec!audit!0', lt: 'rec!audit!:' })) {
+    if (v.kind === 'lease.granted' && v.user === 'bob') {
+      seq = v.seq as number;
+      await db.put(k, { ...v, user: 'carol' });
+    }
+  }
+  await db.close();
+  t.true(seq > 0, 'the grant was in the log');
+  const second = await start();
+
+  const { page } = await openPage(t);
+  await page.goto(`${second.web}/`);
+  await page.getByLabel('Password').fill(readFileSync(join(dir, 'admin.password'), 'utf8').trim());
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('tab', { name: 'Audit' }).click();
+  await page.locator(`table.audit tr[data-seq="${seq}"]`).filter({ hasText: 'user=carol' }).waitFor();
+  const publicKey = (JSON.parse(readFileSync(join(dir, 'dev', 'vendor.key'), 'utf8')) as { publicKey: string }).publicKey;
+  await page.getByLabel('Vendor public key').fill(publicKey);
+  await page.getByRole('button', { name: 'Verify the log' }).click();
+  await page.getByTestId('audit-verdict').filter({ hasText: `the audit log is BROKEN at record ${seq}: edited: record ${seq} (lease.granted) was edited` }).waitFor();
   t.pass();
 });
