@@ -77,6 +77,7 @@ test('the page verifies the audit log with WebCrypto, as licctl does; an edited 
 
   await page.getByRole('button', { name: 'Verify the log' }).click();
   await verdict.filter({ hasText: /verified up to record \d+/ }).waitFor();
+  t.true((await verdict.textContent())!.endsWith(`(against vendor key ${publicKey.slice(0, 16)}…)`), 'the verdict names the key');
   const text = (await verdict.textContent())!;
   const upTo = Number(/verified up to record (\d+), sealed at (\d{4}-\d\d-\d\d \d\d:\d\d UTC) by dongle EMU-[0-9A-F]+ \(EMULATED/.exec(text)?.[1]);
   t.true(upTo >= expected.sealedThrough, text);

@@ -1005,11 +1005,12 @@ async function fetchAudit(link: Link): Promise<{ records: Json[]; certs: Map<str
 const VENDOR_KEY_STORE = 'licd.vendorKey';
 
 /** The verdict of verifyAudit in a sentence (as licctl audit verify says it). */
-function verdictText(v: AuditVerdict, records: readonly unknown[], what: string): { ok: boolean; text: string } {
+function verdictText(v: AuditVerdict, records: readonly unknown[], what: string, key: Uint8Array): { ok: boolean; text: string } {
+  const against = ` (against vendor key ${Array.from(key.slice(0, 8), (b) => b.toString(16).padStart(2, '0')).join('')}…)`;
   const sealAt = (seq: number | null) => fmtTime((records.find((r) => (r as Json)?.seq === seq) as Json | undefined)?.at);
   if (!v.ok) {
     const p = v.problem!;
-    return { ok: false, text: `${what} is BROKEN at record ${p.seq}: ${p.reason}: ${p.message}${v.sealedThrough !== null ? ` (records before it are sealed through ${v.sealedThrough})` : ''}` };
+    return { ok: false, text: `${what} is BROKEN at record ${p.seq}: ${p.reason}: ${p.message}${v.sealedThrough !== null ? ` (records before it are sealed through ${v.sealedThrough})` : ''}${against}` };
   }
   if (v.records === 0) return { ok: true, text: `${what}: no records` };
   const keys = v.keys.map((k) => `dongle ${k.dongle}${k.emulated ? ' (EMULATED: development material)' : ''}`).join(', ');
@@ -1018,7 +1019,8 @@ function verdictText(v: AuditVerdict, records: readonly unknown[], what: string)
     text:
       (v.sealedThrough !== null ? `${what} verified up to record ${v.sealedThrough}, sealed at ${sealAt(v.sealedThrough)} by ${keys}` : `${what}: records ${v.first} to ${v.last} chain, but none is sealed yet (not proven)`) +
       (v.voided.length > 0 ? `; voided (their write failed): ${v.voided.map((x) => (x.from === x.to ? `${x.from}` : `${x.from}-${x.to}`)).join(', ')}` : '') +
-      (v.unsealed && v.sealedThrough !== null ? `; records ${v.unsealed.from} to ${v.unsealed.to} are not yet sealed (not proven)` : ''),
+      (v.unsealed && v.sealedThrough !== null ? `; records ${v.unsealed.from} to ${v.unsealed.to} are not yet sealed (not proven)` : '') +
+      against,
   };
 }
 
@@ -1070,7 +1072,7 @@ function Audit(props: { link: Link }) {
       if (cannot) throw new Error(cannot);
       const x = await source();
       const v = await verifyInBrowser({ records: x.records, certs: x.certs, vendorPublicKey: key, ...(x.from !== undefined ? { from: x.from } : {}) });
-      setVerdict(verdictText(v, x.records, x.what));
+      setVerdict(verdictText(v, x.records, x.what, key));
     } catch (e) {
       setVerdict({ ok: false, text: errText(e) });
     } finally {
