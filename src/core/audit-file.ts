@@ -5,6 +5,7 @@
  * alike.
  */
 import { AUDIT_EXPORT_FORMAT } from './audit.ts';
+import { fromHex } from './bytes.ts';
 
 export interface AuditExport {
   header: Record<string, unknown> | null;
@@ -43,4 +44,21 @@ export function parseAuditExport(text: string): AuditExport {
 export function exportStart(x: AuditExport): number | undefined {
   const firstSeq = (x.records[0] as { seq?: unknown } | undefined)?.seq;
   return x.header !== null && (x.header.from !== undefined || x.header.since !== undefined) && typeof firstSeq === 'number' ? firstSeq : undefined;
+}
+
+/**
+ * The vendor public key an audit check is given: 64 hex digits, or the text of a key file, JSON
+ * with "publicKey" (as licctl vendor keygen writes; only the public key is read) or
+ * "vendorPublicKey". Null when the text holds none.
+ */
+export function vendorPublicKeyOf(text: string): Uint8Array | null {
+  const hex = (s: string) => (/^[0-9a-fA-F]{64}$/.test(s) ? fromHex(s) : null);
+  const direct = hex(text.trim());
+  if (direct) return direct;
+  try {
+    const j = JSON.parse(text) as { publicKey?: unknown; vendorPublicKey?: unknown } | null;
+    return hex(String(j?.publicKey ?? j?.vendorPublicKey ?? ''));
+  } catch {
+    return null;
+  }
 }

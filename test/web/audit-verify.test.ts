@@ -74,6 +74,8 @@ test('the page verifies the audit log with WebCrypto, as licctl does; an edited 
   const cli = await run(['audit', 'verify', exported, '--vendor-key', vendorFile, '--json']);
   t.is(cli.code, 0, cli.stderr);
   const expected = JSON.parse(cli.stdout) as { sealedThrough: number; last: number };
+  const cliHex = await run(['audit', 'verify', exported, '--vendor-key', publicKey, '--json']);
+  t.is((JSON.parse(cliHex.stdout) as { sealedThrough: number }).sealedThrough, expected.sealedThrough, 'the key as 64 hex digits, as from its file');
 
   await page.getByRole('button', { name: 'Verify the log' }).click();
   await verdict.filter({ hasText: /verified up to record \d+/ }).waitFor();

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { AUDIT_EXPORT_FORMAT, verifyAudit, type AuditVerdict } from '../../core/audit.ts';
-import { exportStart, parseAuditExport, type AuditExport } from '../../core/audit-file.ts';
+import { exportStart, parseAuditExport, vendorPublicKeyOf, type AuditExport } from '../../core/audit-file.ts';
 import { LicdError } from '../../core/errors.ts';
 import type { AuditExportResult, AuditHeadResult } from '../../core/protocol.ts';
 import { nodeEd25519 } from '../../crypto/ed25519.ts';
@@ -69,8 +69,7 @@ async function exportLog(a: ParsedArgs): Promise<number> {
 function vendorKeyOption(a: ParsedArgs): Uint8Array {
   const v = flag(a, 'vendor-key') ?? process.env.LICD_VENDOR_KEY;
   if (!v) throw new UsageError('licctl audit verify needs --vendor-key HEX|FILE (or LICD_VENDOR_KEY): the vendor public key the seals chain to');
-  const hex = (s: string) => (/^[0-9a-fA-F]{64}$/.test(s) ? Uint8Array.from(Buffer.from(s, 'hex')) : null);
-  const direct = hex(v.trim());
+  const direct = /^\s*[0-9a-fA-F]{64}\s*$/.test(v) ? vendorPublicKeyOf(v) : null;
   if (direct) return direct;
   let text: string;
   try {
@@ -78,15 +77,8 @@ function vendorKeyOption(a: ParsedArgs): Uint8Array {
   } catch (e) {
     throw new UsageError(`--vendor-key ${JSON.stringify(v)} is neither 64 hex digits nor a readable file (${fsErrorText(e, v)})`);
   }
-  const plain = hex(text.trim());
-  if (plain) return plain;
-  try {
-    const j = JSON.parse(text) as { publicKey?: unknown; vendorPublicKey?: unknown };
-    const k = hex(String(j.publicKey ?? j.vendorPublicKey ?? ''));
-    if (k) return k;
-  } catch {
-    /* said below */
-  }
+  const k = vendorPublicKeyOf(text);
+  if (k) return k;
   throw new UsageError(`--vendor-key ${v}: the file holds no vendor public key (64 hex digits, or JSON with "publicKey" as licctl vendor keygen writes)`);
 }
 

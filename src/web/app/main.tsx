@@ -6,9 +6,9 @@
 import { render } from 'preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { Link, PREFIX, RequestError } from './link.ts';
-import { exportStart, parseAuditExport } from '../../core/audit-file.ts';
+import { exportStart, parseAuditExport, vendorPublicKeyOf as vendorKeyOf } from '../../core/audit-file.ts';
 import type { AuditVerdict } from '../../core/audit.ts';
-import { canVerify, vendorKeyOf, verifyInBrowser } from './verify.ts';
+import { canVerify, verifyInBrowser } from './verify.ts';
 import './style.css';
 
 type Json = Record<string, any>;

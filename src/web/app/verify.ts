@@ -107,16 +107,3 @@ export async function verifyInBrowser(x: VerifyInput): Promise<AuditVerdict> {
 async function inChunks<T>(items: T[], f: (x: T) => Promise<void>): Promise<void> {
   for (let i = 0; i < items.length; i += 256) await Promise.all(items.slice(i, i + 256).map(f));
 }
-
-/** A vendor public key from what an admin gives: 64 hex digits, or a file with them or JSON {"publicKey"}. */
-export function vendorKeyOf(text: string): Uint8Array | null {
-  const hex = (s: string) => (/^[0-9a-fA-F]{64}$/.test(s) ? Uint8Array.from(s.match(/../g)!, (b) => parseInt(b, 16)) : null);
-  const direct = hex(text.trim());
-  if (direct) return direct;
-  try {
-    const j = JSON.parse(text) as { publicKey?: unknown; vendorPublicKey?: unknown };
-    return hex(String(j.publicKey ?? j.vendorPublicKey ?? ''));
-  } catch {
-    return null;
-  }
-}
