@@ -426,6 +426,7 @@ export const ADMIN_OPS = [
   'report.denials',
   'report.borrows',
   'report.advice',
+  'report.series',
   'audit.head',
   'audit.export',
   'alerts.list',

@@ -433,3 +433,54 @@ export function adviceReport(input: ReportInput, s: AdviceSettings): AdviceItem[
   }
   return out;
 }
+
+export interface SeriesReportRow {
+  feature: string;
+  /** Start of the period: an hour, or a UTC day (ISO). */
+  t: string;
+  licensed: number;
+  /** The most seats held (leased + borrowed) at once within the period. */
+  peak: number;
+  /** Seats held on average over the part of the period licd was counting. */
+  averageSeats: number;
+  seatHours: number;
+  coveredHours: number;
+  /** Refused checkouts and borrows in the period, and by error code. */
+  denials: number;
+  codes: Record<string, number>;
+}
+
+/**
+ * Per feature per hour or per UTC day (`every`): the usage over time, for charts (the web page's
+ * History tab, licctl report series). A row of the history counts in the period its start falls
+ * in; a row coarser than `every` (an hour series over day rows, older than history.hourDays)
+ * counts whole in the period of its start. Periods with no row are left out.
+ */
+export function seriesReport(input: ReportInput, every: number): SeriesReportRow[] {
+  const by = new Map<string, { feature: string; t: number; cov: number; held: number; peak: number; licensed: number; codes: Record<string, number> }>();
+  for (const r of input.rows) {
+    if (r.t < input.from || r.t >= input.to) continue;
+    const t = floorTo(r.t, every);
+    const k = `${t}\0${r.feature}`;
+    let x = by.get(k);
+    if (!x) by.set(k, (x = { feature: r.feature, t, cov: 0, held: 0, peak: 0, licensed: 0, codes: {} }));
+    x.cov += r.cov;
+    x.held += r.heldMs;
+    x.peak = Math.max(x.peak, r.peak);
+    x.licensed = Math.max(x.licensed, r.licensed);
+    for (const [code, n] of Object.entries(r.denials)) x.codes[code] = (x.codes[code] ?? 0) + n;
+  }
+  return [...by.values()]
+    .sort((a, b) => a.t - b.t || a.feature.localeCompare(b.feature))
+    .map((x) => ({
+      feature: x.feature,
+      t: new Date(x.t).toISOString(),
+      licensed: x.licensed,
+      peak: x.peak,
+      averageSeats: x.cov > 0 ? round(x.held / x.cov) : 0,
+      seatHours: hours(x.held),
+      coveredHours: hours(x.cov),
+      denials: Object.values(x.codes).reduce((a, b) => a + b, 0),
+      codes: x.codes,
+    }));
+}

@@ -33,6 +33,7 @@ import {
   defaultWorkingHours,
   denialsReport,
   describeWorkingHours,
+  seriesReport,
   usageReport,
   usersReport,
   type LocalTime,
@@ -72,7 +73,7 @@ const READ_CAP = { rows: 400_000, sessions: 200_000, denials: 100_000 };
 const BATCH = 1000;
 const BATCHES_PER_ROUND = 10;
 
-export const REPORT_OPS = ['report.usage', 'report.users', 'report.denials', 'report.borrows', 'report.advice'] as const;
+export const REPORT_OPS = ['report.usage', 'report.users', 'report.denials', 'report.borrows', 'report.advice', 'report.series'] as const;
 
 /** The process's local time zone (TZ), for working hours. */
 export const processLocalTime: LocalTime = (ms) => {
@@ -123,6 +124,7 @@ export class UsageHistory {
     d.service.register('report.denials', true, run((f, now) => this.byReport(f, now, 'denials')));
     d.service.register('report.borrows', true, run((f, now) => this.byReport(f, now, 'borrows')));
     d.service.register('report.advice', true, run((f, now) => this.advice(f, now)));
+    d.service.register('report.series', true, run((f, now) => this.series(f, now)));
   }
 
   /**
@@ -342,6 +344,17 @@ export class UsageHistory {
     const input = await this.read(from, to);
     const rows = usageReport(input);
     return { from: iso(from), to: iso(to), by: 'feature', rows: rows.slice(0, limit), more: Math.max(0, rows.length - limit), ...(input.truncated ? { truncated: true } : {}) };
+  }
+
+  /** Per feature per UTC day (default) or hour: the usage and denials over time (charts). */
+  private async series(f: Fields, now: number) {
+    const { from, to, limit } = this.period(f, now, 30);
+    const by = f.optString('by', { max: 16 }) ?? 'day';
+    if (by !== 'hour' && by !== 'day') f.fail('by', 'must be one of day, hour');
+    if ((to - from) / (by === 'hour' ? HOUR : DAY) > 10_000) f.fail('from', `must be at most 10000 ${by}s before to: ask by day, or for a shorter period`);
+    const input = await this.read(from, to);
+    const rows = seriesReport(input, by === 'hour' ? HOUR : DAY);
+    return { from: iso(from), to: iso(to), by, rows: rows.slice(0, limit), more: Math.max(0, rows.length - limit), ...(input.truncated ? { truncated: true } : {}) };
   }
 
   private async byReport(f: Fields, now: number, which: 'users' | 'denials' | 'borrows') {

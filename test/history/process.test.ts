@@ -10,7 +10,7 @@ import { killAll, licctl, run } from '../helpers/procs.ts';
 
 test.after.always(killAll);
 
-test('checkouts, a denial and a check-in show in licctl report usage, users and denials (json and csv)', async (t) => {
+test('checkouts, a denial and a check-in show in licctl report usage, users, denials (json and csv) and series', async (t) => {
   t.timeout(120_000);
   const dev = await devDaemonProcess(t, {});
   const d = dev.d;
@@ -54,6 +54,14 @@ test('checkouts, a denial and a check-in show in licctl report usage, users and 
   t.regex(table.stdout, /\nFEATURE +LICENSED +PEAK +SEAT-H +AVG +LIMIT-H +LIMIT% +DENIALS\n/);
   t.regex(table.stdout, /\nnuke_i +1 +1 +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+ +1\n/);
   t.true(table.stdout.split('\n').every((l) => l.length <= 80), 'the table fits 80 columns');
+
+  // Over time, per hour: the hour of the refusal says nuke_i 1 of 1 held and the denial by its code.
+  const series = await run(['report', 'series', '--by', 'hour', '--from', '2h', '--utc', ...admin], dev.env);
+  t.is(series.code, 0, series.stderr);
+  t.regex(series.stdout, /^series from .* UTC, by hour\n/);
+  t.regex(series.stdout, /\nSTART \(UTC\) +FEATURE +LICENSED +PEAK +SEAT-H +DENIALS +CODES\n/);
+  t.regex(series.stdout, /\n\d{4}-\d\d-\d\d \d\d:00 +nuke_i +1 +1 +[\d.]+ +1 +NO_SEATS=1\n/);
+  t.true(series.stdout.split('\n').every((l) => l.length <= 80), 'the table fits 80 columns');
 
   // Bad input is refused naming the option, before anything is asked.
   const bad = await run(['report', 'usage', '--by', 'user', ...admin], dev.env);

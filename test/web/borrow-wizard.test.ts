@@ -84,4 +84,13 @@ test('products, machines, preview (a count over what may be borrowed is refused)
   await page.getByLabel('For user').fill('carol');
   await page.getByRole('button', { name: 'Preview' }).click();
   t.regex((await page.locator('table.preview tr[data-feature="vray_render"] td').nth(3).textContent()) ?? '', /^1 .*limits\.users\.carol/);
+
+  // The admin marks the borrow lost on the Leases and borrows tab (after a confirmation): its state says so, its button goes.
+  await page.getByRole('tab', { name: 'Leases and borrows' }).click();
+  const borrowRow = page.locator('table.borrows tr[data-borrow]').first();
+  await borrowRow.getByRole('button', { name: /^Mark the borrow of .* lost$/ }).click();
+  await borrowRow.getByRole('button', { name: 'Yes, mark lost' }).click();
+  await page.getByRole('status').filter({ hasText: /^marked the borrow of .* lost$/ }).waitFor();
+  await borrowRow.locator('td').nth(5).filter({ hasText: /^lost$/ }).waitFor();
+  t.is(await borrowRow.getByRole('button').count(), 0);
 });

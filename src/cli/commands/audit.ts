@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { AUDIT_EXPORT_FORMAT, verifyAudit, type AuditVerdict } from '../../core/audit.ts';
+import { exportStart, parseAuditExport, vendorPublicKeyOf, type AuditExport } from '../../core/audit-file.ts';
 import { LicdError } from '../../core/errors.ts';
 import type { AuditExportResult, AuditHeadResult } from '../../core/protocol.ts';
 import { nodeEd25519 } from '../../crypto/ed25519.ts';
@@ -68,8 +69,7 @@ async function exportLog(a: ParsedArgs): Promise<number> {
 function vendorKeyOption(a: ParsedArgs): Uint8Array {
   const v = flag(a, 'vendor-key') ?? process.env.LICD_VENDOR_KEY;
   if (!v) throw new UsageError('licctl audit verify needs --vendor-key HEX|FILE (or LICD_VENDOR_KEY): the vendor public key the seals chain to');
-  const hex = (s: string) => (/^[0-9a-fA-F]{64}$/.test(s) ? Uint8Array.from(Buffer.from(s, 'hex')) : null);
-  const direct = hex(v.trim());
+  const direct = /^\s*[0-9a-fA-F]{64}\s*$/.test(v) ? vendorPublicKeyOf(v) : null;
   if (direct) return direct;
   let text: string;
   try {
@@ -77,56 +77,31 @@ function vendorKeyOption(a: ParsedArgs): Uint8Array {
   } catch (e) {
     throw new UsageError(`--vendor-key ${JSON.stringify(v)} is neither 64 hex digits nor a readable file (${fsErrorText(e, v)})`);
   }
-  const plain = hex(text.trim());
-  if (plain) return plain;
-  try {
-    const j = JSON.parse(text) as { publicKey?: unknown; vendorPublicKey?: unknown };
-    const k = hex(String(j.publicKey ?? j.vendorPublicKey ?? ''));
-    if (k) return k;
-  } catch {
-    /* said below */
-  }
+  const k = vendorPublicKeyOf(text);
+  if (k) return k;
   throw new UsageError(`--vendor-key ${v}: the file holds no vendor public key (64 hex digits, or JSON with "publicKey" as licctl vendor keygen writes)`);
 }
 
-/** Reads an export: the header, the records in file order, the certificates. */
-export function readExport(file: string): { header: Record<string, unknown> | null; records: unknown[]; certs: Map<string, unknown> } {
+/** Reads an export: the header, the records in file order, the certificates (src/core/audit-file.ts). */
+export function readExport(file: string): AuditExport {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
     throw new LicdError('BAD_REQUEST', `cannot read the audit export ${file}: ${fsErrorText(e, file)}; give the file licctl audit export wrote`);
   }
-  let header: Record<string, unknown> | null = null;
-  const records: unknown[] = [];
-  const certs = new Map<string, unknown>();
-  text.split('\n').forEach((line, i) => {
-    if (line.trim() === '') return;
-    let v: unknown;
-    try {
-      v = JSON.parse(line);
-    } catch {
-      // A line that is not JSON is a record someone damaged: verify says where.
-      records.push({ line: i + 1, damaged: line.slice(0, 80) });
-      return;
-    }
-    const o = v as Record<string, unknown> | null;
-    if (o && typeof o === 'object' && o.format === AUDIT_EXPORT_FORMAT) header = o;
-    else if (o && typeof o === 'object' && typeof o.cert === 'string' && 'envelope' in o) certs.set(o.cert, o.envelope);
-    else records.push(v);
-  });
-  if (header === null && records.length === 0) throw new LicdError('BAD_REQUEST', `${file} is not an audit export (no ${AUDIT_EXPORT_FORMAT} header, no records); give the file licctl audit export wrote`);
-  return { header, records, certs };
+  const x = parseAuditExport(text);
+  if (x.header === null && x.records.length === 0) throw new LicdError('BAD_REQUEST', `${file} is not an audit export (no ${AUDIT_EXPORT_FORMAT} header, no records); give the file licctl audit export wrote`);
+  return x;
 }
 
 function verify(a: ParsedArgs): number {
   const file = a.positional[2]!;
   const key = vendorKeyOption(a);
-  const { header, records, certs } = readExport(file);
+  const x = readExport(file);
+  const { records, certs } = x;
   // An export made with --from starts where it was asked to: its first record's link is taken as given.
-  const firstSeq = (records[0] as { seq?: unknown } | undefined)?.seq;
-  const partial = header !== null && (header.from !== undefined || header.since !== undefined) && typeof firstSeq === 'number' ? firstSeq : undefined;
-  const from = intFlag(a, 'from', 1, Number.MAX_SAFE_INTEGER) ?? partial;
+  const from = intFlag(a, 'from', 1, Number.MAX_SAFE_INTEGER) ?? exportStart(x);
   const v = verifyAudit(records, certs, { vendorPublicKey: key, ed: nodeEd25519(), sha256, ...(from !== undefined ? { from } : {}) });
   if (json(a)) outJson({ file, ...v });
   else report(a, file, v);

@@ -121,6 +121,22 @@ export const REPORTS: Record<string, { op: string; summary: string; by: string[]
     json: '{from, to, by, rows: [{key, borrows, seatHours, returned, expired, open, renewed, lost, likelyUnused}], more}',
     details: 'UNUSED?: borrows that ended never renewed while their user also held a floating seat of the same feature (docs/history.md).',
   },
+  series: {
+    op: 'report.series',
+    summary: 'per feature per day or hour: seats held (peak, average) against licensed, and denials by code, over time',
+    by: ['day', 'hour'],
+    columns: () => [
+      { head: 'START (UTC)', field: 't', show: (v) => String(v ?? '').slice(0, 16).replace('T', ' ') },
+      { head: 'FEATURE', field: 'feature' },
+      { head: 'LICENSED', field: 'licensed', num: true },
+      { head: 'PEAK', field: 'peak', num: true },
+      { head: 'SEAT-H', field: 'seatHours', num: true },
+      { head: 'DENIALS', field: 'denials', num: true },
+      { head: 'CODES', field: 'codes', show: codes },
+    ],
+    json: '{from, to, by, rows: [{feature, t, licensed, peak, averageSeats, seatHours, coveredHours, denials, codes}], more}',
+    details: 'One row per feature per UTC day (--by day, the default) or hour (--by hour), oldest first; periods without history are left out. PEAK: the most seats held (leased and borrowed) at once; SEAT-H: seats x hours held (averageSeats in --json: held on average while licd counted). The web page draws its History charts from the same admin op.',
+  },
   advice: {
     op: 'report.advice',
     summary: 'allocation advice: seats to drop, seats short, borrows likely unused',

@@ -1,10 +1,14 @@
 /**
- * licd's web page (docs/web.md): overview, leases and borrows, activation and usage charts, over
- * MQTT through the broker. Preact renders every string as text (no HTML from the network).
+ * licd's web page (docs/web.md): overview, leases and borrows, the borrow wizard, activation, usage
+ * charts (also over time), the audit log and its check in the browser, settings; over MQTT through
+ * the broker. Preact renders every string as text (no HTML from the network).
  */
 import { render } from 'preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { Link, PREFIX, RequestError } from './link.ts';
+import { exportStart, parseAuditExport, vendorPublicKeyOf as vendorKeyOf } from '../../core/audit-file.ts';
+import type { AuditVerdict } from '../../core/audit.ts';
+import { canVerify, verifyInBrowser } from './verify.ts';
 import './style.css';
 
 type Json = Record<string, any>;
@@ -213,6 +217,128 @@ function Confirm(props: { text: string; yes: string; onYes: () => void; onNo: ()
   );
 }
 
+/** A row's action for an admin (revoke, mark lost): what its button and its confirmation say, and the op it sends. */
+interface RowAction {
+  label: string;
+  aria: string;
+  confirm: string;
+  yes: string;
+  op: string;
+  fields: Json;
+  done: string;
+}
+
+interface ItemColumn {
+  head: string;
+  value: (x: Json) => unknown;
+  /** How the cell shows the value (default: as text). */
+  show?: (v: unknown) => string;
+}
+
+/**
+ * One table of the Leases and borrows tab (leases, borrows): the rows that match the filter, sortable
+ * by any column (a click on its header; again for the other way), and for admins each row's action
+ * behind a confirmation.
+ */
+function ItemTable(props: {
+  id: string;
+  title: string;
+  noun: string;
+  rows: Json[];
+  columns: ItemColumn[];
+  rowKey: string;
+  filtered: boolean;
+  admin: boolean;
+  action: (x: Json) => RowAction | null;
+  asking: string | null;
+  setAsking: (k: string | null) => void;
+  act: (op: string, fields: Json, done: string) => void;
+  more: number;
+  moreText: string;
+}) {
+  const [sort, setSort] = useState<{ col: number; dir: 1 | -1 } | null>(null);
+  const rows = useMemo(() => {
+    if (!sort) return props.rows;
+    const c = props.columns[sort.col]!;
+    return props.rows.slice().sort((a, b) => sort.dir * String(c.value(a) ?? '').localeCompare(String(c.value(b) ?? ''), undefined, { numeric: true }));
+  }, [props.rows, sort]);
+  return (
+    <section aria-labelledby={`${props.id}-h`}>
+      <h2 id={`${props.id}-h`}>
+        {props.title} ({props.rows.length})
+      </h2>
+      <div class="scroll">
+        <table class={props.id}>
+          <thead>
+            <tr>
+              {props.columns.map((c, i) => (
+                <th key={c.head} scope="col" aria-sort={sort?.col === i ? (sort.dir === 1 ? 'ascending' : 'descending') : undefined}>
+                  <button class="sort" onClick={() => setSort(sort?.col === i ? { col: i, dir: sort.dir === 1 ? -1 : 1 } : { col: i, dir: 1 })}>
+                    {c.head}
+                    {sort?.col === i ? (sort.dir === 1 ? ' ▲' : ' ▼') : ''}
+                  </button>
+                </th>
+              ))}
+              {props.admin && <th scope="col">Action</th>}
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((x) => {
+              const a = props.admin ? props.action(x) : null;
+              const k = `${props.rowKey}:${x.id}`;
+              return (
+                <tr key={x.id} {...{ [`data-${props.rowKey}`]: x.id }}>
+                  {props.columns.map((c) => (
+                    <td key={c.head}>{c.show ? c.show(c.value(x)) : (c.value(x) as string)}</td>
+                  ))}
+                  {props.admin && (
+                    <td>
+                      {!a ? (
+                        ''
+                      ) : props.asking === k ? (
+                        <Confirm text={a.confirm} yes={a.yes} onYes={() => props.act(a.op, a.fields, a.done)} onNo={() => props.setAsking(null)} />
+                      ) : (
+                        <button onClick={() => props.setAsking(k)} aria-label={a.aria}>
+                          {a.label}
+                        </button>
+                      )}
+                    </td>
+                  )}
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      </div>
+      {props.rows.length === 0 && (
+        <p>
+          No {props.noun}
+          {props.filtered ? ' matches' : ''}.
+        </p>
+      )}
+      {props.more > 0 && <p class="small">{props.moreText}</p>}
+    </section>
+  );
+}
+
+const LEASE_COLUMNS: ItemColumn[] = [
+  { head: 'Feature', value: (l) => l.feature },
+  { head: 'User', value: (l) => l.user },
+  { head: 'Host', value: (l) => l.host },
+  { head: 'Since', value: (l) => l.since, show: fmtTime },
+  { head: 'Until', value: (l) => l.until, show: fmtTime },
+  { head: 'State', value: (l) => l.state },
+];
+
+const BORROW_COLUMNS: ItemColumn[] = [
+  { head: 'Feature', value: (b) => b.feature },
+  { head: 'User', value: (b) => b.user },
+  { head: 'Machine', value: (b) => b.hostName },
+  { head: 'Since', value: (b) => b.since, show: fmtTime },
+  { head: 'Until', value: (b) => b.until, show: fmtTime },
+  { head: 'State', value: (b) => b.state },
+];
+
 function Leases(props: { status: Json | null; admin: boolean; link: Link; refresh: () => void }) {
   const [filter, setFilter] = useState('');
   const [feature, setFeature] = useState('');
@@ -235,6 +361,7 @@ function Leases(props: { status: Json | null; admin: boolean; link: Link; refres
       setMsg({ ok: false, text: errText(e) });
     }
   };
+  const shared = { filtered: !!(filter || feature), admin: props.admin, asking, setAsking, act: (op: string, fields: Json, done: string) => void act(op, fields, done) };
   return (
     <div>
       <form class="filters" role="search" onSubmit={(e) => e.preventDefault()}>
@@ -258,94 +385,34 @@ function Leases(props: { status: Json | null; admin: boolean; link: Link; refres
           {msg.text}
         </p>
       )}
-      <section aria-labelledby="leases-h">
-        <h2 id="leases-h">Leases ({leases.length})</h2>
-        <div class="scroll">
-          <table class="leases">
-            <thead>
-              <tr>
-                <th scope="col">Feature</th>
-                <th scope="col">User</th>
-                <th scope="col">Host</th>
-                <th scope="col">Since</th>
-                <th scope="col">Until</th>
-                <th scope="col">State</th>
-                {props.admin && <th scope="col">Action</th>}
-              </tr>
-            </thead>
-            <tbody>
-              {leases.map((l) => (
-                <tr key={l.id} data-lease={l.id}>
-                  <td>{l.feature}</td>
-                  <td>{l.user}</td>
-                  <td>{l.host}</td>
-                  <td>{fmtTime(l.since)}</td>
-                  <td>{fmtTime(l.until)}</td>
-                  <td>{l.state}</td>
-                  {props.admin && (
-                    <td>
-                      {asking === `l:${l.id}` ? (
-                        <Confirm text={`Revoke ${l.feature} of ${l.user}@${l.host}?`} yes="Yes, revoke" onYes={() => void act('lease.revoke', { lease: l.id }, `revoked the lease of ${l.user}@${l.host}`)} onNo={() => setAsking(null)} />
-                      ) : (
-                        <button onClick={() => setAsking(`l:${l.id}`)} aria-label={`Revoke the lease of ${l.user} on ${l.host}`}>
-                          Revoke
-                        </button>
-                      )}
-                    </td>
-                  )}
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-        {leases.length === 0 && <p>No lease{filter || feature ? ' matches' : ''}.</p>}
-        {moreLeases > 0 && <p class="small">{moreLeases} more leases are not listed (licd sends 500 per feature); licctl status FEATURE --limit N lists more.</p>}
-      </section>
-      <section aria-labelledby="borrows-h">
-        <h2 id="borrows-h">Borrows ({borrows.length})</h2>
-        <div class="scroll">
-          <table class="borrows">
-            <thead>
-              <tr>
-                <th scope="col">Feature</th>
-                <th scope="col">User</th>
-                <th scope="col">Machine</th>
-                <th scope="col">Since</th>
-                <th scope="col">Until</th>
-                <th scope="col">State</th>
-                {props.admin && <th scope="col">Action</th>}
-              </tr>
-            </thead>
-            <tbody>
-              {borrows.map((b) => (
-                <tr key={b.id} data-borrow={b.id}>
-                  <td>{b.feature}</td>
-                  <td>{b.user}</td>
-                  <td>{b.hostName}</td>
-                  <td>{fmtTime(b.since)}</td>
-                  <td>{fmtTime(b.until)}</td>
-                  <td>{b.state}</td>
-                  {props.admin && (
-                    <td>
-                      {b.state === 'lost' ? (
-                        ''
-                      ) : asking === `b:${b.id}` ? (
-                        <Confirm text={`Mark the borrow of ${b.user} on ${b.hostName} lost? Its seat stays reserved until it ends.`} yes="Yes, mark lost" onYes={() => void act('borrow.lost', { borrow: b.id }, `marked the borrow of ${b.user} lost`)} onNo={() => setAsking(null)} />
-                      ) : (
-                        <button onClick={() => setAsking(`b:${b.id}`)} aria-label={`Mark the borrow of ${b.user} on ${b.hostName} lost`}>
-                          Mark lost
-                        </button>
-                      )}
-                    </td>
-                  )}
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-        {borrows.length === 0 && <p>No borrow{filter || feature ? ' matches' : ''}.</p>}
-        {moreBorrows > 0 && <p class="small">{moreBorrows} more borrows are not listed (licd sends 500 per feature); licctl borrows lists them all.</p>}
-      </section>
+      <ItemTable
+        {...shared}
+        id="leases"
+        title="Leases"
+        noun="lease"
+        rowKey="lease"
+        rows={leases}
+        columns={LEASE_COLUMNS}
+        action={(l) => ({ label: 'Revoke', aria: `Revoke the lease of ${l.user} on ${l.host}`, confirm: `Revoke ${l.feature} of ${l.user}@${l.host}?`, yes: 'Yes, revoke', op: 'lease.revoke', fields: { lease: l.id }, done: `revoked the lease of ${l.user}@${l.host}` })}
+        more={moreLeases}
+        moreText={`${moreLeases} more leases are not listed (licd sends 500 per feature); licctl status FEATURE --limit N lists more.`}
+      />
+      <ItemTable
+        {...shared}
+        id="borrows"
+        title="Borrows"
+        noun="borrow"
+        rowKey="borrow"
+        rows={borrows}
+        columns={BORROW_COLUMNS}
+        action={(b) =>
+          b.state === 'lost'
+            ? null
+            : { label: 'Mark lost', aria: `Mark the borrow of ${b.user} on ${b.hostName} lost`, confirm: `Mark the borrow of ${b.user} on ${b.hostName} lost? Its seat stays reserved until it ends.`, yes: 'Yes, mark lost', op: 'borrow.lost', fields: { borrow: b.id }, done: `marked the borrow of ${b.user} lost` }
+        }
+        more={moreBorrows}
+        moreText={`${moreBorrows} more borrows are not listed (licd sends 500 per feature); licctl borrows lists them all.`}
+      />
     </div>
   );
 }
@@ -410,6 +477,236 @@ function Activation(props: { link: Link; server: Json | null }) {
         </p>
       )}
     </section>
+  );
+}
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 86_400_000;
+
+/** The width an element is drawn at (charts are drawn in pixels, so their text stays readable on a phone). */
+function useWidth(ref: { current: Element | null }, fallback: number): number {
+  const [w, setW] = useState(fallback);
+  useEffect(() => {
+    const el = ref.current;
+    if (!el) return;
+    const ro = new ResizeObserver(() => setW(Math.max(240, Math.floor(el.getBoundingClientRect().width))));
+    ro.observe(el);
+    return () => ro.disconnect();
+  }, []);
+  return w;
+}
+
+/** A period's start as the chart says it: the hour (UTC), or the day. */
+function periodLabel(t: number, every: number, long = false): string {
+  const iso = new Date(t).toISOString();
+  if (every >= DAY_MS) return long ? iso.slice(0, 10) : iso.slice(5, 10);
+  return long ? `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC` : iso.slice(11, 13) === '00' ? iso.slice(5, 10) : iso.slice(11, 16);
+}
+
+interface Stack {
+  key: string;
+  label: string;
+  values: Array<number | null>;
+}
+
+/**
+ * Bars over time, stacked (one segment per stack), with an optional line (a step per period):
+ * drawn in SVG at the width the page has. Each bar has a title (its numbers: a tooltip, and what
+ * a screen reader reads); the chart has a title and a description, and a table of the numbers
+ * follows it.
+ */
+function TimeChart(props: { id: string; title: string; desc: string; periods: number[]; every: number; stacks: Stack[]; line?: { label: string; values: Array<number | null> }; unit: string }) {
+  const ref = useRef<HTMLDivElement>(null);
+  const width = useWidth(ref, 640);
+  const height = 190;
+  const left = 34;
+  const right = 8;
+  const top = 10;
+  const bottom = 24;
+  const n = props.periods.length;
+  const bw = (width - left - right) / Math.max(1, n);
+  const totals = props.periods.map((_, i) => props.stacks.reduce((a, s) => a + (s.values[i] ?? 0), 0));
+  const max = Math.max(1, ...totals, ...(props.line?.values ?? []).map((v) => v ?? 0));
+  const y = (v: number) => top + (height - top - bottom) * (1 - v / max);
+  const ticks = max <= 4 ? Array.from({ length: max + 1 }, (_, i) => i) : [0, Math.round(max / 2), max];
+  const labelEvery = Math.max(1, Math.ceil(56 / bw));
+  let line = '';
+  if (props.line) {
+    props.line.values.forEach((v, i) => {
+      if (v === null) return;
+      const x = left + i * bw;
+      line += `${line === '' || props.line!.values[i - 1] === null ? 'M' : 'L'}${x.toFixed(1)} ${y(v).toFixed(1)}H${(x + bw).toFixed(1)}`;
+    });
+  }
+  return (
+    <div ref={ref} class="timechart">
+      <svg class="chart" width={width} height={height} viewBox={`0 0 ${width} ${height}`} role="img" aria-labelledby={`${props.id}-t ${props.id}-d`} data-chart={props.id}>
+        <title id={`${props.id}-t`}>{props.title}</title>
+        <desc id={`${props.id}-d`}>{props.desc}</desc>
+        {ticks.map((v) => (
+          <g key={v} class="tick">
+            <line x1={left} x2={width - right} y1={y(v)} y2={y(v)} />
+            <text x={left - 6} y={y(v) + 4} text-anchor="end">
+              {v}
+            </text>
+          </g>
+        ))}
+        {props.periods.map((t, i) => {
+          if (totals[i] === 0 && props.stacks.every((s) => s.values[i] === null)) return null;
+          let base = 0;
+          const parts = props.stacks.map((s) => `${s.label} ${s.values[i] ?? 0}`).join(', ');
+          const lineText = props.line && props.line.values[i] !== null ? `, ${props.line.label} ${props.line.values[i]}` : '';
+          return (
+            <g key={t} class="bar" data-t={new Date(t).toISOString()} data-total={totals[i]}>
+              <title>{`${periodLabel(t, props.every, true)}: ${parts}${lineText} ${props.unit}`}</title>
+              {props.stacks.map((s, k) => {
+                const v = s.values[i] ?? 0;
+                if (v <= 0) return null;
+                const r = <rect key={s.key} class={`s${k % 6}`} x={left + i * bw + bw * 0.1} width={Math.max(1, bw * 0.8)} y={y(base + v)} height={y(base) - y(base + v)} />;
+                base += v;
+                return r;
+              })}
+            </g>
+          );
+        })}
+        {line && <path class="line" d={line} />}
+        {props.periods.map((t, i) =>
+          i % labelEvery === 0 ? (
+            <text key={t} class="x" x={left + i * bw} y={height - 8}>
+              {periodLabel(t, props.every)}
+            </text>
+          ) : null,
+        )}
+      </svg>
+      <p class="legend small">
+        {props.stacks.map((s, k) => (
+          <span key={s.key}>
+            <i class={`key s${k % 6}`} /> {s.label}{' '}
+          </span>
+        ))}
+        {props.line && (
+          <span>
+            <i class="key line" /> {props.line.label}
+          </span>
+        )}
+      </p>
+    </div>
+  );
+}
+
+/** Over time (report.series): per feature the seats held against the licensed count, and the denials by reason. */
+function SeriesCharts(props: { link: Link; days: number }) {
+  const [data, setData] = useState<{ rows: Json[]; from: number; to: number; every: number; more: number } | null>(null);
+  const [err, setErr] = useState<string | null>(null);
+  useEffect(() => {
+    const every = props.days > 7 ? DAY_MS : HOUR_MS;
+    const to = Math.floor(Date.now() / every) * every + every;
+    const from = to - Math.ceil((props.days * DAY_MS) / every) * every;
+    props.link.request('report.series', { from: new Date(from).toISOString(), to: new Date(to).toISOString(), by: every === DAY_MS ? 'day' : 'hour', limit: 100_000 }, true).then(
+      (r) => {
+        setData({ rows: r.rows ?? [], from, to, every, more: Number(r.more) || 0 });
+        setErr(null);
+      },
+      (e) => setErr(errText(e)),
+    );
+  }, [props.days]);
+  if (err)
+    return (
+      <p class="error" role="alert">
+        {err}
+      </p>
+    );
+  if (!data) return <p>Loading the history…</p>;
+  const periods: number[] = [];
+  for (let t = data.from; t < data.to; t += data.every) periods.push(t);
+  const index = new Map(periods.map((t, i) => [t, i]));
+  const features = [...new Set(data.rows.map((r) => String(r.feature)))].sort();
+  const codes = [...new Set(data.rows.flatMap((r) => Object.keys(r.codes ?? {})))].sort();
+  const denials: Stack[] = codes.map((c) => ({ key: c, label: c, values: periods.map(() => null) }));
+  for (const r of data.rows) {
+    const i = index.get(Date.parse(r.t));
+    if (i === undefined) continue;
+    for (const s of denials) if (r.codes?.[s.key]) s.values[i] = (s.values[i] ?? 0) + Number(r.codes[s.key]);
+  }
+  const what = data.every === DAY_MS ? 'day' : 'hour';
+  return (
+    <div>
+      <h3>Seats in use over time</h3>
+      {features.length === 0 && <p>No usage recorded in this period.</p>}
+      {features.map((f) => {
+        const peak: Array<number | null> = periods.map(() => null);
+        const licensed: Array<number | null> = periods.map(() => null);
+        for (const r of data.rows) {
+          const i = index.get(Date.parse(r.t));
+          if (r.feature !== f || i === undefined) continue;
+          peak[i] = Number(r.peak) || 0;
+          licensed[i] = Number(r.licensed) || 0;
+        }
+        return (
+          <section key={f} aria-label={`${f} over time`} data-series={f}>
+            <h4>{f}</h4>
+            <TimeChart
+              id={`use-${f}`}
+              title={`${f}: seats in use per ${what} against the seats licensed`}
+              desc={`Bars: the most seats held (leased and borrowed) at once in each ${what}; line: the seats licensed. The numbers are in the table below.`}
+              periods={periods}
+              every={data.every}
+              stacks={[{ key: 'peak', label: 'peak seats in use', values: peak }]}
+              line={{ label: 'licensed', values: licensed }}
+              unit="seats"
+            />
+          </section>
+        );
+      })}
+      <h3>Denials over time</h3>
+      {codes.length === 0 ? (
+        <p>No checkout or borrow was refused in this period.</p>
+      ) : (
+        <TimeChart
+          id="denials"
+          title={`Refused checkouts and borrows per ${what}, by reason`}
+          desc={`Stacked bars: the refusals of all features in each ${what}, one colour per error code. The numbers are in the table below.`}
+          periods={periods}
+          every={data.every}
+          stacks={denials}
+          unit="refusals"
+        />
+      )}
+      {data.rows.length > 0 && (
+        <details>
+          <summary>The numbers, per {what}</summary>
+          <div class="scroll">
+            <table class="series">
+              <thead>
+                <tr>
+                  <th scope="col">{data.every === DAY_MS ? 'Day' : 'Hour (UTC)'}</th>
+                  <th scope="col">Feature</th>
+                  <th scope="col">Licensed</th>
+                  <th scope="col">Peak</th>
+                  <th scope="col">Average</th>
+                  <th scope="col">Seat hours</th>
+                  <th scope="col">Denials</th>
+                </tr>
+              </thead>
+              <tbody>
+                {data.rows.map((r) => (
+                  <tr key={`${r.t}-${r.feature}`}>
+                    <td>{periodLabel(Date.parse(r.t), data.every, true)}</td>
+                    <td>{r.feature}</td>
+                    <td>{r.licensed}</td>
+                    <td>{r.peak}</td>
+                    <td>{r.averageSeats}</td>
+                    <td>{r.seatHours}</td>
+                    <td>{Object.entries(r.codes ?? {}).map(([c, k]) => `${c} ${k}`).join(', ')}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        </details>
+      )}
+      {data.more > 0 && <p class="small">{data.more} more rows are not shown: pick a shorter period.</p>}
+    </div>
   );
 }
 
@@ -496,6 +793,7 @@ function History(props: { link: Link }) {
           </table>
         </div>
       )}
+      <SeriesCharts link={props.link} days={days} />
     </section>
   );
 }
@@ -687,11 +985,52 @@ function BorrowWizard(props: { link: Link; status: Json | null; user: string | n
 }
 
 /** The audit log (docs/audit.md): its head and last seal, the newest records, and the export that licctl audit verify checks offline. */
+/** Every record of the audit log and the certificates its seals name, page by page (audit.export). */
+async function fetchAudit(link: Link): Promise<{ records: Json[]; certs: Map<string, unknown>; head: Json | null }> {
+  const records: Json[] = [];
+  const certs = new Map<string, unknown>();
+  let ask: Json = {};
+  let last: Json | null = null;
+  for (;;) {
+    const page = await link.request('audit.export', ask, true);
+    last = page;
+    for (const r of page.records ?? []) records.push(r);
+    for (const [ref, env] of Object.entries(page.certs ?? {})) certs.set(ref, env);
+    if (page.next === null || page.next === undefined) break;
+    ask = { from: page.next };
+  }
+  return { records, certs, head: last?.head ?? null };
+}
+
+const VENDOR_KEY_STORE = 'licd.vendorKey';
+
+/** The verdict of verifyAudit in a sentence (as licctl audit verify says it). */
+function verdictText(v: AuditVerdict, records: readonly unknown[], what: string, key: Uint8Array): { ok: boolean; text: string } {
+  const against = ` (against vendor key ${Array.from(key.slice(0, 8), (b) => b.toString(16).padStart(2, '0')).join('')}…)`;
+  const sealAt = (seq: number | null) => fmtTime((records.find((r) => (r as Json)?.seq === seq) as Json | undefined)?.at);
+  if (!v.ok) {
+    const p = v.problem!;
+    return { ok: false, text: `${what} is BROKEN at record ${p.seq}: ${p.reason}: ${p.message}${v.sealedThrough !== null ? ` (records before it are sealed through ${v.sealedThrough})` : ''}${against}` };
+  }
+  if (v.records === 0) return { ok: true, text: `${what}: no records` };
+  const keys = v.keys.map((k) => `dongle ${k.dongle}${k.emulated ? ' (EMULATED: development material)' : ''}`).join(', ');
+  return {
+    ok: true,
+    text:
+      (v.sealedThrough !== null ? `${what} verified up to record ${v.sealedThrough}, sealed at ${sealAt(v.sealedThrough)} by ${keys}` : `${what}: records ${v.first} to ${v.last} chain, but none is sealed yet (not proven)`) +
+      (v.voided.length > 0 ? `; voided (their write failed): ${v.voided.map((x) => (x.from === x.to ? `${x.from}` : `${x.from}-${x.to}`)).join(', ')}` : '') +
+      (v.unsealed && v.sealedThrough !== null ? `; records ${v.unsealed.from} to ${v.unsealed.to} are not yet sealed (not proven)` : '') +
+      against,
+  };
+}
+
 function Audit(props: { link: Link }) {
   const [head, setHead] = useState<Json | null>(null);
   const [records, setRecords] = useState<Json[]>([]);
   const [msg, setMsg] = useState<{ ok: boolean; text: string } | null>(null);
+  const [verdict, setVerdict] = useState<{ ok: boolean; text: string } | null>(null);
   const [busy, setBusy] = useState(false);
+  const [vendorKey, setVendorKey] = useState(() => localStorage.getItem(VENDOR_KEY_STORE) ?? '');
   const load = async () => {
     try {
       const h = await props.link.request('audit.head', {}, true);
@@ -707,26 +1046,47 @@ function Audit(props: { link: Link }) {
   const exportAll = async () => {
     setBusy(true);
     try {
-      const lines: string[] = [];
-      const certs = new Map<string, unknown>();
-      let ask: Json = {};
-      let last: Json | null = null;
-      for (;;) {
-        const page = await props.link.request('audit.export', ask, true);
-        last = page;
-        for (const r of page.records ?? []) lines.push(JSON.stringify(r));
-        for (const [ref, env] of Object.entries(page.certs ?? {})) certs.set(ref, env);
-        if (page.next === null || page.next === undefined) break;
-        ask = { from: page.next };
-      }
-      const header = { format: 'licd-audit-export/1', server: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/mqtt`, exportedAt: new Date().toISOString(), head: last?.head ?? null };
-      const body = [JSON.stringify(header), ...lines, ...[...certs].map(([cert, envelope]) => JSON.stringify({ cert, envelope }))].join('\n') + '\n';
+      const all = await fetchAudit(props.link);
+      const lines = all.records.map((r) => JSON.stringify(r));
+      const header = { format: 'licd-audit-export/1', server: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/mqtt`, exportedAt: new Date().toISOString(), head: all.head };
+      const body = [JSON.stringify(header), ...lines, ...[...all.certs].map(([cert, envelope]) => JSON.stringify({ cert, envelope }))].join('\n') + '\n';
       download(`licd-audit-${new Date().toISOString().slice(0, 10)}.jsonl`, body);
       setMsg({ ok: true, text: `exported ${lines.length} records; check them offline with licctl audit verify FILE --vendor-key KEY` });
     } catch (e) {
       setMsg({ ok: false, text: errText(e) });
     } finally {
       setBusy(false);
+    }
+  };
+  /** Verifies in this browser, with the vendor key the admin gave (never one the box sends). */
+  const verify = async (source: () => Promise<{ records: readonly unknown[]; certs: ReadonlyMap<string, unknown>; from?: number; what: string }>) => {
+    const key = vendorKeyOf(vendorKey);
+    if (!key) {
+      setVerdict({ ok: false, text: 'give the vendor public key first: 64 hex digits (licctl vendor keygen prints it), or its file' });
+      return;
+    }
+    setBusy(true);
+    setVerdict({ ok: true, text: 'verifying…' });
+    try {
+      const cannot = await canVerify();
+      if (cannot) throw new Error(cannot);
+      const x = await source();
+      const v = await verifyInBrowser({ records: x.records, certs: x.certs, vendorPublicKey: key, ...(x.from !== undefined ? { from: x.from } : {}) });
+      setVerdict(verdictText(v, x.records, x.what, key));
+    } catch (e) {
+      setVerdict({ ok: false, text: errText(e) });
+    } finally {
+      setBusy(false);
+    }
+  };
+  const setKey = (text: string) => {
+    setVendorKey(text);
+    const k = vendorKeyOf(text);
+    // Only the public key is kept (a key file may hold the vendor's secret too: it is not stored).
+    if (k) {
+      const hex = Array.from(k, (b) => b.toString(16).padStart(2, '0')).join('');
+      localStorage.setItem(VENDOR_KEY_STORE, hex);
+      if (text.trim() !== hex) setVendorKey(hex);
     }
   };
   const what = (r: Json): string => {
@@ -757,6 +1117,47 @@ function Audit(props: { link: Link }) {
           {msg.text}
         </p>
       )}
+      <fieldset class="verify">
+        <legend>Verify in this browser</legend>
+        <p class="small">
+          Checks every record against its hash and link and every seal through its delegation and license up to the vendor key, here, with the browser's WebCrypto (as licctl audit verify does). The vendor key is yours to give: the box
+          being checked does not supply it.
+        </p>
+        <label class="block column">
+          Vendor public key
+          <input name="vendorKey" spellcheck={false} autocomplete="off" placeholder="64 hex digits" value={vendorKey} onInput={(e) => setKey((e.target as HTMLInputElement).value)} />
+        </label>
+        <label>
+          or its file{' '}
+          <input type="file" name="vendorKeyFile" onChange={(e) => {
+            const f = (e.target as HTMLInputElement).files?.[0];
+            if (f) void f.text().then((t) => (vendorKeyOf(t) ? setKey(t) : setVerdict({ ok: false, text: `${f.name} holds no vendor public key (64 hex digits, or JSON with "publicKey")` })));
+          }} />
+        </label>
+        <p>
+          <button disabled={busy} onClick={() => void verify(async () => ({ ...(await fetchAudit(props.link)), what: 'the audit log' }))}>
+            Verify the log
+          </button>{' '}
+          <label>
+            Verify an export file{' '}
+            <input type="file" name="auditFile" accept=".jsonl,.json,application/json" disabled={busy} onChange={(e) => {
+              const f = (e.target as HTMLInputElement).files?.[0];
+              if (f)
+                void verify(async () => {
+                  const x = parseAuditExport(await f.text());
+                  if (x.header === null && x.records.length === 0) throw new Error(`${f.name} is not an audit export (no licd-audit-export/1 header, no records)`);
+                  const from = exportStart(x);
+                  return { records: x.records, certs: x.certs, ...(from !== undefined ? { from } : {}), what: f.name };
+                });
+            }} />
+          </label>
+        </p>
+        {verdict && (
+          <p class={verdict.ok ? 'ok' : 'error'} role="status" data-testid="audit-verdict">
+            {verdict.text}
+          </p>
+        )}
+      </fieldset>
       <div class="scroll">
         <table class="audit">
           <caption>The newest records</caption>
