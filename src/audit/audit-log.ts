@@ -13,7 +13,7 @@ import type { AuditExportResult, AuditHeadResult } from '../core/protocol.ts';
 import type { LicenseService, Log } from '../core/service.ts';
 
 /** Admin requests that only read: recorded, without a seal of their own. */
-export const AUDIT_READ_OPS: ReadonlySet<string> = new Set(['audit.head', 'audit.export', 'borrows', 'limits.get']);
+export const AUDIT_READ_OPS: ReadonlySet<string> = new Set(['audit.head', 'audit.export', 'borrows', 'limits.get', 'policy.get', 'alerts.list', 'report.usage', 'report.users', 'report.denials', 'report.borrows', 'report.advice', 'report.series']);
 
 /** How soon waiting records are written: at once after an admin action, within a second otherwise. */
 const URGENT_MS = 50;
