@@ -252,10 +252,19 @@ export class FailoverPlan {
   observe(state: PrimaryState | null, now: number): FailoverTransition[] {
     const was = this.seen?.state;
     this.seen = state;
-    if (state?.state === 'offline') {
+    // The delay counts from when the box the entitlement names is seen offline: not while another
+    // box publishes as the primary.
+    if (state?.state === 'offline' && this.mismatch(state) === null) {
       if (was !== 'offline' || this.offlineSince === null) this.offlineSince = now;
     } else this.offlineSince = null;
     return this.tick(now);
+  }
+
+  private mismatch(s: PrimaryState): string | null {
+    const p = this.entitlement.primary;
+    if (p.dongle !== null && s.dongleSerial && s.dongleSerial !== p.dongle) return `server ${p.server} has dongle ${s.dongleSerial}, not ${p.dongle} as failover entitlement ${this.entitlement.id} names`;
+    if (p.license !== null && s.license && s.license !== p.license) return `server ${p.server} serves license ${s.license}, not ${p.license} as failover entitlement ${this.entitlement.id} names`;
+    return null;
   }
 
   /** Time passes: failover time used is counted, the delay and the hours cap are judged. */
@@ -280,13 +289,8 @@ export class FailoverPlan {
   private judge(now: number): FailoverPhase {
     const s = this.seen;
     if (!s) return { kind: 'unseen' };
-    const p = this.entitlement.primary;
-    if (p.dongle !== null && s.dongleSerial && s.dongleSerial !== p.dongle) {
-      return { kind: 'mismatch', reason: `server ${p.server} has dongle ${s.dongleSerial}, not ${p.dongle} as failover entitlement ${this.entitlement.id} names` };
-    }
-    if (p.license !== null && s.license && s.license !== p.license) {
-      return { kind: 'mismatch', reason: `server ${p.server} serves license ${s.license}, not ${p.license} as failover entitlement ${this.entitlement.id} names` };
-    }
+    const wrong = this.mismatch(s);
+    if (wrong !== null) return { kind: 'mismatch', reason: wrong };
     if (s.state === 'online' || this.offlineSince === null) return { kind: 'online' };
     const startsAt = this.offlineSince + this.entitlement.afterMs;
     if (now < startsAt) return { kind: 'waiting', offlineSince: this.offlineSince, startsAt };

@@ -179,6 +179,11 @@ export class FailoverPart {
     this.service?.setFailover(this.plan.view(this.deps.clock.now()));
   }
 
+  /** Resolves when the seat-table changes asked for so far are done (tests). */
+  settled(): Promise<void> {
+    return this.applying;
+  }
+
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
