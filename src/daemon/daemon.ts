@@ -434,6 +434,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         service.observeClock(now);
         clockGuard.refuse('borrowing');
       },
+      ...(failover ? { admit: failover.gate.borrow } : {}),
     });
     // Usage history (docs/history.md): a sink of the seat events, counting from the seats restored.
     const history = new UsageHistory({

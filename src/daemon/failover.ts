@@ -73,6 +73,22 @@ export class FailoverPart {
         this.deps.clockGuard.refuse(`a failover seat of ${this.entitlement.primary.server}'s ${feature}`);
       }
     },
+    /**
+     * A borrow's token outlives the primary's return, and a borrow is never ended early: so a
+     * borrow may take only this box's own seats, never the primary's.
+     */
+    borrow: (feature: string, count: number, now: number): void => {
+      if (!this.plan.active || !this.plan.covers(feature)) return;
+      const a = this.deps.table.availability(feature, now);
+      const own = this.deps.own().find((l) => l.name === feature)?.seats ?? 0;
+      if (a.leased + a.borrowed + a.held + count > own) {
+        throw new LicdError(
+          'BORROW_NOT_ALLOWED',
+          `${feature}: the free seats are ${this.entitlement.primary.server}'s, served here only while it is offline (failover), and are not lent: a token would outlive its return. Borrow from ${this.entitlement.primary.server} when it is back, or when this box's own ${own} seat(s) have room`,
+          { feature, wanted: count, own, reason: 'failover' },
+        );
+      }
+    },
     explain: (e: unknown, feature: string, count: number): unknown => {
       if (!isLicdError(e) || (e.code !== 'NO_SEATS' && e.code !== 'UNKNOWN_FEATURE')) return e;
       return this.plan.refusal(feature, count) ?? e;

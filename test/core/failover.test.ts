@@ -291,3 +291,20 @@ test('the hours cap ends the failover leases too', async (t) => {
   t.is(refused.error?.code, 'FAILOVER_DORMANT');
   t.regex(refused.error!.message, /used up/);
 });
+
+test("a borrow takes only this box's own seats while failover is active, never the primary's", async (t) => {
+  const b = box({ afterSeconds: 1 });
+  t.teardown(() => b.part.stop());
+  await b.primary('offline');
+  b.clock.advance(1000);
+  await b.primary('offline');
+  t.true(b.part.plan.active);
+  // The own seat is free: lending it is this box's own business.
+  t.notThrows(() => b.part.gate.borrow('nuke_i', 1, b.clock.now()));
+  t.true((await b.checkout('own')).ok);
+  const e = t.throws(() => b.part.gate.borrow('nuke_i', 1, b.clock.now())) as LicdError;
+  t.is(e.code, 'BORROW_NOT_ALLOWED');
+  t.regex(e.message, /box-a's, served here only while it is offline \(failover\), and are not lent/);
+  t.is((t.throws(() => b.part.gate.borrow('houdini', 1, b.clock.now())) as LicdError).code, 'BORROW_NOT_ALLOWED');
+  t.notThrows(() => b.part.gate.borrow('vray_render', 1, b.clock.now()), "not the primary's feature: no say");
+});
