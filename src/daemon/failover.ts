@@ -105,12 +105,40 @@ export class FailoverPart {
     this.timer = setInterval(() => this.step(this.plan.tick(this.deps.clock.now())), 1000);
     this.timer.unref?.();
     this.publishView();
+    this.trimRestored();
     this.deps.log.info('failover: dormant until the primary is offline', {
       entitlement: this.entitlement.id,
       primary: this.entitlement.primary.server,
       afterSeconds: this.entitlement.afterMs / 1000,
       maxHoursPerMonth: this.entitlement.maxHoursPerMonth,
       features: this.entitlement.features.map((f) => `${f.name} x${f.seats}`).join(', '),
+    });
+  }
+
+  /**
+   * Leases of failover seats restored from the database at a restart (failover was active when
+   * this box stopped): a feature only the primary has lost them at the restore; a feature both
+   * have may hold more than this box's own seats. Failover starts dormant, so those end now
+   * (the newest, FAILOVER_ENDED) instead of being renewed by their heartbeats.
+   */
+  private trimRestored(): void {
+    const service = this.service!;
+    const now = this.deps.clock.now();
+    const own = this.deps.own();
+    const over = this.entitlement.features.some((f) => {
+      if (!this.deps.table.license(f.name)) return false;
+      const a = this.deps.table.availability(f.name, now);
+      return a.leased + a.borrowed > (own.find((l) => l.name === f.name)?.seats ?? 0);
+    });
+    if (!over) return;
+    const server = this.entitlement.primary.server;
+    const message = `failover for ${server} is not active since this box restarted (${new Date(now).toISOString()}); take the seat from ${server} again`;
+    this.applying = this.applying.then(async () => {
+      const ended = await service.setFailoverLicenses(own, { message }, null).catch((err: unknown) => {
+        this.deps.log.error('failover: could not end the failover leases restored at start', { error: String(err) });
+        return [];
+      });
+      if (ended.length > 0) this.deps.log.warn('failover: leases of failover seats restored at start ended (failover starts dormant)', { leases: ended.length });
     });
   }
 

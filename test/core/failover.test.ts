@@ -168,12 +168,13 @@ test("merged licenses add the primary's seats to a feature both have; the primar
 });
 
 /** The daemon's part on a real service and seat table, with a stand-in for the broker link. */
-function box(o: { afterSeconds?: number; maxHoursPerMonth?: number; clockHwm?: number } = {}) {
-  const clock = new ManualClock(T0);
-  const store = new MemoryStore();
+function box(o: { afterSeconds?: number; maxHoursPerMonth?: number; clockHwm?: number; restart?: { store: MemoryStore; at: number } } = {}) {
+  const clock = new ManualClock(o.restart?.at ?? T0);
+  const store = o.restart?.store ?? new MemoryStore();
   const own: FeatureLicense[] = [{ name: 'nuke_i', version: '15.1', seats: 1, expires: null, type: 'interface', product: 'Nuke', borrow: { allowed: false, maxHours: 0 } }];
   let n = 0;
-  const table = new SeatTable(own, () => `L${++n}`);
+  const table = new SeatTable(own, () => `R${o.restart ? 'R' : ''}${++n}`);
+  if (o.restart) void store.commit(table.restore([...store.leases.values()], [], clock.now()).mutations);
   const clockGuard = new ClockGuard(o.clockHwm ?? T0, 300_000);
   const events: SeatEvent[] = [];
   const bus = new EventBus();
@@ -307,4 +308,24 @@ test("a borrow takes only this box's own seats while failover is active, never t
   t.regex(e.message, /box-a's, served here only while it is offline \(failover\), and are not lent/);
   t.is((t.throws(() => b.part.gate.borrow('houdini', 1, b.clock.now())) as LicdError).code, 'BORROW_NOT_ALLOWED');
   t.notThrows(() => b.part.gate.borrow('vray_render', 1, b.clock.now()), "not the primary's feature: no say");
+});
+
+test('a restart while failover was active starts dormant: the restored failover leases end instead of being renewed', async (t) => {
+  const b = box({ afterSeconds: 1 });
+  await b.primary('offline');
+  b.clock.advance(1000);
+  await b.primary('offline');
+  t.true((await b.checkout('own')).ok);
+  t.true((await b.checkout('x')).ok);
+  t.true((await b.checkout('z', 'houdini')).ok);
+  await b.part.stop();
+  // licd restarts 5 s later: the leases come back from the database.
+  const again = box({ afterSeconds: 1, restart: { store: b.store, at: b.clock.now() + 5000 } });
+  t.teardown(() => again.part.stop());
+  await again.part.settled();
+  const a = again.table.availability('nuke_i', again.clock.now());
+  t.deepEqual([a.leased, a.total], [1, 1]);
+  t.is(again.table.license('houdini'), undefined);
+  t.deepEqual(again.notices.map(([c, n]) => [c, (n as { error: { code: string } }).error.code]), [['x', 'FAILOVER_ENDED']]);
+  t.is(again.svc.serverState().failover?.state, 'dormant');
 });
