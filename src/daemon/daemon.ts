@@ -413,7 +413,8 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
           clientId: lease.clientId,
           issuedAt: new Date(clock.now()).toISOString(),
           until: new Date(lease.expiresAt).toISOString(),
-          entitlement: entitlement.id,
+          // A feature only the primary has is granted under the failover entitlement (docs/scale-out.md).
+          entitlement: failover && failover.plan.covers(lease.feature) && !entitlement.features.some((f) => f.name === lease.feature) ? failover.entitlement.id : entitlement.id,
           sessionKey: toHex(sessionKey),
         },
         sessionSeed,
@@ -754,7 +755,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       daemonPassword = config.mqtt.password ?? (config.mqtt.passwordFile ? readSecret(config.mqtt.passwordFile, random, false) : null);
       linkTrust = { fingerprint: config.mqtt.fingerprint ?? undefined, ca: config.mqtt.caFile ? readConfigFile(config.mqtt.caFile, 'mqtt.caFile') : undefined };
     }
-    link = new ServerLink({ server: config.cluster.serverId, url: linkUrl ?? url, ...(linkTrust ? { tls: linkTrust } : {}), username: config.mqtt.username, password: daemonPassword, protocolVersion: config.mqtt.protocolVersion, service, log, observe: (op, seconds) => metrics.observeRequest(op, seconds), chain: () => ({ entitlement: entitlement.envelope, delegation, vendorPublicKey: toHex(vendorPublicKey) }) });
+    link = new ServerLink({ server: config.cluster.serverId, url: linkUrl ?? url, ...(linkTrust ? { tls: linkTrust } : {}), username: config.mqtt.username, password: daemonPassword, protocolVersion: config.mqtt.protocolVersion, service, log, observe: (op, seconds) => metrics.observeRequest(op, seconds), chain: () => ({ entitlement: entitlement.envelope, delegation, vendorPublicKey: toHex(vendorPublicKey), ...(failover ? { failover: failover.entitlement.envelope } : {}) }) });
     cleanups.push(() => link.close());
     await link.ready();
     if (failover) {

@@ -17,6 +17,8 @@ import { ClusterClient } from '../../src/sdk/cluster.ts';
 import { LicdClient } from '../../src/sdk/client.ts';
 import { isLicdError } from '../../src/core/errors.ts';
 import type { FailoverView } from '../../src/core/failover.ts';
+import { fetchAndVerifyGrant } from '../../src/sdk/verify.ts';
+import { nodeEd25519 } from '../../src/crypto/ed25519.ts';
 
 test.after.always(() => killAll());
 
@@ -87,7 +89,11 @@ test("a failover box serves the primary's seats only after the primary has been 
       primary: { server: 'box-a' },
       afterSeconds: AFTER_SECONDS,
       maxHoursPerMonth: 72,
-      features: [{ name: 'nuke_i', version: '15.1', seats: 1, expires: null, type: 'interface' }],
+      // nuke_i both boxes have; houdini_fx only A (B's license lacks it).
+      features: [
+        { name: 'nuke_i', version: '15.1', seats: 1, expires: null, type: 'interface' },
+        { name: 'houdini_fx', version: '20.0', seats: 1, expires: null, type: 'interface' },
+      ],
     }),
   );
   const foFile = join(dir, 'box-b-failover.lic');
@@ -144,9 +150,9 @@ test("a failover box serves the primary's seats only after the primary has been 
   // A is online: B refuses a seat of A's feature beyond its own, saying so.
   const r = await LicdClient.connect({ url: url(1), server: 'box-b', user: 'r', host: 'r-node', timeoutMs: 5000 });
   direct.push(r);
-  const refuse = async () => {
+  const refuse = async (feature = 'nuke_i') => {
     try {
-      await r.checkout('nuke_i');
+      await r.checkout(feature);
     } catch (e) {
       if (isLicdError(e)) return e;
       throw e;
@@ -156,6 +162,7 @@ test("a failover box serves the primary's seats only after the primary has been 
   const online = await refuse();
   t.is(online.code, 'FAILOVER_DORMANT');
   t.regex(online.message, /box-a is online/);
+  t.is((await refuse('houdini_fx')).code, 'FAILOVER_DORMANT', 'a feature only A has, too');
 
   // A dies: its will marks it offline. q's seat finds no room (B is dormant) and waits as lost;
   // B refuses until the delay has passed, naming when failover starts.
@@ -180,6 +187,13 @@ test("a failover box serves the primary's seats only after the primary has been 
   t.is(nukeB.total, 2);
   t.deepEqual(nukeB.leases.map((l) => l.user).sort(), ['p', 'q']);
   t.is(statusB.server.failover?.state, 'active');
+  // A feature only A has is granted under the failover entitlement, which B's chain carries: the
+  // grant verifies offline from the vendor key.
+  const vendorPublicKey = Uint8Array.from(Buffer.from((JSON.parse(readFileSync(join(dir, 'box-b', 'dev', 'vendor.key'), 'utf8')) as { publicKey: string }).publicKey, 'hex'));
+  const fx = await r.checkout('houdini_fx');
+  const verified = await fetchAndVerifyGrant(r, fx.grant, { vendorPublicKey, ed: nodeEd25519(), now: Date.now() });
+  t.is(verified.grant.entitlement, 'FO-TEST-1');
+  await fx.release();
 
   // A comes back: B stops granting; the failover lease (the newest) ends with FAILOVER_ENDED and
   // q moves back to A; p keeps B's own seat.
