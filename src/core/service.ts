@@ -1043,11 +1043,16 @@ export class LicenseService {
    * their holders are told FAILOVER_ENDED (lease.lost now, heartbeat gone after), so a cluster
    * client moves them back to the primary. Not bound to the dongle's counter: no borrow changes.
    */
-  async setFailoverLicenses(licenses: readonly FeatureLicense[], ending: { message: string }, event: SeatEvent | null): Promise<Lease[]> {
+  async setFailoverLicenses(licenses: readonly FeatureLicense[], ending: { message: string }, event: SeatEvent | null, failover: { id: string; issuedAt: number }): Promise<Lease[]> {
     const now = this.deps.clock.now();
     const before = this.table.featureNames();
     const change = this.table.replaceLicenses(licenses, now, { code: 'FAILOVER_ENDED', message: ending.message });
-    const events: SeatEvent[] = [...change.result.ended.map(({ lease }): SeatEvent => ({ type: 'lease.ended', at: now, lease, reason: 'failover-ended' })), ...(event ? [event] : [])];
+    const events: SeatEvent[] = [
+      ...change.result.ended.map(({ lease }): SeatEvent => ({ type: 'lease.ended', at: now, lease, reason: 'failover-ended' })),
+      ...(event ? [event] : []),
+      // The licensed counts changed: usage history, metrics and alerts take them again.
+      { type: 'license.changed', at: now, serial: failover.id, issued: failover.issuedAt, features: licenses.map((x) => x.name), ended: change.result.ended.length, by: 'failover' },
+    ];
     const r = await this.commit(change, [...before, ...this.table.featureNames()], { events });
     for (const name of before) if (!this.table.license(name)) this.removedFeatures.add(name);
     for (const { lease, message } of r.ended) {

@@ -134,7 +134,7 @@ export class FailoverPart {
     const server = this.entitlement.primary.server;
     const message = `failover for ${server} is not active since this box restarted (${new Date(now).toISOString()}); take the seat from ${server} again`;
     this.applying = this.applying.then(async () => {
-      const ended = await service.setFailoverLicenses(own, { message }, null).catch((err: unknown) => {
+      const ended = await service.setFailoverLicenses(own, { message }, null, this.entitlement).catch((err: unknown) => {
         this.deps.log.error('failover: could not end the failover leases restored at start', { error: String(err) });
         return [];
       });
@@ -192,9 +192,9 @@ export class FailoverPart {
       const own = this.deps.own();
       try {
         if (t.kind === 'started') {
-          await service.setFailoverLicenses(mergeFailoverLicenses(own, e.features), { message: '' }, { type: 'failover', at: t.at, action: 'started', primary: e.primary.server, entitlement: e.id, since: t.at, features });
+          await service.setFailoverLicenses(mergeFailoverLicenses(own, e.features), { message: '' }, { type: 'failover', at: t.at, action: 'started', primary: e.primary.server, entitlement: e.id, since: t.at, features }, this.entitlement);
         } else {
-          const ended = await service.setFailoverLicenses(own, { message: this.plan.endedMessage(t) }, { type: 'failover', at: t.at, action: 'ended', primary: e.primary.server, entitlement: e.id, since: t.since, reason: t.reason, usedMs: t.usedMs, features });
+          const ended = await service.setFailoverLicenses(own, { message: this.plan.endedMessage(t) }, { type: 'failover', at: t.at, action: 'ended', primary: e.primary.server, entitlement: e.id, since: t.since, reason: t.reason, usedMs: t.usedMs, features }, this.entitlement);
           if (ended.length > 0) this.deps.log.info('failover: leases over this box\'s own count ended (FAILOVER_ENDED)', { leases: ended.length });
         }
       } catch (err) {
@@ -210,7 +210,7 @@ export class FailoverPart {
     const e = this.entitlement;
     this.applying = this.applying.then(async () => {
       if (!this.plan.active) return;
-      await service.setFailoverLicenses(mergeFailoverLicenses(this.deps.own(), e.features), { message: '' }, null).catch((err: unknown) => this.deps.log.error('failover: could not add the primary\'s seats again', { error: String(err) }));
+      await service.setFailoverLicenses(mergeFailoverLicenses(this.deps.own(), e.features), { message: '' }, null, this.entitlement).catch((err: unknown) => this.deps.log.error('failover: could not add the primary\'s seats again', { error: String(err) }));
     });
   }
 

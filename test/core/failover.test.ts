@@ -19,6 +19,7 @@ import { LicenseService, defaultLeasePolicy, silentLog } from '../../src/core/se
 import { nodeEd25519 } from '../../src/crypto/ed25519.ts';
 import { sha256HolderHash } from '../../src/crypto/holder.ts';
 import { FailoverPart } from '../../src/daemon/failover.ts';
+import { eventFields } from '../../src/core/audit.ts';
 import { generateVendorKey, issueFailover } from '../../src/vendor.ts';
 import { ManualClock } from '../helpers/daemon.ts';
 
@@ -259,6 +260,10 @@ test("a failover box refuses the primary's seats while dormant, grants them afte
   const ended = b.events.filter((ev) => ev.type === 'failover').at(-1);
   t.like(ended, { type: 'failover', action: 'ended', reason: 'primary-back', usedMs: 600_000 });
   t.is(b.events.filter((ev) => ev.type === 'lease.ended' && ev.reason === 'failover-ended').length, 3);
+  // Each change of the licensed counts is a license.changed too (usage history, metrics, alerts take
+  // the counts again), and the failover period's records say what the audit log keeps.
+  t.deepEqual(b.events.filter((ev) => ev.type === 'license.changed').map((ev) => (ev as { features: string[] }).features), [['nuke_i', 'houdini'], ['nuke_i']]);
+  t.like(eventFields(ended!), { action: 'ended', primary: 'box-a', entitlement: 'FO-1', reason: 'primary-back', usedHours: 0.17 });
   t.deepEqual(b.store.meta.get(META_FAILOVER), { month: '2026-06', usedMs: 600_000 });
 });
 
