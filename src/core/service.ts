@@ -500,13 +500,13 @@ export class LicenseService {
       try {
         this.deps.failover?.admit(feature, count, ctx.now);
         change = this.table.checkout(req, ctx.now);
-      } catch (raw) {
-        const e = this.deps.failover ? this.deps.failover.explain(raw, feature, count) : raw;
+      } catch (e) {
         // No seat for this request now: it waits if it asked to (a rule that forbids it is said at once).
         if (wait && isLicdError(e) && (e.code === 'NO_SEATS' || e.code === 'POLICY_RESERVED' || e.code === 'QUARANTINE') && count <= (this.table.license(feature)?.seats ?? 0)) {
           return await this.enqueue(req, ctx.now, maxWaitMs, e);
         }
-        throw e;
+        // A failover box says why the primary's seats are not served now (FAILOVER_DORMANT).
+        throw this.deps.failover ? this.deps.failover.explain(e, feature, count) : e;
       }
       const events: SeatEvent[] = change.result.status === 'granted' && !change.result.reclaimed ? [{ type: 'lease.granted', at: ctx.now, lease: change.result.lease }] : [];
       ({ status, lease } = await this.commit(change, [feature], { events }));

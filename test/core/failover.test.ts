@@ -219,6 +219,10 @@ test("a failover box refuses the primary's seats while dormant, grants them afte
   const dormant = await b.checkout('x');
   t.is(dormant.error?.code, 'FAILOVER_DORMANT');
   t.regex(dormant.error!.message, /box-a is online/);
+  // Waiting for this box's own seat still queues (failover or not, it is a seat of this box).
+  const queued = await b.ask('q', { op: 'checkout', feature: 'nuke_i', user: 'q', host: 'q-host', pid: 1, wait: true });
+  t.is(queued.result?.status, 'queued', JSON.stringify(queued));
+  await b.ask('q', { op: 'checkin', feature: 'nuke_i' });
   const unknown = await b.checkout('x', 'houdini');
   t.is(unknown.error?.code, 'FAILOVER_DORMANT', "a feature only the primary has: also said as failover's");
   t.is(b.svc.serverState().failover?.state, 'dormant');
