@@ -21,7 +21,7 @@ import { sha256HolderHash } from '../../src/crypto/holder.ts';
 import { FailoverPart } from '../../src/daemon/failover.ts';
 import { eventFields } from '../../src/core/audit.ts';
 import { generateVendorKey, issueFailover } from '../../src/vendor.ts';
-import { ManualClock } from '../helpers/daemon.ts';
+import { ManualClock, until } from '../helpers/daemon.ts';
 
 const ed = nodeEd25519();
 const vendor = generateVendorKey(ed, { bytes: (n) => new Uint8Array(n).map((_, i) => (i * 5 + 1) & 255) }, true);
@@ -234,9 +234,14 @@ test("a failover box refuses the primary's seats while dormant, grants them afte
   t.is(waiting.error?.code, 'FAILOVER_DORMANT');
   t.is(waiting.error?.details.startsAt, new Date(T0 + 60_000).toISOString());
 
+  // One waits in the queue for a seat; failover adds seats and serves it.
+  const w = await b.ask('w8', { op: 'checkout', feature: 'nuke_i', user: 'w8', host: 'w8-host', pid: 1, wait: true });
+  t.is(w.result?.status, 'queued');
   b.clock.advance(30_000);
   await b.primary('offline');
   t.is(b.svc.serverState().failover?.state, 'active');
+  await until(() => b.notices.some(([c, n]) => c === 'w8' && (n as { op: string }).op === 'queue.granted'), 'the waiter served', 5000);
+  t.true((await b.ask('w8', { op: 'checkin', feature: 'nuke_i' })).ok);
   const x = await b.checkout('x');
   t.true(x.ok, JSON.stringify(x.error));
   const y = await b.checkout('y');
@@ -253,7 +258,7 @@ test("a failover box refuses the primary's seats while dormant, grants them afte
   t.is(b.svc.serverState().failover?.state, 'dormant');
   t.is(b.table.availability('nuke_i', b.clock.now()).total, 1);
   t.is(b.table.license('houdini'), undefined);
-  const lost = b.notices.map(([client, n]) => [client, (n as { error: { code: string } }).error.code]).sort();
+  const lost = b.notices.filter(([, n]) => (n as { op: string }).op === 'lease.lost').map(([client, n]) => [client, (n as { error: { code: string } }).error.code]).sort();
   t.deepEqual(lost, [['x', 'FAILOVER_ENDED'], ['y', 'FAILOVER_ENDED'], ['z', 'FAILOVER_ENDED']]);
   const hb = await b.ask('y', { op: 'heartbeat', leases: [y.result.lease.id] });
   t.deepEqual(hb.result.renewed, []);
