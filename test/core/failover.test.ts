@@ -172,7 +172,7 @@ test("merged licenses add the primary's seats to a feature both have; the primar
 function box(o: { afterSeconds?: number; maxHoursPerMonth?: number; clockHwm?: number; restart?: { store: MemoryStore; at: number } } = {}) {
   const clock = new ManualClock(o.restart?.at ?? T0);
   const store = o.restart?.store ?? new MemoryStore();
-  const own: FeatureLicense[] = [{ name: 'nuke_i', version: '15.1', seats: 1, expires: null, type: 'interface', product: 'Nuke', borrow: { allowed: false, maxHours: 0 } }];
+  let own: FeatureLicense[] = [{ name: 'nuke_i', version: '15.1', seats: 1, expires: null, type: 'interface', product: 'Nuke', borrow: { allowed: false, maxHours: 0 } }];
   let n = 0;
   const table = new SeatTable(own, () => `R${o.restart ? 'R' : ''}${++n}`);
   if (o.restart) void store.commit(table.restore([...store.leases.values()], [], clock.now()).mutations);
@@ -208,7 +208,10 @@ function box(o: { afterSeconds?: number; maxHoursPerMonth?: number; clockHwm?: n
     return a;
   };
   const checkout = (client: string, feature = 'nuke_i') => ask(client, { op: 'checkout', feature, user: client, host: `${client}-host`, pid: 1 });
-  return { clock, store, table, svc, part, primary, checkout, ask, events, notices, clockGuard };
+  const setOwn = (next: FeatureLicense[]) => {
+    own = next;
+  };
+  return { clock, store, table, svc, part, primary, checkout, ask, events, notices, clockGuard, setOwn };
 }
 
 test("a failover box refuses the primary's seats while dormant, grants them after the delay, and ends the newest when the primary is back", async (t) => {
@@ -342,4 +345,22 @@ test('a restart while failover was active starts dormant: the restored failover 
   t.is(again.table.license('houdini'), undefined);
   t.deepEqual(again.notices.map(([c, n]) => [c, (n as { error: { code: string } }).error.code]), [['x', 'FAILOVER_ENDED']]);
   t.is(again.svc.serverState().failover?.state, 'dormant');
+});
+
+test("a license installed at runtime while failover is active keeps the primary's seats added", async (t) => {
+  const b = box({ afterSeconds: 1 });
+  t.teardown(() => b.part.stop());
+  await b.primary('offline');
+  b.clock.advance(1000);
+  await b.primary('offline');
+  t.is(b.table.availability('nuke_i', b.clock.now()).total, 3);
+  // The new license has 4 nuke_i seats: replaceEntitlement leaves only its features, then the part adds the primary's again.
+  const next: FeatureLicense[] = [{ name: 'nuke_i', version: '15.1', seats: 4, expires: null, type: 'interface', product: 'Nuke', borrow: { allowed: false, maxHours: 0 } }];
+  b.setOwn(next);
+  await b.svc.replaceEntitlement({ id: 'LIC-B-2', issuedAt: b.clock.now(), customer: 'Studio', development: true, dongle: { ...dongleB, emulated: true }, features: next, products: [], productsListed: false, envelope: null }, []);
+  t.is(b.table.availability('nuke_i', b.clock.now()).total, 4);
+  b.part.licensesChanged();
+  await b.part.settled();
+  t.is(b.table.availability('nuke_i', b.clock.now()).total, 6);
+  t.is(b.table.license('houdini')?.seats, 1);
 });
