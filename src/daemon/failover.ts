@@ -28,7 +28,10 @@ export function loadFailoverEntitlement(
   try {
     return verifyFailover(envelope, { ...o, serverId: config.cluster.serverId! });
   } catch (e) {
-    if (isLicdError(e) && !e.message.includes(file)) throw new LicdError(e.code, `${file}: ${e.message}`, e.details);
+    if (isLicdError(e) && !e.message.includes(file)) {
+      const fix = e.message.includes('failover.entitlementFile') ? '' : ". Give the failover entitlement the vendor made for this box's dongle (licctl vendor failover), or remove failover.entitlementFile";
+      throw new LicdError(e.code, `failover.entitlementFile ${file}: ${e.message}${fix}`, e.details);
+    }
     throw e;
   }
 }

@@ -18,7 +18,11 @@ import { SeatTable } from '../../src/core/seats.ts';
 import { LicenseService, defaultLeasePolicy, silentLog } from '../../src/core/service.ts';
 import { nodeEd25519 } from '../../src/crypto/ed25519.ts';
 import { sha256HolderHash } from '../../src/crypto/holder.ts';
-import { FailoverPart } from '../../src/daemon/failover.ts';
+import { FailoverPart, loadFailoverEntitlement } from '../../src/daemon/failover.ts';
+import type { Config } from '../../src/config.ts';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { eventFields } from '../../src/core/audit.ts';
 import { generateVendorKey, issueFailover } from '../../src/vendor.ts';
 import { ManualClock, until } from '../helpers/daemon.ts';
@@ -363,4 +367,24 @@ test("a license installed at runtime while failover is active keeps the primary'
   await b.part.settled();
   t.is(b.table.availability('nuke_i', b.clock.now()).total, 6);
   t.is(b.table.license('houdini')?.seats, 1);
+});
+
+test('a bad failover file stops the start with ENTITLEMENT_INVALID, naming the setting, the file and the fix', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'licd-failover-file-'));
+  const load = (text: string | null) => {
+    const file = join(dir, `fo-${Math.random().toString(36).slice(2)}.lic`);
+    if (text !== null) writeFileSync(file, text);
+    const config = { failover: { entitlementFile: file }, cluster: { serverId: 'box-b' } } as unknown as Config;
+    try {
+      loadFailoverEntitlement(config, { vendorPublicKey: vpk, dongle: dongleB, now: T0, ed });
+      return 'ok';
+    } catch (e) {
+      return `${(e as LicdError).code}: ${(e as Error).message}`;
+    }
+  };
+  t.is(load(JSON.stringify(issueFailover(body(), vendor, ed))), 'ok');
+  t.regex(load('{"format":"licd-failover/1","body":"e30","sig":"AAAA"}'), /^ENTITLEMENT_INVALID: failover\.entitlementFile .*fo-.*\.lic: .*signature.*Give the failover entitlement the vendor made for this box's dongle \(licctl vendor failover\)/);
+  t.regex(load('not json'), /^ENTITLEMENT_INVALID: .*fo-.*\.lic/);
+  t.regex(load(null), /^ENTITLEMENT_INVALID: .*fo-.*\.lic/);
+  t.is(load(JSON.stringify(issueFailover(body(), vendor, ed)).replace('"licd-failover/1"', '"licd-entitlement/1"')).split(':')[0], 'ENTITLEMENT_INVALID');
 });
