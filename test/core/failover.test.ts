@@ -24,6 +24,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { eventFields } from '../../src/core/audit.ts';
+import { LicdMetrics } from '../../src/metrics/licd-metrics.ts';
 import { generateVendorKey, issueFailover } from '../../src/vendor.ts';
 import { ManualClock, until } from '../helpers/daemon.ts';
 
@@ -247,6 +248,9 @@ test("a failover box refuses the primary's seats while dormant, grants them afte
   b.clock.advance(30_000);
   await b.primary('offline');
   t.is(b.svc.serverState().failover?.state, 'active');
+  const metrics = new LicdMetrics({ service: b.svc, version: 'test', startedAt: 0 }).render();
+  t.regex(metrics, /^licd_failover_active\{primary="box-a"\} 1$/m);
+  t.regex(metrics, /^licd_failover_max_hours\{primary="box-a"\} 10$/m);
   await until(() => b.notices.some(([c, n]) => c === 'w8' && (n as { op: string }).op === 'queue.granted'), 'the waiter served', 5000);
   t.true((await b.ask('w8', { op: 'checkin', feature: 'nuke_i' })).ok);
   const x = await b.checkout('x');
