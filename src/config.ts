@@ -127,10 +127,15 @@ export interface Config {
     certFile: string | null;
     keyFile: string | null;
   };
+  /**
+   * A failover box (docs/scale-out.md, "Failover server"): the vendor-signed failover entitlement
+   * that lets this box serve another box's seats while that box is offline. Needs cluster.serverId.
+   */
+  failover: { entitlementFile: string | null };
 }
 
 /** Settings and whether changing them needs a restart (all do today; documented in README). */
-export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'borrow', 'limits', 'clock', 'log', 'identity', 'activation', 'history', 'audit', 'http', 'alerts', 'policy', 'discovery', 'cluster', 'web'] as const;
+export const CONFIG_FIELDS = ['dataDir', 'development', 'vendorPublicKey', 'entitlementFile', 'mqtt', 'broker', 'dongle', 'leases', 'borrow', 'limits', 'clock', 'log', 'identity', 'activation', 'history', 'audit', 'http', 'alerts', 'policy', 'discovery', 'cluster', 'web', 'failover'] as const;
 
 function bad(field: string, message: string): never {
   throw new LicdError('CONFIG_INVALID', `config: ${field} ${message}`, { field });
@@ -310,7 +315,19 @@ function parseConfigFields(raw: unknown, env: NodeJS.ProcessEnv, base: string): 
     discovery: parseDiscovery(f, env, development),
     cluster: parseCluster(f, brokerKind),
     web: parseWeb(f, brokerKind, tls.enabled, path),
+    failover: parseFailover(f, path),
   };
+}
+
+/** The `failover` section (docs/scale-out.md, "Failover server"). */
+function parseFailover(f: Fields, path: (p: string) => string): Config['failover'] {
+  const o = f.optObject('failover') ?? Fields.of({}, 'failover', 'CONFIG_INVALID');
+  o.only(['entitlementFile']);
+  const file = o.optString('entitlementFile', { max: 4096 }) ?? null;
+  if (file !== null && !(f.optObject('cluster')?.optString('serverId', { max: 32 }) ?? null)) {
+    bad('failover.entitlementFile', "needs cluster.serverId: a failover box watches the primary box's state on the cluster's topics (docs/scale-out.md)");
+  }
+  return { entitlementFile: file !== null ? path(file) : null };
 }
 
 function parseWeb(f: Fields, brokerKind: 'embedded' | 'external', brokerTls: boolean, path: (p: string) => string): Config['web'] {

@@ -9,6 +9,7 @@ import { parseEntitlementBody, type EntitlementBody } from './core/entitlement.t
 import type { DongleIdentity, Ed25519, Random } from './core/ports.ts';
 import { FORMATS, sealEnvelope, type SignedEnvelope } from './core/signed.ts';
 import { parseReleaseBody, type ReleaseBody } from './core/integrity.ts';
+import { parseFailoverBody, type FailoverBody } from './core/failover.ts';
 import { activationEntitlementBody, selectSpec, verifyActivationRequest, type ActivationEntitlementBody, type ActivationRequest, type ActivationSpec } from './core/activation.ts';
 
 export interface VendorKeyFile {
@@ -56,6 +57,12 @@ export function readVendorKey(path: string): VendorKeyFile {
 export function issueEntitlement(body: EntitlementBody, key: VendorKeyFile, ed: Ed25519): SignedEnvelope {
   parseEntitlementBody(body); // refuse to sign what the daemon would refuse to load
   return sealEnvelope(FORMATS.entitlement, body, fromHex(key.seed), ed);
+}
+
+/** A failover entitlement for a failover box (`licctl vendor failover`, docs/scale-out.md). */
+export function issueFailover(body: FailoverBody, key: VendorKeyFile, ed: Ed25519): SignedEnvelope {
+  parseFailoverBody(body); // refuse to sign what the daemon would refuse to load
+  return sealEnvelope(FORMATS.failover, body, fromHex(key.seed), ed);
 }
 
 /** A vendor-signed quarantine release (`licctl vendor release-quarantine`, docs/tokens.md). */

@@ -19,12 +19,13 @@ import { policyCommands } from './commands/policy.ts';
 import { vendorCommands } from './commands/vendor.ts';
 import { reportCommands } from './commands/report.ts';
 import { serversCommands } from './commands/servers.ts';
+import { failoverCommands } from './commands/failover.ts';
 import { err, out } from './context.ts';
 import { EXIT_SEAT_LOST } from './holding.ts';
 
 export { formatStatus } from './commands/use.ts';
 
-export const COMMANDS: Command[] = [...useCommands, ...borrowCommands, ...adminCommands, ...policyCommands, ...alertsCommands, ...auditCommands, ...reportCommands, ...activateCommands, ...vendorCommands, ...dongleCommands, ...trustCommands, ...serversCommands];
+export const COMMANDS: Command[] = [...useCommands, ...borrowCommands, ...adminCommands, ...policyCommands, ...alertsCommands, ...auditCommands, ...reportCommands, ...activateCommands, ...vendorCommands, ...dongleCommands, ...trustCommands, ...serversCommands, ...failoverCommands];
 
 /** The exit codes (README "licctl exit codes" has the same table). */
 export const EXIT = { ok: 0, unexpected: 1, refused: 2, noSeats: 3, unreachable: 4, seatLost: EXIT_SEAT_LOST, tls: 6, tokenInUse: 7, usage: 64 } as const;

@@ -146,6 +146,16 @@ export function eventFields(e: SeatEvent): Record<string, unknown> {
       return { feature: e.feature, count: e.count, user: e.user, host: e.host, client: e.client, reason: e.reason, waitedMs: e.waitedMs, ...(e.lease !== undefined ? { lease: e.lease } : {}), ...(e.code !== undefined ? { code: e.code } : {}) };
     case 'quarantine':
       return { action: e.action, reason: e.reason, holds: e.holds.map((h) => ({ feature: h.feature, seats: h.seats, until: new Date(h.until).toISOString() })), ...(e.by !== undefined ? { by: e.by } : {}) };
+    case 'failover':
+      return {
+        action: e.action,
+        primary: e.primary,
+        entitlement: e.entitlement,
+        since: new Date(e.since).toISOString(),
+        features: e.features,
+        ...(e.reason !== undefined ? { reason: e.reason } : {}),
+        ...(e.usedMs !== undefined ? { usedHours: Math.round(e.usedMs / 36_000) / 100 } : {}),
+      };
     default:
       return {};
   }

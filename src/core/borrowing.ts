@@ -65,6 +65,8 @@ export interface BorrowingDeps {
   sessionKeyHex: string;
   /** Extra checks before any new borrow or renewal (clock integrity, quarantine). */
   guard?: (now: number) => void;
+  /** A check per item of a new borrow: a failover box lends none of the primary's seats (src/core/failover.ts). */
+  admit?: (feature: string, count: number, now: number) => void;
 }
 
 /** The answer to borrow.preview (docs/protocol.md). */
@@ -335,6 +337,7 @@ export class Borrowing {
     this.d.guard?.(now);
     for (const item of req.items) this.checkHours(item.feature, req.hours, req.user, req.hostName, now);
     this.checkSeatLimits(req.items, req.user, req.hostName);
+    for (const item of req.items) this.d.admit?.(item.feature, item.count, now);
     const changes: Array<Change<Borrow>> = [];
     try {
       for (const item of req.items) {

@@ -59,6 +59,10 @@ export const ErrorCodes = [
   'POLICY_INVALID',
   // a lease ended because its client reported no activity for the policy's TIMEOUT (docs/policy.md)
   'LEASE_IDLE',
+  // a failover box (docs/scale-out.md): the primary's seats are not served now (it is online, or
+  // offline for less than the delay, or the hours are used up); a failover lease ended (the primary is back)
+  'FAILOVER_DORMANT',
+  'FAILOVER_ENDED',
 ] as const;
 
 export type ErrorCode = (typeof ErrorCodes)[number];

@@ -29,7 +29,9 @@ export type LeaseEndReason =
   /** Checked in, it lingered for its user@host (the policy's LINGER) and was not taken back. */
   | 'lingered'
   /** Its client reported no activity for the policy's TIMEOUT. */
-  | 'idle';
+  | 'idle'
+  /** A failover seat: the primary box came back, or the failover hours were used up (docs/scale-out.md). */
+  | 'failover-ended';
 
 export type BorrowEndReason = 'returned' | 'expired';
 
@@ -72,7 +74,12 @@ export type SeatEvent =
    * Every request on the admin topic, once answered: ok or the refusal's code. `subject` names what
    * it acted on when the request said (a lease id, a feature), never a secret.
    */
-  | { type: 'admin'; at: number; op: string; client: string; ok: boolean; code?: ErrorCode; subject?: string };
+  | { type: 'admin'; at: number; op: string; client: string; ok: boolean; code?: ErrorCode; subject?: string }
+  /**
+   * A failover period of this box for a primary box began or ended (docs/scale-out.md): `since`
+   * is when it began; `usedMs` the failover time used this month when it ended.
+   */
+  | { type: 'failover'; at: number; action: 'started' | 'ended'; primary: string; entitlement: string; since: number; reason?: string; usedMs?: number; features: Array<{ feature: string; seats: number }> };
 
 export type SeatEventType = SeatEvent['type'];
 

@@ -4,6 +4,7 @@
  */
 import type { Alert } from './alerts.ts';
 import type { ErrorCode } from './errors.ts';
+import type { FailoverView } from './failover.ts';
 import type { Availability } from './model.ts';
 import type { SignedEnvelope } from './signed.ts';
 import type { PolicyFeatureView } from './policy.ts';
@@ -143,6 +144,8 @@ export interface ServerState {
    * The full alerts are on licd/v1/alerts and the admin op alerts.list.
    */
   alerts?: AlertSummary[];
+  /** A failover box (docs/scale-out.md): whose seats it mirrors, dormant or active since when, hours used. */
+  failover?: FailoverView;
 }
 
 export interface AlertSummary {

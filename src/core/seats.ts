@@ -55,7 +55,7 @@ export interface Revoked {
   keepUntil: number;
   blockedUntil: number | null;
   /** Why it ended when not by an admin: LICENSE_REDUCED (a new license, see replaceLicenses), and the words its holder is told. */
-  code?: 'LICENSE_REDUCED' | 'LEASE_IDLE';
+  code?: 'LICENSE_REDUCED' | 'LEASE_IDLE' | 'FAILOVER_ENDED';
   message?: string;
 }
 
@@ -775,6 +775,8 @@ export class SeatTable {
   replaceLicenses(
     licenses: readonly FeatureLicense[],
     now: number,
+    /** Failover seats withdrawn (src/core/failover.ts): the code and words the ended leases' holders get instead. */
+    ending?: { code: 'FAILOVER_ENDED'; message: string },
   ): Change<{ ended: Array<{ lease: Lease; message: string }>; added: string[]; removed: string[]; changed: string[] }> {
     const next = new Map(licenses.map((l) => [l.name, l]));
     const ended: Array<{ lease: Lease; message: string }> = [];
@@ -799,7 +801,7 @@ export class SeatTable {
     }
     const revokedWere = new Map(this.revoked);
     for (const { lease, message } of ended) {
-      this.revoked.set(lease.id, { lease: lease.id, clientId: lease.clientId, feature: lease.feature, at: now, keepUntil: now + REVOKED_MEMORY_MS, blockedUntil: null, code: 'LICENSE_REDUCED', message });
+      this.revoked.set(lease.id, { lease: lease.id, clientId: lease.clientId, feature: lease.feature, at: now, keepUntil: now + REVOKED_MEMORY_MS, blockedUntil: null, code: ending?.code ?? 'LICENSE_REDUCED', message: ending?.message ?? message });
     }
     const mutations: Mutation[] = ended.map(({ lease }) => ({ kind: 'lease.del', id: lease.id }) as const);
     if (ended.length > 0) mutations.push(this.revocationsMutation(now));

@@ -1,5 +1,6 @@
 import { LicdError, isLicdError, type ErrorCode } from './errors.ts';
-import { productsOfFeatures, productViews, type Entitlement } from './entitlement.ts';
+import { productsOfFeatures, productViews, type Entitlement, type FeatureLicense } from './entitlement.ts';
+import type { FailoverView } from './failover.ts';
 import type { Borrow, Change, Lease, Mutation } from './model.ts';
 import type { EventBus, QueueLeftReason, SeatEvent } from './events.ts';
 import type { Clock, HolderHash, StateStore } from './ports.ts';
@@ -116,6 +117,12 @@ export interface ServiceDeps {
   requireLogin?: boolean;
   /** Told what happens to seats (usage history, audit, metrics, alerts: src/core/events.ts). */
   events?: EventBus;
+  /**
+   * A failover entitlement (src/core/failover.ts): `admit` may refuse a checkout before it is
+   * decided (a failover seat while the clock is in doubt); `explain` turns a refusal of one of the
+   * primary's features into why failover grants none now (FAILOVER_DORMANT).
+   */
+  failover?: { admit(feature: string, count: number, now: number): void; explain(e: unknown, feature: string, count: number): unknown };
 }
 
 /**
@@ -491,13 +498,15 @@ export class LicenseService {
       }
       let change: ReturnType<SeatTable['checkout']>;
       try {
+        this.deps.failover?.admit(feature, count, ctx.now);
         change = this.table.checkout(req, ctx.now);
       } catch (e) {
         // No seat for this request now: it waits if it asked to (a rule that forbids it is said at once).
         if (wait && isLicdError(e) && (e.code === 'NO_SEATS' || e.code === 'POLICY_RESERVED' || e.code === 'QUARANTINE') && count <= (this.table.license(feature)?.seats ?? 0)) {
           return await this.enqueue(req, ctx.now, maxWaitMs, e);
         }
-        throw e;
+        // A failover box says why the primary's seats are not served now (FAILOVER_DORMANT).
+        throw this.deps.failover ? this.deps.failover.explain(e, feature, count) : e;
       }
       const events: SeatEvent[] = change.result.status === 'granted' && !change.result.reclaimed ? [{ type: 'lease.granted', at: ctx.now, lease: change.result.lease }] : [];
       ({ status, lease } = await this.commit(change, [feature], { events }));
@@ -1014,7 +1023,44 @@ export class LicenseService {
       warnings: [...this.warnings.values()],
       ...(this.deps.tls ? { tls: this.deps.tls } : {}),
       alerts: this.alertSummaries,
+      ...(this.failoverView ? { failover: this.failoverView } : {}),
     };
+  }
+
+  private failoverView: FailoverView | null = null;
+
+  /** The failover state (docs/scale-out.md) shown in the server state and status; null: no failover entitlement. */
+  setFailover(view: FailoverView | null): void {
+    if (JSON.stringify(view) === JSON.stringify(this.failoverView)) return;
+    this.failoverView = view;
+    this.serverDirty = true;
+    this.deps.onDirty?.();
+  }
+
+  /**
+   * A failover box's licenses change (src/core/failover.ts): the primary's seats added when failover
+   * starts, taken away when it ends. Leases over the count that remains end, newest first, and
+   * their holders are told FAILOVER_ENDED (lease.lost now, heartbeat gone after), so a cluster
+   * client moves them back to the primary. Not bound to the dongle's counter: no borrow changes.
+   */
+  async setFailoverLicenses(licenses: readonly FeatureLicense[], ending: { message: string }, event: SeatEvent | null, failover: { id: string; issuedAt: number }): Promise<Lease[]> {
+    const now = this.deps.clock.now();
+    const before = this.table.featureNames();
+    const change = this.table.replaceLicenses(licenses, now, { code: 'FAILOVER_ENDED', message: ending.message });
+    const events: SeatEvent[] = [
+      ...change.result.ended.map(({ lease }): SeatEvent => ({ type: 'lease.ended', at: now, lease, reason: 'failover-ended' })),
+      ...(event ? [event] : []),
+      // The licensed counts changed: usage history, metrics and alerts take them again.
+      { type: 'license.changed', at: now, serial: failover.id, issued: failover.issuedAt, features: licenses.map((x) => x.name), ended: change.result.ended.length, by: 'failover' },
+    ];
+    const r = await this.commit(change, [...before, ...this.table.featureNames()], { events });
+    for (const name of before) if (!this.table.license(name)) this.removedFeatures.add(name);
+    for (const { lease, message } of r.ended) {
+      this.deps.log.warn('lease ended: failover ended', { lease: lease.id, feature: lease.feature, user: lease.user, host: lease.host });
+      this.deps.notify?.(lease.clientId, { id: null, ok: false, op: 'lease.lost', error: { code: 'FAILOVER_ENDED', message: ending.message || message, details: { lease: lease.id, feature: lease.feature } } });
+    }
+    this.markAllDirty();
+    return r.ended.map((x) => x.lease);
   }
 
   /**

@@ -26,6 +26,8 @@ export const FORMATS = {
   quarantineRelease: 'licd-quarantine-release/1',
   /** Signed by the dongle (not the vendor): docs/activation.md. */
   activationRequest: 'licd-activation-request/1',
+  /** Signed by the vendor: a failover box's right to serve another box's seats (docs/scale-out.md). */
+  failover: 'licd-failover/1',
 } as const;
 
 export function envelopeSignedBytes(format: string, body: Uint8Array): Uint8Array {

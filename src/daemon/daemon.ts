@@ -70,6 +70,8 @@ import { activateUrl, postActivation } from '../activation/client.ts';
 import { chooseStartLicense, licenseRecordOf, recordMutation } from '../activation/licenses.ts';
 import { announce, type Announcer } from '../discovery/mdns.ts';
 import { announcementOf } from '../discovery/plan.ts';
+import { FailoverPart, loadFailoverEntitlement } from './failover.ts';
+import { META_FAILOVER, parseFailoverUsage } from '../core/failover.ts';
 
 export const LICD_VERSION = '0.1.0';
 
@@ -235,6 +237,8 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     const licenseFile = config.entitlementFile ?? join(config.dataDir, 'dev', 'entitlement.json');
     dongle.setExpected({ serial: entitlement.dongle.serial, publicKey: entitlement.dongle.publicKey });
     if (!dongleView) log.warn('starting without the dongle: no seats are granted until it is plugged in', { expected: entitlement.dongle.serial, reason: dongle.reason });
+    // A failover box (docs/scale-out.md): the vendor-signed right to serve another box's seats, bound to this dongle.
+    const failoverEntitlement = loadFailoverEntitlement(config, { vendorPublicKey, dongle: entitlement.dongle, now: clock.now(), ed });
 
     // 3. State.
     const store = deps.store ?? (await LevelStore.open(join(config.dataDir, 'db')));
@@ -317,6 +321,9 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     const clockMeta = loaded.meta.get(META_CLOCK) as { hwm?: number } | undefined;
     const clockGuard = new ClockGuard(typeof clockMeta?.hwm === 'number' ? clockMeta.hwm : clock.now(), config.clock.toleranceSeconds * 1000);
     let persistedHwm = clockGuard.highWater;
+    const failover = failoverEntitlement
+      ? new FailoverPart(failoverEntitlement, { clock, table, clockGuard, store, log, own: () => entitlement.features }, parseFailoverUsage(loaded.meta.get(META_FAILOVER)))
+      : null;
 
     // Anti-rollback: borrow changes step the dongle's counter; the gate is made when the dongle
     // is first present and its counter judged against the database.
@@ -361,6 +368,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     const service = new LicenseService({
       ...(tlsView ? { tls: tlsView } : {}),
       events,
+      ...(failover ? { failover: failover.gate } : {}),
       counterGate: gateProxy,
       clockGuard,
       clock,
@@ -405,7 +413,8 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
           clientId: lease.clientId,
           issuedAt: new Date(clock.now()).toISOString(),
           until: new Date(lease.expiresAt).toISOString(),
-          entitlement: entitlement.id,
+          // A feature only the primary has is granted under the failover entitlement (docs/scale-out.md).
+          entitlement: failover && failover.plan.covers(lease.feature) && !entitlement.features.some((f) => f.name === lease.feature) ? failover.entitlement.id : entitlement.id,
           sessionKey: toHex(sessionKey),
         },
         sessionSeed,
@@ -426,6 +435,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         service.observeClock(now);
         clockGuard.refuse('borrowing');
       },
+      ...(failover ? { admit: failover.gate.borrow } : {}),
     });
     // Usage history (docs/history.md): a sink of the seat events, counting from the seats restored.
     const history = new UsageHistory({
@@ -567,6 +577,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       licenseRecord = order;
       entitlement = next;
       borrowing.setEntitlement(next);
+      failover?.licensesChanged();
       service.setWarning('license', null);
       let fileWarning: string | undefined;
       try {
@@ -744,9 +755,13 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
       daemonPassword = config.mqtt.password ?? (config.mqtt.passwordFile ? readSecret(config.mqtt.passwordFile, random, false) : null);
       linkTrust = { fingerprint: config.mqtt.fingerprint ?? undefined, ca: config.mqtt.caFile ? readConfigFile(config.mqtt.caFile, 'mqtt.caFile') : undefined };
     }
-    link = new ServerLink({ server: config.cluster.serverId, url: linkUrl ?? url, ...(linkTrust ? { tls: linkTrust } : {}), username: config.mqtt.username, password: daemonPassword, protocolVersion: config.mqtt.protocolVersion, service, log, observe: (op, seconds) => metrics.observeRequest(op, seconds), chain: () => ({ entitlement: entitlement.envelope, delegation, vendorPublicKey: toHex(vendorPublicKey) }) });
+    link = new ServerLink({ server: config.cluster.serverId, url: linkUrl ?? url, ...(linkTrust ? { tls: linkTrust } : {}), username: config.mqtt.username, password: daemonPassword, protocolVersion: config.mqtt.protocolVersion, service, log, observe: (op, seconds) => metrics.observeRequest(op, seconds), chain: () => ({ entitlement: entitlement.envelope, delegation, vendorPublicKey: toHex(vendorPublicKey), ...(failover ? { failover: failover.entitlement.envelope } : {}) }) });
     cleanups.push(() => link.close());
     await link.ready();
+    if (failover) {
+      failover.attach(service, link.client);
+      cleanups.push(() => failover.stop());
+    }
     // Waiters kept across the restart may ask again from now on (docs/policy.md, "Durability").
     service.queueWindowFrom(clock.now());
     alerts.start();
@@ -944,6 +959,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         service.observeClock();
         await store.commit([{ kind: 'meta.put', key: META_CLOCK, value: { hwm: clockGuard.highWater, last: clock.now() } }]).catch(() => {});
         await announcer?.close();
+        await failover?.stop();
         await link.close();
         // No request comes any more: what waits is written and the head sealed.
         await audit.stop();

@@ -71,7 +71,7 @@ export class LicdMetrics implements EventSink {
       ),
     );
     this.checkouts = r.add(new Counter('licd_checkouts_total', 'Checkouts by feature and result: granted, or denied with the refusal\'s code (NO_SEATS, BLOCKED, DONGLE_ABSENT, ...). A checkout that extends a lease the client holds is not counted.'));
-    this.leasesEnded = r.add(new Counter('licd_leases_ended_total', 'Leases ended by feature and reason: checkin, expired, client-gone, revoked, license-reduced.'));
+    this.leasesEnded = r.add(new Counter('licd_leases_ended_total', 'Leases ended by feature and reason: checkin, expired, client-gone, revoked, license-reduced, failover-ended.'));
     this.borrows = r.add(new Counter('licd_borrows_total', 'Borrow events by feature: granted, renewed, returned, expired, lost (marked by an admin), denied.'));
     this.requests = r.add(new Histogram('licd_request_duration_seconds', 'Time from a request\'s arrival at licd to its answer being handed to the broker, by operation.', LATENCY_BUCKETS));
     this.commits = r.add(new Histogram('licd_store_commit_duration_seconds', 'Time of one synced batch write of the license database (a group commit).', LATENCY_BUCKETS));
@@ -85,6 +85,26 @@ export class LicdMetrics implements EventSink {
           counts.set(k, c);
         }
         return [...counts.values()].map((c) => ({ labels: { kind: c.kind, severity: c.severity }, value: c.n }));
+      }),
+    );
+    // A failover box (docs/scale-out.md, "Failover server"); no sample on other boxes.
+    const failover = () => svc.serverState().failover;
+    r.add(
+      new Gauge('licd_failover_active', "On a failover box: 1 while it grants its primary's seats, 0 while dormant or this month's failover hours are used up.", () => {
+        const f = failover();
+        return f ? [{ labels: { primary: f.primary }, value: f.state === 'active' ? 1 : 0 }] : [];
+      }),
+    );
+    r.add(
+      new Gauge('licd_failover_used_hours', "On a failover box: failover hours used this month (UTC); the failover entitlement's cap is licd_failover_max_hours.", () => {
+        const f = failover();
+        return f ? [{ labels: { primary: f.primary }, value: f.usedHours }] : [];
+      }),
+    );
+    r.add(
+      new Gauge('licd_failover_max_hours', "On a failover box: the failover entitlement's cap on failover hours per month.", () => {
+        const f = failover();
+        return f ? [{ labels: { primary: f.primary }, value: f.maxHoursPerMonth }] : [];
       }),
     );
     for (const op of ['checkout', 'heartbeat', 'checkin', 'status']) this.requests.touch({ op });

@@ -27,7 +27,7 @@ export interface ServerLinkOptions {
   log: Log;
   /** The trust chain to publish retained for offline verification. */
   /** vendorPublicKey (hex): the key the server's entitlement verifies with, offered for clients to pin. */
-  chain?: () => { entitlement: unknown; delegation: unknown; vendorPublicKey?: string };
+  chain?: () => { entitlement: unknown; delegation: unknown; vendorPublicKey?: string; failover?: unknown };
   /** Told each request's time from arrival to its answer handed to the broker (metrics). */
   observe?: (op: string | null, seconds: number) => void;
   /** A box of a cluster: its server id, whose topics are under licd/v1/s/<server> (docs/scale-out.md). */

@@ -252,7 +252,7 @@ export class ClusterClient extends EventEmitter {
         return { server: id, lease };
       } catch (e) {
         // Full by now, or unreachable: the next server.
-        if (isLicdError(e) && !['NO_SEATS', 'TIMEOUT', 'DONGLE_ABSENT', 'QUARANTINE', 'SHUTTING_DOWN'].includes(e.code)) throw e;
+        if (isLicdError(e) && !['NO_SEATS', 'TIMEOUT', 'DONGLE_ABSENT', 'QUARANTINE', 'SHUTTING_DOWN', 'FAILOVER_DORMANT'].includes(e.code)) throw e;
       }
     }
     return null;

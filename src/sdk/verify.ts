@@ -13,6 +13,7 @@
 import { LicdError, isLicdError } from '../core/errors.ts';
 import { toHex } from '../core/bytes.ts';
 import type { FeatureLicense } from '../core/entitlement.ts';
+import { verifyFailover } from '../core/failover.ts';
 import type { Ed25519 } from '../core/ports.ts';
 import { topics as lone } from '../core/protocol.ts';
 import { FORMATS, parseEnvelope, verifyEnvelope, type SignedEnvelope } from '../core/signed.ts';
@@ -46,6 +47,8 @@ export interface GrantBundle {
   grant: unknown;
   entitlement: unknown;
   delegation: unknown;
+  /** A failover box's failover entitlement (docs/scale-out.md): a grant of a feature only the primary has names it. */
+  failover?: unknown;
 }
 
 export interface VerifyGrantOptions {
@@ -99,6 +102,16 @@ function parseGrantBody(json: unknown): Grant {
   };
 }
 
+/** The failover entitlement of a bundle, verified with the vendor key and bound to the chain's dongle. */
+function failoverLicense(envelope: unknown, chain: VerifiedChain, grant: Grant, o: VerifyGrantOptions): { id: string; features: FeatureLicense[] } {
+  try {
+    const d = chain.entitlement.dongle;
+    return verifyFailover(envelope, { vendorPublicKey: o.vendorPublicKey, dongle: { serial: d.serial, publicKey: d.publicKey }, serverId: '', now: grant.issuedAt, ed: o.ed });
+  } catch (e) {
+    throw new LicdError('TOKEN_INVALID', `the failover entitlement behind the grant does not hold: ${(e as Error).message}`, { link: 'failover', reason: isLicdError(e) ? String(e.details?.reason ?? 'invalid') : 'invalid' });
+  }
+}
+
 /** Reads a grant's claims without trusting them (for display; verifyGrant is the check). */
 export function peekGrant(grant: unknown): Grant {
   try {
@@ -141,11 +154,14 @@ export function verifyGrant(bundle: GrantBundle, o: VerifyGrantOptions): Verifie
   }
   if (outside) throw outside;
   const entitlement = chain.entitlement;
-  if (grant.entitlement !== entitlement.id) {
+  // A failover box grants a feature only the primary has under its failover entitlement, bound to
+  // the same dongle as its license (docs/scale-out.md, "Failover server").
+  const license = grant.entitlement !== entitlement.id && bundle.failover !== undefined ? failoverLicense(bundle.failover, chain, grant, o) : entitlement;
+  if (grant.entitlement !== license.id) {
     throw new LicdError('TOKEN_INVALID', `the grant names license ${grant.entitlement}, but its chain carries ${entitlement.id}`, { link: 'grant', reason: 'chain-mismatch' });
   }
-  const feature = entitlement.features.find((x) => x.name === grant.feature);
-  if (!feature) throw new LicdError('TOKEN_INVALID', `the license behind the grant (${entitlement.id}) has no feature ${grant.feature}`, { link: 'grant', reason: 'feature' });
+  const feature = license.features.find((x) => x.name === grant.feature);
+  if (!feature) throw new LicdError('TOKEN_INVALID', `the license behind the grant (${license.id}) has no feature ${grant.feature}`, { link: 'grant', reason: 'feature' });
   if (grant.count > feature.seats) {
     throw new LicdError('TOKEN_INVALID', `the grant is for ${grant.count} seats of ${grant.feature}; the license has ${feature.seats}`, { link: 'grant', reason: 'policy' });
   }
@@ -177,6 +193,8 @@ export interface PublishedChain {
    * a client trusts it once its user pinned it (src/sdk/known-vendors.ts, docs/borrowing.md).
    */
   vendorPublicKey?: string;
+  /** On a failover box: its failover entitlement (licd-failover/1), for grants of the primary's features. */
+  failover?: SignedEnvelope;
 }
 
 /**
@@ -215,7 +233,7 @@ export async function fetchChain(client: Pick<LicdClient, 'mqtt'> & { topics?: L
         if (!v || typeof v !== 'object' || !v.entitlement || !v.delegation) {
           return reject(new LicdError('TOKEN_INVALID', `${topics.serverChain} does not hold {entitlement, delegation}`, { reason: 'malformed' }));
         }
-        resolve({ entitlement: v.entitlement, delegation: v.delegation, ...(typeof v.vendorPublicKey === 'string' && /^[0-9a-f]{64}$/.test(v.vendorPublicKey) ? { vendorPublicKey: v.vendorPublicKey } : {}) });
+        resolve({ entitlement: v.entitlement, delegation: v.delegation, ...(v.failover ? { failover: v.failover } : {}), ...(typeof v.vendorPublicKey === 'string' && /^[0-9a-f]{64}$/.test(v.vendorPublicKey) ? { vendorPublicKey: v.vendorPublicKey } : {}) });
       };
       mqtt.on('message', onMessage);
       mqtt.subscribe(topics.serverChain, { qos: 1 }, (err, granted) => {

@@ -2,12 +2,13 @@
  * docs/asyncapi.yaml (AsyncAPI 3.0.0, written by hand) against the protocol map, as
  * test/docs.test.ts checks docs/protocol.md: every topic of src/core/protocol.ts has a channel,
  * every client and admin op a request and an answer message, every notice a message, every error
- * code of src/core/errors.ts is in the error enum; and the document has nothing more. A new op,
+ * code of src/core/errors.ts is in the error enum; every topic has its twin under
+ * licd/v1/s/{server}/ (a box of a cluster, docs/scale-out.md); and the document has nothing more. A new op,
  * topic or error code in the map fails this test until the document has it too.
  */
 import test from 'ava';
 import { ErrorCodes } from '../../src/core/errors.ts';
-import { ADMIN_OPS, CLIENT_OPS, NOTICE_OPS, parseTopic, topics } from '../../src/core/protocol.ts';
+import { ADMIN_OPS, CLIENT_OPS, NOTICE_OPS, parseTopic, serverPrefix, topics, topicsOf } from '../../src/core/protocol.ts';
 import { deref, doc, obj, resolve, type Node } from './asyncapi-doc.ts';
 
 const channels = obj(doc.channels, 'channels');
@@ -77,8 +78,13 @@ test('every topic of the protocol map has a channel, with parameters where the m
     else if (v.includes('+')) filters.push(v);
     else addresses.push(v);
   }
-  const documented = Object.entries(channels).map(([k, c]) => obj(c, `channels.${k}`).address as string);
+  const all = Object.entries(channels).map(([k, c]) => obj(c, `channels.${k}`).address as string);
+  // A box of a cluster (docs/scale-out.md) has every topic under licd/v1/s/{server}/: each has its twin.
+  const CLUSTER = 'licd/v1/s/{server}/';
+  const documented = all.filter((a) => !a.startsWith(CLUSTER));
   t.deepEqual(documented.map(normal).sort(), addresses.sort(), 'channel addresses = the topics of src/core/protocol.ts');
+  const cluster = all.filter((a) => a.startsWith(CLUSTER)).map((a) => 'licd/v1/' + a.slice(CLUSTER.length));
+  t.deepEqual(cluster.map(normal).sort(), addresses.sort(), 'every topic has its cluster channel under licd/v1/s/{server}/, and no other');
   for (const f of filters) t.true(documented.map(normal).includes(f.replace(/\+/g, '{}')), `the subscription ${f} matches a channel`);
 
   // Parameter names: declared, known, and where the map puts them.
@@ -88,10 +94,12 @@ test('every topic of the protocol map has a channel, with parameters where the m
     const names = [...address.matchAll(/\{([^}]*)\}/g)].map((m) => m[1]!);
     const declared = ch.parameters === undefined ? [] : Object.keys(obj(ch.parameters, `channels.${key}.parameters`));
     t.deepEqual(declared.sort(), [...names].sort(), `${key}: parameters declared = those in ${address}`);
-    for (const n of names) t.true(['clientId', 'login', 'feature'].includes(n), `${key}: parameter ${n}`);
-    const concrete = address.replace('{clientId}', 'CID').replace('{login}', 'LOGIN').replace('{feature}', 'FEAT');
-    if (names.includes('feature')) t.is(concrete, topics.feature('FEAT'), `${key}: {feature} where the map puts the feature`);
-    const parsed = parseTopic(concrete);
+    for (const n of names) t.true(['clientId', 'login', 'feature', 'server'].includes(n), `${key}: parameter ${n}`);
+    const onBox = names.includes('server') ? 'SRV' : null;
+    if (onBox) t.true(address.startsWith('licd/v1/s/{server}/'), `${key}: {server} where the cluster's topics put it`);
+    const concrete = address.replace('{server}', 'SRV').replace('{clientId}', 'CID').replace('{login}', 'LOGIN').replace('{feature}', 'FEAT');
+    if (names.includes('feature')) t.is(concrete, topicsOf(onBox).feature('FEAT'), `${key}: {feature} where the map puts the feature`);
+    const parsed = onBox ? parseTopic(concrete, serverPrefix(onBox)) : parseTopic(concrete);
     if (parsed) {
       t.is(parsed.clientId, 'CID', `${key}: {clientId} where the daemon reads the client id`);
       t.is(parsed.login, names.includes('login') ? 'LOGIN' : undefined, `${key}: {login} where the daemon reads the login`);
@@ -158,7 +166,8 @@ test('operations: every channel is used, each request op is served with its answ
     const chRef = ref(op.channel, `${name}.channel`);
     const ch = chRef.replace('#/channels/', '');
     used.add(ch);
-    const msgs = (op.messages as unknown[]).map((m, i) => ref(m, `${name}.messages[${i}]`));
+    // Without messages, an operation takes every message of its channel (the cluster's operations).
+    const msgs = ((op.messages as unknown[] | undefined) ?? []).map((m, i) => ref(m, `${name}.messages[${i}]`));
     for (const m of msgs) t.true(m.startsWith(`#/channels/${ch}/messages/`), `${name}: ${m} is a message of its channel ${ch}`);
     if (op.reply !== undefined) {
       const reply = obj(op.reply, `${name}.reply`);

@@ -15,6 +15,20 @@ export function featureExpired(f: FeatureStatus, now: number): boolean {
   return f.expires !== null && Date.parse(f.expires) <= now;
 }
 
+/** A failover box's state (docs/scale-out.md, "Failover server"), one line. */
+function failoverLine(f: NonNullable<StatusResult['server']['failover']>, time: (t: string | number | Date) => string): string {
+  const seats = f.features.map((x) => `${cell(x.feature)} x${x.seats}`).join(', ');
+  const state =
+    f.state === 'active'
+      ? `ACTIVE since ${time(f.since!)} (${cell(f.primary)} offline since ${time(f.offlineSince!)})`
+      : f.state === 'used-up'
+        ? `stopped: this month's failover hours are used up (${cell(f.primary)} offline since ${time(f.offlineSince!)})`
+        : f.reason === 'waiting'
+          ? `dormant: ${cell(f.primary)} offline since ${time(f.offlineSince!)}, failover starts at ${time(f.startsAt!)}`
+          : `dormant (${cell(f.reason === 'online' ? `${f.primary} is online` : f.reason === 'unseen' ? `${f.primary}'s state not seen` : (f.reason ?? ''))})`;
+  return `failover for ${cell(f.primary)}: ${state}; ${seats}; used ${f.usedHours} of ${f.maxHoursPerMonth} h this month (${cell(f.entitlement)})`;
+}
+
 export function formatStatus(s: StatusResult, only?: string, time: (t: string | number | Date) => string = (t) => formatTime(t), now = Date.now()): string {
   const lines: string[] = [];
   const srv = s.server;
@@ -22,6 +36,7 @@ export function formatStatus(s: StatusResult, only?: string, time: (t: string | 
   lines.push(`licd ${cell(srv.version)}: ${srv.state}, ${dongle}${srv.development ? ', DEVELOPMENT MATERIAL' : ''}`);
   if (srv.entitlement) lines.push(`license ${cell(srv.entitlement.id)} for ${cell(srv.entitlement.customer)}`);
   for (const w of srv.warnings) lines.push(`warning: ${cell(w)}`);
+  if (srv.failover) lines.push(failoverLine(srv.failover, time));
   for (const x of srv.alerts ?? []) lines.push(`alert (${x.severity}, since ${time(x.since)}): ${cell(x.summary)}`);
   for (const q of s.quarantine) lines.push(`quarantine: ${cell(q.feature)} ${q.seats} seats held until ${time(q.until)}`);
   if (srv.tls) lines.push(`TLS${srv.tls.port ? ` port ${srv.tls.port}` : ''}: certificate ${cell(srv.tls.fingerprint)} (pin it: --fingerprint ${cell(srv.tls.fingerprint)})`);
