@@ -7,11 +7,11 @@
  * ledger checks all along that nothing is over the sum of the counts.
  */
 import test from 'ava';
-import { appendFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { boxConfig, startBridgedBrokers } from '../helpers/bridged-boxes.ts';
 import { tempDir, until } from '../helpers/daemon.ts';
-import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.ts';
+import type { Mosquitto } from '../helpers/mosquitto.ts';
 import { killAll, run, startDaemonProcess, type Proc } from '../helpers/procs.ts';
 import { ClusterClient } from '../../src/sdk/cluster.ts';
 import { LicdClient } from '../../src/sdk/client.ts';
@@ -22,52 +22,21 @@ import { nodeEd25519 } from '../../src/crypto/ed25519.ts';
 
 test.after.always(() => killAll());
 
-const BRIDGE = fileURLToPath(new URL('../../systemd/mosquitto/licd-bridge.conf.example', import.meta.url));
 const IDS = ['box-a', 'box-b'] as const;
 /** The failover delay: long enough to see B refuse while A is offline, short for the test. */
 const AFTER_SECONDS = 10;
 
-function bridgeConfig(self: string, other: string, to: Mosquitto, password: string): string {
-  const text = readFileSync(BRIDGE, 'utf8')
-    .replaceAll('@SELF@', self)
-    .replaceAll('@OTHER@', other)
-    .replaceAll('@OTHER_ADDRESS@', `127.0.0.1:${to.tlsPort}`)
-    .replaceAll('@OTHER_CAFILE@', to.certFile)
-    .replaceAll('@PASSWORD@', password);
-  return `\n${text}\n`;
-}
-
 test("a failover box serves the primary's seats only after the primary has been offline for the delay, and gives them back when it returns", async (t) => {
   t.timeout(120_000);
-  const password = 'cluster-test-password';
   const brokers: Mosquitto[] = [];
   t.teardown(async () => {
     for (const m of brokers) await m.stop().catch(() => {});
   });
-  for (let i = 0; i < 2; i++) brokers.push(await startMosquitto({ users: { cluster: password } }));
-  for (let i = 0; i < 2; i++) {
-    appendFileSync(join(brokers[i]!.dir, 'licd.conf'), bridgeConfig(IDS[i]!, IDS[1 - i]!, brokers[1 - i]!, password));
-    await brokers[i]!.kill('SIGTERM');
-    await brokers[i]!.relaunch();
-  }
+  await startBridgedBrokers(IDS, (m) => brokers.push(m));
 
   const dir = tempDir('licd-failover-');
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const configOf = (i: number, extra: object = {}) => {
-    const file = join(dir, `${IDS[i]}.json`);
-    writeFileSync(
-      file,
-      JSON.stringify({
-        dataDir: join(dir, IDS[i]!),
-        development: true,
-        mqtt: { broker: 'external', url: brokers[i]!.url, username: 'licd', password: brokers[i]!.passwords.licd },
-        cluster: { serverId: IDS[i] },
-        leases: { minTtlSeconds: 3, ttlSeconds: 9 },
-        ...extra,
-      }),
-    );
-    return file;
-  };
+  const configOf = (i: number, extra: Record<string, unknown> = {}) => boxConfig(dir, IDS[i]!, brokers[i]!, extra);
 
   // B's first start makes its development vendor key, dongle and demo license (nuke_i x1); the
   // vendor (here, B's development key) then signs B a failover entitlement for A's nuke_i x1.
