@@ -6,7 +6,7 @@
  * `audit.export`. Signatures are made here, on the timer, never on a request's path.
  */
 import type { Config } from '../config.ts';
-import { AuditChain, CERT_PREFIX, RECORD_RANGE, readChainHead, recordKey, type AuditRecord, type Sealer, type Sha256 } from '../core/audit.ts';
+import { AuditChain, CERT_PREFIX, RECORD_RANGE, readChainHead, recordKey, withHash, type AuditRecord, type Sealer, type Sha256 } from '../core/audit.ts';
 import { LicdError } from '../core/errors.ts';
 import type { Clock, StateStore } from '../core/ports.ts';
 import type { AuditExportResult, AuditHeadResult } from '../core/protocol.ts';
@@ -57,7 +57,7 @@ export class AuditLog {
   /** Reads the head of the chain from the store (the last record, and the last seal before it). */
   static async open(deps: AuditLogDeps): Promise<AuditLog> {
     const a = new AuditLog(deps);
-    const head = await readChainHead(deps.store);
+    const head = await readChainHead(deps.store, undefined, deps.sha256);
     if (head.problem) deps.log.error(`${head.problem}: the audit chain goes on after it; licctl audit verify names what is wrong`);
     if (head.gaps.length > 0) deps.log.warn('audit records missing after the last seal (a refused write, then a crash): voided', { gaps: head.gaps.map((g) => `${g.from}-${g.to}`) });
     a.chain.resume(head.last, head.lastSeal, head.sinceSeal, head.gaps);
@@ -178,13 +178,14 @@ export class AuditLog {
     let bytes = 0;
     let next: number | null = null;
     for await (const [key, value] of store.scan('audit', { gte: recordKey(start), lt: RECORD_RANGE.lt!, limit: limit + 1 })) {
-      const size = JSON.stringify(value).length;
+      const rec = withHash(value as AuditRecord, this.deps.sha256);
+      const size = JSON.stringify(rec).length;
       if (records.length >= limit || (records.length > 0 && bytes + size > PAGE_BYTES)) {
         next = Number(key);
         break;
       }
       bytes += size;
-      records.push(value as AuditRecord);
+      records.push(rec);
     }
     const certs: Record<string, unknown> = {};
     for (const r of records) {

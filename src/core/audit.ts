@@ -95,6 +95,30 @@ export function recordHash(rec: Record<string, unknown>, sha256: Sha256): string
   return sha256Hex(sha256, `${AUDIT_RECORD_DOMAIN}\0${canonical(rec, 'hash')}`);
 }
 
+/**
+ * A new record's hash, and the JSON a store keeps of it: the hashed text itself, one encoding for
+ * both. The hash is left out of the stored text (it follows from the rest; readers put it back
+ * with withHash): two hex digests were 40 % of a record's bytes, and each byte written is
+ * rewritten by LevelDB's compactions (docs/audit.md, "Storage").
+ */
+function hashAndText(rec: Record<string, unknown>, sha256: Sha256): { hash: string; json: string } {
+  const json = canonical(rec, 'hash');
+  return { hash: sha256Hex(sha256, `${AUDIT_RECORD_DOMAIN}\0${json}`), json };
+}
+
+/**
+ * A record as read from the store, with its hash: kept as it was stored when it has one (records
+ * of older licd versions, and the memory store), else computed from its content. A record edited
+ * in the database then hashes to its edited content, and the next record's link names it.
+ */
+export function withHash<T>(rec: T, sha256: Sha256 | null): T {
+  if (sha256 && rec !== null && typeof rec === 'object' && !Array.isArray(rec) && typeof (rec as { hash?: unknown }).hash !== 'string') {
+    const r = rec as Record<string, unknown>;
+    r.hash = recordHash(r, sha256);
+  }
+  return rec;
+}
+
 /** The content address of a certificate (an entitlement or delegation envelope): sha-256 of its canonical JSON. */
 export function certRef(envelope: unknown, sha256: Sha256): string {
   return sha256Hex(sha256, canonicalJson(envelope));
@@ -375,12 +399,12 @@ export class AuditChain implements EventSink {
     rec.at = at;
     rec.kind = kind;
     rec.prev = this.head;
-    const hash = recordHash(rec, this.deps.sha256);
+    const { hash, json } = hashAndText(rec, this.deps.sha256);
     rec.hash = hash;
     this.head = hash;
     b.last = seq;
     b.lastHash = hash;
-    b.puts.push({ kind: 'rec.put', space: 'audit', key: recordKey(seq), value: rec });
+    b.puts.push({ kind: 'rec.put', space: 'audit', key: recordKey(seq), value: rec, json });
   }
 
   private finish(b: Batch & { extra: Mutation[]; puts: Mutation[] }, key: object): Mutation[] {
@@ -444,6 +468,8 @@ export class AuditChain implements EventSink {
 export async function readChainHead(
   store: Pick<StateStore, 'scan'>,
   maxScan = 100_000,
+  /** Puts back the hash a stored record leaves out (withHash); without it, such a record is malformed. */
+  sha256: Sha256 | null = null,
 ): Promise<{ last: { seq: number; hash: string } | null; lastSeal: { seq: number; at: string } | null; sinceSeal: number; gaps: Void[]; problem?: string }> {
   let last: { seq: number; hash: string } | null = null;
   let problem: string | undefined;
@@ -451,7 +477,7 @@ export async function readChainHead(
   const gaps: Void[] = [];
   let above: { seq: number; prev: string } | null = null;
   for await (const [key, value] of store.scan('audit', { ...RECORD_RANGE, reverse: true, limit: maxScan })) {
-    const r = value as Partial<AuditRecord> | null;
+    const r = withHash(value as Partial<AuditRecord> | null, sha256);
     const wellFormed = r !== null && typeof r === 'object' && typeof r.seq === 'number' && r.seq === Number(key) && typeof r.hash === 'string' && typeof r.prev === 'string';
     if (wellFormed && above && above.seq > r.seq! + 1) gaps.unshift({ from: r.seq! + 1, to: above.seq - 1, before: r.hash!, last: above.prev, why: 'missing at start' });
     above = wellFormed ? { seq: r.seq!, prev: r.prev! } : null;

@@ -76,7 +76,8 @@ export type Mutation =
    * A record of a space kept beside the seat state (usage history, the audit log): written in the
    * same batch, never loaded at start (read with StateStore.scan). Keys sort as strings.
    */
-  | { kind: 'rec.put'; space: RecordSpace; key: string; value: unknown }
+  /** `json`, when given, is `value` already encoded as JSON: a store may write it as it is (an audit record's text, made for its hash anyway). */
+  | { kind: 'rec.put'; space: RecordSpace; key: string; value: unknown; json?: string }
   | { kind: 'rec.del'; space: RecordSpace; key: string };
 
 /** The record spaces (docs/storage.md); 'queue': the checkouts waiting for a seat, read back at start (docs/policy.md, "Durability"). */

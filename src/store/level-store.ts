@@ -28,7 +28,7 @@ import { storeFaultError } from './faults.ts';
  */
 export const SCHEMA_VERSION = 1;
 
-type Op = { type: 'put'; key: string; value: unknown } | { type: 'del'; key: string };
+type Op = { type: 'put'; key: string; value: unknown; valueEncoding?: 'utf8' } | { type: 'del'; key: string };
 
 interface Pending {
   ops: Op[];
@@ -299,7 +299,8 @@ function toOp(m: Mutation): Op {
     case 'meta.put':
       return { type: 'put', key: `meta!${m.key}`, value: m.value };
     case 'rec.put':
-      return { type: 'put', key: `rec!${m.space}!${m.key}`, value: m.value };
+      // Text already encoded is written as it is (it reads back as JSON like the rest).
+      return m.json !== undefined ? { type: 'put', key: `rec!${m.space}!${m.key}`, value: m.json, valueEncoding: 'utf8' } : { type: 'put', key: `rec!${m.space}!${m.key}`, value: m.value };
     case 'rec.del':
       return { type: 'del', key: `rec!${m.space}!${m.key}` };
   }
