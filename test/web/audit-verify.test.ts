@@ -10,25 +10,16 @@ import { ClassicLevel } from 'classic-level';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/daemon.ts';
-import { openPage } from '../helpers/browser.ts';
-import { killAll, run, startDaemonProcess } from '../helpers/procs.ts';
+import { openPage, screenshotDir, webDaemon } from '../helpers/browser.ts';
+import { killAll, run } from '../helpers/procs.ts';
 import { LicdClient } from '../../src/sdk/client.ts';
 
 test.after.always(() => killAll());
 
 test('the page verifies the audit log with WebCrypto, as licctl does; an edited record and a wrong vendor key are reported', async (t) => {
   t.timeout(150_000); // about 15 s alone; generous for a loaded machine
-  const dir = tempDir();
-  const out = process.env.LICD_WEB_SCREENSHOTS ?? tempDir('licd-web-shots-');
-  const d = startDaemonProcess({ LICD_DATA_DIR: dir, LICD_MQTT_PORT: '0' });
-  t.teardown(() => {
-    d.child.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
-    if (!process.env.LICD_WEB_SCREENSHOTS) rmSync(out, { recursive: true, force: true });
-  });
-  const mqttUrl = (await d.waitFor(/listening on (mqtt:\/\/[\d.]+:\d+)/, 40_000))[1]!;
-  const web = (await d.waitFor(/web page on (http:\/\/[\d.]+:\d+)\//, 10_000))[1]!;
-  const password = readFileSync(join(dir, 'admin.password'), 'utf8').trim();
+  const out = screenshotDir(t);
+  const { dir, mqttUrl, web, password } = await webDaemon(t);
 
   // Real use: a checkout and a check-in, a denial, a revoke by the admin (which seals).
   const alice = await LicdClient.connect({ url: mqttUrl, user: 'alice', host: 'node-1', timeoutMs: 10_000 });
@@ -115,13 +106,7 @@ test('the page verifies the audit log with WebCrypto, as licctl does; an edited 
 test("a record edited in licd's own database while it was stopped: the page's check of the log names it", async (t) => {
   t.timeout(150_000); // about 15 s alone; generous for a loaded machine
   const dir = tempDir();
-  const start = async () => {
-    const d = startDaemonProcess({ LICD_DATA_DIR: dir, LICD_MQTT_PORT: '0' });
-    t.teardown(() => void d.child.kill('SIGKILL'));
-    const mqttUrl = (await d.waitFor(/listening on (mqtt:\/\/[\d.]+:\d+)/, 40_000))[1]!;
-    const web = (await d.waitFor(/web page on (http:\/\/[\d.]+:\d+)\//, 10_000))[1]!;
-    return { d, mqttUrl, web };
-  };
+  const start = () => webDaemon(t, dir);
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const first = await start();
   const bob = await LicdClient.connect({ url: first.mqttUrl, user: 'bob', host: 'node-2', timeoutMs: 10_000 });

@@ -7,28 +7,17 @@
  * keeps them).
  */
 import test from 'ava';
-import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir } from '../helpers/daemon.ts';
-import { openPage } from '../helpers/browser.ts';
-import { killAll, startDaemonProcess } from '../helpers/procs.ts';
+import { openPage, screenshotDir, webDaemon } from '../helpers/browser.ts';
+import { killAll } from '../helpers/procs.ts';
 import { LicdClient } from '../../src/sdk/client.ts';
 
 test.after.always(() => killAll());
 
 test('the usage and denials charts over time show real checkouts and refusals, readable in numbers and on a phone', async (t) => {
   t.timeout(150_000); // about 15 s alone; generous for a loaded machine
-  const dir = tempDir();
-  const out = process.env.LICD_WEB_SCREENSHOTS ?? tempDir('licd-web-shots-');
-  const d = startDaemonProcess({ LICD_DATA_DIR: dir, LICD_MQTT_PORT: '0' });
-  t.teardown(() => {
-    d.child.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
-    if (!process.env.LICD_WEB_SCREENSHOTS) rmSync(out, { recursive: true, force: true });
-  });
-  const mqttUrl = (await d.waitFor(/listening on (mqtt:\/\/[\d.]+:\d+)/, 40_000))[1]!;
-  const web = (await d.waitFor(/web page on (http:\/\/[\d.]+:\d+)\//, 10_000))[1]!;
-  const password = readFileSync(join(dir, 'admin.password'), 'utf8').trim();
+  const out = screenshotDir(t);
+  const { mqttUrl, web, password } = await webDaemon(t);
 
   // Four render nodes take the four seats of vray_render; a fifth is refused, and one asks for a version not licensed.
   const nodes = await Promise.all([1, 2, 3, 4, 5].map((i) => LicdClient.connect({ url: mqttUrl, user: `artist${i}`, host: `node-${i}`, timeoutMs: 10_000 })));

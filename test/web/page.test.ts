@@ -5,33 +5,12 @@
  * (LICD_WEB_SCREENSHOTS=dir keeps them elsewhere; docs/web-overview.png was made so).
  */
 import test from 'ava';
-import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir } from '../helpers/daemon.ts';
-import { openPage } from '../helpers/browser.ts';
-import { killAll, run, startDaemonProcess } from '../helpers/procs.ts';
+import { openPage, screenshotDir as shots, webDaemon as daemon } from '../helpers/browser.ts';
+import { killAll, run } from '../helpers/procs.ts';
 import { LicdClient } from '../../src/sdk/client.ts';
 
 test.after.always(() => killAll());
-
-function shots(t: { teardown(f: () => void): void }): string {
-  if (process.env.LICD_WEB_SCREENSHOTS) return process.env.LICD_WEB_SCREENSHOTS;
-  const dir = tempDir('licd-web-shots-');
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-async function daemon(t: { teardown(f: () => void): void }) {
-  const dir = tempDir();
-  const d = startDaemonProcess({ LICD_DATA_DIR: dir, LICD_MQTT_PORT: '0' });
-  t.teardown(() => {
-    d.child.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const mqttUrl = (await d.waitFor(/listening on (mqtt:\/\/[\d.]+:\d+)/, 40_000))[1]!;
-  const web = (await d.waitFor(/web page on (http:\/\/[\d.]+:\d+)\//, 10_000))[1]!;
-  return { d, dir, mqttUrl, web, password: readFileSync(join(dir, 'admin.password'), 'utf8').trim() };
-}
 
 test('sign in, a checkout by a real client appears without a reload, the admin revokes it, the client hears it; the audit log shows it and its export verifies with licctl', async (t) => {
   t.timeout(150_000); // about 20 s alone; generous for a loaded machine
