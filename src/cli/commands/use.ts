@@ -7,7 +7,7 @@ import { clusterServerIds, type ClusterClient, type ClusterLease } from '../../s
 import { flag, has, intFlag, UsageError, type ParsedArgs } from '../args.ts';
 import type { Command } from '../command.ts';
 import { cell, connect, connectCluster, connectForSeat, err, json, jsonLine, out, outJson, serverOf, timeOf, vendorKey } from '../context.ts';
-import { checkinHeld, checkinLines, EXIT_SEAT_LOST, lossLine, normaliseServer, parseDuration, recordHeld, startChild, watchLoss, type LossPolicy, type Say } from '../holding.ts';
+import { checkinHeld, checkinLines, EXIT_SEAT_LOST, lossLine, normaliseServer, parseDuration, recordHeld, startChild, watchLoss, type LossPolicy, type LossSource, type Say } from '../holding.ts';
 import { formatTime } from '../time.ts';
 
 /** A feature whose license has ended: no seat of it can be checked out, whatever the counts say. */
@@ -269,26 +269,26 @@ async function run(a: ParsedArgs): Promise<number> {
     }
     if (local.inUse.length > 0) busy = local.reason;
   }
-  let c: LicdClient | null = null;
-  let cluster: ClusterClient | null = null;
+  let conn: { c: LicdClient } | { cluster: ClusterClient };
   try {
     // On a cluster of boxes the seat moves to another box when its box goes offline; waiting in a
     // queue is one box's (docs/scale-out.md), so --wait takes a box with room and stays there.
-    if (has(a, 'wait')) c = await connectForSeat(a, feature, intFlag(a, 'count', 1, 1_000_000) ?? 1);
+    if (has(a, 'wait')) conn = { c: await connectForSeat(a, feature, intFlag(a, 'count', 1, 1_000_000) ?? 1) };
     else {
       const probe = await connect(a);
-      cluster = await connectCluster(a, probe).catch(async (e: unknown) => {
+      const cluster = await connectCluster(a, probe).catch(async (e: unknown) => {
         await probe.close({ checkin: false });
         throw e;
       });
-      if (!cluster) c = probe;
+      conn = cluster ? { cluster } : { c: probe };
     }
   } catch (e) {
     if (busy) throw new LicdError('TOKEN_IN_USE', `${busy} (and the license server was not reached: ${(e as Error).message})`);
     const local = new BorrowClient().usable(feature, vendorKey(a));
     throw new LicdError('TIMEOUT', `${(e as Error).message}; no borrowed license to fall back on (${'reason' in local ? local.reason : ''})`);
   }
-  if (cluster || !c) return runOnCluster(a, cluster!, feature, report, say, policy);
+  if ('cluster' in conn) return runOnCluster(a, conn.cluster, feature, report, say, policy);
+  const c = conn.c;
   let lease: Lease;
   try {
     lease = await c.checkout(feature, checkoutOptions(a, (q) => report('queued', { ...q }, queueLine(q, time))));
@@ -297,21 +297,51 @@ async function run(a: ParsedArgs): Promise<number> {
     throw e;
   }
   report('granted', { lease: leaseView(lease) }, leaseLine(lease, time));
+  return runWhileHeld(a, feature, report, say, policy, {
+    source: lease,
+    where: () => ({}),
+    giveBack: () => {
+      if (lease.state !== 'revoked') return c.checkin({ leases: [lease.id] });
+      c.forget(lease.id);
+      return null;
+    },
+    close: () => c.close({ checkin: false }),
+  });
+}
+
+type Report = (event: string, fields: Record<string, unknown>, text: string) => void;
+
+/** What licctl run holds while its command runs: a lease of one box, or a cluster's seat that may move between boxes. */
+interface RunSeat {
+  /** Says when the seat is lost and when it is back. */
+  source: LossSource;
+  /** Where it is held now, for the reports: {server} on a cluster. */
+  where(): { server?: string };
+  /** Gives the seat back; null when it is not this command's to give (revoked, or lost on a cluster). */
+  giveBack(): Promise<unknown> | null;
+  close(): Promise<void>;
+}
+
+/** Runs the command while `seat` is held, applies --on-loss, gives the seat back at the end; exits with the command's code. */
+async function runWhileHeld(a: ParsedArgs, feature: string, report: Report, say: Say, policy: LossPolicy, seat: RunSeat): Promise<number> {
   const child = startChild(a.rest, say);
-  const unwatch = watchLoss(lease, feature, child, policy, say);
+  const unwatch = watchLoss(seat.source, feature, child, policy, say);
   const code = await child.exit;
   const stopped = unwatch();
-  if (lease.state !== 'revoked') {
+  const where = seat.where();
+  const id = seat.source.id;
+  const back = seat.giveBack();
+  if (back) {
     try {
-      await c.checkin({ leases: [lease.id] });
-      report('checkedIn', { lease: lease.id, feature }, `checked in ${feature}`);
+      await back;
+      report('checkedIn', { lease: id, feature, ...where }, `checked in ${feature}${where.server ? ` on server ${where.server}` : ''}`);
     } catch (e) {
-      report('notCheckedIn', { lease: lease.id, feature, message: (e as Error).message }, `could not check in ${feature} (${(e as Error).message}); the seat returns when its lease times out`);
+      report('notCheckedIn', { lease: id, feature, ...where, message: (e as Error).message }, `could not check in ${feature} (${(e as Error).message}); the seat returns when its lease times out`);
     }
-  } else c.forget(lease.id);
-  await c.close({ checkin: false });
+  }
+  await seat.close();
   const exit = stopped ? EXIT_SEAT_LOST : code;
-  if (asJson) jsonLine('err', { event: 'exit', code: exit, commandExit: code, stopped });
+  if (json(a)) jsonLine('err', { event: 'exit', code: exit, commandExit: code, stopped });
   return exit;
 }
 
@@ -319,7 +349,7 @@ async function run(a: ParsedArgs): Promise<number> {
  * licctl run on a cluster of boxes: the seat comes from the box the ClusterClient picks and moves
  * to another box with a free seat when its box goes offline, while the command runs on.
  */
-async function runOnCluster(a: ParsedArgs, cluster: ClusterClient, feature: string, report: (event: string, fields: Record<string, unknown>, text: string) => void, say: Say, policy: LossPolicy): Promise<number> {
+async function runOnCluster(a: ParsedArgs, cluster: ClusterClient, feature: string, report: Report, say: Say, policy: LossPolicy): Promise<number> {
   const time = timeOf(a);
   const o = checkoutOptions(a);
   let cl: ClusterLease;
@@ -331,25 +361,17 @@ async function runOnCluster(a: ParsedArgs, cluster: ClusterClient, feature: stri
   }
   report('granted', { lease: leaseView(cl.lease), server: cl.server }, `${leaseLine(cl.lease, time)} from server ${cl.server}`);
   cl.on('moved', (from: string, to: string) => report('moved', { feature, from, to, lease: leaseView(cl.lease) }, `server ${from} is gone: the seat of ${feature} moved to server ${to} (lease ${cl.id}, until ${time(cl.lease.view.until)})`));
-  const child = startChild(a.rest, say);
-  const unwatch = watchLoss(cl, feature, child, policy, say);
-  const code = await child.exit;
-  const stopped = unwatch();
-  if (cl.state === 'held') {
-    const server = cl.server;
-    cl.state = 'released';
-    cluster.drop(cl);
-    try {
-      await cl.lease.release();
-      report('checkedIn', { lease: cl.id, feature, server }, `checked in ${feature} on server ${server}`);
-    } catch (e) {
-      report('notCheckedIn', { lease: cl.id, feature, server, message: (e as Error).message }, `could not check in ${feature} (${(e as Error).message}); the seat returns when its lease times out`);
-    }
-  }
-  await cluster.close();
-  const exit = stopped ? EXIT_SEAT_LOST : code;
-  if (json(a)) jsonLine('err', { event: 'exit', code: exit, commandExit: code, stopped });
-  return exit;
+  return runWhileHeld(a, feature, report, say, policy, {
+    source: cl,
+    where: () => ({ server: cl.server }),
+    giveBack: () => {
+      if (cl.state !== 'held') return null;
+      cl.state = 'released';
+      cluster.drop(cl);
+      return cl.lease.release();
+    },
+    close: () => cluster.close(),
+  });
 }
 
 async function checkin(a: ParsedArgs): Promise<number> {
