@@ -476,19 +476,23 @@ export async function readChainHead(
   let n = 0;
   const gaps: Void[] = [];
   let above: { seq: number; prev: string } | null = null;
+  // A record's hash is needed only for the last one and at a gap: not computed for every record
+  // scanned (the unsealed tail can be long when no dongle has been seen to seal it).
+  const hashOf = (r: Partial<AuditRecord> | null): string | null => (typeof r?.hash === 'string' ? r.hash : r !== null && typeof r === 'object' && !Array.isArray(r) && sha256 ? recordHash(r as Record<string, unknown>, sha256) : null);
   for await (const [key, value] of store.scan('audit', { ...RECORD_RANGE, reverse: true, limit: maxScan })) {
-    const r = withHash(value as Partial<AuditRecord> | null, sha256);
-    const wellFormed = r !== null && typeof r === 'object' && typeof r.seq === 'number' && r.seq === Number(key) && typeof r.hash === 'string' && typeof r.prev === 'string';
-    if (wellFormed && above && above.seq > r.seq! + 1) gaps.unshift({ from: r.seq! + 1, to: above.seq - 1, before: r.hash!, last: above.prev, why: 'missing at start' });
+    const r = value as Partial<AuditRecord> | null;
+    const wellFormed = r !== null && typeof r === 'object' && typeof r.seq === 'number' && r.seq === Number(key) && (typeof r.hash === 'string' || sha256 !== null) && typeof r.prev === 'string';
+    if (wellFormed && above && above.seq > r.seq! + 1) gaps.unshift({ from: r.seq! + 1, to: above.seq - 1, before: hashOf(r)!, last: above.prev, why: 'missing at start' });
     above = wellFormed ? { seq: r.seq!, prev: r.prev! } : null;
     if (last === null) {
       const seq = Number(key);
-      if (r && typeof r.hash === 'string' && /^[0-9a-f]{64}$/.test(r.hash) && r.seq === seq) last = { seq, hash: r.hash };
+      const hash = hashOf(r);
+      if (r && hash !== null && /^[0-9a-f]{64}$/.test(hash) && r.seq === seq) last = { seq, hash };
       else {
         // A last record that is not one (edited while licd was stopped): the chain goes on from
         // its number, and verify names it.
         problem = `the last audit record (key ${key}) is malformed`;
-        last = { seq: Number.isSafeInteger(seq) ? seq : 0, hash: typeof r?.hash === 'string' ? r.hash : GENESIS };
+        last = { seq: Number.isSafeInteger(seq) ? seq : 0, hash: hash ?? GENESIS };
       }
     }
     if (r && r.kind === 'seal' && typeof r.seq === 'number' && typeof r.at === 'string') return { last, lastSeal: { seq: r.seq, at: r.at }, sinceSeal: n, gaps, ...(problem ? { problem } : {}) };
