@@ -133,11 +133,48 @@ function parseProducts(f: Fields, features: readonly FeatureLicense[]): Product[
   });
 }
 
-function parseTime(f: Fields, field: string): number {
+/** An ISO 8601 time field of a vendor document, as ms. */
+export function parseTime(f: Fields, field: string): number {
   const s = f.string(field, { max: 40 });
   const t = Date.parse(s);
   if (!Number.isFinite(t)) f.fail(field, `must be an ISO 8601 time, got ${JSON.stringify(s)}`);
   return t;
+}
+
+/**
+ * The `features` of a vendor document, each listed once. With `borrow`, each names its borrow
+ * terms (an entitlement); without, a feature has none and cannot be borrowed, and no other field
+ * is allowed (a failover entitlement).
+ */
+export function parseFeatures(f: Fields, o: { borrow: boolean; empty: string }): FeatureLicense[] {
+  const features: FeatureLicense[] = [];
+  const seen = new Set<string>();
+  const list = f.array('features', { max: 1000 });
+  list.forEach((raw, i) => {
+    const x = f.element(i, raw, 'features');
+    if (!o.borrow) x.only(['name', 'version', 'seats', 'expires', 'type', 'product']);
+    const name = x.string('name', { max: 64, pattern: FEATURE_PATTERN, patternHelp: FEATURE_HELP });
+    if (seen.has(name)) x.fail('name', `${name} is listed twice; list each feature once`);
+    seen.add(name);
+    let borrow = { allowed: false, maxHours: 0 };
+    if (o.borrow) {
+      const b = x.object('borrow');
+      const allowed = b.bool('allowed');
+      borrow = { allowed, maxHours: b.int('maxHours', { min: allowed ? 1 : 0, max: MAX_BORROW_HOURS }) };
+    }
+    const expiresRaw = x.raw('expires');
+    features.push({
+      name,
+      version: x.string('version', { max: 32, pattern: VERSION_PATTERN, patternHelp: 'a dotted version like 6.2' }),
+      seats: x.int('seats', { min: 1, max: 1_000_000 }),
+      expires: expiresRaw === null ? null : parseTime(x, 'expires'),
+      type: x.oneOf('type', LICENSE_TYPES),
+      product: x.optString('product', { max: 128 }) ?? name,
+      borrow,
+    });
+  });
+  if (features.length === 0) f.fail('features', o.empty);
+  return features;
 }
 
 /** Validates an entitlement body (already signature-checked or about to be signed). */
@@ -147,29 +184,7 @@ export function parseEntitlementBody(json: unknown): Omit<Entitlement, 'envelope
   const pkHex = d.string('publicKey', { max: 64 });
   const publicKey = /^[0-9a-fA-F]{64}$/.test(pkHex) ? fromHex(pkHex) : d.fail('publicKey', 'must be 64 hex digits (32 bytes)');
   if (publicKey.length !== 32) d.fail('publicKey', 'must be 64 hex digits (32 bytes)');
-  const features: FeatureLicense[] = [];
-  const seen = new Set<string>();
-  const list = f.array('features', { max: 1000 });
-  list.forEach((raw, i) => {
-    const x = f.element(i, raw, 'features');
-    const name = x.string('name', { max: 64, pattern: FEATURE_PATTERN, patternHelp: FEATURE_HELP });
-    if (seen.has(name)) x.fail('name', `${name} is listed twice; list each feature once`);
-    seen.add(name);
-    const b = x.object('borrow');
-    const allowed = b.bool('allowed');
-    const maxHours = b.int('maxHours', { min: allowed ? 1 : 0, max: MAX_BORROW_HOURS });
-    const expiresRaw = x.raw('expires');
-    features.push({
-      name,
-      version: x.string('version', { max: 32, pattern: VERSION_PATTERN, patternHelp: 'a dotted version like 6.2' }),
-      seats: x.int('seats', { min: 1, max: 1_000_000 }),
-      expires: expiresRaw === null ? null : parseTime(x, 'expires'),
-      type: x.oneOf('type', LICENSE_TYPES),
-      product: x.optString('product', { max: 128 }) ?? name,
-      borrow: { allowed, maxHours },
-    });
-  });
-  if (features.length === 0) f.fail('features', 'must list at least one feature');
+  const features = parseFeatures(f, { borrow: true, empty: 'must list at least one feature' });
   const productsListed = f.has('products');
   const products = productsListed ? parseProducts(f, features) : productsOfFeatures(features);
   return {

@@ -7,10 +7,10 @@
  */
 import { LicdError } from './errors.ts';
 import { equalBytes, fromHex } from './bytes.ts';
-import { LICENSE_TYPES, type DongleBinding, type FeatureLicense } from './entitlement.ts';
+import { parseFeatures, parseTime, type DongleBinding, type FeatureLicense } from './entitlement.ts';
 import type { Ed25519 } from './ports.ts';
 import { FORMATS, verifyEnvelope } from './signed.ts';
-import { Fields, FEATURE_HELP, FEATURE_PATTERN, VERSION_PATTERN } from './validate.ts';
+import { Fields } from './validate.ts';
 
 /** A server id of a cluster (as cluster.serverId): lower-case letters, digits and -, at most 32. */
 const SERVER_ID = /^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$/;
@@ -51,13 +51,6 @@ export interface FailoverBody {
   features: Array<{ name: string; version: string; seats: number; expires: string | null; type: FeatureLicense['type']; product?: string }>;
 }
 
-function parseTime(f: Fields, field: string): number {
-  const s = f.string(field, { max: 40 });
-  const t = Date.parse(s);
-  if (!Number.isFinite(t)) f.fail(field, `must be an ISO 8601 time, got ${JSON.stringify(s)}`);
-  return t;
-}
-
 /** Validates a failover entitlement body (signature-checked already, or about to be signed). */
 export function parseFailoverBody(json: unknown): Omit<FailoverEntitlement, 'envelope'> {
   const f = Fields.of(json, 'failover entitlement', 'ENTITLEMENT_INVALID');
@@ -67,27 +60,7 @@ export function parseFailoverBody(json: unknown): Omit<FailoverEntitlement, 'env
   if (!/^[0-9a-fA-F]{64}$/.test(pkHex)) d.fail('publicKey', 'must be 64 hex digits (32 bytes)');
   const p = f.object('primary');
   p.only(['server', 'dongle', 'license']);
-  const features: FeatureLicense[] = [];
-  const seen = new Set<string>();
-  const list = f.array('features', { max: 1000 });
-  list.forEach((raw, i) => {
-    const x = f.element(i, raw, 'features');
-    x.only(['name', 'version', 'seats', 'expires', 'type', 'product']);
-    const name = x.string('name', { max: 64, pattern: FEATURE_PATTERN, patternHelp: FEATURE_HELP });
-    if (seen.has(name)) x.fail('name', `${name} is listed twice; list each feature once`);
-    seen.add(name);
-    const expires = x.raw('expires');
-    features.push({
-      name,
-      version: x.string('version', { max: 32, pattern: VERSION_PATTERN, patternHelp: 'a dotted version like 6.2' }),
-      seats: x.int('seats', { min: 1, max: 1_000_000 }),
-      expires: expires === null ? null : parseTime(x, 'expires'),
-      type: x.oneOf('type', LICENSE_TYPES),
-      product: x.optString('product', { max: 128 }) ?? name,
-      borrow: { allowed: false, maxHours: 0 },
-    });
-  });
-  if (features.length === 0) f.fail('features', "must list at least one of the primary box's features");
+  const features = parseFeatures(f, { borrow: false, empty: "must list at least one of the primary box's features" });
   return {
     id: f.string('id', { max: 128 }),
     issuedAt: parseTime(f, 'issuedAt'),
