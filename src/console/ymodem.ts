@@ -205,9 +205,10 @@ export class YmodemReceiver {
 /**
  * A YMODEM sender of one file, for the console's exports (a terminal program receives it: minicom
  * Ctrl-A R, Tera Term, `rz --ymodem`). No I/O, like the receiver. It waits for the receiver's 'C',
- * sends block 0 (name and size), 1024-byte blocks (each again on NAK, up to 10 times), EOT until it
- * is acknowledged, and on the next 'C' the empty block 0 that ends the batch. CAN CAN from the
- * receiver, too many NAKs or too long a silence end it with a reason.
+ * sends block 0 (name and size) 1 s later, 1024-byte blocks (each again on NAK, up to 10 times),
+ * EOT until it is acknowledged, and 1 s after the next 'C' the empty block 0 that ends the batch
+ * (again on each 'C'), done at its ACK or 5 s after it. CAN CAN from the receiver, too many NAKs or
+ * too long a silence end it with a reason.
  */
 export class YmodemSender {
   private buf = Buffer.alloc(0);
@@ -294,15 +295,32 @@ export class YmodemSender {
   }
 
   private sendCurrent(): void {
+    if (this.pending) return; // asked again while the answer waits its 1 s: that answer will do
     if (++this.tries > 10) return this.cancel('the receiver refused a block 10 times');
-    if (this.state === 'block0') this.o.send(this.block0());
-    else if (this.state === 'data') this.o.send(this.frame(this.block + 1, this.blocks[this.block]!));
-    else if (this.state === 'eot') this.o.send(Buffer.from([EOT]));
-    else if (this.state === 'end') {
-      // The empty block 0 ends the batch; receivers (rz) end there without an ACK.
-      this.o.send(this.frame(0, Buffer.alloc(128)));
-      return this.finish();
+    if (this.state === 'block0' || this.state === 'end') {
+      // Block 0 and the empty block 0 that ends the batch answer a 'C' from the receiver's
+      // "send me a file name" step, and rz empties its input right after that 'C': a block that
+      // arrives at once can be thrown away (on a busy machine it was, and rz then failed on the
+      // console's next words). So they go 1 s after the 'C', and again on each 'C' or NAK.
+      this.timer?.cancel();
+      this.pending = true;
+      this.timer = this.o.clock.setTimeout(() => {
+        this.pending = false;
+        if (this.finished) return;
+        if (this.state === 'block0') {
+          this.o.send(this.block0());
+          this.wait(15_000, 'the receiver went silent');
+        } else {
+          this.o.send(this.frame(0, Buffer.alloc(128)));
+          // rz ACKs it, but that last ACK is often lost as it exits (it flushes the line): the
+          // file was complete when EOT was acknowledged, so 5 s without an answer is success too.
+          this.timer = this.o.clock.setTimeout(() => this.finish(), 5000);
+        }
+      }, 1000);
+      return;
     }
+    if (this.state === 'data') this.o.send(this.frame(this.block + 1, this.blocks[this.block]!));
+    else if (this.state === 'eot') this.o.send(Buffer.from([EOT]));
     this.wait(15_000, 'the receiver went silent');
   }
 
@@ -313,9 +331,12 @@ export class YmodemSender {
 
   /** After block 0's ACK the receiver asks again with 'C' before the data starts. */
   private armed = false;
+  /** Block 0 or the end of the batch is due in a moment (sendCurrent). */
+  private pending = false;
 
   private onByte(b: number): void {
     const st = this.state as YmodemSender['state'];
+    if (this.pending && b === ACK) return; // nothing it could acknowledge has gone out yet
     if (st === 'wait') {
       if (b === C) {
         this.next('block0');
@@ -347,7 +368,13 @@ export class YmodemSender {
       this.block++;
       this.next(this.block < this.blocks.length ? 'data' : 'eot');
       this.sendCurrent();
-    } else if (st === 'end' && (b === C || b === NAK)) this.sendCurrent();
+    } else if (st === 'end') {
+      if (b === ACK && !this.armed) this.finish();
+      else if (b === C || b === NAK) {
+        this.armed = false;
+        this.sendCurrent();
+      }
+    }
   }
 
   private finish(): void {
