@@ -34,6 +34,8 @@ let expiry: NodeJS.Timeout | null = null;
 let requestTimeoutMs = 30_000;
 /** Leases held by burst or farm, per client index. */
 const held = new Map<number, string>();
+/** Further leases of a grown farm (FarmCmd.more); dropped with the clients, never checked in. */
+let extraHeld: string[] = [];
 let farmTimers: NodeJS.Timeout[] = [];
 let farmStats: { heartbeats: number; unknown: number; errors: Record<string, number>; samples: number[] } | null = null;
 
@@ -301,18 +303,18 @@ async function farm(c: FarmCmd): Promise<FarmResult> {
   const errors: Record<string, number> = {};
   let heartbeatSeconds = 0;
   let failed = 0;
-  farmStats = { heartbeats: 0, unknown: 0, errors: {}, samples: [] };
+  if (!c.more || !farmStats) farmStats = { heartbeats: 0, unknown: 0, errors: {}, samples: [] };
   const stats = farmStats;
-  await pool(clients.length, c.concurrency, async (i) => {
+  /** Checks out one lease for client i (as process `pid`) and heartbeats it on its own phase. */
+  const hold = async (i: number, pid: number): Promise<string | null> => {
     const w = clients[i]!;
-    const o = await w.request('checkout', { feature: c.feature, user: USER, host: hostOf(i), pid: 1, ...(c.ttl ? { ttl: c.ttl } : {}) });
+    const o = await w.request('checkout', { feature: c.feature, user: USER, host: hostOf(i), pid, ...(c.ttl ? { ttl: c.ttl } : {}) });
     if (!o.ok) {
       failed++;
       bump(errors, o.code ?? 'UNKNOWN');
-      return;
+      return null;
     }
     const r = o.answer!.result as { lease: { id: string }; heartbeat: number };
-    held.set(i, r.lease.id);
     heartbeatSeconds = r.heartbeat;
     // Nodes of a farm started at different times: each heartbeats on its own phase of the period.
     const periodMs = r.heartbeat * 1000;
@@ -330,8 +332,24 @@ async function farm(c: FarmCmd): Promise<FarmResult> {
       farmTimers.push(setInterval(beat, periodMs));
     }, Math.random() * periodMs);
     farmTimers.push(first);
-  });
-  return { leases: held.size, failed, heartbeatSeconds, errors };
+    return r.lease.id;
+  };
+  if (c.more) {
+    const extra = c.more;
+    // A daemon that cannot keep up answers nothing (each request then waits its whole timeout):
+    // after 20 refused or unanswered checkouts the farm grows no further, and says how far it got.
+    await pool(clients.length * extra, c.concurrency, async (k) => {
+      if (failed >= 20) return;
+      const lease = await hold(Math.floor(k / extra), 2 + (k % extra));
+      if (lease) extraHeld.push(lease);
+    });
+  } else {
+    await pool(clients.length, c.concurrency, async (i) => {
+      const lease = await hold(i, 1);
+      if (lease) held.set(i, lease);
+    });
+  }
+  return { leases: held.size + extraHeld.length, failed, heartbeatSeconds, errors };
 }
 
 function farmStop(): FarmStopResult {
@@ -362,6 +380,7 @@ async function checkinAll(concurrency: number): Promise<{ released: number; erro
 async function drop(): Promise<null> {
   farmStop();
   held.clear();
+  extraHeld = [];
   for (const w of clients) w.expire(Number.POSITIVE_INFINITY, 0);
   await Promise.all(clients.map((w) => Promise.race([w.end(), new Promise<void>((r) => setTimeout(r, 2000))])));
   clients = [];

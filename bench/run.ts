@@ -46,6 +46,8 @@ interface Params {
   burstGens: number;
   borrowBurst: number;
   farm: number;
+  /** Issue 18: the farm grown to this many leases (more per node; 0: not grown) for its CPU. */
+  farmLarge: number;
   farmGens: number;
   /** Lease TTL asked for by the farm (null: the daemon's default, 60 s, heartbeat every 20 s). */
   farmTtl: number | null;
@@ -79,10 +81,11 @@ const FULL: Params = {
   durationMs: 10_000,
   openWarmupMs: 2000,
   openDurationMs: 10_000,
-  burst: 5000,
+  burst: 10_000,
   burstGens: 4,
   borrowBurst: 1000,
   farm: 10_000,
+  farmLarge: 50_000,
   farmGens: 4,
   farmTtl: null,
   farmWindowMs: 20_000,
@@ -110,6 +113,7 @@ const QUICK: Params = {
   burst: 1000,
   burstGens: 2,
   farm: 1000,
+  farmLarge: 2000,
   farmGens: 2,
   farmTtl: 10,
   farmWindowMs: 3000,
@@ -127,8 +131,9 @@ function usage(): never {
   --quick          about a minute: shorter windows, fewer connections and leases (the table says which)
   --json FILE      also write every figure to FILE (keys name the figure and its unit)
   --broker NAME    only this broker configuration (default: both)
-  --burst N        connections in the burst (default 5000)
-  --farm N         heartbeating leases in the steady farm (default 10000)
+  --burst N        connections in the burst (default 10000)
+  --farm N         heartbeating leases in the steady farm (default 10000): the daemon's memory
+  --farm-large N   the farm then grown to N leases for its CPU, several per node (default 50000; 0: not)
   --queue N        nodes that wait for the 100 seats of the queue phase (default 5000)
   --phases LIST    only these phases, comma-separated: ${PHASES.join(',')}
                    (default all; e.g. --phases farm for the daemon's memory idle and with the farm)
@@ -164,6 +169,7 @@ function parseArgs(argv: string[]): Params {
     }
     else if (a === '--burst') p.burst = num(argv[++i], '--burst');
     else if (a === '--farm') p.farm = num(argv[++i], '--farm');
+    else if (a === '--farm-large') p.farmLarge = num(argv[++i], '--farm-large');
     else if (a === '--queue') p.queueNodes = num(argv[++i], '--queue');
     else if (a === '--daemon') {
       const d = argv[++i];
@@ -384,11 +390,12 @@ async function phaseThroughput(ctx: BrokerCtx): Promise<number> {
     await d.stop();
   }
   // The same loop with usage history and the audit log off and on (on is the default): issue 14
-  // asks that they cost nothing measurable on the checkout path (within 10%). Off, on, off, on,
-  // each a fresh daemon without probes: the machine's drift falls on both sides alike (one
-  // on-then-off pair, run while the machine settled after a load, read 0.56).
+  // asks that they cost nothing measurable on the checkout path (within 10%). Off, on, on, off,
+  // off, on, each a fresh daemon without probes: the order is balanced, so a machine that drifts
+  // steadily faster or slower weighs on both sides alike (one on-then-off pair, run while the
+  // machine settled after a load, read 0.56; off-on-off-on favours off when the machine slows).
   const history: Record<'on' | 'off', ClosedLoop[]> = { on: [], off: [] };
-  for (const [i, which] of (['off', 'on', 'off', 'on'] as const).entries()) {
+  for (const [i, which] of (['off', 'on', 'on', 'off', 'off', 'on'] as const).entries()) {
     if (P.quick && i >= 2) break;
     log(`${b}: checkout+checkin closed loop, usage history and audit log ${which}`);
     const h = await startDaemon(ctx, `closed-history-${which}-${i}`, which === 'off' ? { history: false } : {});
@@ -432,9 +439,12 @@ async function phaseThroughput(ctx: BrokerCtx): Promise<number> {
   figs.add(`${b}.checkout_checkin.rps`, 'checkout+checkin, synced (round trips)', licd.rtps, 'rt/s');
   figs.add(`${b}.checkout_checkin.p50_ms`, 'checkout+checkin p50', licd.all.p50, 'ms');
   figs.add(`${b}.checkout_checkin.p99_ms`, 'checkout+checkin p99', licd.all.p99, 'ms');
-  figs.add(`${b}.checkout_checkin.ratio`, 'ratio to the bare echo limit', licd.rtps / limit.rtps, '', { cmp: '>=', value: 0.5 });
-  figs.add(`${b}.checkout_checkin.history_on_off`, `checkout+checkin with usage history and audit log on / off (${withHistory.toFixed(0)} / ${noHistory.rtps.toFixed(0)} rt/s, alternating runs)`, withHistory / noHistory.rtps, '', { cmp: '>=', value: 0.9 });
-  figs.add(`${b}.checkout_checkin.daemon_us_per_op`, `daemon CPU per round trip${b === 'aedes' ? ' (broker included)' : ''}`, licd.serverUsPerOp ?? NaN, 'µs');
+  // Issue 18 raised the bar from issue 6's 0.5.
+  figs.add(`${b}.checkout_checkin.ratio`, 'ratio to the bare echo limit', licd.rtps / limit.rtps, '', { cmp: '>=', value: 0.7 });
+  const runs = (xs: ClosedLoop[]) => xs.map((x) => x.rtps.toFixed(0)).join(', ');
+  figs.add(`${b}.checkout_checkin.history_on_off`, `checkout+checkin with usage history and audit log on / off (${withHistory.toFixed(0)} / ${noHistory.rtps.toFixed(0)} rt/s; runs on ${runs(history.on)}, off ${runs(history.off)})`, withHistory / noHistory.rtps, '', { cmp: '>=', value: 0.9 });
+  // Issue 18: 50 µs through mosquitto; with aedes the broker's own work is in the figure.
+  figs.add(`${b}.checkout_checkin.daemon_us_per_op`, `daemon CPU per round trip${b === 'aedes' ? ' (broker included)' : ''}`, licd.serverUsPerOp ?? NaN, 'µs', b === 'mosquitto' ? { cmp: '<=', value: 50 } : undefined);
   figs.add(`${b}.limit.responder_us_per_op`, `echo responder CPU per round trip${b === 'aedes' ? ' (broker included)' : ''}`, limit.serverUsPerOp ?? NaN, 'µs');
   if (licd.inside) {
     figs.add(`${b}.checkout_checkin.store_commit_p50_ms`, 'inside: durable write (group commit wait + batch + fsync) p50', licd.inside.commit.p50, 'ms');
@@ -609,7 +619,7 @@ async function phaseBurst(ctx: BrokerCtx, d: DaemonProc): Promise<void> {
     const last = Math.max(...rs.map((r) => r.lastAnswerAt ?? at));
     const spread = Math.max(...rs.map((r) => r.lastSentAt)) - at;
     const e = sumErrors(rs);
-    figs.add(`${b}.burst.nodes`, `nodes in the burst${P.quick ? ' (--quick: fewer than 5,000)' : ''}`, c.connected, '');
+    figs.add(`${b}.burst.nodes`, `nodes in the burst${P.quick ? ' (--quick: fewer than 10,000)' : ''}`, c.connected, '');
     figs.add(`${b}.burst.last_answer_s`, 'burst: time to the last answer', last - at > 0 ? (last - at) / 1000 : NaN, 's', { cmp: '<=', value: 2 });
     figs.add(`${b}.burst.unanswered`, `burst: not granted${errorCount(e) ? ` (${errorText(e)})` : ''}`, c.connected - ok, '', { cmp: '<=', value: 0 });
     figs.add(`${b}.burst.p50_s`, 'burst: median answer time', summarize(concatSamples(rs.map((r) => r.samples))).p50 / 1000, 's');
@@ -623,6 +633,42 @@ async function phaseBurst(ctx: BrokerCtx, d: DaemonProc): Promise<void> {
   } finally {
     await pool.stop();
   }
+}
+
+/**
+ * Issue 18: the farm grown to P.farmLarge heartbeating leases, and the daemon's CPU over one
+ * heartbeat period of all of them. Each node of the farm takes further leases (as other processes
+ * of the node), each heartbeated on its own: 50,000 connections would need more open files than a
+ * process may have here (20,000) and more ephemeral ports than 127.0.0.1 has for one broker port;
+ * the daemon answers each heartbeat alike whichever connection it came on.
+ */
+async function growFarm(ctx: BrokerCtx, d: DaemonProc, pool: GeneratorPool, have: number): Promise<void> {
+  const b = ctx.name;
+  const perNode = Math.ceil((P.farmLarge - have) / have);
+  log(`${b}: farm: growing to ${P.farmLarge} leases (${perNode} more per node)`);
+  const rs = await pool.all<FarmResult>({ cmd: 'farm', feature: FEATURE, concurrency: 10, more: perNode, ...(P.farmTtl ? { ttl: P.farmTtl } : {}) }, 600_000);
+  const leases = rs.reduce((s, r) => s + r.leases, 0);
+  const hb = Math.max(...rs.map((r) => r.heartbeatSeconds));
+  const windowMs = Math.max(P.farmWindowMs, hb * 1000);
+  log(`${b}: farm: ${leases} leases; settling one period, then measuring ${windowMs / 1000} s`);
+  await sleep(hb * 1000 + 1000);
+  const cpu0 = cpuSplitMs(d.pid);
+  const bcpu0 = ctx.mosq ? cpuMs(ctx.mosq.pid) : 0;
+  const t0 = Date.now();
+  let rss = 0;
+  while (Date.now() - t0 < windowMs) {
+    rss = Math.max(rss, d.rssMiB());
+    await sleep(Math.min(1000, windowMs - (Date.now() - t0)));
+  }
+  const elapsed = Date.now() - t0;
+  const cpu1 = cpuSplitMs(d.pid);
+  const e = sumErrors(rs);
+  figs.add(`${b}.farm_large.leases`, `heartbeating leases, the farm grown (${perNode + 1} per node)${P.quick ? ' (--quick: fewer than 50,000)' : ''}`, leases, '', { cmp: '>=', value: P.farmLarge });
+  figs.add(`${b}.farm_large.cpu_pct`, `daemon CPU with them, share of one core${b === 'aedes' ? ' (broker included)' : ''}`, ((cpu1.user + cpu1.system - cpu0.user - cpu0.system) / elapsed) * 100, '%', { cmp: '<=', value: 15 });
+  figs.add(`${b}.farm_large.cpu_kernel_pct`, 'of which in the kernel', ((cpu1.system - cpu0.system) / elapsed) * 100, '%');
+  figs.add(`${b}.farm_large.rss_mb`, `daemon resident memory with them${b === 'aedes' ? ' (broker included)' : ''}`, Math.max(rss, d.rssMiB()), 'MiB');
+  if (ctx.mosq) figs.add(`${b}.farm_large.broker_cpu_pct`, 'mosquitto CPU, share of one core', ((cpuMs(ctx.mosq.pid) - bcpu0) / elapsed) * 100, '%');
+  if (errorCount(e) > 0) figs.add(`${b}.farm_large.problems`, `checkouts refused: ${errorText(e)}`, errorCount(e), '');
 }
 
 async function phaseFarm(ctx: BrokerCtx): Promise<void> {
@@ -662,10 +708,6 @@ async function phaseFarm(ctx: BrokerCtx): Promise<void> {
     const kernelPct = ((cpu1.system - cpu0.system) / elapsed) * 100;
     const bcpuPct = ctx.mosq ? ((cpuMs(ctx.mosq.pid) - bcpu0) / elapsed) * 100 : 0;
     rss = Math.max(rss, d.rssMiB());
-    const stop = await pool.all<FarmStopResult>({ cmd: 'farmStop' });
-    const beats = stop.reduce((s, r) => s + r.heartbeats, 0);
-    const lost = stop.reduce((s, r) => s + r.unknown, 0);
-    const e = sumErrors([...stop, ...rs]);
     const ttlNote = P.farmTtl ? `--quick: TTL ${P.farmTtl} s, not the default` : undefined;
     figs.add(`${b}.farm.leases`, `heartbeating leases${P.quick ? ' (--quick: fewer than 10,000)' : ''}`, leases, '');
     figs.add(`${b}.farm.heartbeat_s`, 'heartbeat period the daemon gave', hb, 's', undefined, ttlNote);
@@ -679,7 +721,13 @@ async function phaseFarm(ctx: BrokerCtx): Promise<void> {
       figs.add(`${b}.farm.broker_cpu_pct`, 'mosquitto CPU, share of one core', bcpuPct, '%');
       figs.add(`${b}.farm.broker_rss_mb`, 'mosquitto resident memory', rssMiB(ctx.mosq.pid), 'MiB');
     }
-    figs.add(`${b}.farm.heartbeat_p99_ms`, 'heartbeat round trip p99', summarize(concatSamples(stop.map((r) => r.samples))).p99, 'ms');
+    // Issue 18: then grown (more leases per node) for the daemon's CPU with 50,000.
+    if (P.farmLarge > leases && leases > 0) await growFarm(ctx, d, pool, leases);
+    const stop = await pool.all<FarmStopResult>({ cmd: 'farmStop' });
+    const beats = stop.reduce((s, r) => s + r.heartbeats, 0);
+    const lost = stop.reduce((s, r) => s + r.unknown, 0);
+    const e = sumErrors([...stop, ...rs]);
+    figs.add(`${b}.farm.heartbeat_p99_ms`, `heartbeat round trip p99${P.farmLarge > P.farm ? ' (the farm and then the grown farm)' : ''}`, summarize(concatSamples(stop.map((r) => r.samples))).p99, 'ms');
     if (lost + errorCount(e) > 0) figs.add(`${b}.farm.problems`, `leases lost or refused: ${lost} unknown; ${errorText(e)}`, lost + errorCount(e), '');
     void beats;
   } finally {

@@ -53,6 +53,12 @@ export interface FarmCmd {
   feature: string;
   ttl?: number;
   concurrency: number;
+  /**
+   * Grow a running farm: every client checks out this many more leases (pids 2, 3...), each
+   * heartbeated on its own, as separate nodes would (the daemon's work per heartbeat is the same;
+   * the broker carries fewer connections). The counts go on.
+   */
+  more?: number;
 }
 
 /**
