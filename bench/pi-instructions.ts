@@ -1,5 +1,5 @@
 /**
- * npm run bench:pi [-- --ops N] [--json FILE] [--image DIR] [--windows N] [--idle S] [--keep]
+ * npm run bench:pi [-- --ops N] [--json FILE] [--image DIR] [--windows N] [--idle S] [--keep] [--markdown]
  *
  * Issue 18's Pi figure: the daemon's cost per checkout+checkin round trip on arm64, counted in
  * instructions, so that a Raspberry Pi's throughput can be estimated from its clock and IPC
@@ -47,15 +47,17 @@ interface Args {
   warmup: number | null;
   timeout: number;
   keep: boolean;
+  /** Also print the table as Markdown (for docs/performance.md). */
+  markdown: boolean;
 }
 
 function usage(msg: string): never {
-  process.stderr.write(`bench:pi: ${msg}\nusage: npx tsx bench/pi-instructions.ts [--ops N] [--json FILE] [--image DIR] [--windows N] [--idle SECONDS] [--warmup N] [--timeout SECONDS] [--keep]\n`);
+  process.stderr.write(`bench:pi: ${msg}\nusage: npx tsx bench/pi-instructions.ts [--ops N] [--json FILE] [--image DIR] [--windows N] [--idle SECONDS] [--warmup N] [--timeout SECONDS] [--keep] [--markdown]\n`);
   process.exit(64);
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { ops: 1000, json: null, image: join(REPO, 'images', 'build', 'rpi-dev'), windows: 3, idle: 30, warmup: null, timeout: 2400, keep: false };
+  const a: Args = { ops: 1000, json: null, image: join(REPO, 'images', 'build', 'rpi-dev'), windows: 3, idle: 30, warmup: null, timeout: 2400, keep: false, markdown: false };
   const num = (v: string | undefined, name: string, min: number) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < min) usage(`${name} needs a whole number >= ${min}, got ${JSON.stringify(v)}`);
@@ -72,6 +74,7 @@ function parseArgs(argv: string[]): Args {
     else if (o === '--warmup') a.warmup = num(v(), o, 0);
     else if (o === '--timeout') a.timeout = num(v(), o, 60);
     else if (o === '--keep') a.keep = true;
+    else if (o === '--markdown') a.markdown = true;
     else if (o === '-h' || o === '--help') {
       process.stdout.write(readFileSync(new URL(import.meta.url), 'utf8').split('\n').slice(1, 15).map((l) => l.replace(/^ \*\/? ?/, '')).join('\n') + '\n');
       process.exit(0);
@@ -96,7 +99,8 @@ function missing(a: Args): string | null {
   if (!/^debian: \S+ arm64,/m.test(info)) return `${a.image} is not an arm64 image (image.txt: ${info.split('\n').find((l) => l.startsWith('debian:')) ?? '?'}): ${build}`;
   if (!/^mode: development/m.test(info)) return `${a.image} is not a development image (its licd needs no dongle only with --dev): ${build}`;
   const stale = staleBuild();
-  if (stale) return stale.replace('npm run bench does it', 'npm run bench:pi does it');
+  // (staleBuild's advice names npm run bench and --daemon tsx; the guest runs only the compiled build.)
+  if (stale) return `${stale.slice(0, stale.indexOf(': run npm run build'))}: run npm run build (npm run bench:pi builds before it runs)`;
   return null;
 }
 
@@ -242,6 +246,7 @@ async function main(): Promise<void> {
   log(`guest: ${r.arch}, kernel ${r.kernel}, node ${r.node}, ${r.mosquitto}; ${minutes.toFixed(1)} min in all`);
   process.stdout.write('\n' + figs.table() + '\n');
   for (const n of figs.notes) process.stdout.write(`note: ${n}\n`);
+  if (a.markdown) process.stdout.write('\n' + figs.markdown() + '\n');
   if (a.json) {
     const meta = { date: new Date().toISOString(), method: 'qemu-system-aarch64 -icount shift=0, -smp 1, cortex-a72; schedstat ns = instructions', qemu: execFileSync(QEMU, ['--version'], { encoding: 'utf8' }).split('\n')[0], image: a.image, revision: readFileSync(join(work, 'stage', 'REVISION'), 'utf8').trim(), guest: { kernel: r.kernel, node: r.node, mosquitto: r.mosquitto, cpus: r.cpus }, plan: { ops: plan.ops, warmup: plan.warmup, windows: plan.windows, idleSeconds: plan.idleSeconds }, raw: r, minutes };
     writeFileSync(a.json, JSON.stringify(figs.json(meta), null, 2) + '\n');
