@@ -72,7 +72,13 @@ function calibrate(n: number): { iterations: number; ns: number }[] {
     return x;
   };
   loop(n); // compiled by the JIT before it is counted
-  const self = () => Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]);
+  // getrusage (process.cpuUsage), not schedstat: a running thread's own schedstat lags until the
+  // next tick or switch, while getrusage brings the running thread's time up to date (µs: 1,000
+  // instructions). (The windows read the other processes' schedstat while they wait: one vCPU.)
+  const self = () => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) * 1000;
+  };
   const out: { iterations: number; ns: number }[] = [];
   let sink = 0;
   for (const k of [n, n, n, 2 * n, 2 * n, 2 * n]) {
