@@ -1,5 +1,5 @@
 /**
- * npm run bench:pi [-- --ops N] [--json FILE] [--image DIR] [--windows N] [--idle S] [--keep] [--markdown]
+ * npm run bench:pi [-- --ops N] [--clients N] [--json FILE] [--image DIR] [--windows N] [--idle S] [--keep] [--markdown]
  *
  * Issue 18's Pi figure: the daemon's cost per checkout+checkin round trip on arm64, counted in
  * instructions, so that a Raspberry Pi's throughput can be estimated from its clock and IPC
@@ -40,6 +40,7 @@ const CORES = [
 
 interface Args {
   ops: number;
+  clients: number;
   json: string | null;
   image: string;
   windows: number;
@@ -52,12 +53,12 @@ interface Args {
 }
 
 function usage(msg: string): never {
-  process.stderr.write(`bench:pi: ${msg}\nusage: npx tsx bench/pi-instructions.ts [--ops N] [--json FILE] [--image DIR] [--windows N] [--idle SECONDS] [--warmup N] [--timeout SECONDS] [--keep] [--markdown]\n`);
+  process.stderr.write(`bench:pi: ${msg}\nusage: npx tsx bench/pi-instructions.ts [--ops N] [--clients N] [--json FILE] [--image DIR] [--windows N] [--idle SECONDS] [--warmup N] [--timeout SECONDS] [--keep] [--markdown]\n`);
   process.exit(64);
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { ops: 1000, json: null, image: join(REPO, 'images', 'build', 'rpi-dev'), windows: 3, idle: 30, warmup: null, timeout: 2400, keep: false, markdown: false };
+  const a: Args = { ops: 1000, clients: 1, json: null, image: join(REPO, 'images', 'build', 'rpi-dev'), windows: 3, idle: 30, warmup: null, timeout: 2400, keep: false, markdown: false };
   const num = (v: string | undefined, name: string, min: number) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < min) usage(`${name} needs a whole number >= ${min}, got ${JSON.stringify(v)}`);
@@ -67,6 +68,7 @@ function parseArgs(argv: string[]): Args {
     const o = argv[i]!;
     const v = () => argv[++i];
     if (o === '--ops') a.ops = num(v(), o, 10);
+    else if (o === '--clients') a.clients = num(v(), o, 1);
     else if (o === '--json') a.json = v() ?? usage('--json needs a file');
     else if (o === '--image') a.image = resolve(v() ?? usage('--image needs a directory'));
     else if (o === '--windows') a.windows = num(v(), o, 1);
@@ -129,6 +131,7 @@ async function payload(work: string, a: Args): Promise<{ tar: string; plan: Gues
   const root = '/opt/licd-pi';
   const plan: GuestPlan = {
     ops: a.ops,
+    clients: a.clients,
     warmup: a.warmup ?? Math.max(200, Math.round(a.ops / 2)),
     windows: a.windows,
     idleSeconds: a.idle,
@@ -279,7 +282,7 @@ function report(r: GuestResult, plan: GuestPlan): Figures {
   const f = new Figures();
   const kilo = (x: number) => `${(x / 1000).toFixed(0)}k`;
   const d = perOp(r.licd, 'daemon');
-  f.add('pi.n', 'round trips per window (checkout+checkin, one at a time)', plan.ops, '');
+  f.add('pi.n', `round trips per window (checkout+checkin, ${plan.clients === 1 ? 'one at a time' : `${plan.clients} clients with one in flight each`})`, plan.ops, '');
   f.add('pi.windows', 'measured windows', r.licd.length, '');
   f.add('pi.daemon.instructions_per_op', 'licd: instructions per checkout+checkin (mean of the windows)', d.mean, '', undefined, `windows ${d.each.map(kilo).join(' / ')}, spread ${(d.spread * 100).toFixed(1)} %`);
   f.add('pi.daemon.spread_pct', 'licd: spread of the windows (max - min) / mean', d.spread * 100, '%');

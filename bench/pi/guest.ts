@@ -196,22 +196,37 @@ function tail(file: string): string {
   }
 }
 
-/** `n` checkout+checkin round trips, one at a time; returns the number of refused or lost requests. */
-async function roundTrips(w: WireClient, n: number, bytes?: Record<string, number>): Promise<number> {
+/**
+ * `n` checkout+checkin round trips shared by the clients, each with one in flight (one client:
+ * one at a time); returns the number of refused or lost requests.
+ */
+async function roundTrips(ws: WireClient[], n: number, bytes?: Record<string, number>): Promise<number> {
   let errors = 0;
-  const co = { feature: plan.feature, user: 'render', host: 'rn-pi', pid: 1000 };
-  for (let i = 0; i < n; i++) {
-    const a = await w.request('checkout', co);
-    if (!a.ok) errors++;
-    const lease = (a.answer?.result?.lease as { id?: string } | undefined)?.id ?? 'xxxxxxxxxxxx';
-    const b = await w.request('checkin', { leases: [lease] });
-    if (!b.ok) errors++;
-    if (bytes && i === 0) {
-      bytes.checkout = a.bytes;
-      bytes.checkin = b.bytes;
-    }
-  }
+  let started = 0;
+  await Promise.all(
+    ws.map(async (w, k) => {
+      const co = { feature: plan.feature, user: 'render', host: `rn-pi-${k}`, pid: 1000 + k };
+      while (started < n) {
+        const first = started++ === 0;
+        const a = await w.request('checkout', co);
+        if (!a.ok) errors++;
+        const lease = (a.answer?.result?.lease as { id?: string } | undefined)?.id ?? 'xxxxxxxxxxxx';
+        const b = await w.request('checkin', { leases: [lease] });
+        if (!b.ok) errors++;
+        if (bytes && first) {
+          bytes.checkout = a.bytes;
+          bytes.checkin = b.bytes;
+        }
+      }
+    }),
+  );
   return errors;
+}
+
+async function connectClients(url: string, prefix: string): Promise<WireClient[]> {
+  const ws = Array.from({ length: plan.clients }, (_, k) => new WireClient({ url, clientId: `${prefix}-${k}` }));
+  await Promise.all(ws.map((w) => w.connect(60_000)));
+  return ws;
 }
 
 async function stop(c: ChildProcess): Promise<void> {
@@ -240,8 +255,8 @@ async function main(): Promise<void> {
   log(`mosquitto ${mosq.pid} listening on ${plan.port}`);
   const daemon = startDaemon();
   const url = `mqtt://127.0.0.1:${plan.port}`;
-  const w = new WireClient({ url, clientId: 'pi-load' });
-  await w.connect(60_000);
+  const ws = await connectClients(url, 'pi-load');
+  const w = ws[0]!;
   const t0 = Date.now();
   await waitServing(w, daemon, 900_000);
   log(`licd ${daemon.pid} serving after ${((Date.now() - t0) / 1000).toFixed(1)} s (guest clock)`);
@@ -249,18 +264,18 @@ async function main(): Promise<void> {
   const answerBytes: Record<string, number> = {};
   const pids = { daemon: daemon.pid!, mosquitto: mosq.pid!, client: process.pid };
   log(`licd: ${plan.warmup} warm-up round trips`);
-  const warm = await measure(pids, () => roundTrips(w, plan.warmup, answerBytes), plan.warmup);
+  const warm = await measure(pids, () => roundTrips(ws, plan.warmup, answerBytes), plan.warmup);
   log(`licd warm-up: ${(warm.procs.daemon!.ns / plan.warmup).toFixed(0)} instructions per round trip, ${warm.errors} errors`);
   const licd: Window[] = [];
   for (let i = 0; i < plan.windows; i++) {
-    const win = await measure(pids, () => roundTrips(w, plan.ops), plan.ops);
+    const win = await measure(pids, () => roundTrips(ws, plan.ops), plan.ops);
     licd.push(win);
     log(`licd window ${i + 1}/${plan.windows}: daemon ${(win.procs.daemon!.ns / plan.ops).toFixed(0)}, mosquitto ${(win.procs.mosquitto!.ns / plan.ops).toFixed(0)} instructions per round trip, ${win.errors} errors`);
   }
   log(`idle: ${plan.idleSeconds} s`);
   const idle = await measure({ daemon: daemon.pid!, mosquitto: mosq.pid! }, () => sleep(plan.idleSeconds * 1000).then(() => 0), 0);
   log(`idle: daemon ${((idle.procs.daemon!.ns / idle.wallNs) * 1e9).toFixed(0)} instructions per second`);
-  await w.end();
+  await Promise.all(ws.map((c) => c.end()));
   await stop(daemon);
 
   // The bare echo responder (bench/echo.ts) through the same mosquitto, answers padded to licd's sizes.
@@ -271,17 +286,16 @@ async function main(): Promise<void> {
     echo.once('message', () => resolve());
     echo.once('exit', (code) => reject(new Error(`the echo responder exited (${code})`)));
   });
-  const e = new WireClient({ url, clientId: 'pi-load-echo' });
-  await e.connect(60_000);
+  const es = await connectClients(url, 'pi-load-echo');
   const epids = { echo: echo.pid!, mosquitto: mosq.pid!, client: process.pid };
-  await roundTrips(e, plan.warmup);
+  await roundTrips(es, plan.warmup);
   const echoWindows: Window[] = [];
   for (let i = 0; i < plan.windows; i++) {
-    const win = await measure(epids, () => roundTrips(e, plan.ops), plan.ops);
+    const win = await measure(epids, () => roundTrips(es, plan.ops), plan.ops);
     echoWindows.push(win);
     log(`echo window ${i + 1}/${plan.windows}: responder ${(win.procs.echo!.ns / plan.ops).toFixed(0)}, mosquitto ${(win.procs.mosquitto!.ns / plan.ops).toFixed(0)} instructions per round trip`);
   }
-  await e.end();
+  await Promise.all(es.map((c) => c.end()));
   await stop(echo);
   await stop(mosq);
 

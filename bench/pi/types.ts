@@ -4,6 +4,8 @@
 export interface GuestPlan {
   /** Round trips per measured window. */
   ops: number;
+  /** Load clients, each with one round trip in flight (1: one at a time). */
+  clients: number;
   /** Round trips before the first window (the JIT warms up). */
   warmup: number;
   /** Measured windows per responder. */
