@@ -132,7 +132,7 @@ async function payload(work: string, a: Args): Promise<{ tar: string; plan: Gues
   const plan: GuestPlan = {
     ops: a.ops,
     clients: a.clients,
-    warmup: a.warmup ?? Math.max(200, Math.round(a.ops / 2)),
+    warmup: a.warmup ?? 2 * a.ops,
     windows: a.windows,
     idleSeconds: a.idle,
     calibrate: 1_000_000,
