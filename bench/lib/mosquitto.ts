@@ -20,7 +20,7 @@ const REWRITTEN = new Set([
 ]);
 
 /** The tuning lines of the shipped config (sizes, queues, persistence), if the project ships one. */
-function shippedTuning(): string[] {
+export function shippedTuning(): string[] {
   if (!existsSync(SHIPPED_CONF)) return [];
   return readFileSync(SHIPPED_CONF, 'utf8')
     .split('\n')
