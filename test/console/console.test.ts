@@ -65,6 +65,26 @@ function consoleProcess(t: { teardown(f: () => void): void }, tty: string, dir: 
   return p;
 }
 
+/**
+ * A console with an admin password (correct horse battery) on a fresh pseudo-terminal pair, its
+ * broker nowhere (mqtt://127.0.0.1:1), and the admin's terminal showing the password prompt.
+ */
+async function consoleAtLogin(t: ExecutionContext, extra: (dir: string) => string[] = () => []) {
+  const dir = tempDir('licd-console-');
+  t.teardown(() => rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }));
+  const pw = join(dir, 'admin.password');
+  writeFileSync(pw, 'correct horse battery\n', { mode: 0o600 });
+  const { device, term, socat } = await ptyPair(dir);
+  t.teardown(() => socat.kill());
+  const c = consoleProcess(t, device, dir, {}, ['--admin-password-file', pw, '--broker', 'mqtt://127.0.0.1:1', ...extra(dir)]);
+  await c.waitFor(/serving/);
+  const tty = await terminal(term);
+  t.teardown(() => tty.close());
+  tty.line('');
+  await tty.expect(/console password: $/);
+  return { dir, term, tty };
+}
+
 test('login: nothing typed is echoed, wrong passwords wait longer each time, also after the console restarts', async (t) => {
   t.timeout(120_000);
   const dir = tempDir('licd-console-');
@@ -208,20 +228,8 @@ test('commands through the admin API: status, leases, revoke with confirmation; 
 
 test('network: a static address and back to DHCP, each value checked, written as networkd\'s file after a confirmation', async (t) => {
   t.timeout(120_000);
-  const dir = tempDir('licd-console-');
-  t.teardown(() => rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }));
-  const pw = join(dir, 'admin.password');
-  writeFileSync(pw, 'correct horse battery\n', { mode: 0o600 });
-  const netDir = join(dir, 'network');
-  const file = join(netDir, '50-wired.network');
-  const { device, term, socat } = await ptyPair(dir);
-  t.teardown(() => socat.kill());
-  const c = consoleProcess(t, device, dir, {}, ['--admin-password-file', pw, '--broker', 'mqtt://127.0.0.1:1', '--network-dir', netDir]);
-  await c.waitFor(/serving/);
-  const tty = await terminal(term);
-  t.teardown(() => tty.close());
-  tty.line('');
-  await tty.expect(/console password: $/);
+  const { dir, tty } = await consoleAtLogin(t, (d) => ['--network-dir', join(d, 'network')]);
+  const file = join(dir, 'network', '50-wired.network');
   tty.line('correct horse battery');
   await tty.expect(/> $/);
   for (const [line, error] of [
@@ -251,18 +259,8 @@ test('network: a static address and back to DHCP, each value checked, written as
 
 test('export audit ymodem: rz receives the console audit log in a file', async (t) => {
   t.timeout(120_000);
-  const dir = tempDir('licd-console-');
-  t.teardown(() => rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }));
-  const pw = join(dir, 'admin.password');
-  writeFileSync(pw, 'correct horse battery\n', { mode: 0o600 });
-  const { device, term, socat } = await ptyPair(dir);
-  t.teardown(() => socat.kill());
-  const c = consoleProcess(t, device, dir, {}, ['--admin-password-file', pw, '--broker', 'mqtt://127.0.0.1:1']);
-  await c.waitFor(/serving/);
-  let tty = await terminal(term);
-  t.teardown(() => tty.close());
-  tty.line('');
-  await tty.expect(/console password: $/);
+  const { dir, term, tty: first } = await consoleAtLogin(t);
+  let tty = first;
   tty.line('wrong one');
   await tty.expect(/wrong password; wait 1 s[\s\S]*console password: $/);
   tty.line('correct horse battery');
@@ -279,6 +277,7 @@ test('export audit ymodem: rz receives the console audit log in a file', async (
   const rzCode = await new Promise<number | null>((r) => rz.on('exit', (code) => r(code)));
   t.is(rzCode, 0, rzErr);
   tty = await terminal(term);
+  t.teardown(() => tty.close());
   await tty.expect(/sent licd-console-audit\.jsonl \(\d+ bytes\)[\s\S]*> $/);
   const got = readFileSync(join(into, 'licd-console-audit.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { event: string; ok: boolean });
   t.deepEqual(got.slice(0, 2).map((e) => [e.event, e.ok]), [['login', false], ['login', true]], 'the wrong try and the login are in the file');
@@ -290,18 +289,7 @@ test('export audit ymodem to a receiver that empties its input right after askin
   // answer came back before that, was thrown away, and rz failed on the console's next words.
   // This receiver is rz on a slow machine: what arrives within 300 ms of such a 'C' is lost.
   t.timeout(120_000);
-  const dir = tempDir('licd-console-');
-  t.teardown(() => rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }));
-  const pw = join(dir, 'admin.password');
-  writeFileSync(pw, 'correct horse battery\n', { mode: 0o600 });
-  const { device, term, socat } = await ptyPair(dir);
-  t.teardown(() => socat.kill());
-  const c = consoleProcess(t, device, dir, {}, ['--admin-password-file', pw, '--broker', 'mqtt://127.0.0.1:1']);
-  await c.waitFor(/serving/);
-  const tty = await terminal(term);
-  t.teardown(() => tty.close());
-  tty.line('');
-  await tty.expect(/console password: $/);
+  const { tty } = await consoleAtLogin(t);
   tty.line('correct horse battery');
   await tty.expect(/> $/);
   tty.line('export audit ymodem');
