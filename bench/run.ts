@@ -635,6 +635,26 @@ async function phaseBurst(ctx: BrokerCtx, d: DaemonProc): Promise<void> {
   }
 }
 
+/** The daemon's CPU (and its kernel share), mosquitto's CPU (in % of one core) and the daemon's peak RSS over a window. */
+async function farmWindow(ctx: BrokerCtx, d: DaemonProc, windowMs: number): Promise<{ cpuPct: number; kernelPct: number; brokerPct: number; rss: number }> {
+  const cpu0 = cpuSplitMs(d.pid);
+  const bcpu0 = ctx.mosq ? cpuMs(ctx.mosq.pid) : 0;
+  let rss = 0;
+  const t0 = Date.now();
+  while (Date.now() - t0 < windowMs) {
+    rss = Math.max(rss, d.rssMiB());
+    await sleep(Math.min(1000, windowMs - (Date.now() - t0)));
+  }
+  const elapsed = Date.now() - t0;
+  const cpu1 = cpuSplitMs(d.pid);
+  return {
+    cpuPct: ((cpu1.user + cpu1.system - cpu0.user - cpu0.system) / elapsed) * 100,
+    kernelPct: ((cpu1.system - cpu0.system) / elapsed) * 100,
+    brokerPct: ctx.mosq ? ((cpuMs(ctx.mosq.pid) - bcpu0) / elapsed) * 100 : 0,
+    rss: Math.max(rss, d.rssMiB()),
+  };
+}
+
 /**
  * Issue 18: the farm grown to P.farmLarge heartbeating leases, and the daemon's CPU over one
  * heartbeat period of all of them. Each node of the farm takes further leases (as other processes
@@ -652,22 +672,13 @@ async function growFarm(ctx: BrokerCtx, d: DaemonProc, pool: GeneratorPool, have
   const windowMs = Math.max(P.farmWindowMs, hb * 1000);
   log(`${b}: farm: ${leases} leases; settling one period, then measuring ${windowMs / 1000} s`);
   await sleep(hb * 1000 + 1000);
-  const cpu0 = cpuSplitMs(d.pid);
-  const bcpu0 = ctx.mosq ? cpuMs(ctx.mosq.pid) : 0;
-  const t0 = Date.now();
-  let rss = 0;
-  while (Date.now() - t0 < windowMs) {
-    rss = Math.max(rss, d.rssMiB());
-    await sleep(Math.min(1000, windowMs - (Date.now() - t0)));
-  }
-  const elapsed = Date.now() - t0;
-  const cpu1 = cpuSplitMs(d.pid);
+  const w = await farmWindow(ctx, d, windowMs);
   const e = sumErrors(rs);
   figs.add(`${b}.farm_large.leases`, `heartbeating leases, the farm grown (${perNode + 1} per node)${P.quick ? ' (--quick: fewer than 50,000)' : ''}`, leases, '', { cmp: '>=', value: P.farmLarge });
-  figs.add(`${b}.farm_large.cpu_pct`, `daemon CPU with them, share of one core${b === 'aedes' ? ' (broker included)' : ''}`, ((cpu1.user + cpu1.system - cpu0.user - cpu0.system) / elapsed) * 100, '%', { cmp: '<=', value: 15 });
-  figs.add(`${b}.farm_large.cpu_kernel_pct`, 'of which in the kernel', ((cpu1.system - cpu0.system) / elapsed) * 100, '%');
-  figs.add(`${b}.farm_large.rss_mb`, `daemon resident memory with them${b === 'aedes' ? ' (broker included)' : ''}`, Math.max(rss, d.rssMiB()), 'MiB');
-  if (ctx.mosq) figs.add(`${b}.farm_large.broker_cpu_pct`, 'mosquitto CPU, share of one core', ((cpuMs(ctx.mosq.pid) - bcpu0) / elapsed) * 100, '%');
+  figs.add(`${b}.farm_large.cpu_pct`, `daemon CPU with them, share of one core${b === 'aedes' ? ' (broker included)' : ''}`, w.cpuPct, '%', { cmp: '<=', value: 15 });
+  figs.add(`${b}.farm_large.cpu_kernel_pct`, 'of which in the kernel', w.kernelPct, '%');
+  figs.add(`${b}.farm_large.rss_mb`, `daemon resident memory with them${b === 'aedes' ? ' (broker included)' : ''}`, w.rss, 'MiB');
+  if (ctx.mosq) figs.add(`${b}.farm_large.broker_cpu_pct`, 'mosquitto CPU, share of one core', w.brokerPct, '%');
   if (errorCount(e) > 0) figs.add(`${b}.farm_large.problems`, `checkouts refused: ${errorText(e)}`, errorCount(e), '');
 }
 
@@ -693,21 +704,7 @@ async function phaseFarm(ctx: BrokerCtx): Promise<void> {
     // Steady state: every lease has heartbeated at least once on its own phase.
     log(`${b}: farm: ${leases} leases heartbeating every ${hb} s; settling one period, then measuring ${Math.max(P.farmWindowMs, hb * 1000) / 1000} s`);
     await sleep(hb * 1000 + 1000);
-    const windowMs = Math.max(P.farmWindowMs, hb * 1000);
-    const cpu0 = cpuSplitMs(d.pid);
-    const bcpu0 = ctx.mosq ? cpuMs(ctx.mosq.pid) : 0;
-    let rss = 0;
-    const t0 = Date.now();
-    while (Date.now() - t0 < windowMs) {
-      rss = Math.max(rss, d.rssMiB());
-      await sleep(Math.min(1000, windowMs - (Date.now() - t0)));
-    }
-    const elapsed = Date.now() - t0;
-    const cpu1 = cpuSplitMs(d.pid);
-    const cpuPct = ((cpu1.user + cpu1.system - cpu0.user - cpu0.system) / elapsed) * 100;
-    const kernelPct = ((cpu1.system - cpu0.system) / elapsed) * 100;
-    const bcpuPct = ctx.mosq ? ((cpuMs(ctx.mosq.pid) - bcpu0) / elapsed) * 100 : 0;
-    rss = Math.max(rss, d.rssMiB());
+    const { cpuPct, kernelPct, brokerPct: bcpuPct, rss } = await farmWindow(ctx, d, Math.max(P.farmWindowMs, hb * 1000));
     const ttlNote = P.farmTtl ? `--quick: TTL ${P.farmTtl} s, not the default` : undefined;
     figs.add(`${b}.farm.leases`, `heartbeating leases${P.quick ? ' (--quick: fewer than 10,000)' : ''}`, leases, '');
     figs.add(`${b}.farm.heartbeat_s`, 'heartbeat period the daemon gave', hb, 's', undefined, ttlNote);

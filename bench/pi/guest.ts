@@ -16,15 +16,15 @@
  */
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { topics } from '../../src/core/protocol.ts';
+import { waitListening } from '../lib/mosquitto.ts';
+import { sleep, stopChild } from '../lib/proc.ts';
 import { WireClient } from '../lib/wire.ts';
 import type { Counts, GuestPlan, GuestResult, Window } from './types.ts';
 
 const plan = JSON.parse(readFileSync(process.argv[2] ?? '', 'utf8')) as GuestPlan;
 const log = (s: string) => process.stdout.write(`LOG ${s}\n`);
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const children: ChildProcess[] = [];
 
 /** The process's CPU so far: every thread's sum_exec_runtime (ns), and utime/stime in USER_HZ ticks. */
@@ -88,23 +88,6 @@ function calibrate(n: number): { iterations: number; ns: number }[] {
   }
   if (sink === 0.5) log('unreachable');
   return out;
-}
-
-async function waitListening(port: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((r) => {
-      const s = connect(port, '127.0.0.1');
-      s.once('connect', () => {
-        s.destroy();
-        r(true);
-      });
-      s.once('error', () => r(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
-    await sleep(200);
-  }
 }
 
 function startMosquitto(): ChildProcess {
@@ -229,14 +212,6 @@ async function connectClients(url: string, prefix: string): Promise<WireClient[]
   return ws;
 }
 
-async function stop(c: ChildProcess): Promise<void> {
-  if (c.exitCode !== null || c.signalCode !== null) return;
-  const gone = new Promise<void>((r) => c.once('exit', () => r()));
-  c.kill('SIGTERM');
-  const t = setTimeout(() => c.kill('SIGKILL'), 30_000);
-  await gone;
-  clearTimeout(t);
-}
 
 async function main(): Promise<void> {
   const version = (cmd: string, args: string[]) => {
@@ -276,7 +251,7 @@ async function main(): Promise<void> {
   const idle = await measure({ daemon: daemon.pid!, mosquitto: mosq.pid! }, () => sleep(plan.idleSeconds * 1000).then(() => 0), 0);
   log(`idle: daemon ${((idle.procs.daemon!.ns / idle.wallNs) * 1e9).toFixed(0)} instructions per second`);
   await Promise.all(ws.map((c) => c.end()));
-  await stop(daemon);
+  await stopChild(daemon, 30_000);
 
   // The bare echo responder (bench/echo.ts) through the same mosquitto, answers padded to licd's sizes.
   const echoOpts = { url, username: plan.username, password: plan.password, sizes: answerBytes, qos: 1 };
@@ -296,8 +271,8 @@ async function main(): Promise<void> {
     log(`echo window ${i + 1}/${plan.windows}: responder ${(win.procs.echo!.ns / plan.ops).toFixed(0)}, mosquitto ${(win.procs.mosquitto!.ns / plan.ops).toFixed(0)} instructions per round trip`);
   }
   await Promise.all(es.map((c) => c.end()));
-  await stop(echo);
-  await stop(mosq);
+  await stopChild(echo, 30_000);
+  await stopChild(mosq, 30_000);
 
   const result: GuestResult = {
     arch: process.arch,
