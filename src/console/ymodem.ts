@@ -205,9 +205,10 @@ export class YmodemReceiver {
 /**
  * A YMODEM sender of one file, for the console's exports (a terminal program receives it: minicom
  * Ctrl-A R, Tera Term, `rz --ymodem`). No I/O, like the receiver. It waits for the receiver's 'C',
- * sends block 0 (name and size) 1 s later, 1024-byte blocks (each again on NAK, up to 10 times),
- * EOT until it is acknowledged, and 1 s after the next 'C' the empty block 0 that ends the batch
- * (again on each 'C'), done at its ACK or 5 s after it. CAN CAN from the receiver, too many NAKs or
+ * sends block 0 (name and size), 1024-byte blocks, EOT until it is acknowledged, and after the
+ * next 'C' the empty block 0 that ends the batch, done at its ACK or 5 s after it. A block that
+ * answers an ACK goes at once; one that answers a 'C' or a NAK (a first request or a request to
+ * send it again, up to 10 times) goes 1 s later, after the receiver has emptied its input. CAN CAN from the receiver, too many NAKs or
  * too long a silence end it with a reason.
  */
 export class YmodemSender {
@@ -294,33 +295,37 @@ export class YmodemSender {
     return this.frame(0, b);
   }
 
-  private sendCurrent(): void {
+  /**
+   * Sends the block the receiver waits for. `asked` is the byte that asked for it: a block that
+   * answers a 'C' or a NAK goes 1 s later, one that answers an ACK at once. rz empties its input
+   * right after each 'C' and NAK it sends (and after each ACK): a block that arrives before that is
+   * thrown away. On a busy machine the console's answers did, and rz waited for them until the
+   * console gave up. After an ACK, speed matters and a lost block is asked for again by NAK.
+   */
+  private sendCurrent(asked: number): void {
     if (this.pending) return; // asked again while the answer waits its 1 s: that answer will do
     if (++this.tries > 10) return this.cancel('the receiver refused a block 10 times');
-    if (this.state === 'block0' || this.state === 'end') {
-      // Block 0 and the empty block 0 that ends the batch answer a 'C' from the receiver's
-      // "send me a file name" step, and rz empties its input right after that 'C': a block that
-      // arrives at once can be thrown away (on a busy machine it was, and rz then failed on the
-      // console's next words). So they go 1 s after the 'C', and again on each 'C' or NAK.
+    if (asked === ACK) return this.sendNow();
+    this.timer?.cancel();
+    this.pending = true;
+    this.timer = this.o.clock.setTimeout(() => {
+      this.pending = false;
+      if (!this.finished) this.sendNow();
+    }, 1000);
+  }
+
+  private sendNow(): void {
+    if (this.state === 'block0') this.o.send(this.block0());
+    else if (this.state === 'data') this.o.send(this.frame(this.block + 1, this.blocks[this.block]!));
+    else if (this.state === 'eot') this.o.send(Buffer.from([EOT]));
+    else if (this.state === 'end') {
+      this.o.send(this.frame(0, Buffer.alloc(128)));
+      // rz ACKs it, but that last ACK is often lost as it exits (it flushes the line): the file
+      // was complete when EOT was acknowledged, so 5 s without an answer is success too.
       this.timer?.cancel();
-      this.pending = true;
-      this.timer = this.o.clock.setTimeout(() => {
-        this.pending = false;
-        if (this.finished) return;
-        if (this.state === 'block0') {
-          this.o.send(this.block0());
-          this.wait(15_000, 'the receiver went silent');
-        } else {
-          this.o.send(this.frame(0, Buffer.alloc(128)));
-          // rz ACKs it, but that last ACK is often lost as it exits (it flushes the line): the
-          // file was complete when EOT was acknowledged, so 5 s without an answer is success too.
-          this.timer = this.o.clock.setTimeout(() => this.finish(), 5000);
-        }
-      }, 1000);
+      this.timer = this.o.clock.setTimeout(() => this.finish(), 5000);
       return;
     }
-    if (this.state === 'data') this.o.send(this.frame(this.block + 1, this.blocks[this.block]!));
-    else if (this.state === 'eot') this.o.send(Buffer.from([EOT]));
     this.wait(15_000, 'the receiver went silent');
   }
 
@@ -337,10 +342,13 @@ export class YmodemSender {
   private onByte(b: number): void {
     const st = this.state as YmodemSender['state'];
     if (this.pending && b === ACK) return; // nothing it could acknowledge has gone out yet
+    // 'C' and NAK both ask for the current block again: rz asks with 'C' until the first data
+    // block has arrived, and with NAK after.
+    const again = b === C || b === NAK;
     if (st === 'wait') {
       if (b === C) {
         this.next('block0');
-        this.sendCurrent();
+        this.sendCurrent(b);
       }
     } else if (st === 'block0') {
       if (b === ACK) {
@@ -348,16 +356,17 @@ export class YmodemSender {
         this.block = 0;
         this.armed = true;
         this.wait(15_000, 'the receiver did not ask for the data');
-      } else if (b === NAK || b === C) this.sendCurrent();
+      } else if (again) this.sendCurrent(b);
     } else if (st === 'data' || st === 'eot') {
       if (this.armed) {
-        if (b === C || b === NAK) {
+        // After block 0's ACK the data starts at the receiver's 'C'.
+        if (again) {
           this.armed = false;
-          this.sendCurrent();
+          this.sendCurrent(b);
         }
         return;
       }
-      if (b === NAK) return this.sendCurrent();
+      if (again) return this.sendCurrent(b);
       if (b !== ACK) return;
       if (st === 'eot') {
         this.next('end');
@@ -367,12 +376,12 @@ export class YmodemSender {
       }
       this.block++;
       this.next(this.block < this.blocks.length ? 'data' : 'eot');
-      this.sendCurrent();
+      this.sendCurrent(b);
     } else if (st === 'end') {
       if (b === ACK && !this.armed) this.finish();
-      else if (b === C || b === NAK) {
+      else if (again) {
         this.armed = false;
-        this.sendCurrent();
+        this.sendCurrent(b);
       }
     }
   }

@@ -164,7 +164,8 @@ test('the sender sends the block that ends the batch again when it is lost, and 
   void quiet.result.then(() => (quietEnded = true));
   quiet.feed(Buffer.from([0x43])); // block 0, 1 s later
   clock.advance(1000);
-  quiet.feed(Buffer.from([0x06, 0x43])); // its ACK, then 'C' for the data
+  quiet.feed(Buffer.from([0x06, 0x43])); // its ACK, then 'C' for the data: the data block, 1 s later
+  clock.advance(1000);
   quiet.feed(Buffer.from([0x06])); // the data block's ACK: EOT goes out
   quiet.feed(Buffer.from([0x06, 0x43])); // EOT's ACK, then 'C': the empty block 0, 1 s later
   clock.advance(1000);
@@ -174,6 +175,41 @@ test('the sender sends the block that ends the batch again when it is lost, and 
   clock.advance(1000);
   await quiet.result;
   t.true(quietEnded);
+});
+
+test('a block lost before the receiver asks again (with C for the first data block, NAK after) is sent again 1 s after the request', async (t) => {
+  // rz empties its input after every 'C', NAK and ACK it sends. The first data block, sent at once
+  // in answer to the 'C' after block 0, was thrown away; rz asked again with 'C' 13 s later, and
+  // the console ignored that 'C' until it gave up and cancelled ("Sender Cancelled" in rz).
+  const clock = manualClock();
+  const data = Buffer.alloc(2000, 0x61);
+  const sent: Buffer[] = [];
+  const tx = new YmodemSender({ name: 'a.jsonl', data, clock, send: (b) => sent.push(Buffer.from(b)) });
+  const last = () => sent.at(-1)!;
+  tx.feed(Buffer.from([0x43]));
+  clock.advance(1000);
+  t.is(last()[1], 0, 'block 0');
+  tx.feed(Buffer.from([0x06, 0x43]));
+  clock.advance(999);
+  t.is(sent.length, 1, 'nothing in the moment the receiver empties its input');
+  clock.advance(1);
+  t.deepEqual([last()[0], last()[1]], [0x02, 1], 'block 1, 1 s after the C');
+  tx.feed(Buffer.from([0x43])); // lost: the receiver asks again with C
+  clock.advance(1000);
+  t.deepEqual([sent.length, last()[1]], [3, 1], 'block 1 again');
+  tx.feed(Buffer.from([0x06])); // its ACK: block 2 at once
+  t.deepEqual([sent.length, last()[1]], [4, 2]);
+  tx.feed(Buffer.from([0x15])); // lost: NAK
+  t.is(sent.length, 4);
+  clock.advance(1000);
+  t.deepEqual([sent.length, last()[1]], [5, 2], 'block 2 again, 1 s after the NAK');
+  tx.feed(Buffer.from([0x06]));
+  t.deepEqual([...last()], [0x04], 'EOT');
+  tx.feed(Buffer.from([0x06, 0x43]));
+  clock.advance(1000);
+  tx.feed(Buffer.from([0x06]));
+  await tx.result;
+  t.pass();
 });
 
 test('the sender gives up when nobody receives, and stops on CAN CAN', async (t) => {
