@@ -16,6 +16,12 @@ import type { TlsTrust } from './tls.ts';
 export const MAX_REQUESTS_IN_FLIGHT = 64;
 const MAX_BUSY_IN_FLIGHT = MAX_REQUESTS_IN_FLIGHT;
 
+/**
+ * Retained availability and server state are published at most once per this interval: the first
+ * change at once, later ones at the interval's end, coalesced (docs/protocol.md).
+ */
+export const FLUSH_INTERVAL_MS = 100;
+
 export interface ServerLinkOptions {
   url: string;
   username: string;
@@ -30,6 +36,8 @@ export interface ServerLinkOptions {
   chain?: () => { entitlement: unknown; delegation: unknown; vendorPublicKey?: string; failover?: unknown };
   /** Told each request's time from arrival to its answer handed to the broker (metrics). */
   observe?: (op: string | null, seconds: number) => void;
+  /** Retained availability and server state go out at most once per this many ms (FLUSH_INTERVAL_MS by default). */
+  flushIntervalMs?: number;
   /** A box of a cluster: its server id, whose topics are under licd/v1/s/<server> (docs/scale-out.md). */
   server?: string | null;
 }
@@ -44,6 +52,8 @@ export class ServerLink {
   private readonly service: LicenseService;
   private readonly log: Log;
   private flushScheduled = false;
+  private flushTimer: ReturnType<typeof setTimeout> | null = null;
+  private lastFlushAt = -Infinity;
   private closed = false;
   private readonly knownFeatures = new Set<string>();
   /** Requests in progress, so stop() can let them finish before going offline. */
@@ -206,14 +216,24 @@ export class ServerLink {
     this.client.publish(topic, text, { qos: 1 }, () => done());
   }
 
-  /** Schedules one publish of everything that changed (coalesced within a tick). */
+  /**
+   * Schedules one publish of everything that changed: in the next event-loop turn, or, within
+   * FLUSH_INTERVAL_MS of the last publish, at the end of that interval. Under load this is one
+   * retained message per feature per interval instead of one per operation: the retained
+   * messages were half of the daemon's socket writes (docs/performance.md, issue 18).
+   */
   scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    setImmediate(() => {
+    const run = () => {
       this.flushScheduled = false;
+      this.flushTimer = null;
+      this.lastFlushAt = performance.now();
       this.flush();
-    });
+    };
+    const wait = this.lastFlushAt + (this.opts.flushIntervalMs ?? FLUSH_INTERVAL_MS) - performance.now();
+    if (wait <= 0) setImmediate(run);
+    else this.flushTimer = setTimeout(run, wait);
   }
 
   flush(): void {
@@ -272,6 +292,13 @@ export class ServerLink {
   async close(): Promise<void> {
     const deadline = Date.now() + 2000;
     while (this.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    if (this.flushTimer) {
+      // The last changes' availability, not left waiting for the interval.
+      clearTimeout(this.flushTimer);
+      this.flushTimer = null;
+      this.flushScheduled = false;
+      this.flush();
+    }
     this.closed = true;
     if (this.client.connected) {
       const offline = { ...this.service.serverState('offline'), warnings: ['the license server was stopped'] };

@@ -120,6 +120,13 @@ export class LicdClient extends EventEmitter {
   /** This client's connection number: in its last will and its requests (a stale will is ignored). */
   private conn = 0;
   private renewing = false;
+  /**
+   * Whether the answer topics are subscribed on the current connection. A request made while the
+   * broker is away waits for this (see request()).
+   */
+  private answerable = false;
+  /** Requests made while the broker was away, sent once the answer topics are subscribed again. */
+  private readonly unsent = new Set<() => void>();
   readonly availability = new Map<string, Availability>();
   server: ServerState | null = null;
   /** With a list of brokers: which is in use, and the errors seen on each. */
@@ -161,12 +168,17 @@ export class LicdClient extends EventEmitter {
     }, opts.tls, undefined, this.rotation ?? undefined);
     // Every connection gets the next number, in its will too.
     this.mqtt.on('close', () => {
+      this.answerable = false;
       this.conn++;
       if (this.mqtt.options.will) this.mqtt.options.will.payload = willPayload(this.conn, this.#holder);
     });
     this.mqtt.on('message', (topic, payload) => this.onMessage(topic, payload));
     this.mqtt.on('connect', () => {
       this.mqtt.subscribe(this.answerTopics(), { qos: 1 });
+      // The broker takes a connection's packets in order: a request sent from here on is answered
+      // on a topic we are subscribed to again.
+      this.answerable = true;
+      for (const send of [...this.unsent]) send();
       // After a reconnect, renew at once, and again until answered: the daemon may have marked
       // our leases disconnected, and may not have subscribed again yet.
       if (this.leases.size > 0) void this.renewUntilAnswered();
@@ -304,21 +316,31 @@ export class LicdClient extends EventEmitter {
     const topic = opt.admin ? this.topics.adminRequest(this.clientId) : this.topicOf.req;
     const timeoutMs = opt.timeoutMs ?? this.timeoutMs;
     const answer = await new Promise<Answer>((resolve, reject) => {
+      const body = !opt.admin && LEASE_OPS.has(op) && params.holder === undefined ? { ...params, holder: this.#holder } : params;
+      const send = () => {
+        this.unsent.delete(send);
+        this.mqtt.publish(topic, JSON.stringify({ ...body, id, op, conn: this.conn }), { qos: 1 }, (err) => {
+          if (err) {
+            clearTimeout(timer);
+            this.pending.delete(id);
+            reject(new LicdError('FORBIDDEN', `could not send ${op}: ${err.message}`));
+          }
+        });
+      };
       const timer = setTimeout(() => {
+        this.unsent.delete(send);
         this.pending.delete(id);
         reject(
           new LicdError('TIMEOUT', `no answer to ${op} within ${timeoutMs} ms: is licd running and connected to the broker?${opt.admin ? ' Admin requests also need an admin identity (--user/--password).' : ''}`),
         );
       }, timeoutMs);
       this.pending.set(id, { resolve, reject, timer });
-      const body = !opt.admin && LEASE_OPS.has(op) && params.holder === undefined ? { ...params, holder: this.#holder } : params;
-      this.mqtt.publish(topic, JSON.stringify({ ...body, id, op, conn: this.conn }), { qos: 1 }, (err) => {
-        if (err) {
-          clearTimeout(timer);
-          this.pending.delete(id);
-          reject(new LicdError('FORBIDDEN', `could not send ${op}: ${err.message}`));
-        }
-      });
+      // While the broker is away, mqtt.js would keep the request and send it first thing after
+      // reconnecting, before the answer topics are subscribed again (a clean session has none):
+      // licd's answer then went nowhere and the request ended in TIMEOUT. So a request made then
+      // waits until the subscription is back (within its timeout).
+      if (this.answerable) send();
+      else this.unsent.add(send);
     });
     if (answer.ok) return answer.result as T;
     const code = isErrorCode(answer.error.code) ? answer.error.code : 'INTERNAL';

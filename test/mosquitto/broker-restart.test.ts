@@ -82,3 +82,30 @@ test('kill -9 of mosquitto and restart leaves the holder its lease', async (t) =
   await restartRound(t, x, holder, contender, leaseId, 'SIGKILL', 1);
   t.deepEqual(events, []);
 });
+
+test('a request made while mosquitto is down is sent after the client has subscribed again, and answered', async (t) => {
+  // mqtt.js keeps a request made while the broker is away and sends it first thing after the
+  // reconnect, before the answer topic is subscribed again (a clean session starts with none): licd's
+  // answer went nowhere and the request ended in TIMEOUT (CI: a contender's checkout, refused
+  // NO_SEATS at once, was a TIMEOUT after a kill -9 of mosquitto).
+  t.timeout(60_000);
+  const { x, contender } = await setup(t);
+  const sent: string[] = [];
+  contender.mqtt.on('packetsend', (p: { cmd: string; topic?: string; subscriptions?: Array<{ topic: string }> }) => {
+    if (p.cmd === 'publish') sent.push(`publish ${p.topic}`);
+    else if (p.cmd === 'subscribe') sent.push(`subscribe ${p.subscriptions!.map((s) => s.topic).join(' ')}`);
+  });
+  await x.mosquitto.kill('SIGKILL');
+  await until(() => !contender.connected, 'the contender to notice the broker is gone', 10_000, 20);
+  const asked = contender.checkout('nuke_i').then(
+    () => 'granted',
+    (e: LicdError) => e.code,
+  );
+  await new Promise((r) => setTimeout(r, 1000));
+  await x.mosquitto.relaunch();
+  t.is(await asked, 'NO_SEATS', 'answered: the holder still has the only seat');
+  const firstRequest = sent.findIndex((s) => s.startsWith('publish ') && s.endsWith('/req'));
+  const firstSubscribe = sent.findIndex((s) => s.startsWith('subscribe '));
+  t.log(sent.slice(0, 4).join('; '));
+  t.true(firstSubscribe >= 0 && firstSubscribe < firstRequest, `the answer topic subscribed before the request went out: ${sent.slice(0, 4).join('; ')}`);
+});
