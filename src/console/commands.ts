@@ -8,7 +8,7 @@
 import { isLicdError } from '../core/errors.ts';
 import type { ActivationRequestResult, AlertsResult, BorrowView, LicenseInstallResult, QuarantineReleaseResult, RevokeResult, StatusResult } from '../core/protocol.ts';
 import { wrap } from '../cli/command.ts';
-import { featureExpired } from '../cli/commands/use.ts';
+import { failoverLine, featureExpired } from '../cli/commands/use.ts';
 import { REPORTS, toCsv } from '../cli/commands/report.ts';
 import { parseDuration } from '../cli/holding.ts';
 import { formatTime } from '../cli/time.ts';
@@ -74,6 +74,7 @@ function compactStatus(s: StatusResult, time: (t: string | number | Date) => str
   const lines = [`licd ${srv.version}: ${srv.state}, ${srv.dongle.present ? `dongle ${srv.dongle.serial ?? '?'}${srv.dongle.emulated ? ' (emulated)' : ''}` : `DONGLE ABSENT (${srv.dongle.reason ?? 'not answering'})`}${srv.development ? ', DEVELOPMENT' : ''}`];
   if (srv.entitlement) lines.push(wrap(`${srv.entitlement.id} for ${srv.entitlement.customer}`, 'license ', 2));
   for (const w of srv.warnings) lines.push(wrap(w, 'warning: ', 2));
+  if (srv.failover) lines.push(wrap(failoverLine(srv.failover, time), '', 2));
   for (const x of srv.alerts ?? []) lines.push(wrap(x.summary, `alert (${x.severity}): `, 2));
   for (const q of s.quarantine) lines.push(`quarantine: ${q.feature} ${q.seats} seats until ${time(q.until)}`);
   lines.push('', `${'FEATURE'.padEnd(20)} ${'TOTAL'.padStart(5)} ${'LEASED'.padStart(6)} ${'BORROWED'.padStart(8)} ${'FREE'.padStart(5)}  EXPIRES`);

@@ -78,7 +78,7 @@ function accepts(req: HttpRequest): boolean {
  * first request for /, not at start: a daemon nobody opens the page of (every test, a bench)
  * never pays for the build. Then / and one route per asset, each gzipped once.
  */
-export function addPageRoutes(http: HttpServer, log: Log): void {
+export function addPageRoutes(http: HttpServer, log: Log, server: string | null = null): void {
   let loading: Promise<((req: HttpRequest) => HttpAnswer) | string> | null = null;
   const load = () =>
     (loading ??= loadPage(log).then((page) => {
@@ -88,9 +88,12 @@ export function addPageRoutes(http: HttpServer, log: Log): void {
       }
       log.info('web: the page is ready', { from: page.from, files: page.files.length });
       let index: ((req: HttpRequest) => HttpAnswer) | null = null;
-      for (const f of page.files) {
+      for (const file of page.files) {
+        const isIndex = file.name === 'index.html';
+        // A box of a cluster has its topics under licd/v1/s/<server> (docs/scale-out.md): the page
+        // reads its server id from this tag (src/web/app/link.ts). The id is [a-z0-9-] (config).
+        const f = isIndex && server !== null ? { ...file, body: Buffer.from(file.body.toString('utf8').replace('<title>', `<meta name="licd-server" content="${server.replace(/[^a-z0-9-]/g, '')}">\n<title>`)) } : file;
         const gz = gzipSync(f.body, { level: 9 });
-        const isIndex = f.name === 'index.html';
         const headers: Record<string, string> = isIndex
           ? { 'Cache-Control': 'no-store', 'Content-Security-Policy': PAGE_CSP, 'X-Frame-Options': 'DENY', 'Referrer-Policy': 'no-referrer' }
           : { 'Cache-Control': 'public, max-age=31536000, immutable' };

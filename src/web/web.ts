@@ -17,7 +17,7 @@ export interface Web {
 }
 
 export async function startWeb(o: { http: HttpServer; config: Config; broker: EmbeddedBroker | null; secure: boolean; log: Log }): Promise<Web | null> {
-  addPageRoutes(o.http, o.log);
+  addPageRoutes(o.http, o.log, o.config.cluster.serverId);
   let target: BridgeTarget | null = null;
   if (o.broker) target = { kind: 'embedded', broker: o.broker };
   else {

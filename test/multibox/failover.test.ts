@@ -18,6 +18,7 @@ import { LicdClient } from '../../src/sdk/client.ts';
 import { isLicdError } from '../../src/core/errors.ts';
 import type { FailoverView } from '../../src/core/failover.ts';
 import { fetchAndVerifyGrant } from '../../src/sdk/verify.ts';
+import { openPage } from '../helpers/browser.ts';
 import { nodeEd25519 } from '../../src/crypto/ed25519.ts';
 
 test.after.always(() => killAll());
@@ -71,7 +72,7 @@ test("a failover box serves the primary's seats only after the primary has been 
 
   const configA = configOf(0);
   let a: Proc = startDaemonProcess({ LICD_CONFIG: configA });
-  b = startDaemonProcess({ LICD_CONFIG: configOf(1, { failover: { entitlementFile: foFile } }) });
+  b = startDaemonProcess({ LICD_CONFIG: configOf(1, { failover: { entitlementFile: foFile }, web: { anonymous: true } }) });
   await a.waitFor(/listening on/, 40_000);
   await b.waitFor(/listening on/, 40_000);
 
@@ -156,6 +157,18 @@ test("a failover box serves the primary's seats only after the primary has been 
   t.is(nukeB.total, 2);
   t.deepEqual(nukeB.leases.map((l) => l.user).sort(), ['p', 'q']);
   t.is(statusB.server.failover?.state, 'active');
+  // B's web page shows it. B is a box of a cluster, its topics under licd/v1/s/box-b: the page
+  // used licd/v1 alone and stayed "waiting..." with no features on any box of a cluster.
+  const webB = (await b.waitFor(/web page on (http:\/\/[\d.]+:\d+)\//, 10_000))[1]!;
+  const { page } = await openPage(t);
+  await page.goto(`${webB}/`);
+  // Admins sign in on mosquitto's TLS listener (web.brokerUrl, test/web/bridge-mosquitto.test.ts);
+  // a viewer without a password sees the same overview here (web.anonymous on B).
+  await page.getByRole('button', { name: 'View without signing in' }).click();
+  await page.getByTestId('server-state').filter({ hasText: 'online' }).waitFor();
+  await page.getByTestId('failover').filter({ hasText: /Failover for box-a[\s\S]*ACTIVE: serving box-a's seats since[\s\S]*nuke_i x1/ }).waitFor();
+  await page.locator('tr[data-feature="nuke_i"] [data-col="leased"]').filter({ hasText: /^2$/ }).waitFor();
+  await page.context().browser()!.close();
   // A feature only A has is granted under the failover entitlement, which B's chain carries: the
   // grant verifies offline from the vendor key.
   const vendorPublicKey = Uint8Array.from(Buffer.from((JSON.parse(readFileSync(join(dir, 'box-b', 'dev', 'vendor.key'), 'utf8')) as { publicKey: string }).publicKey, 'hex'));

@@ -15,8 +15,8 @@ export function featureExpired(f: FeatureStatus, now: number): boolean {
   return f.expires !== null && Date.parse(f.expires) <= now;
 }
 
-/** A failover box's state (docs/scale-out.md, "Failover server"), one line. */
-function failoverLine(f: NonNullable<StatusResult['server']['failover']>, time: (t: string | number | Date) => string): string {
+/** A failover box's state (docs/scale-out.md, "Failover server"), one line (licctl status, the console's status). */
+export function failoverLine(f: NonNullable<StatusResult['server']['failover']>, time: (t: string | number | Date) => string): string {
   const seats = f.features.map((x) => `${cell(x.feature)} x${x.seats}`).join(', ');
   const state =
     f.state === 'active'

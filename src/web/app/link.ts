@@ -4,7 +4,16 @@
  */
 import mqtt from 'mqtt';
 
-export const PREFIX = 'licd/v1';
+/**
+ * The topics of the box that serves this page: licd/v1, or for a box of a cluster
+ * licd/v1/s/<server> (docs/scale-out.md), whose id the box puts in a meta tag of the page.
+ */
+function boxPrefix(): string {
+  const server = typeof document === 'undefined' ? null : document.querySelector('meta[name="licd-server"]')?.getAttribute('content');
+  return server && /^[a-z0-9][a-z0-9-]*$/.test(server) ? `licd/v1/s/${server}` : 'licd/v1';
+}
+
+export const PREFIX = boxPrefix();
 
 export interface Answer {
   id: string;

@@ -101,6 +101,14 @@ function lastChange(features: Json[]): string | undefined {
   return t[t.length - 1] || undefined;
 }
 
+/** A failover box's state (docs/scale-out.md, "Failover server"), as licctl status words it. */
+function failoverState(f: Json): string {
+  if (f.state === 'active') return `ACTIVE: serving ${f.primary}'s seats since ${fmtTime(f.since)}`;
+  if (f.state === 'used-up') return "stopped: this month's failover hours are used up";
+  if (f.reason === 'waiting') return `dormant: ${f.primary} offline since ${fmtTime(f.offlineSince)}, failover starts ${fmtTime(f.startsAt)}`;
+  return `dormant (${f.reason === 'online' ? `${f.primary} is online` : f.reason === 'unseen' ? `${f.primary}'s state not seen` : (f.reason ?? '')})`;
+}
+
 function Overview(props: { server: Json | null; features: Json[]; alerts: Json[] }) {
   const s = props.server;
   const now = Date.now();
@@ -129,6 +137,15 @@ function Overview(props: { server: Json | null; features: Json[]; alerts: Json[]
           <div class="v small">{s?.entitlement?.id ?? '–'}</div>
           <div class="small">{s?.entitlement?.customer ?? ''}</div>
         </div>
+        {s?.failover && (
+          <div class="card" data-testid="failover">
+            <div class="k">Failover for {s.failover.primary}</div>
+            <div class="v small">{failoverState(s.failover)}</div>
+            <div class="small">
+              {(s.failover.features ?? []).map((f: Json) => `${f.feature} x${f.seats}`).join(', ')}; used {s.failover.usedHours} of {s.failover.maxHoursPerMonth} h this month
+            </div>
+          </div>
+        )}
         <div class="card">
           <div class="k">Clock</div>
           <div class="v small">{(s?.warnings ?? []).some((w: string) => /clock/i.test(w)) ? 'clock warning: see below' : 'no clock warning'}</div>
