@@ -7,6 +7,7 @@
  * its lease (same id, never reclaimed), and nobody else may take the 1-seat feature.
  */
 import test from 'ava';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { LicdError } from '../../src/core/errors.ts';
 import type { LicdClient } from '../../src/sdk/client.ts';
 import { until } from '../helpers/daemon.ts';
@@ -61,7 +62,8 @@ async function setup(t: import('ava').ExecutionContext) {
   const x = await startExternalDaemon({ config: { leases: { disconnectGraceSeconds: GRACE_S } } });
   t.teardown(() => x.dispose());
   const holder = await x.client({ user: 'render', host: 'node-1' });
-  const contender = await x.client({ user: 'other', host: 'node-2' });
+  // Its checkout after a restart waits for its reconnect, whose retries back off up to 6 s.
+  const contender = await x.client({ user: 'other', host: 'node-2', timeoutMs: 30_000 });
   const lease = await holder.checkout('nuke_i');
   const events: string[] = [];
   lease.on('lost', (e: Error) => events.push(`lost: ${e.message}`));
@@ -83,26 +85,70 @@ test('kill -9 of mosquitto and restart leaves the holder its lease', async (t) =
   t.deepEqual(events, []);
 });
 
-test('a request made while mosquitto is down is sent after the client has subscribed again, and answered', async (t) => {
+/**
+ * A TCP relay to the broker that the test can cut and restore: one client loses its connection
+ * while licd keeps its own.
+ */
+async function relay(t: import('ava').ExecutionContext, to: URL): Promise<{ url: string; cut(): void; restore(): void }> {
+  const sockets = new Set<Socket>();
+  let open = true;
+  const server = createServer((c) => {
+    if (!open) return c.destroy();
+    const u = connect(Number(to.port), to.hostname);
+    for (const s of [c, u]) {
+      sockets.add(s);
+      s.setNoDelay(true);
+      s.on('error', () => {});
+      s.on('close', () => {
+        c.destroy();
+        u.destroy();
+        sockets.delete(s);
+      });
+    }
+    c.pipe(u);
+    u.pipe(c);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  return {
+    url: `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    cut() {
+      open = false;
+      for (const s of sockets) s.destroy();
+    },
+    restore() {
+      open = true;
+    },
+  };
+}
+
+test('a request made while the connection to the broker is down is sent after the client has subscribed again, and answered', async (t) => {
   // mqtt.js keeps a request made while the broker is away and sends it first thing after the
   // reconnect, before the answer topic is subscribed again (a clean session starts with none): licd's
-  // answer went nowhere and the request ended in TIMEOUT (CI: a contender's checkout, refused
-  // NO_SEATS at once, was a TIMEOUT after a kill -9 of mosquitto).
+  // answer could go nowhere and the request end in TIMEOUT (CI: a contender's checkout, refused
+  // NO_SEATS at once, was a TIMEOUT after a kill -9 of mosquitto). Here only the client's own
+  // connection drops (through a relay), so licd stays subscribed and must answer.
   t.timeout(60_000);
-  const { x, contender } = await setup(t);
+  const { x } = await setup(t);
+  const r = await relay(t, new URL(x.mosquitto.url));
+  // The request waits for the reconnect, whose retries back off (up to 6 s): more than the default.
+  const contender = await x.client({ url: r.url, user: 'other', host: 'node-3', timeoutMs: 30_000 });
   const sent: string[] = [];
   contender.mqtt.on('packetsend', (p: { cmd: string; topic?: string; subscriptions?: Array<{ topic: string }> }) => {
     if (p.cmd === 'publish') sent.push(`publish ${p.topic}`);
     else if (p.cmd === 'subscribe') sent.push(`subscribe ${p.subscriptions!.map((s) => s.topic).join(' ')}`);
   });
-  await x.mosquitto.kill('SIGKILL');
-  await until(() => !contender.connected, 'the contender to notice the broker is gone', 10_000, 20);
+  r.cut();
+  await until(() => !contender.connected, 'the contender to notice its connection is gone', 10_000, 20);
   const asked = contender.checkout('nuke_i').then(
     () => 'granted',
     (e: LicdError) => e.code,
   );
-  await new Promise((r) => setTimeout(r, 1000));
-  await x.mosquitto.relaunch();
+  await new Promise((res) => setTimeout(res, 1000));
+  r.restore();
   t.is(await asked, 'NO_SEATS', 'answered: the holder still has the only seat');
   const firstRequest = sent.findIndex((s) => s.startsWith('publish ') && s.endsWith('/req'));
   const firstSubscribe = sent.findIndex((s) => s.startsWith('subscribe '));
