@@ -127,6 +127,18 @@ test('three bridged boxes: clients pool their seats, move them off a dead daemon
   t.is(servers.find((r) => r.server === IDS[dead])!.error?.code, 'TIMEOUT');
   t.deepEqual(servers.filter((r) => r.status).map((r) => r.status!.features.find((f) => f.feature === 'nuke_i')!.leased), [1, 1]);
 
+  // licctl servers --broker lists every server whose retained state the broker carries (no mDNS):
+  // the dead one offline (its will, through the bridge).
+  const sv = await run(['servers', '--json', '--broker', url(0)], { LICD_HOME: dir });
+  t.is(sv.code, 0, sv.stderr);
+  const seen = (JSON.parse(sv.stdout) as { servers: Array<{ server: string; state: string; dongle: { present: boolean } }> }).servers;
+  t.deepEqual(
+    seen.map((s) => [s.server, s.state]),
+    IDS.map((id, i) => [id, i === dead ? 'offline' : 'online']),
+  );
+  const svText = await run(['servers', '--broker', url(0)], { LICD_HOME: dir });
+  t.regex(svText.stdout, new RegExp(`${IDS[dead]}\\s+offline`));
+
   // --server talks to one box: its status alone, in a lone box's shape.
   const one = await run(['status', 'nuke_i', '--json', '--server', lx.server, '--broker', url(0)], { LICD_HOME: dir });
   t.is(one.code, 0, one.stderr);
