@@ -52,6 +52,12 @@ export const clusterTopics = {
   featureWildcard: `${TOPIC_PREFIX}/s/+/feature/+`,
 } as const;
 
+/** The server id of a cluster box's state topic (licd/v1/s/<server>/server/state), or null for any other topic. */
+export function serverOfStateTopic(topic: string): string | null {
+  const p = topic.split('/');
+  return p.length === 6 && topic.startsWith(`${TOPIC_PREFIX}/s/`) && p[4] === 'server' && p[5] === 'state' ? p[3]! : null;
+}
+
 /**
  * The topics of one box of a cluster: the same map with licd/v1 replaced by licd/v1/s/<server>.
  * A lone box (server null) keeps the topics above unchanged.

@@ -13,7 +13,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { LicdError, isLicdError } from '../core/errors.ts';
-import { clusterTopics, TOPIC_PREFIX, type ServerState, type StatusResult } from '../core/protocol.ts';
+import { clusterTopics, serverOfStateTopic, TOPIC_PREFIX, type ServerState, type StatusResult } from '../core/protocol.ts';
 import type { Availability } from '../core/model.ts';
 import { LicdClient, type ClientOptions, type Lease } from './client.ts';
 
@@ -24,8 +24,8 @@ import { LicdClient, type ClientOptions, type Lease } from './client.ts';
 export async function clusterServerIds(c: Pick<LicdClient, 'mqtt'>, settleMs = 200): Promise<string[]> {
   const ids = new Set<string>();
   const on = (topic: string, payload: Buffer) => {
-    const p = topic.split('/');
-    if (p.length === 6 && topic.startsWith(`${TOPIC_PREFIX}/s/`) && p[4] === 'server' && p[5] === 'state' && payload.length > 0) ids.add(p[3]!);
+    const id = serverOfStateTopic(topic);
+    if (id !== null && payload.length > 0) ids.add(id);
   };
   c.mqtt.on('message', on);
   try {

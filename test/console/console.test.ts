@@ -66,39 +66,34 @@ function consoleProcess(t: { teardown(f: () => void): void }, tty: string, dir: 
 }
 
 /**
- * A console with an admin password (correct horse battery) on a fresh pseudo-terminal pair, its
- * broker nowhere (mqtt://127.0.0.1:1), and the admin's terminal showing the password prompt.
+ * A console on a fresh pseudo-terminal pair (`line` names it) in `dir`, its broker nowhere
+ * (mqtt://127.0.0.1:1), and the admin's terminal showing the password prompt.
  */
-async function consoleAtLogin(t: ExecutionContext, extra: (dir: string) => string[] = () => []) {
-  const dir = tempDir('licd-console-');
-  t.teardown(() => rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }));
-  const pw = join(dir, 'admin.password');
-  writeFileSync(pw, 'correct horse battery\n', { mode: 0o600 });
-  const { device, term, socat } = await ptyPair(dir);
+async function consoleOnLine(t: ExecutionContext, dir: string, args: string[], line?: string) {
+  const { device, term, socat } = await ptyPair(dir, line);
   t.teardown(() => socat.kill());
-  const c = consoleProcess(t, device, dir, {}, ['--admin-password-file', pw, '--broker', 'mqtt://127.0.0.1:1', ...extra(dir)]);
+  const c = consoleProcess(t, device, dir, {}, ['--admin-password-file', join(dir, 'admin.password'), '--broker', 'mqtt://127.0.0.1:1', ...args]);
   await c.waitFor(/serving/);
   const tty = await terminal(term);
   t.teardown(() => tty.close());
   tty.line('');
   await tty.expect(/console password: $/);
-  return { dir, term, tty };
+  return { c, socat, term, tty };
+}
+
+/** A console with an admin password (correct horse battery) on a fresh pseudo-terminal pair, at its password prompt. */
+async function consoleAtLogin(t: ExecutionContext, extra: (dir: string) => string[] = () => []) {
+  const dir = tempDir('licd-console-');
+  t.teardown(() => rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }));
+  writeFileSync(join(dir, 'admin.password'), 'correct horse battery\n', { mode: 0o600 });
+  return { dir, ...(await consoleOnLine(t, dir, extra(dir))) };
 }
 
 test('login: nothing typed is echoed, wrong passwords wait longer each time, also after the console restarts', async (t) => {
   t.timeout(120_000);
-  const dir = tempDir('licd-console-');
-  t.teardown(() => rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }));
-  const pw = join(dir, 'admin.password');
-  writeFileSync(pw, 'correct horse battery\n', { mode: 0o600 });
-  const { device, term, socat } = await ptyPair(dir);
-  t.teardown(() => socat.kill());
-  let c = consoleProcess(t, device, dir, {}, ['--admin-password-file', pw, '--broker', 'mqtt://127.0.0.1:1', '--idle', '10']);
-  await c.waitFor(/serving/);
-  let tty = await terminal(term);
-  t.teardown(() => tty.close());
-  tty.line('');
-  await tty.expect(/console password: $/);
+  const first = await consoleAtLogin(t, () => ['--idle', '10']);
+  const { dir, c, socat } = first;
+  let tty = first.tty;
   tty.line('hunter2');
   const said = await tty.expect(/wrong password; wait 1 s/);
   t.false(said.includes('hunter2'), 'the password is not echoed');
@@ -109,13 +104,7 @@ test('login: nothing typed is echoed, wrong passwords wait longer each time, als
   c.child.kill('SIGTERM');
   await c.exited;
   socat.kill();
-  const again = await ptyPair(dir, 'line2');
-  t.teardown(() => again.socat.kill());
-  c = consoleProcess(t, again.device, dir, {}, ['--admin-password-file', pw, '--broker', 'mqtt://127.0.0.1:1', '--idle', '10']);
-  await c.waitFor(/serving/);
-  tty = await terminal(again.term);
-  tty.line('');
-  await tty.expect(/console password: $/);
+  tty = (await consoleOnLine(t, dir, ['--idle', '10'], 'line2')).tty;
   tty.line('hunter4');
   await tty.expect(/wrong password; wait 4 s/);
   await tty.expect(/console password: $/, 20_000);
@@ -131,7 +120,7 @@ test('login: nothing typed is echoed, wrong passwords wait longer each time, als
   // No input for --idle 10 s: logged out.
   await tty.expect(/logged out after 10 seconds without input[\s\S]*console password: $/, 40_000);
   // The audit log, printed for copying: one JSON object per line, the wrong tries included.
-  tty.line(readFileSync(pw, 'utf8').trim());
+  tty.line(readFileSync(join(dir, 'admin.password'), 'utf8').trim());
   await tty.expect(/> $/);
   tty.line('export audit 50');
   const exported = (await tty.expect(/-----\r\n([\s\S]*?)-----\r\n/)).split('-----\r\n')[1]!.trim().split('\r\n');

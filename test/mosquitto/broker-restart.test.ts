@@ -7,11 +7,11 @@
  * its lease (same id, never reclaimed), and nobody else may take the 1-seat feature.
  */
 import test from 'ava';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { LicdError } from '../../src/core/errors.ts';
 import type { LicdClient } from '../../src/sdk/client.ts';
 import { until } from '../helpers/daemon.ts';
 import { startExternalDaemon, type ExternalDaemon } from '../helpers/mosquitto.ts';
+import { tcpRelay } from '../helpers/relay.ts';
 
 const GRACE_S = 1;
 /** Broker downtime: well past the disconnect grace. */
@@ -85,46 +85,6 @@ test('kill -9 of mosquitto and restart leaves the holder its lease', async (t) =
   t.deepEqual(events, []);
 });
 
-/**
- * A TCP relay to the broker that the test can cut and restore: one client loses its connection
- * while licd keeps its own.
- */
-async function relay(t: import('ava').ExecutionContext, to: URL): Promise<{ url: string; cut(): void; restore(): void }> {
-  const sockets = new Set<Socket>();
-  let open = true;
-  const server = createServer((c) => {
-    if (!open) return c.destroy();
-    const u = connect(Number(to.port), to.hostname);
-    for (const s of [c, u]) {
-      sockets.add(s);
-      s.setNoDelay(true);
-      s.on('error', () => {});
-      s.on('close', () => {
-        c.destroy();
-        u.destroy();
-        sockets.delete(s);
-      });
-    }
-    c.pipe(u);
-    u.pipe(c);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  t.teardown(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  return {
-    url: `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    cut() {
-      open = false;
-      for (const s of sockets) s.destroy();
-    },
-    restore() {
-      open = true;
-    },
-  };
-}
-
 test('a request made while the connection to the broker is down is sent after the client has subscribed again, and answered', async (t) => {
   // mqtt.js keeps a request made while the broker is away and sends it first thing after the
   // reconnect, before the answer topic is subscribed again (a clean session starts with none): licd's
@@ -133,7 +93,7 @@ test('a request made while the connection to the broker is down is sent after th
   // connection drops (through a relay), so licd stays subscribed and must answer.
   t.timeout(60_000);
   const { x } = await setup(t);
-  const r = await relay(t, new URL(x.mosquitto.url));
+  const r = await tcpRelay(t, new URL(x.mosquitto.url));
   // The request waits for the reconnect, whose retries back off (up to 6 s): more than the default.
   const contender = await x.client({ url: r.url, user: 'other', host: 'node-3', timeoutMs: 30_000 });
   const sent: string[] = [];

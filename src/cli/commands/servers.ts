@@ -3,7 +3,7 @@
  * broker's retained server states show them (--broker: across subnets mDNS does not reach).
  */
 import { browse } from '../../discovery/mdns.ts';
-import { clusterTopics, topics, TOPIC_PREFIX, type ServerState } from '../../core/protocol.ts';
+import { clusterTopics, serverOfStateTopic, topics, type ServerState } from '../../core/protocol.ts';
 import { browseWaitMs } from '../../sdk/discovery.ts';
 import { UsageError, type ParsedArgs } from '../args.ts';
 import type { Command } from '../command.ts';
@@ -30,9 +30,8 @@ async function serversOnBroker(a: ParsedArgs, waitMs: number): Promise<number> {
   const seen = new Map<string, SeenServer>();
   try {
     c.mqtt.on('message', (topic, payload) => {
-      const p = topic.split('/');
-      const server = topic === topics.serverState ? null : p.length === 6 && topic.startsWith(`${TOPIC_PREFIX}/s/`) && p[4] === 'server' && p[5] === 'state' ? p[3]! : undefined;
-      if (server === undefined || payload.length === 0) return;
+      const server = topic === topics.serverState ? null : serverOfStateTopic(topic);
+      if ((server === null && topic !== topics.serverState) || payload.length === 0) return;
       try {
         const s = JSON.parse(payload.toString('utf8')) as ServerState;
         if (typeof s !== 'object' || s === null || typeof s.state !== 'string') return;
