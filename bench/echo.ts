@@ -1,7 +1,7 @@
 /**
  * The transport limit: a bare MQTT request/echo responder. It subscribes to the daemon's request
  * topics, parses each request just enough to read its id and op (as the daemon must), and answers
- * on the client's answer topic with QoS 1 and a payload of the size the daemon's answer to that op
+ * on the client's answer topic with QoS 1 (requests come at licd's REQUEST_QOS) and a payload of the size the daemon's answer to that op
  * has. No seat table, no LevelDB, no signing.
  *
  * Forked by bench/run.ts with one JSON argument (EchoOptions). With `embedded`, it also runs the
@@ -13,6 +13,7 @@ import { parseTopic, topics } from '../src/core/protocol.ts';
 import { silentLog } from '../src/core/service.ts';
 import { connectMqtt, waitConnected } from '../src/mqtt/connect.ts';
 import { DAEMON_CLIENT_PREFIX, startEmbeddedBroker } from '../src/mqtt/embedded-broker.ts';
+import { REQUEST_QOS } from '../src/mqtt/server-link.ts';
 
 export interface EchoOptions {
   /** An external broker to connect to; or `embedded` to run one here on `port`. */
@@ -22,7 +23,7 @@ export interface EchoOptions {
   password: string;
   /** Answer size in bytes per op; `default` for others. */
   sizes: Record<string, number>;
-  /** QoS of the subscription and the answers: 1 as the daemon (default); 0 for reference. */
+  /** QoS of the answers (1, as the daemon, by default) and, at 0, of the subscription too: the reference. */
   qos?: 0 | 1;
 }
 
@@ -45,7 +46,8 @@ async function main(): Promise<void> {
   const client = connectMqtt(url, { clientId: `${DAEMON_CLIENT_PREFIX}-echo-${randomBytes(3).toString('hex')}`, username: opts.username, password: opts.password, protocolVersion: 4, clean: true });
   await waitConnected(client, 10_000);
   const qos = opts.qos ?? 1;
-  await client.subscribeAsync({ [topics.clientRequestWildcard]: { qos } });
+  // Requests come as the daemon takes them (REQUEST_QOS); the qos-0 reference takes everything at 0.
+  await client.subscribeAsync({ [topics.clientRequestWildcard]: { qos: qos === 0 ? 0 : REQUEST_QOS } });
 
   const pads = new Map<string, string>();
   const padFor = (op: string, id: string): string => {

@@ -366,11 +366,13 @@ export class AuditChain implements EventSink {
 
   /** Voids, the start record and waiting events first: they were decided before this batch. */
   private addQueued(b: Batch & { puts: Mutation[] }): void {
-    for (const v of this.voids) {
-      this.append(b, 'void', this.nowIso(), { from: v.from, to: v.to, before: v.before, last: v.last, why: v.why });
-      b.voids.push(v);
+    if (this.voids.length > 0) {
+      for (const v of this.voids) {
+        this.append(b, 'void', this.nowIso(), { from: v.from, to: v.to, before: v.before, last: v.last, why: v.why });
+        b.voids.push(v);
+      }
+      this.voids = [];
     }
-    this.voids = [];
     if (this.startRecord) {
       const { at, ...fields } = this.startRecord;
       this.append(b, 'start', String(at), fields);
@@ -382,6 +384,7 @@ export class AuditChain implements EventSink {
       b.dropped = this.dropped;
       this.dropped = 0;
     }
+    if (this.notes.length === 0) return;
     for (const e of this.notes) this.append(b, e.type, new Date(e.at).toISOString(), eventFields(e));
     b.notes = this.notes;
     this.notes = [];
@@ -409,9 +412,11 @@ export class AuditChain implements EventSink {
 
   private finish(b: Batch & { extra: Mutation[]; puts: Mutation[] }, key: object): Mutation[] {
     if (b.puts.length === 0) return [];
-    const { extra, puts, ...batch } = b;
-    this.pending.set(key, batch);
-    return [...puts, ...extra];
+    // The batch is kept as it is (its two lists are not read again): no copy on the checkout path.
+    this.pending.set(key, b);
+    const puts = b.puts;
+    for (const m of b.extra) puts.push(m);
+    return puts;
   }
 
   private settleBatch(key: object, ok: boolean): void {
