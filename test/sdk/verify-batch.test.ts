@@ -16,6 +16,7 @@ import type { GrantEnvelope } from '../../src/core/grant-batch.ts';
 import { naclEd25519, nodeEd25519, systemRandom } from '../../src/crypto/ed25519.ts';
 import { fetchChain, verifyGrant, type GrantBundle, type PublishedChain } from '../../src/sdk/verify.ts';
 import { devVendorKey, issueEntitlement } from '../../src/vendor.ts';
+import { check } from '../docs/asyncapi-doc.ts';
 import { startTestDaemon, tempDir, until, type TestDaemon } from '../helpers/daemon.ts';
 
 const ed = nodeEd25519();
@@ -144,6 +145,10 @@ test('concurrent checkouts of several clients get grants that share signatures, 
     t.true(gs.length <= size);
   }
   t.true(grants.filter((g) => g.batch).every((g) => g.batch!.path.every((p) => fromBase64url(p).length === 32)));
+  // The shape docs/asyncapi.yaml gives a checkout answer's grant (a closed schema: nothing unlisted).
+  const schema = { $ref: '#/components/schemas/GrantEnvelope' };
+  for (const g of grants) t.deepEqual(check(schema, JSON.parse(JSON.stringify(g))), []);
+  t.notDeepEqual(check(schema, { ...shared[0]![0]!, batch: { ...shared[0]![0]!.batch!, root: 'x' } }), []);
 });
 
 test('every grant verifies with verifyGrant, and with a verifier written from the documented bytes', async (t) => {
