@@ -13,7 +13,7 @@
  * Pure: SHA-256, Ed25519 and the scheduler come in from outside.
  */
 import { LicdError, type ErrorCode } from './errors.ts';
-import { fromBase64url, toBase64url, utf8 } from './bytes.ts';
+import { concat, fromBase64url, toBase64url, utf8 } from './bytes.ts';
 import { inclusionPathLength, leafHash, MAX_TREE_SIZE, merkleTree, rootFromInclusionPath, type HashBytes } from './merkle.ts';
 import type { Ed25519 } from './ports.ts';
 import { envelopeSignedBytes, FORMATS, parseEnvelope, type SignedEnvelope } from './signed.ts';
@@ -50,14 +50,7 @@ export function batchSignedBytes(size: number, root: Uint8Array): Uint8Array {
   if (root.length !== 32) throw new RangeError('a Merkle root is 32 bytes');
   const n = new Uint8Array(4);
   new DataView(n.buffer).setUint32(0, size);
-  return envelopeSignedBytes(GRANT_BATCH_FORMAT, concat2(n, root));
-}
-
-function concat2(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
+  return envelopeSignedBytes(GRANT_BATCH_FORMAT, concat(n, root));
 }
 
 /**

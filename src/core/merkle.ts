@@ -7,6 +7,7 @@
  * Pure: SHA-256 comes in as a function, so the core stays free of node I/O modules. The daemon uses
  * this to sign the grants of one group commit with one signature (src/core/grant-batch.ts).
  */
+import { concat } from './bytes.ts';
 
 /** SHA-256 of bytes (node:crypto in the daemon and the SDK; anything else in a test). */
 export type HashBytes = (data: Uint8Array) => Uint8Array;
@@ -17,27 +18,14 @@ export const MAX_TREE_SIZE = 0xffff_ffff;
 const LEAF_PREFIX = Uint8Array.of(0x00);
 const NODE_PREFIX = Uint8Array.of(0x01);
 
-function prefixed(prefix: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
-  let n = prefix.length;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  out.set(prefix, 0);
-  let o = prefix.length;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
-
 /** SHA-256(0x00 || data). */
 export function leafHash(sha256: HashBytes, data: Uint8Array): Uint8Array {
-  return sha256(prefixed(LEAF_PREFIX, data));
+  return sha256(concat(LEAF_PREFIX, data));
 }
 
 /** SHA-256(0x01 || left || right). */
 export function nodeHash(sha256: HashBytes, left: Uint8Array, right: Uint8Array): Uint8Array {
-  return sha256(prefixed(NODE_PREFIX, left, right));
+  return sha256(concat(NODE_PREFIX, left, right));
 }
 
 /** The largest power of two strictly below n (n >= 2). */

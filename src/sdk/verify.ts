@@ -8,8 +8,9 @@
  *
  * Links 1 and 2 are src/core/trust.ts verifyChain; this file adds link 3 and the grant's own
  * rules. Link 3 takes both forms of a grant: a lone one signed on its own, and one of a batch
- * whose proof leads to the root the session key signed (src/core/grant-batch.ts). The chain comes from the retained topic licd/v1/server/chain (fetchChain below) or from
- * anywhere else: nothing here needs the network. docs/tokens.md gives the exact signed bytes.
+ * whose proof leads to the root the session key signed (src/core/grant-batch.ts). The chain comes
+ * from the retained topic licd/v1/server/chain (fetchChain below) or from anywhere else: nothing
+ * here needs the network. docs/tokens.md gives the exact signed bytes.
  */
 import { LicdError, isLicdError } from '../core/errors.ts';
 import { toHex } from '../core/bytes.ts';
