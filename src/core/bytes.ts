@@ -21,24 +21,37 @@ export function fromHex(s: string): Uint8Array {
 
 const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 const B64URL_INDEX = new Map([...B64URL].map((c, i) => [c, i]));
+const B64URL_CODES = Uint8Array.from(B64URL, (c) => c.charCodeAt(0));
+const ASCII = new TextDecoder();
 
-/** base64url without padding (RFC 4648 section 5). */
+/**
+ * base64url without padding (RFC 4648 section 5). The characters go into bytes decoded once into
+ * a flat string: a string built by `+=` is a chain of hundreds of small objects per body, which
+ * made the garbage collector the largest cost of signing a batch of grants.
+ */
 export function toBase64url(b: Uint8Array): string {
-  let s = '';
+  const out = new Uint8Array(Math.ceil((b.length * 4) / 3));
+  let o = 0;
   let i = 0;
   for (; i + 2 < b.length; i += 3) {
     const n = (b[i]! << 16) | (b[i + 1]! << 8) | b[i + 2]!;
-    s += B64URL[(n >> 18) & 63]! + B64URL[(n >> 12) & 63]! + B64URL[(n >> 6) & 63]! + B64URL[n & 63]!;
+    out[o++] = B64URL_CODES[(n >> 18) & 63]!;
+    out[o++] = B64URL_CODES[(n >> 12) & 63]!;
+    out[o++] = B64URL_CODES[(n >> 6) & 63]!;
+    out[o++] = B64URL_CODES[n & 63]!;
   }
   const rest = b.length - i;
   if (rest === 1) {
     const n = b[i]! << 16;
-    s += B64URL[(n >> 18) & 63]! + B64URL[(n >> 12) & 63]!;
+    out[o++] = B64URL_CODES[(n >> 18) & 63]!;
+    out[o++] = B64URL_CODES[(n >> 12) & 63]!;
   } else if (rest === 2) {
     const n = (b[i]! << 16) | (b[i + 1]! << 8);
-    s += B64URL[(n >> 18) & 63]! + B64URL[(n >> 12) & 63]! + B64URL[(n >> 6) & 63]!;
+    out[o++] = B64URL_CODES[(n >> 18) & 63]!;
+    out[o++] = B64URL_CODES[(n >> 12) & 63]!;
+    out[o++] = B64URL_CODES[(n >> 6) & 63]!;
   }
-  return s;
+  return ASCII.decode(out);
 }
 
 export function fromBase64url(s: string): Uint8Array {

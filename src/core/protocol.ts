@@ -5,6 +5,7 @@
 import type { Alert } from './alerts.ts';
 import type { ErrorCode } from './errors.ts';
 import type { FailoverView } from './failover.ts';
+import type { GrantEnvelope } from './grant-batch.ts';
 import type { Availability } from './model.ts';
 import type { SignedEnvelope } from './signed.ts';
 import type { PolicyFeatureView } from './policy.ts';
@@ -257,8 +258,11 @@ export interface CheckoutResult {
   lease: LeaseView;
   /** Seconds between heartbeats the client should keep. */
   heartbeat: number;
-  /** The grant, signed by the daemon's session key (chained to the dongle and the vendor). */
-  grant?: SignedEnvelope;
+  /**
+   * The grant, signed by the daemon's session key (chained to the dongle and the vendor); a grant
+   * of a batch carries its proof (`batch`, docs/tokens.md).
+   */
+  grant?: GrantEnvelope;
 }
 
 export interface HeartbeatParams {

@@ -24,7 +24,7 @@ import {
   type ServerState,
   type StatusResult,
 } from './protocol.ts';
-import type { SignedEnvelope } from './signed.ts';
+import type { GrantEnvelope } from './grant-batch.ts';
 import { CounterStepError, describeMs, type ClockGuard, type CounterGate } from './integrity.ts';
 import { SeatTable } from './seats.ts';
 import { policySummary, priorityOf, queueRule } from './policy.ts';
@@ -96,8 +96,11 @@ export interface ServiceDeps {
   log: Log;
   version: string;
   maxPayloadBytes?: number;
-  /** Signs a grant for a lease with the daemon's session key (the trust chain); optional. */
-  signGrant?: (lease: Lease) => SignedEnvelope;
+  /**
+   * Signs a grant for a lease with the daemon's session key (the trust chain); optional. The
+   * daemon signs the grants asked for in one event-loop turn together (src/core/grant-batch.ts).
+   */
+  signGrant?: (lease: Lease) => Promise<GrantEnvelope>;
   /** Told when availability or server state changed; the adapter schedules publishDirty(). */
   onDirty?: () => void;
   /** Binds borrow changes to the dongle's monotonic counter (anti-rollback). */
@@ -516,7 +519,7 @@ export class LicenseService {
     }
     this.deps.log.info(status === 'granted' ? 'lease granted' : 'lease extended', { feature, count, user, host, client: ctx.clientId, lease: lease.id });
     const result: CheckoutResult = { status, lease: leaseView(lease), heartbeat: Math.max(1, Math.floor(lease.ttlMs / 3000)) };
-    if (this.deps.signGrant) result.grant = this.deps.signGrant(lease);
+    if (this.deps.signGrant) result.grant = await this.deps.signGrant(lease);
     return result;
   }
 
@@ -661,17 +664,29 @@ export class LicenseService {
   private async grantWaiter(w: Waiter, change: ReturnType<SeatTable['checkout']>, now: number): Promise<void> {
     const events: SeatEvent[] = change.result.status === 'granted' && !change.result.reclaimed ? [{ type: 'lease.granted', at: now, lease: change.result.lease }] : [];
     events.push(this.queueLeft(w, 'granted', now, { lease: change.result.lease.id }));
+    let granted: ReturnType<SeatTable['checkout']>['result'];
     try {
       // The lease and the end of its wait in one batch: after a crash it is either still waiting or granted.
-      const { status, lease } = await this.commit({ ...change, mutations: [...change.mutations, delWaiter(w)] }, [w.req.feature], { events });
-      this.waiters.remove(w);
-      this.deps.log.info('lease granted to a waiting checkout', { feature: lease.feature, user: lease.user, host: lease.host, client: lease.clientId, lease: lease.id, waitedSeconds: Math.round((now - w.since) / 1000) });
-      const result: CheckoutResult = { status, lease: leaseView(lease), heartbeat: Math.max(1, Math.floor(lease.ttlMs / 3000)) };
-      if (this.deps.signGrant) result.grant = this.deps.signGrant(lease);
-      this.deps.notify?.(w.req.clientId, { id: null, ok: true, op: 'queue.granted', result });
+      granted = await this.commit({ ...change, mutations: [...change.mutations, delWaiter(w)] }, [w.req.feature], { events });
     } catch {
       // Not written (undone in memory): it keeps its place and is served again.
       w.granting = false;
+      this.announce(w.req.feature, this.deps.clock.now());
+      return;
+    }
+    const { status, lease } = granted;
+    this.waiters.remove(w);
+    this.deps.log.info('lease granted to a waiting checkout', { feature: lease.feature, user: lease.user, host: lease.host, client: lease.clientId, lease: lease.id, waitedSeconds: Math.round((now - w.since) / 1000) });
+    const result: CheckoutResult = { status, lease: leaseView(lease), heartbeat: Math.max(1, Math.floor(lease.ttlMs / 3000)) };
+    try {
+      if (this.deps.signGrant) result.grant = await this.deps.signGrant(lease);
+      this.deps.notify?.(w.req.clientId, { id: null, ok: true, op: 'queue.granted', result });
+    } catch (e) {
+      // The seat is written but its grant could not be signed: the waiter is told, as a checkout
+      // answered at once would be (the lease ends at its TTL unless its holder asks again).
+      this.deps.log.error('signing the grant of a waiting checkout failed', { feature: lease.feature, client: lease.clientId, lease: lease.id, error: String((e as Error)?.stack ?? e) });
+      const err = isLicdError(e) ? e : new LicdError('INTERNAL', `internal error: signing the grant failed: ${(e as Error)?.message ?? String(e)}; the server keeps running, see its log`);
+      this.notifyWaiter(w, err.code, err.message, err.details);
     }
     this.announce(w.req.feature, this.deps.clock.now());
   }

@@ -20,6 +20,8 @@ export interface SignedEnvelope {
 export const FORMATS = {
   entitlement: 'licd-entitlement/1',
   grant: 'licd-grant/1',
+  /** Not an envelope: the domain of a signature over a batch of grants (src/core/grant-batch.ts). */
+  grantBatch: 'licd-grant-batch/1',
   borrowToken: 'licd-borrow-token/1',
   borrowRequest: 'licd-borrow-request/1',
   borrowReturn: 'licd-borrow-return/1',

@@ -16,7 +16,8 @@ import type { Lease, Mutation } from '../core/model.ts';
 import { systemClock, type Clock, type DongleIdentity, type Ed25519, type Random, type StateStore } from '../core/ports.ts';
 import { META_REVOCATIONS, SeatTable } from '../core/seats.ts';
 import { LicenseService, type Log } from '../core/service.ts';
-import { FORMATS, parseEnvelope, sealEnvelope, verifyEnvelope, type SignedEnvelope } from '../core/signed.ts';
+import { FORMATS, parseEnvelope, verifyEnvelope, type SignedEnvelope } from '../core/signed.ts';
+import { GrantBatcher, sealGrants, type GrantEnvelope } from '../core/grant-batch.ts';
 import { DELEGATION_DOMAIN, delegationBody, delegationEnvelope, dongleSignedBytes } from '../core/trust.ts';
 import { TIME_DOMAIN } from '../../firmware-bridge/protocol/signing.ts';
 import { Borrowing, type BorrowLimits } from '../core/borrowing.ts';
@@ -62,7 +63,7 @@ import { SteadyClock } from './steady-clock.ts';
 import { readPasswordFile } from '../mqtt/passwd.ts';
 import { LevelStore } from '../store/level-store.ts';
 import { AuditLog } from '../audit/audit-log.ts';
-import { sha256 } from '../crypto/sha256.ts';
+import { sha256, sha256Bytes } from '../crypto/sha256.ts';
 import { demoEntitlementBody, devVendorKey, issueEntitlement, writeFileAtomic } from '../vendor.ts';
 import { ACTIVATION_DOMAIN, activationNonceOf, activationRequestBody, describeOrder, judgeLicense, META_LICENSE } from '../core/activation.ts';
 import { boxIdentity } from '../activation/box.ts';
@@ -401,25 +402,27 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     const storedWaiters: Array<[string, unknown]> = [];
     for await (const kv of store.scan('queue')) storedWaiters.push(kv);
     await service.restoreQueue(storedWaiters, clock.now());
-    const grant = (lease: Lease): SignedEnvelope =>
-      sealEnvelope(
-        FORMATS.grant,
-        {
-          lease: lease.id,
-          feature: lease.feature,
-          count: lease.count,
-          user: lease.user,
-          host: lease.host,
-          clientId: lease.clientId,
-          issuedAt: new Date(clock.now()).toISOString(),
-          until: new Date(lease.expiresAt).toISOString(),
-          // A feature only the primary has is granted under the failover entitlement (docs/scale-out.md).
-          entitlement: failover && failover.plan.covers(lease.feature) && !entitlement.features.some((f) => f.name === lease.feature) ? failover.entitlement.id : entitlement.id,
-          sessionKey: toHex(sessionKey),
-        },
-        sessionSeed,
-        ed,
-      );
+    // The grants asked for in one event-loop turn (those of one group commit: the store resolves a
+    // synced batch at once) share one signature over a Merkle tree of them (docs/tokens.md).
+    const grants = new GrantBatcher({
+      seal: (bodies) => sealGrants(bodies, sessionSeed, ed, sha256Bytes),
+      defer: (run) => setImmediate(run),
+    });
+    // The body is made now, so issuedAt is when the grant is made; the signature follows this turn.
+    const grant = (lease: Lease): Promise<GrantEnvelope> =>
+      grants.sign({
+        lease: lease.id,
+        feature: lease.feature,
+        count: lease.count,
+        user: lease.user,
+        host: lease.host,
+        clientId: lease.clientId,
+        issuedAt: new Date(clock.now()).toISOString(),
+        until: new Date(lease.expiresAt).toISOString(),
+        // A feature only the primary has is granted under the failover entitlement (docs/scale-out.md).
+        entitlement: failover && failover.plan.covers(lease.feature) && !entitlement.features.some((f) => f.name === lease.feature) ? failover.entitlement.id : entitlement.id,
+        sessionKey: toHex(sessionKey),
+      });
 
     const borrowing = new Borrowing({
       service,

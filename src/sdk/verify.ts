@@ -7,8 +7,10 @@
  *   link 3  session key -> grant         (lease, feature, count, user, host, times)
  *
  * Links 1 and 2 are src/core/trust.ts verifyChain; this file adds link 3 and the grant's own
- * rules. The chain comes from the retained topic licd/v1/server/chain (fetchChain below) or from
- * anywhere else: nothing here needs the network. docs/tokens.md gives the exact signed bytes.
+ * rules. Link 3 takes both forms of a grant: a lone one signed on its own, and one of a batch
+ * whose proof leads to the root the session key signed (src/core/grant-batch.ts). The chain comes
+ * from the retained topic licd/v1/server/chain (fetchChain below) or from anywhere else: nothing
+ * here needs the network. docs/tokens.md gives the exact signed bytes.
  */
 import { LicdError, isLicdError } from '../core/errors.ts';
 import { toHex } from '../core/bytes.ts';
@@ -16,7 +18,10 @@ import type { FeatureLicense } from '../core/entitlement.ts';
 import { verifyFailover } from '../core/failover.ts';
 import type { Ed25519 } from '../core/ports.ts';
 import { topics as lone } from '../core/protocol.ts';
-import { FORMATS, parseEnvelope, verifyEnvelope, type SignedEnvelope } from '../core/signed.ts';
+import { verifyGrantEnvelope } from '../core/grant-batch.ts';
+import type { HashBytes } from '../core/merkle.ts';
+import { FORMATS, parseEnvelope, type SignedEnvelope } from '../core/signed.ts';
+import { sha256Bytes } from '../crypto/sha256.ts';
 import { DELEGATION_FORMAT, parseDelegationBody, verifyChain, type VerifiedChain } from '../core/trust.ts';
 import { Fields } from '../core/validate.ts';
 import type { LicdClient } from './client.ts';
@@ -66,6 +71,8 @@ export interface VerifyGrantOptions {
   clockToleranceMs?: number;
   /** Refuse chains through an emulated dongle or development material (production verifiers). */
   refuseEmulated?: boolean;
+  /** SHA-256 for the proofs of batched grants (default: node:crypto). */
+  sha256?: HashBytes;
 }
 
 export interface VerifiedGrant {
@@ -148,7 +155,8 @@ export function verifyGrant(bundle: GrantBundle, o: VerifyGrantOptions): Verifie
   }
   let grant: Grant;
   try {
-    grant = parseGrantBody(verifyEnvelope(bundle.grant, FORMATS.grant, chain.delegation.sessionKey, o.ed, 'TOKEN_INVALID', 'license server session'));
+    // A lone grant's signature covers its envelope; a batched grant's covers the root its proof leads to.
+    grant = parseGrantBody(verifyGrantEnvelope(bundle.grant, chain.delegation.sessionKey, o.ed, o.sha256 ?? sha256Bytes, 'TOKEN_INVALID', 'license server session'));
   } catch (e) {
     throw link3((e as Error).message, isLicdError(e) ? String(e.details?.reason ?? 'bad-signature') : 'bad-signature');
   }

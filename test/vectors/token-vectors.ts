@@ -7,10 +7,13 @@ import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { fromBase64url, toBase64url, toHex, utf8 } from '../../src/core/bytes.ts';
 import { entitlementBodyOf, parseEntitlementBody, type EntitlementBody } from '../../src/core/entitlement.ts';
+import { batchSignedBytes, grantLeafHash, sealGrants, type GrantEnvelope } from '../../src/core/grant-batch.ts';
+import { merkleTree } from '../../src/core/merkle.ts';
 import { envelopeSignedBytes, FORMATS, sealEnvelope, type SignedEnvelope } from '../../src/core/signed.ts';
 import { sealBorrowRequest, sealReturn, sealToken, type TokenBundle } from '../../src/core/tokens.ts';
 import { DELEGATION_DOMAIN, delegationBody, delegationEnvelope, dongleSignedBytes } from '../../src/core/trust.ts';
 import { nodeEd25519 } from '../../src/crypto/ed25519.ts';
+import { sha256Bytes } from '../../src/crypto/sha256.ts';
 
 const ed = nodeEd25519();
 const seed = (b: number) => new Uint8Array(32).fill(b);
@@ -90,10 +93,64 @@ export function makeTokenVectors(emulated = false) {
     { name: 'signature removed', bundle: { ...bundle, token: { ...token, sig: '' } }, brokenLink: 'token' },
   ];
 
+  // Grants (session key): one alone (the plain envelope), and a batch of three signed once over
+  // the root of their Merkle tree, each with its proof (docs/tokens.md, "Grants signed in a batch").
+  const grantBody = (i: number, user: string, host: string) => ({
+    lease: `lease-${i}`,
+    feature: 'vray_render',
+    count: 1,
+    user,
+    host,
+    clientId: `licd-${host}-${i}`,
+    issuedAt: new Date(T + 60_000).toISOString(),
+    until: new Date(T + 2 * 3600_000).toISOString(),
+    entitlement: 'ENT-VECTORS-1',
+    sessionKey: toHex(pk(VECTOR_KEYS.session)),
+  });
+  const [lone] = sealGrants([grantBody(0, 'alice', 'node-7')], VECTOR_KEYS.session, ed, sha256Bytes) as [GrantEnvelope];
+  const batchBodies = [grantBody(1, 'alice', 'node-7'), grantBody(2, 'bob', 'node-8'), grantBody(3, 'carol', 'node-9')];
+  const batched = sealGrants(batchBodies, VECTOR_KEYS.session, ed, sha256Bytes);
+  const leafData = batched.map((g) => envelopeSignedBytes(g.format, fromBase64url(g.body)));
+  const leafHashes = batched.map((g) => grantLeafHash(sha256Bytes, fromBase64url(g.body)));
+  const { root } = merkleTree(sha256Bytes, leafHashes);
+  const rootSigned = batchSignedBytes(batched.length, root);
+  const shown = batched[2]!;
+  const alterProof = (g: GrantEnvelope, edit: (b: NonNullable<GrantEnvelope['batch']>) => void): GrantEnvelope => {
+    const b = structuredClone(g.batch!);
+    edit(b);
+    return { ...g, batch: b };
+  };
+  const grants = {
+    lone,
+    batch: {
+      grants: batched,
+      // Grant 2 of 3 worked through: leaf, the nodes of its path, the root, the signed message.
+      shown: {
+        index: 2,
+        leafData: toHex(leafData[2]!),
+        leafHash: toHex(leafHashes[2]!),
+        path: shown.batch!.path.map((p) => toHex(fromBase64url(p))),
+        leafHashes: leafHashes.map(toHex),
+        root: toHex(root),
+        signedBytes: toHex(rootSigned),
+      },
+    },
+    tampered: [
+      { name: 'batched grant body altered (count 1 -> 2), proof and signature kept', grant: alterBody(batched[0]!, (j) => (j.count = 2)) },
+      { name: 'batched grant moved to another index', grant: alterProof(batched[0]!, (b) => (b.index = 1)) },
+      { name: 'batched grant with a path entry altered', grant: alterProof(shown, (b) => (b.path[0] = toBase64url(new Uint8Array(32).fill(0xab)))) },
+      { name: 'batched grant claiming a batch of 4', grant: alterProof(shown, (b) => (b.size = 4)) },
+      { name: 'batched grant with its proof removed', grant: { format: shown.format, body: shown.body, sig: shown.sig } },
+      { name: 'batched grant with index = size (malformed)', grant: alterProof(shown, (b) => (b.index = 3)) },
+      { name: 'batched grant with a path one entry short (malformed)', grant: alterProof(shown, (b) => b.path.pop()) },
+    ],
+  };
+
   return {
     about:
       'licd token test vectors. Every signature is Ed25519 (RFC 8032) over the exact bytes given in signedBytes. ' +
       'Envelopes sign ASCII(format) || 0x00 || body bytes; the dongle signs "licd-dongle-sig-v1" || 0x00 || class || len(domain) || domain || message. ' +
+      'A batch of grants signs "licd-grant-batch/1" || 0x00 || uint32be(size) || the RFC 9162 Merkle root over the grants\' envelope bytes. ' +
       'See docs/tokens.md. Keys are fixed test keys: never use them for anything else.',
     keys: Object.fromEntries(Object.entries(VECTOR_KEYS).map(([k, s]) => [k, { seed: toHex(s), publicKey: toHex(pk(s)) }])),
     verifyAt: new Date(T + 3600_000).toISOString(),
@@ -104,11 +161,14 @@ export function makeTokenVectors(emulated = false) {
       sigEntry('borrow token (session key)', pk(VECTOR_KEYS.session), bytesOf(token), token.sig),
       sigEntry('borrow request (client key)', pk(VECTOR_KEYS.client), bytesOf(request), request.sig),
       sigEntry('return note (client key)', pk(VECTOR_KEYS.client), bytesOf(ret), ret.sig),
+      sigEntry('grant alone (session key)', pk(VECTOR_KEYS.session), bytesOf(lone), lone.sig),
+      sigEntry('grant batch of 3 (session key, over the Merkle root)', pk(VECTOR_KEYS.session), rootSigned, shown.sig),
     ],
     bundle,
     request,
     return: ret,
     tampered,
+    grants,
   };
 }
 
