@@ -148,9 +148,9 @@ function usage(): never {
 
 function parseArgs(argv: string[]): Params {
   let p: Params = argv.includes('--quick') ? { ...QUICK } : { ...FULL };
-  const num = (v: string | undefined, name: string) => {
+  const num = (v: string | undefined, name: string, min = 1) => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`${name} needs a whole number, got ${v}`);
+    if (v === undefined || v === '' || !Number.isInteger(n) || n < min) throw new Error(`${name} needs a whole number of at least ${min}, got ${v}`);
     return n;
   };
   for (let i = 0; i < argv.length; i++) {
@@ -169,7 +169,7 @@ function parseArgs(argv: string[]): Params {
     }
     else if (a === '--burst') p.burst = num(argv[++i], '--burst');
     else if (a === '--farm') p.farm = num(argv[++i], '--farm');
-    else if (a === '--farm-large') p.farmLarge = num(argv[++i], '--farm-large');
+    else if (a === '--farm-large') p.farmLarge = num(argv[++i], '--farm-large', 0); // 0 skips the grown farm
     else if (a === '--queue') p.queueNodes = num(argv[++i], '--queue');
     else if (a === '--daemon') {
       const d = argv[++i];

@@ -157,6 +157,8 @@ export class LevelStore implements StateStore {
     for await (const [key, value] of this.db.iterator(opts)) yield [key.slice(prefix.length), value];
   }
 
+  /** The most changes one synced batch carries (a burst is written as several, in order). */
+  static readonly MAX_GROUP = 256;
   /** How long a lazy change (a heartbeat) may wait for others to share its sync. */
   static readonly LAZY_MS = 25;
   private lazyTimer: NodeJS.Timeout | null = null;
@@ -187,8 +189,13 @@ export class LevelStore implements StateStore {
     }
     this.writing = true;
     while (this.queue.length > 0) {
-      const group = this.queue;
-      this.queue = [];
+      // At most MAX_GROUP changes per batch: under a burst the first answers go out after one
+      // bounded batch instead of after all that queued, and the event loop turns between batches.
+      let group: Pending[];
+      if (this.queue.length <= LevelStore.MAX_GROUP) {
+        group = this.queue;
+        this.queue = [];
+      } else group = this.queue.splice(0, LevelStore.MAX_GROUP);
       const ops = group.flatMap((p) => p.ops);
       try {
         const started = this.onBatch ? performance.now() : 0;

@@ -20,6 +20,31 @@ test('concurrent changes share syncs (group commit) and all land', async (t) => 
   await again.close();
 });
 
+test('a burst is written in bounded batches, in order: the first changes resolve before the last batch is written', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const store = await LevelStore.open(dir);
+  const n = 4 * 256 + 10; // LevelStore.MAX_GROUP is 256
+  const order: number[] = [];
+  let batchesWhenFirstLanded = -1;
+  const all = Array.from({ length: n }, (_, i) =>
+    store.commit([{ kind: 'lease.put', lease: { ...lease('same'), count: i + 1 } }]).then(() => {
+      if (i === 1) batchesWhenFirstLanded = store.stats.batches;
+      order.push(i);
+    }),
+  );
+  await Promise.all(all);
+  t.is(store.stats.changes, n);
+  t.true(store.stats.batches >= 5, `${n} queued changes went in ${store.stats.batches} batches (at most 256 each)`);
+  t.true(batchesWhenFirstLanded < store.stats.batches, 'the first changes were answered before the whole burst was written');
+  t.deepEqual(order, [...order].sort((a, b) => a - b), 'changes resolve in the order they were made');
+  await store.close();
+  const again = await LevelStore.open(dir);
+  // Written in order: the last change to the same record is the one kept.
+  t.is((await again.load()).leases.find((l) => l.id === 'same')?.count, n);
+  await again.close();
+});
+
 test('one change is one atomic batch: puts and deletes together, in order', async (t) => {
   const dir = tempDir();
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
