@@ -23,13 +23,13 @@ const MAX_BUSY_IN_FLIGHT = MAX_REQUESTS_IN_FLIGHT;
 export const FLUSH_INTERVAL_MS = 100;
 
 /**
- * The QoS licd subscribes to the render nodes' request topics with, so the QoS the broker delivers
+ * The QoS licd subscribes to the render nodes' request topics (plain and logged-in) with, so the QoS the broker delivers
  * requests to licd at (docs/protocol.md, "QoS"). 0: licd's session is clean, so at a disconnect
  * the broker drops what it had not delivered whatever the QoS, and over the one live connection
  * (on the box, or the embedded broker in the process) TCP loses nothing. QoS 1 there bought
  * nothing but a PUBACK from licd per request, its own socket write: the largest single cost in
  * the profile of a checkout+checkin (docs/performance.md). The nodes still publish at QoS 1 to the
- * broker, licd answers at QoS 1, and wills, admin and login requests stay at QoS 1 (rare).
+ * broker, licd answers at QoS 1, and last wills and admin requests stay at QoS 1 (rare).
  */
 export const REQUEST_QOS = 0;
 
@@ -103,7 +103,7 @@ export class ServerLink {
           [topics.clientRequestWildcard]: { qos: REQUEST_QOS },
           [topics.adminRequestWildcard]: { qos: 1 },
           [topics.clientWillWildcard]: { qos: 1 },
-          [topics.loginRequestWildcard]: { qos: 1 },
+          [topics.loginRequestWildcard]: { qos: REQUEST_QOS },
           [topics.loginWillWildcard]: { qos: 1 },
         },
         (err) => {
