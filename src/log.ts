@@ -27,6 +27,41 @@ export function createLog(opts: { level?: Level; format?: 'text' | 'json'; write
 }
 
 /**
+ * Log lines to a stream, written together once per event-loop turn: the daemon logs every grant
+ * and check-in, and each line written on its own was a write(2) of its own (6 % of the daemon's
+ * CPU in a closed loop of checkouts and check-ins; half a second of a burst of 10,000). At most
+ * `maxLines` wait; `flush` writes them at once (before anything else goes to the same stream), and
+ * the process's exit flushes what is left. A kill -9 loses at most the lines of the turn it hits;
+ * what must survive a crash is in the database and its audit log, not in these lines.
+ */
+export function lineBuffer(stream: { write(text: string): unknown }, maxLines = 256): { write: (line: string) => void; flush: () => void } {
+  let pending: string[] = [];
+  let scheduled = false;
+  const flush = () => {
+    if (pending.length === 0) return;
+    const text = pending.join('\n') + '\n';
+    pending = [];
+    stream.write(text);
+  };
+  const onTurn = () => {
+    scheduled = false;
+    flush();
+  };
+  process.on('exit', flush);
+  return {
+    write: (line) => {
+      pending.push(line);
+      if (pending.length >= maxLines) flush();
+      else if (!scheduled) {
+        scheduled = true;
+        setImmediate(onTurn);
+      }
+    },
+    flush,
+  };
+}
+
+/**
  * A field value for the text format. Values come from the network and from old databases, so a
  * value can neither break the line nor pass for other fields: anything with a space, quote, equals
  * sign or backslash is quoted as JSON, and whatever JSON leaves raw (bidi controls, C1) is escaped.

@@ -3,7 +3,7 @@ import { loadConfig } from './config.ts';
 import { isLicdError } from './core/errors.ts';
 import { startDaemon } from './daemon/daemon.ts';
 import { dongleOpener } from './dongle/open.ts';
-import { createLog } from './log.ts';
+import { createLog, lineBuffer } from './log.ts';
 import { notifySystemd, startWatchdog } from './daemon/sd-notify.ts';
 import { atStartUp, fsFaultError, prepareDataDir, STORE_EXIT, type StoreFault } from './store/faults.ts';
 import { vendorFingerprint } from './vendor.ts';
@@ -47,7 +47,9 @@ async function main(): Promise<void> {
     process.stderr.write(`licd: ${(e as Error).message}\n`);
     process.exit(78);
   }
-  const log = createLog({ level: config.log.level, format: config.log.format });
+  // Lines go out once per event-loop turn (src/log.ts, lineBuffer); flushed before licd writes to stderr itself.
+  const lines = lineBuffer(process.stderr);
+  const log = createLog({ level: config.log.level, format: config.log.format, write: lines.write });
   let daemon;
   let opener: Awaited<ReturnType<typeof dongleOpener>> | null = null;
   try {
@@ -61,28 +63,29 @@ async function main(): Promise<void> {
     const err = isLicdError(e) ? atStartUp(e) : (fsFaultError(e, config.dataDir) ?? null);
     const fault = (err?.details as { fault?: StoreFault } | undefined)?.fault;
     const msg = err ? `${err.code}: ${err.message}` : config.log.level === 'debug' ? String((e as Error)?.stack ?? e) : `${(e as Error)?.message ?? String(e)} (run with LICD_LOG_LEVEL=debug for details)`;
+    lines.flush();
     process.stderr.write(`licd: cannot start: ${msg}\n`);
     const listen = (err?.details as { listen?: string } | undefined)?.listen;
     process.exit(fault ? STORE_EXIT[fault] : listen ? EXIT_PORT_UNAVAILABLE : err && (err.code === 'CONFIG_INVALID' || err.code === 'ENTITLEMENT_INVALID') ? 78 : 1);
   }
   const s = daemon.service.status(Date.now());
-  const lines = [
+  const banner = [
     `licd ${daemon.service.serverState().version} listening on ${daemon.url}${daemon.broker ? ' (embedded broker)' : ''}`,
     `dongle: ${daemon.service.dongleView().present ? 'present' : 'ABSENT'} ${daemon.entitlement.dongle.serial}${daemon.entitlement.dongle.emulated ? ' (emulated)' : ''}`,
     `entitlement: ${daemon.entitlement.id} for ${daemon.entitlement.customer}`,
     ...s.features.map((f) => `  ${f.feature.padEnd(18)} ${String(f.total).padStart(4)} seats  ${f.type.padEnd(11)} v${f.version}  ${f.free} free  ${f.borrow.allowed ? `borrow up to ${f.borrow.maxHours} h` : 'no borrowing'}`),
   ];
   // Clients pin the vendor key by this fingerprint before their first borrow (docs/borrowing.md).
-  lines.push(`vendor key: ${vendorFingerprint(daemon.vendorPublicKey)} (a client pins it with: licctl borrow --trust-vendor-key ${vendorFingerprint(daemon.vendorPublicKey)})`);
-  if (daemon.entitlement.development) lines.push('DEVELOPMENT MODE: dev vendor key, emulated dongle and demo entitlement under ' + config.dataDir);
-  if (daemon.http) lines.push(`metrics on ${daemon.http.url}/metrics, health on ${daemon.http.url}/healthz`);
-  if (daemon.http && config.web.enabled) lines.push(`web page on ${daemon.http.url}/ (docs/web.md)`);
-  if (daemon.adminCredentials) lines.push(`admin user "admin", password in ${config.broker.adminPasswordFile}`);
+  banner.push(`vendor key: ${vendorFingerprint(daemon.vendorPublicKey)} (a client pins it with: licctl borrow --trust-vendor-key ${vendorFingerprint(daemon.vendorPublicKey)})`);
+  if (daemon.entitlement.development) banner.push('DEVELOPMENT MODE: dev vendor key, emulated dongle and demo entitlement under ' + config.dataDir);
+  if (daemon.http) banner.push(`metrics on ${daemon.http.url}/metrics, health on ${daemon.http.url}/healthz`);
+  if (daemon.http && config.web.enabled) banner.push(`web page on ${daemon.http.url}/ (docs/web.md)`);
+  if (daemon.adminCredentials) banner.push(`admin user "admin", password in ${config.broker.adminPasswordFile}`);
   if (daemon.tls) {
-    lines.push(`TLS${daemon.tls.url ? ` on ${daemon.tls.url}` : ''}: certificate ${daemon.tls.fingerprint}${daemon.tls.made ? ' (made now, first start with TLS)' : ''}`);
-    lines.push(`  licctl trusts it with: --fingerprint ${daemon.tls.fingerprint}`);
+    banner.push(`TLS${daemon.tls.url ? ` on ${daemon.tls.url}` : ''}: certificate ${daemon.tls.fingerprint}${daemon.tls.made ? ' (made now, first start with TLS)' : ''}`);
+    banner.push(`  licctl trusts it with: --fingerprint ${daemon.tls.fingerprint}`);
   }
-  process.stdout.write(lines.join('\n') + '\n');
+  process.stdout.write(banner.join('\n') + '\n');
   notifySystemd('READY=1', `STATUS=serving ${s.features.length} features on ${daemon.url}`);
   const watchdog = startWatchdog();
 
