@@ -52,6 +52,8 @@ function writeBatch(db: Level<string, unknown>, ops: Op[], sync: boolean): Promi
 
 interface Pending {
   ops: Op[];
+  /** A lazy change (a heartbeat): the time (performance.now) until which it may wait for company; null: write it as soon as possible. */
+  lazyUntil: number | null;
   resolve(): void;
   reject(e: unknown): void;
 }
@@ -170,25 +172,40 @@ export class LevelStore implements StateStore {
     if (this.broken) return Promise.reject(this.broken.error);
     const ops: Op[] = mutations.map(toOp);
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ ops, resolve, reject });
+      this.queue.push({ ops, lazyUntil: opts.lazy ? performance.now() + LevelStore.LAZY_MS : null, resolve, reject });
       if (this.writing) return;
-      if (opts.lazy) {
-        // Heartbeats trickle in one at a time; a short wait lets a few dozen share one fsync.
-        this.lazyTimer ??= setTimeout(() => {
-          this.lazyTimer = null;
-          if (!this.writing) void this.drain();
-        }, LevelStore.LAZY_MS);
-      } else void this.drain();
+      // Heartbeats trickle in one at a time; a short wait lets a few dozen share one fsync.
+      if (opts.lazy) this.lazyTimer ??= setTimeout(() => this.lazyDue(), LevelStore.LAZY_MS);
+      else void this.drain();
     });
   }
 
-  private async drain(): Promise<void> {
+  private lazyDue(): void {
+    this.lazyTimer = null;
+    if (!this.writing) void this.drain();
+  }
+
+  /**
+   * Whether the next batch should wait: everything queued is lazy and the oldest may wait longer
+   * (a timer is then set for it). Lazy changes that queued while a batch was written wait for
+   * company too, instead of going out one or two per fsync behind it.
+   */
+  private waitForCompany(force: boolean): boolean {
+    if (force || this.closed || this.queue.some((p) => p.lazyUntil === null)) return false;
+    const wait = this.queue[0]!.lazyUntil! - performance.now();
+    if (wait <= 1) return false;
+    this.lazyTimer ??= setTimeout(() => this.lazyDue(), Math.ceil(wait));
+    return true;
+  }
+
+  private async drain(force = false): Promise<void> {
     if (this.lazyTimer) {
       clearTimeout(this.lazyTimer);
       this.lazyTimer = null;
     }
     this.writing = true;
     while (this.queue.length > 0) {
+      if (this.waitForCompany(force)) break;
       // At most MAX_GROUP changes per batch: under a burst the first answers go out after one
       // bounded batch instead of after all that queued, and the event loop turns between batches.
       let group: Pending[];
@@ -292,7 +309,7 @@ export class LevelStore implements StateStore {
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
-    if (this.queue.length > 0 && !this.writing && !this.broken) void this.drain();
+    if (this.queue.length > 0 && !this.writing && !this.broken) void this.drain(true);
     while (this.writing) await new Promise((r) => setTimeout(r, 5));
     await this.db.close().catch((e) => {
       if (!this.broken) throw e;
