@@ -16,7 +16,7 @@ import { LicdError, type ErrorCode } from './errors.ts';
 import { concat, fromBase64url, toBase64url, utf8 } from './bytes.ts';
 import { inclusionPathLength, leafHash, MAX_TREE_SIZE, merkleTree, rootFromInclusionPath, type HashBytes } from './merkle.ts';
 import type { Ed25519 } from './ports.ts';
-import { envelopeSignedBytes, FORMATS, parseEnvelope, type SignedEnvelope } from './signed.ts';
+import { envelopeSignedBytes, FORMATS, parseEnvelope, verifyEnvelope, type SignedEnvelope } from './signed.ts';
 
 /** The domain separator of a batch signature (never the format of an envelope). */
 export const GRANT_BATCH_FORMAT = FORMATS.grantBatch;
@@ -136,14 +136,10 @@ export function parseBatchProof(value: unknown, code: ErrorCode): ParsedBatchPro
  * Throws LicdError(code) with a `reason` (unsigned, malformed, bad-signature).
  */
 export function verifyGrantEnvelope(value: unknown, publicKey: Uint8Array, ed: Ed25519, sha256: HashBytes, code: ErrorCode, signerName: string): unknown {
+  const proof = parseBatchProof(typeof value === 'object' && value !== null ? (value as Record<string, unknown>).batch : undefined, code);
+  // A lone grant is an envelope like any other.
+  if (proof === null) return verifyEnvelope(value, FORMATS.grant, publicKey, ed, code, signerName);
   const { body, sig, json } = parseEnvelope(value, FORMATS.grant, code);
-  const proof = parseBatchProof((value as Record<string, unknown>).batch, code);
-  if (proof === null) {
-    if (!ed.verify(publicKey, envelopeSignedBytes(FORMATS.grant, body), sig)) {
-      throw new LicdError(code, `${FORMATS.grant}: the signature does not verify with the ${signerName} key (altered, or signed by another key)`, { reason: 'bad-signature' });
-    }
-    return json;
-  }
   const root = rootFromInclusionPath(sha256, proof.index, proof.size, grantLeafHash(sha256, body), proof.path);
   // parseBatchProof checked the path's length, so a root is always found; a null would be a bug there.
   if (root === null || !ed.verify(publicKey, batchSignedBytes(proof.size, root), sig)) {
