@@ -1,3 +1,4 @@
+import { isoTime } from './core/iso-time.ts';
 import type { Log } from './core/service.ts';
 import { escapeText } from './core/validate.ts';
 
@@ -12,7 +13,7 @@ export function createLog(opts: { level?: Level; format?: 'text' | 'json'; write
     if (LEVELS[level] < min) return;
     if (opts.format === 'json') {
       // escapeText keeps the JSON valid (its escapes are JSON's) and leaves no bidi or C1 raw.
-      write(escapeText(JSON.stringify({ time: new Date().toISOString(), level, msg, ...(opts.name ? { name: opts.name } : {}), ...fields })));
+      write(escapeText(JSON.stringify({ time: isoTime(Date.now()), level, msg, ...(opts.name ? { name: opts.name } : {}), ...fields })));
     } else {
       const extra = fields && Object.keys(fields).length > 0 ? ' ' + Object.entries(fields).map(([k, v]) => `${escapeText(k)}=${textValue(v)}`).join(' ') : '';
       write(`${level.padEnd(5)} ${escapeText(msg)}${extra}`);

@@ -18,6 +18,7 @@
  */
 import { concat, toHex, utf8 } from './bytes.ts';
 import type { EventSink, SeatEvent } from './events.ts';
+import { isoTime } from './iso-time.ts';
 import type { Mutation } from './model.ts';
 import type { Clock, Ed25519, RecordRange, StateStore } from './ports.ts';
 import { envelopeSignedBytes, type SignedEnvelope } from './signed.ts';
@@ -68,27 +69,60 @@ export function canonicalJson(v: unknown): string {
 }
 
 /**
- * canonicalJson, leaving out the top-level key `skip` (a record's own hash). Written as loops
- * with string appends: it runs for every audit record, twice per checkout and checkin.
+ * canonicalJson, leaving out the top-level key `skip` (a record's own hash). It runs for every
+ * audit record, twice per checkout and checkin, so it avoids the costly parts of the obvious way
+ * (a JSON.stringify call for every key and value, Array.prototype.sort) while writing the same
+ * bytes: a string of printable ASCII without `"` or `\` is its JSON text in quotes (anything else
+ * goes through JSON.stringify), a finite number's JSON is String(n), and keys are put in order by
+ * an insertion sort comparing UTF-16 code units, as sort() does (records come with their keys
+ * nearly in order: eventFields writes them so).
  */
 function canonical(v: unknown, skip: string | null): string {
-  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
+  switch (typeof v) {
+    case 'string':
+      return jsonString(v);
+    case 'number':
+      return Number.isFinite(v) ? String(v) : 'null';
+    case 'boolean':
+      return v ? 'true' : 'false';
+    case 'object':
+      break;
+    default:
+      return JSON.stringify(v) ?? 'null';
+  }
+  if (v === null) return 'null';
   if (Array.isArray(v)) {
     let out = '[';
     for (let i = 0; i < v.length; i++) out += (i > 0 ? ',' : '') + (v[i] === undefined ? 'null' : canonical(v[i], null));
     return out + ']';
   }
   const o = v as Record<string, unknown>;
-  const keys = Object.keys(o).sort();
+  const keys = Object.keys(o);
+  for (let i = 1; i < keys.length; i++) {
+    const k = keys[i]!;
+    let j = i - 1;
+    while (j >= 0 && keys[j]! > k) {
+      keys[j + 1] = keys[j]!;
+      j--;
+    }
+    keys[j + 1] = k;
+  }
   let out = '{';
   let first = true;
   for (const k of keys) {
     const x = o[k];
     if (x === undefined || k === skip) continue;
-    out += (first ? '' : ',') + JSON.stringify(k) + ':' + canonical(x, null);
+    out += (first ? '' : ',') + jsonString(k) + ':' + canonical(x, null);
     first = false;
   }
   return out + '}';
+}
+
+/** Printable ASCII but `"` and `\`: the JSON text of such a string is the string in quotes. */
+const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+function jsonString(s: string): string {
+  return PLAIN.test(s) ? '"' + s + '"' : JSON.stringify(s);
 }
 
 export function recordHash(rec: Record<string, unknown>, sha256: Sha256): string {
@@ -133,9 +167,10 @@ export function sealSignedBytes(s: { seq: number; at: string; head: string; sess
 export function eventFields(e: SeatEvent): Record<string, unknown> {
   switch (e.type) {
     case 'lease.granted':
-      return { lease: e.lease.id, feature: e.lease.feature, count: e.lease.count, user: e.lease.user, host: e.lease.host, client: e.lease.clientId };
+      // Keys in the order canonical() puts them (it then has little to sort).
+      return { client: e.lease.clientId, count: e.lease.count, feature: e.lease.feature, host: e.lease.host, lease: e.lease.id, user: e.lease.user };
     case 'lease.ended':
-      return { lease: e.lease.id, feature: e.lease.feature, count: e.lease.count, user: e.lease.user, host: e.lease.host, client: e.lease.clientId, reason: e.reason, ...(e.by !== undefined ? { by: e.by } : {}) };
+      return { client: e.lease.clientId, count: e.lease.count, feature: e.lease.feature, host: e.lease.host, lease: e.lease.id, reason: e.reason, user: e.lease.user, ...(e.by !== undefined ? { by: e.by } : {}) };
     case 'checkout.denied':
       return { feature: e.feature, count: e.count, user: e.user, host: e.host, client: e.client, code: e.code };
     case 'borrow.granted':
@@ -153,7 +188,7 @@ export function eventFields(e: SeatEvent): Record<string, unknown> {
         client: b.clientId,
         via: b.via,
         token: b.tokenId,
-        until: new Date(b.expiresAt).toISOString(),
+        until: isoTime(b.expiresAt),
         ...(e.type === 'borrow.ended' ? { reason: e.reason } : {}),
         ...(e.type === 'borrow.lost' ? { by: e.by } : {}),
       };
@@ -161,7 +196,7 @@ export function eventFields(e: SeatEvent): Record<string, unknown> {
     case 'borrow.denied':
       return { feature: e.feature, user: e.user, host: e.host, client: e.client, code: e.code };
     case 'license.changed':
-      return { license: e.serial, issued: new Date(e.issued).toISOString(), features: e.features, ended: e.ended, by: e.by };
+      return { license: e.serial, issued: isoTime(e.issued), features: e.features, ended: e.ended, by: e.by };
     case 'admin':
       return { op: e.op, client: e.client, ok: e.ok, ...(e.code !== undefined ? { code: e.code } : {}), ...(e.subject !== undefined ? { subject: e.subject } : {}) };
     case 'queue.joined':
@@ -169,13 +204,13 @@ export function eventFields(e: SeatEvent): Record<string, unknown> {
     case 'queue.left':
       return { feature: e.feature, count: e.count, user: e.user, host: e.host, client: e.client, reason: e.reason, waitedMs: e.waitedMs, ...(e.lease !== undefined ? { lease: e.lease } : {}), ...(e.code !== undefined ? { code: e.code } : {}) };
     case 'quarantine':
-      return { action: e.action, reason: e.reason, holds: e.holds.map((h) => ({ feature: h.feature, seats: h.seats, until: new Date(h.until).toISOString() })), ...(e.by !== undefined ? { by: e.by } : {}) };
+      return { action: e.action, reason: e.reason, holds: e.holds.map((h) => ({ feature: h.feature, seats: h.seats, until: isoTime(h.until) })), ...(e.by !== undefined ? { by: e.by } : {}) };
     case 'failover':
       return {
         action: e.action,
         primary: e.primary,
         entitlement: e.entitlement,
-        since: new Date(e.since).toISOString(),
+        since: isoTime(e.since),
         features: e.features,
         ...(e.reason !== undefined ? { reason: e.reason } : {}),
         ...(e.usedMs !== undefined ? { usedHours: Math.round(e.usedMs / 36_000) / 100 } : {}),
@@ -277,7 +312,7 @@ export class AuditChain implements EventSink {
 
   /** A record of the daemon's start (version, session key, dongle) goes with the next batch. */
   started(fields: Record<string, unknown>, at: number): void {
-    this.startRecord = { ...fields, at: new Date(at).toISOString() };
+    this.startRecord = { ...fields, at: isoTime(at) };
     this.sealWanted = true;
     this.deps.onPending?.(true);
   }
@@ -298,7 +333,7 @@ export class AuditChain implements EventSink {
   prepare(events: readonly SeatEvent[]): Mutation[] {
     const b = this.begin();
     this.addQueued(b);
-    for (const e of events) this.append(b, e.type, new Date(e.at).toISOString(), eventFields(e));
+    for (const e of events) this.append(b, e.type, isoTime(e.at), eventFields(e));
     return this.finish(b, events);
   }
 
@@ -333,7 +368,7 @@ export class AuditChain implements EventSink {
     if (sealNow) {
       const delegation = certRef(sealer.delegation, this.deps.sha256);
       const entitlement = certRef(sealer.entitlement, this.deps.sha256);
-      const at = new Date(now).toISOString();
+      const at = isoTime(now);
       const seq = this.seq + 1;
       const sig = toHex(sealer.sign(sealSignedBytes({ seq, at, head: this.head, sessionKey: sealer.sessionKey })));
       this.append(b, 'seal', at, { sessionKey: sealer.sessionKey, delegation, entitlement, sig });
@@ -385,13 +420,13 @@ export class AuditChain implements EventSink {
       this.dropped = 0;
     }
     if (this.notes.length === 0) return;
-    for (const e of this.notes) this.append(b, e.type, new Date(e.at).toISOString(), eventFields(e));
+    for (const e of this.notes) this.append(b, e.type, isoTime(e.at), eventFields(e));
     b.notes = this.notes;
     this.notes = [];
   }
 
   private nowIso(): string {
-    return new Date(this.deps.clock.now()).toISOString();
+    return isoTime(this.deps.clock.now());
   }
 
   private append(b: Batch & { puts: Mutation[] }, kind: string, at: string, fields: Record<string, unknown>): void {

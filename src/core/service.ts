@@ -1,3 +1,4 @@
+import { isoTime } from './iso-time.ts';
 import { LicdError, isLicdError, type ErrorCode } from './errors.ts';
 import { productsOfFeatures, productViews, type Entitlement, type FeatureLicense } from './entitlement.ts';
 import type { FailoverView } from './failover.ts';
@@ -1212,7 +1213,7 @@ function revokedMessage(feature: string, lease: string, blockedUntil: number | n
 }
 
 export function iso(ms: number): string {
-  return new Date(ms).toISOString();
+  return isoTime(ms);
 }
 
 export function leaseView(l: Lease): LeaseView {

@@ -3,6 +3,7 @@
  * broker and MQTT link together. No module-level singletons: tests build daemons in-process with
  * the parts they choose.
  */
+import { isoTime } from '../core/iso-time.ts';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -417,8 +418,8 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         user: lease.user,
         host: lease.host,
         clientId: lease.clientId,
-        issuedAt: new Date(clock.now()).toISOString(),
-        until: new Date(lease.expiresAt).toISOString(),
+        issuedAt: isoTime(clock.now()),
+        until: isoTime(lease.expiresAt),
         // A feature only the primary has is granted under the failover entitlement (docs/scale-out.md).
         entitlement: failover && failover.plan.covers(lease.feature) && !entitlement.features.some((f) => f.name === lease.feature) ? failover.entitlement.id : entitlement.id,
         sessionKey: toHex(sessionKey),
