@@ -4,7 +4,7 @@
  * own pid, which is all we started).
  */
 import { spawn, fork, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 
 const children = new Set<ChildProcess>();
@@ -111,6 +111,34 @@ export function cpuSplitMs(pid: number): { user: number; system: number } {
   // Fields after the command name, which is in parentheses and may hold spaces.
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return { user: (Number(rest[11]) * 1000) / CLK_TCK, system: (Number(rest[12]) * 1000) / CLK_TCK };
+}
+
+/**
+ * CPU time of a process in ms, its main thread (JavaScript) apart from its other threads (libuv's
+ * pool, where LevelDB writes and syncs; LevelDB's compaction; V8's helpers), from
+ * /proc/<pid>/task/<tid>/stat. A thread that ends between the reads is missed.
+ */
+export function cpuThreadsMs(pid: number): { main: number; other: number } {
+  const out = { main: 0, other: 0 };
+  let tids: string[] = [];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ms = ((Number(rest[11]) + Number(rest[12])) * 1000) / CLK_TCK;
+    if (tid === String(pid)) out.main += ms;
+    else out.other += ms;
+  }
+  return out;
 }
 
 /** USER_HZ: 100 on every Linux of the kinds we run on (getconf CLK_TCK). */
