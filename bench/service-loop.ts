@@ -1,0 +1,64 @@
+// Checkout+checkin through the service in-process (a real daemon from test/helpers: LevelDB in a
+// temp dir, the emulated dongle; requests go to service.handle, no broker), with the usage history
+// and the audit log on or off. Prints CPU per round trip, the main thread apart from the others.
+//   npx tsx bench/service-loop.ts on|off|noaudit|nohist [round trips] [clients]
+// With one client (the third argument 1) every checkout is its own group commit and signature, so
+// the work per round trip does not depend on timing: under callgrind (--separate-threads=yes),
+// two sizes give instructions per round trip by difference, as in bench/audit-chain.ts.
+import { readdirSync, readFileSync } from 'node:fs';
+import { startTestDaemon } from '../test/helpers/daemon.ts';
+
+const mode = process.argv[2] ?? 'on';
+const n = Number(process.argv[3] ?? 20_000);
+const clients = Number(process.argv[4] ?? 6);
+const off = { enabled: false };
+const config = { on: {}, off: { history: off, audit: off }, noaudit: { audit: off }, nohist: { history: off } }[mode];
+if (!config || !(n > 0) || !(clients > 0)) {
+  process.stderr.write('usage: npx tsx bench/service-loop.ts on|off|noaudit|nohist [round trips] [clients]\n');
+  process.exit(64);
+}
+const d = await startTestDaemon({ config: { ...config, leases: { ttlSeconds: 600 } } });
+const enc = new TextEncoder();
+let seq = 0;
+
+async function client(w: number, trips: number): Promise<void> {
+  const id = `bench-w${w}-aaaaaa`;
+  const holder = `holderSecretForBenchmark${w}xxxxxxxxxx`;
+  for (let i = 0; i < trips; i++) {
+    const a = (await d.service.handle(id, false, enc.encode(JSON.stringify({ id: String(++seq), op: 'checkout', feature: 'vray_distributed', user: `u${w}`, host: `h${w}`, pid: 100 + w, holder })))) as { result?: { lease?: { id?: string } } };
+    const lease = a.result?.lease?.id;
+    if (!lease) throw new Error(`checkout refused: ${JSON.stringify(a).slice(0, 300)}`);
+    await d.service.handle(id, false, enc.encode(JSON.stringify({ id: String(++seq), op: 'checkin', leases: [lease], holder })));
+  }
+}
+
+/** CPU ms of this process's main thread and of its other threads. */
+function threads(): { main: number; other: number } {
+  const out = { main: 0, other: 0 };
+  for (const t of readdirSync('/proc/self/task')) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/self/task/${t}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    out[t === String(process.pid) ? 'main' : 'other'] += (Number(f[11]) + Number(f[12])) * 10;
+  }
+  return out;
+}
+
+async function round(trips: number): Promise<void> {
+  await Promise.all(Array.from({ length: clients }, (_, w) => client(w, Math.ceil(trips / clients))));
+}
+
+await round(Math.min(2000, n));
+const t0 = threads();
+const w0 = performance.now();
+await round(n);
+const wall = performance.now() - w0;
+const t1 = threads();
+const per = (ms: number) => ((ms * 1000) / n).toFixed(0);
+console.log(`${mode}: ${per(t1.main - t0.main + t1.other - t0.other)} µs of CPU per checkout+checkin (main thread ${per(t1.main - t0.main)}, other threads ${per(t1.other - t0.other)}), ${((n / wall) * 1000).toFixed(0)} round trips/s, ${clients} clients`);
+await d.dispose();
+process.exit(0);
