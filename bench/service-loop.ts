@@ -5,8 +5,8 @@
 // With one client (the third argument 1) every checkout is its own group commit and signature, so
 // the work per round trip does not depend on timing: under callgrind (--separate-threads=yes),
 // two sizes give instructions per round trip by difference, as in bench/audit-chain.ts.
-import { readdirSync, readFileSync } from 'node:fs';
 import { startTestDaemon } from '../test/helpers/daemon.ts';
+import { cpuThreadsMs } from './lib/proc.ts';
 
 const mode = process.argv[2] ?? 'on';
 const n = Number(process.argv[3] ?? 20_000);
@@ -32,21 +32,7 @@ async function client(w: number, trips: number): Promise<void> {
   }
 }
 
-/** CPU ms of this process's main thread and of its other threads. */
-function threads(): { main: number; other: number } {
-  const out = { main: 0, other: 0 };
-  for (const t of readdirSync('/proc/self/task')) {
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/self/task/${t}/stat`, 'utf8');
-    } catch {
-      continue;
-    }
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    out[t === String(process.pid) ? 'main' : 'other'] += (Number(f[11]) + Number(f[12])) * 10;
-  }
-  return out;
-}
+const threads = () => cpuThreadsMs(process.pid);
 
 async function round(trips: number): Promise<void> {
   await Promise.all(Array.from({ length: clients }, (_, w) => client(w, Math.ceil(trips / clients))));
