@@ -1,4 +1,3 @@
-import { isoTime } from './iso-time.ts';
 import { LicdError, isLicdError, type ErrorCode } from './errors.ts';
 import { productsOfFeatures, productViews, type Entitlement, type FeatureLicense } from './entitlement.ts';
 import type { FailoverView } from './failover.ts';
@@ -27,6 +26,7 @@ import {
 } from './protocol.ts';
 import type { GrantEnvelope } from './grant-batch.ts';
 import { CounterStepError, describeMs, type ClockGuard, type CounterGate } from './integrity.ts';
+import { isoTime } from './iso-time.ts';
 import { SeatTable } from './seats.ts';
 import { policySummary, priorityOf, queueRule } from './policy.ts';
 import { WaitQueue, delWaiter, putWaiter, storedWaiter, waiterKey, waiterRecordKey, type Waiter } from './queue.ts';

@@ -3,7 +3,6 @@
  * broker and MQTT link together. No module-level singletons: tests build daemons in-process with
  * the parts they choose.
  */
-import { isoTime } from '../core/iso-time.ts';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -74,6 +73,7 @@ import { announce, type Announcer } from '../discovery/mdns.ts';
 import { announcementOf } from '../discovery/plan.ts';
 import { FailoverPart, loadFailoverEntitlement } from './failover.ts';
 import { META_FAILOVER, parseFailoverUsage } from '../core/failover.ts';
+import { isoTime } from '../core/iso-time.ts';
 
 export const LICD_VERSION = '0.1.0';
 
