@@ -1212,9 +1212,8 @@ function revokedMessage(feature: string, lease: string, blockedUntil: number | n
   );
 }
 
-export function iso(ms: number): string {
-  return isoTime(ms);
-}
+/** A time as ISO 8601 text (Date#toISOString's, made cheaply: src/core/iso-time.ts). */
+export const iso = isoTime;
 
 export function leaseView(l: Lease): LeaseView {
   return {

@@ -190,22 +190,22 @@ export class LevelStore implements StateStore {
    * (a timer is then set for it). Lazy changes that queued while a batch was written wait for
    * company too, instead of going out one or two per fsync behind it.
    */
-  private waitForCompany(force: boolean): boolean {
-    if (force || this.closed || this.queue.some((p) => p.lazyUntil === null)) return false;
+  private waitForCompany(): boolean {
+    if (this.closed || this.queue.some((p) => p.lazyUntil === null)) return false;
     const wait = this.queue[0]!.lazyUntil! - performance.now();
     if (wait <= 1) return false;
     this.lazyTimer ??= setTimeout(() => this.lazyDue(), Math.ceil(wait));
     return true;
   }
 
-  private async drain(force = false): Promise<void> {
+  private async drain(): Promise<void> {
     if (this.lazyTimer) {
       clearTimeout(this.lazyTimer);
       this.lazyTimer = null;
     }
     this.writing = true;
     while (this.queue.length > 0) {
-      if (this.waitForCompany(force)) break;
+      if (this.waitForCompany()) break;
       // At most MAX_GROUP changes per batch: under a burst the first answers go out after one
       // bounded batch instead of after all that queued, and the event loop turns between batches.
       let group: Pending[];
@@ -309,7 +309,7 @@ export class LevelStore implements StateStore {
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
-    if (this.queue.length > 0 && !this.writing && !this.broken) void this.drain(true);
+    if (this.queue.length > 0 && !this.writing && !this.broken) void this.drain();
     while (this.writing) await new Promise((r) => setTimeout(r, 5));
     await this.db.close().catch((e) => {
       if (!this.broken) throw e;
