@@ -221,8 +221,7 @@ const errorText = (e: Record<string, number>) =>
     .map(([k, v]) => `${k} x${v}`)
     .join(', ');
 
-/** CPU ms a process uses between `delayMs` and `delayMs + windowMs` from now. */
-/** The daemon's CPU over the window, ms: in all, and its main thread's share. */
+/** CPU ms a process uses between `delayMs` and `delayMs + windowMs` from now: in all, and its main thread's share. */
 function cpuWindow(pid: number, delayMs: number, windowMs: number): Promise<{ total: number; main: number }> {
   return new Promise((resolve) => {
     setTimeout(() => {
