@@ -5,7 +5,7 @@
  * primary's seats are added to this box's seat table; when it ended, they are taken away and the
  * leases over this box's own count end (FAILOVER_ENDED) so their clients move back.
  */
-import type { MqttClient } from 'mqtt';
+import type { LinkClient } from '../mqtt/link-client.ts';
 import type { Config } from '../config.ts';
 import type { FeatureLicense } from '../core/entitlement.ts';
 import { LicdError, isLicdError } from '../core/errors.ts';
@@ -42,7 +42,7 @@ const SAVE_EVERY_MS = 60_000;
 export class FailoverPart {
   readonly plan: FailoverPlan;
   private service: LicenseService | null = null;
-  private client: MqttClient | null = null;
+  private client: LinkClient | null = null;
   private timer: NodeJS.Timeout | null = null;
   private applying: Promise<void> = Promise.resolve();
   private savedAt = 0;
@@ -99,7 +99,7 @@ export class FailoverPart {
   };
 
   /** Watches the primary's state through this box's broker link, and judges every second. */
-  attach(service: LicenseService, client: MqttClient): void {
+  attach(service: LicenseService, client: LinkClient): void {
     this.service = service;
     this.client = client;
     client.on('message', this.onMessage);
@@ -146,7 +146,7 @@ export class FailoverPart {
   }
 
   private readonly subscribe = (): void => {
-    this.client?.subscribe(this.topic, { qos: 1 }, (err) => {
+    this.client?.subscribe({ [this.topic]: { qos: 1 } }, (err) => {
       if (err) this.deps.log.error("failover: could not subscribe to the primary's server state; failover stays dormant", { topic: this.topic, error: String(err) });
     });
   };

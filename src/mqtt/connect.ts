@@ -1,6 +1,9 @@
 import mqtt, { MqttClient, type IClientOptions } from 'mqtt';
 import { createConnection, type Socket } from 'node:net';
 import { openTls, type TlsTrust } from './tls.ts';
+import { backoffDelay, BrokerRotation, CLIENT_BACKOFF, NEXT_BROKER, type Backoff } from './reconnect.ts';
+
+export { backoffDelay, BrokerRotation, CLIENT_BACKOFF, DAEMON_BACKOFF, waitConnected, type Backoff } from './reconnect.ts';
 
 /**
  * Connects mqtt.js with TCP_NODELAY on the socket. Without it a request/answer exchange on
@@ -24,36 +27,6 @@ export function connectMqtt(url: string | readonly string[], options: IClientOpt
   keepNoDelay(client);
   return client;
 }
-
-/**
- * The brokers of a list (bridged brokers of one licd namespace, docs/scale-out.md) and the one in
- * use. Every (re)connect goes to `current`; a lost connection or a failed attempt moves to the
- * next, so a client whose broker dies carries on through another. It starts at `prefer` (the
- * one the user's last run reached, src/sdk/discovery.ts) when that is in the list.
- */
-export class BrokerRotation {
-  readonly urls: readonly string[];
-  private index = 0;
-  /** Attempts since the last successful connect. */
-  failures = 0;
-  /** The last error seen on each broker (for the message when none answers). */
-  readonly errors = new Map<string, string>();
-  constructor(urls: readonly string[], prefer?: string | null) {
-    if (urls.length === 0) throw new Error('BrokerRotation needs at least one URL');
-    this.urls = urls;
-    const i = prefer ? urls.indexOf(prefer) : -1;
-    if (i >= 0) this.index = i;
-  }
-  get current(): string {
-    return this.urls[this.index]!;
-  }
-  next(): void {
-    this.index = (this.index + 1) % this.urls.length;
-  }
-}
-
-/** A pause of 0.1-0.3 s before trying the next broker of a list, while some of the round are untried. */
-const NEXT_BROKER: Backoff = { firstMs: 200, capMs: 200 };
 
 function connectList(rot: BrokerRotation, options: IClientOptions, trust: TlsTrust | undefined, backoff: Backoff): MqttClient {
   const defaults = { reconnectPeriod: 1000, connectTimeout: 5000, writeCache: false };
@@ -91,26 +64,6 @@ function keepNoDelay(client: MqttClient): void {
   });
 }
 
-/** Reconnect delays: attempt n waits min(capMs, firstMs * 2^n) times a random factor in [0.5, 1.5). */
-export interface Backoff {
-  firstMs: number;
-  capMs: number;
-  /** Where the random factor comes from (tests); Math.random by default. */
-  random?: () => number;
-}
-
-/** Render nodes (the SDK, licctl): first retry after 0.5-1.5 s, then doubling, never over 6 s: a farm's nodes
- * spread over seconds, and a node is back within seconds of its broker (a lease outlives a daemon
- * restart by one TTL at most). */
-export const CLIENT_BACKOFF: Backoff = { firstMs: 1000, capMs: 4000 };
-/** The daemon's own link: first retry after 0.5-1.5 s, never over 4.5 s (one connection, no herd). */
-export const DAEMON_BACKOFF: Backoff = { firstMs: 1000, capMs: 3000 };
-
-export function backoffDelay(b: Backoff, attempt: number): number {
-  const base = Math.min(b.capMs, b.firstMs * 2 ** Math.min(attempt, 30));
-  return Math.round(base * (0.5 + (b.random ?? Math.random)()));
-}
-
 /**
  * mqtt.js retries on a fixed period (reconnectPeriod), so a broker restart brings every node
  * back in the same second. This replaces its retry timer, after each lost connection or failed
@@ -136,35 +89,5 @@ function jitterReconnects(client: MqttClient, b: Backoff, untriedLeft?: () => bo
       if (!c.disconnecting) c._reconnect();
     }, delay);
     c.reconnectTimer = t;
-  });
-}
-
-/**
- * Resolves on the first connect, rejects on an error before it (bad credentials, refused). An
- * error `tolerate` accepts is waited past (a broker list: the next broker is tried).
- */
-export function waitConnected(client: MqttClient, timeoutMs = 10_000, tolerate?: (e: Error) => boolean): Promise<void> {
-  if (client.connected) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => {
-      cleanup();
-      reject(new Error(`could not reach the MQTT broker within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const onConnect = () => {
-      cleanup();
-      resolve();
-    };
-    const onError = (e: Error) => {
-      if (tolerate?.(e)) return;
-      cleanup();
-      reject(e);
-    };
-    const cleanup = () => {
-      clearTimeout(t);
-      client.off('connect', onConnect);
-      client.off('error', onError);
-    };
-    client.on('connect', onConnect);
-    client.on('error', onError);
   });
 }

@@ -228,6 +228,11 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   };
 
   const { Aedes: AedesBroker } = await import('aedes');
+  // mqtt-packet (aedes' encoder) otherwise fills a table of 65,536 two-byte Buffers on the first
+  // packet it writes (about 8 MiB of heap) to save one small allocation per length field. mqtt.js
+  // turned this off process-wide (its writeCache option) when the daemon's link used it.
+  const { default: mqttPacket } = await import('mqtt-packet');
+  (mqttPacket.writeToStream as unknown as { cacheNumbers: boolean }).cacheNumbers = false;
   const aedes = await AedesBroker.createBroker({
     // Backstop only: with the buffer below, a write waits for a drain only on the daemon's own
     // connection. aedes' default (60 s) let one stuck socket hold every answer that long.

@@ -1,9 +1,9 @@
-import type { MqttClient } from 'mqtt';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { MAX_ANSWER_BYTES, parseTopic, serverPrefix, TOPIC_PREFIX, topicsOf, type ServerState } from '../core/protocol.ts';
 import type { LicenseService, Log } from '../core/service.ts';
-import { connectMqtt, DAEMON_BACKOFF, waitConnected } from './connect.ts';
+import { LinkClient } from './link-client.ts';
+import { DAEMON_BACKOFF, waitConnected } from './reconnect.ts';
 import { DAEMON_CLIENT_PREFIX } from './embedded-broker.ts';
 import type { TlsTrust } from './tls.ts';
 
@@ -59,7 +59,7 @@ export interface ServerLinkOptions {
  * availability current. Its last will marks the server offline.
  */
 export class ServerLink {
-  readonly client: MqttClient;
+  readonly client: LinkClient;
   private readonly service: LicenseService;
   private readonly log: Log;
   private flushScheduled = false;
@@ -88,14 +88,16 @@ export class ServerLink {
     // A box of a cluster may list its own broker first and the other boxes' after it: when its
     // broker dies it carries on through another (docs/scale-out.md).
     const urls = opts.url.split(',').map((u) => u.trim()).filter((u) => u !== '');
-    this.client = connectMqtt(urls.length > 1 ? urls : opts.url, {
+    this.client = new LinkClient({
+      urls: urls.length > 0 ? urls : [opts.url],
       clientId: `${DAEMON_CLIENT_PREFIX}-${randomBytes(4).toString('hex')}`,
       username: opts.username,
       ...(opts.password !== null ? { password: opts.password } : {}),
       protocolVersion: opts.protocolVersion,
-      clean: true,
       will: { topic: topics.serverState, payload: Buffer.from(JSON.stringify(offline)), qos: 1, retain: true },
-    }, opts.tls, DAEMON_BACKOFF);
+      ...(opts.tls ? { tls: opts.tls } : {}),
+      backoff: DAEMON_BACKOFF,
+    });
     this.client.on('connect', () => {
       this.log.info('connected to the MQTT broker', { url: opts.url });
       this.client.subscribe(
@@ -134,7 +136,7 @@ export class ServerLink {
       this.lost = true;
       this.service.brokerLost();
     });
-    this.client.on('message', (topic, payload) => this.onMessage(topic, payload));
+    this.client.on('message', (topic: string, payload: Buffer) => this.onMessage(topic, payload));
   }
 
   /** Set until the first subscription to the request topics is acknowledged. */
@@ -315,7 +317,7 @@ export class ServerLink {
       const offline = { ...this.service.serverState('offline'), warnings: ['the license server was stopped'] };
       await new Promise<void>((resolve) => this.client.publish(this.topics.serverState, JSON.stringify(offline), { qos: 1, retain: true }, () => resolve()));
     }
-    await new Promise<void>((resolve) => this.client.end(false, {}, () => resolve()));
+    await new Promise<void>((resolve) => this.client.end(false, {}, resolve));
   }
 }
 

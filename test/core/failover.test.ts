@@ -6,7 +6,7 @@
  */
 import test from 'ava';
 import { EventEmitter } from 'node:events';
-import type { MqttClient } from 'mqtt';
+import type { LinkClient } from '../../src/mqtt/link-client.ts';
 import { fromBase64url, toBase64url, toHex } from '../../src/core/bytes.ts';
 import type { FeatureLicense } from '../../src/core/entitlement.ts';
 import { LicdError } from '../../src/core/errors.ts';
@@ -203,7 +203,7 @@ function box(o: { afterSeconds?: number; maxHoursPerMonth?: number; clockHwm?: n
     notify: (client, notice) => notices.push([client, notice]),
   });
   const link = Object.assign(new EventEmitter(), { connected: true, subscribe: () => {} });
-  part.attach(svc, link as unknown as MqttClient);
+  part.attach(svc, link as unknown as LinkClient);
   const primary = async (state: 'online' | 'offline') => {
     link.emit('message', 'licd/v1/s/box-a/server/state', Buffer.from(JSON.stringify({ state, dongle: { serial: 'EMU-A' }, entitlement: { id: 'LIC-A' } })));
     await part.settled();
