@@ -36,8 +36,17 @@ function labelText(labels: Labels, extra?: [string, string]): string {
   return parts.length === 0 ? '' : `{${parts.join(',')}}`;
 }
 
+/**
+ * The series key of a label set: each name and value with its length in front, so no two label
+ * sets share a key. Called on every observation (each request, each commit): no arrays, no JSON.
+ */
 function keyOf(labels: Labels): string {
-  return JSON.stringify(Object.entries(labels));
+  let key = '';
+  for (const k in labels) {
+    const v = labels[k]!;
+    key += `${k.length}:${k}${v.length}:${v}`;
+  }
+  return key;
 }
 
 abstract class Family {

@@ -16,7 +16,7 @@
 import type { IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
-import { createWebSocketStream, WebSocketServer, type WebSocket } from 'ws';
+import type { WebSocket, WebSocketServer } from 'ws';
 import type { Log } from '../core/service.ts';
 import { MAX_QUEUED_BYTES_PER_CLIENT, type EmbeddedBroker } from '../mqtt/embedded-broker.ts';
 import { openTls, type TlsTrust } from '../mqtt/tls.ts';
@@ -36,17 +36,29 @@ export interface BridgeOptions {
 }
 
 export class WebBridge {
-  private readonly wss: WebSocketServer;
+  /**
+   * The ws library and its server, loaded at the first WebSocket: a box whose page is never
+   * opened does not carry it (about 2 MiB of an idle daemon, docs/performance.md).
+   */
+  private ws: Promise<{ wss: WebSocketServer; createWebSocketStream: typeof import('ws').createWebSocketStream }> | null = null;
   private readonly live = new Set<WebSocket>();
+  /** Upgrades waiting for the ws library: counted against web.maxConnections like open ones. */
+  private opening = 0;
 
-  constructor(private readonly o: BridgeOptions) {
-    this.wss = new WebSocketServer({
-      noServer: true,
-      maxPayload: o.maxFrameBytes,
-      perMessageDeflate: false,
-      // mqtt.js asks for the "mqtt" subprotocol (MQTT-over-WebSocket requires it).
-      handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false),
-    });
+  constructor(private readonly o: BridgeOptions) {}
+
+  private server(): NonNullable<WebBridge['ws']> {
+    this.ws ??= import('ws').then(({ WebSocketServer, createWebSocketStream }) => ({
+      createWebSocketStream,
+      wss: new WebSocketServer({
+        noServer: true,
+        maxPayload: this.o.maxFrameBytes,
+        perMessageDeflate: false,
+        // mqtt.js asks for the "mqtt" subprotocol (MQTT-over-WebSocket requires it).
+        handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false),
+      }),
+    }));
+    return this.ws;
   }
 
   get connections(): number {
@@ -71,14 +83,25 @@ export class WebBridge {
       this.o.log.warn('web: refused a WebSocket opened by a page of another site', { origin: origin.slice(0, 200), remote: req.socket.remoteAddress });
       return refuse('403 Forbidden', 'a page of another site may not open licd\'s MQTT WebSocket');
     }
-    if (this.live.size >= this.o.maxConnections) {
+    if (this.live.size + this.opening >= this.o.maxConnections) {
       this.o.log.warn('web: refused a WebSocket: too many open', { limit: this.o.maxConnections });
       return refuse('503 Service Unavailable', `licd has ${this.o.maxConnections} web connections open (web.maxConnections); close a page and retry`);
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.serve(ws, req.socket.remoteAddress ?? ''));
+    this.opening++;
+    void this.server().then(
+      ({ wss, createWebSocketStream }) => {
+        this.opening--;
+        wss.handleUpgrade(req, socket, head, (ws) => this.serve(ws, req.socket.remoteAddress ?? '', createWebSocketStream));
+      },
+      (e: unknown) => {
+        this.opening--;
+        this.o.log.error('web: the WebSocket library could not be loaded', { error: String(e) });
+        refuse('500 Internal Server Error', 'licd could not open the WebSocket; see its log');
+      },
+    );
   };
 
-  private serve(ws: WebSocket, remote: string): void {
+  private serve(ws: WebSocket, remote: string, createWebSocketStream: typeof import('ws').createWebSocketStream): void {
     this.live.add(ws);
     ws.on('close', () => this.live.delete(ws));
     ws.on('error', (e) => this.o.log.debug('web: WebSocket error', { error: e.message, remote }));
@@ -89,11 +112,11 @@ export class WebBridge {
       t.broker.handleWeb(stream, { secure: this.o.secure, remote, anonymous: this.o.anonymous });
       return;
     }
-    this.relay(ws, remote, t);
+    this.relay(ws, remote, t, createWebSocketStream);
   }
 
   /** External broker: the CONNECT is checked here, then bytes are relayed both ways. */
-  private relay(ws: WebSocket, remote: string, t: Extract<BridgeTarget, { kind: 'external' }>): void {
+  private relay(ws: WebSocket, remote: string, t: Extract<BridgeTarget, { kind: 'external' }>, createWebSocketStream: typeof import('ws').createWebSocketStream): void {
     const { host, port } = t;
     const stream: Duplex = createWebSocketStream(ws);
     stream.on('error', () => ws.terminate());
@@ -143,7 +166,10 @@ export class WebBridge {
     const deadline = Date.now() + 1000;
     while (this.live.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     for (const ws of this.live) ws.terminate();
-    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+    if (this.ws) {
+      const { wss } = await this.ws;
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+    }
   }
 }
 
