@@ -19,7 +19,8 @@ import { openTls, type TlsTrust } from './tls.ts';
  *   does not come);
  * - publish at QoS 0 or 1, retained or not; the callback runs at the PUBACK (QoS 1) or once the
  *   packet is written (QoS 0). QoS 1 messages not yet acknowledged when the connection drops
- *   are sent again (DUP) after the next CONNACK, as are publishes made while disconnected;
+ *   are sent again with DUP set after the next CONNACK; publishes made while disconnected go out
+ *   then too, for the first time;
  * - subscribe at QoS 0 or 1 (a refusal in the SUBACK is an error to the callback); no
  *   automatic resubscription: the link subscribes in its 'connect' handler;
  * - received PUBLISH at QoS 0 and 1 (PUBACK after the 'message' listeners ran); QoS 2 is
@@ -72,11 +73,15 @@ export class MqttRefusal extends Error {
   }
 }
 
-/** A QoS 1 publish waiting for its PUBACK; `packet` is its encoded PUBLISH (re-sent with DUP set). */
+/**
+ * A QoS 1 publish waiting for its PUBACK; `packet` is its encoded PUBLISH. `written`: it went out
+ * on some connection, so sending it again after a reconnect sets DUP (one made while
+ * disconnected goes out the first time without it).
+ */
 interface InFlight {
   packet: Buffer;
   cb: PublishCallback | undefined;
-  sent: boolean;
+  written: boolean;
 }
 
 /** Socket errors that only mean "retry": not emitted (as mqtt.js does not). */
@@ -136,7 +141,7 @@ export class LinkClient extends EventEmitter {
   private nextId = 0;
   private readonly inFlight = new Map<number, InFlight>();
   /** QoS 1 publishes waiting for a free packet id (65,535 in flight). */
-  private readonly waitingForId: { packet: Buffer; cb: PublishCallback | undefined }[] = [];
+  private readonly waitingForId: { topic: string; payload: string | Buffer; retain: boolean; cb: PublishCallback | undefined }[] = [];
   /** QoS 0 publishes made while disconnected, sent after the next CONNACK. */
   private readonly offlineQueue: { packet: Buffer; cb: PublishCallback | undefined }[] = [];
   private readonly subscriptions = new Map<number, SubscribeCallback | undefined>();
@@ -159,11 +164,6 @@ export class LinkClient extends EventEmitter {
     return this.socket;
   }
 
-  /** The URL the link is on (or trying). */
-  get url(): string {
-    return this.rotation.current;
-  }
-
   publish(topic: string, payload: string | Buffer, opts: { qos: 0 | 1; retain?: boolean }, cb?: PublishCallback): void {
     if (this.disconnecting) {
       if (cb) process.nextTick(cb, new Error('the MQTT link is closing'));
@@ -181,13 +181,10 @@ export class LinkClient extends EventEmitter {
     }
     const id = this.allocateId();
     if (id === 0) {
-      this.waitingForId.push({ packet: encodePublish(topic, payload, 1, opts.retain === true, 1, this.opts.protocolVersion), cb });
+      this.waitingForId.push({ topic, payload, retain: opts.retain === true, cb });
       return;
     }
-    const packet = encodePublish(topic, payload, 1, opts.retain === true, id, this.opts.protocolVersion);
-    const entry: InFlight = { packet, cb, sent: this._connected };
-    this.inFlight.set(id, entry);
-    if (this._connected) this.write(packet);
+    this.track(id, encodePublish(topic, payload, 1, opts.retain === true, id, this.opts.protocolVersion), cb);
   }
 
   subscribe(topics: Record<string, { qos: 0 | 1 }>, cb?: SubscribeCallback): void {
@@ -204,11 +201,17 @@ export class LinkClient extends EventEmitter {
     this.write(encodeSubscribe(id, topics, this.opts.protocolVersion));
   }
 
+  /** Keeps a QoS 1 publish until its PUBACK, and writes it now if connected. */
+  private track(id: number, packet: Buffer, cb: PublishCallback | undefined): void {
+    this.inFlight.set(id, { packet, cb, written: this._connected });
+    if (this._connected) this.write(packet);
+  }
+
   /**
-   * Disconnects and stops reconnecting. Unless `force`, waits (at most 2 s) for the PUBACKs of
-   * what was published, then sends DISCONNECT. `cb` runs once the socket is closed.
+   * Disconnects and stops reconnecting: waits (at most 2 s) for the PUBACKs of what was
+   * published, then sends DISCONNECT. `cb` runs once the socket is closed.
    */
-  end(force = false, _opts: unknown = {}, cb?: () => void): void {
+  end(cb?: () => void): void {
     if (cb) this.ended.push(cb);
     if (this.disconnecting) {
       if (!this.socket) this.finishEnd();
@@ -222,7 +225,7 @@ export class LinkClient extends EventEmitter {
       this.finishEnd();
       return;
     }
-    if (!this._connected || force) {
+    if (!this._connected) {
       sock.destroy();
       return;
     }
@@ -233,7 +236,7 @@ export class LinkClient extends EventEmitter {
         setTimeout(finish, 10);
         return;
       }
-      this.flushWrites();
+      this.uncork();
       sock.end(DISCONNECT);
       // A broker that does not close its side is not waited for.
       setTimeout(() => sock.destroy(), 1000).unref();
@@ -312,7 +315,6 @@ export class LinkClient extends EventEmitter {
     const subs = [...this.subscriptions.values()];
     this.subscriptions.clear();
     for (const cb of subs) cb?.(new Error('the connection to the MQTT broker was lost before the SUBACK'));
-    for (const f of this.inFlight.values()) f.sent = false;
     this.rotation.failures++;
     this.rotation.next();
     this.emit('close');
@@ -347,10 +349,8 @@ export class LinkClient extends EventEmitter {
     }
     // What waited for the connection goes out first, in order: unacknowledged QoS 1 (DUP), then QoS 0.
     for (const f of this.inFlight.values()) {
-      if (!f.sent) {
-        f.sent = true;
-        this.write(withDup(f.packet));
-      }
+      this.write(f.written ? withDup(f.packet) : f.packet);
+      f.written = true;
     }
     for (const q of this.offlineQueue.splice(0)) {
       this.write(q.packet);
@@ -384,16 +384,16 @@ export class LinkClient extends EventEmitter {
     if (!this.corked) {
       this.corked = true;
       sock.cork();
-      process.nextTick(() => this.flushWrites());
+      process.nextTick(this.uncork);
     }
     sock.write(packet);
   }
 
-  private flushWrites(): void {
+  private readonly uncork = (): void => {
     if (!this.corked) return;
     this.corked = false;
     this.socket?.uncork();
-  }
+  };
 
   // ---- receiving ----
 
@@ -428,7 +428,6 @@ export class LinkClient extends EventEmitter {
       const start = i;
       at = i + len;
       if (!this.onPacket(header, buf, start, at)) return;
-      if (this.socket === null) return;
     }
     if (at < buf.length) this.pending = at === 0 ? buf : buf.subarray(at);
     // A partial packet keeps a copy of only its own bytes, not the whole chunk it came in.
@@ -549,9 +548,7 @@ export class LinkClient extends EventEmitter {
     const w = this.waitingForId.shift();
     if (!w) return;
     const id = this.allocateId();
-    w.packet.writeUInt16BE(id, publishIdOffset(w.packet));
-    this.inFlight.set(id, { packet: w.packet, cb: w.cb, sent: this._connected });
-    if (this._connected) this.write(w.packet);
+    this.track(id, encodePublish(w.topic, w.payload, 1, w.retain, id, this.opts.protocolVersion), w.cb);
   }
 }
 
@@ -608,14 +605,6 @@ export function encodePublish(topic: string, payload: string | Buffer, qos: 0 | 
   return buf;
 }
 
-/** Where a QoS 1 PUBLISH's packet id sits. */
-function publishIdOffset(packet: Buffer): number {
-  let at = 1;
-  while (packet[at]! & 0x80) at++;
-  at++;
-  return at + 2 + packet.readUInt16BE(at);
-}
-
 /** The same PUBLISH with its DUP flag set (a copy: the first may still be in the socket's queue). */
 function withDup(packet: Buffer): Buffer {
   const copy = Buffer.from(packet);
@@ -663,12 +652,12 @@ function encodeConnect(o: LinkClientOptions): Buffer {
   at += 2;
   if (v5) buf[at++] = 0;
   at = writeString(buf, at, o.clientId, id);
-  if (o.will && will) {
+  if (will) {
     if (v5) buf[at++] = 0;
-    at = writeString(buf, at, o.will.topic, will.t);
+    at = writeString(buf, at, o.will!.topic, will.t);
     buf.writeUInt16BE(will.p, at);
     at += 2;
-    o.will.payload.copy(buf, at);
+    o.will!.payload.copy(buf, at);
     at += will.p;
   }
   if (user >= 0) at = writeString(buf, at, o.username!, user);

@@ -317,7 +317,7 @@ export class ServerLink {
       const offline = { ...this.service.serverState('offline'), warnings: ['the license server was stopped'] };
       await new Promise<void>((resolve) => this.client.publish(this.topics.serverState, JSON.stringify(offline), { qos: 1, retain: true }, () => resolve()));
     }
-    await new Promise<void>((resolve) => this.client.end(false, {}, resolve));
+    await new Promise<void>((resolve) => this.client.end(resolve));
   }
 }
 

@@ -40,15 +40,15 @@ export class WebBridge {
    * The ws library and its server, loaded at the first WebSocket: a box whose page is never
    * opened does not carry it (about 2 MiB of an idle daemon, docs/performance.md).
    */
-  private ws: Promise<{ wss: WebSocketServer; createWebSocketStream: typeof import('ws').createWebSocketStream }> | null = null;
+  private library: Promise<{ wss: WebSocketServer; createWebSocketStream: typeof import('ws').createWebSocketStream }> | null = null;
   private readonly live = new Set<WebSocket>();
   /** Upgrades waiting for the ws library: counted against web.maxConnections like open ones. */
   private opening = 0;
 
   constructor(private readonly o: BridgeOptions) {}
 
-  private server(): NonNullable<WebBridge['ws']> {
-    this.ws ??= import('ws').then(({ WebSocketServer, createWebSocketStream }) => ({
+  private server(): NonNullable<WebBridge['library']> {
+    this.library ??= import('ws').then(({ WebSocketServer, createWebSocketStream }) => ({
       createWebSocketStream,
       wss: new WebSocketServer({
         noServer: true,
@@ -58,7 +58,7 @@ export class WebBridge {
         handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false),
       }),
     }));
-    return this.ws;
+    return this.library;
   }
 
   get connections(): number {
@@ -166,8 +166,8 @@ export class WebBridge {
     const deadline = Date.now() + 1000;
     while (this.live.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     for (const ws of this.live) ws.terminate();
-    if (this.ws) {
-      const { wss } = await this.ws;
+    if (this.library) {
+      const { wss } = await this.library;
       await new Promise<void>((resolve) => wss.close(() => resolve()));
     }
   }

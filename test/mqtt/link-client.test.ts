@@ -26,7 +26,7 @@ async function watcher(m: Mosquitto, topic: string, qos: 0 | 1 = 1): Promise<{ c
   return { c, got };
 }
 
-const ended = (l: LinkClient) => new Promise<void>((resolve) => l.end(false, {}, resolve));
+const ended = (l: LinkClient) => new Promise<void>((resolve) => l.end(resolve));
 const published = (l: LinkClient, topic: string, text: string, retain = false) => new Promise<void>((resolve, reject) => l.publish(topic, text, { qos: 1, retain }, (e) => (e ? reject(e) : resolve())));
 
 test('70,000 QoS 1 publishes through mosquitto: each acknowledged once, all delivered in order, across the wrap of the 16-bit packet id', async (t) => {
