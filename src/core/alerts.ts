@@ -104,20 +104,29 @@ function hostList(hosts: string[], sep: string): string {
  * marked lost by an admin is not counted (the machine is gone).
  */
 export function doubleUses(input: Pick<AlertInput, 'leases' | 'borrows'>): Array<{ feature: string; user: string; borrowed: string[]; floating: string[] }> {
-  const byKey = new Map<string, { feature: string; user: string; borrowed: Map<string, string>; floating: Map<string, string> }>();
-  const at = (feature: string, user: string) => {
-    const k = `${feature}\0${user}`;
-    let e = byKey.get(k);
-    if (!e) byKey.set(k, (e = { feature, user, borrowed: new Map(), floating: new Map() }));
-    return e;
-  };
-  for (const b of input.borrows) if (!b.lost) at(b.feature, b.user).borrowed.set(sameHost(b.hostName), b.hostName);
-  const out: Array<{ feature: string; user: string; borrowed: string[]; floating: string[] }> = [];
-  for (const l of input.leases) {
-    const e = byKey.get(`${l.feature}\0${l.user}`);
-    if (e && e.borrowed.size > 0) e.floating.set(sameHost(l.host), l.host);
+  type Entry = { feature: string; user: string; borrowed: Map<string, string>; floating: Map<string, string> };
+  // feature -> user -> entry: only users with a borrowed seat have one, and a floating lease is
+  // looked up without building a key (a farm has tens of thousands of leases and few borrows).
+  const byFeature = new Map<string, Map<string, Entry>>();
+  const entries: Entry[] = [];
+  for (const b of input.borrows) {
+    if (b.lost) continue;
+    let users = byFeature.get(b.feature);
+    if (!users) byFeature.set(b.feature, (users = new Map()));
+    let e = users.get(b.user);
+    if (!e) {
+      users.set(b.user, (e = { feature: b.feature, user: b.user, borrowed: new Map(), floating: new Map() }));
+      entries.push(e);
+    }
+    e.borrowed.set(sameHost(b.hostName), b.hostName);
   }
-  for (const e of byKey.values()) {
+  const out: Array<{ feature: string; user: string; borrowed: string[]; floating: string[] }> = [];
+  if (entries.length === 0) return out;
+  for (const l of input.leases) {
+    const e = byFeature.get(l.feature)?.get(l.user);
+    if (e) e.floating.set(sameHost(l.host), l.host);
+  }
+  for (const e of entries) {
     const floatingElsewhere = [...e.floating.entries()].filter(([k]) => !e.borrowed.has(k)).map(([, v]) => v);
     if (e.borrowed.size >= 2 || floatingElsewhere.length > 0) out.push({ feature: e.feature, user: e.user, borrowed: [...e.borrowed.values()].sort(), floating: floatingElsewhere.sort() });
   }

@@ -298,14 +298,63 @@ export class SeatTable {
     return { mine, unknown };
   }
 
-  /** Renews the holder's leases (all, or the ids given). Unknown ids are reported, not fatal. */
-  heartbeat(clientId: string, holder: string, ids: readonly string[] | undefined, now: number, idleMs?: number): Change<{ renewed: Lease[]; unknown: string[] }> {
+  /**
+   * Renews the holder's leases (all, or the ids given). Unknown ids are reported, not fatal.
+   *
+   * A lease already bound to this holder is renewed in place: its end, disconnect mark and
+   * activity change on the object the table holds, and only its expiry bucket moves. A farm
+   * renews every lease every few seconds; a copy per renewal made each long-lived lease old-space
+   * garbage and re-indexed it in five maps (docs/performance.md, issue 18). The values are
+   * serialized when the change is committed, and `renewed` holds each lease's end as decided here
+   * (a later heartbeat may move the object's on before this one is written). The undo puts the
+   * old values back. A legacy lease without a holder is replaced by a copy, since binding it
+   * changes its owner key.
+   */
+  heartbeat(clientId: string, holder: string, ids: readonly string[] | undefined, now: number, idleMs?: number): Change<{ renewed: Array<{ id: string; expiresAt: number }>; unknown: string[] }> {
     const { mine, unknown } = this.heldBy(clientId, holder, ids);
-    const renewed = mine.map((l) => ({ ...l, expiresAt: now + l.ttlMs, disconnectedAt: null, holder, ...(idleMs !== undefined ? { activeAt: now - idleMs } : {}) }));
-    return this.change(
-      { renewed, unknown },
-      renewed.map((lease) => ({ kind: 'lease.put', lease }) as const),
-    );
+    const renewed: Array<{ id: string; expiresAt: number }> = [];
+    const mutations: Mutation[] = [];
+    const undos: Array<() => void> = [];
+    for (const l of mine) {
+      const expiresAt = now + l.ttlMs;
+      renewed.push({ id: l.id, expiresAt });
+      if (l.holder !== holder) {
+        const lease: Lease = { ...l, expiresAt, disconnectedAt: null, holder, ...(idleMs !== undefined ? { activeAt: now - idleMs } : {}) };
+        const inverse = this.apply({ kind: 'lease.put', lease });
+        undos.push(() => this.apply(inverse));
+        mutations.push({ kind: 'lease.put', lease });
+        continue;
+      }
+      const was = { expiresAt: l.expiresAt, disconnectedAt: l.disconnectedAt, activeAt: l.activeAt };
+      this.renewInPlace(l, expiresAt, null, idleMs !== undefined ? now - idleMs : l.activeAt);
+      undos.push(() => this.renewInPlace(l, was.expiresAt, was.disconnectedAt, was.activeAt));
+      mutations.push({ kind: 'lease.put', lease: l });
+    }
+    return {
+      result: { renewed, unknown },
+      mutations,
+      undo: () => {
+        for (let i = undos.length - 1; i >= 0; i--) undos[i]!();
+      },
+    };
+  }
+
+  /**
+   * Sets a lease's end, disconnect mark and activity on the object itself. Its expiry bucket moves
+   * only while the table holds this object; a lease object the table no longer holds (replaced or
+   * ended since, as an undo may find it) just gets the values back.
+   */
+  private renewInPlace(l: Lease, expiresAt: number, disconnectedAt: number | null, activeAt: number | undefined): void {
+    const held = this.leases.get(l.id) === l;
+    if (held && Math.floor(expiresAt / 1000) !== Math.floor(l.expiresAt / 1000)) {
+      const key = 'L' + l.id;
+      this.wheelRemove(key, l.expiresAt);
+      this.wheelAdd(key, expiresAt);
+    }
+    l.expiresAt = expiresAt;
+    l.disconnectedAt = disconnectedAt;
+    if (activeAt !== undefined) l.activeAt = activeAt;
+    else if (l.activeAt !== undefined) delete l.activeAt;
   }
 
   /** Checks in the holder's own leases: by id, by feature, by process, or all. */
@@ -748,6 +797,8 @@ export class SeatTable {
 
   private wheelAdd(key: string, at: number): void {
     const s = Math.floor(at / 1000);
+    // A bucket the reaper has passed (an undo putting back an end that was due): its next scan starts there.
+    if (s < this.wheelCursor) this.wheelCursor = s;
     let set = this.wheel.get(s);
     if (!set) this.wheel.set(s, (set = new Set()));
     set.add(key);

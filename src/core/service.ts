@@ -826,7 +826,7 @@ export class LicenseService {
     const idle = f.optInt('idle', { min: 0, max: 10 * 366 * 86400 });
     const change = this.table.heartbeat(ctx.clientId, holder, ids, ctx.now, idle === undefined ? undefined : idle * 1000);
     const { renewed, unknown } = await this.commit(change, [], { lazy: true });
-    const result: HeartbeatResult = { renewed: renewed.map((l) => ({ id: l.id, until: iso(l.expiresAt) })), unknown };
+    const result: HeartbeatResult = { renewed: renewed.map((r) => ({ id: r.id, until: iso(r.expiresAt) })), unknown };
     for (const id of unknown) {
       const r = this.table.revokedLease(id, ctx.clientId, ctx.now);
       if (r) (result.gone ??= {})[id] = r.code ? { code: r.code, message: r.message ?? `lease ${id} of ${r.feature} ended: ${r.code}` } : { code: 'REVOKED', message: revokedMessage(r.feature, id, r.blockedUntil) };

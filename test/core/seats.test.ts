@@ -116,6 +116,71 @@ test('undo puts the table back exactly', (t) => {
   t.deepEqual(s.checkInvariants(T0), []);
 });
 
+test('an undone heartbeat puts back the end, the disconnect mark and the activity, and the lease ends then', (t) => {
+  const s = table();
+  const a = s.checkout(req(), T0).result.lease;
+  s.heartbeat('c1', 'h1', undefined, T0 + 1000, 5000);
+  s.clientGone('c1', 'h1', T0 + 2000, 10_000);
+  const before = structuredClone(s.getLease(a.id));
+  const hb = s.heartbeat('c1', 'h1', undefined, T0 + 3000);
+  t.deepEqual(hb.result.renewed, [{ id: a.id, expiresAt: T0 + 63_000 }]);
+  t.is(s.getLease(a.id)!.disconnectedAt, null);
+  hb.undo();
+  t.deepEqual(s.getLease(a.id), before);
+  t.deepEqual(s.reap(T0 + 11_999).result.leases, []);
+  t.deepEqual(s.reap(T0 + 12_000).result.leases.map((l) => l.id), [a.id]);
+  t.deepEqual(s.checkInvariants(T0), []);
+});
+
+test('a heartbeat undone after the reaper passed the old end still ends the lease', (t) => {
+  const s = table();
+  const a = s.checkout(req({ ttlMs: 10_000 }), T0).result.lease;
+  // The heartbeat comes late (the lease was due at T0 + 10 s, not yet reaped); its write fails
+  // after a reap passed that second.
+  const hb = s.heartbeat('c1', 'h1', undefined, T0 + 10_500);
+  t.deepEqual(s.reap(T0 + 11_000).result.leases, []);
+  hb.undo();
+  t.deepEqual(s.reap(T0 + 12_000).result.leases.map((l) => l.id), [a.id]);
+  t.is(s.availability('render', T0).leased, 0);
+});
+
+test('changes undone at random, newest first, leave the table as it was', (t) => {
+  const s = table();
+  let now = T0;
+  let seed = 7;
+  const rnd = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  const snapshot = () => JSON.stringify(s.allLeases().map((l) => structuredClone(l)).sort((x, y) => (x.id < y.id ? -1 : 1)));
+  for (let i = 0; i < 3000; i++) {
+    now += rnd(3000);
+    const before = snapshot();
+    // A batch of up to four changes, all undone newest first (a failed group write), or kept.
+    const undos: Array<() => void> = [];
+    for (let k = rnd(4) + 1; k > 0; k--) {
+      const client = `c${rnd(4)}`;
+      const op = rnd(5);
+      try {
+        if (op === 0) undos.push(s.checkout(req({ clientId: client, pid: rnd(2), count: 1 + rnd(2), ttlMs: 5_000 + rnd(20_000) }), now).undo);
+        else if (op === 1 || op === 2) undos.push(s.heartbeat(client, 'h1', undefined, now, rnd(2) ? rnd(100) * 1000 : undefined).undo);
+        else if (op === 3) undos.push(s.clientGone(client, 'h1', now, 2000).undo);
+        else undos.push(s.reap(now).undo);
+      } catch (e) {
+        t.true(e instanceof LicdError);
+      }
+    }
+    if (rnd(2) === 0) {
+      for (let k = undos.length - 1; k >= 0; k--) undos[k]!();
+      if (snapshot() !== before) return t.fail(`step ${i}: the undo did not put the table back`);
+    }
+    t.deepEqual(s.checkInvariants(now), []);
+  }
+  // Every lease still ends: nothing was lost from the expiry buckets.
+  s.reap(now + 86_400_000);
+  t.deepEqual(s.allLeases(), []);
+});
+
 test('restore drops leases whose TTL passed while down', (t) => {
   const s = table();
   const live = { id: 'a', feature: 'render', count: 1, clientId: 'c', pid: 1, user: 'u', host: 'h', since: T0, expiresAt: T0 + 60_000, ttlMs: 60_000, disconnectedAt: null };
