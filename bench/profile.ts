@@ -1,5 +1,5 @@
 /**
- * npx tsx bench/profile.ts FILE.cpuprofile [--us-per-op N]
+ * npx tsx bench/profile.ts FILE.cpuprofile [--us-per-op N] [--window FROM,TO]
  *
  * Sorts a daemon's CPU profile (V8's, as `npm run bench -- --profile DIR` writes one per measuring
  * window, bench/instrument.mjs) into the parts of a checkout+checkin (issue 18): MQTT parse and
@@ -7,7 +7,9 @@
  * the service's own code, node's runtime, garbage collection. Each sample's self time goes to the
  * first part its stack names, from the sampled function outwards (so JSON.parse called by the
  * service counts as the service's; V8 shows builtins inside their caller). Prints each part's
- * share of the busy time and, given the daemon's CPU per round trip, its microseconds.
+ * share of the busy time and, given the daemon's CPU per round trip, its microseconds. With
+ * --window, only the samples taken FROM to TO seconds after the profile began count (a whole-life
+ * profile, `--cpu-prof`, cut to one phase such as the grown farm).
  */
 import { readFileSync } from 'node:fs';
 
@@ -35,8 +37,10 @@ const RUNTIME = /^node:/;
 
 /** The parts, in the order they are tried on each frame from the sampled one outwards: the first that matches wins. */
 const PARTS: Array<[string, (f: CallFrame) => boolean]> = [
-  ['signing (Ed25519)', (f) => /crypto\/sig|ed25519|crypto\/holder/.test(f.url) || /^(sign|signOneShot)$/.test(f.functionName) && f.url.includes('crypto')],
-  ['audit log (hash chain)', (f) => /core\/audit|audit\/audit-log|crypto\/sha256|crypto\/hash/.test(f.url)],
+  ['holder secret hash', (f) => /src\/crypto\/holder/.test(f.url)],
+  ['signing (Ed25519)', (f) => /crypto\/sig|ed25519/.test(f.url) || /^(sign|signOneShot)$/.test(f.functionName) && f.url.includes('crypto')],
+  // node's own crypto/hash frames count for their caller (the audit chain or the holder hash).
+  ['audit log (hash chain)', (f) => /core\/audit|audit\/audit-log|src\/crypto\/sha256/.test(f.url)],
   ['usage history', (f) => /core\/history|history\/history|core\/reports/.test(f.url)],
   ['events, alerts, metrics', (f) => /core\/events|core\/alerts|alerts\/|metrics\//.test(f.url)],
   ['store (LevelDB)', (f) => /level|store\/level-store|core\/integrity/.test(f.url)],
@@ -48,12 +52,17 @@ const PARTS: Array<[string, (f: CallFrame) => boolean]> = [
   ['service', (f) => /core\/service|core\/borrowing|core\/tokens|core\/signed|daemon\//.test(f.url)],
 ];
 
-export function breakdown(p: CpuProfile): { busyMs: number; idleMs: number; parts: Array<{ part: string; ms: number; share: number }> } {
+export function breakdown(p: CpuProfile, window?: { fromS: number; toS: number }): { busyMs: number; idleMs: number; parts: Array<{ part: string; ms: number; share: number }> } {
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
   for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
   const self = new Map<number, number>();
-  for (let i = 0; i < p.samples.length; i++) self.set(p.samples[i]!, (self.get(p.samples[i]!) ?? 0) + (p.timeDeltas[i] ?? 0));
+  let t = 0;
+  for (let i = 0; i < p.samples.length; i++) {
+    t += p.timeDeltas[i] ?? 0;
+    if (window && (t < window.fromS * 1e6 || t > window.toS * 1e6)) continue;
+    self.set(p.samples[i]!, (self.get(p.samples[i]!) ?? 0) + (p.timeDeltas[i] ?? 0));
+  }
   const totals = new Map<string, number>();
   let idle = 0;
   for (const [id, us] of self) {
@@ -79,13 +88,15 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const args = process.argv.slice(2);
   const at = args.indexOf('--us-per-op');
   const perOp = at >= 0 ? Number(args.splice(at, 2)[1]) : null;
-  if (args.length === 0) {
-    console.error('usage: npx tsx bench/profile.ts FILE.cpuprofile [--us-per-op N]');
+  const w = args.indexOf('--window');
+  const range = w >= 0 ? (args.splice(w, 2)[1] ?? '').split(',').map(Number) : null;
+  if (args.length === 0 || (range !== null && (range.length !== 2 || range.some((x) => !Number.isFinite(x))))) {
+    console.error('usage: npx tsx bench/profile.ts FILE.cpuprofile [--us-per-op N] [--window FROM,TO]  (seconds after the profile began)');
     process.exit(2);
   }
   for (const file of args) {
-    const b = breakdown(JSON.parse(readFileSync(file, 'utf8')) as CpuProfile);
-    console.log(`${file}: busy ${b.busyMs.toFixed(0)} ms, idle ${b.idleMs.toFixed(0)} ms`);
+    const b = breakdown(JSON.parse(readFileSync(file, 'utf8')) as CpuProfile, range ? { fromS: range[0]!, toS: range[1]! } : undefined);
+    console.log(`${file}${range ? ` (${range[0]} to ${range[1]} s)` : ''}: busy ${b.busyMs.toFixed(0)} ms, idle ${b.idleMs.toFixed(0)} ms`);
     for (const x of b.parts) console.log(`  ${x.part.padEnd(28)} ${(100 * x.share).toFixed(1).padStart(5)} %${perOp !== null ? `  ${(perOp * x.share).toFixed(1).padStart(6)} µs/op` : ''}`);
   }
 }

@@ -155,3 +155,11 @@ for (const [name, ed] of [['node:crypto', nodeEd25519()], ['tweetnacl', naclEd25
     }
   });
 }
+
+test('a holder secret hashes as SHA-256 of "licd-holder/1\\0" and the secret, base64url: leases stored by earlier builds keep their holder', async (t) => {
+  const { sha256HolderHash } = await import('../src/crypto/holder.ts');
+  for (const secret of ['Q2hhbmdlIG1lOiBhIHJhbmRvbSBob2xkZXIgc2VjcmV0', 'x'.repeat(22), 'ÿ-not-ascii']) {
+    t.is(sha256HolderHash(secret), createHash('sha256').update('licd-holder/1\0').update(secret).digest('base64url'), secret);
+  }
+  t.is(sha256HolderHash('Q2hhbmdlIG1lOiBhIHJhbmRvbSBob2xkZXIgc2VjcmV0'), createHash('sha256').update(Buffer.from('licd-holder/1\0Q2hhbmdlIG1lOiBhIHJhbmRvbSBob2xkZXIgc2VjcmV0', 'utf8')).digest('base64url'));
+});
