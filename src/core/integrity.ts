@@ -269,8 +269,14 @@ export class CounterGate {
    * renewal could be overwritten by it on disk.
    */
   commit(mutations: readonly Mutation[], opts: { step?: boolean } = {}): Promise<void> {
+    // A heartbeat renews its lease object in place (SeatTable.heartbeat), and a group is written
+    // only after its step: a later renewal, which may yet be undone, must not reach the disk in
+    // this change's place. The lease is copied as it is now (a store serializes at once).
+    const frozen = mutations.some((m) => m.kind === 'lease.put')
+      ? mutations.map((m): Mutation => (m.kind === 'lease.put' ? { kind: 'lease.put', lease: { ...m.lease } } : m))
+      : mutations;
     return new Promise((resolve, reject) => {
-      this.queue.push({ mutations, step: opts.step !== false, resolve, reject });
+      this.queue.push({ mutations: frozen, step: opts.step !== false, resolve, reject });
       if (!this.busy) void this.drain();
     });
   }

@@ -305,8 +305,9 @@ export class SeatTable {
    * activity change on the object the table holds, and only its expiry bucket moves. A farm
    * renews every lease every few seconds; a copy per renewal made each long-lived lease old-space
    * garbage and re-indexed it in five maps (docs/performance.md, issue 18). The values are
-   * serialized when the change is committed, and `renewed` holds each lease's end as decided here
-   * (a later heartbeat may move the object's on before this one is written). The undo puts the
+   * serialized when the change is committed (LevelStore at once; the counter gate, which writes
+   * a queued change later, copies the lease when it queues it), and `renewed` holds each lease's
+   * end as decided here (a later heartbeat may move the object's on). The undo puts the
    * old values back. A legacy lease without a holder is replaced by a copy, since binding it
    * changes its owner key.
    */

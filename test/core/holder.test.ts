@@ -117,3 +117,45 @@ test('a clock step moves a block and a revoked lease with it: the block lasts it
   shift.undo();
   t.throws(() => s.checkout(req({ pid: 4 }), T0 + 60_000), { instanceOf: LicdError }, 'undone: the block is where it was');
 });
+
+test('a heartbeat queued behind a counter step is written with the end it answered, not a later renewal made in place meanwhile', async (t) => {
+  // SeatTable.heartbeat renews the lease object itself. The gate writes a group only after its
+  // counter step, by when a later heartbeat may have moved that object's end; if the later one's
+  // write then fails, memory goes back to the first end, and so must the disk.
+  let n = 0;
+  const s = new SeatTable(features, () => `id${++n}`);
+  const store = new MemoryStore();
+  const steps: Array<(v: bigint) => void> = [];
+  let counter = 3n;
+  const gate = new CounterGate(store, () => new Promise<bigint>((r) => steps.push(r)), counter);
+  const lease = s.checkout(req(), T0).result.lease;
+  await store.commit([{ kind: 'lease.put', lease }]);
+  const realCommit = store.commit.bind(store);
+  let calls = 0;
+  store.commit = async (m, o) => {
+    // 1, 2: the first group's pending marker and batch; 3, 4: the second's; 5: the third's batch.
+    if (++calls === 5) throw new Error('disk full');
+    return realCommit(m, o);
+  };
+  const tick = () => new Promise((r) => setImmediate(r));
+
+  const p0 = gate.commit([{ kind: 'borrow.put', borrow: { id: 'b0' } } as never]); // group 1: a step under way
+  await tick();
+  const p1 = gate.commit([{ kind: 'borrow.put', borrow: { id: 'b1' } } as never]); // group 2, with a step
+  const a = s.heartbeat('c1', 'hash-of-c1', [lease.id], T0 + 20_000);
+  const pa = gate.commit(a.mutations, { step: false }); // group 2 too
+  steps.shift()!(++counter);
+  await p0;
+  await tick();
+  t.is(steps.length, 1, 'group 2 waits for its step');
+  const b = s.heartbeat('c1', 'hash-of-c1', [lease.id], T0 + 40_000); // in place, before group 2 is written
+  const pb = gate.commit(b.mutations, { step: false }); // group 3
+  steps.shift()!(++counter);
+  await p1;
+  await pa;
+  await t.throwsAsync(pb, { message: 'disk full' });
+  b.undo();
+  t.is(s.getLease(lease.id)?.expiresAt, T0 + 80_000, "memory: the first heartbeat's end");
+  t.is(store.leases.get(lease.id)?.expiresAt, T0 + 80_000, 'disk: the end the first heartbeat answered, not the undone one');
+  t.deepEqual(a.result.renewed, [{ id: lease.id, expiresAt: T0 + 80_000 }]);
+});
