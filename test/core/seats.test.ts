@@ -14,6 +14,13 @@ function table(): SeatTable {
   return new SeatTable(features, () => `id${++n}`);
 }
 
+/** The same pseudo-random sequence on every run: rnd(n) is an integer in [0, n). */
+function seeded(seed: number): (n: number) => number {
+  return (n) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+}
 const req = (over: Partial<Parameters<SeatTable['checkout']>[0]> = {}) => ({ clientId: 'c1', holder: 'h1', pid: 1, user: 'u', host: 'h', feature: 'render', count: 1, ttlMs: 60_000, ...over });
 
 test('checkout takes seats and says what is free when none are', (t) => {
@@ -147,12 +154,8 @@ test('a heartbeat undone after the reaper passed the old end still ends the leas
 test('changes undone at random, newest first, leave the table as it was', (t) => {
   const s = table();
   let now = T0;
-  let seed = 7;
-  const rnd = (n: number) => {
-    seed = (seed * 1103515245 + 12345) % 2 ** 31;
-    return seed % n;
-  };
-  const snapshot = () => JSON.stringify(s.allLeases().map((l) => structuredClone(l)).sort((x, y) => (x.id < y.id ? -1 : 1)));
+  const rnd = seeded(7);
+  const snapshot = () => JSON.stringify(s.allLeases().sort((x, y) => (x.id < y.id ? -1 : 1)));
   for (let i = 0; i < 3000; i++) {
     now += rnd(3000);
     const before = snapshot();
@@ -194,11 +197,7 @@ test('restore drops leases whose TTL passed while down', (t) => {
 test('invariant holds over a long random sequence of operations', (t) => {
   const s = table();
   let now = T0;
-  let seed = 42;
-  const rnd = (n: number) => {
-    seed = (seed * 1103515245 + 12345) % 2 ** 31;
-    return seed % n;
-  };
+  const rnd = seeded(42);
   for (let i = 0; i < 5000; i++) {
     now += rnd(5000);
     const client = `c${rnd(6)}`;
