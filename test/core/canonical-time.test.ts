@@ -4,7 +4,10 @@
  * licd must still verify, and a time must read the same wherever it is written.
  */
 import test from 'ava';
-import { canonicalJson } from '../../src/core/audit.ts';
+import { AuditChain, canonicalJson, eventFields, recordHash } from '../../src/core/audit.ts';
+import type { SeatEvent } from '../../src/core/events.ts';
+import type { Lease } from '../../src/core/model.ts';
+import { sha256 } from '../../src/crypto/sha256.ts';
 import { isoTime } from '../../src/core/iso-time.ts';
 
 /** The reference: one JSON.stringify per key and value, keys sorted by Array#sort. */
@@ -75,4 +78,26 @@ test('isoTime is Date#toISOString, cached seconds or not', (t) => {
   }
   t.throws(() => isoTime(NaN), { instanceOf: RangeError });
   t.throws(() => isoTime(8.64e15 + 1), { instanceOf: RangeError });
+});
+
+test("a lease's audit records, written field by field, are the canonical JSON of the general way and hash alike", (t) => {
+  const r = rng(0x1ea5e);
+  const odd = () => ODD_STRINGS[Math.floor(r() * ODD_STRINGS.length)]! + (r() < 0.5 ? String.fromCharCode(Math.floor(r() * 0x10000)) : '');
+  const chain = new AuditChain({ sha256, clock: { now: () => 1_764_547_200_000 } });
+  chain.resume(null);
+  let at = 1_764_547_200_000;
+  for (let i = 0; i < 2000; i++) {
+    const lease: Lease = { id: r() < 0.8 ? `L${i.toString(36)}` : odd(), feature: r() < 0.8 ? 'vray' : odd(), count: r() < 0.8 ? 1 + Math.floor(r() * 8) : ODD_NUMBERS[Math.floor(r() * ODD_NUMBERS.length)]!, clientId: r() < 0.8 ? `node-${i}` : odd(), pid: 1, user: odd(), host: odd(), since: at, expiresAt: at + 60_000, ttlMs: 60_000, disconnectedAt: null };
+    const e: SeatEvent = r() < 0.5 ? { type: 'lease.granted', at: at++, lease } : { type: 'lease.ended', at: at++, lease, reason: r() < 0.8 ? 'checkin' : (odd() as 'checkin'), ...(r() < 0.3 ? { by: odd() } : {}) };
+    const [m, ...more] = chain.prepare([e]);
+    chain.settle([e], true);
+    t.is(more.length, 0);
+    if (m?.kind !== 'rec.put') return t.fail('no record');
+    const { hash, ...rest } = m.value as Record<string, unknown>;
+    // The general way: the event's fields plus the chain's, one canonical text, one hash.
+    const general = { ...eventFields(e), seq: rest.seq, at: rest.at, kind: e.type, prev: rest.prev };
+    t.deepEqual(rest, general, `record ${i}`);
+    t.is(m.json, canonicalJson(general), `record ${i}`);
+    t.is(hash, recordHash(general, sha256), `record ${i}`);
+  }
 });
