@@ -79,8 +79,12 @@ export function utf8(s: string): Uint8Array {
   return ENCODER.encode(s);
 }
 
+/** Strict UTF-8, one decoder for all: without `stream` a decode keeps no state between calls (a failed one neither). */
+const UTF8_STRICT = new TextDecoder('utf-8', { fatal: true });
+
+/** Bytes as UTF-8 text; throws a TypeError on bytes that are not UTF-8. */
 export function fromUtf8(b: Uint8Array): string {
-  return new TextDecoder('utf-8', { fatal: true }).decode(b);
+  return UTF8_STRICT.decode(b);
 }
 
 export function concat(...parts: Uint8Array[]): Uint8Array {

@@ -27,6 +27,7 @@ import {
 import type { GrantEnvelope } from './grant-batch.ts';
 import { CounterStepError, describeMs, type ClockGuard, type CounterGate } from './integrity.ts';
 import { isoTime } from './iso-time.ts';
+import { fromUtf8 } from './bytes.ts';
 import { SeatTable } from './seats.ts';
 import { policySummary, priorityOf, queueRule } from './policy.ts';
 import { WaitQueue, delWaiter, putWaiter, storedWaiter, waiterKey, waiterRecordKey, type Waiter } from './queue.ts';
@@ -293,7 +294,7 @@ export class LicenseService {
       }
       let json: unknown;
       try {
-        json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(payload));
+        json = JSON.parse(fromUtf8(payload));
       } catch {
         throw new LicdError('BAD_JSON', 'the request is not valid UTF-8 JSON; send an object like {"id":"1","op":"status"}');
       }
@@ -405,10 +406,10 @@ export class LicenseService {
 
   private async commitNow<T>(change: Change<T>, touched: Iterable<string>, opts: CommitOptions): Promise<T> {
     // The sinks' records (history, audit) go in the same batch as the change they describe.
-    const events = opts.events ?? [];
-    const bus = events.length > 0 ? this.deps.events : undefined;
-    const extra = bus ? bus.prepare(events) : [];
-    const mutations = extra.length > 0 ? [...change.mutations, ...extra] : change.mutations;
+    // (Nothing allocated for a change without events: a farm's heartbeats come by the thousand.)
+    const sink = opts.events !== undefined && opts.events.length > 0 && this.deps.events ? { bus: this.deps.events, events: opts.events } : null;
+    const extra = sink ? sink.bus.prepare(sink.events) : undefined;
+    const mutations = extra !== undefined && extra.length > 0 ? [...change.mutations, ...extra] : change.mutations;
     // Changes to borrow records keep one write order with the counter-bound ones (which wait for
     // a dongle step): a return decided after a renewal must not reach the disk before it.
     // And while the gate holds anything, every change queues behind it: a checkout that takes the
@@ -423,7 +424,7 @@ export class LicenseService {
       else await this.deps.store.commit(mutations, opts.lazy ? { lazy: true } : {});
     } catch (e) {
       change.undo();
-      bus?.settle(events, false);
+      sink?.bus.settle(sink.events, false);
       // A store that names the cause (LevelStore: "no space left on <dir> ...") has logged it
       // once and put it in the server's warnings; its message goes to the client as it is.
       if (isLicdError(e) && e.code === 'STORE_FAILED') throw new LicdError('STORE_FAILED', `nothing was changed: ${e.message}`, e.details);
@@ -436,7 +437,7 @@ export class LicenseService {
       this.deps.log.error('store write failed; change undone', { error: String(e) });
       throw new LicdError('STORE_FAILED', 'the license database could not be written; nothing was changed. The server log says why (disk full or failing?)');
     }
-    bus?.settle(events, true);
+    sink?.bus.settle(sink.events, true);
     for (const f of touched) {
       this.dirty.add(f);
       // A seat may have come free: waiters get it before anyone new (docs/policy.md, "Queueing").

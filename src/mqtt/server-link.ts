@@ -22,6 +22,9 @@ const MAX_BUSY_IN_FLIGHT = MAX_REQUESTS_IN_FLIGHT;
  */
 export const FLUSH_INTERVAL_MS = 100;
 
+/** How often the per-client slots of clients with nothing in flight are dropped. */
+const SLOT_SWEEP_MS = 10_000;
+
 /**
  * The QoS licd subscribes to the render nodes' request topics (plain and logged-in) with, so the QoS the broker delivers
  * requests to licd at (docs/protocol.md, "QoS"). 0: licd's session is clean, so at a disconnect
@@ -69,8 +72,14 @@ export class ServerLink {
   private readonly knownFeatures = new Set<string>();
   /** Requests in progress, so stop() can let them finish before going offline. */
   private inFlight = 0;
-  /** Per client id: requests in progress plus answers the broker has not acknowledged yet. */
+  /**
+   * Per client id: requests in progress plus answers the broker has not acknowledged yet. A slot
+   * that empties is not deleted at once but by the next sweep (SLOT_SWEEP_MS): with thousands of
+   * nodes heartbeating, deleting and adding one per request made the map's table shrink and grow
+   * again with every group commit, garbage on every heartbeat.
+   */
   private readonly perClient = new Map<string, { work: number; busy: number; dropped: number; loggedAt: number }>();
+  private readonly sweepTimer = setInterval(() => this.sweepSlots(), SLOT_SWEEP_MS).unref();
   /** Whether the connection was lost since the last subscribe (then the service restarts lease windows). */
   private lost = false;
 
@@ -180,9 +189,9 @@ export class ServerLink {
       this.perClient.set(t.clientId, slot);
     }
     const s = slot;
+    // The slot stays in the map when it empties; sweepSlots drops idle ones now and then.
     const release = (kind: 'work' | 'busy') => {
       s[kind]--;
-      if (s.work === 0 && s.busy === 0 && this.perClient.get(t.clientId) === s) this.perClient.delete(t.clientId);
     };
     if (s.work >= MAX_REQUESTS_IN_FLIGHT) {
       if (s.busy >= MAX_BUSY_IN_FLIGHT) {
@@ -221,6 +230,11 @@ export class ServerLink {
         } else release('work');
       })
       .finally(() => this.inFlight--);
+  }
+
+  /** Drops the slots of clients with nothing in flight. */
+  private sweepSlots(): void {
+    for (const [id, s] of this.perClient) if (s.work === 0 && s.busy === 0) this.perClient.delete(id);
   }
 
   /** Publishes an answer; `done` runs once the broker has it (PUBACK) or the publish failed. */
@@ -303,6 +317,7 @@ export class ServerLink {
 
   /** Publishes the offline state (a clean stop sends no last will) and disconnects. */
   async close(): Promise<void> {
+    clearInterval(this.sweepTimer);
     const deadline = Date.now() + 2000;
     while (this.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     if (this.flushTimer) {
