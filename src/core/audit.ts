@@ -130,17 +130,6 @@ export function recordHash(rec: Record<string, unknown>, sha256: Sha256): string
 }
 
 /**
- * A new record's hash, and the JSON a store keeps of it: the hashed text itself, one encoding for
- * both. The hash is left out of the stored text (it follows from the rest; readers put it back
- * with withHash): two hex digests were 40 % of a record's bytes, and each byte written is
- * rewritten by LevelDB's compactions (docs/audit.md, "Storage").
- */
-function hashAndText(rec: Record<string, unknown>, sha256: Sha256): { hash: string; json: string } {
-  const json = canonical(rec, 'hash');
-  return { hash: sha256Hex(sha256, `${AUDIT_RECORD_DOMAIN}\0${json}`), json };
-}
-
-/**
  * A record as read from the store, with its hash: kept as it was stored when it has one (records
  * of older licd versions, and the memory store), else computed from its content. A record edited
  * in the database then hashes to its edited content, and the next record's link names it.
@@ -440,7 +429,18 @@ export class AuditChain implements EventSink {
     rec.at = at;
     rec.kind = kind;
     rec.prev = this.head;
-    const { hash, json } = hashAndText(rec, this.deps.sha256);
+    this.link(b, seq, rec, canonical(rec, 'hash'));
+  }
+
+  /**
+   * Puts a record into the chain: its hash over `json`, its canonical text without the hash, which
+   * is also the text the store keeps, one encoding for both. The hash is left out of the stored
+   * text (it follows from the rest; readers put it back with withHash): two hex digests were 40 %
+   * of a record's bytes, and each byte written is rewritten by LevelDB's compactions
+   * (docs/audit.md, "Storage").
+   */
+  private link(b: Batch & { puts: Mutation[] }, seq: number, rec: Record<string, unknown>, json: string): void {
+    const hash = sha256Hex(this.deps.sha256, `${AUDIT_RECORD_DOMAIN}\0${json}`);
     rec.hash = hash;
     this.head = hash;
     b.last = seq;
@@ -451,7 +451,7 @@ export class AuditChain implements EventSink {
   /**
    * `append` for the two records of every checkout and check-in, with their canonical text written
    * field by field in its known key order instead of sorting and walking the keys: the same bytes
-   * (test/core/audit-lease-text.test.ts holds it to canonicalJson), about half the work. False,
+   * (test/core/canonical-time.test.ts holds it to canonicalJson), about half the work. False,
    * with nothing appended, when a field is not what a lease holds (a string, a finite count):
    * `append` then takes the record the general way.
    */
@@ -505,12 +505,7 @@ export class AuditChain implements EventSink {
       ',"user":' +
       jsonString(l.user) +
       '}';
-    const hash = sha256Hex(this.deps.sha256, `${AUDIT_RECORD_DOMAIN}\0${json}`);
-    rec.hash = hash;
-    this.head = hash;
-    b.last = seq;
-    b.lastHash = hash;
-    b.puts.push({ kind: 'rec.put', space: 'audit', key: recordKey(seq), value: rec, json });
+    this.link(b, seq, rec, json);
     return true;
   }
 
