@@ -70,10 +70,13 @@ test('a revoke with --block: the holder is told why and takes no new lease; the 
   const afterRestart = await run(['checkout', 'nuke_i', ...B], alice);
   t.is(afterRestart.code, 5);
   t.regex(afterRestart.stderr, /BLOCKED: nuke_i/);
-  const bob = licctl(['checkout', 'nuke_i', ...B], { LICD_USER: 'bob', LICD_HOST: 'node-b' });
+  // --ttl 10: licctl gives its check-in 3 s; on a loaded machine it may miss them, and the seat
+  // then comes back when the lease times out (as licctl says), not a minute later.
+  const bob = licctl(['checkout', 'nuke_i', '--ttl', '10', ...B], { LICD_USER: 'bob', LICD_HOST: 'node-b' });
   await bob.waitFor(/granted nuke_i to bob@node-b/);
   bob.child.kill('SIGTERM');
   await bob.exited;
+  await until(async () => feature((await run(['status', '--json', ...B])).stdout, 'nuke_i').leased === 0, `bob's seat back (bob said: ${bob.stdout()} ${bob.stderr()})`, 30_000, 200);
 
   // The admin sees the block and can lift it.
   const st = await run(['status', ...B]);
