@@ -691,17 +691,25 @@ async function growFarm(ctx: BrokerCtx, d: DaemonProc, pool: GeneratorPool, have
   if (errorCount(e) > 0) figs.add(`${b}.farm_large.problems`, `checkouts refused: ${errorText(e)}`, errorCount(e), '');
 }
 
+/** When the daemon counts as idle for the idle memory target: this long after it first answers. */
+const SETTLED_IDLE_MS = 20_000;
+
 async function phaseFarm(ctx: BrokerCtx): Promise<void> {
   const b = ctx.name;
   const n = P.farm;
   const d = await startDaemon(ctx, 'farm', { maxSockets: n + 100 });
   const build = P.daemon === 'tsx' ? ' (sources through tsx)' : '';
   const idleMs = P.quick ? 1000 : 3000;
+  const served = nowMs();
   await sleep(500);
   const idle0 = d.cpuMs();
   await sleep(idleMs);
   const idleCpuPct = ((d.cpuMs() - idle0) / idleMs) * 100;
   const idleRss = d.rssMiB();
+  // Settled idle (issue 18's target): V8's memory reducer returns what the start left at its first
+  // memory-reducing collection, about 8 s after the start's last full one; --quick does not wait.
+  if (!P.quick) await sleep(Math.max(0, SETTLED_IDLE_MS - (nowMs() - served)));
+  const settledRss = P.quick ? NaN : d.rssMiB();
   const pool = gens.view(P.farmGens);
   try {
     log(`${b}: farm: connecting ${n} nodes`);
@@ -720,7 +728,8 @@ async function phaseFarm(ctx: BrokerCtx): Promise<void> {
     figs.add(`${b}.farm.cpu_pct`, `daemon CPU, share of one core${b === 'aedes' ? ' (broker included)' : ''}`, cpuPct, '%', { cmp: '<=', value: 15 });
     figs.add(`${b}.farm.cpu_kernel_pct`, 'of which in the kernel (fsync, socket writes)', kernelPct, '%');
     figs.add(`${b}.farm.idle_cpu_pct`, 'daemon CPU when idle, before the farm', idleCpuPct, '%');
-    figs.add(`${b}.farm.idle_rss_mb`, `daemon resident memory when idle, before the farm${build}`, idleRss, 'MiB', { cmp: '<=', value: 64 });
+    figs.add(`${b}.farm.idle_rss_mb`, `daemon resident memory ${(idleMs + 500) / 1000} s after its start, before the farm${build}`, idleRss, 'MiB');
+    if (!P.quick) figs.add(`${b}.farm.idle_settled_rss_mb`, `daemon resident memory idle, settled (${SETTLED_IDLE_MS / 1000} s after its start)${build}`, settledRss, 'MiB', { cmp: '<=', value: 64 });
     // Issue 18: 100 MiB with mosquitto; with aedes the daemon also carries the 10,000 connections.
     figs.add(`${b}.farm.rss_mb`, `daemon resident memory${b === 'aedes' ? ' (broker included)' : ''}${build}`, rss, 'MiB', { cmp: '<=', value: b === 'aedes' ? 200 : 100 });
     if (ctx.mosq) {
