@@ -209,6 +209,9 @@ export function eventFields(e: SeatEvent): Record<string, unknown> {
   }
 }
 
+/** The empty list a batch shares until it has something of its kind (frozen: a push would throw). */
+const NONE: never[] = Object.freeze([]) as unknown as never[];
+
 /** What signs seals: the session key, the delegation that certifies it, the entitlement that certifies the dongle. */
 export interface Sealer {
   sessionKey: string;
@@ -366,6 +369,8 @@ export class AuditChain implements EventSink {
       this.append(b, 'seal', at, { sessionKey: sealer.sessionKey, delegation, entitlement, sig });
       b.seal = true;
       b.sealAt = at;
+      b.certs = [];
+      b.extra = [];
       this.sealWanted = false;
       for (const [ref, env] of [
         [delegation, sealer.delegation],
@@ -388,17 +393,17 @@ export class AuditChain implements EventSink {
   // ---- internals ----------------------------------------------------------------------------
 
   private begin(): Batch & { extra: Mutation[]; puts: Mutation[] } {
-    return { first: this.seq + 1, last: this.seq, before: this.head, lastHash: this.head, notes: [], voids: [], seal: false, sealAt: '', certs: [], start: null, dropped: 0, extra: [], puts: [] };
+    // The lists most batches leave empty share one frozen empty array (a push on it would throw):
+    // a checkout's batch allocates only its own list of records.
+    return { first: this.seq + 1, last: this.seq, before: this.head, lastHash: this.head, notes: NONE, voids: NONE, seal: false, sealAt: '', certs: NONE, start: null, dropped: 0, extra: NONE, puts: [] };
   }
 
   /** Voids, the start record and waiting events first: they were decided before this batch. */
   private addQueued(b: Batch & { puts: Mutation[] }): void {
     if (this.voids.length > 0) {
-      for (const v of this.voids) {
-        this.append(b, 'void', this.nowIso(), { from: v.from, to: v.to, before: v.before, last: v.last, why: v.why });
-        b.voids.push(v);
-      }
+      b.voids = this.voids;
       this.voids = [];
+      for (const v of b.voids) this.append(b, 'void', this.nowIso(), { from: v.from, to: v.to, before: v.before, last: v.last, why: v.why });
     }
     if (this.startRecord) {
       const { at, ...fields } = this.startRecord;
@@ -449,11 +454,12 @@ export class AuditChain implements EventSink {
   }
 
   /**
-   * `append` for the two records of every checkout and check-in, with their canonical text written
-   * field by field in its known key order instead of sorting and walking the keys: the same bytes
-   * (test/core/canonical-time.test.ts holds it to canonicalJson), about half the work. False,
-   * with nothing appended, when a field is not what a lease holds (a string, a finite count):
-   * `append` then takes the record the general way.
+   * `append` for the two records of every checkout and check-in: the record is made with its keys
+   * already in canonical order (UTF-16 order, as canonical() sorts them: at, by, client, count,
+   * feature, host, kind, lease, prev, reason, seq, user), so JSON.stringify writes its canonical
+   * text in one pass, as one flat string (test/core/canonical-time.test.ts holds it to
+   * canonicalJson). False, with nothing appended, when a field is not what a lease holds (a
+   * string, a finite count): `append` then takes the record the general way.
    */
   private appendLease(b: Batch & { puts: Mutation[] }, e: Extract<SeatEvent, { type: 'lease.granted' | 'lease.ended' }>): boolean {
     const l = e.lease;
@@ -472,40 +478,14 @@ export class AuditChain implements EventSink {
     }
     const seq = ++this.seq;
     const at = isoTime(e.at);
-    const by = ended ? e.by : undefined;
-    const rec: Record<string, unknown> = ended
-      ? { client: l.clientId, count: l.count, feature: l.feature, host: l.host, lease: l.id, reason: e.reason, user: l.user, ...(by !== undefined ? { by } : {}) }
-      : { client: l.clientId, count: l.count, feature: l.feature, host: l.host, lease: l.id, user: l.user };
-    rec.seq = seq;
-    rec.at = at;
-    rec.kind = e.type;
-    rec.prev = this.head;
-    // Keys in UTF-16 order, as canonical() sorts them: at, by, client, count, feature, host, kind, lease, prev, reason, seq, user.
-    const json =
-      '{"at":' +
-      jsonString(at) +
-      (by !== undefined ? ',"by":' + jsonString(by) : '') +
-      ',"client":' +
-      jsonString(l.clientId) +
-      ',"count":' +
-      String(l.count) +
-      ',"feature":' +
-      jsonString(l.feature) +
-      ',"host":' +
-      jsonString(l.host) +
-      ',"kind":"' +
-      e.type +
-      '","lease":' +
-      jsonString(l.id) +
-      ',"prev":' +
-      jsonString(this.head) +
-      (ended ? ',"reason":' + jsonString(e.reason) : '') +
-      ',"seq":' +
-      String(seq) +
-      ',"user":' +
-      jsonString(l.user) +
-      '}';
-    this.link(b, seq, rec, json);
+    const prev = this.head;
+    // Three literal shapes, each with its keys in canonical order (no key added later but the hash).
+    const rec: Record<string, unknown> = !ended
+      ? { at, client: l.clientId, count: l.count, feature: l.feature, host: l.host, kind: e.type, lease: l.id, prev, seq, user: l.user }
+      : e.by === undefined
+        ? { at, client: l.clientId, count: l.count, feature: l.feature, host: l.host, kind: e.type, lease: l.id, prev, reason: e.reason, seq, user: l.user }
+        : { at, by: e.by, client: l.clientId, count: l.count, feature: l.feature, host: l.host, kind: e.type, lease: l.id, prev, reason: e.reason, seq, user: l.user };
+    this.link(b, seq, rec, JSON.stringify(rec));
     return true;
   }
 

@@ -107,27 +107,28 @@ export class EventBus implements EventSink {
 
   prepare(events: readonly SeatEvent[]): Mutation[] {
     if (events.length === 0 || this.sinks.length === 0) return [];
+    // Plain loops: this runs twice per checkout+checkin (no closure or spread per call).
     const out: Mutation[] = [];
-    this.sinks.forEach((s, i) => {
+    for (let i = 0; i < this.sinks.length; i++) {
       try {
-        const m = s.prepare?.(events);
-        if (m) out.push(...m);
+        const m = this.sinks[i]!.prepare?.(events);
+        if (m) for (let j = 0; j < m.length; j++) out.push(m[j]!);
       } catch (e) {
         this.onError(i, e);
       }
-    });
+    }
     return out;
   }
 
   settle(events: readonly SeatEvent[], ok: boolean): void {
     if (events.length === 0) return;
-    this.sinks.forEach((s, i) => {
+    for (let i = 0; i < this.sinks.length; i++) {
       try {
-        s.settle?.(events, ok);
+        this.sinks[i]!.settle?.(events, ok);
       } catch (e) {
         this.onError(i, e);
       }
-    });
+    }
   }
 
   note(event: SeatEvent): void {

@@ -129,7 +129,11 @@ export const sessionKey = (s: SessionRecord): string => `${KEYS.session}${t13(s.
 export const keyTime = (key: string): number => Number(key.slice(2, 15));
 
 export function sessionOfLease(l: Lease, end: number | null, how: string): SessionRecord {
-  return { kind: 'lease', id: l.id, feature: l.feature, user: l.user, host: l.host, count: l.count, start: l.since, end, how, ...(l.waitedMs !== undefined ? { waitedMs: l.waitedMs } : {}) };
+  // One literal shape, the optional field set after (a spread of a conditional object costs a
+  // copy on every check-in).
+  const s: SessionRecord = { kind: 'lease', id: l.id, feature: l.feature, user: l.user, host: l.host, count: l.count, start: l.since, end, how };
+  if (l.waitedMs !== undefined) s.waitedMs = l.waitedMs;
+  return s;
 }
 
 export function sessionOfBorrow(b: Borrow, end: number | null, how: string): SessionRecord {
