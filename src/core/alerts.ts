@@ -95,7 +95,16 @@ const MESSAGE_HOSTS = 5;
 
 function hostList(hosts: string[], sep: string): string {
   if (hosts.length <= MESSAGE_HOSTS) return hosts.join(sep);
-  return `${hosts.slice(0, MESSAGE_HOSTS).join(', ')} and ${(hosts.length - MESSAGE_HOSTS).toLocaleString('en-US')} more`;
+  return `${hosts.slice(0, MESSAGE_HOSTS).join(', ')} and ${thousands(hosts.length - MESSAGE_HOSTS)} more`;
+}
+
+/**
+ * A count with thousands separators ("59,994"), as toLocaleString('en-US') writes it, without
+ * ICU: a daemon's first call of toLocaleString pages in about 7 MiB of ICU's data and code for
+ * the rest of its life (docs/performance.md, 2 December, third session).
+ */
+export function thousands(n: number): string {
+  return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
 }
 
 /**
