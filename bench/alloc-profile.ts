@@ -5,15 +5,16 @@
 // short-lived garbage counts: what the young generation's scavenges pay for. Allocation does not
 // depend on the machine's load, unlike CPU time (docs/performance.md, 2 December, third session).
 //   npx tsx bench/alloc-profile.ts on|off [round trips]
+//   npx tsx bench/alloc-profile.ts heartbeat [heartbeats]   (bytes per heartbeat of the 8 leases the development license allows, history and audit on)
 import { Session } from 'node:inspector/promises';
 import { startTestDaemon } from '../test/helpers/daemon.ts';
 const mode = process.argv[2] ?? 'on';
 const n = Number(process.argv[3] ?? 5000);
 const clients = 6;
 const off = { enabled: false };
-const config = { on: {}, off: { history: off, audit: off } }[mode as 'on' | 'off'];
+const config = { on: {}, off: { history: off, audit: off }, heartbeat: {} }[mode as 'on' | 'off' | 'heartbeat'];
 if (!config || !(n > 0)) {
-  process.stderr.write('usage: npx tsx bench/alloc-profile.ts on|off [round trips]\n');
+  process.stderr.write('usage: npx tsx bench/alloc-profile.ts on|off|heartbeat [round trips or heartbeats]\n');
   process.exit(64);
 }
 const d = await startTestDaemon({ config: { ...config, leases: { ttlSeconds: 600 } } });
@@ -28,11 +29,34 @@ async function client(w: number, trips: number): Promise<void> {
   }
 }
 const round = (trips: number) => Promise.all(Array.from({ length: clients }, (_, w) => client(w, Math.ceil(trips / clients))));
-await round(2000);
+// Heartbeats: the 8 seats of the development license held (one lease per client id, as a farm's
+// nodes), renewed in turn, one in flight per lease.
+const held: Array<{ id: string; lease: string }> = [];
+async function beats(count: number): Promise<void> {
+  let next = 0;
+  const one = async (): Promise<void> => {
+    while (next < count) {
+      const h = held[next++ % held.length]!;
+      const a = (await d.service.handle(h.id, false, enc.encode(JSON.stringify({ id: String(++seq), op: 'heartbeat', leases: [h.lease], holder: 'h'.repeat(22) })))) as any;
+      if (!a.ok) throw new Error(`heartbeat refused: ${JSON.stringify(a).slice(0, 300)}`);
+    }
+  };
+  await Promise.all(Array.from({ length: held.length }, one));
+}
+if (mode === 'heartbeat') {
+  for (let i = 0; i < 8; i++) {
+    const id = `farm-node-${i}`;
+    const a = (await d.service.handle(id, false, enc.encode(JSON.stringify({ id: String(++seq), op: 'checkout', feature: 'vray_distributed', user: 'render', host: `node-${i}`, pid: 1, holder: 'h'.repeat(22) })))) as any;
+    if (!a.ok) throw new Error(`checkout refused: ${JSON.stringify(a).slice(0, 300)}`);
+    held.push({ id, lease: a.result.lease.id });
+  }
+  await beats(5000);
+} else await round(2000);
 const s = new Session();
 s.connect();
 await s.post('HeapProfiler.startSampling', { samplingInterval: 512, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true } as any);
-await round(n);
+if (mode === 'heartbeat') await beats(n);
+else await round(n);
 const { profile } = (await s.post('HeapProfiler.stopSampling')) as any;
 const self = new Map<string, number>();
 let total = 0;
@@ -43,7 +67,7 @@ const walk = (node: any) => {
   for (const c of node.children) walk(c);
 };
 walk(profile.head);
-console.log(`${mode}: ${(total / n).toFixed(0)} bytes allocated per round trip (sampled every 512 bytes); the functions that allocate most:`);
+console.log(`${mode}: ${(total / n).toFixed(0)} bytes allocated per ${mode === 'heartbeat' ? 'heartbeat' : 'round trip'} (sampled every 512 bytes); the functions that allocate most:`);
 for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 30)) console.log(String((v / n).toFixed(0)).padStart(7), k);
 await d.dispose();
 process.exit(0);
