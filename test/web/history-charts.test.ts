@@ -75,7 +75,10 @@ test('the usage and denials charts over time show real checkouts and refusals, r
   // On a phone: nothing wider than the screen, the chart drawn at its width.
   await page.setViewportSize({ width: 390, height: 844 });
   await page.waitForFunction('document.documentElement.scrollWidth <= document.documentElement.clientWidth');
-  const w = Number(await usage.getAttribute('width'));
+  // The chart is redrawn at its box's new width when its ResizeObserver fires, which can be a
+  // frame after the page stopped scrolling sideways: look again for up to 10 s.
+  let w = Number(await usage.getAttribute('width'));
+  for (const until = Date.now() + 10_000; !(w <= 390) && Date.now() < until; w = Number(await usage.getAttribute('width'))) await new Promise((r) => setTimeout(r, 100));
   t.true(w > 200 && w <= 390, `the chart is ${w} px wide`);
   await page.screenshot({ path: join(out, 'history-phone.png'), fullPage: true });
 });
