@@ -7,28 +7,16 @@
 //   npx tsx bench/alloc-profile.ts on|off [round trips]
 //   npx tsx bench/alloc-profile.ts heartbeat [heartbeats]   (bytes per heartbeat of the 8 leases the development license allows, history and audit on)
 import { Session } from 'node:inspector/promises';
-import { startTestDaemon } from '../test/helpers/daemon.ts';
+import { expectOk, serviceDriver } from './lib/service-driver.ts';
+
 const mode = process.argv[2] ?? 'on';
 const n = Number(process.argv[3] ?? 5000);
-const clients = 6;
-const off = { enabled: false };
-const config = { on: {}, off: { history: off, audit: off }, heartbeat: {} }[mode as 'on' | 'off' | 'heartbeat'];
-if (!config || !(n > 0)) {
+if ((mode !== 'on' && mode !== 'off' && mode !== 'heartbeat') || !(n > 0)) {
   process.stderr.write('usage: npx tsx bench/alloc-profile.ts on|off|heartbeat [round trips or heartbeats]\n');
   process.exit(64);
 }
-const d = await startTestDaemon({ config: { ...config, leases: { ttlSeconds: 600 } } });
-const enc = new TextEncoder();
-let seq = 0;
-async function client(w: number, trips: number): Promise<void> {
-  const id = `bench-w${w}-aaaaaa`;
-  const holder = `holderSecretForBenchmark${w}xxxxxxxxxx`;
-  for (let i = 0; i < trips; i++) {
-    const a = (await d.service.handle(id, false, enc.encode(JSON.stringify({ id: String(++seq), op: 'checkout', feature: 'vray_distributed', user: `u${w}`, host: `h${w}`, pid: 100 + w, holder })))) as any;
-    await d.service.handle(id, false, enc.encode(JSON.stringify({ id: String(++seq), op: 'checkin', leases: [a.result.lease.id], holder })));
-  }
-}
-const round = (trips: number) => Promise.all(Array.from({ length: clients }, (_, w) => client(w, Math.ceil(trips / clients))));
+const { d, send, round } = await serviceDriver(mode === 'heartbeat' ? 'on' : mode);
+const CLIENTS = 6;
 // Heartbeats: the 8 seats of the development license held (one lease per client id, as a farm's
 // nodes), renewed in turn, one in flight per lease.
 const held: Array<{ id: string; lease: string }> = [];
@@ -37,8 +25,7 @@ async function beats(count: number): Promise<void> {
   const one = async (): Promise<void> => {
     while (next < count) {
       const h = held[next++ % held.length]!;
-      const a = (await d.service.handle(h.id, false, enc.encode(JSON.stringify({ id: String(++seq), op: 'heartbeat', leases: [h.lease], holder: 'h'.repeat(22) })))) as any;
-      if (!a.ok) throw new Error(`heartbeat refused: ${JSON.stringify(a).slice(0, 300)}`);
+      expectOk(await send(h.id, { op: 'heartbeat', leases: [h.lease], holder: 'h'.repeat(22) }), 'heartbeat');
     }
   };
   await Promise.all(Array.from({ length: held.length }, one));
@@ -46,17 +33,16 @@ async function beats(count: number): Promise<void> {
 if (mode === 'heartbeat') {
   for (let i = 0; i < 8; i++) {
     const id = `farm-node-${i}`;
-    const a = (await d.service.handle(id, false, enc.encode(JSON.stringify({ id: String(++seq), op: 'checkout', feature: 'vray_distributed', user: 'render', host: `node-${i}`, pid: 1, holder: 'h'.repeat(22) })))) as any;
-    if (!a.ok) throw new Error(`checkout refused: ${JSON.stringify(a).slice(0, 300)}`);
-    held.push({ id, lease: a.result.lease.id });
+    const a = expectOk(await send(id, { op: 'checkout', feature: 'vray_distributed', user: 'render', host: `node-${i}`, pid: 1, holder: 'h'.repeat(22) }), 'checkout');
+    held.push({ id, lease: (a.result!.lease as { id: string }).id });
   }
   await beats(5000);
-} else await round(2000);
+} else await round(2000, CLIENTS);
 const s = new Session();
 s.connect();
 await s.post('HeapProfiler.startSampling', { samplingInterval: 512, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true } as any);
 if (mode === 'heartbeat') await beats(n);
-else await round(n);
+else await round(n, CLIENTS);
 const { profile } = (await s.post('HeapProfiler.stopSampling')) as any;
 const self = new Map<string, number>();
 let total = 0;

@@ -5,38 +5,19 @@
 // With one client (the third argument 1) every checkout is its own group commit and signature, so
 // the work per round trip does not depend on timing: under callgrind (--separate-threads=yes),
 // two sizes give instructions per round trip by difference, as in bench/audit-chain.ts.
-import { startTestDaemon } from '../test/helpers/daemon.ts';
 import { cpuThreadsMs } from './lib/proc.ts';
+import { isHistoryMode, serviceDriver } from './lib/service-driver.ts';
 
 const mode = process.argv[2] ?? 'on';
 const n = Number(process.argv[3] ?? 20_000);
 const clients = Number(process.argv[4] ?? 6);
-const off = { enabled: false };
-const config = { on: {}, off: { history: off, audit: off }, noaudit: { audit: off }, nohist: { history: off } }[mode];
-if (!config || !(n > 0) || !(clients > 0)) {
+if (!isHistoryMode(mode) || !(n > 0) || !(clients > 0)) {
   process.stderr.write('usage: npx tsx bench/service-loop.ts on|off|noaudit|nohist [round trips] [clients]\n');
   process.exit(64);
 }
-const d = await startTestDaemon({ config: { ...config, leases: { ttlSeconds: 600 } } });
-const enc = new TextEncoder();
-let seq = 0;
-
-async function client(w: number, trips: number): Promise<void> {
-  const id = `bench-w${w}-aaaaaa`;
-  const holder = `holderSecretForBenchmark${w}xxxxxxxxxx`;
-  for (let i = 0; i < trips; i++) {
-    const a = (await d.service.handle(id, false, enc.encode(JSON.stringify({ id: String(++seq), op: 'checkout', feature: 'vray_distributed', user: `u${w}`, host: `h${w}`, pid: 100 + w, holder })))) as { result?: { lease?: { id?: string } } };
-    const lease = a.result?.lease?.id;
-    if (!lease) throw new Error(`checkout refused: ${JSON.stringify(a).slice(0, 300)}`);
-    await d.service.handle(id, false, enc.encode(JSON.stringify({ id: String(++seq), op: 'checkin', leases: [lease], holder })));
-  }
-}
-
+const { d, round: trips } = await serviceDriver(mode);
 const threads = () => cpuThreadsMs(process.pid);
-
-async function round(trips: number): Promise<void> {
-  await Promise.all(Array.from({ length: clients }, (_, w) => client(w, Math.ceil(trips / clients))));
-}
+const round = (k: number) => trips(k, clients);
 
 await round(Math.min(2000, n));
 const t0 = threads();
