@@ -270,7 +270,18 @@ export interface FlushBatch {
 export class AuditChain implements EventSink {
   private seq = 0;
   private head = GENESIS;
-  private readonly pending = new Map<object, Batch>();
+  /**
+   * Batches prepared and not yet settled, oldest first: `pendingKeys[i]` is the key `settle` names
+   * for `pendingBatches[i]`. Two arrays, not a Map: a Map whose entries come and go rehashes
+   * every few changes, and V8 keeps a link from each table it leaves to the next one. Once the
+   * Map's table is in the old generation (the first full collection puts it there), each new
+   * young table, and every batch and record it names, is held through that link until the next
+   * full collection: in the closed loop, about 60 KB more promoted per scavenge and a full
+   * collection every half second (docs/performance.md, "Maps that come and go"). Batches settle
+   * in the order they were prepared, so the search finds its key first.
+   */
+  private readonly pendingKeys: object[] = [];
+  private readonly pendingBatches: Batch[] = [];
   private notes: SeatEvent[] = [];
   private voids: Void[] = [];
   private startRecord: Record<string, unknown> | null = null;
@@ -316,7 +327,7 @@ export class AuditChain implements EventSink {
 
   private pendingRecords(): number {
     let n = 0;
-    for (const b of this.pending.values()) n += b.last - b.first + 1;
+    for (const b of this.pendingBatches) n += b.last - b.first + 1;
     return n;
   }
 
@@ -492,16 +503,24 @@ export class AuditChain implements EventSink {
   private finish(b: Batch & { extra: Mutation[]; puts: Mutation[] }, key: object): Mutation[] {
     if (b.puts.length === 0) return [];
     // The batch is kept as it is (its two lists are not read again): no copy on the checkout path.
-    this.pending.set(key, b);
+    this.pendingKeys.push(key);
+    this.pendingBatches.push(b);
     const puts = b.puts;
     for (const m of b.extra) puts.push(m);
     return puts;
   }
 
   private settleBatch(key: object, ok: boolean): void {
-    const b = this.pending.get(key);
-    if (!b) return;
-    this.pending.delete(key);
+    const i = this.pendingKeys.indexOf(key);
+    if (i < 0) return;
+    const b = this.pendingBatches[i]!;
+    if (i === 0) {
+      this.pendingKeys.shift();
+      this.pendingBatches.shift();
+    } else {
+      this.pendingKeys.splice(i, 1);
+      this.pendingBatches.splice(i, 1);
+    }
     if (ok) {
       const n = b.last - b.first + 1;
       if (b.seal) {

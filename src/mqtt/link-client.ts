@@ -79,6 +79,7 @@ export class MqttRefusal extends Error {
  * disconnected goes out the first time without it).
  */
 interface InFlight {
+  id: number;
   packet: Buffer;
   cb: PublishCallback | undefined;
   written: boolean;
@@ -139,7 +140,16 @@ export class LinkClient extends EventEmitter {
   private pending: Buffer | null = null;
   private corked = false;
   private nextId = 0;
-  private readonly inFlight = new Map<number, InFlight>();
+  /**
+   * QoS 1 publishes waiting for their PUBACK, oldest first (the order they are sent again in
+   * after a reconnect), and a bit per packet id in use among them. Not a Map: entries come and
+   * go with every answer, a Map rehashes every few of them, and V8 links each table it leaves to
+   * the next, so once the Map's table is old (after the first full collection) every newer table,
+   * with the answers it names, is promoted before the next full one (docs/performance.md, "Maps
+   * that come and go"). A broker acknowledges in order, so a PUBACK finds its entry first.
+   */
+  private readonly inFlight: InFlight[] = [];
+  private readonly idsInFlight = new Uint32Array((MAX_PACKET_ID + 1) >>> 5);
   /** QoS 1 publishes waiting for a free packet id (65,535 in flight). */
   private readonly waitingForId: { topic: string; payload: string | Buffer; retain: boolean; cb: PublishCallback | undefined }[] = [];
   /** QoS 0 publishes made while disconnected, sent after the next CONNACK. */
@@ -203,7 +213,8 @@ export class LinkClient extends EventEmitter {
 
   /** Keeps a QoS 1 publish until its PUBACK, and writes it now if connected. */
   private track(id: number, packet: Buffer, cb: PublishCallback | undefined): void {
-    this.inFlight.set(id, { packet, cb, written: this._connected });
+    this.inFlight.push({ id, packet, cb, written: this._connected });
+    this.idsInFlight[id >>> 5]! |= 1 << (id & 31);
     if (this._connected) this.write(packet);
   }
 
@@ -232,7 +243,7 @@ export class LinkClient extends EventEmitter {
     const deadline = Date.now() + 2000;
     const finish = () => {
       if (this.socket !== sock) return;
-      if (this.inFlight.size > 0 && Date.now() < deadline && !sock.destroyed) {
+      if (this.inFlight.length > 0 && Date.now() < deadline && !sock.destroyed) {
         setTimeout(finish, 10);
         return;
       }
@@ -246,19 +257,19 @@ export class LinkClient extends EventEmitter {
 
   private finishEnd(): void {
     const fail = new Error('the MQTT link was closed');
-    for (const [, f] of this.inFlight) f.cb?.(fail);
-    this.inFlight.clear();
+    for (const f of this.inFlight.splice(0)) f.cb?.(fail);
+    this.idsInFlight.fill(0);
     for (const w of this.waitingForId.splice(0)) w.cb?.(fail);
     for (const q of this.offlineQueue.splice(0)) q.cb?.(fail);
     for (const cb of this.ended.splice(0)) cb();
   }
 
   private allocateId(): number {
-    if (this.inFlight.size + this.subscriptions.size >= MAX_PACKET_ID) return 0;
+    if (this.inFlight.length + this.subscriptions.size >= MAX_PACKET_ID) return 0;
     for (;;) {
       const c = (this.nextId % MAX_PACKET_ID) + 1;
       this.nextId = c;
-      if (!this.inFlight.has(c) && !this.subscriptions.has(c)) return c;
+      if ((this.idsInFlight[c >>> 5]! & (1 << (c & 31))) === 0 && !this.subscriptions.has(c)) return c;
     }
   }
 
@@ -348,7 +359,7 @@ export class LinkClient extends EventEmitter {
       this.pingTimer.unref();
     }
     // What waited for the connection goes out first, in order: unacknowledged QoS 1 (DUP), then QoS 0.
-    for (const f of this.inFlight.values()) {
+    for (const f of this.inFlight) {
       this.write(f.written ? withDup(f.packet) : f.packet);
       f.written = true;
     }
@@ -473,9 +484,8 @@ export class LinkClient extends EventEmitter {
         // PUBACK
         if (end - start < 2) return this.bad('PUBACK');
         const id = buf.readUInt16BE(start);
-        const f = this.inFlight.get(id);
+        const f = this.takeInFlight(id);
         if (!f) return true;
-        this.inFlight.delete(id);
         const reason = v5 && end - start > 2 ? buf[start + 2]! : 0;
         this.releaseId();
         if (reason >= 0x80) f.cb?.(new MqttRefusal(`the broker refused the publish: ${REASONS_V5[reason] ?? `reason ${reason}`}`, reason));
@@ -541,6 +551,20 @@ export class LinkClient extends EventEmitter {
   private bad(what: string): boolean {
     this.protocolError(`a malformed ${what}`);
     return false;
+  }
+
+  /** Removes and returns the publish waiting for this PUBACK (undefined: none, e.g. a duplicate). */
+  private takeInFlight(id: number): InFlight | undefined {
+    if ((this.idsInFlight[id >>> 5]! & (1 << (id & 31))) === 0) return undefined;
+    const list = this.inFlight;
+    let i = 0;
+    while (i < list.length && list[i]!.id !== id) i++;
+    if (i === list.length) return undefined;
+    const f = list[i]!;
+    if (i === 0) list.shift();
+    else list.splice(i, 1);
+    this.idsInFlight[id >>> 5]! &= ~(1 << (id & 31));
+    return f;
   }
 
   /** A packet id came free: the oldest publish waiting for one goes out. */

@@ -207,3 +207,73 @@ test('a broker that stops answering PINGREQ is left after one keep-alive, and th
   t.true(errors.some((m) => /did not answer a PINGREQ within the keep-alive of 1 s/.test(m)), errors.join('; '));
   await ended(l);
 });
+
+/** The PUBLISH packets in a byte stream: packet id, DUP flag, payload. */
+function publishesIn(bytes: Buffer): Array<{ id: number; dup: boolean; payload: string }> {
+  const out: Array<{ id: number; dup: boolean; payload: string }> = [];
+  let i = 0;
+  while (i < bytes.length) {
+    const head = bytes[i]!;
+    let len = 0;
+    let mult = 1;
+    let j = i + 1;
+    for (;;) {
+      const b = bytes[j++]!;
+      len += (b & 0x7f) * mult;
+      mult *= 128;
+      if ((b & 0x80) === 0) break;
+    }
+    if (head >> 4 === 3 && ((head >> 1) & 3) === 1) {
+      const tlen = bytes.readUInt16BE(j);
+      out.push({ id: bytes.readUInt16BE(j + 2 + tlen), dup: (head & 0x08) !== 0, payload: bytes.toString('utf8', j + 4 + tlen, j + len) });
+    }
+    i = j + len;
+  }
+  return out;
+}
+
+test('PUBACKs out of order, twice, or for no publish: each publish is acknowledged once, and only the unacknowledged one is sent again after a reconnect', async (t) => {
+  const conns: Array<{ s: Socket; bytes: Buffer[] }> = [];
+  const server = createServer((s) => {
+    s.setNoDelay(true);
+    const c = { s, bytes: [] as Buffer[] };
+    conns.push(c);
+    s.on('data', (d) => {
+      if (c.bytes.length === 0 && d[0] === 0x10) s.write(Buffer.from([0x20, 0x02, 0x00, 0x00]));
+      c.bytes.push(d);
+    });
+    s.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => void server.close());
+  const l = new LinkClient({ urls: [`mqtt://127.0.0.1:${(server.address() as { port: number }).port}`], clientId: 'licd-daemon-acks', protocolVersion: 4, backoff: FAST });
+  await waitConnected(l);
+  const calls: Record<string, number> = {};
+  for (const n of ['m1', 'm2', 'm3', 'm4', 'm5']) {
+    l.publish('licd/v1/test/acks', n, { qos: 1 }, (e) => {
+      if (!e) calls[n] = (calls[n] ?? 0) + 1;
+    });
+  }
+  await until(() => publishesIn(Buffer.concat(conns[0]!.bytes)).length === 5, 'five publishes at the broker');
+  const sent = publishesIn(Buffer.concat(conns[0]!.bytes));
+  const id = (n: string) => sent.find((p) => p.payload === n)!.id;
+  const puback = (x: number) => Buffer.from([0x40, 0x02, x >> 8, x & 0xff]);
+  const unknown = (Math.max(...sent.map((p) => p.id)) + 100) & 0xffff;
+  // Third, first, fifth, fifth again, one nothing was published under, second; the fourth never.
+  conns[0]!.s.write(Buffer.concat([puback(id('m3')), puback(id('m1')), puback(id('m5')), puback(id('m5')), puback(unknown), puback(id('m2'))]));
+  await until(() => Object.keys(calls).length === 4, 'four publishes acknowledged');
+  t.deepEqual(calls, { m1: 1, m2: 1, m3: 1, m5: 1 });
+  conns[0]!.s.destroy();
+  await until(() => conns.length === 2 && publishesIn(Buffer.concat(conns[1]!.bytes)).length >= 1, 'the unacknowledged publish sent again on the new connection');
+  const again = publishesIn(Buffer.concat(conns[1]!.bytes));
+  t.deepEqual(again.map((p) => ({ payload: p.payload, dup: p.dup, id: p.id })), [{ payload: 'm4', dup: true, id: id('m4') }]);
+  conns[1]!.s.write(puback(id('m4')));
+  await until(() => calls.m4 === 1, 'the fourth acknowledged');
+  // Ids free again: a new publish goes out, and its PUBACK is taken.
+  const done = new Promise<void>((resolve, reject) => l.publish('licd/v1/test/acks', 'm6', { qos: 1 }, (e) => (e ? reject(e) : resolve())));
+  await until(() => publishesIn(Buffer.concat(conns[1]!.bytes)).some((p) => p.payload === 'm6'), 'the sixth at the broker');
+  conns[1]!.s.write(puback(publishesIn(Buffer.concat(conns[1]!.bytes)).find((p) => p.payload === 'm6')!.id));
+  await done;
+  t.deepEqual(calls, { m1: 1, m2: 1, m3: 1, m4: 1, m5: 1 });
+  l.end();
+});
