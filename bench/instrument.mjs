@@ -11,7 +11,8 @@
  *   LicenseService.handle  one request from parse to answer (commit included)
  *   CounterGate.commit     only to find the gate and read its stats: dongle counter steps
  *
- * and samples event-loop lag every 10 ms. On SIGUSR2 it writes a summary (InstrumentDump in
+ * and samples event-loop lag every 10 ms, and counts garbage collections (node's 'gc' performance
+ * entries: scavenges and full mark-compacts, their number and pauses). On SIGUSR2 it writes a summary (InstrumentDump in
  * bench/lib/instrument-dump.ts) of what it saw since the last signal to the file and starts over,
  * so the bench can bracket a measuring window.
  *
@@ -20,6 +21,7 @@
  * profile covers a measuring window only (not the start); bench/profile.ts sorts one into parts.
  */
 import { Session } from 'node:inspector';
+import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -75,6 +77,21 @@ if (out && modules) {
     return p;
   };
 
+  // Pauses on the main thread, by kind: scavenges (minor) and full mark-compacts (major).
+  let gc = { minor: 0, minorMs: 0, major: 0, majorMs: 0 };
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = e.detail?.kind;
+      if (kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) {
+        gc.minor++;
+        gc.minorMs += e.duration;
+      } else if (kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) {
+        gc.major++;
+        gc.majorMs += e.duration;
+      }
+    }
+  }).observe({ entryTypes: ['gc'] });
+
   const every = 10;
   let last = performance.now();
   setInterval(() => {
@@ -113,7 +130,9 @@ if (out && modules) {
       changes: t.changes - base.changes,
       counterSteps: t.steps - base.steps,
       counterChanges: t.gateChanges - base.gateChanges,
+      gc,
     };
+    gc = { minor: 0, minorMs: 0, major: 0, majorMs: 0 };
     base = t;
     commits = [];
     handles = [];

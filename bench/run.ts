@@ -463,6 +463,14 @@ async function phaseThroughput(ctx: BrokerCtx): Promise<number> {
     figs.add(`${b}.checkout_checkin.handle_p50_ms`, 'inside: request handling, parse to answer, p50', licd.inside.handle.p50, 'ms');
     figs.add(`${b}.checkout_checkin.loop_lag_p99_ms`, 'inside: event-loop lag p99', licd.inside.loopLag.p99, 'ms');
     figs.add(`${b}.checkout_checkin.changes_per_fsync`, 'inside: changes per synced batch (group commit)', licd.inside.changes / licd.inside.batches, '');
+    const g = licd.inside.gc;
+    const trips = licd.rtps * (P.durationMs / 1000);
+    if (g && trips > 0) {
+      // Issue 18: what garbage collection costs the main thread; full collections come when young
+      // objects are promoted (docs/performance.md, "Maps that come and go").
+      figs.add(`${b}.checkout_checkin.gc_pause_us_per_op`, `inside: garbage collection pauses per round trip (main thread; ${g.minor} scavenges, ${g.major} full collections in the window)`, ((g.minorMs + g.majorMs) * 1000) / trips, 'µs');
+      figs.add(`${b}.checkout_checkin.full_gc_per_10k`, 'inside: full garbage collections (mark-compact) per 10,000 round trips', (g.major * 10_000) / trips, '');
+    }
   }
   if (errorCount(licd.errors) > 0) figs.add(`${b}.checkout_checkin.errors`, `errors: ${errorText(licd.errors)}`, errorCount(licd.errors), '');
   if (errorCount(limit.errors) > 0) figs.add(`${b}.limit.errors`, `errors: ${errorText(limit.errors)}`, errorCount(limit.errors), '');

@@ -17,4 +17,6 @@ export interface InstrumentDump {
   /** Borrow changes: dongle counter steps and the changes they bound (CounterGate.stats). */
   counterSteps: number;
   counterChanges: number;
+  /** Garbage collections on the main thread: scavenges (minor) and full mark-compacts (major), their number and pause time. */
+  gc?: { minor: number; minorMs: number; major: number; majorMs: number };
 }
