@@ -142,11 +142,10 @@ export class LinkClient extends EventEmitter {
   private nextId = 0;
   /**
    * QoS 1 publishes waiting for their PUBACK, oldest first (the order they are sent again in
-   * after a reconnect), and a bit per packet id in use among them. Not a Map: entries come and
-   * go with every answer, a Map rehashes every few of them, and V8 links each table it leaves to
-   * the next, so once the Map's table is old (after the first full collection) every newer table,
-   * with the answers it names, is promoted before the next full one (docs/performance.md, "Maps
-   * that come and go"). A broker acknowledges in order, so a PUBACK finds its entry first.
+   * after a reconnect), and a bit per packet id in use among them. Not a Map, for the reason
+   * AuditChain's unsettled batches are not one: a Map whose entries come and go keeps them from
+   * dying young (docs/performance.md, "Maps that come and go"). A broker acknowledges in order,
+   * so a PUBACK finds its entry first.
    */
   private readonly inFlight: InFlight[] = [];
   private readonly idsInFlight = new Uint32Array((MAX_PACKET_ID + 1) >>> 5);
@@ -214,7 +213,7 @@ export class LinkClient extends EventEmitter {
   /** Keeps a QoS 1 publish until its PUBACK, and writes it now if connected. */
   private track(id: number, packet: Buffer, cb: PublishCallback | undefined): void {
     this.inFlight.push({ id, packet, cb, written: this._connected });
-    this.idsInFlight[id >>> 5]! |= 1 << (id & 31);
+    this.markId(id, true);
     if (this._connected) this.write(packet);
   }
 
@@ -269,7 +268,7 @@ export class LinkClient extends EventEmitter {
     for (;;) {
       const c = (this.nextId % MAX_PACKET_ID) + 1;
       this.nextId = c;
-      if ((this.idsInFlight[c >>> 5]! & (1 << (c & 31))) === 0 && !this.subscriptions.has(c)) return c;
+      if (!this.idInFlight(c) && !this.subscriptions.has(c)) return c;
     }
   }
 
@@ -555,7 +554,7 @@ export class LinkClient extends EventEmitter {
 
   /** Removes and returns the publish waiting for this PUBACK (undefined: none, e.g. a duplicate). */
   private takeInFlight(id: number): InFlight | undefined {
-    if ((this.idsInFlight[id >>> 5]! & (1 << (id & 31))) === 0) return undefined;
+    if (!this.idInFlight(id)) return undefined;
     const list = this.inFlight;
     let i = 0;
     while (i < list.length && list[i]!.id !== id) i++;
@@ -563,8 +562,17 @@ export class LinkClient extends EventEmitter {
     const f = list[i]!;
     if (i === 0) list.shift();
     else list.splice(i, 1);
-    this.idsInFlight[id >>> 5]! &= ~(1 << (id & 31));
+    this.markId(id, false);
     return f;
+  }
+
+  private idInFlight(id: number): boolean {
+    return (this.idsInFlight[id >>> 5]! & (1 << (id & 31))) !== 0;
+  }
+
+  private markId(id: number, inUse: boolean): void {
+    if (inUse) this.idsInFlight[id >>> 5]! |= 1 << (id & 31);
+    else this.idsInFlight[id >>> 5]! &= ~(1 << (id & 31));
   }
 
   /** A packet id came free: the oldest publish waiting for one goes out. */
