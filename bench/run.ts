@@ -39,6 +39,8 @@ interface Params {
   closedGens: number;
   warmupMs: number;
   durationMs: number;
+  /** Each closed loop of the history on/off comparison (issue 14): shorter, and twice as many. */
+  onOffDurationMs: number;
   /** Open loop at half the measured throughput. */
   openWarmupMs: number;
   openDurationMs: number;
@@ -79,6 +81,7 @@ const FULL: Params = {
   closedGens: 2,
   warmupMs: 3000,
   durationMs: 10_000,
+  onOffDurationMs: 6000,
   openWarmupMs: 2000,
   openDurationMs: 10_000,
   burst: 10_000,
@@ -108,6 +111,7 @@ const QUICK: Params = {
   quick: true,
   warmupMs: 500,
   durationMs: 2000,
+  onOffDurationMs: 2000,
   openWarmupMs: 300,
   openDurationMs: 2000,
   burst: 1000,
@@ -253,14 +257,14 @@ interface ClosedLoop {
 }
 
 /** Closed loop through `url`: P.clients clients, each checkout then checkin, one in flight. */
-async function closedLoop(url: string, tag: string, serverPid: number | null, qos: 0 | 1 = 1, daemon?: DaemonProc): Promise<ClosedLoop> {
+async function closedLoop(url: string, tag: string, serverPid: number | null, qos: 0 | 1 = 1, daemon?: DaemonProc, durationMs = P.durationMs): Promise<ClosedLoop> {
   const pool = gens.view(P.closedGens);
   try {
     const c = await pool.connect(P.clients, { url, idPrefix: `cl-${tag}-`, concurrency: 20, timeoutMs: 10_000, qos });
     if (c.failed > 0) throw new Error(`closed loop (${tag}): ${c.failed} clients could not connect: ${c.firstError}`);
-    const cpu = serverPid ? cpuWindow(serverPid, P.warmupMs, P.durationMs) : Promise.resolve(null);
+    const cpu = serverPid ? cpuWindow(serverPid, P.warmupMs, durationMs) : Promise.resolve(null);
     const opened = daemon ? sleep(P.warmupMs).then(() => daemon.probe()) : null;
-    const rs = await pool.all<LatencyResult>({ cmd: 'pairs', feature: FEATURE, warmupMs: P.warmupMs, durationMs: P.durationMs }, P.warmupMs + P.durationMs + 60_000);
+    const rs = await pool.all<LatencyResult>({ cmd: 'pairs', feature: FEATURE, warmupMs: P.warmupMs, durationMs }, P.warmupMs + durationMs + 60_000);
     const serverCpu = await cpu;
     await opened;
     const inside = daemon ? await daemon.probe() : null;
@@ -270,7 +274,7 @@ async function closedLoop(url: string, tag: string, serverPid: number | null, qo
     const bytes: LatencyResult['bytes'] = {};
     for (const r of rs) Object.assign(bytes, r.bytes);
     return {
-      rtps: count / (P.durationMs / 1000),
+      rtps: count / (durationMs / 1000),
       all: summarize(concatSamples([co, ci])),
       checkout: summarize(co),
       checkin: summarize(ci),
@@ -278,7 +282,7 @@ async function closedLoop(url: string, tag: string, serverPid: number | null, qo
       bytes,
       serverUsPerOp: serverCpu === null || count === 0 ? null : (serverCpu.total * 1000) / count,
       serverMainUsPerOp: serverCpu === null || count === 0 ? null : (serverCpu.main * 1000) / count,
-      genCpuPct: (rs.reduce((s, r) => s + r.cpuMs, 0) / (P.warmupMs + P.durationMs)) * 100,
+      genCpuPct: (rs.reduce((s, r) => s + r.cpuMs, 0) / (P.warmupMs + durationMs)) * 100,
       inside,
     };
   } finally {
@@ -399,18 +403,22 @@ async function phaseThroughput(ctx: BrokerCtx): Promise<number> {
   }
   // The same loop with usage history and the audit log off and on (on is the default): issue 14
   // asks that they cost nothing measurable on the checkout path (within 10%). Off, on, on, off,
-  // on, off, off, on, each a fresh daemon without probes: the order is balanced, so a machine that
-  // drifts faster or slower, steadily or along a curve, weighs on both sides alike (the positions
-  // of each side sum alike, and so do their squares). One on-then-off pair, run while the machine
-  // settled after a load, read 0.56; off-on-off-on favours off when the machine slows; with three
-  // runs each way (until 2 December 2026, third session) single figures spread 0.85 to 0.96.
+  // on, off, off, on, and on in the same pattern (the Thue-Morse order of 16), each a fresh daemon
+  // without probes: the order is balanced, so a machine that drifts faster or slower, steadily or
+  // along a curve, weighs on both sides alike (the positions of each side sum alike, and so do
+  // their squares and cubes). One on-then-off pair, run while the machine settled after a load,
+  // read 0.56; off-on-off-on favours off when the machine slows; with three runs each way (until
+  // 2 December 2026, third session) single figures spread 0.85 to 0.96, with four of 10 s each
+  // 0.85 to 1.00. Daemons differ from each other by up to a fifth whichever build they run (their
+  // JIT and heap), so eight short runs each way (6 s) tell more than four long ones.
   const history: Record<'on' | 'off', ClosedLoop[]> = { on: [], off: [] };
-  for (const [i, which] of (['off', 'on', 'on', 'off', 'on', 'off', 'off', 'on'] as const).entries()) {
+  const thueMorse: Array<'on' | 'off'> = Array.from({ length: 16 }, (_, i) => ((i.toString(2).match(/1/g)?.length ?? 0) % 2 === 0 ? 'off' : 'on'));
+  for (const [i, which] of thueMorse.entries()) {
     if (P.quick && i >= 2) break;
     log(`${b}: checkout+checkin closed loop, usage history and audit log ${which}`);
     const h = await startDaemon(ctx, `closed-history-${which}-${i}`, which === 'off' ? { history: false } : {});
     try {
-      history[which].push(await closedLoop(h.url, `${b}-history-${which}-${i}`, h.pid, 1));
+      history[which].push(await closedLoop(h.url, `${b}-history-${which}-${i}`, h.pid, 1, undefined, P.onOffDurationMs));
     } finally {
       await h.stop();
     }
