@@ -121,6 +121,14 @@ const REASONS_V5: Record<number, string> = {
 const PINGREQ = Buffer.from([0xc0, 0x00]);
 const DISCONNECT = Buffer.from([0xe0, 0x00]);
 const MAX_PACKET_ID = 0xffff;
+/**
+ * Packets handled in one pass before the event loop may turn. libuv reads up to 32 chunks of
+ * 64 KiB from a socket in one turn, so a burst of thousands of requests arriving together was
+ * handled in one pass of seconds: no write completed, no answer went out, no timer ran until all
+ * were parsed and dispatched. Between passes the socket is paused (what the kernel holds waits
+ * there, in order) and the rest of the chunk is handled on the next turn.
+ */
+const PASS_PACKETS = 256;
 
 export class LinkClient extends EventEmitter {
   private readonly opts: LinkClientOptions;
@@ -136,8 +144,10 @@ export class LinkClient extends EventEmitter {
   private pingTimer: NodeJS.Timeout | null = null;
   private sentSinceTick = false;
   private pingOutstanding = 0;
-  /** Received bytes not yet a whole packet. */
+  /** Received bytes not yet handled: a partial packet, or the rest of a chunk after a full pass. */
   private pending: Buffer | null = null;
+  /** The next pass over `pending`, when the last one stopped at PASS_PACKETS (the socket is paused meanwhile). */
+  private nextPass: NodeJS.Immediate | null = null;
   private corked = false;
   private nextId = 0;
   /**
@@ -319,6 +329,8 @@ export class LinkClient extends EventEmitter {
     this.pingTimer = null;
     this.socket = null;
     this.pending = null;
+    if (this.nextPass) clearImmediate(this.nextPass);
+    this.nextPass = null;
     this.corked = false;
     this._connected = false;
     // SUBACKs that will not come: the subscriber hears of it (it subscribes again at the next connect).
@@ -407,12 +419,27 @@ export class LinkClient extends EventEmitter {
 
   // ---- receiving ----
 
-  private onData(chunk: Buffer): void {
-    let buf = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
+  private onData(chunk: Buffer | null): void {
+    if (chunk === null && this.pending === null) return;
+    let buf = chunk === null ? this.pending! : this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
     this.pending = null;
     let at = 0;
+    let handled = 0;
     const max = this.opts.maxPacketBytes ?? 16 * 1024 * 1024;
     while (buf.length - at >= 2) {
+      if (handled === PASS_PACKETS) {
+        // Enough for one turn: the rest waits for the next, and the socket until then.
+        const sock = this.socket!;
+        this.pending = buf.subarray(at);
+        sock.pause();
+        this.nextPass = setImmediate(() => {
+          this.nextPass = null;
+          if (this.socket !== sock) return;
+          this.onData(null);
+          if (!this.nextPass && this.socket === sock) sock.resume();
+        });
+        return;
+      }
       // Fixed header: type and flags, then the remaining length (1 to 4 bytes, 7 bits each).
       let len = 0;
       let mul = 1;
@@ -438,6 +465,7 @@ export class LinkClient extends EventEmitter {
       const start = i;
       at = i + len;
       if (!this.onPacket(header, buf, start, at)) return;
+      handled++;
     }
     if (at < buf.length) this.pending = at === 0 ? buf : buf.subarray(at);
     // A partial packet keeps a copy of only its own bytes, not the whole chunk it came in.

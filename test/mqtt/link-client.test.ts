@@ -277,3 +277,57 @@ test('PUBACKs out of order, twice, or for no publish: each publish is acknowledg
   t.deepEqual(calls, { m1: 1, m2: 1, m3: 1, m4: 1, m5: 1 });
   l.end();
 });
+
+test('a burst of publishes read in one chunk is handled in passes: the event loop turns (answers go out, timers run) long before the last is handled, and every one arrives in order, acknowledged once', async (t) => {
+  let broker: Socket | null = null;
+  const b = await fakeBroker((s) => {
+    broker = s;
+  });
+  t.teardown(() => void b.server.close());
+  const l = new LinkClient({ urls: [b.url], clientId: 'licd-daemon-burst', protocolVersion: 4, backoff: FAST });
+  const got: number[] = [];
+  // How many had been handled when the first turn of the event loop after the first one came.
+  let turnedAt: number | null = null;
+  l.on('message', (_topic, payload) => {
+    got.push(Number(payload.toString()));
+    if (got.length === 1) setImmediate(() => (turnedAt = got.length));
+  });
+  // Two bursts of 2,000 QoS 1 requests, about 40 KB each, written while the link is still handling
+  // the CONNACK: both are in the socket's receive buffer at its next read, as when thousands of
+  // nodes ask at the same instant (npm run bench, the burst). The second tests that reading
+  // resumes, in order, after the passes.
+  const burst = (from: number) => Buffer.concat(Array.from({ length: 2000 }, (_, i) => publishPacket('licd/v1/r', String(from + i), 1, from + i + 1)));
+  l.once('connect', () => {
+    broker!.write(burst(0));
+    broker!.write(burst(2000));
+  });
+  await until(() => got.length === 4000, 'all 4,000 publishes handled', 20_000);
+  t.deepEqual(got, Array.from({ length: 4000 }, (_, i) => i), 'every publish once, in the order sent');
+  t.not(turnedAt, null);
+  t.true(turnedAt! <= 512, `the event loop turned after ${turnedAt} of 4,000 publishes (at most two passes of 256)`);
+  await until(() => publishesAcked(Buffer.concat(b.received)).length === 4000, 'a PUBACK for each');
+  const acks = publishesAcked(Buffer.concat(b.received));
+  t.is(new Set(acks).size, 4000, 'each packet id acknowledged once');
+  await ended(l);
+});
+
+/** The packet ids of the PUBACKs in a byte stream from the link (its CONNECT first). */
+function publishesAcked(bytes: Buffer): number[] {
+  const out: number[] = [];
+  let i = 0;
+  while (i < bytes.length) {
+    const head = bytes[i]!;
+    let len = 0;
+    let mult = 1;
+    let j = i + 1;
+    for (;;) {
+      const x = bytes[j++]!;
+      len += (x & 0x7f) * mult;
+      mult *= 128;
+      if ((x & 0x80) === 0) break;
+    }
+    if (head === 0x40 && len === 2) out.push(bytes.readUInt16BE(j));
+    i = j + len;
+  }
+  return out;
+}
