@@ -208,9 +208,8 @@ test('a broker that stops answering PINGREQ is left after one keep-alive, and th
   await ended(l);
 });
 
-/** The PUBLISH packets in a byte stream: packet id, DUP flag, payload. */
-function publishesIn(bytes: Buffer): Array<{ id: number; dup: boolean; payload: string }> {
-  const out: Array<{ id: number; dup: boolean; payload: string }> = [];
+/** The MQTT packets in a byte stream: each one's first byte, where its variable header starts, and its remaining length. */
+function* packetsIn(bytes: Buffer): Generator<{ head: number; at: number; len: number }> {
   let i = 0;
   while (i < bytes.length) {
     const head = bytes[i]!;
@@ -223,12 +222,26 @@ function publishesIn(bytes: Buffer): Array<{ id: number; dup: boolean; payload: 
       mult *= 128;
       if ((b & 0x80) === 0) break;
     }
-    if (head >> 4 === 3 && ((head >> 1) & 3) === 1) {
-      const tlen = bytes.readUInt16BE(j);
-      out.push({ id: bytes.readUInt16BE(j + 2 + tlen), dup: (head & 0x08) !== 0, payload: bytes.toString('utf8', j + 4 + tlen, j + len) });
-    }
+    yield { head, at: j, len };
     i = j + len;
   }
+}
+
+/** The PUBLISH packets in a byte stream: packet id, DUP flag, payload. */
+function publishesIn(bytes: Buffer): Array<{ id: number; dup: boolean; payload: string }> {
+  const out: Array<{ id: number; dup: boolean; payload: string }> = [];
+  for (const { head, at, len } of packetsIn(bytes)) {
+    if (head >> 4 !== 3 || ((head >> 1) & 3) !== 1) continue;
+    const tlen = bytes.readUInt16BE(at);
+    out.push({ id: bytes.readUInt16BE(at + 2 + tlen), dup: (head & 0x08) !== 0, payload: bytes.toString('utf8', at + 4 + tlen, at + len) });
+  }
+  return out;
+}
+
+/** The packet ids of the PUBACKs in a byte stream from the link (its CONNECT first). */
+function publishesAcked(bytes: Buffer): number[] {
+  const out: number[] = [];
+  for (const { head, at, len } of packetsIn(bytes)) if (head === 0x40 && len === 2) out.push(bytes.readUInt16BE(at));
   return out;
 }
 
@@ -311,23 +324,3 @@ test('a burst of publishes read in one chunk is handled in passes: the event loo
   await ended(l);
 });
 
-/** The packet ids of the PUBACKs in a byte stream from the link (its CONNECT first). */
-function publishesAcked(bytes: Buffer): number[] {
-  const out: number[] = [];
-  let i = 0;
-  while (i < bytes.length) {
-    const head = bytes[i]!;
-    let len = 0;
-    let mult = 1;
-    let j = i + 1;
-    for (;;) {
-      const x = bytes[j++]!;
-      len += (x & 0x7f) * mult;
-      mult *= 128;
-      if ((x & 0x80) === 0) break;
-    }
-    if (head === 0x40 && len === 2) out.push(bytes.readUInt16BE(j));
-    i = j + len;
-  }
-  return out;
-}
