@@ -36,7 +36,19 @@ export function start(cmd: string, args: string[], env: Record<string, string> =
     err += d;
     for (const w of waiters) w();
   });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  // 'exit' can come before the last bytes of stderr are read (CI once saw exit code 2 with an
+  // empty stderr): resolve once both pipes are closed too, or 2 s after the exit if a grandchild
+  // still holds them.
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    let closed = false;
+    child.on('close', (code, signal) => {
+      closed = true;
+      resolve({ code, signal });
+    });
+    child.on('exit', (code, signal) => {
+      setTimeout(() => closed || resolve({ code, signal }), 2000).unref();
+    });
+  });
   return {
     child,
     stdout: () => out,
