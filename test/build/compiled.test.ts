@@ -143,7 +143,7 @@ function node(file: string, args: string[], env: Record<string, string>, flags: 
   child.stdout!.on('data', onData);
   child.stderr!.on('data', onData);
   const exited = new Promise<number | null>((resolve) =>
-    child.on('exit', (code) => {
+    child.on('close', (code) => {
       children.delete(child);
       for (const w of waiters) w();
       resolve(code);

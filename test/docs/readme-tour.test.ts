@@ -81,7 +81,7 @@ async function wizardOnTerminal(argv: string[], env: Record<string, string>): Pr
   };
   p.stdout.on('data', onData);
   p.stderr.on('data', onData);
-  const code = await new Promise<number | null>((r) => p.on('exit', (c) => r(c)));
+  const code = await new Promise<number | null>((r) => p.on('close', (c) => r(c)));
   clearTimeout(timer);
   return { code, out };
 }

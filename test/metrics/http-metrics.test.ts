@@ -19,7 +19,7 @@ function promtool(text: string): Promise<{ code: number | null; out: string }> {
     let out = '';
     p.stdout.on('data', (d) => (out += d));
     p.stderr.on('data', (d) => (out += d));
-    p.on('exit', (code) => resolve({ code, out }));
+    p.on('close', (code) => resolve({ code, out }));
     p.stdin.end(text);
   });
 }
