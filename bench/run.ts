@@ -26,7 +26,7 @@ import { GeneratorPool } from './lib/generators.ts';
 import { startMosquitto, MOSQUITTO, type Mosquitto } from './lib/mosquitto.ts';
 import { Level } from 'level';
 import { preload } from './lib/preload.ts';
-import { cpuMs, cpuSplitMs, cpuThreadsMs, forkTracked, freePort, nowMs, openFileLimits, rssMiB, sleep, stopChild } from './lib/proc.ts';
+import { cpuMs, cpuSplitMs, cpuThreadsMs, diskWriteBytes, forkTracked, freePort, nowMs, openFileLimits, rssMiB, sleep, stopChild } from './lib/proc.ts';
 import { concatSamples, summarize, type Summary } from './lib/stats.ts';
 
 // ---- parameters ---------------------------------------------------------------------------------
@@ -663,8 +663,9 @@ async function phaseBurst(ctx: BrokerCtx, d: DaemonProc): Promise<void> {
 }
 
 /** The daemon's CPU (and its kernel share), mosquitto's CPU (in % of one core) and the daemon's peak RSS over a window. */
-async function farmWindow(ctx: BrokerCtx, d: DaemonProc, windowMs: number): Promise<{ cpuPct: number; kernelPct: number; brokerPct: number; rss: number }> {
+async function farmWindow(ctx: BrokerCtx, d: DaemonProc, windowMs: number): Promise<{ cpuPct: number; kernelPct: number; brokerPct: number; rss: number; diskKiBs: number }> {
   const cpu0 = cpuSplitMs(d.pid);
+  const disk0 = diskWriteBytes(d.pid);
   const bcpu0 = ctx.mosq ? cpuMs(ctx.mosq.pid) : 0;
   let rss = 0;
   const t0 = Date.now();
@@ -679,6 +680,7 @@ async function farmWindow(ctx: BrokerCtx, d: DaemonProc, windowMs: number): Prom
     kernelPct: ((cpu1.system - cpu0.system) / elapsed) * 100,
     brokerPct: ctx.mosq ? ((cpuMs(ctx.mosq.pid) - bcpu0) / elapsed) * 100 : 0,
     rss: Math.max(rss, d.rssMiB()),
+    diskKiBs: (diskWriteBytes(d.pid) - disk0) / 1024 / (elapsed / 1000),
   };
 }
 
@@ -705,6 +707,7 @@ async function growFarm(ctx: BrokerCtx, d: DaemonProc, pool: GeneratorPool, have
   figs.add(`${b}.farm_large.cpu_pct`, `daemon CPU with them, share of one core${b === 'aedes' ? ' (broker included)' : ''}`, w.cpuPct, '%', { cmp: '<=', value: 15 });
   figs.add(`${b}.farm_large.cpu_kernel_pct`, 'of which in the kernel', w.kernelPct, '%');
   figs.add(`${b}.farm_large.rss_mb`, `daemon resident memory with them${b === 'aedes' ? ' (broker included)' : ''}`, w.rss, 'MiB');
+  figs.add(`${b}.farm_large.disk_write_kib_s`, 'daemon writes to disk with them (LevelDB log and compactions: the SD card\'s wear)', w.diskKiBs, 'KiB/s');
   if (ctx.mosq) figs.add(`${b}.farm_large.broker_cpu_pct`, 'mosquitto CPU, share of one core', w.brokerPct, '%');
   if (errorCount(e) > 0) figs.add(`${b}.farm_large.problems`, `checkouts refused: ${errorText(e)}`, errorCount(e), '');
 }
@@ -739,7 +742,7 @@ async function phaseFarm(ctx: BrokerCtx): Promise<void> {
     // Steady state: every lease has heartbeated at least once on its own phase.
     log(`${b}: farm: ${leases} leases heartbeating every ${hb} s; settling one period, then measuring ${Math.max(P.farmWindowMs, hb * 1000) / 1000} s`);
     await sleep(hb * 1000 + 1000);
-    const { cpuPct, kernelPct, brokerPct: bcpuPct, rss } = await farmWindow(ctx, d, Math.max(P.farmWindowMs, hb * 1000));
+    const { cpuPct, kernelPct, brokerPct: bcpuPct, rss, diskKiBs } = await farmWindow(ctx, d, Math.max(P.farmWindowMs, hb * 1000));
     const ttlNote = P.farmTtl ? `--quick: TTL ${P.farmTtl} s, not the default` : undefined;
     figs.add(`${b}.farm.leases`, `heartbeating leases${P.quick ? ' (--quick: fewer than 10,000)' : ''}`, leases, '');
     figs.add(`${b}.farm.heartbeat_s`, 'heartbeat period the daemon gave', hb, 's', undefined, ttlNote);
@@ -750,6 +753,7 @@ async function phaseFarm(ctx: BrokerCtx): Promise<void> {
     if (!P.quick) figs.add(`${b}.farm.idle_settled_rss_mb`, `daemon resident memory idle, settled (${SETTLED_IDLE_MS / 1000} s after it first answered)${build}`, settledRss, 'MiB', { cmp: '<=', value: 64 });
     // Issue 18: 100 MiB with mosquitto; with aedes the daemon also carries the 10,000 connections.
     figs.add(`${b}.farm.rss_mb`, `daemon resident memory${b === 'aedes' ? ' (broker included)' : ''}${build}`, rss, 'MiB', { cmp: '<=', value: b === 'aedes' ? 200 : 100 });
+    figs.add(`${b}.farm.disk_write_kib_s`, 'daemon writes to disk (LevelDB log and compactions: the SD card\'s wear)', diskKiBs, 'KiB/s');
     if (ctx.mosq) {
       figs.add(`${b}.farm.broker_cpu_pct`, 'mosquitto CPU, share of one core', bcpuPct, '%');
       figs.add(`${b}.farm.broker_rss_mb`, 'mosquitto resident memory', rssMiB(ctx.mosq.pid), 'MiB');

@@ -114,6 +114,15 @@ export function cpuSplitMs(pid: number): { user: number; system: number } {
 }
 
 /**
+ * Bytes a process has caused to be written to storage (/proc/<pid>/io write_bytes: counted when
+ * it dirties the page cache of a disk-backed file, so a tmpfs counts nothing). Needs the same user.
+ */
+export function diskWriteBytes(pid: number): number {
+  const m = /^write_bytes: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'));
+  return m ? Number(m[1]) : 0;
+}
+
+/**
  * CPU time of a process in ms, its main thread (JavaScript) apart from its other threads (libuv's
  * pool, where LevelDB writes and syncs; LevelDB's compaction; V8's helpers), from
  * /proc/<pid>/task/<tid>/stat. A thread that ends between the reads is missed.

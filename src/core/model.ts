@@ -30,6 +30,14 @@ export interface Lease {
   activeAt?: number;
   /** How long its checkout waited in the queue before this lease was granted, ms (absent: it did not wait). */
   waitedMs?: number;
+  /**
+   * The end the stored record of this lease covers, written ahead of `expiresAt` by a heartbeat
+   * (SeatTable.heartbeat): a heartbeat whose new end is within it is answered without a write.
+   * In memory it is set only once that record is durable. At a start, a stored lease whose
+   * `storedUntil` is past its stored `expiresAt` may have been renewed up to it, and no later than
+   * one TTL after the start: restoredEnd (docs/protocol.md, "Heartbeats and the disk").
+   */
+  storedUntil?: number | undefined;
 }
 
 export interface Borrow {
@@ -88,6 +96,8 @@ export interface Change<T> {
   mutations: Mutation[];
   /** Puts the in-memory table back as it was before this change (when the write failed). */
   undo(): void;
+  /** Called once the change's write is durable (not when it failed): what memory may only know then. */
+  durable?: () => void;
 }
 
 export interface Availability {

@@ -45,6 +45,13 @@ export interface Block {
   lease: string;
 }
 
+/**
+ * How many TTLs past a heartbeat the stored record of a renewed lease covers (Lease.storedUntil):
+ * the heartbeats of the next two TTLs need no write. A lease whose holder stopped may then outlive
+ * a crash by up to one TTL after the start (restoredEnd), never less than it was told.
+ */
+export const STORED_TTLS = 3;
+
 /** A revoked lease remembered for a while, so its holder's heartbeat learns why it is gone. */
 export interface Revoked {
   lease: string;
@@ -312,19 +319,25 @@ export class SeatTable {
    * A lease already bound to this holder is renewed in place: its end, disconnect mark and
    * activity change on the object the table holds, and only its expiry bucket moves. A farm
    * renews every lease every few seconds; a copy per renewal made each long-lived lease old-space
-   * garbage and re-indexed it in five maps (docs/performance.md, issue 18). The values are
-   * serialized when the change is committed (LevelStore at once; the counter gate, which writes
-   * a queued change later, copies the lease when it queues it), and `renewed` holds each lease's
-   * end as decided here (a later heartbeat may move the object's on). The undo puts the
-   * old values back. A legacy lease without a holder is replaced by a copy, since binding it
-   * changes its owner key.
+   * garbage and re-indexed it in five maps (docs/performance.md, issue 18). The undo puts the old
+   * values back. A legacy lease without a holder is replaced by a copy, since binding it changes
+   * its owner key.
+   *
+   * Most renewals write nothing: a lease whose durable record already covers the new end
+   * (`storedUntil`) is renewed in memory only, and its answer needs no sync. One that needs a
+   * write is stored with `storedUntil` STORED_TTLS TTLs ahead, so at the SDK's pace (a heartbeat
+   * every third of the TTL) one heartbeat in seven writes. What a crash then leaves on disk is an
+   * end no earlier than any the holder was told, which a start reads back with restoredEnd.
+   * `renewed` holds each lease's end as decided here (a later heartbeat may move the object's on).
    */
   heartbeat(clientId: string, holder: string, ids: readonly string[] | undefined, now: number, idleMs?: number): Change<{ renewed: Array<{ id: string; expiresAt: number }>; unknown: string[] }> {
     const { mine, unknown } = this.heldBy(clientId, holder, ids);
     const n = mine.length;
-    // Sized at once: these live until the write is synced, and a farm sends thousands a second.
+    // Sized at once: these live until the answer, and a farm sends thousands a second.
     const renewed: Array<{ id: string; expiresAt: number }> = new Array(n);
-    const mutations: Mutation[] = new Array(n);
+    const mutations: Mutation[] = [];
+    // The leases written with a new storedUntil, and it: memory learns it once the write is durable.
+    let stored: Array<[Lease, number]> | undefined;
     // The undo log, one entry per lease: the old values of one renewed in place, or the inverse
     // of a legacy lease's replacement (a mutation).
     const olds: Array<RenewedFrom | Mutation> = new Array(n);
@@ -335,12 +348,17 @@ export class SeatTable {
       if (l.holder !== holder) {
         const lease: Lease = { ...l, expiresAt, disconnectedAt: null, holder, ...(idleMs !== undefined ? { activeAt: now - idleMs } : {}) };
         olds[i] = this.apply({ kind: 'lease.put', lease });
-        mutations[i] = { kind: 'lease.put', lease };
+        mutations.push({ kind: 'lease.put', lease });
         continue;
       }
+      const wasDisconnected = l.disconnectedAt !== null;
       olds[i] = { lease: l, expiresAt: l.expiresAt, disconnectedAt: l.disconnectedAt, activeAt: l.activeAt };
       this.renewInPlace(l, expiresAt, null, idleMs !== undefined ? now - idleMs : l.activeAt);
-      mutations[i] = { kind: 'lease.put', lease: l };
+      // Covered by its durable record, and no disconnect mark to clear on disk: nothing to write.
+      if (!wasDisconnected && l.storedUntil !== undefined && expiresAt <= l.storedUntil) continue;
+      const storedUntil = now + STORED_TTLS * l.ttlMs;
+      mutations.push({ kind: 'lease.put', lease: { ...l, storedUntil } });
+      (stored ??= []).push([l, storedUntil]);
     }
     return {
       result: { renewed, unknown },
@@ -352,6 +370,13 @@ export class SeatTable {
           else this.renewInPlace(o.lease, o.expiresAt, o.disconnectedAt, o.activeAt);
         }
       },
+      ...(stored
+        ? {
+            durable: () => {
+              for (const [l, until] of stored!) if (l.storedUntil === undefined || l.storedUntil < until) l.storedUntil = until;
+            },
+          }
+        : {}),
     };
   }
 
@@ -389,7 +414,7 @@ export class SeatTable {
     const mutations = mine.map((l): Mutation => {
       const lg = this.policy.linger.get(l.feature);
       if (!lg) return { kind: 'lease.del', id: l.id };
-      const kept: Lease = { ...l, lingering: true, expiresAt: now + lg.ms, disconnectedAt: null };
+      const kept: Lease = { ...l, lingering: true, expiresAt: now + lg.ms, disconnectedAt: null, storedUntil: undefined };
       lingering.push(kept);
       return { kind: 'lease.put', lease: kept };
     });
@@ -484,7 +509,7 @@ export class SeatTable {
   clientGone(clientId: string, holder: string | undefined, now: number, graceMs: number): Change<Lease[]> {
     const changed = this.leasesOf(clientId)
       .filter((l) => l.disconnectedAt === null && !l.lingering && (l.holder === undefined || l.holder === holder))
-      .map((l) => ({ ...l, disconnectedAt: now, expiresAt: Math.min(l.expiresAt, now + graceMs) }));
+      .map((l) => ({ ...l, disconnectedAt: now, expiresAt: Math.min(l.expiresAt, now + graceMs), storedUntil: undefined }));
     return this.change(
       changed,
       changed.map((lease) => ({ kind: 'lease.put', lease }) as const),
@@ -921,7 +946,7 @@ export class SeatTable {
   shift(deltaMs: number): Change<{ leases: number; borrows: number }> {
     const mutations: Mutation[] = [];
     for (const l of this.leases.values()) {
-      const lease: Lease = { ...l, since: l.since + deltaMs, expiresAt: l.expiresAt + deltaMs, disconnectedAt: l.disconnectedAt === null ? null : l.disconnectedAt + deltaMs };
+      const lease: Lease = { ...l, since: l.since + deltaMs, expiresAt: l.expiresAt + deltaMs, disconnectedAt: l.disconnectedAt === null ? null : l.disconnectedAt + deltaMs, storedUntil: undefined };
       mutations.push({ kind: 'lease.put', lease });
     }
     for (const b of this.borrows.values()) mutations.push({ kind: 'borrow.put', borrow: shiftBorrow(b, deltaMs) });
@@ -985,6 +1010,22 @@ export function shiftBorrow(b: Borrow, deltaMs: number): Borrow {
     expiresAt: Math.max(b.expiresAt + deltaMs, stated),
     tokenExpires: { token: b.tokenId, at: stated },
   };
+}
+
+/**
+ * A lease as read back at a start (`now`): a record whose `storedUntil` is past its `expiresAt`
+ * was renewed by heartbeats that wrote nothing, so its holder may have been told any end up to
+ * `storedUntil`. Every such end is at most one TTL after the last heartbeat, which came before
+ * licd stopped, so before `now`: the lease is kept until `storedUntil` or one TTL from now,
+ * whichever is sooner, and never less than the stored end. Its activity mark is dropped (it may
+ * be older than the holder's last report): it is judged idle again from its next heartbeat.
+ * A record with nothing written ahead is returned as it is.
+ */
+export function restoredEnd(l: Lease, now: number): Lease {
+  const ahead = l.storedUntil;
+  if (ahead === undefined || ahead <= l.expiresAt || l.lingering) return l;
+  const { activeAt: _, ...rest } = l;
+  return { ...rest, expiresAt: Math.max(l.expiresAt, Math.min(ahead, now + l.ttlMs)) };
 }
 
 function withoutLinger(l: Lease): Lease {

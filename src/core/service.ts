@@ -437,6 +437,7 @@ export class LicenseService {
       this.deps.log.error('store write failed; change undone', { error: String(e) });
       throw new LicdError('STORE_FAILED', 'the license database could not be written; nothing was changed. The server log says why (disk full or failing?)');
     }
+    change.durable?.();
     sink?.bus.settle(sink.events, true);
     for (const f of touched) {
       this.dirty.add(f);

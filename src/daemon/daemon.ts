@@ -14,7 +14,7 @@ import { readJsonFile } from '../files.ts';
 import { verifyEntitlement, type Entitlement } from '../core/entitlement.ts';
 import type { Lease, Mutation } from '../core/model.ts';
 import { systemClock, type Clock, type DongleIdentity, type Ed25519, type Random, type StateStore } from '../core/ports.ts';
-import { META_REVOCATIONS, SeatTable } from '../core/seats.ts';
+import { META_REVOCATIONS, restoredEnd, SeatTable } from '../core/seats.ts';
 import { LicenseService, type Log } from '../core/service.ts';
 import { FORMATS, parseEnvelope, verifyEnvelope, type SignedEnvelope } from '../core/signed.ts';
 import { GrantBatcher, sealGrants, type GrantEnvelope } from '../core/grant-batch.ts';
@@ -253,7 +253,10 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         if (!id.startsWith('-')) return id;
       }
     };
-    const loaded = await store.load();
+    const stored = await store.load();
+    // Leases renewed by heartbeats that wrote nothing are kept as long as their holders may have been told.
+    const loadedAt = clock.now();
+    const loaded = { ...stored, leases: stored.leases.map((l) => restoredEnd(l, loadedAt)) };
     // The license installed last (docs/activation.md): a license file older than it, put back
     // while licd was stopped, is refused and the installed one served from the database.
     const startLicense = chooseStartLicense({ loaded: loaded.meta.get(META_LICENSE), file: entitlement, madeDemo, vendorPublicKey, dongle: dongleView ?? named, now: clock.now(), ed, log, licenseFile });
@@ -704,7 +707,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
         if (!h.ok) {
           storeBrokenAt = clock.now();
           log.error(`writes to the license database fail: ${h.error.message}. Until then requests that change seats are refused with STORE_FAILED; status works`, { dir: join(config.dataDir, 'db') });
-          service.setWarning('store', `store failing: ${h.error.message}. Checkouts, check-ins, heartbeats and borrows are refused (STORE_FAILED) until then; status works`);
+          service.setWarning('store', `store failing: ${h.error.message}. Checkouts, check-ins, borrows and heartbeats that need a write are refused (STORE_FAILED) until then; status works`);
         } else {
           log.info('writing to the license database resumed', { brokenSeconds: Math.round(h.brokenMs / 100) / 10, recordsRewritten: h.fixed });
           service.setWarning('store', null);

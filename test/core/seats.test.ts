@@ -1,7 +1,8 @@
 import test from 'ava';
 import type { FeatureLicense } from '../../src/core/entitlement.ts';
 import { LicdError } from '../../src/core/errors.ts';
-import { SeatTable } from '../../src/core/seats.ts';
+import { EMPTY_POLICY } from '../../src/core/policy.ts';
+import { restoredEnd, SeatTable, STORED_TTLS } from '../../src/core/seats.ts';
 
 const T0 = Date.parse('2026-06-01T12:00:00Z');
 const features: FeatureLicense[] = [
@@ -236,4 +237,70 @@ test('an expired feature has no free seats in its availability; a live one keeps
   t.is(after.total, 3, 'the total still says what the license had');
   t.is(after.expires, new Date(T0 + 1000).toISOString());
   t.is(s.availability('render', T0 + 1000).free, 3);
+});
+
+test('a heartbeat writes its lease STORED_TTLS TTLs ahead once that write is durable; the heartbeats it covers write nothing', (t) => {
+  const s = table();
+  const a = s.checkout(req({ ttlMs: 60_000 }), T0).result.lease;
+  const first = s.heartbeat('c1', 'h1', undefined, T0 + 20_000);
+  t.deepEqual(first.result.renewed, [{ id: a.id, expiresAt: T0 + 80_000 }]);
+  t.is(first.mutations.length, 1);
+  const written = (first.mutations[0] as { lease: { storedUntil?: number; expiresAt: number } }).lease;
+  t.is(written.expiresAt, T0 + 80_000);
+  t.is(written.storedUntil, T0 + 20_000 + STORED_TTLS * 60_000);
+  // Not durable yet: a second heartbeat meanwhile writes again (it must not be answered on a write still under way).
+  t.is(s.getLease(a.id)!.storedUntil, undefined);
+  t.is(s.heartbeat('c1', 'h1', undefined, T0 + 21_000).mutations.length, 1);
+  first.durable!();
+  t.is(s.getLease(a.id)!.storedUntil, T0 + 200_000);
+  // Every heartbeat whose new end is within it: renewed in memory, nothing to write.
+  for (let at = T0 + 40_000; at <= T0 + 140_000; at += 20_000) {
+    const hb = s.heartbeat('c1', 'h1', undefined, at);
+    t.deepEqual(hb.result.renewed, [{ id: a.id, expiresAt: at + 60_000 }]);
+    t.is(hb.mutations.length, 0, `heartbeat at +${(at - T0) / 1000} s`);
+    t.is(hb.durable, undefined);
+  }
+  t.is(s.getLease(a.id)!.expiresAt, T0 + 200_000);
+  t.deepEqual(s.reap(T0 + 199_999).result.leases, []);
+  // The next one is past it: written, again three TTLs ahead.
+  const next = s.heartbeat('c1', 'h1', undefined, T0 + 160_000);
+  t.is((next.mutations[0] as { lease: { storedUntil?: number } }).lease.storedUntil, T0 + 160_000 + 180_000);
+});
+
+test('a heartbeat after a last will writes (the disconnect mark must leave the disk); a will, a lingering check-in and a clock step write the end exactly', (t) => {
+  const s = table();
+  s.setPolicy({ ...EMPTY_POLICY, linger: new Map([['render', { ms: 30_000, line: 1 }]]) });
+  const a = s.checkout(req(), T0).result.lease;
+  s.heartbeat('c1', 'h1', undefined, T0 + 20_000).durable!();
+  t.is(s.getLease(a.id)!.storedUntil, T0 + 200_000);
+  const gone = s.clientGone('c1', 'h1', T0 + 21_000, 10_000);
+  t.is((gone.mutations[0] as { lease: { storedUntil?: number } }).lease.storedUntil, undefined);
+  const back = s.heartbeat('c1', 'h1', undefined, T0 + 25_000);
+  t.is(back.mutations.length, 1, 'the disconnect mark is cleared on disk too');
+  t.is((back.mutations[0] as { lease: { disconnectedAt: number | null } }).lease.disconnectedAt, null);
+  back.durable!();
+  t.is(s.getLease(a.id)!.storedUntil, T0 + 205_000);
+  const shifted = s.shift(3600_000);
+  t.is((shifted.mutations.find((m) => m.kind === 'lease.put') as { lease: { storedUntil?: number } }).lease.storedUntil, undefined);
+  s.heartbeat('c1', 'h1', undefined, T0 + 3630_000).durable!();
+  const lingered = s.checkin('c1', 'h1', {}, T0 + 3640_000);
+  t.deepEqual(lingered.result.lingering.map((l) => [l.expiresAt, l.storedUntil]), [[T0 + 3670_000, undefined]]);
+});
+
+test('restoredEnd: a lease renewed without writes is kept until what it was written ahead to, or one TTL after the start, never less than its stored end', (t) => {
+  const stored = { ...table().checkout(req({ ttlMs: 60_000 }), T0).result.lease, expiresAt: T0 + 80_000, storedUntil: T0 + 200_000, activeAt: T0 + 10_000 };
+  // Started soon after: one TTL from the start.
+  const soon = restoredEnd(stored, T0 + 90_000);
+  t.is(soon.expiresAt, T0 + 150_000);
+  t.false('activeAt' in soon, 'its activity mark may be older than the last report: judged again from the next heartbeat');
+  // Started late: no later than it was written ahead to.
+  t.is(restoredEnd(stored, T0 + 190_000).expiresAt, T0 + 200_000);
+  t.is(restoredEnd(stored, T0 + 500_000).expiresAt, T0 + 200_000, 'past: the start drops it');
+  // Never less than the end on disk.
+  t.is(restoredEnd({ ...stored, expiresAt: T0 + 80_000 }, T0 - 100_000).expiresAt, T0 + 80_000);
+  // Nothing written ahead, or a lingering seat: as stored.
+  const exact = { ...stored, storedUntil: undefined };
+  t.is(restoredEnd(exact, T0 + 90_000), exact);
+  const lingering = { ...stored, lingering: true as const };
+  t.is(restoredEnd(lingering, T0 + 90_000), lingering);
 });

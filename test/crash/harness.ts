@@ -705,6 +705,7 @@ export class Campaign {
     this.ledger.count('restart');
     this.restarts++;
     const upAt = Date.now();
+    this.ledger.started(upAt);
     if (mode === 'fresh') await this.connectAll();
     await this.barrier();
     const barrierMs = Date.now() - upAt;

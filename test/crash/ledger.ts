@@ -15,6 +15,7 @@
  * way they could have ended is ruled out) and what bounds their ends must lie within.
  */
 import type { BorrowView, LeaseView, StatusResult } from '../../src/core/protocol.ts';
+import { STORED_TTLS } from '../../src/core/seats.ts';
 
 export type Outcome = 'pending' | 'ok' | 'error' | 'unknown' | 'unsent';
 
@@ -124,6 +125,7 @@ export class Ledger {
   private seq = 0;
   readonly reqs: Req[] = [];
   readonly kills: number[] = [];
+  readonly starts: number[] = [];
   readonly leases = new Map<string, LeaseRec>();
   readonly borrows = new Map<string, BorrowRec>();
   private readonly activeLeases = new Set<LeaseRec>();
@@ -246,6 +248,11 @@ export class Ledger {
 
   killed(at: number): void {
     this.kills.push(at);
+  }
+
+  /** A daemon was up again at `at` (it read its leases back before). */
+  started(at: number): void {
+    this.starts.push(at);
   }
 
   disconnected(client: string, at: number): void {
@@ -684,6 +691,8 @@ export class Ledger {
       if (this.end(r) >= since - 5) consider(Math.min(this.end(r), s1) + t);
     }
     if (!made) return null;
+    // Heartbeats that may have renewed it, each with the latest time it may have been handled.
+    const renewals: Array<{ sentAt: number; by: number }> = [];
     for (const r of this.clientReqs(v.clientId, since - 2 * MINUTE, s1)) {
       if (r.op !== 'heartbeat' || r.outcome === 'unsent') continue;
       const ids = r.params.leases as string[] | undefined;
@@ -691,10 +700,25 @@ export class Ledger {
       const twice = this.spanned(r);
       if (r.outcome === 'ok') {
         const x = (r.result as { renewed: Array<{ id: string; until: string }> }).renewed.find((y) => y.id === v.id);
-        if (x) consider(ms(x.until));
+        if (x) {
+          consider(ms(x.until));
+          renewals.push({ sentAt: r.sentAt, by: Math.min(this.end(r), s1) });
+        }
         if (!twice) continue;
       } else if (r.outcome === 'error' && !twice) continue;
-      if (this.end(r) >= since - 5) consider(Math.min(this.end(r), s1) + t);
+      if (this.end(r) >= since - 5) {
+        consider(Math.min(this.end(r), s1) + t);
+        renewals.push({ sentAt: r.sentAt, by: Math.min(this.end(r), s1) });
+      }
+    }
+    // A renewal may have been written STORED_TTLS TTLs ahead (most are not written at all), and a
+    // start keeps such a lease until then or one TTL after the start, whichever is sooner
+    // (restoredEnd in src/core/seats.ts, docs/crash-safety.md).
+    for (const up of this.starts) {
+      if (up > s1) continue;
+      let last: number | null = null;
+      for (const h of renewals) if (h.sentAt < up) last = Math.max(last ?? h.by, Math.min(h.by, up));
+      if (last !== null) consider(Math.min(last + STORED_TTLS * t, up + t));
     }
     return bound;
   }

@@ -64,12 +64,13 @@ test.serial('a disk that fills and empties while licd serves loses no answered c
   await checkout('vray_render');
   borrows.push(...(await bc.borrow(c, [{ feature: 'nuke_i', count: 1 }], 24)).borrows.map((b) => b.id));
 
-  // The disk fills while licd serves: heartbeats (each a write) run until one is refused.
+  // The disk fills while licd serves: the first lease's checkout is repeated (each extends it, a
+  // write) until one is refused. (Heartbeats would not do: most write nothing, docs/protocol.md.)
   fs.fill();
   let refused: LicdError | null = null;
   for (let i = 0; i < 400 && !refused; i++) {
     try {
-      await c.request('heartbeat', { leases: [first] });
+      await c.request('checkout', { feature: 'vray_render', user: 'ann', host: 'node-a', pid: 100, ttl: 600 });
     } catch (e) {
       if (isLicdError(e)) refused = e;
       else throw e;
