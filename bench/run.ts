@@ -138,6 +138,8 @@ function usage(): never {
   --burst N        connections in the burst (default 10000)
   --farm N         heartbeating leases in the steady farm (default 10000): the daemon's memory
   --farm-large N   the farm then grown to N leases for its CPU, several per node (default 50000; 0: not)
+  --farm-window S  measure each farm over S seconds (default 20, at least one heartbeat period); 160
+                   holds a lease's every kind of heartbeat (one in seven writes its lease ahead)
   --queue N        nodes that wait for the 100 seats of the queue phase (default 5000)
   --phases LIST    only these phases, comma-separated: ${PHASES.join(',')}
                    (default all; e.g. --phases farm for the daemon's memory idle and with the farm)
@@ -174,6 +176,7 @@ function parseArgs(argv: string[]): Params {
     else if (a === '--burst') p.burst = num(argv[++i], '--burst');
     else if (a === '--farm') p.farm = num(argv[++i], '--farm');
     else if (a === '--farm-large') p.farmLarge = num(argv[++i], '--farm-large', 0); // 0 skips the grown farm
+    else if (a === '--farm-window') p.farmWindowMs = num(argv[++i], '--farm-window') * 1000;
     else if (a === '--queue') p.queueNodes = num(argv[++i], '--queue');
     else if (a === '--daemon') {
       const d = argv[++i];

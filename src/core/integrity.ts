@@ -269,9 +269,10 @@ export class CounterGate {
    * renewal could be overwritten by it on disk.
    */
   commit(mutations: readonly Mutation[], opts: { step?: boolean } = {}): Promise<void> {
-    // A heartbeat renews its lease object in place (SeatTable.heartbeat), and a group is written
-    // only after its step: a later renewal, which may yet be undone, must not reach the disk in
-    // this change's place. The lease is copied as it is now (a store serializes at once).
+    // A group is written only after its step, and the table changes some lease objects in place
+    // (a heartbeat renews the table's own object; it writes a copy, but a change handed the
+    // table's object must not reach the disk with a later, perhaps undone, value). The lease is
+    // copied as it is now (a store serializes at once).
     const frozen = mutations.some((m) => m.kind === 'lease.put')
       ? mutations.map((m): Mutation => (m.kind === 'lease.put' ? { kind: 'lease.put', lease: { ...m.lease } } : m))
       : mutations;

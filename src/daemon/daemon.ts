@@ -691,7 +691,7 @@ export async function startDaemon(deps: DaemonDeps): Promise<Daemon> {
     store.setRecovery?.({
       reconcile: async (disk) => {
         while (service.busy > 0) await service.idle();
-        // Heartbeats were refused meanwhile: a lease that was alive when writes started failing
+        // Heartbeats that needed a write were refused meanwhile: a lease that was alive when writes started failing
         // and whose client has not been seen going gets one TTL from now, so the reaper does not
         // take it from a live client before its next heartbeat.
         const now = clock.now();
