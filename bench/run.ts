@@ -665,6 +665,16 @@ async function phaseBurst(ctx: BrokerCtx, d: DaemonProc): Promise<void> {
   }
 }
 
+/**
+ * What a farm's disk figure over `windowMs` holds: one heartbeat in seven writes its lease three
+ * TTLs ahead (docs/protocol.md, "Heartbeats and the disk"), so a window of fewer than seven
+ * periods, right after the farm settled, holds few or none of the writing ones.
+ */
+function diskWindowNote(windowMs: number, heartbeatS: number): string {
+  const periods = windowMs / (heartbeatS * 1000);
+  return periods >= 7 ? '' : ` (over ${Math.round(periods)} heartbeat period${periods >= 1.5 ? 's' : ''}: not the steady state, where one heartbeat in seven writes; --farm-window ${heartbeatS * 8} measures it)`;
+}
+
 /** The daemon's CPU (and its kernel share), mosquitto's CPU (in % of one core) and the daemon's peak RSS over a window. */
 async function farmWindow(ctx: BrokerCtx, d: DaemonProc, windowMs: number): Promise<{ cpuPct: number; kernelPct: number; brokerPct: number; rss: number; diskKiBs: number }> {
   const cpu0 = cpuSplitMs(d.pid);
@@ -710,7 +720,7 @@ async function growFarm(ctx: BrokerCtx, d: DaemonProc, pool: GeneratorPool, have
   figs.add(`${b}.farm_large.cpu_pct`, `daemon CPU with them, share of one core${b === 'aedes' ? ' (broker included)' : ''}`, w.cpuPct, '%', { cmp: '<=', value: 15 });
   figs.add(`${b}.farm_large.cpu_kernel_pct`, 'of which in the kernel', w.kernelPct, '%');
   figs.add(`${b}.farm_large.rss_mb`, `daemon resident memory with them${b === 'aedes' ? ' (broker included)' : ''}`, w.rss, 'MiB');
-  figs.add(`${b}.farm_large.disk_write_kib_s`, 'daemon writes to disk with them (LevelDB log and compactions: the SD card\'s wear)', w.diskKiBs, 'KiB/s');
+  figs.add(`${b}.farm_large.disk_write_kib_s`, `daemon writes to disk with them (LevelDB log and compactions: the SD card's wear)${diskWindowNote(windowMs, hb)}`, w.diskKiBs, 'KiB/s');
   if (ctx.mosq) figs.add(`${b}.farm_large.broker_cpu_pct`, 'mosquitto CPU, share of one core', w.brokerPct, '%');
   if (errorCount(e) > 0) figs.add(`${b}.farm_large.problems`, `checkouts refused: ${errorText(e)}`, errorCount(e), '');
 }
@@ -756,7 +766,7 @@ async function phaseFarm(ctx: BrokerCtx): Promise<void> {
     if (!P.quick) figs.add(`${b}.farm.idle_settled_rss_mb`, `daemon resident memory idle, settled (${SETTLED_IDLE_MS / 1000} s after it first answered)${build}`, settledRss, 'MiB', { cmp: '<=', value: 64 });
     // Issue 18: 100 MiB with mosquitto; with aedes the daemon also carries the 10,000 connections.
     figs.add(`${b}.farm.rss_mb`, `daemon resident memory${b === 'aedes' ? ' (broker included)' : ''}${build}`, rss, 'MiB', { cmp: '<=', value: b === 'aedes' ? 200 : 100 });
-    figs.add(`${b}.farm.disk_write_kib_s`, 'daemon writes to disk (LevelDB log and compactions: the SD card\'s wear)', diskKiBs, 'KiB/s');
+    figs.add(`${b}.farm.disk_write_kib_s`, `daemon writes to disk (LevelDB log and compactions: the SD card's wear)${diskWindowNote(Math.max(P.farmWindowMs, hb * 1000), hb)}`, diskKiBs, 'KiB/s');
     if (ctx.mosq) {
       figs.add(`${b}.farm.broker_cpu_pct`, 'mosquitto CPU, share of one core', bcpuPct, '%');
       figs.add(`${b}.farm.broker_rss_mb`, 'mosquitto resident memory', rssMiB(ctx.mosq.pid), 'MiB');
