@@ -3,6 +3,7 @@ import type { FeatureLicense } from './entitlement.ts';
 import type { Availability, Borrow, Change, Lease, Mutation } from './model.ts';
 import { compareVersions } from './validate.ts';
 import { EMPTY_POLICY, judge, type Holding, type Policy } from './policy.ts';
+import { ChurnMap } from './churn-map.ts';
 
 interface FeatureState {
   license: FeatureLicense;
@@ -92,8 +93,9 @@ export class SeatTable {
    * `${clientId}\0${pid}\0${feature}\0${holder}` -> lease id: a repeated checkout by the same
    * holder extends instead of taking another seat (legacy leases without a holder: holder '').
    */
-  private readonly byOwner = new Map<string, string>();
-  private readonly byClient = new Map<string, Set<string>>();
+  // Keys that come and go with every checkout and check-in: ChurnMap, not Map (src/core/churn-map.ts).
+  private readonly byOwner = new ChurnMap<string, string>();
+  private readonly byClient = new ChurnMap<string, Set<string>>();
   /** `${clientKey}\0${requestId}` -> borrow ids: a repeated borrow request is found without a scan. */
   private readonly byRequest = new Map<string, Set<string>>();
   /** Expiry buckets by whole second: 'L' + lease id or 'B' + borrow id. */
