@@ -9,12 +9,14 @@ interface FeatureState {
   license: FeatureLicense;
   leased: number;
   borrowed: number;
-  leases: Map<string, Lease>;
+  leases: ChurnMap<string, Lease>;
   borrows: Map<string, Borrow>;
   /** Seats held back by a quarantine until a time (anti-rollback, issue 5). */
   hold: { seats: number; until: number } | null;
   /** Not in the license file: kept only for the borrows still out on it (see restore). */
   orphan?: true;
+  /** The ids of its lingering leases (LINGER), so a checkout finds its user@host's without a scan of all. */
+  lingering?: Set<string>;
 }
 
 export interface CheckoutRequest {
@@ -87,13 +89,14 @@ interface RenewedFrom {
  */
 export class SeatTable {
   private readonly features = new Map<string, FeatureState>();
-  private readonly leases = new Map<string, Lease>();
+  private readonly leases = new ChurnMap<string, Lease>();
   private readonly borrows = new Map<string, Borrow>();
   /**
    * `${clientId}\0${pid}\0${feature}\0${holder}` -> lease id: a repeated checkout by the same
    * holder extends instead of taking another seat (legacy leases without a holder: holder '').
    */
-  // Keys that come and go with every checkout and check-in: ChurnMap, not Map (src/core/churn-map.ts).
+  // Keys that come and go with every checkout and check-in (and a lease's id, when a lingering seat
+  // is checked in and taken back again): ChurnMap, not Map (src/core/churn-map.ts).
   private readonly byOwner = new ChurnMap<string, string>();
   private readonly byClient = new ChurnMap<string, Set<string>>();
   /** `${clientKey}\0${requestId}` -> borrow ids: a repeated borrow request is found without a scan. */
@@ -112,7 +115,7 @@ export class SeatTable {
     private readonly newId: () => string,
   ) {
     for (const license of licenses) {
-      this.features.set(license.name, { license, leased: 0, borrowed: 0, leases: new Map(), borrows: new Map(), hold: null });
+      this.features.set(license.name, { license, leased: 0, borrowed: 0, leases: new ChurnMap(), borrows: new Map(), hold: null });
     }
   }
 
@@ -277,8 +280,11 @@ export class SeatTable {
 
   /** A lingering lease of this user@host on the feature, if the policy has LINGER for it. */
   private lingeringFor(f: FeatureState, user: string, host: string): Lease | undefined {
-    if (!this.policy.linger.has(f.license.name)) return undefined;
-    for (const l of f.leases.values()) if (l.lingering && l.user === user && l.host === host) return l;
+    if (!this.policy.linger.has(f.license.name) || !f.lingering) return undefined;
+    for (const id of f.lingering) {
+      const l = this.leases.get(id);
+      if (l && l.user === user && l.host === host) return l;
+    }
     return undefined;
   }
 
@@ -704,7 +710,7 @@ export class SeatTable {
           license: { name: borrow.feature, version: '0', seats: 0, expires: null, type: 'render', product: borrow.feature, borrow: { allowed: false, maxHours: 0 } },
           leased: 0,
           borrowed: 0,
-          leases: new Map(),
+          leases: new ChurnMap(),
           borrows: new Map(),
           hold: null,
           orphan: true,
@@ -789,6 +795,7 @@ export class SeatTable {
     this.leases.set(l.id, l);
     f.leases.set(l.id, l);
     f.leased += l.count;
+    if (l.lingering) (f.lingering ??= new Set()).add(l.id);
     this.byOwner.set(ownerKey(l.clientId, l.pid, l.feature, l.holder), l.id);
     let set = this.byClient.get(l.clientId);
     if (!set) this.byClient.set(l.clientId, (set = new Set()));
@@ -801,6 +808,7 @@ export class SeatTable {
     this.leases.delete(l.id);
     f.leases.delete(l.id);
     f.leased -= l.count;
+    if (l.lingering) f.lingering?.delete(l.id);
     const key = ownerKey(l.clientId, l.pid, l.feature, l.holder);
     if (this.byOwner.get(key) === l.id) this.byOwner.delete(key);
     const set = this.byClient.get(l.clientId);
@@ -874,7 +882,7 @@ export class SeatTable {
   ): Change<{ ended: Array<{ lease: Lease; message: string }>; added: string[]; removed: string[]; changed: string[] }> {
     const next = new Map(licenses.map((l) => [l.name, l]));
     const ended: Array<{ lease: Lease; message: string }> = [];
-    const newestFirst = (m: Map<string, Lease>) => [...m.values()].sort((a, b) => b.since - a.since || (a.id < b.id ? 1 : -1));
+    const newestFirst = (m: ChurnMap<string, Lease>) => [...m.values()].sort((a, b) => b.since - a.since || (a.id < b.id ? 1 : -1));
     for (const [name, f] of this.features) {
       const lic = next.get(name);
       if (!lic) {
@@ -918,7 +926,7 @@ export class SeatTable {
     }
     for (const lic of licenses) {
       if (this.features.has(lic.name)) continue;
-      this.features.set(lic.name, { license: lic, leased: 0, borrowed: 0, leases: new Map(), borrows: new Map(), hold: null });
+      this.features.set(lic.name, { license: lic, leased: 0, borrowed: 0, leases: new ChurnMap(), borrows: new Map(), hold: null });
       change.result.added.push(lic.name);
     }
     const undo = change.undo;
@@ -988,7 +996,7 @@ export class SeatTable {
   /** At most `limit` of a feature's leases and borrows, and how many there are in all. */
   featureListing(name: string, limit = Number.POSITIVE_INFINITY): { leases: Lease[]; borrows: Borrow[]; leaseCount: number; borrowCount: number } {
     const f = this.features.get(name);
-    const take = <T>(m: Map<string, T> | undefined): T[] => {
+    const take = <T>(m: { values(): Iterable<T> } | undefined): T[] => {
       const out: T[] = [];
       if (!m) return out;
       for (const v of m.values()) {
