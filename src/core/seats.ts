@@ -9,7 +9,7 @@ interface FeatureState {
   license: FeatureLicense;
   leased: number;
   borrowed: number;
-  leases: ChurnMap<string, Lease>;
+  leases: Map<string, Lease>;
   borrows: Map<string, Borrow>;
   /** Seats held back by a quarantine until a time (anti-rollback, issue 5). */
   hold: { seats: number; until: number } | null;
@@ -89,14 +89,14 @@ interface RenewedFrom {
  */
 export class SeatTable {
   private readonly features = new Map<string, FeatureState>();
-  private readonly leases = new ChurnMap<string, Lease>();
+  private readonly leases = new Map<string, Lease>();
   private readonly borrows = new Map<string, Borrow>();
   /**
    * `${clientId}\0${pid}\0${feature}\0${holder}` -> lease id: a repeated checkout by the same
    * holder extends instead of taking another seat (legacy leases without a holder: holder '').
    */
-  // Keys that come and go with every checkout and check-in (and a lease's id, when a lingering seat
-  // is checked in and taken back again): ChurnMap, not Map (src/core/churn-map.ts).
+  // Keys that come and go with every checkout and check-in: ChurnMap, not Map (src/core/churn-map.ts).
+  // (The lease maps take a new id at each checkout; a lease put again is overwritten in place: apply.)
   private readonly byOwner = new ChurnMap<string, string>();
   private readonly byClient = new ChurnMap<string, Set<string>>();
   /** `${clientKey}\0${requestId}` -> borrow ids: a repeated borrow request is found without a scan. */
@@ -115,7 +115,7 @@ export class SeatTable {
     private readonly newId: () => string,
   ) {
     for (const license of licenses) {
-      this.features.set(license.name, { license, leased: 0, borrowed: 0, leases: new ChurnMap(), borrows: new Map(), hold: null });
+      this.features.set(license.name, { license, leased: 0, borrowed: 0, leases: new Map(), borrows: new Map(), hold: null });
     }
   }
 
@@ -710,7 +710,7 @@ export class SeatTable {
           license: { name: borrow.feature, version: '0', seats: 0, expires: null, type: 'render', product: borrow.feature, borrow: { allowed: false, maxHours: 0 } },
           leased: 0,
           borrowed: 0,
-          leases: new ChurnMap(),
+          leases: new Map(),
           borrows: new Map(),
           hold: null,
           orphan: true,
@@ -759,7 +759,10 @@ export class SeatTable {
     switch (m.kind) {
       case 'lease.put': {
         const old = this.leases.get(m.lease.id);
-        if (old) this.removeLease(old);
+        // The same id put again (an extended checkout, a lingering check-in and its taking back, a
+        // will): its entries in the id maps are overwritten, not deleted and set again, which in a
+        // large Map grows the key's bucket chain (src/core/churn-map.ts says why).
+        if (old) this.removeLease(old, old.feature === m.lease.feature);
         this.addLease(m.lease);
         return old ? { kind: 'lease.put', lease: old } : { kind: 'lease.del', id: m.lease.id };
       }
@@ -803,10 +806,13 @@ export class SeatTable {
     this.wheelAdd('L' + l.id, l.expiresAt);
   }
 
-  private removeLease(l: Lease): void {
+  /** `replaced`: a lease of the same id and feature is added right after, over its entries. */
+  private removeLease(l: Lease, replaced = false): void {
     const f = this.features.get(l.feature)!;
-    this.leases.delete(l.id);
-    f.leases.delete(l.id);
+    if (!replaced) {
+      this.leases.delete(l.id);
+      f.leases.delete(l.id);
+    }
     f.leased -= l.count;
     if (l.lingering) f.lingering?.delete(l.id);
     const key = ownerKey(l.clientId, l.pid, l.feature, l.holder);
@@ -882,7 +888,7 @@ export class SeatTable {
   ): Change<{ ended: Array<{ lease: Lease; message: string }>; added: string[]; removed: string[]; changed: string[] }> {
     const next = new Map(licenses.map((l) => [l.name, l]));
     const ended: Array<{ lease: Lease; message: string }> = [];
-    const newestFirst = (m: ChurnMap<string, Lease>) => [...m.values()].sort((a, b) => b.since - a.since || (a.id < b.id ? 1 : -1));
+    const newestFirst = (m: Map<string, Lease>) => [...m.values()].sort((a, b) => b.since - a.since || (a.id < b.id ? 1 : -1));
     for (const [name, f] of this.features) {
       const lic = next.get(name);
       if (!lic) {
@@ -926,7 +932,7 @@ export class SeatTable {
     }
     for (const lic of licenses) {
       if (this.features.has(lic.name)) continue;
-      this.features.set(lic.name, { license: lic, leased: 0, borrowed: 0, leases: new ChurnMap(), borrows: new Map(), hold: null });
+      this.features.set(lic.name, { license: lic, leased: 0, borrowed: 0, leases: new Map(), borrows: new Map(), hold: null });
       change.result.added.push(lic.name);
     }
     const undo = change.undo;
