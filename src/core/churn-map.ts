@@ -53,14 +53,6 @@ export class ChurnMap<K, V> {
     for (const [k, v] of this.m) if (v !== GONE) yield [k, v];
   }
 
-  *values(): IterableIterator<V> {
-    for (const v of this.m.values()) if (v !== GONE) yield v;
-  }
-
-  *keys(): IterableIterator<K> {
-    for (const [k, v] of this.m) if (v !== GONE) yield k;
-  }
-
   [Symbol.iterator](): IterableIterator<[K, V]> {
     return this.entries();
   }

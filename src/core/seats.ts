@@ -94,9 +94,10 @@ export class SeatTable {
   /**
    * `${clientId}\0${pid}\0${feature}\0${holder}` -> lease id: a repeated checkout by the same
    * holder extends instead of taking another seat (legacy leases without a holder: holder '').
+   * This and byClient are ChurnMaps: their keys come and go with every checkout and check-in
+   * (src/core/churn-map.ts). The lease maps take a new id at each checkout, and a lease put again
+   * under its id is overwritten in place (apply).
    */
-  // Keys that come and go with every checkout and check-in: ChurnMap, not Map (src/core/churn-map.ts).
-  // (The lease maps take a new id at each checkout; a lease put again is overwritten in place: apply.)
   private readonly byOwner = new ChurnMap<string, string>();
   private readonly byClient = new ChurnMap<string, Set<string>>();
   /** `${clientKey}\0${requestId}` -> borrow ids: a repeated borrow request is found without a scan. */
@@ -1002,7 +1003,7 @@ export class SeatTable {
   /** At most `limit` of a feature's leases and borrows, and how many there are in all. */
   featureListing(name: string, limit = Number.POSITIVE_INFINITY): { leases: Lease[]; borrows: Borrow[]; leaseCount: number; borrowCount: number } {
     const f = this.features.get(name);
-    const take = <T>(m: { values(): Iterable<T> } | undefined): T[] => {
+    const take = <T>(m: Map<string, T> | undefined): T[] => {
       const out: T[] = [];
       if (!m) return out;
       for (const v of m.values()) {
