@@ -102,8 +102,13 @@ export class SeatTable {
   private readonly byClient = new ChurnMap<string, Set<string>>();
   /** `${clientKey}\0${requestId}` -> borrow ids: a repeated borrow request is found without a scan. */
   private readonly byRequest = new Map<string, Set<string>>();
-  /** Expiry buckets by whole second: 'L' + lease id or 'B' + borrow id. */
-  private readonly wheel = new Map<number, Set<string>>();
+  /**
+   * Expiry buckets by whole second, of lease ids and of borrow ids. The ids themselves, not a
+   * prefixed key: a farm's heartbeats move leases between buckets thousands of times a second,
+   * and a fresh key string is hashed at every move where an id's hash is kept with the string.
+   */
+  private readonly leaseWheel = new Map<number, Set<string>>();
+  private readonly borrowWheel = new Map<number, Set<string>>();
   private wheelCursor = -1;
   /** `${feature}\0${user}\0${host}` -> the admin's block. */
   private readonly blocks = new Map<string, Block>();
@@ -362,7 +367,7 @@ export class SeatTable {
       }
       const wasDisconnected = l.disconnectedAt !== null;
       olds[i] = { lease: l, expiresAt: l.expiresAt, disconnectedAt: l.disconnectedAt, activeAt: l.activeAt };
-      this.renewInPlace(l, expiresAt, null, idleMs !== undefined ? now - idleMs : l.activeAt);
+      this.renewInPlace(l, true, expiresAt, null, idleMs !== undefined ? now - idleMs : l.activeAt);
       // Covered by its durable record, and no disconnect mark to clear on disk: nothing to write.
       if (!wasDisconnected && l.storedUntil !== undefined && expiresAt <= l.storedUntil) continue;
       const storedUntil = now + STORED_TTLS * l.ttlMs;
@@ -376,7 +381,7 @@ export class SeatTable {
         for (let i = n - 1; i >= 0; i--) {
           const o = olds[i]!;
           if ('kind' in o) this.apply(o);
-          else this.renewInPlace(o.lease, o.expiresAt, o.disconnectedAt, o.activeAt);
+          else this.renewInPlace(o.lease, this.leases.get(o.lease.id) === o.lease, o.expiresAt, o.disconnectedAt, o.activeAt);
         }
       },
       ...(stored
@@ -391,15 +396,13 @@ export class SeatTable {
 
   /**
    * Sets a lease's end, disconnect mark and activity on the object itself. Its expiry bucket moves
-   * only while the table holds this object; a lease object the table no longer holds (replaced or
-   * ended since, as an undo may find it) just gets the values back.
+   * only while the table holds this object (`held`, which the caller knows); a lease object the
+   * table no longer holds (replaced or ended since, as an undo may find it) just gets the values back.
    */
-  private renewInPlace(l: Lease, expiresAt: number, disconnectedAt: number | null, activeAt: number | undefined): void {
-    const held = this.leases.get(l.id) === l;
+  private renewInPlace(l: Lease, held: boolean, expiresAt: number, disconnectedAt: number | null, activeAt: number | undefined): void {
     if (held && Math.floor(expiresAt / 1000) !== Math.floor(l.expiresAt / 1000)) {
-      const key = 'L' + l.id;
-      this.wheelRemove(key, l.expiresAt);
-      this.wheelAdd(key, expiresAt);
+      this.wheelRemove(this.leaseWheel, l.id, l.expiresAt);
+      this.wheelAdd(this.leaseWheel, l.id, expiresAt);
     }
     l.expiresAt = expiresAt;
     l.disconnectedAt = disconnectedAt;
@@ -641,35 +644,25 @@ export class SeatTable {
   /** Removes every lease and borrow whose time has passed. */
   reap(now: number): Change<{ leases: Lease[]; borrows: Borrow[] }> {
     const nowSec = Math.floor(now / 1000);
-    const due: string[] = [];
-    if (this.wheelCursor < 0 || nowSec - this.wheelCursor > 3600) {
-      // First run or a long jump: look at every bucket once rather than every second.
-      for (const [sec, set] of this.wheel) if (sec <= nowSec) due.push(...set);
-    } else {
-      for (let s = this.wheelCursor; s <= nowSec; s++) {
-        const set = this.wheel.get(s);
-        if (set) due.push(...set);
-      }
-    }
+    const dueLeases = this.dueIn(this.leaseWheel, nowSec);
+    const dueBorrows = this.dueIn(this.borrowWheel, nowSec);
     const scannedFrom = this.wheelCursor;
     this.wheelCursor = nowSec;
     const leases: Lease[] = [];
     const borrows: Borrow[] = [];
     const mutations: Mutation[] = [];
-    for (const key of due) {
-      const id = key.slice(1);
-      if (key[0] === 'L') {
-        const l = this.leases.get(id);
-        if (l && l.expiresAt <= now) {
-          leases.push(l);
-          mutations.push({ kind: 'lease.del', id });
-        }
-      } else {
-        const b = this.borrows.get(id);
-        if (b && b.expiresAt <= now) {
-          borrows.push(b);
-          mutations.push({ kind: 'borrow.del', id });
-        }
+    for (const id of dueLeases) {
+      const l = this.leases.get(id);
+      if (l && l.expiresAt <= now) {
+        leases.push(l);
+        mutations.push({ kind: 'lease.del', id });
+      }
+    }
+    for (const id of dueBorrows) {
+      const b = this.borrows.get(id);
+      if (b && b.expiresAt <= now) {
+        borrows.push(b);
+        mutations.push({ kind: 'borrow.del', id });
       }
     }
     const change = this.change({ leases, borrows }, mutations);
@@ -681,6 +674,21 @@ export class SeatTable {
       this.wheelCursor = scannedFrom < 0 ? -1 : Math.min(this.wheelCursor, scannedFrom);
     };
     return change;
+  }
+
+  /** The ids in a wheel's buckets from the cursor to this second. */
+  private dueIn(wheel: Map<number, Set<string>>, nowSec: number): string[] {
+    const due: string[] = [];
+    if (this.wheelCursor < 0 || nowSec - this.wheelCursor > 3600) {
+      // First run or a long jump: look at every bucket once rather than every second.
+      for (const [sec, set] of wheel) if (sec <= nowSec) due.push(...set);
+    } else {
+      for (let s = this.wheelCursor; s <= nowSec; s++) {
+        const set = wheel.get(s);
+        if (set) due.push(...set);
+      }
+    }
+    return due;
   }
 
   /** Loads persisted state (at start). Entries whose time passed while the daemon was down are dropped. */
@@ -804,7 +812,7 @@ export class SeatTable {
     let set = this.byClient.get(l.clientId);
     if (!set) this.byClient.set(l.clientId, (set = new Set()));
     set.add(l.id);
-    this.wheelAdd('L' + l.id, l.expiresAt);
+    this.wheelAdd(this.leaseWheel, l.id, l.expiresAt);
   }
 
   /** `replaced`: a lease of the same id and feature is added right after, over its entries. */
@@ -823,7 +831,7 @@ export class SeatTable {
       set.delete(l.id);
       if (set.size === 0) this.byClient.delete(l.clientId);
     }
-    this.wheelRemove('L' + l.id, l.expiresAt);
+    this.wheelRemove(this.leaseWheel, l.id, l.expiresAt);
   }
 
   private addBorrow(b: Borrow): void {
@@ -836,7 +844,7 @@ export class SeatTable {
     let set = this.byRequest.get(rk);
     if (!set) this.byRequest.set(rk, (set = new Set()));
     set.add(b.id);
-    this.wheelAdd('B' + b.id, b.expiresAt);
+    this.wheelAdd(this.borrowWheel, b.id, b.expiresAt);
   }
 
   private removeBorrow(b: Borrow): void {
@@ -850,24 +858,24 @@ export class SeatTable {
       set.delete(b.id);
       if (set.size === 0) this.byRequest.delete(rk);
     }
-    this.wheelRemove('B' + b.id, b.expiresAt);
+    this.wheelRemove(this.borrowWheel, b.id, b.expiresAt);
   }
 
-  private wheelAdd(key: string, at: number): void {
+  private wheelAdd(wheel: Map<number, Set<string>>, id: string, at: number): void {
     const s = Math.floor(at / 1000);
     // A bucket the reaper has passed (an undo putting back an end that was due): its next scan starts there.
     if (s < this.wheelCursor) this.wheelCursor = s;
-    let set = this.wheel.get(s);
-    if (!set) this.wheel.set(s, (set = new Set()));
-    set.add(key);
+    let set = wheel.get(s);
+    if (!set) wheel.set(s, (set = new Set()));
+    set.add(id);
   }
 
-  private wheelRemove(key: string, at: number): void {
+  private wheelRemove(wheel: Map<number, Set<string>>, id: string, at: number): void {
     const s = Math.floor(at / 1000);
-    const set = this.wheel.get(s);
+    const set = wheel.get(s);
     if (set) {
-      set.delete(key);
-      if (set.size === 0) this.wheel.delete(s);
+      set.delete(id);
+      if (set.size === 0) wheel.delete(s);
     }
   }
 

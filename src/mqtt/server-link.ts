@@ -36,6 +36,17 @@ const SLOT_SWEEP_MS = 10_000;
  */
 export const REQUEST_QOS = 0;
 
+/**
+ * The QoS of heartbeat answers (every other answer goes at QoS 1). A heartbeat is the one request
+ * whose answer a client can do without: the SDK repeats a heartbeat that got no answer (after a
+ * reconnect, or when its answer timed out), and a renewal is idempotent. At QoS 0 the broker
+ * sends licd no PUBACK for it, which licd would read, match and count: with 50,000 leases
+ * heartbeating, most of the daemon's packets (docs/performance.md, issue 18). Over the one live
+ * connection TCP loses nothing; what QoS 1 added was the link resending unacknowledged answers
+ * after a reconnect, to clients whose clean sessions had mostly lost the subscription anyway.
+ */
+export const HEARTBEAT_ANSWER_QOS = 0;
+
 export interface ServerLinkOptions {
   url: string;
   username: string;
@@ -225,7 +236,7 @@ export class ServerLink {
               error: { code: 'PAYLOAD_TOO_LARGE', message: `the answer would be ${text.length} bytes, over the ${MAX_ANSWER_BYTES} bytes brokers pass; ask for less (status: "feature" and "limit")` },
             });
           }
-          this.answer(t, text, () => release('work'));
+          this.answer(t, text, () => release('work'), answer.op === 'heartbeat' ? HEARTBEAT_ANSWER_QOS : 1);
           if (this.opts.observe) this.opts.observe(answer.op, (performance.now() - arrived) / 1000);
         } else release('work');
       })
@@ -237,10 +248,13 @@ export class ServerLink {
     for (const [id, s] of this.perClient) if (s.work === 0 && s.busy === 0) this.perClient.delete(id);
   }
 
-  /** Publishes an answer; `done` runs once the broker has it (PUBACK) or the publish failed. */
-  private answer(t: { clientId: string; login?: string | undefined }, text: string, done: () => void): void {
+  /**
+   * Publishes an answer; `done` runs once the broker has it (PUBACK) or the publish failed, or, at
+   * QoS 0, once it is handed to the link's socket.
+   */
+  private answer(t: { clientId: string; login?: string | undefined }, text: string, done: () => void, qos: 0 | 1 = 1): void {
     const topic = t.login !== undefined ? this.topics.loginResponse(t.login, t.clientId) : this.topics.clientResponse(t.clientId);
-    this.client.publish(topic, text, { qos: 1 }, () => done());
+    this.client.publish(topic, text, { qos }, () => done());
   }
 
   /**
