@@ -1,20 +1,33 @@
 /**
  * Issue 18: heartbeat answers go at QoS 0 (src/mqtt/server-link.ts, HEARTBEAT_ANSWER_QOS), every
- * other answer at QoS 1. A render node subscribed to its answers at QoS 1 through a real mosquitto
- * gets a checkout's and a check-in's answer at QoS 1 (the broker keeps them for it until it
- * acknowledges) and a heartbeat's at QoS 0; the heartbeat still renews the lease.
+ * other answer at QoS 1. A render node subscribed to its answers at QoS 1, through a real
+ * mosquitto and through the embedded broker, gets a checkout's and a check-in's answer at QoS 1
+ * (the broker keeps them for it until it acknowledges) and a heartbeat's at QoS 0; the heartbeat
+ * still renews the lease.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import mqtt from 'mqtt';
 import { topics, type Answer } from '../../src/core/protocol.ts';
+import { startTestDaemon } from '../helpers/daemon.ts';
 import { startExternalDaemon } from '../helpers/mosquitto.ts';
 
-test('heartbeat answers arrive at QoS 0, checkout and check-in answers at QoS 1', async (t) => {
+test('through mosquitto: heartbeat answers arrive at QoS 0, checkout and check-in answers at QoS 1', async (t) => {
   t.timeout(60_000);
   const x = await startExternalDaemon();
   t.teardown(() => x.dispose());
+  await answersAndTheirQos(t, x.url);
+});
+
+test('through the embedded broker: heartbeat answers arrive at QoS 0, checkout and check-in answers at QoS 1', async (t) => {
+  t.timeout(60_000);
+  const d = await startTestDaemon();
+  t.teardown(() => d.dispose());
+  await answersAndTheirQos(t, `mqtt://127.0.0.1:${d.broker!.port}`);
+});
+
+async function answersAndTheirQos(t: ExecutionContext, url: string): Promise<void> {
   const id = 'qos-node-1';
-  const c = await mqtt.connectAsync(x.url, { clientId: id, reconnectPeriod: 0, clean: true });
+  const c = await mqtt.connectAsync(url, { clientId: id, reconnectPeriod: 0, clean: true });
   t.teardown(() => c.endAsync(true));
   const waiting = new Map<string, (a: { answer: Answer; qos: number }) => void>();
   c.on('message', (_topic, payload, packet) => {
@@ -53,4 +66,4 @@ test('heartbeat answers arrive at QoS 0, checkout and check-in answers at QoS 1'
   const back = await ask({ id: 'i1', op: 'checkin', leases: [lease.id] });
   t.true(back.answer.ok, JSON.stringify(back.answer));
   t.is(back.qos, 1, 'a check-in answer goes at QoS 1');
-});
+}
