@@ -538,15 +538,19 @@ export const accessRules: AccessRule[] = [
       }
       const lease = await victim.checkout('vray_render');
       await victim.status();
+      const releasing = Date.now();
       await lease.release();
-      // Barrier: the availability after the check-in was published after every answer above.
+      // Barrier: the availability after the check-in was published after every answer above. It
+      // shows the seat free again and was made after the check-in was sent: between the checkout
+      // and the check-in every publish shows it taken. (Not "taken, then free": changes within
+      // 100 ms share one publish, so the checkout's own may never go out: docs/protocol.md.)
       for (const w of wild.filter((x) => x.mqtt)) {
         await until(
-          () => {
-            const updates = w.received.filter((m) => m.topic === topics.feature('vray_render')).map((m) => JSON.parse(m.payload) as { leased: number });
-            const taken = updates.findIndex((u) => u.leased === 1);
-            return taken >= 0 && updates.slice(taken + 1).some((u) => u.leased === 0);
-          },
+          () =>
+            w.received
+              .filter((m) => m.topic === topics.feature('vray_render'))
+              .map((m) => JSON.parse(m.payload) as { leased: number; updated: string })
+              .some((u) => u.leased === 0 && Date.parse(u.updated) >= releasing),
           `client ${w.clientId} to see the availability change after the check-in`,
           5000,
         );
