@@ -32,7 +32,8 @@ const SLOT_SWEEP_MS = 10_000;
  * (on the box, or the embedded broker in the process) TCP loses nothing. QoS 1 there bought
  * nothing but a PUBACK from licd per request, its own socket write: the largest single cost in
  * the profile of a checkout+checkin (docs/performance.md). The nodes still publish at QoS 1 to the
- * broker, licd answers at QoS 1, and last wills and admin requests stay at QoS 1 (rare).
+ * broker, licd answers at QoS 1 (heartbeats at HEARTBEAT_ANSWER_QOS, below), and last wills and
+ * admin requests stay at QoS 1 (rare).
  */
 export const REQUEST_QOS = 0;
 

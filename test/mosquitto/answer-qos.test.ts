@@ -60,8 +60,9 @@ async function answersAndTheirQos(t: ExecutionContext, url: string): Promise<voi
   t.deepEqual(renewed.map((r) => r.id), [lease.id]);
   t.true(Date.parse(renewed[0]!.until) > Date.parse(lease.until), 'the heartbeat renewed the lease');
 
-  const refused = await ask({ id: 'h2', op: 'heartbeat', leases: ['no-such-lease'] });
-  t.is(refused.qos, 0);
+  const unknown = await ask({ id: 'h2', op: 'heartbeat', leases: ['no-such-lease'] });
+  t.deepEqual((unknown.answer as { result: { unknown: string[] } }).result.unknown, ['no-such-lease']);
+  t.is(unknown.qos, 0, 'a heartbeat naming a lease the client does not hold is answered at QoS 0 too');
 
   const back = await ask({ id: 'i1', op: 'checkin', leases: [lease.id] });
   t.true(back.answer.ok, JSON.stringify(back.answer));
