@@ -848,7 +848,7 @@ async function phaseRestart(ctx: BrokerCtx): Promise<void> {
   }
 }
 
-/** The disk under the databases: one synced LevelDB batch at a time, nothing else running. */
+/** The disk under the databases: one synced batch at a time through licd's store, nothing else running. */
 async function phaseDisk(): Promise<void> {
   // Through the daemon's own store (src/store/level-store.ts), one change per batch, each
   // awaited: what one group commit costs, without the group.
@@ -872,7 +872,7 @@ async function phaseDisk(): Promise<void> {
   figs.add('disk.sync_write_p50_ms', `one synced batch through licd's store (LevelDB), alone (${n} in a row): p50`, s.p50, 'ms');
   figs.add('disk.sync_write_p99_ms', 'the same, p99', s.p99, 'ms');
   figs.add('disk.sync_write_max_ms', 'the same, max', s.max, 'ms');
-  figs.add('disk.sync_write_cpu_us', `the same, CPU per batch (of it in the kernel ${(cpu.system / n).toFixed(0)} µs: the fsync)`, syncedBatchCpuUs, 'µs');
+  figs.add('disk.sync_write_cpu_us', `the same, CPU per batch (in the kernel ${(cpu.system / n).toFixed(0)} µs of it, mostly the fsync)`, syncedBatchCpuUs, 'µs');
 }
 
 /**
