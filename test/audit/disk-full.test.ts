@@ -46,11 +46,19 @@ test('writes refused on a full disk leave the audit chain verifiable; the refusa
   let pid = 100;
   const checkout = (feature: string) => c.request<{ lease: { id: string } }>('checkout', { feature, user: 'ann', host: 'node-a', pid: pid++, ttl: 600 });
 
-  const first = (await checkout('vray_render')).lease.id;
+  await checkout('vray_render'); // served before the disk fills
   fs.fill();
-  // Heartbeats (each a write) until one is refused; then checkouts, whose grant records were chained.
+  // Writes until one is refused: checkouts and check-ins of another feature, each one a write.
+  // (Not heartbeats: after the first, a heartbeat within its lease's stored end writes nothing,
+  // docs/protocol.md "Heartbeats and the disk", so a loop of them tried the disk once.)
+  // Then checkouts, whose grant records were chained.
   let refused = false;
-  for (let i = 0; i < 400 && !refused; i++) refused = (await code(c.request('heartbeat', { leases: [first] }))) === 'STORE_FAILED';
+  for (let i = 0; i < 400 && !refused; i++) {
+    let id: string | null = null;
+    const out = await code(checkout('vray_render').then((a) => void (id = a.lease.id)));
+    refused = out === 'STORE_FAILED';
+    if (!refused && id !== null) refused = (await code(c.request('checkin', { leases: [id] }))) === 'STORE_FAILED';
+  }
   t.true(refused, 'a write was refused once the disk was full');
   t.is(await code(checkout('vray_distributed')), 'STORE_FAILED');
   t.is(await code(checkout('vray_distributed')), 'STORE_FAILED');
