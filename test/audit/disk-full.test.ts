@@ -48,7 +48,8 @@ test('writes refused on a full disk leave the audit chain verifiable; the refusa
 
   await checkout('vray_render'); // served before the disk fills
   fs.fill();
-  // Writes until one is refused: checkouts and check-ins of another feature, each one a write.
+  // Writes until one is refused: checkouts and check-ins of vray_render (not the feature checked
+  // below), each one a write.
   // (Not heartbeats: after the first, a heartbeat within its lease's stored end writes nothing,
   // docs/protocol.md "Heartbeats and the disk", so a loop of them tried the disk once.)
   // Then checkouts, whose grant records were chained.
